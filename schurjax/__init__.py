@@ -1,0 +1,11 @@
+"""schurjax: batched Schur-coupling ablations of trained tanh RNNs in JAX.
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+A trained recurrent matrix is written as W = Q T Q^T in ordered real Schur coordinates; directed nonnormal
+couplings (entries of T above the block diagonal) are removed, and thousands of such edited networks are rolled
+out at once on the task distribution.
+"""
+
+__version__ = "0.1.0"
+
+# --- public API (each module adds its own lines below) ---
