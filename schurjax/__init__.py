@@ -9,3 +9,4 @@ out at once on the task distribution.
 __version__ = "0.1.0"
 
 # --- public API (each module adds its own lines below) ---
+from schurjax.results import SweepResult as SweepResult
