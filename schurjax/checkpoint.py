@@ -1,0 +1,146 @@
+"""Save and load a ``TanhRNN`` with JSON metadata, without pickle.
+
+The weights go to ``<name>.eqx`` via ``equinox.tree_serialise_leaves``; a JSON sidecar ``<name>.json`` holds the
+format tag, the sizes, the package version, a SHA-256 of the weights file and the caller's metadata (task name and
+parameters, training config, metrics, ...). Loading checks all of it and raises a one-line ``ValueError`` on a
+corrupt, truncated or mismatched file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from schurjax.rnn import TanhRNN
+
+__all__ = ["save_model", "load_model", "FORMAT"]
+
+FORMAT = "schurjax.TanhRNN/1"
+"""Format tag written to (and required in) every sidecar."""
+
+_RESERVED = ("format", "sizes", "sha256", "schurjax_version")
+
+
+def _paths(where: str, path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix != ".eqx":
+        raise ValueError(f"{where}: path must end with '.eqx', got {str(path)!r}")
+    return p, p.with_suffix(".json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` (``.eqx``) and its metadata to the ``.json`` sidecar next to it.
+
+    Args:
+        path: target file, ending in ``.eqx``; parent folders are created.
+        model: the model to save.
+        metadata: JSON-able dict (e.g. ``{"task": {...}, "train": {...}, "metrics": {...}}``). The keys
+            ``format``, ``sizes``, ``sha256`` and ``schurjax_version`` are reserved.
+
+    Returns:
+        The ``.eqx`` path.
+
+    Example:
+        >>> save_model("runs/ff.eqx", model, {"task": {"name": "flipflop", "params": task.params()}})
+    """
+    p, side = _paths("save_model", path)
+    if not isinstance(model, TanhRNN):
+        raise TypeError(f"save_model: model must be a TanhRNN, got {type(model).__name__}")
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, dict):
+        raise TypeError(f"save_model: metadata must be a dict or None, got {type(metadata).__name__}")
+    clash = sorted(set(metadata) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"save_model: metadata keys {clash} are reserved, expected none of {list(_RESERVED)}")
+    from schurjax import __version__
+
+    p.parent.mkdir(parents=True, exist_ok=True)
+    eqx.tree_serialise_leaves(p, model)
+    record = {
+        "format": FORMAT,
+        "sizes": {"n_in": model.n_in, "n_hidden": model.n_hidden, "n_out": model.n_out},
+        "sha256": _sha256(p),
+        "schurjax_version": __version__,
+        **metadata,
+    }
+    try:
+        text = json.dumps(record, indent=2, sort_keys=False, allow_nan=True)
+    except TypeError as err:
+        p.unlink(missing_ok=True)
+        raise TypeError(f"save_model: metadata must be JSON-serialisable, got {err}") from None
+    side.write_text(text + "\n")
+    return p
+
+
+def load_model(path: str | Path) -> tuple[TanhRNN, dict[str, Any]]:
+    """Read a model saved by :func:`save_model`.
+
+    Args:
+        path: the ``.eqx`` file (its ``.json`` sidecar must sit next to it).
+
+    Returns:
+        ``(model, metadata)``; ``metadata`` is the whole sidecar (the caller's keys plus ``format``, ``sizes``,
+        ``sha256``, ``schurjax_version``).
+
+    Raises:
+        ValueError: missing, corrupt, truncated or mismatched files (one line, naming the file).
+
+    Example:
+        >>> model, meta = load_model("runs/ff.eqx")
+    """
+    p, side = _paths("load_model", path)
+    if not p.is_file():
+        raise ValueError(f"load_model: no model file at {str(p)!r}")
+    if not side.is_file():
+        raise ValueError(f"load_model: metadata sidecar {str(side)!r} is missing (expected next to {p.name})")
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"load_model: {str(side)!r} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"load_model: {str(side)!r} has format {got!r}, expected {FORMAT!r}")
+    sizes = meta.get("sizes")
+    try:
+        n_in, n_hidden, n_out = (int(sizes[k]) for k in ("n_in", "n_hidden", "n_out"))
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(
+            f"load_model: {str(side)!r} sizes must be {{'n_in', 'n_hidden', 'n_out'}} ints, got {sizes!r}"
+        ) from None
+    digest = _sha256(p)
+    if meta.get("sha256") not in (None, digest):
+        raise ValueError(
+            f"load_model: {str(p)!r} is corrupt or does not belong to its sidecar (sha256 {digest[:12]}..., "
+            f"expected {str(meta.get('sha256'))[:12]}...)"
+        )
+    skeleton = jax.eval_shape(lambda: TanhRNN(n_in, n_hidden, n_out, key=jax.random.key(0)))
+    skeleton = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), skeleton)
+    try:
+        model = eqx.tree_deserialise_leaves(p, skeleton)
+    except Exception as err:  # noqa: BLE001 - any failure here means a bad file
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"load_model: {str(p)!r} does not hold a TanhRNN with sizes n_in={n_in}, n_hidden={n_hidden}, "
+            f"n_out={n_out} ({msg})"
+        ) from None
+    if p.stat().st_size != _expected_size(skeleton, p):
+        raise ValueError(f"load_model: {str(p)!r} has trailing bytes; expected a TanhRNN of sizes {sizes}")
+    return model, meta
+
+
+def _expected_size(skeleton: TanhRNN, p: Path) -> int:
+    import io
+
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, skeleton)
+    return len(buf.getvalue())

@@ -1,0 +1,241 @@
+"""One-layer tanh RNN as an ``equinox.Module``, with PyTorch import/export.
+
+The model of arXiv:2606.18457 (S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", 2026):
+
+    h_0 = 0
+    h_t = tanh(W_rec h_{t-1} + W_in x_t + b)        t = 1..T
+    y_t = W_out h_t + b_out
+
+The module acts on one trial ``x (T, n_in)``; batches come from ``jax.vmap``. Matmuls use
+``precision=HIGHEST`` so that float32 results do not depend on the backend's default (TF32 on GPUs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+__all__ = ["TanhRNN", "DEFAULT_GAIN"]
+
+DEFAULT_GAIN = 1.0
+"""Default recurrent gain g: ``W_rec`` entries are drawn from N(0, g²/n) (spectral radius ≈ g)."""
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _as_f32(name: str, value: Any, shape: tuple[int, ...]) -> Array:
+    """Convert ``value`` to a float32 array of ``shape`` or raise a one-line ValueError."""
+    arr = _to_numpy(value) if not isinstance(value, jax.Array) else value
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"TanhRNN: {name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+    return jnp.asarray(arr, dtype=jnp.float32)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """NumPy view of an array-like or a torch tensor (without importing torch)."""
+    if hasattr(value, "detach"):  # torch.Tensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class TanhRNN(eqx.Module):
+    """One-layer tanh RNN acting on a single trial (DESIGN §1).
+
+    Args:
+        n_in: number of input channels.
+        n_hidden: number of recurrent units n.
+        n_out: number of readout channels.
+        key: PRNG key (``jax.random.key(seed)``).
+        gain: recurrent gain g; ``W_rec ~ N(0, g²/n)`` (default ``DEFAULT_GAIN`` = 1.0, the edge of chaos).
+
+    Initialisation: ``W_in ~ N(0, 1/n_in)``, ``W_out ~ N(0, 1/n)``, biases zero.
+
+    Example:
+        >>> model = TanhRNN(3, 64, 2, key=jax.random.key(0))
+        >>> h, y = model.rollout(jnp.zeros((17, 3)))   # h (17, 64), y (17, 2)
+    """
+
+    W_in: Float[Array, "n n_in"]
+    W_rec: Float[Array, "n n"]
+    b: Float[Array, " n"]
+    W_out: Float[Array, "n_out n"]
+    b_out: Float[Array, " n_out"]
+    n_in: int = eqx.field(static=True)
+    n_hidden: int = eqx.field(static=True)
+    n_out: int = eqx.field(static=True)
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, *, key: PRNGKeyArray, gain: float = DEFAULT_GAIN):
+        for arg, val in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out)):
+            if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
+                raise ValueError(f"TanhRNN: {arg} must be a positive int, got {val!r}")
+        k_in, k_rec, k_out = jax.random.split(key, 3)
+        n = int(n_hidden)
+        self.n_in, self.n_hidden, self.n_out = int(n_in), n, int(n_out)
+        self.W_in = jax.random.normal(k_in, (n, self.n_in), jnp.float32) / np.sqrt(self.n_in)
+        self.W_rec = jax.random.normal(k_rec, (n, n), jnp.float32) * (gain / np.sqrt(n))
+        self.b = jnp.zeros((n,), jnp.float32)
+        self.W_out = jax.random.normal(k_out, (self.n_out, n), jnp.float32) / np.sqrt(n)
+        self.b_out = jnp.zeros((self.n_out,), jnp.float32)
+
+    @classmethod
+    def from_arrays(cls, W_in: Any, W_rec: Any, b: Any, W_out: Any, b_out: Any) -> TanhRNN:
+        """Build a model from weight arrays (any array-like; stored as float32).
+
+        Args:
+            W_in: (n, n_in).  W_rec: (n, n).  b: (n,).  W_out: (n_out, n).  b_out: (n_out,).
+
+        Returns:
+            TanhRNN with those weights.
+
+        Example:
+            >>> m = TanhRNN.from_arrays(np.zeros((4, 1)), np.eye(4), np.zeros(4), np.ones((1, 4)), np.zeros(1))
+        """
+        W_in_np = _to_numpy(W_in)
+        if W_in_np.ndim != 2:
+            raise ValueError(f"TanhRNN.from_arrays: W_in must be 2-D (n, n_in), got shape {W_in_np.shape}")
+        n, n_in = W_in_np.shape
+        W_out_np = _to_numpy(W_out)
+        if W_out_np.ndim != 2:
+            raise ValueError(f"TanhRNN.from_arrays: W_out must be 2-D (n_out, n), got shape {W_out_np.shape}")
+        n_out = W_out_np.shape[0]
+        self = object.__new__(cls)
+        object.__setattr__(self, "n_in", int(n_in))
+        object.__setattr__(self, "n_hidden", int(n))
+        object.__setattr__(self, "n_out", int(n_out))
+        object.__setattr__(self, "W_in", _as_f32("W_in", W_in_np, (n, n_in)))
+        object.__setattr__(self, "W_rec", _as_f32("W_rec", W_rec, (n, n)))
+        object.__setattr__(self, "b", _as_f32("b", b, (n,)))
+        object.__setattr__(self, "W_out", _as_f32("W_out", W_out_np, (n_out, n)))
+        object.__setattr__(self, "b_out", _as_f32("b_out", b_out, (n_out,)))
+        return self
+
+    def _check_x(self, x: Array) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError(
+                f"TanhRNN: x must have shape (T, n_in={self.n_in}) for one trial (vmap for batches), "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def drive(self, x: Float[Array, "T n_in"]) -> Float[Array, "T n"]:
+        """Input drive ``x_t W_in^T + b`` of one trial (shared by all recurrent edits).
+
+        Example:
+            >>> u = model.drive(x)   # (T, n)
+        """
+        self._check_x(x)
+        return jnp.matmul(x, self.W_in.T, precision=_HIGHEST) + self.b
+
+    def rollout(self, x: Float[Array, "T n_in"]) -> tuple[Float[Array, "T n"], Float[Array, "T n_out"]]:
+        """Run one trial from h_0 = 0 with ``lax.scan``.
+
+        Args:
+            x: inputs (T, n_in).
+
+        Returns:
+            ``(h, y)``: hidden states (T, n) for t = 1..T and outputs (T, n_out).
+
+        Example:
+            >>> h, y = model.rollout(batch.inputs[0])
+            >>> ys = jax.vmap(model)(batch.inputs)        # (B, T, n_out)
+        """
+        u = self.drive(x)
+        W_rec = self.W_rec
+
+        def step(h, u_t):
+            h = jnp.tanh(jnp.matmul(W_rec, h, precision=_HIGHEST) + u_t)
+            return h, h
+
+        h0 = jnp.zeros((self.n_hidden,), dtype=u.dtype)
+        _, hs = jax.lax.scan(step, h0, u)
+        y = jnp.matmul(hs, self.W_out.T, precision=_HIGHEST) + self.b_out
+        return hs, y
+
+    def __call__(self, x: Float[Array, "T n_in"]) -> Float[Array, "T n_out"]:
+        """Outputs ``y (T, n_out)`` of one trial (see :meth:`rollout`)."""
+        return self.rollout(x)[1]
+
+    def with_recurrent(self, W: Any) -> TanhRNN:
+        """Copy of the model with recurrent matrix ``W (n, n)``; all other weights unchanged.
+
+        Example:
+            >>> edited = model.with_recurrent(sf.reconstruct(T_edit))
+        """
+        W = _as_f32("W", W if isinstance(W, jax.Array) else _to_numpy(W), (self.n_hidden, self.n_hidden))
+        return eqx.tree_at(lambda m: m.W_rec, self, W)
+
+    # ----------------------------------------------------------------- PyTorch interop
+    @classmethod
+    def from_torch(cls, rnn_state: dict[str, Any], readout_state: dict[str, Any]) -> TanhRNN:
+        """Import a one-layer ``torch.nn.RNN(nonlinearity="tanh")`` and a ``torch.nn.Linear`` readout.
+
+        Args:
+            rnn_state: ``rnn.state_dict()`` (``weight_ih_l0`` (n, n_in), ``weight_hh_l0`` (n, n), optional
+                ``bias_ih_l0``/``bias_hh_l0`` (n,)); tensors or arrays. ``batch_first`` does not matter.
+            readout_state: ``linear.state_dict()`` (``weight`` (n_out, n), optional ``bias`` (n_out,)).
+
+        Returns:
+            TanhRNN with ``b = bias_ih + bias_hh``.
+
+        Example:
+            >>> model = TanhRNN.from_torch(rnn.state_dict(), linear.state_dict())
+        """
+        if not isinstance(rnn_state, dict) or "weight_ih_l0" not in rnn_state or "weight_hh_l0" not in rnn_state:
+            keys = sorted(rnn_state) if isinstance(rnn_state, dict) else type(rnn_state).__name__
+            raise ValueError(
+                "TanhRNN.from_torch: rnn_state must be the state dict of a one-layer torch.nn.RNN with keys "
+                f"weight_ih_l0, weight_hh_l0[, bias_ih_l0, bias_hh_l0], got {keys}"
+            )
+        extra = sorted(k for k in rnn_state if not k.endswith("_l0"))  # _l1..., _l0_reverse, proj
+        if extra:
+            raise ValueError(
+                f"TanhRNN.from_torch: rnn_state must come from a one-layer unidirectional RNN, got extra keys {extra}"
+            )
+        if not isinstance(readout_state, dict) or "weight" not in readout_state:
+            keys = sorted(readout_state) if isinstance(readout_state, dict) else type(readout_state).__name__
+            raise ValueError(
+                f"TanhRNN.from_torch: readout_state must be a torch.nn.Linear state dict with key weight[, bias], "
+                f"got {keys}"
+            )
+        W_in = _to_numpy(rnn_state["weight_ih_l0"]).astype(np.float64)
+        W_rec = _to_numpy(rnn_state["weight_hh_l0"]).astype(np.float64)
+        n = W_rec.shape[0]
+        b = np.zeros(n)
+        for k in ("bias_ih_l0", "bias_hh_l0"):
+            if k in rnn_state:
+                b = b + _to_numpy(rnn_state[k]).astype(np.float64)
+        W_out = _to_numpy(readout_state["weight"]).astype(np.float64)
+        b_out = _to_numpy(readout_state["bias"]) if "bias" in readout_state else np.zeros(W_out.shape[0])
+        return cls.from_arrays(W_in, W_rec, b, W_out, b_out)
+
+    def to_torch(self, *, batch_first: bool = True) -> tuple[Any, Any]:
+        """Export as ``(torch.nn.RNN(nonlinearity="tanh"), torch.nn.Linear)`` (float32; torch is optional).
+
+        The bias goes to ``bias_ih_l0``; ``bias_hh_l0`` is zero.
+
+        Example:
+            >>> rnn, lin = model.to_torch()
+            >>> h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
+        """
+        try:
+            import torch
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("TanhRNN.to_torch: torch is not installed (pip install 'schurjax[torch]')") from err
+        rnn = torch.nn.RNN(self.n_in, self.n_hidden, num_layers=1, nonlinearity="tanh", batch_first=batch_first)
+        lin = torch.nn.Linear(self.n_hidden, self.n_out)
+
+        def t(a):
+            return torch.from_numpy(np.array(a, dtype=np.float32))
+
+        with torch.no_grad():
+            rnn.weight_ih_l0.copy_(t(self.W_in))
+            rnn.weight_hh_l0.copy_(t(self.W_rec))
+            rnn.bias_ih_l0.copy_(t(self.b))
+            rnn.bias_hh_l0.zero_()
+            lin.weight.copy_(t(self.W_out))
+            lin.bias.copy_(t(self.b_out))
+        return rnn, lin
