@@ -14,3 +14,5 @@ from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
 from schurjax.results import SweepResult as SweepResult
 from schurjax.rnn import TanhRNN as TanhRNN
+from schurjax.schur import SchurForm as SchurForm
+from schurjax.schur import ordered_schur as ordered_schur

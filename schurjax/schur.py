@@ -1,0 +1,694 @@
+"""Ordered real Schur coordinates of a recurrent weight matrix (host side, NumPy/SciPy, float64).
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+
+``ordered_schur(W)`` writes ``W = Q T Q^T`` with ``Q`` orthogonal and ``T`` quasi-upper-triangular, its diagonal
+blocks (1x1 for real eigenvalues, 2x2 for complex pairs) sorted along the diagonal by a key. Every entry of ``T``
+strictly above the block diagonal is a *coupling*; ``T = D + N`` with ``D`` block diagonal and ``||N||_F`` Henrici's
+departure from normality.
+
+Algorithm:
+    1. Real Schur form by LAPACK ``dgees`` (``scipy.linalg.schur(output="real")``), no sorting.
+    2. Full reordering of the diagonal blocks with LAPACK's stable block swaps (``dtrexc``, in place on
+       Fortran-ordered arrays): the blocks are placed one after the other at the top of the not yet placed part.
+    3. 2x2 blocks are put (kept) in LAPACK standardized form ``[[a, b], [c, a]]``, ``b * c < 0``
+       (``dtrexc`` re-standardizes swapped blocks with ``dlanv2``; a NumPy port of that rotation is the safety net).
+    4. Canonical signs (below), then every entry below the block diagonal is set to an exact 0.
+
+Orders (``order=``). ``lam`` is the block eigenvalue, the member with ``Im >= 0`` for a complex pair:
+    ``"modulus"`` (default): descending ``|lam|``; ties by descending ``Re lam``, then ascending ``Im lam``.
+    ``"real"``: descending ``Re lam``; ties by ascending ``Im lam`` (real modes before complex pairs).
+    ``"angle"``: real modes first, then complex pairs; within each group ascending ``|arg lam|`` (so among real
+        modes: ``lam >= 0`` before ``lam < 0``); ties by descending ``|lam|``, then descending ``Re lam``.
+    callable ``key(lam: complex) -> float``: ascending ``key(lam)``; ties by the ``"modulus"`` rule.
+        The order is then recorded as ``"custom"``.
+
+Ties: two key values count as equal when they differ by at most ``1e-12 * scale``, where ``scale`` is the spectral
+radius for modulus/real-part keys (``1`` for angles, ``max |key|`` for a callable key). Tie groups are formed
+greedily along the sorted values, anchored at the first member of each group. Blocks that tie in every key keep
+the order in which LAPACK's ``dgees`` returned them, so tied blocks are never swapped needlessly. The result is a
+deterministic function of ``W``.
+
+Refused swaps: ``dtrexc`` refuses to swap two adjacent blocks whose eigenvalues are too close to separate stably
+(``info = 1``). Such blocks are treated as tied if their keys agree to ``1e-6 * scale`` (primary key; for a
+callable key, ``1e-6 * max(|key|)``): the block that could not move up stays right after the block that refused, and
+that block is placed first. Otherwise ``ordered_schur`` raises a ``ValueError`` naming the two eigenvalues. The
+final order therefore holds exactly up to the tie tolerance, or up to ``1e-6 * scale`` between refused pairs.
+
+Canonical signs (so that the same ``W`` always gives bitwise the same ``Q`` and ``T``):
+    1x1 block at ``i``: the entry of largest magnitude of ``Q[:, i]`` is positive (the first index whose magnitude
+        is within a relative ``1e-10`` of the largest, scanning from row 0).
+    2x2 block at ``i, i+1`` with ``[[a, b], [c, a]]``: (1) if ``|c| > |b|`` the two Schur vectors are exchanged
+        (``b <-> c``), so ``|b| >= |c|``; (2) if ``b < 0`` the second vector is negated, so ``b > 0 > c``; (3) both
+        vectors are negated if needed so that the largest-magnitude entry of ``Q[:, i]`` is positive (rule as for
+        1x1). These are exact signed permutations: no rounding. The eigenvalues are ``a +- i sqrt(-b c)``.
+    For a (nearly) normal 2x2 block (``b ~ -c``) the Schur plane is fixed but the basis in the plane is not well
+    conditioned: a tiny change of ``W`` may rotate it. Determinism holds for the same input bits.
+
+Example:
+    >>> import numpy as np, schurjax as sj
+    >>> W = np.random.default_rng(0).standard_normal((8, 8)) / np.sqrt(8)
+    >>> sf = sj.ordered_schur(W)
+    >>> np.allclose(sf.reconstruct(), W)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from jaxtyping import Complex, Float, Int
+from scipy.linalg import lapack
+
+__all__ = ["SchurForm", "ordered_schur", "ORDERS"]
+
+ORDERS = ("modulus", "real", "angle")
+
+_TIE_RTOL = 1e-12  # keys within this (times scale) are ties
+_REFUSE_RTOL = 1e-6  # a refused LAPACK swap is accepted as a tie within this (times scale)
+_SIGN_RTOL = 1e-10  # magnitude ties when choosing the pivot entry of a Schur vector
+_MAX_PASSES = 6
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# input validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _as_real_matrix(W: Any, fn: str = "ordered_schur") -> np.ndarray:
+    try:
+        a = np.asarray(W)
+    except Exception as e:  # pragma: no cover - exotic objects
+        raise ValueError(f"{fn}: W must be a square 2-D real matrix, got {type(W).__name__} ({e})") from None
+    if a.dtype.kind == "c":
+        raise ValueError(f"{fn}: W must be a square 2-D real matrix, got complex dtype {a.dtype}")
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"{fn}: W must be a square 2-D real matrix, got shape {tuple(a.shape)}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{fn}: W must be a non-empty square 2-D real matrix, got shape {tuple(a.shape)}")
+    if a.dtype.kind not in "biuf":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{fn}: W must be a square 2-D real matrix, got dtype {a.dtype}") from None
+    a = np.array(a, dtype=np.float64, order="F", copy=True)
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ValueError(f"{fn}: W must be finite, got {bad} NaN/Inf entries in a matrix of shape {a.shape}")
+    return a
+
+
+def _order_name(order: Any) -> str:
+    if callable(order):
+        return "custom"
+    if isinstance(order, str) and order in ORDERS:
+        return order
+    raise ValueError(f"ordered_schur: order must be one of 'modulus', 'real', 'angle' or a callable, got {order!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# block structure, eigenvalues, keys
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _block_structure(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and sizes of the diagonal blocks of a quasi-triangular T (from its sub-diagonal)."""
+    n = T.shape[0]
+    sub = np.diagonal(T, -1) != 0
+    starts, sizes = [], []
+    i = 0
+    while i < n:
+        if i + 1 < n and sub[i]:
+            starts.append(i)
+            sizes.append(2)
+            i += 2
+        else:
+            starts.append(i)
+            sizes.append(1)
+            i += 1
+    return np.asarray(starts, dtype=np.int64), np.asarray(sizes, dtype=np.int64)
+
+
+def _block_eigs(T: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """One eigenvalue per block (the Im >= 0 member of a pair), as LAPACK computes them from a standardized block."""
+    lam = np.empty(len(starts), dtype=np.complex128)
+    one = sizes == 1
+    s1 = starts[one]
+    lam[one] = T[s1, s1]
+    s2 = starts[~one]
+    if len(s2):
+        a = 0.5 * (T[s2, s2] + T[s2 + 1, s2 + 1])
+        b = T[s2, s2 + 1]
+        c = T[s2 + 1, s2]
+        d = 0.5 * (T[s2, s2] - T[s2 + 1, s2 + 1])
+        # eigenvalues of [[a + d, b], [c, a - d]]: a +- sqrt(d^2 + b c); complex when d^2 + b c < 0
+        disc = d * d + b * c
+        im = np.sqrt(np.abs(b)) * np.sqrt(np.abs(c))
+        im = np.where(d == 0, im, np.sqrt(np.maximum(-disc, 0.0)))
+        lam[~one] = a + 1j * im
+    return lam
+
+
+def _keys(lam: np.ndarray, order: str | Callable[[complex], float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sort keys (nb, m), ascending, lexicographic, and their tie tolerances (m,)."""
+    mod = np.abs(lam)
+    re = lam.real
+    im = np.abs(lam.imag)
+    scale = float(mod.max()) if len(mod) else 0.0
+    ts = _TIE_RTOL * scale if scale > 0 else 0.0
+    if callable(order):
+        vals = []
+        for z in lam:
+            v = order(complex(z))
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"ordered_schur: order key must return a real number, got {v!r} for {z}") from None
+            if not math.isfinite(v):
+                raise ValueError(f"ordered_schur: order key must return a finite number, got {v!r} for {z}")
+            vals.append(v)
+        k0 = np.asarray(vals, dtype=np.float64)
+        kscale = float(np.abs(k0).max()) if len(k0) else 0.0
+        keys = np.stack([k0, -mod, -re, im], axis=1)
+        tols = np.array([_TIE_RTOL * kscale, ts, ts, ts])
+    elif order == "modulus":
+        keys = np.stack([-mod, -re, im], axis=1)
+        tols = np.array([ts, ts, ts])
+    elif order == "real":
+        keys = np.stack([-re, im], axis=1)
+        tols = np.array([ts, ts])
+    elif order == "angle":
+        cplx = (lam.imag != 0).astype(np.float64)
+        ang = np.abs(np.angle(lam))
+        keys = np.stack([cplx, ang, -mod, -re], axis=1)
+        tols = np.array([0.0, _TIE_RTOL, ts, ts])
+    else:  # pragma: no cover - validated before
+        raise ValueError(f"ordered_schur: unknown order {order!r}")
+    return keys, tols
+
+
+def _tie_sort(keys: np.ndarray, tols: np.ndarray) -> np.ndarray:
+    """Lexicographic ascending sort with tolerant ties; full ties keep the current (index) order."""
+
+    def rec(idx: np.ndarray, level: int) -> list[np.ndarray]:
+        if level == keys.shape[1] or len(idx) <= 1:
+            return [idx]
+        k = keys[idx, level]
+        o = idx[np.argsort(k, kind="stable")]
+        ks = keys[o, level]
+        tol = tols[level]
+        out: list[np.ndarray] = []
+        start = 0
+        m = len(o)
+        # groups anchored at their first member
+        while start < m:
+            stop = int(np.searchsorted(ks, ks[start] + tol, side="right"))
+            stop = max(stop, start + 1)
+            out.extend(rec(np.sort(o[start:stop]), level + 1))
+            start = stop
+        return out
+
+    parts = rec(np.arange(keys.shape[0]), 0)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _refuse_tolerance(keys: np.ndarray, lam: np.ndarray, order: Any) -> float:
+    if callable(order):
+        return _REFUSE_RTOL * float(np.abs(keys[:, 0]).max(initial=0.0))
+    if order == "angle":
+        return _REFUSE_RTOL
+    return _REFUSE_RTOL * float(np.abs(lam).max(initial=0.0))
+
+
+def _primary_key(order: Any, lam: complex) -> float:
+    keys, _ = _keys(np.asarray([lam]), order)
+    # angle's primary is (complex?, angle): compare the angle (block types are checked separately)
+    return float(keys[0, 1] if (not callable(order) and order == "angle") else keys[0, 0])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reordering
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _Restructure(Exception):
+    """A 2x2 block split during a swap: re-plan from the current T."""
+
+
+def _place(T: np.ndarray, Q: np.ndarray, order: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One reordering pass. Returns (T, Q, done); done is False when the block structure changed mid-way."""
+    starts, sizes = _block_structure(T)
+    lam = _block_eigs(T, starts, sizes)
+    keys, tols = _keys(lam, order)
+    target = _tie_sort(keys, tols)
+    nb = len(starts)
+    if np.array_equal(target, np.arange(nb)):
+        return T, Q, True
+    refuse_tol = _refuse_tolerance(keys, lam, order)
+    size = sizes.tolist()
+    n_pairs = int(np.count_nonzero(sizes == 2))
+    cur = list(range(nb))  # block ids in current diagonal order, not yet placed
+    pending = [int(b) for b in target]  # block ids in the wanted order, not yet placed
+    p = 0  # first row of the not yet placed part
+    placed_pairs = 0
+    while pending:
+        b = pending[0]
+        idx = cur.index(b)
+        r = p + sum(map(size.__getitem__, cur[:idx]))
+        if r != p:
+            T, Q, info = lapack.dtrexc(T, Q, r + 1, p + 1, wantq=1, overwrite_a=1, overwrite_q=1)
+            if info < 0:  # pragma: no cover - argument error, a bug
+                raise RuntimeError(f"ordered_schur: LAPACK dtrexc failed with info={info}")
+            if np.count_nonzero(np.diagonal(T, -1)[p:] != 0) != n_pairs - placed_pairs:
+                return T, Q, False
+            if info == 1:
+                j = _locate_after_refusal(T, p, cur[: idx + 1], size, lam, b)
+                a = cur[j]
+                ka = _primary_key(order, lam[a])
+                kb = _primary_key(order, lam[b])
+                same_kind = order != "angle" or (lam[a].imag != 0) == (lam[b].imag != 0)
+                if not (same_kind and abs(ka - kb) <= refuse_tol):
+                    raise ValueError(
+                        "ordered_schur: LAPACK refused to swap the Schur blocks with eigenvalues "
+                        f"{_fmt(lam[a])} and {_fmt(lam[b])} (too close to separate stably), and their "
+                        f"{_order_label(order)} keys differ by {abs(ka - kb):.3g}, more than the tie tolerance "
+                        f"{refuse_tol:.3g}; choose another order key"
+                    )
+                # b now sits right after a; treat them as tied: place a first.
+                cur.pop(idx)
+                cur.insert(j + 1, b)
+                pending.remove(a)
+                pending.insert(0, a)
+                continue
+        cur.pop(idx)
+        pending.pop(0)
+        p += size[b]
+        placed_pairs += size[b] == 2
+    return T, Q, True
+
+
+def _locate_after_refusal(T: np.ndarray, p: int, seg: list[int], size: list[int], lam: np.ndarray, b: int) -> int:
+    """After a refused move of block b (last of seg) upwards, find j such that b now sits right after seg[j]."""
+    rest = seg[:-1]
+    best_j, best_err = 0, np.inf
+    for j in range(len(rest)):
+        trial = rest[: j + 1] + [b] + rest[j + 1 :]
+        r = p
+        err = 0.0
+        ok = True
+        for blk in trial:
+            s = size[blk]
+            if s == 2 and (r + 1 >= T.shape[0] or T[r + 1, r] == 0):
+                ok = False
+                break
+            if s == 1 and r + 1 < T.shape[0] and T[r + 1, r] != 0:
+                ok = False
+                break
+            got = _block_eigs(T, np.array([r]), np.array([s]))[0]
+            err += abs(got - lam[blk])
+            r += s
+        if ok and err < best_err:
+            best_j, best_err = j, err
+    return best_j
+
+
+def _fmt(z: complex) -> str:
+    z = complex(z)
+    return f"{z.real:.6g}" if z.imag == 0 else f"{z.real:.6g}{z.imag:+.6g}j"
+
+
+def _order_label(order: Any) -> str:
+    return "custom" if callable(order) else repr(order)
+
+
+def _standardize_pairs(T: np.ndarray, Q: np.ndarray) -> bool:
+    """Put every 2x2 block in standardized form (dlanv2's rotation). Returns True if a block split (real pair)."""
+    starts, sizes = _block_structure(T)
+    split = False
+    for i in starts[sizes == 2].tolist():
+        a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
+        if a == d and b * c < 0:
+            continue
+        G = _dlanv2_rotation(a, b, c, d)
+        T[i : i + 2, i:] = G.T @ T[i : i + 2, i:]
+        T[: i + 2, i : i + 2] = T[: i + 2, i : i + 2] @ G
+        Q[:, i : i + 2] = Q[:, i : i + 2] @ G
+        aa, bb, cc, dd = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
+        if bb * cc < 0:
+            m = 0.5 * (aa + dd)
+            T[i, i] = T[i + 1, i + 1] = m
+        else:
+            # real eigenvalues: triangularize the 2x2 block with its real Schur form
+            _, Z = scipy.linalg.schur(T[i : i + 2, i : i + 2], output="real")
+            T[i : i + 2, i:] = Z.T @ T[i : i + 2, i:]
+            T[: i + 2, i : i + 2] = T[: i + 2, i : i + 2] @ Z
+            Q[:, i : i + 2] = Q[:, i : i + 2] @ Z
+            T[i + 1, i] = 0.0
+            split = True
+    return split
+
+
+def _dlanv2_rotation(a: float, b: float, c: float, d: float) -> np.ndarray:
+    """Rotation G = [[cs, -sn], [sn, cs]] with G^T [[a, b], [c, d]] G of equal diagonal (LAPACK dlanv2)."""
+    p = 0.5 * (a - d)
+    sigma = b + c
+    tau = math.hypot(sigma, a - d)
+    if tau == 0.0:
+        return np.eye(2)
+    cs = math.sqrt(0.5 * (1.0 + abs(sigma) / tau))
+    sn = -(p / (tau * cs)) * (1.0 if sigma >= 0 else -1.0)
+    return np.array([[cs, -sn], [sn, cs]])
+
+
+def _pivot_sign(q: np.ndarray) -> float:
+    m = np.abs(q)
+    top = m.max()
+    if top == 0:
+        return 1.0
+    j = int(np.argmax(m >= top * (1.0 - _SIGN_RTOL)))
+    return -1.0 if q[j] < 0 else 1.0
+
+
+def _canonical_signs(T: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the documented sign/exchange rule as one exact signed permutation."""
+    n = T.shape[0]
+    starts, sizes = _block_structure(T)
+    perm = np.arange(n)
+    sign = np.ones(n)
+    for i, s in zip(starts.tolist(), sizes.tolist(), strict=True):
+        if s == 1:
+            sign[i] = _pivot_sign(Q[:, i])
+            continue
+        b, c = T[i, i + 1], T[i + 1, i]
+        if abs(c) > abs(b):
+            perm[i], perm[i + 1] = i + 1, i
+            b, c = c, b
+        s2 = -1.0 if b < 0 else 1.0
+        s1 = _pivot_sign(Q[:, perm[i]])
+        sign[i] = s1
+        sign[i + 1] = s1 * s2
+    if np.array_equal(perm, np.arange(n)) and np.all(sign == 1.0):
+        return T, Q
+    Qn = Q[:, perm] * sign[None, :]
+    Tn = T[np.ix_(perm, perm)] * sign[:, None] * sign[None, :]
+    return Tn, Qn
+
+
+def _zero_below(T: np.ndarray) -> np.ndarray:
+    starts, sizes = _block_structure(T)
+    bidx = np.repeat(np.arange(len(starts)), sizes)
+    below = bidx[:, None] > bidx[None, :]
+    T[below] = 0.0
+    return T
+
+
+def _pair_eigvals(T: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    n = T.shape[0]
+    ev = np.empty(n, dtype=np.complex128)
+    for i, s in zip(starts.tolist(), sizes.tolist(), strict=True):
+        if s == 1:
+            ev[i] = T[i, i]
+        else:
+            im = math.sqrt(abs(T[i, i + 1])) * math.sqrt(abs(T[i + 1, i]))
+            ev[i] = complex(T[i, i], im)
+            ev[i + 1] = complex(T[i, i], -im)
+    return ev
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ordered_schur(W: Any, order: str | Callable[[complex], float] = "modulus") -> SchurForm:
+    """Ordered real Schur form ``W = Q T Q^T`` (NumPy float64), blocks sorted along the diagonal by ``order``.
+
+    Args:
+        W: (n, n) real matrix (NumPy or JAX array, any real or integer dtype; converted to float64).
+        order: ``"modulus"`` (descending ``|lam|``, default), ``"real"`` (descending ``Re lam``), ``"angle"``
+            (real modes first, then ascending ``|arg lam|``), or a callable ``key(lam) -> float`` sorted ascending
+            (``lam`` the ``Im >= 0`` member of a pair). Tie rules: see the module docstring.
+
+    Returns:
+        SchurForm with Q (n, n) orthogonal, T (n, n) quasi-upper-triangular with standardized 2x2 blocks,
+        exact zeros below the block diagonal, and canonical Schur-vector signs.
+
+    Raises:
+        ValueError: W not a finite, non-empty, square 2-D real matrix; bad ``order``; or a swap that LAPACK refused
+            between blocks whose keys are not tied.
+
+    Example:
+        >>> sf = ordered_schur(np.array([[0.5, 2.0], [0.0, -0.9]]))
+        >>> sf.eigvals
+        array([-0.9+0.j,  0.5+0.j])
+    """
+    name = _order_name(order)
+    A = _as_real_matrix(W)
+    T, Q = scipy.linalg.schur(A, output="real", overwrite_a=True, check_finite=False)
+    T = np.asfortranarray(T)
+    Q = np.asfortranarray(Q)
+    if A.shape[0] > 1:
+        _standardize_pairs(T, Q)
+        for _ in range(_MAX_PASSES):
+            T, Q, done = _place(T, Q, order)
+            split = _standardize_pairs(T, Q)
+            if done and not split:
+                break
+        else:  # pragma: no cover - would need repeated block splitting
+            raise RuntimeError("ordered_schur: reordering did not converge")
+        T, Q = _canonical_signs(np.array(T), np.array(Q))
+        T = _zero_below(T)
+    T = np.ascontiguousarray(T, dtype=np.float64)
+    Q = np.ascontiguousarray(Q, dtype=np.float64)
+    starts, sizes = _block_structure(T)
+    blocks = tuple((int(s), int(z)) for s, z in zip(starts, sizes, strict=True))
+    return SchurForm(Q=Q, T=T, blocks=blocks, eigvals=_pair_eigvals(T, starts, sizes), order=name)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SchurForm:
+    """An ordered real Schur form ``W = Q T Q^T`` with its block structure (host side, NumPy float64).
+
+    Attributes:
+        Q: (n, n) orthogonal Schur vectors (read-only array).
+        T: (n, n) quasi-upper-triangular Schur form (read-only array).
+        blocks: ``(start, size)`` of each diagonal block, in diagonal order; size 1 (real) or 2 (complex pair).
+        eigvals: (n,) complex eigenvalues in diagonal order; a pair gives ``(a + ib, a - ib)`` with ``b > 0`` first.
+        order: ``"modulus"``, ``"real"``, ``"angle"`` or ``"custom"``.
+
+    Example:
+        >>> sf = ordered_schur(W)
+        >>> sf.henrici, sf.couplings.shape, sf.block_coupling_norms().shape
+    """
+
+    Q: Float[np.ndarray, "n n"]
+    T: Float[np.ndarray, "n n"]
+    blocks: tuple[tuple[int, int], ...]
+    eigvals: Complex[np.ndarray, " n"]
+    order: str
+
+    def __post_init__(self) -> None:
+        Q = np.array(self.Q, dtype=np.float64)
+        T = np.array(self.T, dtype=np.float64)
+        ev = np.array(self.eigvals, dtype=np.complex128)
+        if Q.ndim != 2 or Q.shape[0] != Q.shape[1] or T.shape != Q.shape or ev.shape != (Q.shape[0],):
+            raise ValueError(f"SchurForm: Q, T must be (n, n) and eigvals (n,), got {Q.shape}, {T.shape}, {ev.shape}")
+        blocks = tuple((int(s), int(z)) for s, z in self.blocks)
+        pos = 0
+        for s, z in blocks:
+            if s != pos or z not in (1, 2):
+                raise ValueError(f"SchurForm: blocks must tile 0..n-1 with sizes 1 or 2, got {blocks}")
+            pos += z
+        if pos != Q.shape[0]:
+            raise ValueError(f"SchurForm: blocks must tile 0..n-1 (n={Q.shape[0]}), got {blocks}")
+        object.__setattr__(self, "Q", _readonly(Q))
+        object.__setattr__(self, "T", _readonly(T))
+        object.__setattr__(self, "eigvals", _readonly(ev))
+        object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "order", str(self.order))
+
+    # -- structure ------------------------------------------------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        """Matrix size."""
+        return int(self.Q.shape[0])
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of diagonal blocks."""
+        return len(self.blocks)
+
+    @functools.cached_property
+    def block_index(self) -> Int[np.ndarray, " n"]:
+        """(n,) int64: block number of each row."""
+        sizes = np.array([z for _, z in self.blocks], dtype=np.int64)
+        return _readonly(np.repeat(np.arange(len(self.blocks), dtype=np.int64), sizes))
+
+    @functools.cached_property
+    def block_sizes(self) -> Int[np.ndarray, " nb"]:
+        """(nb,) int64: size (1 or 2) of each block."""
+        return _readonly(np.array([z for _, z in self.blocks], dtype=np.int64))
+
+    @functools.cached_property
+    def block_starts(self) -> Int[np.ndarray, " nb"]:
+        """(nb,) int64: first row of each block."""
+        return _readonly(np.array([s for s, _ in self.blocks], dtype=np.int64))
+
+    @functools.cached_property
+    def block_eigvals(self) -> Complex[np.ndarray, " nb"]:
+        """(nb,) complex128: one eigenvalue per block (the ``Im >= 0`` member of a pair)."""
+        return _readonly(self.eigvals[self.block_starts].copy())
+
+    @functools.cached_property
+    def coupling_mask(self) -> np.ndarray:
+        """(n, n) bool: True strictly above the block diagonal (the coupling positions)."""
+        bi = self.block_index
+        return _readonly(bi[:, None] < bi[None, :])
+
+    @functools.cached_property
+    def couplings(self) -> Int[np.ndarray, "m 2"]:
+        """(m, 2) int64: ``(i, j)`` of every position strictly above the block diagonal, row-major sorted."""
+        i, j = np.nonzero(self.coupling_mask)
+        return _readonly(np.stack([i, j], axis=1).astype(np.int64))
+
+    @functools.cached_property
+    def D(self) -> Float[np.ndarray, "n n"]:
+        """(n, n) block-diagonal part of T."""
+        bi = self.block_index
+        return _readonly(np.where(bi[:, None] == bi[None, :], self.T, 0.0))
+
+    @functools.cached_property
+    def N(self) -> Float[np.ndarray, "n n"]:
+        """(n, n) coupling (nonnormal) part of T: ``T = D + N``."""
+        return _readonly(np.where(self.coupling_mask, self.T, 0.0))
+
+    def block_coupling_norms(self) -> Float[np.ndarray, "nb nb"]:
+        """(nb, nb) ``||T[block a, block b]||_F`` for ``a < b``, else 0."""
+        S = self.T * self.T
+        st = self.block_starts
+        R = np.add.reduceat(np.add.reduceat(S, st, axis=0), st, axis=1)
+        return np.triu(np.sqrt(R), k=1)
+
+    @property
+    def henrici(self) -> float:
+        """Henrici's departure from normality of the real Schur form, ``||N||_F``."""
+        return float(np.linalg.norm(self.N))
+
+    @property
+    def henrici_relative(self) -> float:
+        """``||N||_F / ||T||_F`` (0 when T == 0)."""
+        t = float(np.linalg.norm(self.T))
+        return 0.0 if t == 0 else self.henrici / t
+
+    @property
+    def spectral_radius(self) -> float:
+        """``max |lam|``."""
+        return float(np.abs(self.eigvals).max())
+
+    # -- maps -----------------------------------------------------------------------------------------------------
+
+    def reconstruct(self, T: Any = None) -> np.ndarray:
+        """``Q @ T @ Q.T`` for ``T`` (n, n) or a stack (..., n, n); default the form's own T (gives W)."""
+        Tm = self.T if T is None else np.asarray(T, dtype=np.float64)
+        if Tm.ndim < 2 or Tm.shape[-2:] != (self.n, self.n):
+            raise ValueError(f"SchurForm.reconstruct: T must have shape (..., {self.n}, {self.n}), got {Tm.shape}")
+        return self.Q @ Tm @ self.Q.T
+
+    # -- reporting ------------------------------------------------------------------------------------------------
+
+    def summary_dict(self) -> dict[str, Any]:
+        """JSON-able summary: sizes, block counts, spectrum (in order) and departure from normality."""
+        sizes = self.block_sizes
+        return {
+            "n": self.n,
+            "order": self.order,
+            "n_blocks": self.n_blocks,
+            "n_real": int(np.count_nonzero(sizes == 1)),
+            "n_complex_pairs": int(np.count_nonzero(sizes == 2)),
+            "n_couplings": int(len(self.couplings)),
+            "spectral_radius": self.spectral_radius,
+            "frobenius_T": float(np.linalg.norm(self.T)),
+            "henrici": self.henrici,
+            "henrici_relative": self.henrici_relative,
+            "blocks": [[s, z] for s, z in self.blocks],
+            "eigvals": {"re": self.eigvals.real.tolist(), "im": self.eigvals.imag.tolist()},
+        }
+
+    def summary(self, top: int = 5, max_eigvals: int = 12) -> str:
+        """One screen of text: size, blocks, spectral radius, Henrici's departure, strongest couplings, spectrum."""
+        d = self.summary_dict()
+        lines = [
+            f"SchurForm  n={self.n}  order={self.order}  blocks={d['n_blocks']} "
+            f"({d['n_real']} real, {d['n_complex_pairs']} complex pairs)  couplings={d['n_couplings']}",
+            f"spectral radius {d['spectral_radius']:.6g}   ||T||_F {d['frobenius_T']:.6g}   "
+            f"Henrici departure ||N||_F {d['henrici']:.6g} (relative {d['henrici_relative']:.4f})",
+        ]
+        C = self.block_coupling_norms()
+        flat = np.argsort(-C, axis=None, kind="stable")[:top]
+        be = self.block_eigvals
+        strong = [(int(k // C.shape[1]), int(k % C.shape[1])) for k in flat if C.flat[k] > 0]
+        if strong:
+            lines.append(f"top block couplings (block b -> block a, ||T[a, b]||_F), of {self.n_blocks} blocks:")
+            for a, b in strong:
+                lines.append(f"  {b:>4} -> {a:<4} {C[a, b]:10.4g}   lam_b={_fmt(be[b]):>22}  lam_a={_fmt(be[a])}")
+        else:
+            lines.append("no block couplings (normal up to rounding or a single block)")
+        shown = ", ".join(_fmt(z) + ("+-" if z.imag > 0 else "") for z in be[:max_eigvals])
+        shown = shown.replace("+-", " (pair)")
+        more = f", ... ({self.n_blocks - max_eigvals} more)" if self.n_blocks > max_eigvals else ""
+        lines.append(f"block eigenvalues in order: {shown}{more}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"SchurForm(n={self.n}, order={self.order!r}, blocks={self.n_blocks}, "
+            f"spectral_radius={self.spectral_radius:.4g}, henrici={self.henrici:.4g})"
+        )
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+
+    def to_npz(self, path: str | Path) -> Path:
+        """Write Q, T, blocks, eigvals and order to ``path`` (``.npz`` appended if missing); exact round trip."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        np.savez(
+            path,
+            Q=np.asarray(self.Q),
+            T=np.asarray(self.T),
+            blocks=np.asarray(self.blocks, dtype=np.int64).reshape(-1, 2),
+            eigvals=np.asarray(self.eigvals),
+            order=np.asarray(self.order),
+            format_version=np.asarray(1),
+        )
+        return path
+
+    @classmethod
+    def from_npz(cls, path: str | Path) -> SchurForm:
+        """Read a SchurForm written by ``to_npz``."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as z:
+                data = {k: z[k] for k in ("Q", "T", "blocks", "eigvals", "order")}
+        except (OSError, KeyError, ValueError) as e:
+            msg = f"SchurForm.from_npz: path must be a SchurForm .npz file, got {str(path)!r} ({e})"
+            raise ValueError(msg) from None
+        return cls(
+            Q=data["Q"],
+            T=data["T"],
+            blocks=tuple((int(s), int(z)) for s, z in data["blocks"]),
+            eigvals=data["eigvals"],
+            order=str(data["order"]),
+        )
