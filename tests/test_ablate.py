@@ -7,42 +7,17 @@ import json
 import jax
 import numpy as np
 import pytest
-import scipy.linalg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
 from schurjax import ablate
 from schurjax.ablate import Variants
-
-try:  # the real ordered Schur form once schurjax/schur.py lands; a SciPy stand-in until then
-    from schurjax.schur import ordered_schur as _ordered_schur
-except ImportError:  # pragma: no cover - temporary
-    _ordered_schur = None
-
-
-class _StandIn:
-    def __init__(self, W):
-        T, Q = scipy.linalg.schur(np.asarray(W, dtype=np.float64), output="real")
-        n = T.shape[0]
-        blocks, eig, i = [], [], 0
-        while i < n:
-            if i + 1 < n and T[i + 1, i] != 0.0:
-                blocks.append((i, 2))
-                ev = np.linalg.eigvals(T[i : i + 2, i : i + 2])
-                ev = ev[np.argsort(-ev.imag)]
-                eig += list(ev)
-                i += 2
-            else:
-                blocks.append((i, 1))
-                eig.append(complex(T[i, i]))
-                i += 1
-        self.Q, self.T, self.blocks, self.eigvals = Q, T, tuple(blocks), np.array(eig)
-        self.n = n
+from schurjax.schur import ordered_schur
 
 
 def schur_of(W):
-    return _ordered_schur(W) if _ordered_schur is not None else _StandIn(W)
+    return ordered_schur(W)
 
 
 # --------------------------------------------------------------------------------------------------------------
