@@ -1,0 +1,265 @@
+"""Train tanh RNNs on a task: optax Adam with global-norm clipping, many seeds in one compiled program.
+
+The trained networks are the objects analysed in arXiv:2606.18457 (S. Dräger, "Task-Restricted Symmetries in
+Recurrent Weight Space", 2026): one solution per seed, so that ablation profiles can be compared across seeds.
+
+All seeds are stacked into one model pytree and trained by one ``eqx.filter_jit``-compiled program that
+``vmap``s the update over seeds and ``lax.scan``s over the steps between two progress lines. Keys: seed ``s``
+gives ``k_init, k_data = split(jax.random.key(s))``; the model is initialised from ``k_init`` and step ``i`` trains
+on ``task.sample(fold_in(k_data, i), batch_size)``. A seed's result therefore does not depend on the other seeds
+or on ``log_every``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from schurjax.rnn import DEFAULT_GAIN, TanhRNN
+from schurjax.tasks.base import Task, check_int
+
+__all__ = ["TrainResult", "train", "evaluate_models", "init_models", "make_optimizer"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainResult:
+    """Output of :func:`train`.
+
+    Attributes:
+        models: one trained ``TanhRNN`` per seed, in the order of ``seeds``.
+        history: (n_seeds, n_logs) mean training loss over each logging interval.
+        config: JSON-able dict of the training configuration (task, sizes, optimiser, seeds, ...).
+        scores: (n_seeds, n_logs) mean training-batch score over each logging interval.
+        log_steps: (n_logs,) the step count at the end of each logging interval.
+        seconds: wall time of the training loop (including compilation).
+    """
+
+    models: list[TanhRNN]
+    history: np.ndarray
+    config: dict[str, Any]
+    scores: np.ndarray
+    log_steps: np.ndarray
+    seconds: float
+
+    def __iter__(self):  # allows ``models, history, config = train(...)``
+        return iter((self.models, self.history, self.config))
+
+
+def _resolve_task(task: Task | str) -> Task:
+    if isinstance(task, str):
+        from schurjax import tasks as _tasks
+
+        return _tasks.get(task)
+    if not isinstance(task, Task):
+        raise TypeError(f"train: task must be a Task or a task name, got {type(task).__name__}")
+    return task
+
+
+def _seed_keys(seeds: Sequence[int]) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+    """Stacked ``(k_init, k_data)`` per seed, each of shape (n_seeds,)."""
+    pairs = [jax.random.split(jax.random.key(int(s))) for s in seeds]
+    return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
+
+
+def init_models(task: Task, seeds: Sequence[int], *, n_hidden: int = 64, gain: float = DEFAULT_GAIN) -> TanhRNN:
+    """Stacked initial models (leading axis = seed), exactly as :func:`train` initialises them.
+
+    Example:
+        >>> stacked = init_models(tasks.get("copy"), [0, 1], n_hidden=32)   # stacked.W_rec.shape == (2, 32, 32)
+    """
+    k_init, _ = _seed_keys(seeds)
+    make = eqx.filter_vmap(lambda k: TanhRNN(task.n_in, n_hidden, task.n_out, key=k, gain=gain))
+    return make(k_init)
+
+
+def make_optimizer(
+    learning_rate: float, steps: int, clip: float, schedule: str = "cosine"
+) -> optax.GradientTransformation:
+    """``clip_by_global_norm(clip)`` then Adam; ``schedule`` is "constant" or "cosine" (decays to 5 % of the rate)."""
+    if schedule == "constant":
+        lr: Any = learning_rate
+    elif schedule == "cosine":
+        lr = optax.cosine_decay_schedule(learning_rate, max(int(steps), 1), alpha=0.05)
+    else:
+        raise ValueError(f"train: schedule must be 'constant' or 'cosine', got {schedule!r}")
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+
+
+def _make_chunk_fn(task: Task, static: Any, opt: optax.GradientTransformation, batch_size: int):
+    """Compiled ``(params, opt_state, k_data, start, n) -> (params, opt_state, mean loss, mean score)`` per seed."""
+
+    def one_seed(params, opt_state, k_data, step):
+        batch = task.sample(jax.random.fold_in(k_data, step), batch_size)
+
+        def loss_fn(p):
+            y = jax.vmap(eqx.combine(p, static))(batch.inputs)
+            return task.loss(y, batch), y
+
+        (loss, y), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, loss, task.score(jax.lax.stop_gradient(y), batch)
+
+    seeds_step = jax.vmap(one_seed, in_axes=(0, 0, 0, None))
+
+    @eqx.filter_jit
+    def chunk(params, opt_state, k_data, start, n: int):
+        def body(carry, i):
+            p, s = carry
+            p, s, loss, score = seeds_step(p, s, k_data, start + i)
+            return (p, s), (loss, score)
+
+        (params, opt_state), (losses, scores) = jax.lax.scan(body, (params, opt_state), jnp.arange(n))
+        return params, opt_state, losses.mean(0), scores.mean(0)
+
+    return chunk
+
+
+def train(
+    task: Task | str,
+    seeds: Sequence[int],
+    *,
+    n_hidden: int = 64,
+    steps: int = 2000,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    clip: float = 1.0,
+    gain: float = DEFAULT_GAIN,
+    schedule: str = "cosine",
+    log_every: int | None = None,
+    progress: bool = True,
+    callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    parallel: bool = True,
+) -> TrainResult:
+    """Train one ``TanhRNN`` per seed on ``task`` (all seeds in one compiled program).
+
+    Args:
+        task: a task object or a registered name.
+        seeds: integer seeds; one model each (init and data keys derive from the seed only).
+        n_hidden: hidden size n.
+        steps: optimiser steps.
+        batch_size: trials per step (fresh trials every step).
+        learning_rate: Adam learning rate (peak, if ``schedule="cosine"``).
+        clip: global gradient-norm clip.
+        gain: recurrent initial gain (``W_rec ~ N(0, gain²/n)``).
+        schedule: "cosine" (decay to 5 %) or "constant".
+        log_every: steps per compiled chunk / progress line (default ``steps // 20``).
+        progress: print a line (step, mean/min/max loss over seeds, mean score, steps/s) to stderr per chunk.
+        callback: called as ``callback(step, losses (n_seeds,), scores (n_seeds,))`` after each chunk.
+        parallel: True (default) vmaps over seeds; False trains the seeds one after another (same results,
+            used by the throughput benchmark).
+
+    Returns:
+        :class:`TrainResult` (``models``, ``history`` (n_seeds, n_logs), ``config``, ...).
+
+    Example:
+        >>> res = train("flipflop", seeds=[0, 1, 2, 3], steps=500, progress=False)
+        >>> res.history[:, -1]      # final mean training loss per seed
+    """
+    task = _resolve_task(task)
+    seeds = [int(s) for s in (seeds if isinstance(seeds, Sequence | np.ndarray) else [seeds])]
+    if not seeds:
+        raise ValueError("train: seeds must be a non-empty sequence of ints, got []")
+    n_hidden = check_int("train", "n_hidden", n_hidden)
+    steps = check_int("train", "steps", steps)
+    batch_size = check_int("train", "batch_size", batch_size)
+    log_every = max(steps // 20, 1) if log_every is None else check_int("train", "log_every", log_every)
+    log_every = min(log_every, steps)
+    for arg, val in (("learning_rate", learning_rate), ("clip", clip), ("gain", gain)):
+        if not isinstance(val, int | float) or not val > 0:
+            raise ValueError(f"train: {arg} must be a positive float, got {val!r}")
+
+    opt = make_optimizer(learning_rate, steps, clip, schedule)
+    config = {
+        "task": {"name": task.name, "params": task.params()},
+        "seeds": seeds,
+        "n_hidden": n_hidden,
+        "steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": float(learning_rate),
+        "schedule": schedule,
+        "clip": float(clip),
+        "gain": float(gain),
+        "optimizer": "clip_by_global_norm + adam",
+        "log_every": log_every,
+        "keys": "k_init, k_data = split(key(seed)); step i samples with fold_in(k_data, i)",
+        "jax_version": jax.__version__,
+    }
+    groups = [seeds] if parallel else [[s] for s in seeds]
+    t0 = time.perf_counter()
+    models: list[TanhRNN] = []
+    hist_parts, score_parts = [], []
+    log_steps: list[int] = []
+    for g_idx, group in enumerate(groups):
+        stacked = init_models(task, group, n_hidden=n_hidden, gain=gain)
+        _, k_data = _seed_keys(group)
+        params, static = eqx.partition(stacked, eqx.is_array)
+        opt_state = jax.vmap(opt.init)(params)
+        chunk = _make_chunk_fn(task, static, opt, batch_size)
+        done, hist, sc, t_last = 0, [], [], time.perf_counter()
+        while done < steps:
+            n = min(log_every, steps - done)
+            params, opt_state, loss, score = chunk(params, opt_state, k_data, jnp.asarray(done, jnp.int32), n)
+            loss, score = np.asarray(loss), np.asarray(score)
+            done += n
+            hist.append(loss)
+            sc.append(score)
+            if g_idx == 0:
+                log_steps.append(done)
+            now = time.perf_counter()
+            if progress:
+                tag = f"train[{task.name}]" + ("" if parallel else f" seed {group[0]}")
+                print(
+                    f"{tag} step {done}/{steps}  loss {loss.mean():.4g} (min {loss.min():.4g}, max {loss.max():.4g})"
+                    f"  score {score.mean():.4f}  {n / (now - t_last):.1f} steps/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if callback is not None:
+                callback(done, loss, score)
+            t_last = now
+        trained = eqx.combine(params, static)
+        models.extend(jax.tree_util.tree_map(lambda x, i=i: x[i], trained) for i in range(len(group)))
+        hist_parts.append(np.stack(hist, axis=1))
+        score_parts.append(np.stack(sc, axis=1))
+    seconds = time.perf_counter() - t0
+    return TrainResult(
+        models=models,
+        history=np.concatenate(hist_parts, axis=0),
+        config=config,
+        scores=np.concatenate(score_parts, axis=0),
+        log_steps=np.asarray(log_steps),
+        seconds=seconds,
+    )
+
+
+def evaluate_models(
+    task: Task, models: Sequence[TanhRNN], key: PRNGKeyArray, batch_size: int = 1024
+) -> tuple[Float[Array, " M"], Float[Array, " M"]]:
+    """Loss and score of each model on one shared batch drawn with ``key``.
+
+    Returns:
+        ``(losses, scores)`` as NumPy arrays of shape (len(models),).
+
+    Example:
+        >>> losses, scores = evaluate_models(task, res.models, jax.random.key(10_000))
+    """
+    batch = eqx.filter_jit(task.sample)(key, batch_size)
+
+    @eqx.filter_jit
+    def one(model, batch):
+        y = jax.vmap(model)(batch.inputs)
+        return task.loss(y, batch), task.score(y, batch)
+
+    out = [one(m, batch) for m in models]
+    return np.asarray([float(a) for a, _ in out]), np.asarray([float(b) for _, b in out])
