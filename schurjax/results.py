@@ -169,7 +169,8 @@ def to_jsonable(x: Any) -> Any:
 def flatten_label(label: dict[str, Any]) -> dict[str, Any]:
     """Flatten one variant label into table cells: str, int, float, bool or None.
 
-    Complex values ``key`` become two columns ``key_re`` and ``key_im``; sequences and arrays become compact JSON
+    Complex values ``key`` (and eigenvalues ``*_eig`` stored as ``[re, im]``) become two columns ``key_re`` and
+    ``key_im``; sequences and arrays become compact JSON
     strings (e.g. the removed entries ``[[0, 3], [1, 3]]``).
     """
     out: dict[str, Any] = {}
@@ -179,6 +180,9 @@ def flatten_label(label: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, complex):
             out[f"{key}_re"] = float(value.real)
             out[f"{key}_im"] = float(value.imag)
+        elif key.endswith("_eig") and isinstance(value, list | tuple | np.ndarray) and len(value) == 2:
+            out[f"{key}_re"] = float(value[0])  # eigenvalues stored as [re, im]
+            out[f"{key}_im"] = float(value[1])
         elif isinstance(value, np.ndarray | list | tuple | dict):
             out[key] = json.dumps(to_jsonable(value), separators=(",", ":"))
         elif value is None or isinstance(value, str | int | float | bool):

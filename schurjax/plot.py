@@ -1,0 +1,592 @@
+"""Figures of Schur forms and ablation sweeps (matplotlib, Agg backend), and the self-contained HTML report.
+
+Each function draws one figure that reads by itself (title, axis labels, colour bar or legend) and returns the
+``matplotlib.figure.Figure``:
+
+- :func:`schur_heatmap`: ``|T|`` with the block grid and the eigenvalue moduli along the diagonal;
+- :func:`importance_map`: relative loss change per removed coupling, in T's own layout;
+- :func:`loss_vs_norm`: loss change vs ``||ΔW||_F`` for Schur ablations and their matched-norm controls;
+- :func:`family_distributions`: relative loss change per family (and controls), across seeds and tasks;
+- :func:`keep_profile`: the loss-preserving profile across seeds and tasks;
+- :func:`eigenvalues`: eigenvalues in the complex plane with the unit circle.
+
+:func:`write_report` writes ``<run>/report.html`` with every figure embedded as a base64 PNG (and the PNGs in
+``<run>/figures/``). Needs the ``plot`` extra (matplotlib); not imported by ``import schurjax``.
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+if os.environ.get("MPLBACKEND") is None and not matplotlib.get_backend().lower().startswith(("module://", "agg")):
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import colors as mcolors  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+__all__ = [
+    "schur_heatmap",
+    "importance_map",
+    "loss_vs_norm",
+    "family_distributions",
+    "keep_profile",
+    "eigenvalues",
+    "model_figures",
+    "run_figures",
+    "write_report",
+    "to_png",
+]
+
+FAMILY_COLORS = {
+    "single": "#1f77b4",
+    "block": "#ff7f0e",
+    "band": "#2ca02c",
+    "all_nonnormal": "#d62728",
+    "eigen_group": "#9467bd",
+    "eigen_groups": "#9467bd",
+    "control": "#7f7f7f",
+}
+FAMILY_ORDER = ("single", "block", "band", "eigen_group", "eigen_groups", "all_nonnormal")
+TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
+KEEP_TOL = 0.05
+
+
+def _rows(table: Any, **equal: Any) -> list[dict[str, Any]]:
+    return [r for r in table if all(r.get(k) == v for k, v in equal.items())]
+
+
+def _is_control(row: dict[str, Any]) -> bool:
+    return row.get("control_of") is not None
+
+
+def _arr(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.asarray([np.nan if r.get(key) is None else r[key] for r in rows], dtype=np.float64)
+
+
+def _block_edges(sf: Any) -> list[int]:
+    return [int(s) for s, _ in sf.blocks] + [int(sf.n)]
+
+
+def _draw_block_grid(ax: Any, sf: Any, color: str = "0.55", lw: float | None = None) -> None:
+    """Thin lines at the block boundaries, plus outlines of the diagonal blocks."""
+    n = sf.n
+    edges = _block_edges(sf)
+    lw = lw if lw is not None else (0.5 if n <= 32 else 0.25)
+    for e in edges[1:-1]:
+        ax.axhline(e - 0.5, color=color, lw=lw, zorder=3)
+        ax.axvline(e - 0.5, color=color, lw=lw, zorder=3)
+    for s, z in sf.blocks:
+        ax.add_patch(Rectangle((s - 0.5, s - 0.5), z, z, fill=False, ec="k", lw=max(0.6, 2 * lw), zorder=4))
+
+
+def _eig_strip(ax: Any, sf: Any) -> None:
+    """|λ| of each diagonal position, aligned with the columns of T (filled: real, open: complex pair)."""
+    ev = np.asarray(sf.eigvals)
+    idx = np.arange(sf.n)
+    mod = np.abs(ev)
+    real = np.abs(ev.imag) < 1e-12
+    ms = 5 if sf.n <= 64 else 3
+    ax.vlines(idx, 0, mod, color="0.75", lw=0.8)
+    ax.plot(idx[real], mod[real], "o", ms=ms, color="#1f77b4", label="real λ")
+    ax.plot(idx[~real], mod[~real], "o", ms=ms, mfc="white", color="#d62728", label="complex pair")
+    ax.axhline(1.0, color="k", lw=0.6, ls="--")
+    ax.set_ylabel("|λ|")
+    ax.set_ylim(0, max(1.05, float(mod.max()) * 1.1 if mod.size else 1.05))
+    ax.legend(loc="upper right", fontsize=7, ncol=2, frameon=False)
+    ax.tick_params(labelbottom=False)
+
+
+def schur_heatmap(sf: Any, title: str | None = None, annotate: bool | None = None) -> Any:
+    """``|T|`` (log colour scale) with the block grid, and the eigenvalue moduli along the diagonal on top.
+
+    Args:
+        sf: a SchurForm (n x n).
+        title: figure title (default mentions n, the blocks and Henrici's departure from normality).
+        annotate: write each block's eigenvalue in its diagonal cell (default: only for n <= 12).
+
+    Returns:
+        The matplotlib Figure.
+
+    Example:
+        >>> fig = sj.plot.schur_heatmap(sj.ordered_schur(W)); fig.savefig("T.png")
+    """
+    n = sf.n
+    T = np.asarray(sf.T, dtype=np.float64)
+    A = np.abs(T)
+    pos = A[A > 0]
+    vmin = max(float(pos.min()) if pos.size else 1e-6, float(A.max()) * 1e-4 if A.size else 1e-6)
+    vmax = float(A.max()) if A.max() > 0 else 1.0
+    fig = plt.figure(figsize=(6.6, 7.2), layout="constrained")
+    gs = fig.add_gridspec(2, 2, height_ratios=(1, 4.6), width_ratios=(30, 1))
+    ax_e = fig.add_subplot(gs[0, 0])
+    ax = fig.add_subplot(gs[1, 0], sharex=ax_e)
+    cax = fig.add_subplot(gs[1, 1])
+    im = ax.imshow(
+        np.ma.masked_where(A == 0, A),
+        cmap="viridis",
+        norm=mcolors.LogNorm(vmin=vmin, vmax=vmax),
+        interpolation="nearest",
+    )
+    ax.set_facecolor("white")
+    _draw_block_grid(ax, sf)
+    if annotate if annotate is not None else n <= 12:
+        for s, z in sf.blocks:
+            lam = sf.eigvals[s]
+            txt = f"{lam.real:.2f}" if z == 1 else f"{lam.real:.2f}\n±{abs(lam.imag):.2f}i"
+            ax.text(s + (z - 1) / 2, s + (z - 1) / 2, txt, ha="center", va="center", fontsize=7, color="w", zorder=5)
+    ax.set_xlabel("column j of T (source)")
+    ax.set_ylabel("row i of T (target)")
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(n - 0.5, -0.5)
+    fig.colorbar(im, cax=cax, label="|T[i, j]|  (blank: 0)")
+    _eig_strip(ax_e, sf)
+    h = getattr(sf, "henrici_relative", None)
+    hs = f", ||N||/||T|| = {h:.2f}" if h is not None else ""
+    fig.suptitle(title or f"Ordered real Schur form |T| (n = {n}, {len(sf.blocks)} blocks{hs})", fontsize=11)
+    ax_e.set_title("eigenvalue modulus along the diagonal (blocks ordered by descending |λ|)", fontsize=8)
+    return fig
+
+
+def _single_matrix(sf: Any, rows: Sequence[dict[str, Any]], key: str = "rel_delta_loss") -> np.ndarray:
+    M = np.full((sf.n, sf.n), np.nan)
+    for r in rows:
+        if r.get("family") == "single" and not _is_control(r) and r.get("row") is not None:
+            M[int(r["row"]), int(r["col"])] = r[key]
+    return M
+
+
+def _block_matrix(sf: Any, rows: Sequence[dict[str, Any]], key: str = "rel_delta_loss") -> np.ndarray:
+    M = np.full((sf.n, sf.n), np.nan)
+    for r in rows:
+        if r.get("family") == "block" and not _is_control(r) and r.get("target_block") is not None:
+            a, b = int(r["target_block"]), int(r["source_block"])
+            sa, za = sf.blocks[a]
+            sb, zb = sf.blocks[b]
+            M[sa : sa + za, sb : sb + zb] = r[key]
+    return M
+
+
+def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = None, family: str = "auto") -> Any:
+    """Relative loss change for each removed coupling, drawn where the coupling sits in T.
+
+    Args:
+        sf: the model's SchurForm.
+        rows: that model's table rows (single-coupling rows carry ``row``/``col``; block rows carry
+            ``target_block``/``source_block``).
+        title: figure title.
+        family: ``"single"``, ``"block"`` or ``"auto"`` (single when present, else block).
+
+    Returns:
+        The Figure. Diverging symmetric-log colours: red = the loss rises when the coupling is removed, blue = it
+        falls; grey squares are the diagonal blocks (never removed); blank cells are zero couplings or not swept.
+    """
+    if family == "auto":
+        family = "single" if any(r.get("family") == "single" and not _is_control(r) for r in rows) else "block"
+    M = _single_matrix(sf, rows) if family == "single" else _block_matrix(sf, rows)
+    finite = M[np.isfinite(M)]
+    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+    vmax = max(vmax, 1e-3)
+    lin = min(KEEP_TOL, vmax / 10)
+    fig, ax = plt.subplots(figsize=(6.6, 5.8), layout="constrained")
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("white")
+    im = ax.imshow(
+        np.ma.masked_invalid(M),
+        cmap=cmap,
+        norm=mcolors.SymLogNorm(linthresh=lin, vmin=-vmax, vmax=vmax, base=10),
+        interpolation="nearest",
+    )
+    for s, z in sf.blocks:
+        ax.add_patch(Rectangle((s - 0.5, s - 0.5), z, z, color="0.8", zorder=2))
+    _draw_block_grid(ax, sf, color="0.8")
+    ax.set_xlim(-0.5, sf.n - 0.5)
+    ax.set_ylim(sf.n - 0.5, -0.5)
+    ax.set_xlabel("column j of T (source mode)")
+    ax.set_ylabel("row i of T (target mode)")
+    cb = fig.colorbar(im, ax=ax, shrink=0.85)
+    cb.set_label("relative loss change  Δloss / loss")
+    n_keep = int(np.sum(np.abs(finite) <= KEEP_TOL)) if finite.size else 0
+    what = "single coupling T[i, j]" if family == "single" else "block coupling"
+    ax.set_title(
+        title or f"Coupling importance: loss change when removing each {what}\n"
+        f"{n_keep}/{finite.size} removals keep the loss within {100 * KEEP_TOL:.0f}% (grey: spectral blocks)",
+        fontsize=10,
+    )
+    return fig
+
+
+def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
+    """Relative loss change vs ``||ΔW||_F`` for Schur ablations (by family) and their random controls (log-log).
+
+    Args:
+        rows: one model's table rows (ablations and control rows).
+        title: figure title.
+
+    Returns:
+        The Figure. Filled markers: the loss rose; open markers: it fell (|Δ| is plotted). Exact zeros are drawn
+        at the bottom edge.
+    """
+    fig, ax = plt.subplots(figsize=(6.6, 5.0), layout="constrained")
+    abl = [r for r in rows if not _is_control(r) and (r.get("delta_norm") or 0) > 0]
+    ctrl = [r for r in rows if _is_control(r) and (r.get("delta_norm") or 0) > 0]
+    y_all = np.abs(_arr(abl + ctrl, "rel_delta_loss"))
+    y_all = y_all[np.isfinite(y_all) & (y_all > 0)]
+    floor = max(float(y_all.min()) / 2 if y_all.size else 1e-6, 1e-9)
+
+    def draw(rs, color, marker, label, size, alpha, z):
+        x = _arr(rs, "delta_norm")
+        y = _arr(rs, "rel_delta_loss")
+        ya = np.maximum(np.abs(y), floor)
+        up = y >= 0
+        if marker in ("x", "+"):  # line markers cannot be open: the loss-fell ones are drawn lighter
+            ax.scatter(x[up], ya[up], s=size, marker=marker, color=color, alpha=alpha, lw=0.9, label=label, zorder=z)
+            ax.scatter(x[~up], ya[~up], s=size, marker=marker, color=color, alpha=alpha * 0.4, lw=0.9, zorder=z)
+            return
+        if up.any():
+            ax.scatter(x[up], ya[up], s=size, marker=marker, color=color, alpha=alpha, lw=0, label=label, zorder=z)
+        if (~up).any():
+            ax.scatter(x[~up], ya[~up], s=size, marker=marker, facecolors="none", edgecolors=color, alpha=alpha,
+                       lw=0.8, label=None if up.any() else label, zorder=z)  # fmt: skip
+
+    if ctrl:
+        kinds = sorted({str(r.get("control_kind") or "control") for r in ctrl})
+        for kind in kinds:
+            rs = [r for r in ctrl if str(r.get("control_kind") or "control") == kind]
+            draw(rs, "0.45", "x" if kind == "matched_norm" else "+", f"random control ({kind.replace('_', '-')})",
+                 14, 0.6, 2)  # fmt: skip
+    fams = [f for f in FAMILY_ORDER if any(r.get("family") == f for r in abl)]
+    fams += sorted({str(r.get("family")) for r in abl} - set(fams))
+    for fam in fams:
+        rs = [r for r in abl if r.get("family") == fam]
+        size = 10 if fam == "single" else 40 if fam in ("block", "eigen_group", "eigen_groups") else 70
+        draw(rs, FAMILY_COLORS.get(fam, "k"), "o" if fam != "all_nonnormal" else "*", f"Schur ablation: {fam}",
+             size * (2.5 if fam == "all_nonnormal" else 1), 0.75 if fam == "single" else 0.9, 3)  # fmt: skip
+    ax.axhline(KEEP_TOL, color="k", ls="--", lw=0.8)
+    ax.text(0.99, KEEP_TOL, f"{100 * KEEP_TOL:.0f}% ", transform=ax.get_yaxis_transform(), va="bottom", ha="right",
+            fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("size of the weight change  ||ΔW||_F = ||ΔT||_F")
+    ax.set_ylabel("|relative loss change|  |Δloss| / loss")
+    ax.legend(fontsize=7.5, loc="upper left", framealpha=0.9)
+    ax.grid(True, which="major", alpha=0.3)
+    model = rows[0].get("model") if rows else ""
+    ax.set_title(title or f"{model}: Schur-coupling removals vs matched-norm random edits\n"
+                 "(filled: loss rose; open or faint: loss fell)", fontsize=10)  # fmt: skip
+    return fig
+
+
+def eigenvalues(sf: Any, title: str | None = None) -> Any:
+    """Eigenvalues in the complex plane with the unit circle, coloured by their position along T's diagonal.
+
+    Args:
+        sf: a SchurForm.
+        title: figure title.
+
+    Returns:
+        The Figure.
+    """
+    ev = np.asarray(sf.eigvals)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0), layout="constrained")
+    t = np.linspace(0, 2 * np.pi, 400)
+    ax.plot(np.cos(t), np.sin(t), color="k", lw=0.8, ls="--", label="unit circle")
+    sc = ax.scatter(ev.real, ev.imag, c=np.arange(ev.size), cmap="plasma", s=28, edgecolors="k", lw=0.3, zorder=3)
+    cb = fig.colorbar(sc, ax=ax, shrink=0.85)
+    cb.set_label("position along the diagonal of T")
+    ax.axhline(0, color="0.7", lw=0.5)
+    ax.axvline(0, color="0.7", lw=0.5)
+    r = max(1.1, float(np.max(np.abs(ev))) * 1.1 if ev.size else 1.1)
+    ax.set_xlim(-r, r)
+    ax.set_ylim(-r, r)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    ax.legend(loc="lower left", fontsize=8)
+    n_out = int(np.sum(np.abs(ev) > 1))
+    ax.set_title(title or f"Eigenvalues of W (n = {ev.size}; {n_out} outside the unit circle)", fontsize=10)
+    return fig
+
+
+def _models_in(table: Any) -> list[tuple[str, str, Any]]:
+    seen: dict[str, tuple[str, str, Any]] = {}
+    for r in table:
+        if r["model"] not in seen:
+            seen[r["model"]] = (r["model"], str(r.get("task")), r.get("model_seed"))
+    return list(seen.values())
+
+
+def family_distributions(table: Any, title: str | None = None) -> Any:
+    """Distributions of the relative loss change per ablation family, next to the random controls, per task.
+
+    Args:
+        table: the run's tidy table (all models).
+        title: figure title.
+
+    Returns:
+        The Figure: one panel per task; within it, one box per family (all seeds pooled, each seed's points in
+        its own shade) on a symmetric-log axis.
+    """
+    models = _models_in(table)
+    tasks = list(dict.fromkeys(m[1] for m in models))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.0, 3.4 * len(tasks)), 4.6), layout="constrained",
+                             sharey=True, squeeze=False)  # fmt: skip
+    rel_all = np.abs(_arr(table, "rel_delta_loss"))
+    rel_all = rel_all[np.isfinite(rel_all)]
+    pos = rel_all[rel_all > 0]
+    lin = max(min(1e-3, float(np.percentile(pos, 5)) if pos.size else 1e-3), 1e-7)
+    rng = np.random.default_rng(0)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = [r for r in table if str(r.get("task")) == task]
+        cats = [f for f in FAMILY_ORDER if any(r.get("family") == f and not _is_control(r) for r in rows)]
+        has_ctrl = any(_is_control(r) for r in rows)
+        labels = cats + (["controls"] if has_ctrl else [])
+        seeds = list(dict.fromkeys(m[0] for m in models if m[1] == task))
+        for x, cat in enumerate(labels):
+            sel = [r for r in rows if (_is_control(r) if cat == "controls" else (r.get("family") == cat
+                                                                                 and not _is_control(r)))]  # fmt: skip
+            y = _arr(sel, "rel_delta_loss")
+            y = y[np.isfinite(y)]
+            color = FAMILY_COLORS["control"] if cat == "controls" else FAMILY_COLORS.get(cat, "k")
+            if y.size > 1:
+                bp = ax.boxplot([y], positions=[x], widths=0.6, showfliers=False, patch_artist=True)
+                for b in bp["boxes"]:
+                    b.set(facecolor=mcolors.to_rgba(color, 0.18), edgecolor=color)
+                for part in ("whiskers", "caps", "medians"):
+                    for line in bp[part]:
+                        line.set(color=color)
+            for s_i, mid in enumerate(seeds):
+                ys = _arr([r for r in sel if r["model"] == mid], "rel_delta_loss")
+                if ys.size > 400:  # thin the point cloud, keep the box exact
+                    ys = rng.choice(ys, 400, replace=False)
+                xs = x + (s_i - (len(seeds) - 1) / 2) * 0.18 + rng.uniform(-0.05, 0.05, ys.size)
+                ax.scatter(xs, ys, s=5 if cat == "single" or cat == "controls" else 16, color=color,
+                           alpha=0.35 + 0.5 * (s_i % 2), lw=0, zorder=3)  # fmt: skip
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels([lab.replace("_", "\n") for lab in labels], fontsize=8)
+        ax.set_yscale("symlog", linthresh=lin)
+        ax.axhspan(-KEEP_TOL, KEEP_TOL, color="#2ca02c", alpha=0.08, lw=0)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_title(f"{task}  ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})", fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("relative loss change  Δloss / loss  (symlog)")
+    fig.suptitle(title or "Loss change per Schur ablation family vs matched-norm random controls\n"
+                 f"(boxes: all seeds pooled; points: one shade per seed; green band: within ±{100 * KEEP_TOL:.0f}%)",
+                 fontsize=10)  # fmt: skip
+    return fig
+
+
+def keep_profile(table: Any, title: str | None = None) -> Any:
+    """The loss-preserving profile across seeds and tasks.
+
+    Left: for each model, the share of single-coupling removals whose |relative loss change| stays below a
+    threshold, as a function of the threshold (solid), and the same for their random controls (dotted).
+    Right: the share of removals within 5 % per family and model (annotated heat map).
+
+    Args:
+        table: the run's tidy table.
+        title: figure title.
+
+    Returns:
+        The Figure.
+    """
+    models = _models_in(table)
+    fams = [f for f in FAMILY_ORDER if any(r.get("family") == f and not _is_control(r) for r in table)]
+    fig, (ax, axh) = plt.subplots(1, 2, figsize=(12.0, 0.9 + max(3.6, 0.42 * len(models) + 1.4)),
+                                  layout="constrained", gridspec_kw={"width_ratios": (1.25, 1)})  # fmt: skip
+    grid = np.logspace(-5, 2, 200)
+    styles = ["-", "--", "-.", ":"]
+    by_task: dict[str, int] = {}
+    for mid, task, _seed in models:
+        rows = [r for r in table if r["model"] == mid]
+        k = by_task.get(task, 0)
+        by_task[task] = k + 1
+        color = TASK_COLORS.get(task, f"C{len(by_task) % 10}")
+        singles = np.abs(_arr([r for r in rows if r.get("family") == "single" and not _is_control(r)],
+                              "rel_delta_loss"))  # fmt: skip
+        if singles.size:
+            ax.plot(grid, [np.mean(singles <= g) for g in grid], color=color, ls=styles[k % 4], lw=1.6, label=mid)
+        single_ids = {r["row_id"] for r in rows if r.get("family") == "single" and not _is_control(r)}
+        ctrl = np.abs(_arr([r for r in rows if _is_control(r) and r["control_of"] in single_ids], "rel_delta_loss"))
+        if ctrl.size:
+            ax.plot(grid, [np.mean(ctrl <= g) for g in grid], color=color, ls=":", lw=1.0, alpha=0.8)
+    ax.plot([], [], color="0.4", ls=":", lw=1.0, label="their random controls")
+    ax.axvline(KEEP_TOL, color="k", lw=0.7, ls="--")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("threshold τ on |Δloss| / loss")
+    ax.set_ylabel("share of single-coupling removals with |Δloss|/loss ≤ τ")
+    ax.set_title("Loss-preserving profile of single couplings", fontsize=10)
+    ax.legend(fontsize=7.5, loc="upper left", ncol=1 if len(models) <= 8 else 2)
+    ax.grid(True, alpha=0.3)
+    cols = fams + (["controls"] if any(_is_control(r) for r in table) else [])
+    H = np.full((len(models), len(cols)), np.nan)
+    for i, (mid, _task, _seed) in enumerate(models):
+        rows = [r for r in table if r["model"] == mid]
+        for j, c in enumerate(cols):
+            sel = [r for r in rows if (_is_control(r) if c == "controls" else r.get("family") == c and not
+                                       _is_control(r))]  # fmt: skip
+            y = np.abs(_arr(sel, "rel_delta_loss"))
+            if y.size:
+                H[i, j] = np.mean(y <= KEEP_TOL)
+    im = axh.imshow(np.ma.masked_invalid(H), cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for i in range(H.shape[0]):
+        for j in range(H.shape[1]):
+            if np.isfinite(H[i, j]):
+                axh.text(j, i, f"{100 * H[i, j]:.0f}%", ha="center", va="center", fontsize=8,
+                         color="white" if H[i, j] > 0.6 else "black")  # fmt: skip
+    axh.set_xticks(range(len(cols)))
+    axh.set_xticklabels([c.replace("_", "\n") for c in cols], fontsize=8)
+    axh.set_yticks(range(len(models)))
+    axh.set_yticklabels([m[0] for m in models], fontsize=8)
+    axh.set_title(f"share of removals keeping the loss within {100 * KEEP_TOL:.0f}%", fontsize=10)
+    fig.colorbar(im, ax=axh, shrink=0.8, label="share loss-preserving")
+    fig.suptitle(title or "Which couplings can go? Loss-preserving ablations across tasks and seeds", fontsize=11)
+    return fig
+
+
+def to_png(fig: Any, dpi: int = 110) -> bytes:
+    """Render a Figure to PNG bytes and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def model_figures(sf: Any, rows: Sequence[dict[str, Any]], model_id: str = "") -> dict[str, Any]:
+    """The per-model figures: ``schur``, ``importance``, ``loss_vs_norm``, ``eigenvalues`` (name -> Figure)."""
+    figs = {"schur": schur_heatmap(sf, title=f"{model_id}: ordered real Schur form |T| (n = {sf.n})"
+                                   if model_id else None)}  # fmt: skip
+    if any(r.get("family") in ("single", "block") and not _is_control(r) for r in rows):
+        figs["importance"] = importance_map(sf, rows)
+        figs["importance"].axes[0].set_title(f"{model_id}: " + figs["importance"].axes[0].get_title(), fontsize=10)
+    if rows:
+        figs["loss_vs_norm"] = loss_vs_norm(rows)
+    figs["eigenvalues"] = eigenvalues(sf, title=f"{model_id}: eigenvalues of W (n = {sf.n})" if model_id else None)
+    return figs
+
+
+def run_figures(run: Any) -> dict[str, Any]:
+    """The cross-model figures of a run: ``families`` and ``profile`` (name -> Figure)."""
+    return {"families": family_distributions(run.table), "profile": keep_profile(run.table)}
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+.figs{display:flex;flex-wrap:wrap;gap:.5em} .figs img{max-width:660px;width:48%;border:1px solid #eee}
+.wide img{max-width:100%;width:auto} pre{background:#f8f8f8;padding:.6em;font-size:.8em;overflow-x:auto}
+.note{color:#555;font-size:.9em}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
+    def pct(x, signed=False):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "–"
+        return f"{100 * x:+.1f}%" if signed else f"{100 * x:.0f}%"
+
+    head = ("model", "task", "seed", "base loss", "single keep ≤5%", "block keep ≤5%", "all-nonnormal Δ",
+            "ablation median Δ", "control median Δ", "ablation > control")  # fmt: skip
+    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for s in summary:
+        cells = (s["model"], s["task"], "–" if s["seed"] is None else s["seed"], f"{s['base_loss']:.3g}",
+                 pct(s["single_keep"]), pct(s["block_keep"]), pct(s["all_nonnormal_rel"], True),
+                 pct(s["ablation_median_rel"], True), pct(s["control_median_rel"], True),
+                 pct(s["frac_ablation_gt_control"]))  # fmt: skip
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def write_report(run: Any, path: str | os.PathLike | None = None, save_pngs: bool = True, dpi: int = 100) -> Path:
+    """Write a self-contained HTML report of a run (figures embedded as base64 PNGs).
+
+    Args:
+        run: a :class:`schurjax.results.Run` (from :func:`schurjax.results.load`).
+        path: the HTML file (default ``<run>/report.html``).
+        save_pngs: also write each figure to ``<run>/figures/<name>.png``.
+        dpi: PNG resolution.
+
+    Returns:
+        The report path.
+
+    Example:
+        >>> sj.plot.write_report(sj.results.load("runs/demo"))
+    """
+    from schurjax import runs
+
+    path = Path(path) if path is not None else Path(run.path) / "report.html"
+    fig_dir = Path(run.path) / "figures"
+    if save_pngs:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    summary = runs.summarize(run.table)
+
+    def render(fig, name):
+        png = to_png(fig, dpi=dpi)
+        if save_pngs:
+            from schurjax.results import atomic_write_bytes
+
+            atomic_write_bytes(fig_dir / f"{name}.png", png)
+        return png
+
+    m = run.manifest
+    cfg = m.get("config", {})
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>schurjax report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>schurjax sweep report: {html.escape(str(run.path))}</h1>",
+        "<p class='note'>Directed nonnormal couplings of each trained recurrent matrix, written in ordered real "
+        "Schur coordinates W = Q T Q<sup>T</sup>, are removed one family at a time; every edit keeps the spectrum. "
+        "Random controls change W by the same Frobenius norm. Method: S. Dräger, <i>Task-Restricted Symmetries in "
+        "Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
+        f"<p class='note'>families: {html.escape(', '.join(cfg.get('families', [])))}; controls per ablation: "
+        f"{cfg.get('controls')} ({html.escape(', '.join(cfg.get('control_kinds', [])))}, at most "
+        f"{cfg.get('control_max') or 'all'} ablations per model); trials: {cfg.get('trials')}; order: "
+        f"{cfg.get('order')}; precision: {cfg.get('precision')}; seed: {cfg.get('seed')}; rows: {len(run.table)}; "
+        f"complete: {run.complete}; JAX {html.escape(str(m.get('versions', {}).get('jax')))} on "
+        f"{html.escape(str(m.get('device', {}).get('backend')))}.</p>",
+        "<h2>Summary</h2>",
+        "<p class='note'>keep = share of removals with |Δloss|/loss ≤ 5%; Δ = relative loss change; "
+        "ablation &gt; control = share of (ablation, matched-norm control) pairs in which the Schur ablation "
+        "changes the loss more than its random control.</p>",
+        _summary_table(summary),
+        "<h2>Across tasks and seeds</h2><div class='figs wide'>",
+    ]
+    for name, fig in run_figures(run).items():
+        parts.append(_img(render(fig, name), name))
+    parts.append("</div>")
+    for model in m.get("models", []):
+        mid = model["id"]
+        sf = run.schurs.get(mid)
+        rows = [r for r in run.table if r["model"] == mid]
+        if sf is None:
+            continue
+        parts.append(f"<h2>{html.escape(mid)} <span class='note'>({html.escape(model.get('source', ''))}, "
+                     f"n = {sf.n}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>")  # fmt: skip
+        for name, fig in model_figures(sf, rows, mid).items():
+            parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
+        parts.append("</div>")
+    parts.append(f"<h2>Text summary</h2><pre>{html.escape(runs.format_summary(summary))}</pre></body></html>")
+    from schurjax.results import atomic_write_bytes
+
+    atomic_write_bytes(path, "\n".join(parts).encode())
+    return path
