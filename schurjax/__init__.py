@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 # --- public API (each module adds its own lines below) ---
 from schurjax import ablate as ablate
+from schurjax import results as results
 from schurjax import tasks as tasks
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
