@@ -628,6 +628,9 @@ def block_couplings(sf: Any, *, include_zeros: bool = False) -> Variants:
     Returns:
         Variants ordered by (a, b). Labels: ``target_block`` a, ``source_block`` b, their eigenvalues
         (``[re, im]``) and sizes, ``entries`` (the nonzero removed ``[i, j]``).
+
+    Example:
+        >>> v = sj.ablate.block_couplings(sf)       # nb (nb - 1) / 2 variants at most
     """
     fn = "block_couplings"
     info = _Info(sf, fn)
@@ -660,6 +663,9 @@ def bands(sf: Any, *, include_zeros: bool = False) -> Variants:
 
     Returns:
         Variants ordered by d. Labels: ``band`` d, ``n_pairs`` (block pairs at that distance).
+
+    Example:
+        >>> v = sj.ablate.bands(sf)                 # v.labels[0]["band"] == 1: nearest-neighbour links
     """
     info = _Info(sf, "bands")
     dist = info.bidx[info.cj] - info.bidx[info.ci]
@@ -680,6 +686,9 @@ def all_nonnormal(sf: Any) -> Variants:
 
     Returns:
         Variants with K = 1.
+
+    Example:
+        >>> v = sj.ablate.all_nonnormal(sf)         # v.delta_norm[0] == sf.henrici
     """
     info = _Info(sf, "all_nonnormal")
     sel = info.cval != 0.0
@@ -703,6 +712,9 @@ def eigen_groups(sf: Any, threshold: float = 0.9, *, include_zeros: bool = False
     Returns:
         Variants ordered by (target class, source class) in the order above. Labels: ``target_class``,
         ``source_class``, ``threshold``.
+
+    Example:
+        >>> v = sj.ablate.eigen_groups(sf, threshold=0.95)   # at most 16 variants
     """
     fn = "eigen_groups"
     info = _Info(sf, fn)
@@ -744,6 +756,9 @@ def top_k(sf: Any, ks: int | Sequence[int]) -> Variants:
 
     Returns:
         Variants in the order of ``ks``. Labels: ``k``, ``min_abs`` (smallest removed |T_ij|, 0 for k = 0).
+
+    Example:
+        >>> v = sj.ablate.top_k(sf, [1, 10, 100])
     """
     fn = "top_k"
     info = _Info(sf, fn)
@@ -838,6 +853,9 @@ def scaling(sf: Any, alphas: float | Sequence[float], which=None) -> Variants:
 
     Returns:
         Variants in the order of ``alphas``. Labels: ``alpha``, ``n_scaled`` (nonzero couplings scaled).
+
+    Example:
+        >>> v = sj.ablate.scaling(sf, np.linspace(0.0, 2.0, 9))    # the path from T -> D (α = 0) to 2N
     """
     fn = "scaling"
     info = _Info(sf, fn)
@@ -1017,6 +1035,9 @@ def matched_count(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants:
 
     Raises:
         ValueError: if a variant changes more entries than T has nonzero couplings.
+
+    Example:
+        >>> ctrl = sj.ablate.matched_count(jax.random.key(2), sf, sj.ablate.block_couplings(sf), n_per=3)
     """
     kind = "matched_count"
     entropy, info, variants, keys = _control_setup(kind, key, sf, variants, n_per)
@@ -1045,6 +1066,9 @@ def coupling_noise(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants
 
     Raises:
         ValueError: if a variant has a nonzero norm but W has no coupling positions (n <= 2 with one block).
+
+    Example:
+        >>> ctrl = sj.ablate.coupling_noise(jax.random.key(3), sf, sj.ablate.bands(sf))
     """
     kind = "coupling_noise"
     entropy, info, variants, keys = _control_setup(kind, key, sf, variants, n_per)
