@@ -14,6 +14,7 @@ from schurjax import results as results
 from schurjax import tasks as tasks
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
+from schurjax.engine import evaluate as evaluate
 from schurjax.results import SweepResult as SweepResult
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm

@@ -1,0 +1,360 @@
+"""Batched evaluation of Schur-coordinate weight variants: ``evaluate(model, schur, variants, batch) -> SweepResult``.
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+
+Every variant ``k`` is the network with recurrent matrix ``W_k = Q (T + dT_k) Q^T = W + Q dT_k Q^T`` (input map
+and readout unchanged). All variants run on the same trials (common random numbers): the input drive
+``W_in x_t + b`` is computed once per batch and shared. The rollout is a ``lax.scan`` over time over a *chunk*
+of variants x trials, compiled once per chunk shape (the last chunk is zero padded, so a sweep compiles once);
+metrics are reduced inside the compiled program and full ``K x B x T x n`` trajectories never exist.
+
+Base matrix: ``W = Q T Q^T`` reconstructed in float64 from the SchurForm and cast to ``dtype`` (it agrees with
+``model.W_rec`` to float32 rounding; a SchurForm that does not belong to the model is rejected). Every compiled
+chunk carries the unablated model in an extra slot, computed by the same arithmetic as the variants, so an
+edit that is exactly zero gives ``delta_loss == 0`` exactly.
+
+Paths (``path="auto"`` picks one for the whole call):
+
+* ``"shared"``: for sparse edits (every variant changes at most ``SHARED_MAX_NNZ`` entries of T). With
+  ``dW_k = sum_e vals_e Q[:, rows_e] Q[:, cols_e]^T = U_k V_k^T`` (rank r), ``W_k h = W h + U_k (V_k^T h)``: all
+  variants and trials share one ``(k*B, n) @ (n, n)`` GEMM per step plus a rank-r correction fused into the
+  ``tanh`` loop.
+* ``"dense"``: anything else; ``W_k`` is formed per variant on the device and applied as a batched matmul in the
+  ``(variants, n, B)`` layout.
+
+Precision: float32 with matmul precision ``"highest"`` by default (true fp32 dots on every backend).
+``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes on GPUs; on an H100 they gave a relative
+error of 0.9-1.7 in ``output_distance`` for single-coupling ablations (DESIGN §7), i.e. useless for small effects.
+On the CPU they are identical to ``"highest"`` (XLA:CPU computes float32 dots in float32 regardless; measured
+error vs float64 is the same, see ``benchmarks/RESULTS.md``). ``dtype=jnp.float64`` runs the whole rollout in
+float64 (the engine enables ``jax_enable_x64`` for the duration of the call).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from schurjax import _kernels
+from schurjax.results import SweepResult
+
+__all__ = ["evaluate", "PATHS", "PRECISIONS", "SHARED_MAX_NNZ", "auto_chunk_size", "choose_path"]
+
+PATHS = ("auto", "shared", "dense")
+PRECISIONS = {"highest": "highest", "high": "high", "default": "default", "tf32": "tensorfloat32",
+              "tensorfloat32": "tensorfloat32"}  # fmt: skip
+"""Accepted ``precision`` values and the JAX matmul precision they map to."""
+
+SHARED_MAX_NNZ = 16
+"""``path="auto"`` uses the shared-base path when every variant changes at most this many entries of T."""
+
+_CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized; DESIGN §6: ~128 variants at n=128, B=32)
+_CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
+_GPU_MAX_CHUNK = 16384
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(f"evaluate: {msg}")
+
+
+def choose_path(max_nnz: int, n: int) -> str:
+    """The path ``path="auto"`` takes for a variant set whose largest edit changes ``max_nnz`` entries of T.
+
+    Returns ``"shared"`` when ``max_nnz <= SHARED_MAX_NNZ`` (and ``max_nnz < n``), else ``"dense"``.
+    """
+    return "shared" if max_nnz <= min(SHARED_MAX_NNZ, n - 1) else "dense"
+
+
+def auto_chunk_size(path: str, *, n: int, B: int, T: int, n_out: int, r: int = 1, models: int = 1,
+                    itemsize: int = 4, device: Any = None) -> int:  # fmt: skip
+    """Variants per compiled chunk for ``chunk_size="auto"``.
+
+    CPU: the chunk's states are kept around the L2 size (2 MiB: about 128 variants at n=128, B=32 on the shared
+    path, 32 on the dense path, whose per-variant matrices count too), capped by a 1 GiB memory budget.
+    GPU/other: half of the device's free memory (``device.memory_stats()``), at most 16384 variants.
+
+    Returns:
+        chunk size (>= 1), not yet capped at K.
+    """
+    device = device or jax.devices()[0]
+    per_var = itemsize * models * (B * (4 * n + 3 * T * n_out) + (3 * n * n if path == "dense" else 2 * r * n))
+    if device.platform == "cpu":
+        state = itemsize * models * (B * n + (n * n if path == "dense" else 0))
+        k = max(8, 2 ** int(math.log2(max(1, _CPU_CACHE_BYTES // state))))
+        return int(max(1, min(k, 1024, _CPU_BUDGET_BYTES // per_var)))
+    budget = 2 * 2**30
+    try:
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            budget = (stats["bytes_limit"] - stats.get("bytes_in_use", 0)) // 2
+    except Exception:  # noqa: BLE001 - memory_stats is optional on some backends
+        pass
+    return int(max(1, min(_GPU_MAX_CHUNK, budget // per_var)))
+
+
+def _as_list(x: Any, name: str) -> tuple[list, bool]:
+    if isinstance(x, (list, tuple)):
+        if not x:
+            _fail(f"{name} is an empty list; expected at least one")
+        return list(x), True
+    return [x], False
+
+
+def _finite(name: str, arr: Any) -> np.ndarray:
+    a = np.asarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        _fail(f"{name} holds {int((~np.isfinite(a)).sum())} NaN/inf entries; expected finite weights")
+    return a
+
+
+def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
+    if path not in PATHS:
+        _fail(f"path must be one of {PATHS}, got {path!r}")
+    if precision not in PRECISIONS:
+        _fail(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if not (chunk_size == "auto" or (isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, bool)
+                                     and chunk_size >= 1)):  # fmt: skip
+        _fail(f"chunk_size must be 'auto' or an int >= 1, got {chunk_size!r}")
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        _fail(f"dtype must be jnp.float32 or jnp.float64, got {dtype!r}")
+    if len(schurs) != len(models) or len(variants) != len(models):
+        _fail(f"got {len(models)} model(s), {len(schurs)} schur form(s) and {len(variants)} variant set(s); "
+              "expected one of each per model")  # fmt: skip
+    for name, field in (("inputs", 3), ("targets", 3), ("mask", 3)):
+        if not hasattr(batch, name) or np.ndim(getattr(batch, name)) != field:
+            _fail(f"batch.{name} must be a 3-D array (B, T, ...), got {np.shape(getattr(batch, name, None))}")
+    Bsz, Tlen, n_in = np.shape(batch.inputs)
+    if np.shape(batch.targets)[:2] != (Bsz, Tlen) or np.shape(batch.mask) != np.shape(batch.targets):
+        _fail(f"batch.targets {np.shape(batch.targets)} and batch.mask {np.shape(batch.mask)} must both have shape "
+              f"(B={Bsz}, T={Tlen}, n_out)")  # fmt: skip
+    if Bsz == 0 or Tlen == 0:
+        _fail(f"batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(Bsz, Tlen, n_in)}")
+    n_out = np.shape(batch.targets)[2]
+    n0 = None
+    K0 = None
+    for i, (m, sf, v) in enumerate(zip(models, schurs, variants, strict=True)):
+        tag = f"[{i}]" if len(models) > 1 else ""
+        for attr in ("W_in", "W_rec", "b", "W_out", "b_out"):
+            if not hasattr(m, attr):
+                _fail(f"model{tag} has no attribute {attr!r}; expected a TanhRNN")
+        n = np.shape(m.W_rec)[0]
+        if np.shape(m.W_rec) != (n, n):
+            _fail(f"model{tag}.W_rec must be square, got shape {np.shape(m.W_rec)}")
+        if n0 is None:
+            n0 = n
+        elif n != n0:
+            _fail(f"all models must have the same hidden size n, got {n0} and {n} (model{tag})")
+        if np.shape(m.W_in)[1] != n_in:
+            _fail(f"model{tag}.n_in = {np.shape(m.W_in)[1]} but batch.inputs has last dim {n_in}; expected equal")
+        if np.shape(m.W_out)[0] != n_out:
+            _fail(f"model{tag}.n_out = {np.shape(m.W_out)[0]} but batch.targets has last dim {n_out}; expected equal")
+        for attr in ("W_in", "W_rec", "b", "W_out", "b_out"):
+            _finite(f"model{tag}.{attr}", getattr(m, attr))
+        if not hasattr(sf, "Q") or not hasattr(sf, "T"):
+            _fail(f"schur{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
+        if np.shape(sf.T) != (n, n) or np.shape(sf.Q) != (n, n):
+            _fail(f"schur{tag} has n = {np.shape(sf.T)[0]} but model{tag} has n = {n}; expected the model's Schur form")
+        if not hasattr(v, "sparse") or not hasattr(v, "delta_T"):
+            _fail(f"variants{tag} must be a schurjax.ablate.Variants, got {type(v).__name__}")
+        if v.n != n:
+            _fail(f"variants{tag}.n = {v.n} does not match the model's hidden size n = {n}")
+        K = len(v)
+        if K == 0:
+            _fail(f"variants{tag} is empty (K = 0); expected at least one variant")
+        if K0 is None:
+            K0 = K
+        elif K != K0:
+            _fail(f"all variant sets must have the same K, got {K0} and {K} (variants{tag})")
+        Q = _finite(f"schur{tag}.Q", sf.Q)
+        W = Q @ _finite(f"schur{tag}.T", sf.T) @ Q.T
+        Wm = np.asarray(m.W_rec, dtype=np.float64)
+        err = np.linalg.norm(W - Wm) / max(np.linalg.norm(Wm), 1e-30)
+        if err > 1e-4:
+            _fail(f"schur{tag} does not belong to model{tag}: ||Q T Q^T - W_rec|| / ||W_rec|| = {err:.2g}; "
+                  "expected <= 1e-4 (pass ordered_schur(model.W_rec))")  # fmt: skip
+    return n0, K0, Bsz, Tlen, n_out
+
+
+def evaluate(
+    model: Any,
+    schur: Any,
+    variants: Any,
+    batch: Any,
+    *,
+    task: Any = None,
+    chunk_size: int | str = "auto",
+    path: str = "auto",
+    precision: str = "highest",
+    dtype: Any = jnp.float32,
+    divergence: bool = False,
+    progress: Callable[[int, int], Any] | None = None,
+) -> SweepResult | list[SweepResult]:
+    """Roll out every weight variant on one batch of trials and return its metrics.
+
+    Args:
+        model: TanhRNN (n hidden units), or a list of models of the same n (evaluated in one compiled program).
+        schur: the model's SchurForm (``ordered_schur(model.W_rec)``), or a list, one per model.
+        variants: ``schurjax.ablate.Variants`` built from that SchurForm (``dT`` depends on T), or a list, one
+            per model, all with the same K.
+        batch: TaskBatch, inputs (B, T, n_in), targets and mask (B, T, n_out); shared by all variants and models.
+        task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task).
+        chunk_size: variants per compiled chunk, or ``"auto"`` (see :func:`auto_chunk_size`).
+        path: ``"auto"``, ``"shared"`` or ``"dense"`` (see the module docstring; the results agree to fp tolerance).
+        precision: matmul precision ``"highest"`` (default), ``"high"``, ``"default"`` or ``"tf32"``.
+        dtype: ``jnp.float32`` (default) or ``jnp.float64``.
+        divergence: also return the per-step output divergence ``(K, T)`` (mean over trials and outputs of the
+            squared output difference to the unablated model).
+        progress: ``callable(done_variants, total_variants)``, called after every chunk.
+
+    Returns:
+        SweepResult (list of SweepResult, one per model, when ``model`` is a list): loss (masked MSE),
+        delta_loss, rel_delta_loss, output_distance, hidden_distance, score, delta_norm (K,) NumPy float64.
+
+    Raises:
+        ValueError: a one-line message naming the bad argument (sizes that do not match, NaN weights, K = 0,
+            unknown path/precision, a SchurForm of another matrix).
+
+    Example:
+        >>> sf = sj.ordered_schur(model.W_rec)
+        >>> res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), task.sample(jax.random.key(1), 64), task=task)
+        >>> res.rel_delta_loss.argmax()
+    """
+    models, many = _as_list(model, "model")
+    schurs, _ = _as_list(schur, "schur")
+    if isinstance(variants, (list, tuple)):
+        vsets, _ = _as_list(variants, "variants")
+    elif many and len(models) > 1:
+        _fail("with a list of models, variants must be a list of Variants (one per model: dT depends on each T)")
+    else:
+        vsets = [variants]
+    n, K, Bsz, Tlen, n_out = _check(models, schurs, vsets, batch, precision, path, chunk_size, dtype)
+    x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
+    if x64:
+        with jax.enable_x64(True):
+            out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
+                            progress, n, K)  # fmt: skip
+    else:
+        out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
+                        progress, n, K)  # fmt: skip
+    return out if many else out[0]
+
+
+def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K):
+    M = len(models)
+    Bsz, Tlen, _ = np.shape(batch.inputs)
+    n_out = np.shape(batch.targets)[2]
+    np_dtype = np.dtype(jnp.dtype(dtype).name)
+    vsets = [v.bind(sf) if np.isnan(v.delta_norm).any() else v for v, sf in zip(vsets, schurs, strict=True)]
+    max_nnz = max(v.max_nnz for v in vsets)
+    if path == "auto":
+        path = choose_path(max_nnz, n)
+    r = max(1, max_nnz)
+    if chunk_size == "auto":
+        chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M,
+                                     itemsize=np_dtype.itemsize)  # fmt: skip
+    k = int(min(chunk_size, K))
+    prec = PRECISIONS[precision]
+
+    Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]
+    Ts = [np.asarray(sf.T, dtype=np.float64) for sf in schurs]
+    W = np.stack([Q @ T @ Q.T for Q, T in zip(Qs, Ts, strict=True)]).astype(np_dtype)
+    W_out = np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype)
+    b_out = np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype)
+    W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
+    b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
+    inputs = jnp.asarray(batch.inputs, dtype)
+    drive = _kernels.drive(inputs, W_in, b, layout="TBn" if path == "shared" else "TnB", precision=prec)
+    targets = jnp.asarray(np.swapaxes(np.asarray(batch.targets), 0, 1), dtype)
+    mask = jnp.asarray(np.swapaxes(np.asarray(batch.mask), 0, 1), dtype)
+    W, W_out, b_out = jnp.asarray(W), jnp.asarray(W_out), jnp.asarray(b_out)
+    if path == "dense":
+        Qd = jnp.asarray(np.stack(Qs).astype(np_dtype))
+    score_batch = None
+    if task is not None:
+        score_batch = type(batch)(*(jnp.asarray(a, dtype) for a in batch)) if isinstance(batch, tuple) else batch
+
+    def prepare(a: int, b_: int):
+        """Host side: the edits of variants [a, b_) of every model, slot 0 = base, zero padded to k + 1 slots."""
+        if path == "shared":
+            U = np.zeros((M, k + 1, r, n), np_dtype)
+            V = np.zeros((M, k + 1, r, n), np_dtype)
+            for i, (v, Q, T) in enumerate(zip(vsets, Qs, Ts, strict=True)):
+                rows, cols, vals = v.sparse(slice(a, b_), T=T)
+                w = rows.shape[1]
+                U[i, 1 : 1 + b_ - a, :w] = Q.T[rows] * vals[..., None]
+                V[i, 1 : 1 + b_ - a, :w] = Q.T[cols]
+            return jnp.asarray(U), jnp.asarray(V)
+        dT = np.zeros((M, k + 1, n, n), np_dtype)
+        for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
+            dT[i, 1 : 1 + b_ - a] = v.delta_T(slice(a, b_), T=T)
+        return Qd, jnp.asarray(dT)
+
+    def launch(a: int, b_: int):
+        e1, e2 = prepare(a, b_)
+        out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, path=path, precision=prec, unroll=1,
+                             divergence=bool(divergence), outputs=task is not None)  # fmt: skip
+        if task is not None:
+            out["score"] = _kernels.scores(task, out.pop("outputs"), score_batch)
+        return a, b_, out
+
+    names = ["loss", "output_distance", "hidden_distance"] + (["divergence"] if divergence else []) + \
+        (["score"] if task is not None else [])  # fmt: skip
+    acc = {name: [] for name in names}
+    base: dict | None = None
+    bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
+
+    def collect(pending) -> None:
+        nonlocal base
+        pa, pb, out = pending
+        host = {name: np.asarray(out[name], dtype=np.float64) for name in names}
+        if base is None:
+            base = {name: host[name][:, 0] for name in names}
+        for name in names:
+            acc[name].append(host[name][:, 1 : 1 + pb - pa])
+        if progress is not None:
+            progress(pb, K)
+
+    pending = None
+    for a, b_ in bounds:  # dispatch chunk i+1 (async) before reading chunk i back: host prep overlaps compute
+        nxt = launch(a, b_)
+        if pending is not None:
+            collect(pending)
+        pending = nxt
+    collect(pending)
+    return _results(acc, base, vsets, names, M, Tlen)
+
+
+def _results(acc, base, vsets, names, M, Tlen):
+    cat = {name: np.concatenate(acc[name], axis=1) for name in names}
+    out = []
+    for i in range(M):
+        loss = cat["loss"][i]
+        base_loss = float(base["loss"][i])
+        delta = loss - base_loss
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = delta / base_loss
+        K = loss.shape[0]
+        score = cat["score"][i] if "score" in cat else np.full(K, np.nan)
+        out.append(
+            SweepResult(
+                loss=loss,
+                delta_loss=delta,
+                rel_delta_loss=rel,
+                output_distance=cat["output_distance"][i],
+                hidden_distance=cat["hidden_distance"][i],
+                score=score,
+                delta_norm=np.asarray(vsets[i].delta_norm, dtype=np.float64).copy(),
+                base_loss=base_loss,
+                base_score=float(base["score"][i]) if "score" in base else math.nan,
+                labels=[dict(lab) for lab in vsets[i].labels],
+                divergence=cat["divergence"][i] if "divergence" in cat else None,
+            )
+        )
+    return out
+
