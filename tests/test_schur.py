@@ -1,0 +1,609 @@
+"""Tests for schurjax.schur: ordered real Schur form against independent NumPy/SciPy float64 references."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
+
+import schurjax as sj
+from schurjax import schur as S
+
+ORDERS = ["modulus", "real", "angle", "custom"]
+
+
+def neg_imag_key(z: complex) -> float:
+    """A custom key: descending imaginary part (ties: modulus rule)."""
+    return -z.imag
+
+
+def order_arg(name):
+    return neg_imag_key if name == "custom" else name
+
+
+def primary(name, lam, zero=0.0):
+    """Independent primary key per the documented rules (ascending), as (group, value) pairs.
+
+    zero: |lam| <= zero is numerically zero; for "angle" its angle counts as pi.
+    """
+    lam = np.asarray(lam)
+    if name == "modulus":
+        return np.zeros(len(lam)), -np.abs(lam)
+    if name == "real":
+        return np.zeros(len(lam)), -lam.real
+    if name == "angle":
+        ang = np.where(np.abs(lam) <= zero, np.pi, np.abs(np.arctan2(lam.imag, lam.real)))
+        return (lam.imag != 0).astype(float), ang
+    return np.zeros(len(lam)), np.array([neg_imag_key(complex(z)) for z in lam])
+
+
+def rng_for(seed):
+    return np.random.default_rng(seed)
+
+
+def random_orthogonal(rng, n):
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# structural checks (independent of the implementation's own helpers)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def blocks_from_T(T):
+    n = T.shape[0]
+    out, i = [], 0
+    while i < n:
+        if i + 1 < n and T[i + 1, i] != 0:
+            out.append((i, 2))
+            i += 2
+        else:
+            out.append((i, 1))
+            i += 1
+    return tuple(out)
+
+
+def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
+    n = W.shape[0]
+    Q, T = sf.Q, sf.T
+    assert Q.dtype == np.float64 and T.dtype == np.float64
+    assert Q.shape == T.shape == (n, n)
+    wn = np.linalg.norm(W)
+    assert np.linalg.norm(Q @ T @ Q.T - W) <= rtol * max(wn, 1e-300) or wn == 0 and np.all(T == 0)
+    assert np.linalg.norm(Q.T @ Q - np.eye(n)) <= 1e-12
+    assert sf.blocks == blocks_from_T(T)
+    # nothing nonzero below the block subdiagonal (and 1x1 neighbours have an exact 0 sub-diagonal)
+    bidx = np.concatenate([[k] * s for k, (_, s) in enumerate(sf.blocks)])
+    assert np.all(T[bidx[:, None] > bidx[None, :]] == 0)
+    assert np.all(np.tril(T, -2) == 0)
+    # standardized 2x2 blocks, canonical b > 0 > c, |b| >= |c|
+    for i, s in sf.blocks:
+        if s == 2:
+            a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
+            assert a == d and b * c < 0 and b > 0 and abs(b) >= abs(c)
+            ev = np.linalg.eigvals(T[i : i + 2, i : i + 2])
+            ev = ev[np.argsort(-ev.imag)]
+            np.testing.assert_allclose(sf.eigvals[i : i + 2], ev, rtol=1e-12, atol=1e-14 * max(1, abs(ev[0])))
+            assert sf.eigvals[i].imag > 0 and sf.eigvals[i + 1] == np.conj(sf.eigvals[i])
+        else:
+            assert sf.eigvals[i] == T[i, i]
+    # canonical signs: largest-magnitude entry of the first Schur vector of each block is positive
+    for i, _ in sf.blocks:
+        q = Q[:, i]
+        m = np.abs(q)
+        j = int(np.argmax(m >= m.max() * (1 - 1e-10)))
+        assert q[j] > 0
+    # order: the primary key is non-decreasing along the diagonal (up to rounding)
+    lam = sf.block_eigvals
+    grp, key = primary(order_name, lam, zero=1e-12 * np.linalg.norm(W))
+    assert np.all(np.diff(grp) >= 0)
+    same = grp[1:] == grp[:-1]
+    scale = np.abs(lam).max() if order_name in ("modulus", "real") else 1.0
+    if order_name == "custom":
+        scale = max(np.abs(key).max(), 1e-300)
+    assert np.all(np.diff(key)[same] >= -order_tol * scale)
+    assert sf.order == order_name
+
+
+def match_eigs(a, b):
+    """Max distance between two multisets of eigenvalues (optimal matching)."""
+    C = np.abs(np.asarray(a)[:, None] - np.asarray(b)[None, :])
+    r, c = linear_sum_assignment(C)
+    return C[r, c].max()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# basic properties
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("n", [2, 7, 33])
+def test_random_all_orders(order, n):
+    rng = rng_for(n + 100 * ORDERS.index(order))
+    W = rng.standard_normal((n, n)) / np.sqrt(n)
+    sf = sj.ordered_schur(W, order=order_arg(order))
+    check_form(sf, W, order)
+    ref = np.linalg.eigvals(W)
+    assert match_eigs(sf.eigvals, ref) <= 1e-8 * np.abs(ref).max()
+
+
+def test_order_changes_with_key():
+    rng = rng_for(1)
+    W = rng.standard_normal((20, 20)) / np.sqrt(20)
+    forms = {o: sj.ordered_schur(W, order=order_arg(o)) for o in ORDERS}
+    lam = {o: forms[o].block_eigvals for o in ORDERS}
+    # the same multiset, different sequences
+    for o in ORDERS:
+        assert match_eigs(lam[o], lam["modulus"]) < 1e-10
+    assert not np.allclose(lam["modulus"], lam["real"])
+    assert not np.allclose(lam["modulus"], lam["angle"])
+    # independent full sort on the (well separated) spectrum for modulus and real
+    ref = np.linalg.eigvals(W)
+    ref = ref[ref.imag >= 0]
+    np.testing.assert_allclose(np.abs(lam["modulus"]), np.sort(np.abs(ref))[::-1], rtol=1e-9)
+    np.testing.assert_allclose(lam["real"].real, np.sort(ref.real)[::-1], rtol=1e-9, atol=1e-12)
+
+
+def test_modulus_ties_secondary_rule():
+    # moduli tied to 1e-14: 1 - 1e-14 (real), 0.6 +- 0.8i, -1, 0.8 +- 0.6i: ties -> descending Re, then ascending Im
+    rng = rng_for(2)
+    blocks = [
+        np.array([[-1.0]]),
+        np.array([[0.6, 0.8], [-0.8, 0.6]]),
+        np.array([[1.0 - 1e-14]]),
+        np.array([[0.8, 0.6], [-0.6, 0.8]]),
+        np.array([[0.3]]),
+    ]
+    A = scipy.linalg.block_diag(*blocks) + np.triu(rng.standard_normal((7, 7)), 2) * 0.1
+    U = random_orthogonal(rng, 7)
+    W = U @ A @ U.T
+    sf = sj.ordered_schur(W)
+    check_form(sf, W, "modulus")
+    want = np.array([1.0, 0.8 + 0.6j, 0.6 + 0.8j, -1.0, 0.3])
+    np.testing.assert_allclose(sf.block_eigvals, want, atol=1e-12)
+    # and "real": descending Re, ties by ascending Im
+    sf = sj.ordered_schur(W, order="real")
+    np.testing.assert_allclose(sf.block_eigvals, [1.0, 0.8 + 0.6j, 0.6 + 0.8j, 0.3, -1.0], atol=1e-12)
+    sf = sj.ordered_schur(W, order="angle")
+    np.testing.assert_allclose(sf.block_eigvals, [1.0, 0.3, -1.0, 0.8 + 0.6j, 0.6 + 0.8j], atol=1e-12)
+
+
+def test_custom_key_ties_fall_back_to_modulus_rule():
+    W = np.diag([0.1, -2.0, 0.5, 3.0, -0.5])
+    sf = sj.ordered_schur(W, order=lambda z: 0.0)
+    np.testing.assert_array_equal(sf.block_eigvals.real, [3.0, -2.0, 0.5, -0.5, 0.1])
+    assert sf.order == "custom"
+    sf = sj.ordered_schur(W, order=lambda z: z.real)  # ascending real part
+    np.testing.assert_array_equal(sf.block_eigvals.real, [-2.0, -0.5, 0.1, 0.5, 3.0])
+    np.testing.assert_array_equal(np.abs(sf.Q), np.eye(5)[:, [1, 4, 0, 2, 3]])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# determinism and input types
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_determinism_bitwise(order):
+    rng = rng_for(3)
+    W = rng.standard_normal((40, 40))
+    a = sj.ordered_schur(W, order=order_arg(order))
+    b = sj.ordered_schur(W, order=order_arg(order))
+    c = sj.ordered_schur(np.array(W, order="F"), order=order_arg(order))
+    for x in (b, c):
+        assert np.array_equal(a.Q, x.Q) and np.array_equal(a.T, x.T)
+        assert np.array_equal(a.eigvals, x.eigvals) and a.blocks == x.blocks
+
+
+def test_float32_and_int_and_jax_inputs():
+    rng = rng_for(4)
+    W32 = rng.standard_normal((16, 16)).astype(np.float32)
+    a = sj.ordered_schur(W32)
+    b = sj.ordered_schur(W32.copy())
+    assert a.Q.dtype == np.float64 and np.array_equal(a.Q, b.Q) and np.array_equal(a.T, b.T)
+    W64 = W32.astype(np.float64)
+    check_form(a, W64, "modulus")
+    c = sj.ordered_schur(W64)
+    assert np.array_equal(a.T, c.T)  # exactly the float64 value of the float32 input
+    j = sj.ordered_schur(jnp.asarray(W32))
+    assert isinstance(j.Q, np.ndarray) and np.array_equal(j.T, a.T) and np.array_equal(j.Q, a.Q)
+    Wi = rng.integers(-3, 4, size=(9, 9))
+    check_form(sj.ordered_schur(Wi), Wi.astype(float), "modulus")
+    check_form(sj.ordered_schur(jnp.asarray(Wi, dtype=jnp.bfloat16)), np.asarray(Wi, float), "modulus")
+
+
+def test_outputs_are_read_only_and_frozen():
+    sf = sj.ordered_schur(np.arange(9.0).reshape(3, 3))
+    with pytest.raises(ValueError):
+        sf.T[0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        sf.Q = np.eye(3)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# hard cases
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_n1_zero_identity():
+    sf = sj.ordered_schur([[-2.5]])
+    assert sf.n == 1 and sf.blocks == ((0, 1),) and sf.Q[0, 0] == 1.0 and sf.T[0, 0] == -2.5
+    assert len(sf.couplings) == 0 and sf.henrici == 0.0
+    z = sj.ordered_schur(np.zeros((6, 6)))
+    assert np.all(z.T == 0) and np.array_equal(z.Q, np.eye(6)) and z.henrici_relative == 0.0
+    assert z.blocks == tuple((i, 1) for i in range(6))
+    eye = sj.ordered_schur(np.eye(5) * 0.7)
+    assert np.array_equal(eye.T, np.eye(5) * 0.7) and np.array_equal(eye.Q, np.eye(5))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_defective_jordan_block(order):
+    rng = rng_for(5)
+    J = 0.9 * np.eye(6) + np.diag(np.ones(5), 1)
+    A = scipy.linalg.block_diag(J, np.diag([2.0, -0.3]))
+    U = random_orthogonal(rng, 8)
+    W = U @ A @ U.T
+    sf = sj.ordered_schur(W, order=order_arg(order))
+    check_form(sf, W, order)
+    assert np.all(np.abs(sf.eigvals - 0.9)[np.abs(sf.eigvals - 0.9) < 0.5] < 1e-2)
+    # Henrici's departure of W (sqrt 5 for this Jordan block; eigenvalues perturbed by ~eps**(1/6)): the real-Schur
+    # couplings carry part of it, the 2x2 blocks the rest
+    assert sf.departure == pytest.approx(np.sqrt(5.0), rel=1e-2)
+    assert 0.5 < sf.henrici <= sf.departure
+
+
+def test_normal_matrix_has_no_couplings():
+    rng = rng_for(6)
+    blocks = [
+        np.array([[r * np.cos(t), r * np.sin(t)], [-r * np.sin(t), r * np.cos(t)]]) for r, t in rng.random((5, 2))
+    ]
+    A = scipy.linalg.block_diag(*blocks, np.diag(rng.standard_normal(4)))
+    U = random_orthogonal(rng, 14)
+    W = U @ A @ U.T
+    sf = sj.ordered_schur(W)
+    check_form(sf, W, "modulus")
+    assert sf.henrici < 1e-13 * np.linalg.norm(W)
+    assert sf.henrici_relative < 1e-13
+    assert np.abs(sf.N).max() < 1e-13
+    ref = np.linalg.eigvals(W)
+    assert match_eigs(sf.eigvals, ref) < 1e-12
+
+
+def test_symmetric_matrix_is_diagonal():
+    rng = rng_for(7)
+    B = rng.standard_normal((12, 12))
+    W = B + B.T
+    sf = sj.ordered_schur(W)
+    check_form(sf, W, "modulus")
+    assert all(s == 1 for _, s in sf.blocks)
+    ref = np.linalg.eigvalsh(W)
+    np.testing.assert_allclose(sf.eigvals.real, ref[np.argsort(-np.abs(ref))], rtol=1e-12, atol=1e-12)
+    assert sf.henrici < 1e-12 * np.linalg.norm(W)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_repeated_complex_pairs(order):
+    rng = rng_for(8)
+    R = np.array([[0.3, 0.9], [-0.9, 0.3]])
+    A = scipy.linalg.block_diag(R, R, R, np.array([[1.2]]), R, np.array([[-0.1]]))
+    A = A + np.triu(rng.standard_normal(A.shape), 2) * 0.3
+    U = random_orthogonal(rng, A.shape[0])
+    W = U @ A @ U.T
+    sf = sj.ordered_schur(W, order=order_arg(order))
+    check_form(sf, W, order)
+    n_pairs = sum(s == 2 for _, s in sf.blocks)
+    assert n_pairs == 4
+    pairs = sf.block_eigvals[[s == 2 for _, s in sf.blocks]]
+    assert np.abs(pairs - (0.3 + 0.9j)).max() < 1e-4  # repeated eigenvalue: only eps**(1/4)-ish accurate
+
+
+def test_rank_one():
+    rng = rng_for(9)
+    u, v = rng.standard_normal((2, 10))
+    W = np.outer(u, v)
+    sf = sj.ordered_schur(W)
+    check_form(sf, W, "modulus")
+    np.testing.assert_allclose(sf.eigvals[0].real, u @ v, rtol=1e-12)
+    assert np.abs(sf.eigvals[1:]).max() < 1e-13 * np.linalg.norm(W)
+
+
+def test_permutation_matrix_unit_circle():
+    # all |lam| = 1: many ties; eigenvalues are roots of unity
+    P = np.roll(np.eye(7), 1, axis=0)
+    sf = sj.ordered_schur(P)
+    check_form(sf, P, "modulus")
+    assert sf.blocks[0] == (0, 1) and abs(sf.T[0, 0] - 1) < 1e-14
+    re = sf.block_eigvals.real
+    assert np.all(np.diff(re) < 0)  # tied moduli -> descending real part
+
+
+def test_large_random_512():
+    rng = rng_for(10)
+    W = rng.standard_normal((512, 512)) / np.sqrt(512)
+    sf = sj.ordered_schur(W)
+    check_form(sf, W, "modulus")
+    ref = np.linalg.eigvals(W)
+    assert match_eigs(sf.eigvals, ref) <= 1e-8 * np.abs(ref).max()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# refused swaps (LAPACK info = 1), simulated by a wrapper that stops the move exactly like dtrexc does
+# ------------------------------------------------------------------------------------------------------------
+
+
+def refusing_dtrexc(real, is_blocker, is_mover):
+    """dtrexc that refuses to move a block `is_mover(lam)` past a block `is_blocker(lam)` (partial move, info=1)."""
+
+    def wrapped(T, Q, ifst, ilst, **kw):
+        starts, sizes = S._block_structure(T)
+        lam = S._block_eigs(T, starts, sizes)
+        k = int(np.nonzero(starts == ifst - 1)[0][0])
+        if ilst < ifst and is_mover(lam[k]):
+            for j in range(k - 1, -1, -1):
+                if starts[j] < ilst - 1:
+                    break
+                if is_blocker(lam[j]):
+                    stop = int(starts[j] + sizes[j])
+                    if stop != ifst - 1:
+                        T, Q, _ = real(T, Q, ifst, stop + 1, **kw)
+                    return T, Q, 1
+        return real(T, Q, ifst, ilst, **kw)
+
+    return wrapped
+
+
+def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
+    rng = rng_for(11)
+    lam = np.array([0.2, 0.9 * (1 + 5e-8), -0.5, 0.9, 1.5, 0.1])
+    A = np.diag(lam) + np.triu(rng.standard_normal((6, 6)), 1) * 0.2
+    U = random_orthogonal(rng, 6)
+    W = U @ A @ U.T
+    ref = sj.ordered_schur(W)
+    i_big = int(np.argmin(np.abs(ref.block_eigvals - 0.9 * (1 + 5e-8))))
+    i_small = int(np.argmin(np.abs(ref.block_eigvals - 0.9)))
+    assert i_big < i_small  # without refusal: strict modulus order
+    real = S.lapack.dtrexc
+    calls = []
+
+    def mover(z):
+        return abs(z - 0.9 * (1 + 5e-8)) < 2e-8
+
+    def blocker(z):
+        calls.append(z)
+        return abs(z - 0.9) < 2e-8
+
+    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, blocker, mover))
+    sf = sj.ordered_schur(W)
+    assert calls  # the refusal path ran
+    check_form(sf, W, "modulus", order_tol=1e-6)
+    lam_sf = sf.block_eigvals.real
+    # the refused pair is kept in the blocker-first order; everything else is in strict order
+    assert abs(lam_sf[1] - 0.9) < 1e-8 and abs(lam_sf[2] - 0.9 * (1 + 5e-8)) < 1e-8 and lam_sf[1] < lam_sf[2]
+    np.testing.assert_allclose(lam_sf[[0, 3, 4, 5]], [1.5, -0.5, 0.2, 0.1], rtol=1e-12)
+
+
+def test_refused_swap_between_distinct_keys_raises(monkeypatch):
+    rng = rng_for(12)
+    W = np.diag([0.2, 0.3, -0.5, 0.9]) + np.triu(rng.standard_normal((4, 4)), 1)  # dgees keeps a triangular W
+    real = S.lapack.dtrexc
+    calls = []
+
+    def blocker(z):
+        calls.append(z)
+        return abs(z - 0.2) < 1e-9
+
+    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, blocker, lambda z: abs(z - 0.9) < 1e-9))
+    with pytest.raises(ValueError, match=r"refused to swap .* eigenvalues 0\.2 and 0\.9"):
+        sj.ordered_schur(W)
+    assert calls
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 2x2 standardization safety net (NumPy port of dlanv2's rotation)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_standardize_nonstandard_pair():
+    rng = rng_for(13)
+    n = 5
+    T = np.triu(rng.standard_normal((n, n)))
+    B = np.array([[0.3, 2.0], [-0.5, -0.1]])  # complex eigenvalues, unequal diagonal
+    T[1:3, 1:3] = B
+    Q = random_orthogonal(rng, n)
+    W = Q @ T @ Q.T
+    T2, Q2 = np.asfortranarray(T.copy()), np.asfortranarray(Q.copy())
+    split = S._standardize_pairs(T2, Q2)
+    assert not split
+    assert T2[1, 1] == T2[2, 2] and T2[1, 2] * T2[2, 1] < 0
+    np.testing.assert_allclose(Q2 @ T2 @ Q2.T, W, atol=1e-13)
+    np.testing.assert_allclose(np.sort_complex(np.linalg.eigvals(T2[1:3, 1:3])), np.sort_complex(np.linalg.eigvals(B)))
+    # real eigenvalues in a 2x2 block: split into two 1x1 blocks
+    T[1:3, 1:3] = np.array([[0.3, 2.0], [0.5, -0.1]])
+    W = Q @ T @ Q.T
+    T3, Q3 = np.asfortranarray(T.copy()), np.asfortranarray(Q.copy())
+    assert S._standardize_pairs(T3, Q3)
+    assert T3[2, 1] == 0
+    np.testing.assert_allclose(Q3 @ T3 @ Q3.T, W, atol=1e-13)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# SchurForm attributes against independent loops
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_schurform_attributes():
+    rng = rng_for(14)
+    n = 11
+    W = rng.standard_normal((n, n))
+    sf = sj.ordered_schur(W)
+    T = sf.T
+    blocks = sf.blocks
+    nb = len(blocks)
+    bi = np.empty(n, dtype=int)
+    for k, (s, z) in enumerate(blocks):
+        bi[s : s + z] = k
+    np.testing.assert_array_equal(sf.block_index, bi)
+    assert sf.block_index.dtype == np.int64 and sf.couplings.dtype == np.int64
+    ref = [(i, j) for i in range(n) for j in range(n) if bi[i] < bi[j]]
+    np.testing.assert_array_equal(sf.couplings, np.array(ref))
+    mask = np.zeros((n, n), bool)
+    for i, j in ref:
+        mask[i, j] = True
+    np.testing.assert_array_equal(sf.coupling_mask, mask)
+    np.testing.assert_array_equal(sf.N, np.where(mask, T, 0))
+    np.testing.assert_array_equal(sf.D + sf.N, T)
+    for a in range(nb):
+        for b in range(nb):
+            (sa, za), (sb, zb) = blocks[a], blocks[b]
+            want = np.sqrt(np.sum(T[sa : sa + za, sb : sb + zb] ** 2)) if a < b else 0.0
+            assert sf.block_coupling_norms()[a, b] == pytest.approx(want, rel=1e-13, abs=0)
+    np.testing.assert_array_equal(sf.block_eigvals, [sf.eigvals[s] for s, _ in blocks])
+    assert np.all(sf.block_eigvals.imag >= 0)
+    assert sf.henrici == pytest.approx(np.sqrt(sum(T[i, j] ** 2 for i, j in ref)), rel=1e-13)
+    assert sf.henrici_relative == pytest.approx(sf.henrici / np.linalg.norm(W), rel=1e-12)
+    np.testing.assert_allclose(sf.reconstruct(), W, atol=1e-12 * np.linalg.norm(W))
+    # spectrum-preserving edit: removing couplings keeps W's eigenvalues
+    Wd = sf.reconstruct(sf.D)
+    assert match_eigs(np.linalg.eigvals(Wd), np.linalg.eigvals(W)) < 1e-8
+    stack = sf.reconstruct(np.stack([sf.T, sf.D]))
+    assert stack.shape == (2, n, n)
+    with pytest.raises(ValueError, match=r"SchurForm.reconstruct: T must have shape"):
+        sf.reconstruct(np.eye(n + 1))
+
+
+def test_henrici_identity():
+    # ||W||_F^2 - sum |lam|^2 = ||N||_F^2 + sum over 2x2 blocks of (b + c)^2 (real Schur form; true identity)
+    rng = rng_for(15)
+    for n in (3, 10, 25):
+        W = rng.standard_normal((n, n))
+        sf = sj.ordered_schur(W)
+        lam = np.linalg.eigvals(W)
+        lhs = np.linalg.norm(W) ** 2 - np.sum(np.abs(lam) ** 2)
+        extra = sum((sf.T[i, i + 1] + sf.T[i + 1, i]) ** 2 for i, s in sf.blocks if s == 2)
+        assert lhs == pytest.approx(sf.henrici**2 + extra, rel=1e-9, abs=1e-10 * np.linalg.norm(W) ** 2)
+        assert sf.departure**2 == pytest.approx(lhs, rel=1e-9, abs=1e-10 * np.linalg.norm(W) ** 2)
+        # complex Schur form (independent): its strictly upper part is Henrici's departure
+        Tc, _ = scipy.linalg.schur(W.astype(complex), output="complex")
+        assert sf.departure == pytest.approx(np.linalg.norm(np.triu(Tc, 1)), rel=1e-8)
+
+
+def test_summary_and_dict():
+    rng = rng_for(16)
+    W = rng.standard_normal((30, 30)) / np.sqrt(30)
+    sf = sj.ordered_schur(W)
+    d = sf.summary_dict()
+    json.dumps(d)
+    assert d["n"] == 30 and d["n_blocks"] == len(sf.blocks)
+    assert d["n_real"] + 2 * d["n_complex_pairs"] == 30
+    assert d["spectral_radius"] == pytest.approx(np.abs(np.linalg.eigvals(W)).max(), rel=1e-10)
+    np.testing.assert_array_equal(np.array(d["eigvals"]["re"]) + 1j * np.array(d["eigvals"]["im"]), sf.eigvals)
+    text = sf.summary()
+    assert "n=30" in text and "Henrici" in text and f"{d['spectral_radius']:.6g}" in text
+    assert len(text.splitlines()) <= 24 and max(map(len, text.splitlines())) <= 120
+    assert "SchurForm(n=30" in repr(sf)
+
+
+def test_npz_round_trip(tmp_path):
+    rng = rng_for(17)
+    sf = sj.ordered_schur(rng.standard_normal((13, 13)), order="angle")
+    p = sf.to_npz(tmp_path / "schur")
+    assert p.name == "schur.npz" and p.exists()
+    back = sj.SchurForm.from_npz(p)
+    for f in ("Q", "T", "eigvals"):
+        a, b = getattr(sf, f), getattr(back, f)
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert back.blocks == sf.blocks and back.order == "angle"
+    np.testing.assert_array_equal(back.couplings, sf.couplings)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"SchurForm.from_npz: path must be a SchurForm .npz file"):
+        sj.SchurForm.from_npz(tmp_path / "bad.npz")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "W, msg",
+    [
+        (np.ones((3, 4)), "ordered_schur: W must be a square 2-D real matrix, got shape (3, 4)"),
+        (np.ones(5), "ordered_schur: W must be a square 2-D real matrix, got shape (5,)"),
+        (np.ones((2, 2, 2)), "ordered_schur: W must be a square 2-D real matrix, got shape (2, 2, 2)"),
+        (np.ones((0, 0)), "ordered_schur: W must be a non-empty square 2-D real matrix, got shape (0, 0)"),
+        (np.eye(2) * 1j, "ordered_schur: W must be a square 2-D real matrix, got complex dtype complex128"),
+        (
+            np.array([[1.0, np.nan], [np.inf, 0.0]]),
+            "ordered_schur: W must be finite, got 2 NaN/Inf entries in a matrix of shape (2, 2)",
+        ),
+        (np.array([["a", "b"], ["c", "d"]]), "ordered_schur: W must be a square 2-D real matrix, got dtype <U1"),
+    ],
+)
+def test_bad_input_messages(W, msg):
+    with pytest.raises(ValueError) as e:
+        sj.ordered_schur(W)
+    assert str(e.value) == msg
+    assert "\n" not in str(e.value)
+
+
+def test_bad_order_messages():
+    with pytest.raises(ValueError) as e:
+        sj.ordered_schur(np.eye(2), order="size")
+    assert str(e.value) == ("ordered_schur: order must be one of 'modulus', 'real', 'angle' or a callable, got 'size'")
+    with pytest.raises(ValueError, match=r"order key must return a finite number, got nan"):
+        sj.ordered_schur(np.diag([1.0, 2.0]), order=lambda z: float("nan"))
+    with pytest.raises(ValueError, match=r"order key must return a real number"):
+        sj.ordered_schur(np.diag([1.0, 2.0]), order=lambda z: "x")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# property-based
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _matrix(kind, n, seed, scale):
+    rng = rng_for(seed)
+    if kind == "gauss":
+        W = rng.standard_normal((n, n))
+    elif kind == "int":  # many exact ties, repeated and defective eigenvalues
+        W = rng.integers(-1, 2, size=(n, n)).astype(float)
+    elif kind == "lowrank":
+        r = max(1, n // 4)
+        W = rng.standard_normal((n, r)) @ rng.standard_normal((r, n))
+    elif kind == "orthogonal":  # all |lam| = 1
+        W = random_orthogonal(rng, n)
+    elif kind == "skew":
+        B = rng.standard_normal((n, n))
+        W = B - B.T
+    else:  # triangular with repeated diagonal
+        W = np.triu(rng.standard_normal((n, n))) + np.diag(rng.choice([-0.5, 0.5, 1.0], size=n))
+        U = random_orthogonal(rng, n)
+        W = U @ W @ U.T
+    return W * scale
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+    log_scale=st.floats(-3, 3),
+    kind=st.sampled_from(["gauss", "int", "lowrank", "orthogonal", "skew", "triangular"]),
+    order=st.sampled_from(ORDERS),
+)
+def test_property_random_shapes_and_scales(n, seed, log_scale, kind, order):
+    W = _matrix(kind, n, seed, 10.0**log_scale)
+    sf = sj.ordered_schur(W, order=order_arg(order))
+    check_form(sf, W, order)
+    again = sj.ordered_schur(W.copy(), order=order_arg(order))
+    assert np.array_equal(sf.Q, again.Q) and np.array_equal(sf.T, again.T)
+    if kind == "gauss":
+        ref = np.linalg.eigvals(W)
+        assert match_eigs(sf.eigvals, ref) <= 1e-6 * np.abs(ref).max()
