@@ -260,7 +260,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with _device(args.device):
         models = runs.resolve_models(args.models, task_override=args.task)
         run = runs.run_sweep(models, config, args.out, progress=not args.quiet,
-                             extra_manifest={"command": ["schurjax", *sys.argv[1:]]})  # fmt: skip
+                             extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
     dt = time.perf_counter() - t0
     print(runs.format_summary(runs.summarize(run.table)))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
@@ -321,7 +321,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _device(args.device):
         models = runs.resolve_models(specs)
         run = runs.run_sweep(models, config, args.out, progress=not args.quiet,
-                             extra_manifest={"command": ["schurjax", "demo", *sys.argv[2:]]})  # fmt: skip
+                             extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
     t_sweep = time.perf_counter() - t0
     report = _write_report(run, quiet=True)
     dt = time.perf_counter() - t0
@@ -352,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"schurjax {cmd}" if cmd else "schurjax"
     try:
         args = parser.parse_args(argv)
+        args.argv = argv
         if args.command is None:
             parser.print_help()
             return 2

@@ -201,8 +201,7 @@ def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = 
     vmax = max(vmax, 1e-3)
     lin = min(KEEP_TOL, vmax / 10)
     fig, ax = plt.subplots(figsize=(6.6, 5.8), layout="constrained")
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
     im = ax.imshow(
         np.ma.masked_invalid(M),
         cmap=cmap,

@@ -407,6 +407,16 @@ def plan_chunks(segments: Sequence[int], chunk_size: int) -> list[tuple[int, int
     return out
 
 
+def padded_size(k: int, chunk_size: int) -> int:
+    """Engine call size of a chunk of ``k`` variants: the next power of two, at most ``chunk_size``.
+
+    Short chunks (a family's tail, the single all-nonnormal variant) are padded by repeating their last variant,
+    so that a sweep compiles a handful of chunk shapes instead of one per chunk length. The padding is dropped
+    from the results; it is part of the deterministic chunk plan, so resumed and uninterrupted runs agree.
+    """
+    return int(min(chunk_size, 1 << max(0, int(k) - 1).bit_length()))
+
+
 def _family_variants(sf: Any, family: str) -> Any:
     from schurjax import ablate
 
@@ -666,19 +676,21 @@ def run_sweep(
                 continue
             if task.name not in batches:
                 batches[task.name] = task.sample(batch_key(config.seed, task.name), config.trials)
+            size = padded_size(b - a, config.chunk_size)
+            idx = np.concatenate([np.arange(a, b), np.full(size - (b - a), b - 1)]).astype(np.int64)
             res = engine.evaluate(
                 p.spec.model,
                 p.schur,
-                p.variants[a:b],
+                p.variants[idx],
                 batches[task.name],
                 task=task,
-                chunk_size=b - a,
+                chunk_size=size,
                 precision=config.precision,
             )
             payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
                        "base_score": float(res.base_score)}  # fmt: skip
             for name in _METRICS:
-                payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
+                payload[name] = np.asarray(getattr(res, name), dtype=np.float64)[: b - a].tolist()
             folder.write_chunk(i, c, payload)
             bar.update(b - a, note=p.spec.id)
             if sleep:
@@ -695,8 +707,7 @@ def build_rows(plans: Sequence[ModelPlan], folder: _results.RunFolder) -> list[d
     rows: list[dict[str, Any]] = []
     offset = 0
     for i, p in enumerate(plans):
-        metrics = {name: np.full(len(p.variants), np.nan) for name in _METRICS}
-        base = {"base_loss": math.nan, "base_score": math.nan}
+        metrics = {name: np.full(len(p.variants), np.nan) for name in (*_METRICS, "base_loss", "base_score")}
         for c, (a, b) in enumerate(p.chunks):
             chunk = folder.read_chunk(i, c)
             if (chunk["start"], chunk["stop"]) != (a, b):
@@ -704,7 +715,9 @@ def build_rows(plans: Sequence[ModelPlan], folder: _results.RunFolder) -> list[d
                                  f"expected {a}:{b}; the folder holds a different sweep")  # fmt: skip
             for name in _METRICS:
                 metrics[name][a:b] = chunk[name]
-            base = {"base_loss": chunk["base_loss"], "base_score": chunk["base_score"]}
+            # each chunk carries its own unablated rollout (same compiled program, so deltas cancel rounding)
+            metrics["base_loss"][a:b] = chunk["base_loss"]
+            metrics["base_score"][a:b] = chunk["base_score"]
         for k, label in enumerate(p.variants.labels):
             row: dict[str, Any] = {
                 "row_id": offset + k,
@@ -717,9 +730,8 @@ def build_rows(plans: Sequence[ModelPlan], folder: _results.RunFolder) -> list[d
             flat["control_of"] = None if ctrl is None or (isinstance(ctrl, int) and ctrl < 0) else offset + int(ctrl)
             flat.setdefault("control_kind", None)
             row.update(flat)
-            for name in _METRICS:
+            for name in (*_METRICS, "base_loss", "base_score"):
                 row[name] = float(metrics[name][k])
-            row.update(base)
             rows.append(row)
         offset += len(p.variants)
     return rows

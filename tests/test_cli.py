@@ -1,0 +1,254 @@
+"""End-to-end tests of the ``schurjax`` command on tiny models: train, sweep, report, resume after kill -9, bad input.
+
+The CLI runs in-process through ``main(argv)``; only the kill -9 test starts a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import schurjax as sj
+from schurjax import runs
+from schurjax.cli import main
+
+TRIALS = 8
+SWEEP = ["--families", "single,block,band,all_nonnormal", "--controls", "1", "--trials", str(TRIALS),
+         "--chunk-size", "16", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tiny flip-flop models trained for a few steps by ``schurjax train``."""
+    out = tmp_path_factory.mktemp("models")
+    rc = main(["train", "--task", "flipflop", "--seeds", "0-1", "--hidden", "8", "--steps", "4", "--out", str(out),
+               "--quiet"])  # fmt: skip
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def swept(trained, tmp_path_factory):
+    """A finished sweep of both trained models."""
+    out = tmp_path_factory.mktemp("runs") / "x"
+    models = [str(trained / "flipflop-0.eqx"), str(trained / "flipflop-1.eqx")]
+    assert main(["sweep", *models, *SWEEP, "--out", str(out)]) == 0
+    return out, models
+
+
+def test_train_saves_models_with_metadata(trained):
+    for seed in (0, 1):
+        model, meta = sj.load_model(trained / f"flipflop-{seed}.eqx")
+        assert model.W_rec.shape == (8, 8) and model.W_in.shape == (8, 3)
+        assert meta["task"]["name"] == "flipflop" and meta["seed"] == seed
+        assert np.isfinite(meta["metrics"]["eval_loss"])
+    a, _ = sj.load_model(trained / "flipflop-0.eqx")
+    b, _ = sj.load_model(trained / "flipflop-1.eqx")
+    assert not np.allclose(a.W_rec, b.W_rec)  # one model per seed
+
+
+def _rollout_loss(W_rec, model, batch):
+    """Independent float64 NumPy reference: masked MSE of the tanh RNN with recurrent matrix W_rec."""
+    x = np.asarray(batch.inputs, np.float64)
+    W_in, b = np.asarray(model.W_in, np.float64), np.asarray(model.b, np.float64)
+    W_out, b_out = np.asarray(model.W_out, np.float64), np.asarray(model.b_out, np.float64)
+    h = np.zeros((x.shape[0], W_rec.shape[0]))
+    ys = []
+    for t in range(x.shape[1]):
+        h = np.tanh(h @ W_rec.T + x[:, t] @ W_in.T + b)
+        ys.append(h @ W_out.T + b_out)
+    y = np.stack(ys, 1)
+    m = np.asarray(batch.mask, np.float64)
+    return float(np.sum(m * (y - np.asarray(batch.targets, np.float64)) ** 2) / np.sum(m))
+
+
+def test_sweep_table_manifest_and_values(swept):
+    out, models = swept
+    run = sj.results.load(out)
+    assert run.complete and (out / "COMPLETE").is_file()
+    m = run.manifest
+    assert m["config"]["trials"] == TRIALS and m["config"]["families"] == ["single", "block", "band", "all_nonnormal"]
+    assert m["versions"]["jax"] == jax.__version__ and m["device"]["backend"] == "cpu"
+    assert [x["id"] for x in m["models"]] == ["flipflop-0", "flipflop-1"]
+    assert m["models"][0]["schur"]["n"] == 8
+    table = run.table
+    assert len(table) == sum(x["variants"] for x in m["models"])
+    assert [r["row_id"] for r in table] == list(range(len(table)))
+    by_id = {r["row_id"]: r for r in table}
+    task = sj.tasks.get("flipflop", **m["models"][0]["task_params"])
+    batch = task.sample(runs.batch_key(0, "flipflop"), TRIALS)
+    for mid, path in zip(["flipflop-0", "flipflop-1"], models, strict=True):
+        model, _ = sj.load_model(path)
+        sf = run.schurs[mid]
+        np.testing.assert_allclose(sf.Q @ sf.T @ sf.Q.T, np.asarray(model.W_rec, np.float64), atol=1e-5)
+        rows = [r for r in table if r["model"] == mid]
+        fams = {r["family"] for r in rows}
+        assert {"single", "block", "band", "all_nonnormal", "control"} <= fams
+        base = _rollout_loss(np.asarray(model.W_rec, np.float64), model, batch)
+        assert rows[0]["base_loss"] == pytest.approx(base, rel=1e-4)
+        # single couplings: one per nonzero coupling entry, loss against the float64 reference
+        singles = [r for r in rows if r["family"] == "single"]
+        assert len(singles) == int(np.count_nonzero(sf.T[sf.coupling_mask]))
+        for r in singles[:: max(1, len(singles) // 5)]:
+            T = sf.T.copy()
+            T[r["row"], r["col"]] = 0.0
+            assert r["delta_norm"] == pytest.approx(abs(sf.T[r["row"], r["col"]]), rel=1e-12)
+            assert r["loss"] == pytest.approx(_rollout_loss(sf.Q @ T @ sf.Q.T, model, batch), rel=1e-4, abs=1e-6)
+            assert r["delta_loss"] == pytest.approx(r["loss"] - r["base_loss"], abs=1e-12)
+        (alln,) = [r for r in rows if r["family"] == "all_nonnormal"]
+        D = sf.T * ~sf.coupling_mask
+        assert alln["loss"] == pytest.approx(_rollout_loss(sf.Q @ D @ sf.Q.T, model, batch), rel=1e-4)
+        assert alln["delta_norm"] == pytest.approx(np.linalg.norm(sf.T - D), rel=1e-10)
+        # controls point to a Schur ablation of the same model with the same norm
+        for r in rows:
+            if r["control_of"] is not None:
+                target = by_id[r["control_of"]]
+                assert target["model"] == mid and target["control_of"] is None and target["family"] != "control"
+                assert r["delta_norm"] == pytest.approx(target["delta_norm"], rel=1e-9)
+                assert r["control_kind"] == "matched_norm"
+    # the chunk files are all there and the CSV reads back as the same table
+    n_chunks = sum(x["chunks"] for x in m["models"])
+    assert len(list((out / "chunks").glob("*.json"))) == n_chunks
+
+
+def test_rerun_of_finished_sweep_is_a_no_op(swept, capsys):
+    out, models = swept
+    before = (out / "table.csv").read_bytes()
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()}
+    assert main(["sweep", *models, *SWEEP, "--out", str(out)]) == 0
+    assert (out / "table.csv").read_bytes() == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "chunks").iterdir()} == mtimes
+    assert "already done" in capsys.readouterr().err
+
+
+def test_report_writes_self_contained_html(swept, capsys):
+    out, _ = swept
+    assert main(["report", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "task flipflop" in stdout and "flipflop-0" in stdout and "report.html" in stdout
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 + 4 * 2  # 2 run figures + 4 per model
+    assert "src=\"http" not in html and "<script" not in html
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "profile.png" in pngs and "flipflop-0_importance.png" in pngs
+    assert all((out / "figures" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_resume_after_kill_9_equals_uninterrupted_run(trained, tmp_path, monkeypatch):
+    model = str(trained / "flipflop-0.eqx")
+    argv = ["sweep", model, "--families", "single,all_nonnormal", "--controls", "1", "--trials", str(TRIALS),
+            "--chunk-size", "4", "--quiet"]  # fmt: skip
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    monkeypatch.delenv("SCHURJAX_CHUNK_SLEEP", raising=False)
+    assert main([*argv, "--out", str(ref)]) == 0
+    total = len(list((ref / "chunks").glob("*.json")))
+    assert total >= 6
+
+    env = dict(os.environ, SCHURJAX_CHUNK_SLEEP="0.4", JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "schurjax.cli", *argv, "--out", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    chunks = killed / "chunks"
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(chunks.glob("*.json")) if chunks.is_dir() else []) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sweep wrote no chunk in 120 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    done = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in chunks.glob("*.json")}
+    assert 2 <= len(done) < total
+    assert not (killed / "COMPLETE").exists() and not (killed / "table.csv").exists()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        sj.results.load(killed)
+
+    assert main([*argv, "--out", str(killed)]) == 0  # the same command again
+    assert (killed / "COMPLETE").is_file()
+    for p, stamp in done.items():  # finished chunks were not recomputed
+        assert (p.stat().st_mtime_ns, p.stat().st_ino) == stamp
+    assert len(list(chunks.glob("*.json"))) == total
+    assert (killed / "table.csv").read_bytes() == (ref / "table.csv").read_bytes()
+    assert json.loads((killed / "manifest.json").read_text())["config"] == json.loads(
+        (ref / "manifest.json").read_text()
+    )["config"]
+
+
+def _bad(argv, capsys, expect):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert expect in lines[0], lines[0]
+    return lines[0]
+
+
+def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
+    model = str(trained / "flipflop-0.eqx")
+    out = str(tmp_path / "o")
+    _bad(["sweep", str(tmp_path / "missing.eqx"), "--out", out], capsys, "no such file")
+    _bad(["sweep", model, "--families", "single,bogus", "--out", out], capsys, "unknown family 'bogus'")
+    _bad(["sweep", model, "--task", "bogus", "--out", out], capsys, "unknown task 'bogus'")
+    _bad(["train", "--task", "bogus", "--out", out], capsys, "unknown task 'bogus'")
+    _bad(["sweep", model, "--control-kinds", "fancy", "--out", out], capsys, "unknown control kind 'fancy'")
+    _bad(["sweep", model, "--trials", "0", "--out", out], capsys, "--trials")
+    _bad(["train", "--task", "copy", "--seeds", "3-1", "--out", out], capsys, "--seeds")
+    _bad(["report", str(tmp_path / "nothing")], capsys, "no such folder")
+    _bad(["frobnicate"], capsys, "invalid choice")
+    # a model whose sizes don't fit its task: flip-flop weights evaluated on the sine task
+    _bad(["sweep", model, "--task", "sine", "--out", out], capsys, "don't fit task 'sine'")
+    # a saved model whose metadata names a task it does not fit
+    wrong = sj.TanhRNN(2, 4, 1, key=jax.random.key(0))
+    sj.save_model(tmp_path / "wrong.eqx", wrong, {"task": {"name": "flipflop", "params": {}}})
+    _bad(["sweep", str(tmp_path / "wrong.eqx"), "--out", out], capsys, "don't fit task 'flipflop'")
+    # an output folder holding a different sweep
+    small = ["--families", "all_nonnormal", "--controls", "0", "--quiet"]
+    assert main(["sweep", model, *small, "--trials", "4", "--out", out]) == 0
+    capsys.readouterr()
+    line = _bad(["sweep", model, *small, "--trials", "5", "--out", out], capsys, "holds a different sweep")
+    assert "trials: 4 != 5" in line
+    _bad(["sweep", model, *small, "--trials", "4", "--seed", "1", "--out", out], capsys, "holds a different sweep")
+    Path(tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    _bad(["sweep", model, *small, "--out", str(tmp_path / "junk")], capsys, "holds no manifest.json")
+
+
+def test_bad_zoo_model(capsys):
+    zoo = pytest.importorskip("schurjax.zoo")
+    if not hasattr(zoo, "entries") or not zoo.entries():
+        pytest.skip("no zoo models shipped")
+    _bad(["sweep", "zoo:bogus", "--out", "unused"], capsys, "unknown zoo task 'bogus'")
+    _bad(["sweep", "zoo:flipflop/999", "--out", "unused"], capsys, "no zoo model")
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"jax         {jax.__version__}" in out and "device" in out and "precision" in out
+
+
+def test_progress_bar_reports_rate_and_eta():
+    buf = io.StringIO()
+    bar = runs.Progress(100, stream=buf, every=0.0)
+    bar.update(40, computed=False)
+    time.sleep(0.01)
+    bar.update(30)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "40/100 variants" in lines[0] and "70/100 variants" in lines[1]
+    assert "var/s" in lines[1] and "ETA" in lines[1] and "ETA --" not in lines[1]
