@@ -39,30 +39,27 @@ _SMALL_RANK = 4
 """Up to this rank the shared-base correction is written elementwise (fused into the tanh loop), else as dots."""
 
 
-def _metrics(ys, hT, targets, mask, divergence: bool, outputs: bool):
-    """Per-slot metrics from the outputs ``ys (T, k1, B, o)`` and final states ``hT (k1, B, n)``; slot 0 = base."""
-    diff = ys - ys[:, :1]
-    sq = diff * diff
-    out = {
-        "loss": jnp.sum(mask[:, None] * (ys - targets[:, None]) ** 2, axis=(0, 2, 3))
-        / jnp.maximum(jnp.sum(mask), 1.0),
-        "output_distance": jnp.mean(sq, axis=(0, 2, 3)),
-        "hidden_distance": jnp.mean(jnp.sqrt(jnp.sum((hT - hT[:1]) ** 2, axis=-1)), axis=-1),
-    }
-    if divergence:
-        out["divergence"] = jnp.mean(sq, axis=(2, 3)).T
-    if outputs:
-        out["outputs"] = jnp.transpose(ys, (1, 2, 0, 3))
-    return out
+def _step_metrics(y, tgt, msk):
+    """Per-step, per-slot sums over trials and outputs: squared error (masked) and squared distance to slot 0.
+
+    y (k1, B, o); tgt, msk (B, o). Returns two (k1,) arrays. Reducing one small (B, o) block per slot and step
+    keeps the summation order independent of the chunk size (the sums over time are done on the host, in
+    float64), so results are bitwise identical across chunk sizes.
+    """
+    k1 = y.shape[0]
+    err = (msk[None] * (y - tgt[None]) ** 2).reshape(k1, -1)
+    dist = ((y - y[:1]) ** 2).reshape(k1, -1)
+    return jnp.sum(err, axis=-1), jnp.sum(dist, axis=-1)
 
 
-def _rollout_shared(W, U, V, drive, W_out, b_out, unroll: int):
-    """Shared-base rollout. W (n, n); U, V (k1, r, n); drive (T, B, n) -> ys (T, k1, B, o), hT (k1, B, n)."""
+def _rollout_shared(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+    """Shared-base rollout. W (n, n); U, V (k1, r, n); drive (T, B, n) -> per-step metrics, hT (k1, B, n)."""
     k1, r, n = U.shape
     B = drive.shape[1]
     WT = W.T
 
-    def step(H, d):
+    def step(H, xs):
+        d, tgt, msk = xs
         pre = (H.reshape(k1 * B, n) @ WT).reshape(k1, B, n)
         if r <= _SMALL_RANK:
             for e in range(r):
@@ -73,38 +70,44 @@ def _rollout_shared(W, U, V, drive, W_out, b_out, unroll: int):
             pre = pre + jnp.einsum("kbe,ken->kbn", c, U)
         H = jnp.tanh(pre + d[None])
         y = jnp.einsum("kbn,on->kbo", H, W_out) + b_out
-        return H, y
+        return H, (*_step_metrics(y, tgt, msk), y if outputs else None)
 
     H0 = jnp.zeros((k1, B, n), drive.dtype)
-    hT, ys = jax.lax.scan(step, H0, drive, unroll=unroll)
-    return ys, hT
+    hT, per_step = jax.lax.scan(step, H0, (drive, targets, mask), unroll=unroll)
+    return per_step, hT
 
 
-def _rollout_dense(W, Q, dT, drive, W_out, b_out, unroll: int):
-    """Dense rollout. W, Q (n, n); dT (k1, n, n); drive (T, n, B) -> ys (T, k1, B, o), hT (k1, B, n)."""
+def _rollout_dense(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+    """Dense rollout. W, Q (n, n); dT (k1, n, n); drive (T, n, B) -> per-step metrics, hT (k1, B, n)."""
     k1 = dT.shape[0]
     n, B = drive.shape[1], drive.shape[2]
     Wk = W[None] + jnp.einsum("ij,kjl->kil", Q, jnp.einsum("kjl,ml->kjm", dT, Q))
 
-    def step(H, d):
+    def step(H, xs):
+        d, tgt, msk = xs
         H = jnp.tanh(jnp.einsum("kij,kjb->kib", Wk, H) + d[None])
         y = jnp.einsum("on,knb->kbo", W_out, H) + b_out
-        return H, y
+        return H, (*_step_metrics(y, tgt, msk), y if outputs else None)
 
     H0 = jnp.zeros((k1, n, B), drive.dtype)
-    hT, ys = jax.lax.scan(step, H0, drive, unroll=unroll)
-    return ys, jnp.swapaxes(hT, 1, 2)
+    hT, per_step = jax.lax.scan(step, H0, (drive, targets, mask), unroll=unroll)
+    return per_step, jnp.swapaxes(hT, 1, 2)
 
 
-def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, unroll, divergence, outputs):
-    if path == "shared":
-        ys, hT = _rollout_shared(W, e1, e2, drive, W_out, b_out, unroll)
-    else:
-        ys, hT = _rollout_dense(W, e1, e2, drive, W_out, b_out, unroll)
-    return _metrics(ys, hT, targets, mask, divergence, outputs)
+def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, unroll, outputs):
+    rollout = _rollout_shared if path == "shared" else _rollout_dense
+    (err, dist, ys), hT = rollout(W, e1, e2, drive, W_out, b_out, targets, mask, unroll, outputs)
+    out = {
+        "sq_error": err.T,  # (k1, T)
+        "sq_distance": dist.T,  # (k1, T)
+        "hidden_distance": jnp.mean(jnp.sqrt(jnp.sum((hT - hT[:1]) ** 2, axis=-1)), axis=-1),
+    }
+    if outputs:
+        out["outputs"] = jnp.transpose(ys, (1, 2, 0, 3))  # (k1, B, T, o)
+    return out
 
 
-@functools.partial(jax.jit, static_argnames=("path", "precision", "unroll", "divergence", "outputs"))
+@functools.partial(jax.jit, static_argnames=("path", "precision", "unroll", "outputs"))
 def chunk(
     W: Float[Array, "m n n"],
     W_out: Float[Array, "m o n"],
@@ -118,7 +121,6 @@ def chunk(
     path: str,
     precision: str,
     unroll: int,
-    divergence: bool,
     outputs: bool,
 ) -> dict[str, Array]:
     """Roll out one chunk and reduce its metrics (compiled once per shape and static config).
@@ -128,13 +130,16 @@ def chunk(
         drive: ``W_in x_t + b``, (T, B, n) for ``shared`` and (T, n, B) for ``dense``.
         e1, e2: the edits: ``U, V`` (k1, r, n) for ``shared``; ``Q`` (n, n) and ``dT`` (k1, n, n) for ``dense``.
         targets, mask: (T, B, o), shared by all models.
+        unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs (for task scores).
 
     Returns:
-        dict of per-slot arrays: loss, output_distance, hidden_distance (k1,); divergence (k1, T) and outputs
-        (k1, B, T, o) when requested; all with the leading model axis.
+        dict of per-slot arrays, all with the leading model axis: sq_error (k1, T) (masked squared error summed
+        over trials and outputs per step), sq_distance (k1, T) (squared output distance to slot 0, summed the same
+        way), hidden_distance (k1,) (mean over trials of the final-state distance to slot 0), and outputs
+        (k1, B, T, o) when ``outputs``.
     """
     TRACES[path] += 1
-    fn = functools.partial(_one_model, path=path, unroll=unroll, divergence=divergence, outputs=outputs)
+    fn = functools.partial(_one_model, path=path, unroll=unroll, outputs=outputs)
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
             return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, None, None))(W, W_out, b_out, drive, e1, e2, targets, mask)

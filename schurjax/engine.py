@@ -298,13 +298,12 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     def launch(a: int, b_: int):
         e1, e2 = prepare(a, b_)
         out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, path=path, precision=prec, unroll=1,
-                             divergence=bool(divergence), outputs=task is not None)  # fmt: skip
+                             outputs=task is not None)  # fmt: skip
         if task is not None:
             out["score"] = _kernels.scores(task, out.pop("outputs"), score_batch)
         return a, b_, out
 
-    names = ["loss", "output_distance", "hidden_distance"] + (["divergence"] if divergence else []) + \
-        (["score"] if task is not None else [])  # fmt: skip
+    names = ["sq_error", "sq_distance", "hidden_distance"] + (["score"] if task is not None else [])
     acc = {name: [] for name in names}
     base: dict | None = None
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
@@ -327,15 +326,19 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
             collect(pending)
         pending = nxt
     collect(pending)
-    return _results(acc, base, vsets, names, M, Tlen)
+    mask_sum = max(float(np.sum(np.asarray(batch.mask, dtype=np.float64))), 1.0)
+    return _results(acc, base, vsets, names, M, Tlen, Bsz * n_out, mask_sum, divergence)
 
 
-def _results(acc, base, vsets, names, M, Tlen):
+def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
+    """Host side, float64: sums over time of the per-step sums, then the SweepResults."""
     cat = {name: np.concatenate(acc[name], axis=1) for name in names}
+    cat["loss"] = cat["sq_error"].sum(axis=-1) / mask_sum
+    cat["output_distance"] = cat["sq_distance"].sum(axis=-1) / (Tlen * per_step)
     out = []
     for i in range(M):
         loss = cat["loss"][i]
-        base_loss = float(base["loss"][i])
+        base_loss = float(base["sq_error"][i].sum() / mask_sum)
         delta = loss - base_loss
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = delta / base_loss
@@ -353,7 +356,7 @@ def _results(acc, base, vsets, names, M, Tlen):
                 base_loss=base_loss,
                 base_score=float(base["score"][i]) if "score" in base else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
-                divergence=cat["divergence"][i] if "divergence" in cat else None,
+                divergence=cat["sq_distance"][i] / per_step if divergence else None,
             )
         )
     return out

@@ -1,0 +1,272 @@
+"""Tests of schurjax.engine.evaluate against an independent float64 NumPy rollout of W_k = Q (T + dT_k) Q^T."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import schurjax as sj
+from schurjax import _kernels, engine
+from schurjax.tasks import TaskBatch
+
+N_IN, N_OUT = 3, 2
+
+
+def make_model(seed: int, n: int, gain: float = 1.3) -> sj.TanhRNN:
+    rng = np.random.default_rng(seed)
+    return sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, N_IN)),
+        rng.normal(size=(n, n)) * gain / np.sqrt(n),
+        rng.normal(size=n) * 0.1,
+        rng.normal(size=(N_OUT, n)) / np.sqrt(n),
+        rng.normal(size=N_OUT) * 0.1,
+    )
+
+
+def make_batch(seed: int, B: int, T: int) -> TaskBatch:
+    rng = np.random.default_rng(seed)
+    return TaskBatch(
+        jnp.asarray(rng.normal(size=(B, T, N_IN)), jnp.float32),
+        jnp.asarray(rng.normal(size=(B, T, N_OUT)), jnp.float32),
+        jnp.asarray(rng.random((B, T, N_OUT)) < 0.7, jnp.float32),
+    )
+
+
+def schur_of(model) -> sj.SchurForm:
+    return sj.ordered_schur(np.asarray(model.W_rec, dtype=np.float64))
+
+
+def reference(model, sf, dT: np.ndarray, batch) -> dict[str, np.ndarray]:
+    """Independent float64 NumPy rollouts of Q (T + dT_k) Q^T (k = 0 is the unablated model, dT = 0)."""
+    W_in, b = np.asarray(model.W_in, np.float64), np.asarray(model.b, np.float64)
+    W_out, b_out = np.asarray(model.W_out, np.float64), np.asarray(model.b_out, np.float64)
+    x = np.asarray(batch.inputs, np.float64)
+    tgt, msk = np.asarray(batch.targets, np.float64), np.asarray(batch.mask, np.float64)
+    B, T, _ = x.shape
+    ys, hs = [], []
+    for d in np.concatenate([np.zeros((1, sf.n, sf.n)), dT]):
+        Wk = sf.Q @ (sf.T + d) @ sf.Q.T
+        h = np.zeros((B, sf.n))
+        y = np.zeros((B, T, N_OUT))
+        for t in range(T):
+            h = np.tanh(h @ Wk.T + x[:, t] @ W_in.T + b)
+            y[:, t] = h @ W_out.T + b_out
+        ys.append(y)
+        hs.append(h)
+    ys, hs = np.stack(ys), np.stack(hs)
+    loss = (msk * (ys - tgt) ** 2).sum(axis=(1, 2, 3)) / msk.sum()
+    return {
+        "loss": loss[1:],
+        "base_loss": loss[0],
+        "output_distance": ((ys[1:] - ys[0]) ** 2).mean(axis=(1, 2, 3)),
+        "hidden_distance": np.linalg.norm(hs[1:] - hs[0], axis=-1).mean(axis=1),
+        "divergence": ((ys[1:] - ys[0]) ** 2).mean(axis=(1, 3)),
+        "outputs": ys,
+    }
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = make_model(0, 16)
+    sf = schur_of(model)
+    batch = make_batch(1, 6, 15)
+    rng = np.random.default_rng(2)
+    single = sj.ablate.single_couplings(sf)
+    single = single[rng.choice(len(single), size=20, replace=False)]
+    masks = np.ones((7, sf.n, sf.n))
+    for m in masks:
+        m[sf.coupling_mask & (rng.random((sf.n, sf.n)) < 0.3)] = 0.0
+    variants = sj.ablate.Variants.concat(single, sj.ablate.block_couplings(sf)[:6], sj.ablate.from_masks(masks, sf))
+    ref = reference(model, sf, variants.delta_T(), batch)
+    return model, sf, batch, variants, ref
+
+
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_matches_float64_reference(setup, path):
+    model, sf, batch, variants, ref = setup
+    if path == "shared":  # the shared path needs sparse variants: single + block couplings (rank 1 to 4)
+        variants, keep = variants[:26], slice(0, 26)
+    else:
+        keep = slice(None)
+    res = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=8, divergence=True)
+    np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-5)
+    np.testing.assert_allclose(res.base_loss, ref["base_loss"], rtol=1e-5)
+    np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(res.output_distance, ref["output_distance"][keep], rtol=2e-3, atol=1e-9)
+    np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"][keep], rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(res.divergence, ref["divergence"][keep], rtol=2e-3, atol=1e-9)
+    np.testing.assert_allclose(res.divergence.mean(axis=1), res.output_distance, rtol=1e-5)
+    np.testing.assert_allclose(res.delta_norm, np.linalg.norm(variants.delta_T(), axis=(1, 2)), rtol=1e-12)
+    assert np.all(np.isnan(res.score)) and np.isnan(res.base_score)
+    assert [lab["label"] for lab in res.labels] == [lab["label"] for lab in variants.labels]
+
+
+def test_wide_sparse_edits_use_dot_correction(setup):
+    """top-k edits of rank > 4 take the einsum branch of the shared path."""
+    model, sf, batch, _, _ = setup
+    variants = sj.ablate.top_k(sf, [5, 9, 12])
+    assert variants.max_nnz > _kernels._SMALL_RANK
+    ref = reference(model, sf, variants.delta_T(), batch)
+    res = sj.evaluate(model, sf, variants, batch, path="auto")
+    np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+
+
+def test_float64_path(setup):
+    model, sf, batch, variants, ref = setup
+    res = sj.evaluate(model, sf, variants, batch, dtype=jnp.float64, chunk_size=16)
+    np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-11)
+    np.testing.assert_allclose(res.output_distance, ref["output_distance"], rtol=1e-8, atol=1e-20)
+    assert not jax.config.jax_enable_x64  # the engine's x64 context does not leak
+
+
+def test_paths_agree(setup):
+    model, sf, batch, variants, _ = setup
+    sparse = variants[:26]
+    a = sj.evaluate(model, sf, sparse, batch, path="shared")
+    b = sj.evaluate(model, sf, sparse, batch, path="dense")
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
+    np.testing.assert_allclose(a.output_distance, b.output_distance, rtol=2e-3, atol=1e-9)
+    assert engine.choose_path(sparse.max_nnz, sf.n) == "shared"
+    assert engine.choose_path(variants.max_nnz, sf.n) == "dense"
+
+
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_chunk_sizes_identical(setup, path):
+    model, sf, batch, variants, _ = setup
+    variants = variants[:26] if path == "shared" else variants
+    full = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=len(variants))
+    for cs in (3, 7):
+        part = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=cs)
+        for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(full, name), err_msg=f"{name}, chunk {cs}")
+        assert part.base_loss == full.base_loss
+
+
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_zero_edits_are_exact(setup, path):
+    """All-ones masks and masks that only remove zero entries of T give delta_loss == 0 exactly."""
+    model, sf, batch, _, _ = setup
+    n = sf.n
+    rng = np.random.default_rng(3)
+    zero_below = (np.tril(np.ones((n, n)), -1) > 0) & (sf.T == 0.0)
+    masks = np.ones((5, n, n))
+    for m in masks[1:]:
+        m[zero_below & (rng.random((n, n)) < 0.5)] = 0.0
+    assert zero_below.sum() > 0 and (masks[1:] == 0).sum() > 0
+    v = sj.ablate.from_masks(masks, sf, allow_diagonal=True)
+    v = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf)[:3], v)  # real edits in the same chunks
+    res = sj.evaluate(model, sf, v, batch, path=path, chunk_size=4)
+    assert np.all(res.delta_loss[3:] == 0.0)
+    assert np.all(res.output_distance[3:] == 0.0) and np.all(res.hidden_distance[3:] == 0.0)
+    assert np.all(res.delta_norm[3:] == 0.0)
+    assert np.all(res.output_distance[:3] > 0.0)
+
+
+def test_normal_matrix_all_nonnormal_changes_nothing():
+    rng = np.random.default_rng(4)
+    n = 12
+    Q0, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    D = np.zeros((n, n))
+    for i in range(0, n, 2):
+        r, th = rng.uniform(0.5, 1.1), rng.uniform(0, np.pi)
+        D[i : i + 2, i : i + 2] = r * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    base = make_model(5, n)
+    model = sj.TanhRNN.from_arrays(base.W_in, Q0 @ D @ Q0.T, base.b, base.W_out, base.b_out)
+    sf = schur_of(model)
+    batch = make_batch(6, 4, 20)
+    res = sj.evaluate(model, sf, sj.ablate.all_nonnormal(sf), batch)
+    assert abs(res.delta_loss[0]) <= 1e-6 * res.base_loss
+    assert res.output_distance[0] < 1e-12
+    # control: a nonnormal W does change
+    m2 = make_model(7, n)
+    sf2 = schur_of(m2)
+    assert sj.evaluate(m2, sf2, sj.ablate.all_nonnormal(sf2), batch).output_distance[0] > 1e-6
+
+
+def test_no_recompile_across_chunks(setup):
+    model, sf, _, variants, _ = setup
+    batch = make_batch(8, 7, 9)  # a shape no other test uses
+    before = _kernels.TRACES["dense"]
+    calls = []
+    sj.evaluate(model, sf, variants, batch, path="dense", chunk_size=5, progress=lambda d, t: calls.append((d, t)))
+    assert _kernels.TRACES["dense"] == before + 1  # 7 chunks (last one padded), one trace
+    assert calls == [(min(5 * (i + 1), len(variants)), len(variants)) for i in range(len(calls))]
+    assert calls[-1] == (len(variants), len(variants))
+    sj.evaluate(model, sf, variants[:12], batch, path="dense", chunk_size=5)  # other K, same chunk shape
+    assert _kernels.TRACES["dense"] == before + 1
+
+
+def test_multi_model_equals_per_model():
+    n = 12
+    models = [make_model(s, n) for s in (10, 11, 12)]
+    sfs = [schur_of(m) for m in models]
+    vs = [sj.ablate.single_couplings(sf)[:9] for sf in sfs]
+    batch = make_batch(9, 5, 11)
+    both = sj.evaluate(models, sfs, vs, batch, chunk_size=4)
+    assert isinstance(both, list) and len(both) == 3
+    for m, sf, v, res in zip(models, sfs, vs, both, strict=True):
+        one = sj.evaluate(m, sf, v, batch, chunk_size=4)
+        np.testing.assert_allclose(res.loss, one.loss, rtol=1e-6)
+        np.testing.assert_allclose(res.output_distance, one.output_distance, rtol=1e-4, atol=1e-12)
+        ref = reference(m, sf, v.delta_T(), batch)
+        np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+
+
+def test_score_with_task():
+    task = sj.tasks.get("sine", steps=12)
+    rng = np.random.default_rng(13)
+    n = 10
+    model = sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, task.n_in)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
+        rng.normal(size=(task.n_out, n)) / np.sqrt(n), np.zeros(task.n_out),
+    )  # fmt: skip
+    sf = schur_of(model)
+    batch = task.sample(jax.random.key(0), 6)
+    v = sj.ablate.single_couplings(sf)[:5]
+    res = sj.evaluate(model, sf, v, batch, task=task)
+    global N_OUT
+    saved, N_OUT = N_OUT, task.n_out
+    try:
+        ref = reference(model, sf, v.delta_T(), batch)
+    finally:
+        N_OUT = saved
+    want = [float(task.score(jnp.asarray(y, jnp.float32), batch)) for y in ref["outputs"]]
+    np.testing.assert_allclose(res.base_score, want[0], atol=1e-4)
+    np.testing.assert_allclose(res.score, want[1:], atol=1e-4)
+    np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+
+
+def test_bad_inputs(setup):
+    model, sf, batch, variants, _ = setup
+    other = make_model(20, 8)
+    sf8 = schur_of(other)
+    cases = [
+        (dict(variants=sj.ablate.single_couplings(sf8)), r"variants\.n = 8 does not match the model's hidden size"),
+        (dict(schur=sf8), r"schur has n = 8 but model has n = 16"),
+        (dict(schur=schur_of(make_model(21, 16))), r"schur does not belong to model"),
+        (dict(batch=make_batch(0, 2, 3)._replace(inputs=jnp.zeros((2, 3, 5)))), r"model\.n_in = 3 but batch\.inputs"),
+        (dict(variants=variants[np.array([], dtype=int)]), r"K = 0"),
+        (dict(path="fast"), r"path must be one of"),
+        (dict(precision="float16"), r"precision must be one of"),
+        (dict(chunk_size=0), r"chunk_size must be"),
+        (dict(model=sj.TanhRNN.from_arrays(model.W_in, model.W_rec.at[0, 0].set(jnp.nan), model.b, model.W_out,
+                                           model.b_out)), r"model\.W_rec holds 1 NaN/inf"),  # fmt: skip
+    ]
+    base = dict(model=model, schur=sf, variants=variants, batch=batch)
+    for change, msg in cases:
+        kw = {**base, **change}
+        with pytest.raises(ValueError, match=msg) as info:
+            sj.evaluate(kw["model"], kw["schur"], kw["variants"], kw["batch"], **{
+                k: v for k, v in change.items() if k in ("path", "precision", "chunk_size")})  # fmt: skip
+        assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
+    with pytest.raises(ValueError, match="one per model"):
+        sj.evaluate([model, model], [sf, sf], variants, batch)
+
+
+def test_auto_chunk_size():
+    cpu = jax.devices("cpu")[0]
+    assert engine.auto_chunk_size("shared", n=128, B=32, T=60, n_out=3, device=cpu) == 128
+    assert engine.auto_chunk_size("dense", n=128, B=32, T=60, n_out=3, device=cpu) == 16
+    assert engine.auto_chunk_size("shared", n=256, B=16, T=20, n_out=3, device=cpu) == 128
