@@ -43,6 +43,10 @@ callable key, ``1e-6 * max(|key|)``): the block that could not move up stays rig
 that block is placed first. Otherwise ``ordered_schur`` raises a ``ValueError`` naming the two eigenvalues. The
 final order therefore holds exactly up to the tie tolerance, or up to ``1e-6 * scale`` between refused pairs.
 
+Scaling: ``W`` is scaled by an exact power of 2 to ``max |W|`` in ``[0.5, 1)`` before LAPACK sees it, and ``T`` is
+scaled back. So ``ordered_schur(2**k * W)`` gives exactly the same ``Q`` and exactly ``2**k`` times ``T`` (barring
+overflow or underflow), and matrices near the ends of the float64 range are handled like ordinary ones.
+
 Canonical signs (so that the same ``W`` always gives bitwise the same ``Q`` and ``T``):
     1x1 block at ``i``: the entry of largest magnitude of ``Q[:, i]`` is positive (the first index whose magnitude
         is within a relative ``1e-10`` of the largest, scanning from row 0).
@@ -131,6 +135,11 @@ def _block_structure(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts and sizes of the diagonal blocks of a quasi-triangular T (from its sub-diagonal)."""
     n = T.shape[0]
     sub = np.diagonal(T, -1) != 0
+    if not np.any(sub[:-1] & sub[1:]):  # the normal case: no two adjacent nonzero sub-diagonal entries
+        second = np.zeros(n, dtype=bool)
+        second[1:] = sub
+        st = np.flatnonzero(~second).astype(np.int64)
+        return st, np.diff(np.append(st, n)).astype(np.int64)
     starts, sizes = [], []
     i = 0
     while i < n:
@@ -158,9 +167,11 @@ def _block_eigs(T: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndar
         c = T[s2 + 1, s2]
         d = 0.5 * (T[s2, s2] - T[s2 + 1, s2 + 1])
         # eigenvalues of [[a + d, b], [c, a - d]]: a +- sqrt(d^2 + b c); complex when d^2 + b c < 0
-        disc = d * d + b * c
+        sc = np.maximum(np.maximum(np.abs(b), np.abs(c)), np.abs(d))
+        sc = np.where(sc > 0, sc, 1.0)
+        disc = (d / sc) ** 2 + (b / sc) * (c / sc)  # scaled: no overflow/underflow
         im = np.sqrt(np.abs(b)) * np.sqrt(np.abs(c))
-        im = np.where(d == 0, im, np.sqrt(np.maximum(-disc, 0.0)))
+        im = np.where(d == 0, im, sc * np.sqrt(np.maximum(-disc, 0.0)))
         lam[~one] = a + 1j * im
     return lam
 
@@ -216,14 +227,15 @@ def _tie_sort(keys: np.ndarray, tols: np.ndarray) -> np.ndarray:
         o = idx[np.argsort(k, kind="stable")]
         ks = keys[o, level]
         tol = tols[level]
+        if not np.any(np.diff(ks) <= tol):  # no ties at this level
+            return [o]
         out: list[np.ndarray] = []
         start = 0
         m = len(o)
         # groups anchored at their first member
         while start < m:
-            stop = int(np.searchsorted(ks, ks[start] + tol, side="right"))
-            stop = max(stop, start + 1)
-            out.extend(rec(np.sort(o[start:stop]), level + 1))
+            stop = max(int(np.searchsorted(ks, ks[start] + tol, side="right")), start + 1)
+            out.extend(rec(np.sort(o[start:stop]), level + 1) if stop - start > 1 else [o[start:stop]])
             start = stop
         return out
 
@@ -254,7 +266,9 @@ class _Restructure(Exception):
     """A 2x2 block split during a swap: re-plan from the current T."""
 
 
-def _place(T: np.ndarray, Q: np.ndarray, order: Any, zero: float) -> tuple[np.ndarray, np.ndarray, str]:
+def _place(
+    T: np.ndarray, Q: np.ndarray, order: Any, zero: float, unit: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, str]:
     """One reordering pass. Returns (T, Q, status), status "sorted" (nothing moved), "moved" or "restructured"
     (a 2x2 block split during a swap; the pass stopped early)."""
     starts, sizes = _block_structure(T)
@@ -290,7 +304,7 @@ def _place(T: np.ndarray, Q: np.ndarray, order: Any, zero: float) -> tuple[np.nd
                 if not (same_kind and abs(ka - kb) <= refuse_tol):
                     raise ValueError(
                         "ordered_schur: LAPACK refused to swap the Schur blocks with eigenvalues "
-                        f"{_fmt(lam[a])} and {_fmt(lam[b])} (too close to separate stably), and their "
+                        f"{_fmt(lam[a] * unit)} and {_fmt(lam[b] * unit)} (too close to separate stably), and their "
                         f"{_order_label(order)} keys differ by {abs(ka - kb):.3g}, more than the tie tolerance "
                         f"{refuse_tol:.3g}; choose another order key"
                     )
@@ -332,6 +346,14 @@ def _locate_after_refusal(T: np.ndarray, p: int, seg: list[int], size: list[int]
     return best_j
 
 
+def _fro(x: np.ndarray) -> float:
+    """Frobenius norm without overflow or underflow for extreme scales."""
+    m = float(np.abs(x).max(initial=0.0))
+    if m == 0.0 or not math.isfinite(m):
+        return m
+    return m * float(np.linalg.norm(x / m))
+
+
 def _fmt(z: complex) -> str:
     z = complex(z)
     return f"{z.real:.6g}" if z.imag == 0 else f"{z.real:.6g}{z.imag:+.6g}j"
@@ -347,14 +369,14 @@ def _standardize_pairs(T: np.ndarray, Q: np.ndarray) -> bool:
     split = False
     for i in starts[sizes == 2].tolist():
         a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
-        if a == d and b * c < 0:
+        if a == d and _opposite(b, c):
             continue
         G = _dlanv2_rotation(a, b, c, d)
         T[i : i + 2, i:] = G.T @ T[i : i + 2, i:]
         T[: i + 2, i : i + 2] = T[: i + 2, i : i + 2] @ G
         Q[:, i : i + 2] = Q[:, i : i + 2] @ G
         aa, bb, cc, dd = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
-        if bb * cc < 0:
+        if _opposite(bb, cc):
             m = 0.5 * (aa + dd)
             T[i, i] = T[i + 1, i + 1] = m
         else:
@@ -366,6 +388,11 @@ def _standardize_pairs(T: np.ndarray, Q: np.ndarray) -> bool:
             T[i + 1, i] = 0.0
             split = True
     return split
+
+
+def _opposite(b: float, c: float) -> bool:
+    """b * c < 0 without forming the product (which can underflow or overflow)."""
+    return (b < 0 < c) or (c < 0 < b)
 
 
 def _dlanv2_rotation(a: float, b: float, c: float, d: float) -> np.ndarray:
@@ -380,38 +407,36 @@ def _dlanv2_rotation(a: float, b: float, c: float, d: float) -> np.ndarray:
     return np.array([[cs, -sn], [sn, cs]])
 
 
-def _pivot_sign(q: np.ndarray) -> float:
-    m = np.abs(q)
-    top = m.max()
-    if top == 0:
-        return 1.0
-    j = int(np.argmax(m >= top * (1.0 - _SIGN_RTOL)))
-    return -1.0 if q[j] < 0 else 1.0
+def _pivot_signs(Qc: np.ndarray) -> np.ndarray:
+    """Per column: -1 if the first entry within a relative 1e-10 of the largest magnitude is negative, else +1."""
+    m = np.abs(Qc)
+    top = m.max(axis=0)
+    j = np.argmax(m >= top * (1.0 - _SIGN_RTOL), axis=0)
+    piv = Qc[j, np.arange(Qc.shape[1])]
+    return np.where(piv < 0, -1.0, 1.0)
 
 
-def _canonical_signs(T: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the documented sign/exchange rule as one exact signed permutation."""
+def _canonical_signs(T: np.ndarray, Q: np.ndarray) -> None:
+    """Apply the documented sign/exchange rule in place: one exact signed permutation of the Schur vectors."""
     n = T.shape[0]
     starts, sizes = _block_structure(T)
-    perm = np.arange(n)
+    p2 = starts[sizes == 2]
+    # (1) exchange the two vectors of a pair when |c| > |b|
+    ex = p2[np.abs(T[p2 + 1, p2]) > np.abs(T[p2, p2 + 1])]
+    if len(ex):
+        perm = np.arange(n)
+        perm[ex], perm[ex + 1] = ex + 1, ex
+        T[:, :] = T[np.ix_(perm, perm)]
+        Q[:, :] = Q[:, perm]
+    # (2) b > 0 via the second vector, (3) pivot entry of each block's first vector positive
     sign = np.ones(n)
-    for i, s in zip(starts.tolist(), sizes.tolist(), strict=True):
-        if s == 1:
-            sign[i] = _pivot_sign(Q[:, i])
-            continue
-        b, c = T[i, i + 1], T[i + 1, i]
-        if abs(c) > abs(b):
-            perm[i], perm[i + 1] = i + 1, i
-            b, c = c, b
-        s2 = -1.0 if b < 0 else 1.0
-        s1 = _pivot_sign(Q[:, perm[i]])
-        sign[i] = s1
-        sign[i + 1] = s1 * s2
-    if np.array_equal(perm, np.arange(n)) and np.all(sign == 1.0):
-        return T, Q
-    Qn = Q[:, perm] * sign[None, :]
-    Tn = T[np.ix_(perm, perm)] * sign[:, None] * sign[None, :]
-    return Tn, Qn
+    sign[starts] = _pivot_signs(Q[:, starts])
+    sign[p2 + 1] = sign[p2] * np.where(T[p2, p2 + 1] < 0, -1.0, 1.0)
+    if np.all(sign == 1.0):
+        return
+    T *= sign[:, None]
+    T *= sign[None, :]
+    Q *= sign[None, :]
 
 
 def _zero_below(T: np.ndarray) -> np.ndarray:
@@ -423,15 +448,12 @@ def _zero_below(T: np.ndarray) -> np.ndarray:
 
 
 def _pair_eigvals(T: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    n = T.shape[0]
-    ev = np.empty(n, dtype=np.complex128)
-    for i, s in zip(starts.tolist(), sizes.tolist(), strict=True):
-        if s == 1:
-            ev[i] = T[i, i]
-        else:
-            im = math.sqrt(abs(T[i, i + 1])) * math.sqrt(abs(T[i + 1, i]))
-            ev[i] = complex(T[i, i], im)
-            ev[i + 1] = complex(T[i, i], -im)
+    """(n,) eigenvalues in diagonal order from standardized blocks: a pair gives a + i w, a - i w, w > 0."""
+    ev = np.diagonal(T).astype(np.complex128)
+    p2 = starts[sizes == 2]
+    w = np.sqrt(np.abs(T[p2, p2 + 1])) * np.sqrt(np.abs(T[p2 + 1, p2]))
+    ev[p2] = T[p2, p2] + 1j * w
+    ev[p2 + 1] = T[p2, p2] - 1j * w
     return ev
 
 
@@ -464,11 +486,17 @@ def ordered_schur(W: Any, order: str | Callable[[complex], float] = "modulus") -
     """
     name = _order_name(order)
     A = _as_real_matrix(W)
+    # exact power-of-2 scaling to max |W| in [0.5, 1): LAPACK's swaps misbehave near under/overflow, and this makes
+    # the result exactly scale-invariant: ordered_schur(2**k * W) has the same Q and T scaled by 2**k.
+    top = float(np.abs(A).max())
+    e = math.frexp(top)[1] if top > 0 else 0
+    if e:
+        A = np.ldexp(A, -e, out=A)
     T, Q = scipy.linalg.schur(A, output="real", overwrite_a=True, check_finite=False)
     T = np.asfortranarray(T)
     Q = np.asfortranarray(Q)
     if A.shape[0] > 1:
-        zero = _ZERO_RTOL * float(np.linalg.norm(T))
+        zero = _ZERO_RTOL * float(_fro(T))
         _standardize_pairs(T, Q)
         # Passes until a plan on the current T moves nothing. A second pass only acts where the swaps perturbed
         # ill-conditioned (clustered/defective) eigenvalues across a key boundary, or after a 2x2 block split.
@@ -478,15 +506,15 @@ def ordered_schur(W: Any, order: str | Callable[[complex], float] = "modulus") -
         for _ in range(A.shape[0] + _MAX_PASSES):
             if passes >= _MAX_PASSES:
                 break
-            T, Q, status = _place(T, Q, order, zero)
+            T, Q, status = _place(T, Q, order, zero, math.ldexp(1.0, e))
             split = _standardize_pairs(T, Q)
             if status == "sorted" and not split:
                 break
             passes += status == "moved" and not split
-        T, Q = _canonical_signs(np.array(T), np.array(Q))
+        _canonical_signs(T, Q)
         T = _zero_below(T)
-    T = np.ascontiguousarray(T, dtype=np.float64)
-    Q = np.ascontiguousarray(Q, dtype=np.float64)
+    if e:
+        T = np.ldexp(T, e)
     starts, sizes = _block_structure(T)
     blocks = tuple((int(s), int(z)) for s, z in zip(starts, sizes, strict=True))
     return SchurForm(Q=Q, T=T, blocks=blocks, eigvals=_pair_eigvals(T, starts, sizes), order=name)
@@ -520,8 +548,8 @@ class SchurForm:
     order: str
 
     def __post_init__(self) -> None:
-        Q = np.array(self.Q, dtype=np.float64)
-        T = np.array(self.T, dtype=np.float64)
+        Q = np.array(self.Q, dtype=np.float64, order="C")
+        T = np.array(self.T, dtype=np.float64, order="C")
         ev = np.array(self.eigvals, dtype=np.complex128)
         if Q.ndim != 2 or Q.shape[0] != Q.shape[1] or T.shape != Q.shape or ev.shape != (Q.shape[0],):
             raise ValueError(f"SchurForm: Q, T must be (n, n) and eigvals (n,), got {Q.shape}, {T.shape}, {ev.shape}")
@@ -605,12 +633,12 @@ class SchurForm:
     @property
     def henrici(self) -> float:
         """Henrici's departure from normality of the real Schur form, ``||N||_F``."""
-        return float(np.linalg.norm(self.N))
+        return float(_fro(self.N))
 
     @property
     def henrici_relative(self) -> float:
         """``||N||_F / ||T||_F`` (0 when T == 0)."""
-        t = float(np.linalg.norm(self.T))
+        t = float(_fro(self.T))
         return 0.0 if t == 0 else self.henrici / t
 
     @property
@@ -651,7 +679,7 @@ class SchurForm:
             "n_complex_pairs": int(np.count_nonzero(sizes == 2)),
             "n_couplings": int(len(self.couplings)),
             "spectral_radius": self.spectral_radius,
-            "frobenius_T": float(np.linalg.norm(self.T)),
+            "frobenius_T": float(_fro(self.T)),
             "henrici": self.henrici,
             "henrici_relative": self.henrici_relative,
             "departure": self.departure,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -75,8 +76,11 @@ def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
     Q, T = sf.Q, sf.T
     assert Q.dtype == np.float64 and T.dtype == np.float64
     assert Q.shape == T.shape == (n, n)
-    wn = np.linalg.norm(W)
-    assert np.linalg.norm(Q @ T @ Q.T - W) <= rtol * max(wn, 1e-300) or wn == 0 and np.all(T == 0)
+    m = np.abs(W).max()
+    if m == 0:
+        assert np.all(T == 0)
+    else:  # relative residual, computed on W / max|W| so that extreme scales neither overflow nor underflow
+        assert np.linalg.norm(Q @ (T / m) @ Q.T - W / m) <= rtol * np.linalg.norm(W / m)
     assert np.linalg.norm(Q.T @ Q - np.eye(n)) <= 1e-12
     assert sf.blocks == blocks_from_T(T)
     # nothing nonzero below the block subdiagonal (and 1x1 neighbours have an exact 0 sub-diagonal)
@@ -87,7 +91,7 @@ def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
     for i, s in sf.blocks:
         if s == 2:
             a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
-            assert a == d and b * c < 0 and b > 0 and abs(b) >= abs(c)
+            assert a == d and b > 0 > c and abs(b) >= abs(c)
             ev = np.linalg.eigvals(T[i : i + 2, i : i + 2])
             ev = ev[np.argsort(-ev.imag)]
             np.testing.assert_allclose(sf.eigvals[i : i + 2], ev, rtol=1e-12, atol=1e-14 * max(1, abs(ev[0])))
@@ -220,6 +224,21 @@ def test_float32_and_int_and_jax_inputs():
     check_form(sj.ordered_schur(jnp.asarray(Wi, dtype=jnp.bfloat16)), np.asarray(Wi, float), "modulus")
 
 
+def test_exact_power_of_two_scale_invariance_and_extreme_scales():
+    rng = rng_for(18)
+    W = rng.standard_normal((12, 12))
+    ref = sj.ordered_schur(W)
+    for k in (-1000, -37, 5, 900):
+        sf = sj.ordered_schur(np.ldexp(W, k))
+        assert np.array_equal(sf.Q, ref.Q) and np.array_equal(sf.T, np.ldexp(ref.T, k))
+    for scale in (1e-300, 1e-150, 1e150, 1e300):
+        sf = sj.ordered_schur(W * scale, order="angle")
+        check_form(sf, W * scale, "angle")
+        np.testing.assert_allclose(
+            sf.block_eigvals / scale, sj.ordered_schur(W, order="angle").block_eigvals, rtol=1e-12
+        )
+
+
 def test_outputs_are_read_only_and_frozen():
     sf = sj.ordered_schur(np.arange(9.0).reshape(3, 3))
     with pytest.raises(ValueError):
@@ -339,12 +358,16 @@ def test_large_random_512():
 # ------------------------------------------------------------------------------------------------------------
 
 
-def refusing_dtrexc(real, is_blocker, is_mover):
-    """dtrexc that refuses to move a block `is_mover(lam)` past a block `is_blocker(lam)` (partial move, info=1)."""
+def refusing_dtrexc(real, W, is_blocker, is_mover):
+    """dtrexc that refuses to move a block `is_mover(lam)` past a block `is_blocker(lam)` (partial move, info=1).
+
+    ordered_schur works on W scaled by a power of 2 (max |W| in [0.5, 1)): lam is un-scaled before the predicates.
+    """
+    unit = np.ldexp(1.0, math.frexp(np.abs(W).max())[1])
 
     def wrapped(T, Q, ifst, ilst, **kw):
         starts, sizes = S._block_structure(T)
-        lam = S._block_eigs(T, starts, sizes)
+        lam = S._block_eigs(T, starts, sizes) * unit
         k = int(np.nonzero(starts == ifst - 1)[0][0])
         if ilst < ifst and is_mover(lam[k]):
             for j in range(k - 1, -1, -1):
@@ -380,7 +403,7 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
         calls.append(z)
         return abs(z - 0.9) < 2e-8
 
-    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, blocker, mover))
+    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, mover))
     sf = sj.ordered_schur(W)
     assert calls  # the refusal path ran
     check_form(sf, W, "modulus", order_tol=1e-6)
@@ -400,7 +423,7 @@ def test_refused_swap_between_distinct_keys_raises(monkeypatch):
         calls.append(z)
         return abs(z - 0.2) < 1e-9
 
-    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, blocker, lambda z: abs(z - 0.9) < 1e-9))
+    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, lambda z: abs(z - 0.9) < 1e-9))
     with pytest.raises(ValueError, match=r"refused to swap .* eigenvalues 0\.2 and 0\.9"):
         sj.ordered_schur(W)
     assert calls
