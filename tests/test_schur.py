@@ -106,7 +106,7 @@ def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
         assert q[j] > 0
     # order: the primary key is non-decreasing along the diagonal (up to rounding)
     lam = sf.block_eigvals
-    grp, key = primary(order_name, lam, zero=1e-12 * np.linalg.norm(W))
+    grp, key = primary(order_name, lam, zero=1e-12 * m * np.linalg.norm(W / m) if m > 0 else 0.0)
     assert np.all(np.diff(grp) >= 0)
     same = grp[1:] == grp[:-1]
     scale = np.abs(lam).max() if order_name in ("modulus", "real") else 1.0
