@@ -76,11 +76,11 @@ def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
     Q, T = sf.Q, sf.T
     assert Q.dtype == np.float64 and T.dtype == np.float64
     assert Q.shape == T.shape == (n, n)
-    m = np.abs(W).max()
-    if m == 0:
+    wmax = np.abs(W).max()
+    if wmax == 0:
         assert np.all(T == 0)
     else:  # relative residual, computed on W / max|W| so that extreme scales neither overflow nor underflow
-        assert np.linalg.norm(Q @ (T / m) @ Q.T - W / m) <= rtol * np.linalg.norm(W / m)
+        assert np.linalg.norm(Q @ (T / wmax) @ Q.T - W / wmax) <= rtol * np.linalg.norm(W / wmax)
     assert np.linalg.norm(Q.T @ Q - np.eye(n)) <= 1e-12
     assert sf.blocks == blocks_from_T(T)
     # nothing nonzero below the block subdiagonal (and 1x1 neighbours have an exact 0 sub-diagonal)
@@ -106,7 +106,7 @@ def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
         assert q[j] > 0
     # order: the primary key is non-decreasing along the diagonal (up to rounding)
     lam = sf.block_eigvals
-    grp, key = primary(order_name, lam, zero=1e-12 * m * np.linalg.norm(W / m) if m > 0 else 0.0)
+    grp, key = primary(order_name, lam, zero=1e-12 * wmax * np.linalg.norm(W / wmax) if wmax > 0 else 0.0)
     assert np.all(np.diff(grp) >= 0)
     same = grp[1:] == grp[:-1]
     scale = np.abs(lam).max() if order_name in ("modulus", "real") else 1.0
