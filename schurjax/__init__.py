@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 from schurjax import ablate as ablate
 from schurjax import results as results
 from schurjax import tasks as tasks
+from schurjax import train as train
+from schurjax import zoo as zoo
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import evaluate as evaluate

@@ -95,6 +95,19 @@ def make_optimizer(
     return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
 
 
+_CHUNK_CACHE: dict[Any, Any] = {}
+
+
+def _chunk_fn(task: Task, static: Any, opt_key: tuple, batch_size: int):
+    """Cached :func:`_make_chunk_fn` so that repeated calls with the same configuration reuse the compiled code."""
+    key = (task, jax.tree_util.tree_structure(static), static.n_in, static.n_hidden, static.n_out, opt_key, batch_size)
+    if key not in _CHUNK_CACHE:
+        if len(_CHUNK_CACHE) > 32:
+            _CHUNK_CACHE.clear()
+        _CHUNK_CACHE[key] = _make_chunk_fn(task, static, make_optimizer(*opt_key), batch_size)
+    return _CHUNK_CACHE[key]
+
+
 def _make_chunk_fn(task: Task, static: Any, opt: optax.GradientTransformation, batch_size: int):
     """Compiled ``(params, opt_state, k_data, start, n) -> (params, opt_state, mean loss, mean score)`` per seed."""
 
@@ -179,7 +192,8 @@ def train(
         if not isinstance(val, int | float) or not val > 0:
             raise ValueError(f"train: {arg} must be a positive float, got {val!r}")
 
-    opt = make_optimizer(learning_rate, steps, clip, schedule)
+    opt_key = (float(learning_rate), steps, float(clip), schedule)
+    opt = make_optimizer(*opt_key)
     config = {
         "task": {"name": task.name, "params": task.params()},
         "seeds": seeds,
@@ -205,7 +219,7 @@ def train(
         _, k_data = _seed_keys(group)
         params, static = eqx.partition(stacked, eqx.is_array)
         opt_state = jax.vmap(opt.init)(params)
-        chunk = _make_chunk_fn(task, static, opt, batch_size)
+        chunk = _chunk_fn(task, static, opt_key, batch_size)
         done, hist, sc, t_last = 0, [], [], time.perf_counter()
         while done < steps:
             n = min(log_every, steps - done)
