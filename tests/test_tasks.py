@@ -11,6 +11,17 @@ from schurjax import tasks
 from schurjax.tasks import TaskBatch
 
 
+@eqx.filter_jit
+def sample(task, key, batch_size):
+    """Jitted sampling (the task and batch_size are static); eager sampling compiles op by op and is slow."""
+    return task.sample(key, batch_size)
+
+
+@eqx.filter_jit
+def loss_and_score(task, y, batch):
+    return task.loss(y, batch), task.score(y, batch)
+
+
 def np_batch(batch):
     return TaskBatch(*(np.asarray(a, np.float64) for a in batch))
 
@@ -31,40 +42,38 @@ def test_registry():
 def test_common_contract(name):
     task = tasks.get(name)
     key = jax.random.key(3)
-    b = task.sample(key, 16)
+    b = sample(task, key, 16)
     assert isinstance(b, TaskBatch)
     assert b.inputs.shape == (16, task.steps, task.n_in)
     assert b.targets.shape == b.mask.shape == (16, task.steps, task.n_out)
     assert all(a.dtype == jnp.float32 for a in b)
     assert set(np.unique(np.asarray(b.mask))) <= {0.0, 1.0} and float(b.mask.sum()) > 0
     # deterministic per key, jit-able, different keys give different trials
-    b_jit = eqx.filter_jit(task.sample)(key, 16)
-    b_jit2 = jax.jit(task.sample, static_argnums=1)(key, 16)
-    b_again = task.sample(key, 16)
-    for x, x2, y, z in zip(b, b_again, b_jit, b_jit2, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(x2))
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)  # XLA may fuse differently (1 ulp)
-        np.testing.assert_allclose(np.asarray(x), np.asarray(z), atol=1e-6)
-    b_other = task.sample(jax.random.key(4), 16)
+    b_again = sample(task, jax.random.key(3), 16)
+    b_jit = jax.jit(task.sample, static_argnums=1)(key, 16)  # plain jax.jit works too
+    for x, y, z in zip(b, b_again, b_jit, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_allclose(np.asarray(x), np.asarray(z), atol=1e-6)  # XLA may fuse differently (1 ulp)
+    b_other = sample(task, jax.random.key(4), 16)
     assert not np.array_equal(np.asarray(b.inputs), np.asarray(b_other.inputs))
     # loss = masked MSE (NumPy reference), score in [0, 1], perfect output scores 1
     rng = np.random.default_rng(0)
     y = rng.normal(size=b.targets.shape).astype(np.float32)
     nb = np_batch(b)
     ref = np.sum(nb.mask * (y - nb.targets) ** 2) / np.sum(nb.mask)
-    np.testing.assert_allclose(float(task.loss(jnp.asarray(y), b)), ref, rtol=1e-5)
-    assert float(task.loss(b.targets, b)) == 0.0
-    assert float(task.score(b.targets, b)) == pytest.approx(1.0)
-    s = float(task.score(jnp.asarray(y), b))
-    assert 0.0 <= s < 1.0
+    loss, s = loss_and_score(task, jnp.asarray(y), b)
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+    assert 0.0 <= float(s) < 1.0
+    loss, s = loss_and_score(task, b.targets, b)
+    assert float(loss) == 0.0 and float(s) == pytest.approx(1.0)
     # params round trip through the registry
     again = tasks.get(name, **task.params())
     assert again.params() == task.params()
-    np.testing.assert_array_equal(np.asarray(again.sample(key, 4).inputs), np.asarray(task.sample(key, 4).inputs))
+    np.testing.assert_array_equal(np.asarray(sample(again, key, 16).inputs), np.asarray(b.inputs))
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         task.sample(key, 0)
     with pytest.raises(ValueError, match="y must have the shape of batch.targets"):
-        task.loss(jnp.zeros((16, task.steps)), b)
+        task.loss(jnp.zeros((16, task.steps), jnp.float32), b)
 
 
 def np_r2(y, batch):
@@ -76,7 +85,7 @@ def np_r2(y, batch):
 def test_copy_rules():
     task = tasks.get("copy")
     assert (task.n_in, task.n_out, task.steps) == (3, 2, 17)
-    b = np_batch(task.sample(jax.random.key(0), 2000))
+    b = np_batch(sample(task, jax.random.key(0), 2000))
     L, D = 6, 4
     vals = b.inputs[:, :L, :2]
     assert vals.min() >= -1 and vals.max() <= 1
@@ -92,14 +101,14 @@ def test_copy_rules():
     assert np.all(b.mask == expected_mask)
     assert np.all(b.targets[:, : L + D + 1] == 0)
     y = b.targets + 0.3 * np.random.default_rng(1).normal(size=b.targets.shape)
-    np.testing.assert_allclose(float(task.score(jnp.asarray(y, jnp.float32), task.sample(jax.random.key(0), 2000))),
-                               np_r2(y, b), atol=1e-4)
+    _, r2 = loss_and_score(task, jnp.asarray(y, jnp.float32), sample(task, jax.random.key(0), 2000))
+    np.testing.assert_allclose(float(r2), np_r2(y, b), atol=1e-4)
     assert tasks.get("copy", length=3, delay=0, channels=1).steps == 7
 
 
 def test_flipflop_rules():
     task = tasks.get("flipflop")
-    b = np_batch(task.sample(jax.random.key(1), 400))
+    b = np_batch(sample(task, jax.random.key(1), 400))
     x = b.inputs
     on = x != 0
     assert set(np.unique(x)) <= {-1.0, 0.0, 1.0}
@@ -123,16 +132,16 @@ def test_flipflop_rules():
     y = rng.normal(size=x.shape)
     after = tgt != 0
     ref = (np.sign(y)[after] == tgt[after]).mean()
-    got = float(task.score(jnp.asarray(y, jnp.float32), task.sample(jax.random.key(1), 400)))
+    got = float(loss_and_score(task, jnp.asarray(y, jnp.float32), sample(task, jax.random.key(1), 400))[1])
     assert got == pytest.approx(ref, abs=1e-6)
     # p_pulse parameter is honoured
-    b2 = np.asarray(tasks.get("flipflop", p_pulse=0.2, bits=2, steps=50).sample(jax.random.key(2), 200).inputs)
+    b2 = np.asarray(sample(tasks.get("flipflop", p_pulse=0.2, bits=2, steps=50), jax.random.key(2), 200).inputs)
     assert b2.shape == (200, 50, 2) and abs((b2 != 0).mean() - 0.2) < 0.02
 
 
 def test_sine_rules():
     task = tasks.get("sine")
-    b = np_batch(task.sample(jax.random.key(5), 3000))
+    b = np_batch(sample(task, jax.random.key(5), 3000))
     level = b.inputs[:, 0, 0]
     assert np.all(b.inputs == level[:, None, None])  # static input
     j = np.rint((level - 0.25) * 51).astype(int)
@@ -143,7 +152,7 @@ def test_sine_rules():
     np.testing.assert_allclose(b.targets[:, :, 0], np.sin(w[:, None] * t[None]), atol=2e-5)
     assert np.all(b.mask == 1)
     np.testing.assert_allclose(task.frequencies, np.linspace(0.1, 0.6, 51))
-    all_f = np_batch(task.batch_for(jnp.arange(51)))
+    all_f = np_batch(eqx.filter_jit(task.batch_for)(jnp.arange(51)))
     np.testing.assert_allclose(all_f.targets[:, :, 0], np.sin(task.frequencies[:, None] * t[None]), atol=2e-5)
 
 
@@ -151,8 +160,8 @@ def test_context_rules():
     task = tasks.get("context")
     key = jax.random.key(11)
     B = 4000
-    b = np_batch(task.sample(key, B))
-    clean = np_batch(tasks.get("context", noise=0.0).sample(key, B))  # same key: same means, no noise
+    b = np_batch(sample(task, key, B))
+    clean = np_batch(sample(tasks.get("context", noise=0.0), key, B))  # same key: same means, no noise
     Te = 80
     ctx = b.inputs[:, :, 2:]
     assert np.all(ctx == ctx[:, :1]) and np.all(ctx.sum(-1) == 1)  # one-hot, held all trial
@@ -172,8 +181,8 @@ def test_context_rules():
     # ideal observer: sign of the cued channel's sample mean, NumPy reference
     io = np.sign(b.inputs[np.arange(B), :Te, cued].mean(-1))
     io_ref = (io == np.sign(cued_mean)).mean()
-    batch = task.sample(key, B)
-    assert float(task.ideal_observer_score(batch)) == pytest.approx(io_ref, abs=1e-6)
+    batch = sample(task, key, B)
+    assert float(eqx.filter_jit(task.ideal_observer_score)(batch)) == pytest.approx(io_ref, abs=1e-6)
     assert io_ref >= 0.97
     # theory: mean over coherences of Phi(c sqrt(80) / 0.4)
     from math import erf, sqrt
