@@ -176,7 +176,9 @@ def _block_eigs(T: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndar
     return lam
 
 
-def _keys(lam: np.ndarray, order: str | Callable[[complex], float], zero: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _keys(
+    lam: np.ndarray, order: str | Callable[[complex], float], zero: float = 0.0, unit: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Sort keys (nb, m), ascending, lexicographic, and their tie tolerances (m,).
 
     ``zero``: eigenvalues with ``|lam| <= zero`` count as numerically zero (their angle is noise: pi, so last).
@@ -189,7 +191,7 @@ def _keys(lam: np.ndarray, order: str | Callable[[complex], float], zero: float 
     if callable(order):
         vals = []
         for z in lam:
-            v = order(complex(z))
+            v = order(complex(z) * unit)  # a callable key sees the eigenvalues of W itself
             try:
                 v = float(v)
             except (TypeError, ValueError):
@@ -251,8 +253,8 @@ def _refuse_tolerance(keys: np.ndarray, lam: np.ndarray, order: Any) -> float:
     return _REFUSE_RTOL * float(np.abs(lam).max(initial=0.0))
 
 
-def _primary_key(order: Any, lam: complex, zero: float) -> float:
-    keys, _ = _keys(np.asarray([lam]), order, zero)
+def _primary_key(order: Any, lam: complex, zero: float, unit: float) -> float:
+    keys, _ = _keys(np.asarray([lam]), order, zero, unit)
     # angle's primary is (complex?, angle): compare the angle (block types are checked separately)
     return float(keys[0, 1] if (not callable(order) and order == "angle") else keys[0, 0])
 
@@ -273,7 +275,7 @@ def _place(
     (a 2x2 block split during a swap; the pass stopped early)."""
     starts, sizes = _block_structure(T)
     lam = _block_eigs(T, starts, sizes)
-    keys, tols = _keys(lam, order, zero)
+    keys, tols = _keys(lam, order, zero, unit)
     target = _tie_sort(keys, tols)
     nb = len(starts)
     if np.array_equal(target, np.arange(nb)):
@@ -298,8 +300,8 @@ def _place(
             if info == 1:
                 j = _locate_after_refusal(T, p, cur[: idx + 1], size, lam, b)
                 a = cur[j]
-                ka = _primary_key(order, lam[a], zero)
-                kb = _primary_key(order, lam[b], zero)
+                ka = _primary_key(order, lam[a], zero, unit)
+                kb = _primary_key(order, lam[b], zero, unit)
                 same_kind = order != "angle" or (lam[a].imag != 0) == (lam[b].imag != 0)
                 if not (same_kind and abs(ka - kb) <= refuse_tol):
                     raise ValueError(

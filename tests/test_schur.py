@@ -190,6 +190,24 @@ def test_custom_key_ties_fall_back_to_modulus_rule():
     np.testing.assert_array_equal(np.abs(sf.Q), np.eye(5)[:, [1, 4, 0, 2, 3]])
 
 
+def test_custom_key_sees_unscaled_eigenvalues():
+    # a key that is not scale-equivariant: distance to 2.0; W has max |W| far from 1 (internal power-of-2 scaling)
+    rng = rng_for(19)
+    lam = np.array([5.0, 2.2, -1.5, 1.7, 2.05, 0.1])
+    A = np.diag(lam) + np.triu(rng.standard_normal((6, 6)), 1)
+    U = random_orthogonal(rng, 6)
+    W = U @ A @ U.T
+    seen = []
+
+    def key(z):
+        seen.append(z)
+        return abs(z - 2.0)
+
+    sf = sj.ordered_schur(W, order=key)
+    np.testing.assert_allclose(sf.block_eigvals.real, [2.05, 2.2, 1.7, 0.1, 5.0, -1.5], rtol=1e-10)
+    assert match_eigs(np.array(seen[:6]), lam) < 1e-10
+
+
 # ------------------------------------------------------------------------------------------------------------
 # determinism and input types
 # ------------------------------------------------------------------------------------------------------------
