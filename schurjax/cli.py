@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seeds-per-task", type=_positive_int, default=DEMO["seeds_per_task"])
     d.add_argument("--control-max", type=_nonneg_int, default=DEMO["control_max"],
                    help=f"most ablations per model that get a control (default {DEMO['control_max']})")  # fmt: skip
+    d.add_argument("--tasks", default=",".join(DEMO["tasks"]), help="comma list of zoo tasks (default all four)")
+    d.add_argument("--families", default=",".join(DEMO["families"]),
+                   help="comma list of families (default %(default)s)")  # fmt: skip
     d.add_argument("--device", choices=("cpu", "gpu"), default=None)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -304,13 +307,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     entries = zoo.entries()
     specs = []
-    for task in DEMO["tasks"]:
+    for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         seeds = sorted(int(e.seed) for e in entries if e.task == task)[: args.seeds_per_task]
         if not seeds:
-            raise UsageError(f"demo: the zoo has no {task!r} model; rebuild it with `python -m schurjax.zoo build`")
+            have = ", ".join(sorted({e.task for e in entries})) or "nothing"
+            raise UsageError(f"--tasks: the zoo has no {task!r} model (it has {have})")
         specs += [f"zoo:{task}/{s}" for s in seeds]
+    if not specs:
+        raise UsageError("--tasks: no task given")
     config = runs.SweepConfig(
-        families=DEMO["families"],
+        families=tuple(runs.parse_families(args.families)),
         controls=DEMO["controls"],
         control_kinds=DEMO["control_kinds"],
         control_max=args.control_max,

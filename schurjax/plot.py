@@ -220,7 +220,8 @@ def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = 
     n_keep = int(np.sum(np.abs(finite) <= KEEP_TOL)) if finite.size else 0
     what = "single coupling T[i, j]" if family == "single" else "block coupling"
     ax.set_title(
-        title or f"Coupling importance: loss change when removing each {what}\n"
+        title
+        or f"Coupling importance: loss change when removing each {what}\n"
         f"{n_keep}/{finite.size} removals keep the loss within {100 * KEEP_TOL:.0f}% (grey: spectral blocks)",
         fontsize=10,
     )

@@ -524,7 +524,12 @@ class Progress:
         if not self.tty and now - self.t_last < self.every and self.done < self.total:
             return
         self.t_last = now
-        self.stream.write(("\r" if self.tty else "") + self.line(note) + ("" if self.tty else "\n"))
+        text = self.line(note)
+        if self.tty:
+            self.width = max(getattr(self, "width", 0), len(text))
+            self.stream.write("\r" + text.ljust(self.width))
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def line(self, note: str = "") -> str:
@@ -657,6 +662,8 @@ def run_sweep(
         **(extra_manifest or {}),
     }
     resumed = folder.start(manifest)
+    if resumed:
+        _check_same_plan(folder, manifest)
     for p in plans:
         folder.save_schur(p.spec.id, p.schur)
     total = sum(len(p.variants) for p in plans)
@@ -700,6 +707,18 @@ def run_sweep(
     summary = {"models": len(plans), "variants": total, "chunks": n_chunks}
     folder.finish(rows, summary)
     return _results.load(folder.path)
+
+
+def _check_same_plan(folder: _results.RunFolder, manifest: dict[str, Any]) -> None:
+    """On resume: the variant counts and chunk plan must be those of the run on disk (same code, same config)."""
+    old = folder.existing_manifest() or {}
+    plan_old = [(m.get("id"), m.get("variants"), m.get("chunks")) for m in old.get("models", [])]
+    plan_new = [(m["id"], m["variants"], m["chunks"]) for m in manifest["models"]]
+    if plan_old != plan_new:
+        raise ValueError(
+            f"--out: {folder.path} holds a different sweep (its variant plan {plan_old[:2]}... differs from "
+            f"{plan_new[:2]}...; was it made by another schurjax version?); choose another --out or delete it"
+        )
 
 
 def build_rows(plans: Sequence[ModelPlan], folder: _results.RunFolder) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ def test_report_writes_self_contained_html(swept, capsys):
     assert "task flipflop" in stdout and "flipflop-0" in stdout and "report.html" in stdout
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 + 4 * 2  # 2 run figures + 4 per model
-    assert "src=\"http" not in html and "<script" not in html
+    assert 'src="http' not in html and "<script" not in html
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "profile.png" in pngs and "flipflop-0_importance.png" in pngs
     assert all((out / "figures" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -182,9 +182,10 @@ def test_resume_after_kill_9_equals_uninterrupted_run(trained, tmp_path, monkeyp
         assert (p.stat().st_mtime_ns, p.stat().st_ino) == stamp
     assert len(list(chunks.glob("*.json"))) == total
     assert (killed / "table.csv").read_bytes() == (ref / "table.csv").read_bytes()
-    assert json.loads((killed / "manifest.json").read_text())["config"] == json.loads(
-        (ref / "manifest.json").read_text()
-    )["config"]
+    assert (
+        json.loads((killed / "manifest.json").read_text())["config"]
+        == json.loads((ref / "manifest.json").read_text())["config"]
+    )
 
 
 def _bad(argv, capsys, expect):

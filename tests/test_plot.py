@@ -139,5 +139,5 @@ def test_write_report_is_self_contained(fake, tmp_path):
     path = plot.write_report(results.load(tmp_path / "run"), dpi=40)
     text = path.read_text()
     assert text.count("data:image/png;base64,") == 2 + 2 * 4
-    assert "src=\"http" not in text and "arXiv:2606.18457" in text and "copy-0" in text
+    assert 'src="http' not in text and "arXiv:2606.18457" in text and "copy-0" in text
     assert len(list((tmp_path / "run" / "figures").glob("*.png"))) == 10

@@ -68,7 +68,7 @@ def test_flatten_label():
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(allow_nan=True, width=64), st.integers(-5, 5)), min_size=1, max_size=6))
 def test_table_round_trip_exact(tmp_path_factory, data):
-    rows = [{"row_id": k, "model": "m,1 \"q\"", "loss": f, "n_removed": i} for k, (f, i) in enumerate(data)]
+    rows = [{"row_id": k, "model": 'm,1 "q"', "loss": f, "n_removed": i} for k, (f, i) in enumerate(data)]
     path = tmp_path_factory.mktemp("t") / "table.csv"
     results.write_table(rows, path)
     back = results.read_table(path)
@@ -196,8 +196,20 @@ def test_summarize_matches_hand_computation():
     rows = [{"row_id": k, "model": "a", "task": "copy", "model_seed": 0, "family": "single", "control_of": None,
              "rel_delta_loss": r, "delta_loss": r * 2, "base_loss": 2.0, "base_score": 1.0}
             for k, r in enumerate(rel)]  # fmt: skip
-    rows.append({"row_id": 4, "model": "a", "task": "copy", "model_seed": 0, "family": "all_nonnormal",
-                 "control_of": None, "rel_delta_loss": 2.0, "delta_loss": 4.0, "base_loss": 2.0, "base_score": 1.0})
+    rows.append(
+        {
+            "row_id": 4,
+            "model": "a",
+            "task": "copy",
+            "model_seed": 0,
+            "family": "all_nonnormal",
+            "control_of": None,
+            "rel_delta_loss": 2.0,
+            "delta_loss": 4.0,
+            "base_loss": 2.0,
+            "base_score": 1.0,
+        }
+    )
     rows += [{"row_id": 5 + k, "model": "a", "task": "copy", "model_seed": 0, "family": "control", "control_of": k,
               "rel_delta_loss": c, "delta_loss": c * 2, "base_loss": 2.0, "base_score": 1.0}
              for k, c in enumerate(ctrl)]  # fmt: skip
