@@ -5,7 +5,9 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 ``ordered_schur(W)`` writes ``W = Q T Q^T`` with ``Q`` orthogonal and ``T`` quasi-upper-triangular, its diagonal
 blocks (1x1 for real eigenvalues, 2x2 for complex pairs) sorted along the diagonal by a key. Every entry of ``T``
 strictly above the block diagonal is a *coupling*; ``T = D + N`` with ``D`` block diagonal and ``||N||_F`` Henrici's
-departure from normality.
+departure from normality of the real Schur form (``SchurForm.henrici``). The departure of ``W`` itself (complex
+Schur form, ``SchurForm.departure``) adds the nonnormal part of the 2x2 blocks:
+``departure^2 = henrici^2 + sum over 2x2 blocks of (b + c)^2``.
 
 Algorithm:
     1. Real Schur form by LAPACK ``dgees`` (``scipy.linalg.schur(output="real")``), no sorting.
@@ -14,6 +16,8 @@ Algorithm:
     3. 2x2 blocks are put (kept) in LAPACK standardized form ``[[a, b], [c, a]]``, ``b * c < 0``
        (``dtrexc`` re-standardizes swapped blocks with ``dlanv2``; a NumPy port of that rotation is the safety net).
     4. Canonical signs (below), then every entry below the block diagonal is set to an exact 0.
+    Cost: one ``dtrexc`` call per block that is out of place (in place, no copies), so the reordering adds about
+    10% to the unordered ``dgees`` at n = 512 (``benchmarks/schur_order.py``).
 
 Orders (``order=``). ``lam`` is the block eigenvalue, the member with ``Im >= 0`` for a complex pair:
     ``"modulus"`` (default): descending ``|lam|``; ties by descending ``Re lam``, then ascending ``Im lam``.
@@ -539,8 +543,11 @@ class SchurForm:
         order: ``"modulus"``, ``"real"``, ``"angle"`` or ``"custom"``.
 
     Example:
-        >>> sf = ordered_schur(W)
-        >>> sf.henrici, sf.couplings.shape, sf.block_coupling_norms().shape
+        >>> sf = ordered_schur(np.array([[0.9, 1.0, 0.3], [0.0, 0.5, 2.0], [0.0, 0.0, -0.2]]))
+        >>> sf.blocks, sf.couplings.shape, sf.block_coupling_norms().shape
+        (((0, 1), (1, 1), (2, 1)), (3, 2), (3, 3))
+        >>> round(sf.henrici, 6) == round(float(np.sqrt(1.0 + 0.09 + 4.0)), 6)
+        True
     """
 
     Q: Float[np.ndarray, "n n"]
