@@ -85,9 +85,9 @@ def _draw_block_grid(ax: Any, sf: Any, color: str = "0.55", lw: float | None = N
     n = sf.n
     edges = _block_edges(sf)
     lw = lw if lw is not None else (0.5 if n <= 32 else 0.25)
-    for e in edges[1:-1]:
-        ax.axhline(e - 0.5, color=color, lw=lw, zorder=3)
-        ax.axvline(e - 0.5, color=color, lw=lw, zorder=3)
+    for e in edges[1:-1]:  # a staircase grid over the coupling region only (below the blocks T is zero)
+        ax.plot([e - 0.5, n - 0.5], [e - 0.5, e - 0.5], color=color, lw=lw, zorder=3)
+        ax.plot([e - 0.5, e - 0.5], [-0.5, e - 0.5], color=color, lw=lw, zorder=3)
     for s, z in sf.blocks:
         ax.add_patch(Rectangle((s - 0.5, s - 0.5), z, z, fill=False, ec="k", lw=max(0.6, 2 * lw), zorder=4))
 
@@ -179,7 +179,9 @@ def _block_matrix(sf: Any, rows: Sequence[dict[str, Any]], key: str = "rel_delta
     return M
 
 
-def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = None, family: str = "auto") -> Any:
+def importance_map(
+    sf: Any, rows: Sequence[dict[str, Any]], title: str | None = None, family: str = "auto", model_id: str = ""
+) -> Any:
     """Relative loss change for each removed coupling, drawn where the coupling sits in T.
 
     Args:
@@ -188,6 +190,7 @@ def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = 
             ``target_block``/``source_block``).
         title: figure title.
         family: ``"single"``, ``"block"`` or ``"auto"`` (single when present, else block).
+        model_id: prefix of the default title.
 
     Returns:
         The Figure. Diverging symmetric-log colours: red = the loss rises when the coupling is removed, blue = it
@@ -199,7 +202,7 @@ def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = 
     finite = M[np.isfinite(M)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
     vmax = max(vmax, 1e-3)
-    lin = min(KEEP_TOL, vmax / 10)
+    lin = min(KEEP_TOL, vmax / 10)  # the linear zone is the loss-preserving band when the data reach beyond it
     fig, ax = plt.subplots(figsize=(6.6, 5.8), layout="constrained")
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
     im = ax.imshow(
@@ -216,16 +219,29 @@ def importance_map(sf: Any, rows: Sequence[dict[str, Any]], title: str | None = 
     ax.set_xlabel("column j of T (source mode)")
     ax.set_ylabel("row i of T (target mode)")
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
+    decades = [10.0**e for e in range(-6, 7) if lin < 10.0**e <= vmax]
+    ticks = [-t for t in decades[::-1]] + [-lin, 0.0, lin] + decades
+    cb.set_ticks(ticks)
+    cb.set_ticklabels([_pct(t) for t in ticks])
+    cb.minorticks_off()
     cb.set_label("relative loss change  Δloss / loss")
     n_keep = int(np.sum(np.abs(finite) <= KEEP_TOL)) if finite.size else 0
     what = "single coupling T[i, j]" if family == "single" else "block coupling"
     ax.set_title(
         title
-        or f"Coupling importance: loss change when removing each {what}\n"
-        f"{n_keep}/{finite.size} removals keep the loss within {100 * KEEP_TOL:.0f}% (grey: spectral blocks)",
-        fontsize=10,
+        or f"{model_id + ': ' if model_id else ''}loss change when each {what} is removed\n"
+        f"{n_keep}/{finite.size} removals keep the loss within {100 * KEEP_TOL:.0f}%; grey: spectral blocks",
+        fontsize=9.5,
     )
     return fig
+
+
+def _pct(x: float) -> str:
+    """A relative change as a short percentage label (0.05 -> '+5%', 10 -> '+1000%')."""
+    if x == 0:
+        return "0"
+    v = 100 * x
+    return f"{v:+.0f}%" if abs(v) >= 1 else f"{v:+.2g}%"
 
 
 def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
@@ -266,7 +282,7 @@ def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
         for kind in kinds:
             rs = [r for r in ctrl if str(r.get("control_kind") or "control") == kind]
             draw(rs, "0.45", "x" if kind == "matched_norm" else "+", f"random control ({kind.replace('_', '-')})",
-                 14, 0.6, 2)  # fmt: skip
+                 12, 0.5, 4)  # fmt: skip
     fams = [f for f in FAMILY_ORDER if any(r.get("family") == f for r in abl)]
     fams += sorted({str(r.get("family")) for r in abl} - set(fams))
     for fam in fams:
@@ -274,6 +290,8 @@ def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
         size = 10 if fam == "single" else 40 if fam in ("block", "eigen_group", "eigen_groups") else 70
         draw(rs, FAMILY_COLORS.get(fam, "k"), "o" if fam != "all_nonnormal" else "*", f"Schur ablation: {fam}",
              size * (2.5 if fam == "all_nonnormal" else 1), 0.75 if fam == "single" else 0.9, 3)  # fmt: skip
+    _binned_median(ax, abl, "k", "-", "median, Schur ablations", floor)
+    _binned_median(ax, ctrl, "0.35", "--", "median, random controls", floor)
     ax.axhline(KEEP_TOL, color="k", ls="--", lw=0.8)
     ax.text(0.99, KEEP_TOL, f"{100 * KEEP_TOL:.0f}% ", transform=ax.get_yaxis_transform(), va="bottom", ha="right",
             fontsize=8)  # fmt: skip
@@ -287,6 +305,26 @@ def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
     ax.set_title(title or f"{model}: Schur-coupling removals vs matched-norm random edits\n"
                  "(filled: loss rose; open or faint: loss fell)", fontsize=10)  # fmt: skip
     return fig
+
+
+def _binned_median(ax: Any, rows: Sequence[dict[str, Any]], color: str, ls: str, label: str, floor: float) -> None:
+    """Median |relative loss change| in log-spaced bins of ||ΔW||_F (bins with at least 5 points)."""
+    x = _arr(rows, "delta_norm")
+    y = np.maximum(np.abs(_arr(rows, "rel_delta_loss")), floor)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y = x[ok], y[ok]
+    if x.size < 10:
+        return
+    edges = np.logspace(np.log10(x.min()), np.log10(x.max()) + 1e-9, 13)
+    idx = np.digitize(x, edges) - 1
+    cx, cy = [], []
+    for b in range(len(edges) - 1):
+        sel = idx == b
+        if sel.sum() >= 5:
+            cx.append(np.sqrt(edges[b] * edges[b + 1]))
+            cy.append(np.median(y[sel]))
+    if len(cx) >= 2:
+        ax.plot(cx, cy, color=color, ls=ls, lw=2.0, label=label, zorder=6)
 
 
 def eigenvalues(sf: Any, title: str | None = None) -> Any:
@@ -470,8 +508,7 @@ def model_figures(sf: Any, rows: Sequence[dict[str, Any]], model_id: str = "") -
     figs = {"schur": schur_heatmap(sf, title=f"{model_id}: ordered real Schur form |T| (n = {sf.n})"
                                    if model_id else None)}  # fmt: skip
     if any(r.get("family") in ("single", "block") and not _is_control(r) for r in rows):
-        figs["importance"] = importance_map(sf, rows)
-        figs["importance"].axes[0].set_title(f"{model_id}: " + figs["importance"].axes[0].get_title(), fontsize=10)
+        figs["importance"] = importance_map(sf, rows, model_id=model_id)
     if rows:
         figs["loss_vs_norm"] = loss_vs_norm(rows)
     figs["eigenvalues"] = eigenvalues(sf, title=f"{model_id}: eigenvalues of W (n = {sf.n})" if model_id else None)
@@ -502,7 +539,9 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
     def pct(x, signed=False):
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        return f"{100 * x:+.1f}%" if signed else f"{100 * x:.0f}%"
+        if signed:
+            return f"{100 * x:+.1f}%" if abs(x) < 9.5 else f"×{1 + x:.3g}"
+        return f"{100 * x:.0f}%"
 
     head = ("model", "task", "seed", "base loss", "single keep ≤5%", "block keep ≤5%", "all-nonnormal Δ",
             "ablation median Δ", "control median Δ", "ablation > control")  # fmt: skip

@@ -822,8 +822,8 @@ def _fmt(x: Any, kind: str = "g") -> str:
         return "-"
     if kind == "%":
         return f"{100 * x:.0f}%"
-    if kind == "+%":
-        return f"{100 * x:+.1f}%"
+    if kind == "+%":  # relative change; a loss that grew more than 10-fold shows as a factor
+        return f"{100 * x:+.1f}%" if abs(x) < 9.5 else f"x{1 + x:.3g}"
     return f"{x:.3g}"
 
 
@@ -839,7 +839,9 @@ def format_summary(summary: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> 
         f"{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}"
     )
     lines = [
-        f"keep = share of removals with |Δloss|/loss <= {100 * tol:.0f}%; Δ = relative loss change; "
+        f"keep = share of removals with |Δloss|/loss <= {100 * tol:.0f}%; Δ = relative loss change (xK: loss "
+        "multiplied by K);",
+        "abl med / ctrl med = median Δ of the Schur ablations that have random controls / of those controls; "
         "abl>ctrl = share of (ablation, matched control) pairs where the ablation changes the loss more",
     ]
     tasks_seen: dict[str, list[dict[str, Any]]] = {}
