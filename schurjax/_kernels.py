@@ -40,16 +40,15 @@ _SMALL_RANK = 4
 
 
 def _step_metrics(y, tgt, msk):
-    """Per-step, per-slot sums over trials and outputs: squared error (masked) and squared distance to slot 0.
+    """Per-step, per-slot sums over trials and outputs, for outputs y (k1, B, o) and tgt, msk (B, o).
 
-    y (k1, B, o); tgt, msk (B, o). Returns two (k1,) arrays. Reducing one small (B, o) block per slot and step
-    keeps the summation order independent of the chunk size (the sums over time are done on the host, in
-    float64), so results are bitwise identical across chunk sizes.
+    Returns three (k1,) arrays: the masked squared error, the squared distance to slot 0 (the unablated model),
+    and the change of the masked squared error against slot 0, summed as ``diff * (2 (y_0 - tgt) + diff)`` so that
+    small changes do not cancel. Reducing one small (B, o) block per slot and step keeps the summation order
+    independent of the chunk size (the sums over time are done on the host, in float64): results are bitwise
+    identical across chunk sizes.
     """
-    k1 = y.shape[0]
-    err = (msk[None] * (y - tgt[None]) ** 2).reshape(k1, -1)
-    dist = ((y - y[:1]) ** 2).reshape(k1, -1)
-    return jnp.sum(err, axis=-1), jnp.sum(dist, axis=-1)
+    return _step_metrics_dev(y[0], y - y[:1], tgt, msk)
 
 
 def _rollout_shared(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
@@ -94,12 +93,102 @@ def _rollout_dense(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, ou
     return per_step, jnp.swapaxes(hT, 1, 2)
 
 
-def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, unroll, outputs):
-    rollout = _rollout_shared if path == "shared" else _rollout_dense
-    (err, dist, ys), hT = rollout(W, e1, e2, drive, W_out, b_out, targets, mask, unroll, outputs)
+def _tanh_diff(a, t0, delta):
+    """``tanh(a + delta) - tanh(a)`` (``t0 = tanh(a)``) with full relative accuracy for small ``delta``.
+
+    Uses ``tanh(a+x) - tanh(a) = tanh(x) sech^2(a) / (1 + tanh(a) tanh(x))`` for ``|delta| < 0.5`` (denominator
+    >= 0.53) and the plain difference otherwise (no cancellation problem there).
+    """
+    e = jnp.exp(-2.0 * jnp.abs(a))
+    sech2 = 4.0 * e / (1.0 + e) ** 2
+    td = jnp.tanh(delta)
+    return jnp.where(jnp.abs(delta) < 0.5, td * sech2 / (1.0 + t0 * td), jnp.tanh(a + delta) - t0)
+
+
+def _step_metrics_dev(y0, yd, tgt, msk):
+    """As :func:`_step_metrics` for outputs ``y0 + yd`` (base y0 (B, o), deviations yd (k1, B, o))."""
+    k1 = yd.shape[0]
+    r0 = (y0 - tgt)[None]
+    err = (msk[None] * (r0 + yd) ** 2).reshape(k1, -1)
+    derr = (msk[None] * yd * (2.0 * r0 + yd)).reshape(k1, -1)
+    return jnp.sum(err, axis=-1), jnp.sum((yd * yd).reshape(k1, -1), axis=-1), jnp.sum(derr, axis=-1)
+
+
+def _rollout_shared_dev(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+    """Shared-base rollout carrying the deviations ``D_k = h_k - h`` (DESIGN §7) instead of the states.
+
+    The base state is advanced with HIGHEST-precision dots; the deviations with the context's matmul precision,
+    so a low-precision mode (TF32) makes a *relative* error on the effect of an edit rather than an absolute one.
+    """
+    k1, r, n = U.shape
+    B = drive.shape[1]
+    WT = W.T
+    hi = jax.lax.Precision.HIGHEST
+
+    def step(carry, xs):
+        h0, D = carry
+        d, tgt, msk = xs
+        a = jnp.dot(h0, WT, precision=hi) + d
+        t0 = jnp.tanh(a)
+        delta = (D.reshape(k1 * B, n) @ WT).reshape(k1, B, n)
+        H = h0[None] + D
+        if r <= _SMALL_RANK:
+            for e in range(r):
+                c = jnp.sum(H * V[:, None, e, :], axis=-1, keepdims=True)
+                delta = delta + c * U[:, None, e, :]
+        else:
+            c = jnp.einsum("kbn,ken->kbe", H, V)
+            delta = delta + jnp.einsum("kbe,ken->kbn", c, U)
+        D = _tanh_diff(a[None], t0[None], delta)
+        y0 = jnp.dot(t0, W_out.T, precision=hi) + b_out
+        yd = jnp.einsum("kbn,on->kbo", D, W_out, precision=hi)
+        return (t0, D), (*_step_metrics_dev(y0, yd, tgt, msk), y0[None] + yd if outputs else None)
+
+    init = (jnp.zeros((B, n), drive.dtype), jnp.zeros((k1, B, n), drive.dtype))
+    (_, DT), per_step = jax.lax.scan(step, init, (drive, targets, mask), unroll=unroll)
+    return per_step, DT
+
+
+def _rollout_dense_dev(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+    """Dense rollout carrying the deviations ``D_k = h_k - h``: ``delta = W_k D_k + dW_k h`` (see shared_dev)."""
+    k1 = dT.shape[0]
+    n, B = drive.shape[1], drive.shape[2]
+    hi = jax.lax.Precision.HIGHEST
+    dW = jnp.einsum("ij,kjl->kil", Q, jnp.einsum("kjl,ml->kjm", dT, Q, precision=hi), precision=hi)
+    Wk = W[None] + dW
+
+    def step(carry, xs):
+        h0, D = carry  # (n, B), (k1, n, B)
+        d, tgt, msk = xs
+        a = jnp.dot(W, h0, precision=hi) + d
+        t0 = jnp.tanh(a)
+        delta = jnp.einsum("kij,kjb->kib", Wk, D) + (dW.reshape(k1 * n, n) @ h0).reshape(k1, n, B)
+        D = _tanh_diff(a[None], t0[None], delta)
+        y0 = jnp.dot(W_out, t0, precision=hi).T + b_out
+        yd = jnp.einsum("on,knb->kbo", W_out, D, precision=hi)
+        return (t0, D), (*_step_metrics_dev(y0, yd, tgt, msk), y0[None] + yd if outputs else None)
+
+    init = (jnp.zeros((n, B), drive.dtype), jnp.zeros((k1, n, B), drive.dtype))
+    (_, DT), per_step = jax.lax.scan(step, init, (drive, targets, mask), unroll=unroll)
+    return per_step, jnp.swapaxes(DT, 1, 2)
+
+
+_ROLLOUTS = {
+    ("shared", False): _rollout_shared,
+    ("dense", False): _rollout_dense,
+    ("shared", True): _rollout_shared_dev,
+    ("dense", True): _rollout_dense_dev,
+}
+
+
+def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation, unroll, outputs):
+    rollout = _ROLLOUTS[path, deviation]
+    (err, dist, derr, ys), hT = rollout(W, e1, e2, drive, W_out, b_out, targets, mask, unroll, outputs)
+    # with ``deviation`` hT holds the final deviations (slot 0 exactly zero): hT - hT[:1] is still h_k - h
     out = {
         "sq_error": err.T,  # (k1, T)
         "sq_distance": dist.T,  # (k1, T)
+        "sq_error_change": derr.T,  # (k1, T)
         "hidden_distance": jnp.mean(jnp.sqrt(jnp.sum((hT - hT[:1]) ** 2, axis=-1)), axis=-1),
     }
     if outputs:
@@ -107,7 +196,7 @@ def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, unroll, o
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("path", "precision", "unroll", "outputs"))
+@functools.partial(jax.jit, static_argnames=("path", "deviation", "precision", "unroll", "outputs"))
 def chunk(
     W: Float[Array, "m n n"],
     W_out: Float[Array, "m o n"],
@@ -119,6 +208,7 @@ def chunk(
     mask: Float[Array, "T B o"],
     *,
     path: str,
+    deviation: bool,
     precision: str,
     unroll: int,
     outputs: bool,
@@ -130,16 +220,19 @@ def chunk(
         drive: ``W_in x_t + b``, (T, B, n) for ``shared`` and (T, n, B) for ``dense``.
         e1, e2: the edits: ``U, V`` (k1, r, n) for ``shared``; ``Q`` (n, n) and ``dT`` (k1, n, n) for ``dense``.
         targets, mask: (T, B, o), shared by all models.
+        deviation: carry ``h_k - h`` instead of ``h_k`` (DESIGN §7; for low matmul precision).
         unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs (for task scores).
 
     Returns:
         dict of per-slot arrays, all with the leading model axis: sq_error (k1, T) (masked squared error summed
         over trials and outputs per step), sq_distance (k1, T) (squared output distance to slot 0, summed the same
-        way), hidden_distance (k1,) (mean over trials of the final-state distance to slot 0), and outputs
+        way), sq_error_change (k1, T) (change of sq_error against slot 0, without cancellation), hidden_distance
+        (k1,) (mean over trials of the final-state distance to slot 0), and outputs
         (k1, B, T, o) when ``outputs``.
     """
     TRACES[path] += 1
-    fn = functools.partial(_one_model, path=path, unroll=unroll, outputs=outputs)
+    TRACES[path, deviation] += 1
+    fn = functools.partial(_one_model, path=path, deviation=deviation, unroll=unroll, outputs=outputs)
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
             return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, None, None))(W, W_out, b_out, drive, e1, e2, targets, mask)

@@ -57,6 +57,7 @@ SHARED_MAX_NNZ = 16
 _CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized; DESIGN §6: ~128 variants at n=128, B=32)
 _CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
 _GPU_MAX_CHUNK = 16384
+_UNROLL = 1  # lax.scan unroll factor of the rollout
 
 
 def _fail(msg: str) -> None:
@@ -194,6 +195,7 @@ def evaluate(
     dtype: Any = jnp.float32,
     divergence: bool = False,
     progress: Callable[[int, int], Any] | None = None,
+    deviation: bool | None = None,
 ) -> SweepResult | list[SweepResult]:
     """Roll out every weight variant on one batch of trials and return its metrics.
 
@@ -211,6 +213,9 @@ def evaluate(
         divergence: also return the per-step output divergence ``(K, T)`` (mean over trials and outputs of the
             squared output difference to the unablated model).
         progress: ``callable(done_variants, total_variants)``, called after every chunk.
+        deviation: carry the deviations ``h_k - h`` from the unablated states instead of the states (DESIGN §7):
+            the base is advanced at HIGHEST precision and only the deviations at ``precision``, so a fast mode
+            errs relative to the effect of an edit. Default: on exactly when ``precision != "highest"``.
 
     Returns:
         SweepResult (list of SweepResult, one per model, when ``model`` is a list): loss (masked MSE),
@@ -234,18 +239,23 @@ def evaluate(
     else:
         vsets = [variants]
     n, K, Bsz, Tlen, n_out = _check(models, schurs, vsets, batch, precision, path, chunk_size, dtype)
+    if deviation is None:
+        deviation = precision != "highest"
+    elif not isinstance(deviation, bool):
+        _fail(f"deviation must be True, False or None, got {deviation!r}")
     x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
     if x64:
         with jax.enable_x64(True):
             out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
-                            progress, n, K)  # fmt: skip
+                            progress, n, K, deviation)  # fmt: skip
     else:
         out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
-                        progress, n, K)  # fmt: skip
+                        progress, n, K, deviation)  # fmt: skip
     return out if many else out[0]
 
 
-def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K):
+def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,
+              deviation):  # fmt: skip
     M = len(models)
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
@@ -297,13 +307,13 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
 
     def launch(a: int, b_: int):
         e1, e2 = prepare(a, b_)
-        out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, path=path, precision=prec, unroll=1,
-                             outputs=task is not None)  # fmt: skip
+        out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, path=path, deviation=deviation,
+                             precision=prec, unroll=_UNROLL, outputs=task is not None)  # fmt: skip
         if task is not None:
             out["score"] = _kernels.scores(task, out.pop("outputs"), score_batch)
         return a, b_, out
 
-    names = ["sq_error", "sq_distance", "hidden_distance"] + (["score"] if task is not None else [])
+    names = ["sq_error", "sq_distance", "sq_error_change", "hidden_distance"] + (["score"] if task is not None else [])
     acc = {name: [] for name in names}
     base: dict | None = None
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
@@ -339,7 +349,7 @@ def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
     for i in range(M):
         loss = cat["loss"][i]
         base_loss = float(base["sq_error"][i].sum() / mask_sum)
-        delta = loss - base_loss
+        delta = cat["sq_error_change"][i].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = delta / base_loss
         K = loss.shape[0]

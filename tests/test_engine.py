@@ -103,6 +103,21 @@ def test_matches_float64_reference(setup, path):
     assert [lab["label"] for lab in res.labels] == [lab["label"] for lab in variants.labels]
 
 
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_deviation_mode_matches_reference(setup, path):
+    """Carrying h_k - h (DESIGN §7) gives the small differences (distances, delta_loss) to ~1e-5 relative."""
+    model, sf, batch, variants, ref = setup
+    keep = slice(0, 26) if path == "shared" else slice(None)
+    res = sj.evaluate(model, sf, variants[keep], batch, path=path, deviation=True, chunk_size=16, divergence=True)
+    np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-5)
+    np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(res.output_distance, ref["output_distance"][keep], rtol=2e-5)
+    np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"][keep], rtol=2e-5)
+    np.testing.assert_allclose(res.divergence, ref["divergence"][keep], rtol=1e-4, atol=1e-12)
+    fast = sj.evaluate(model, sf, variants[keep], batch, path=path, precision="tf32", chunk_size=16)
+    np.testing.assert_allclose(fast.loss, ref["loss"][keep], rtol=1e-5)  # CPU: f32 dots whatever the precision
+
+
 def test_wide_sparse_edits_use_dot_correction(setup):
     """top-k edits of rank > 4 take the einsum branch of the shared path."""
     model, sf, batch, _, _ = setup
@@ -144,8 +159,9 @@ def test_chunk_sizes_identical(setup, path):
         assert part.base_loss == full.base_loss
 
 
+@pytest.mark.parametrize("deviation", [False, True])
 @pytest.mark.parametrize("path", ["shared", "dense"])
-def test_zero_edits_are_exact(setup, path):
+def test_zero_edits_are_exact(setup, path, deviation):
     """All-ones masks and masks that only remove zero entries of T give delta_loss == 0 exactly."""
     model, sf, batch, _, _ = setup
     n = sf.n
@@ -157,8 +173,8 @@ def test_zero_edits_are_exact(setup, path):
     assert zero_below.sum() > 0 and (masks[1:] == 0).sum() > 0
     v = sj.ablate.from_masks(masks, sf, allow_diagonal=True)
     v = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf)[:3], v)  # real edits in the same chunks
-    res = sj.evaluate(model, sf, v, batch, path=path, chunk_size=4)
-    assert np.all(res.delta_loss[3:] == 0.0)
+    res = sj.evaluate(model, sf, v, batch, path=path, chunk_size=4, deviation=deviation)
+    assert np.all(res.delta_loss[3:] == 0.0) and np.all(res.loss[3:] == res.base_loss)
     assert np.all(res.output_distance[3:] == 0.0) and np.all(res.hidden_distance[3:] == 0.0)
     assert np.all(res.delta_norm[3:] == 0.0)
     assert np.all(res.output_distance[:3] > 0.0)
