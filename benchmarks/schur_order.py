@@ -8,6 +8,11 @@ so that machine load hits both alike. Target: ordered <= 2x unordered at n = 512
 Usage:
     python benchmarks/schur_order.py                       # n = 64, 128, 256, 512; writes benchmarks/results/
     python benchmarks/schur_order.py --sizes 64,128 --repeats 3 --out /tmp/schur_order.json
+    OPENBLAS_NUM_THREADS=1 python benchmarks/schur_order.py   # stable figures on a shared, loaded machine
+
+On a machine shared with other jobs, multi-threaded OpenBLAS times of ``dgees`` swing by 10x from repeat to repeat
+(thread oversubscription); pinning BLAS to one thread gives reproducible ratios. The JSON records the thread
+environment variables that were set.
 """
 
 from __future__ import annotations
