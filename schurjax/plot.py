@@ -367,62 +367,71 @@ def _models_in(table: Any) -> list[tuple[str, str, Any]]:
 
 
 def family_distributions(table: Any, title: str | None = None) -> Any:
-    """Distributions of the relative loss change per ablation family, next to the random controls, per task.
+    """Distributions of the relative loss change per ablation family, each next to its own random controls, per task.
 
     Args:
         table: the run's tidy table (all models).
         title: figure title.
 
     Returns:
-        The Figure: one panel per task; within it, one box per family (all seeds pooled, each seed's points in
-        its own shade) on a symmetric-log axis.
+        The Figure: one panel per task; within it, for each family a coloured box (the Schur ablations, all seeds
+        pooled, each seed's points in its own shade) and a grey box right of it (the random controls of exactly
+        those ablations, matched in ||ΔW||_F), on a symmetric-log axis.
     """
     models = _models_in(table)
     tasks = list(dict.fromkeys(m[1] for m in models))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.0, 3.4 * len(tasks)), 4.6), layout="constrained",
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.6, 3.6 * len(tasks)), 4.8), layout="constrained",
                              sharey=True, squeeze=False)  # fmt: skip
     rel_all = np.abs(_arr(table, "rel_delta_loss"))
     rel_all = rel_all[np.isfinite(rel_all)]
     pos = rel_all[rel_all > 0]
     lin = max(min(1e-3, float(np.percentile(pos, 5)) if pos.size else 1e-3), 1e-7)
     rng = np.random.default_rng(0)
+    fam_of = {r["row_id"]: r.get("family") for r in table if not _is_control(r)}
+
+    def draw(ax, sel, x, color, seeds, small, width):
+        y = _arr(sel, "rel_delta_loss")
+        y = y[np.isfinite(y)]
+        if y.size > 1:
+            bp = ax.boxplot([y], positions=[x], widths=width, showfliers=False, patch_artist=True)
+            for b in bp["boxes"]:
+                b.set(facecolor=mcolors.to_rgba(color, 0.18), edgecolor=color)
+            for part in ("whiskers", "caps", "medians"):
+                for line in bp[part]:
+                    line.set(color=color)
+        for s_i, mid in enumerate(seeds):
+            ys = _arr([r for r in sel if r["model"] == mid], "rel_delta_loss")
+            if ys.size > 300:  # thin the point cloud, keep the box exact
+                ys = rng.choice(ys, 300, replace=False)
+            xs = x + (s_i - (len(seeds) - 1) / 2) * width / max(2, len(seeds)) + rng.uniform(-0.03, 0.03, ys.size)
+            ax.scatter(xs, ys, s=4 if small else 14, color=color, alpha=0.3 + 0.5 * (s_i % 2), lw=0, zorder=3)
+
     for ax, task in zip(axes[0], tasks, strict=True):
         rows = [r for r in table if str(r.get("task")) == task]
         cats = [f for f in FAMILY_ORDER if any(r.get("family") == f and not _is_control(r) for r in rows)]
-        has_ctrl = any(_is_control(r) for r in rows)
-        labels = cats + (["controls"] if has_ctrl else [])
         seeds = list(dict.fromkeys(m[0] for m in models if m[1] == task))
-        for x, cat in enumerate(labels):
-            sel = [r for r in rows if (_is_control(r) if cat == "controls" else (r.get("family") == cat
-                                                                                 and not _is_control(r)))]  # fmt: skip
-            y = _arr(sel, "rel_delta_loss")
-            y = y[np.isfinite(y)]
-            color = FAMILY_COLORS["control"] if cat == "controls" else FAMILY_COLORS.get(cat, "k")
-            if y.size > 1:
-                bp = ax.boxplot([y], positions=[x], widths=0.6, showfliers=False, patch_artist=True)
-                for b in bp["boxes"]:
-                    b.set(facecolor=mcolors.to_rgba(color, 0.18), edgecolor=color)
-                for part in ("whiskers", "caps", "medians"):
-                    for line in bp[part]:
-                        line.set(color=color)
-            for s_i, mid in enumerate(seeds):
-                ys = _arr([r for r in sel if r["model"] == mid], "rel_delta_loss")
-                if ys.size > 400:  # thin the point cloud, keep the box exact
-                    ys = rng.choice(ys, 400, replace=False)
-                xs = x + (s_i - (len(seeds) - 1) / 2) * 0.18 + rng.uniform(-0.05, 0.05, ys.size)
-                ax.scatter(xs, ys, s=5 if cat == "single" or cat == "controls" else 16, color=color,
-                           alpha=0.35 + 0.5 * (s_i % 2), lw=0, zorder=3)  # fmt: skip
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels([lab.replace("_", "\n") for lab in labels], fontsize=8)
+        for x, cat in enumerate(cats):
+            abl = [r for r in rows if r.get("family") == cat and not _is_control(r)]
+            ctrl = [r for r in rows if _is_control(r) and fam_of.get(r["control_of"]) == cat]
+            shift = 0.2 if ctrl else 0.0
+            draw(ax, abl, x - shift, FAMILY_COLORS.get(cat, "k"), seeds, cat == "single", 0.36 if ctrl else 0.6)
+            if ctrl:
+                draw(ax, ctrl, x + shift, FAMILY_COLORS["control"], seeds, len(ctrl) > 50, 0.36)
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels([c.replace("_", "\n") for c in cats], fontsize=8)
+        ax.set_xlim(-0.6, len(cats) - 0.4)
         ax.set_yscale("symlog", linthresh=lin)
         ax.axhspan(-KEEP_TOL, KEEP_TOL, color="#2ca02c", alpha=0.08, lw=0)
         ax.axhline(0, color="0.5", lw=0.6)
         ax.set_title(f"{task}  ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})", fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
     axes[0, 0].set_ylabel("relative loss change  Δloss / loss  (symlog)")
-    fig.suptitle(title or "Loss change per Schur ablation family vs matched-norm random controls\n"
-                 f"(boxes: all seeds pooled; points: one shade per seed; green band: within ±{100 * KEEP_TOL:.0f}%)",
-                 fontsize=10)  # fmt: skip
+    if any(_is_control(r) for r in table):
+        axes[0, -1].scatter([], [], color=FAMILY_COLORS["control"], label="matched-norm random controls")
+        axes[0, -1].legend(loc="lower right", fontsize=7.5)
+    fig.suptitle(title or "Loss change: Schur ablations by family (colour) vs their matched-norm controls (grey)\n"
+                 f"boxes pool the seeds; points: one shade per seed; green band: within ±{100 * KEEP_TOL:.0f}%",
+                 fontsize=9.5)  # fmt: skip
     return fig
 
 

@@ -119,7 +119,20 @@ def test_run_level_figures(fake):
     _, table = fake
     fig = plot.family_distributions(table)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["copy", "sine"]
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-1] == "controls"
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["single", "block", "band", "all\nnonnormal"]
+    # one box per family plus one for its controls; box medians are the medians of exactly those rows
+    copy = [r for r in table if r["task"] == "copy"]
+    fam = {r["row_id"]: r["family"] for r in copy if r["control_of"] is None}
+    want = []
+    for f in ("single", "block", "band"):
+        want.append(np.median([r["rel_delta_loss"] for r in copy if r["family"] == f]))
+        want.append(np.median([r["rel_delta_loss"] for r in copy if r["control_of"] is not None
+                               and fam[r["control_of"]] == f]))  # fmt: skip
+    medians = [line.get_ydata()[0] for line in ax.get_lines() if len(line.get_xdata()) == 2
+               and line.get_xdata()[0] != line.get_xdata()[1] and line.get_linestyle() == "-"]  # fmt: skip
+    for w in want:
+        assert any(np.isclose(m, w) for m in medians), (w, medians)
     _png_ok(fig)
     fig = plot.keep_profile(table)
     heat = fig.axes[1].get_images()[0].get_array()
