@@ -372,11 +372,12 @@ def _order_label(order: Any) -> str:
 def _standardize_pairs(T: np.ndarray, Q: np.ndarray) -> bool:
     """Put every 2x2 block in standardized form (dlanv2's rotation). Returns True if a block split (real pair)."""
     starts, sizes = _block_structure(T)
+    p2 = starts[sizes == 2]
+    b2, c2 = T[p2, p2 + 1], T[p2 + 1, p2]
+    good = (T[p2, p2] == T[p2 + 1, p2 + 1]) & (((b2 < 0) & (c2 > 0)) | ((b2 > 0) & (c2 < 0)))
     split = False
-    for i in starts[sizes == 2].tolist():
+    for i in p2[~good].tolist():
         a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
-        if a == d and _opposite(b, c):
-            continue
         G = _dlanv2_rotation(a, b, c, d)
         T[i : i + 2, i:] = G.T @ T[i : i + 2, i:]
         T[: i + 2, i : i + 2] = T[: i + 2, i : i + 2] @ G
