@@ -268,10 +268,6 @@ def _primary_key(order: Any, lam: complex, zero: float, unit: float) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _Restructure(Exception):
-    """A 2x2 block split during a swap: re-plan from the current T."""
-
-
 def _place(
     T: np.ndarray, Q: np.ndarray, order: Any, zero: float, unit: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -308,11 +304,12 @@ def _place(
                 kb = _primary_key(order, lam[b], zero, unit)
                 same_kind = order != "angle" or (lam[a].imag != 0) == (lam[b].imag != 0)
                 if not (same_kind and abs(ka - kb) <= refuse_tol):
+                    shown = unit if order in ("modulus", "real") else 1.0  # key differences in W's units
                     raise ValueError(
                         "ordered_schur: LAPACK refused to swap the Schur blocks with eigenvalues "
                         f"{_fmt(lam[a] * unit)} and {_fmt(lam[b] * unit)} (too close to separate stably), and their "
-                        f"{_order_label(order)} keys differ by {abs(ka - kb):.3g}, more than the tie tolerance "
-                        f"{refuse_tol:.3g}; choose another order key"
+                        f"{_order_label(order)} keys differ by {abs(ka - kb) * shown:.3g}, more than the tie "
+                        f"tolerance {refuse_tol * shown:.3g}; choose another order key"
                     )
                 # b now sits right after a; treat them as tied: place a first.
                 cur.pop(idx)
