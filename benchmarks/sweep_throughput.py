@@ -26,6 +26,7 @@ Cases: ``C1`` (CPU: n=128, K=1024 single couplings, B=32, T=60), ``C1dense`` (C1
     python benchmarks/sweep_throughput.py --case C1
     python benchmarks/sweep_throughput.py --case C1dense --methods engine,torch_bmm
     python benchmarks/sweep_throughput.py --memory --n 256 --B 16 --T 20     # peak-RSS sweep (see memory_sweep)
+    python benchmarks/sweep_throughput.py --precision-check --K 256           # error of each precision vs float64
 """
 
 from __future__ import annotations
@@ -434,6 +435,53 @@ def memory_sweep(n: int = 256, B: int = 16, T: int = 20, seed: int = 0) -> dict[
     }
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# precision: error of each matmul precision / rollout form against the engine's float64 rollout
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def precision_check(case: str = "C1", *, n=None, K: int = 256, B=None, T=None, seed: int = 0,
+                    precisions=("highest", "high", "default", "tf32")) -> dict[str, Any]:  # fmt: skip
+    """Relative error of output_distance and delta_loss vs a float64 reference, per precision and rollout form.
+
+    The reference is ``evaluate(..., dtype=jnp.float64)`` (checked against NumPy in tests/test_engine.py). On the
+    CPU XLA computes float32 dots in float32 whatever the requested precision, so all precisions measure the same;
+    the GPU figures of DESIGN §7 (TF32: relative error 0.9-1.7 in output_distance) need a GPU run of this function.
+    """
+    cfg = dict(CASES[case])
+    for key, val in (("n", n), ("K", K), ("B", B), ("T", T)):
+        if val is not None:
+            cfg[key] = int(val)
+    model, sf, variants, batch = make_problem(n=cfg["n"], K=cfg["K"], B=cfg["B"], T=cfg["T"], family=cfg["family"],
+                                              seed=seed)  # fmt: skip
+    ref = sj.evaluate(model, sf, variants, batch, dtype=jnp.float64)
+    rows = []
+    for prec in precisions:
+        for deviation in (False, True):
+            res = sj.evaluate(model, sf, variants, batch, precision=prec, deviation=deviation)
+            row = {"precision": prec, "deviation": deviation}
+            for name in ("output_distance", "delta_loss", "hidden_distance", "loss"):
+                want, got = getattr(ref, name), getattr(res, name)
+                rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-300)
+                row[f"{name}_rel_err_median"] = float(np.median(rel))
+                row[f"{name}_rel_err_max"] = float(np.max(rel))
+            rows.append(row)
+    return {"case": case, "config": cfg, "device": machine_info()["device"], "machine": machine_info(),
+            "reference": "evaluate(dtype=float64)", "rows": rows,
+            "median_output_distance_vs_base_loss": float(np.median(ref.output_distance) / ref.base_loss)}  # fmt: skip
+
+
+def format_precision(result: dict[str, Any]) -> str:
+    lines = [f"precision check ({result['case']}, K={result['config']['K']}, {result['device']}): relative error vs "
+             "float64, median / max",
+             f"{'precision':<10}{'deviation':<11}{'output_distance':>24}{'delta_loss':>24}{'loss':>24}"]  # fmt: skip
+    for r in result["rows"]:
+        cells = "".join(f"{r[f'{m}_rel_err_median']:>11.1e} /{r[f'{m}_rel_err_max']:>10.1e}"
+                        for m in ("output_distance", "delta_loss", "loss"))  # fmt: skip
+        lines.append(f"{r['precision']:<10}{str(r['deviation']):<11}{cells}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--case", default="C1", choices=sorted(CASES))
@@ -447,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", default=None, help="engine chunk size (default auto)")
     p.add_argument("--path", default=None, choices=["auto", "shared", "dense"], help="engine path (default auto)")
     p.add_argument("--memory", action="store_true", help="run the peak-RSS sweep of all single couplings instead")
+    p.add_argument("--precision-check", action="store_true", help="measure each precision's error vs float64 instead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/sweep_<case>.json)")
     a = p.parse_args(argv)
@@ -456,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
               f"T={result['config']['T']}: peak RSS {result['peak_rss_bytes'] / 2**30:.2f} GiB, "
               f"{result['seconds']:.1f} s ({result['variants_per_s']:.0f} var/s)")  # fmt: skip
         out = Path(a.out) if a.out else RESULTS_DIR / "sweep_memory.json"
+    elif a.precision_check:
+        result = precision_check(a.case, n=a.n, K=a.K or 256, B=a.B, T=a.T, seed=a.seed)
+        print(format_precision(result))
+        out = Path(a.out) if a.out else RESULTS_DIR / "sweep_precision.json"
     else:
         kw: dict[str, Any] = {}
         if a.chunk_size:

@@ -54,3 +54,11 @@ def test_memory_sweep_tiny(bench):
     res = bench.memory_sweep(n=12, B=2, T=3)
     assert res["config"]["K"] > 10 and res["all_finite"]
     assert res["peak_rss_bytes"] > 10 * 2**20
+
+
+def test_precision_check_tiny(bench):
+    res = bench.precision_check("C1", n=10, K=8, B=2, T=6, precisions=("highest", "tf32"))
+    assert len(res["rows"]) == 4
+    for row in res["rows"]:
+        assert row["loss_rel_err_max"] < 1e-4
+    assert "precision check" in bench.format_precision(res)
