@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--trials", type=_positive_int, default=DEMO["trials"], help=f"default {DEMO['trials']}")
     d.add_argument("--seeds-per-task", type=_positive_int, default=DEMO["seeds_per_task"])
     d.add_argument("--control-max", type=_nonneg_int, default=DEMO["control_max"],
-                   help=f"most ablations per model that get a control (default {DEMO['control_max']})")  # fmt: skip
+                   help=f"most ablations per family and model with a control (default {DEMO['control_max']})")
     d.add_argument("--tasks", default=",".join(DEMO["tasks"]), help="comma list of zoo tasks (default all four)")
     d.add_argument("--families", default=",".join(DEMO["families"]),
                    help="comma list of families (default %(default)s)")  # fmt: skip
@@ -123,7 +123,7 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
     s.add_argument("--control-kinds", default="matched_norm",
                    help="comma list of matched_norm, matched_count, coupling_noise (default matched_norm)")  # fmt: skip
     s.add_argument("--control-max", type=_nonneg_int, default=None,
-                   help="at most this many ablations per model get controls (seeded choice; default all)")  # fmt: skip
+                   help="at most this many ablations per family and model get controls (default all)")
     s.add_argument("--trials", type=_positive_int, default=defaults["trials"], help="batch size (default %(default)s)")
     s.add_argument("--order", choices=("modulus", "real", "angle"), default="modulus", help="Schur block order")
     s.add_argument("--precision", choices=("highest", "high", "default"), default="highest",

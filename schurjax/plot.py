@@ -35,6 +35,7 @@ if os.environ.get("MPLBACKEND") is None and not matplotlib.get_backend().lower()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
+from matplotlib import ticker as _ticker  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 __all__ = [
@@ -421,6 +422,7 @@ def family_distributions(table: Any, title: str | None = None) -> Any:
         ax.set_xticklabels([c.replace("_", "\n") for c in cats], fontsize=8)
         ax.set_xlim(-0.6, len(cats) - 0.4)
         ax.set_yscale("symlog", linthresh=lin)
+        _symlog_ticks(ax, lin, rel_all)
         ax.axhspan(-KEEP_TOL, KEEP_TOL, color="#2ca02c", alpha=0.08, lw=0)
         ax.axhline(0, color="0.5", lw=0.6)
         ax.set_title(f"{task}  ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})", fontsize=10)
@@ -433,6 +435,17 @@ def family_distributions(table: Any, title: str | None = None) -> Any:
                  f"boxes pool the seeds; points: one shade per seed; green band: within ±{100 * KEEP_TOL:.0f}%",
                  fontsize=9.5)  # fmt: skip
     return fig
+
+
+def _symlog_ticks(ax: Any, lin: float, values: np.ndarray) -> None:
+    """Decade ticks on a symlog axis, none inside the linear zone but 0, at most ~6 per sign."""
+    top = float(np.max(values)) if values.size else 1.0
+    lo = int(np.floor(np.log10(lin))) + 1
+    hi = max(lo, int(np.ceil(np.log10(max(top, lin * 10)))))
+    step = max(1, int(np.ceil((hi - lo + 1) / 6)))
+    dec = [10.0**e for e in range(hi, lo - 1, -step)][::-1]
+    ax.set_yticks([-d for d in dec[::-1]] + [0.0] + dec)
+    ax.yaxis.set_minor_locator(_ticker.NullLocator())
 
 
 def keep_profile(table: Any, title: str | None = None) -> Any:
@@ -608,7 +621,7 @@ def write_report(run: Any, path: str | os.PathLike | None = None, save_pngs: boo
         "Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
         f"<p class='note'>families: {html.escape(', '.join(cfg.get('families', [])))}; controls per ablation: "
         f"{cfg.get('controls')} ({html.escape(', '.join(cfg.get('control_kinds', [])))}, at most "
-        f"{cfg.get('control_max') or 'all'} ablations per model); trials: {cfg.get('trials')}; order: "
+        f"{cfg.get('control_max') or 'all'} ablations per family and model); trials: {cfg.get('trials')}; order: "
         f"{cfg.get('order')}; precision: {cfg.get('precision')}; seed: {cfg.get('seed')}; rows: {len(run.table)}; "
         f"complete: {run.complete}; JAX {html.escape(str(m.get('versions', {}).get('jax')))} on "
         f"{html.escape(str(m.get('device', {}).get('backend')))}.</p>",

@@ -304,8 +304,8 @@ class SweepConfig:
         families: canonical family names (see :data:`FAMILIES`).
         controls: random controls per Schur ablation and control kind (0: none).
         control_kinds: kinds of controls (see :data:`CONTROL_KINDS`), default matched-norm only.
-        control_max: at most this many ablations per model get controls (None: all). Which ones is a seeded
-            random choice, always including every non-``single`` ablation.
+        control_max: at most this many ablations per family and model get controls (None: all); which ones is
+            a seeded random choice.
         trials: batch size B of the shared task batch.
         order: Schur block order ("modulus", "real", "angle").
         precision: matmul precision inside the rollouts ("highest", "high", "default").
@@ -424,17 +424,19 @@ def _family_variants(sf: Any, family: str) -> Any:
 
 
 def _control_subset(config: SweepConfig, spec: ModelSpec, ablations: Any) -> np.ndarray:
-    """Indices (into the ablations) that get controls: all, or a seeded subset of ``control_max``."""
+    """Indices (into the ablations) that get controls: all, or per family a seeded subset of ``control_max``."""
     k = len(ablations)
-    if config.control_max is None or config.control_max >= k:
+    if config.control_max is None:
         return np.arange(k)
-    fam = np.asarray([lab.get("family") for lab in ablations.labels], dtype=object)
-    keep = np.flatnonzero(fam != "single")
-    rest = np.flatnonzero(fam == "single")
-    n_more = max(config.control_max - keep.size, 0)
+    fam = np.asarray([str(lab.get("family")) for lab in ablations.labels], dtype=object)
     rng = np.random.default_rng([config.seed, _stable_int(spec.id)])
-    pick = rng.choice(rest, size=min(n_more, rest.size), replace=False) if n_more else np.zeros(0, np.int64)
-    return np.sort(np.concatenate([keep, pick]).astype(np.int64))
+    keep = []
+    for f in dict.fromkeys(fam.tolist()):
+        idx = np.flatnonzero(fam == f)
+        if idx.size > config.control_max:
+            idx = rng.choice(idx, size=config.control_max, replace=False)
+        keep.append(idx)
+    return np.sort(np.concatenate(keep).astype(np.int64)) if keep else np.zeros(0, np.int64)
 
 
 def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
@@ -456,6 +458,9 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
     controls = []
     if config.controls > 0 and config.control_kinds:
         subset = _control_subset(config, spec, ablations)
+        if subset.size == 0:
+            return ModelPlan(spec, sf, ablations, len(ablations), plan_chunks(segments, config.chunk_size),
+                             family_counts)  # fmt: skip
         target = ablations if subset.size == len(ablations) else ablations[subset]
         for kind in config.control_kinds:
             fn = getattr(ablate, CONTROL_KINDS[kind])
