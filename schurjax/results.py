@@ -486,6 +486,21 @@ class RunFolder:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A short description of the first differing config keys, e.g. ``trials: 256 != 64``."""
     keys = sorted(set(old) | set(new))
-    parts = [f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    parts = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+            x, y = a[i], b[i]
+            if isinstance(x, dict) and isinstance(y, dict):
+                diff = [kk for kk in sorted(set(x) | set(y)) if x.get(kk) != y.get(kk)]
+                sub = [f"{kk}: {x.get(kk)!r} != {y.get(kk)!r}" for kk in diff]
+                parts.append(f"{k}[{i}] " + ", ".join(sub))
+                continue
+            parts.append(f"{k}[{i}]: {x!r} != {y!r}")
+            continue
+        parts.append(f"{k}: {a!r} != {b!r}")
     text = "; ".join(parts[:3]) + ("; ..." if len(parts) > 3 else "")
     return text if len(text) < 300 else text[:297] + "..."

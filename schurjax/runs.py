@@ -13,6 +13,7 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import platform
@@ -341,9 +342,19 @@ class SweepConfig:
         d = dataclasses.asdict(self)
         d["families"] = list(self.families)
         d["control_kinds"] = list(self.control_kinds)
-        d["models"] = [{"id": m.id, "source": m.source, "task": m.task.name, "task_params": _task_params(m.task)}
-                       for m in models]  # fmt: skip
+        d["models"] = [{"id": m.id, "source": m.source, "task": m.task.name, "task_params": _task_params(m.task),
+                        "weights_sha256": model_fingerprint(m.model)} for m in models]  # fmt: skip
         return _results.to_jsonable(d)
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 of a TanhRNN's weights (float32 bytes of W_in, W_rec, b, W_out, b_out), to tell models apart."""
+    h = hashlib.sha256()
+    for name in ("W_in", "W_rec", "b", "W_out", "b_out"):
+        a = np.ascontiguousarray(np.asarray(getattr(model, name), dtype=np.float32))
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _task_params(task: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -226,6 +227,16 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     line = _bad(["sweep", model, *small, "--trials", "5", "--out", out], capsys, "holds a different sweep")
     assert "trials: 4 != 5" in line
     _bad(["sweep", model, *small, "--trials", "4", "--seed", "1", "--out", out], capsys, "holds a different sweep")
+    # the same path now holding other weights (e.g. a retrained model) is a different sweep too
+    for ext in (".eqx", ".json"):
+        shutil.copy(trained / f"copy-0{ext}", tmp_path / f"m{ext}")
+    out2 = str(tmp_path / "o2")
+    assert main(["sweep", str(tmp_path / "m.eqx"), *small, "--trials", "4", "--out", out2]) == 0
+    capsys.readouterr()
+    for ext in (".eqx", ".json"):
+        shutil.copy(trained / f"copy-1{ext}", tmp_path / f"m{ext}")
+    line = _bad(["sweep", str(tmp_path / "m.eqx"), *small, "--trials", "4", "--out", out2], capsys, "different sweep")
+    assert "models[0] weights_sha256" in line
     Path(tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "file.txt").write_text("x")
     _bad(["sweep", model, *small, "--out", str(tmp_path / "junk")], capsys, "holds no manifest.json")
