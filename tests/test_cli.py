@@ -266,3 +266,19 @@ def test_progress_bar_reports_rate_and_eta():
     assert len(lines) == 2
     assert "40/100 variants" in lines[0] and "70/100 variants" in lines[1]
     assert "var/s" in lines[1] and "ETA" in lines[1] and "ETA --" not in lines[1]
+
+
+def test_demo_small(tmp_path, capsys):
+    zoo = pytest.importorskip("schurjax.zoo")
+    if not hasattr(zoo, "entries") or not zoo.entries():
+        pytest.skip("no zoo models shipped")
+    argv = ["demo", "--tasks", "copy", "--seeds-per-task", "2", "--families", "band,all_nonnormal", "--trials", "4",
+            "--quiet", "--out", str(tmp_path / "demo")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "task copy" in out and "copy-0" in out and "copy-1" in out and "report ->" in out
+    run = sj.results.load(tmp_path / "demo")
+    assert run.complete and run.models == ["copy-0", "copy-1"]
+    assert {r["family"] for r in run.table} == {"band", "all_nonnormal", "control"}
+    assert (tmp_path / "demo" / "report.html").is_file()
+    _bad(["demo", "--tasks", "nope", "--out", str(tmp_path / "d2")], capsys, "the zoo has no 'nope' model")
