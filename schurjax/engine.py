@@ -15,7 +15,7 @@ edit that is exactly zero gives ``delta_loss == 0`` exactly.
 
 Paths (``path="auto"`` picks one for the whole call):
 
-* ``"shared"``: for sparse edits (every variant changes at most ``SHARED_MAX_NNZ`` entries of T). With
+* ``"shared"``: for sparse edits (every variant changes at most ``max(8, n // 4)`` entries of T). With
   ``dW_k = sum_e vals_e Q[:, rows_e] Q[:, cols_e]^T = U_k V_k^T`` (rank r), ``W_k h = W h + U_k (V_k^T h)``: all
   variants and trials share one ``(k*B, n) @ (n, n)`` GEMM per step plus a rank-r correction fused into the
   ``tanh`` loop.
@@ -44,15 +44,18 @@ import numpy as np
 from schurjax import _kernels
 from schurjax.results import SweepResult
 
-__all__ = ["evaluate", "PATHS", "PRECISIONS", "SHARED_MAX_NNZ", "auto_chunk_size", "choose_path"]
+__all__ = ["evaluate", "PATHS", "PRECISIONS", "SHARED_MIN_NNZ", "auto_chunk_size", "choose_path"]
 
 PATHS = ("auto", "shared", "dense")
 PRECISIONS = {"highest": "highest", "high": "high", "default": "default", "tf32": "tensorfloat32",
               "tensorfloat32": "tensorfloat32"}  # fmt: skip
 """Accepted ``precision`` values and the JAX matmul precision they map to."""
 
-SHARED_MAX_NNZ = 16
-"""``path="auto"`` uses the shared-base path when every variant changes at most this many entries of T."""
+SHARED_MIN_NNZ = 8
+"""``path="auto"`` takes the shared-base path when every variant changes at most ``max(SHARED_MIN_NNZ, n // 4)``
+entries of T: the rank-r correction costs ~``2 r / n`` of the shared GEMM, and the dense path's batched matmuls
+run at roughly half the GEMM rate, so the shared path wins up to r ~ n/4 (measured at n=128: shared >= dense up
+to r = 32, benchmarks/RESULTS.md)."""
 
 _CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized; DESIGN §6: ~128 variants at n=128, B=32)
 _CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
@@ -67,17 +70,22 @@ def _fail(msg: str) -> None:
 def choose_path(max_nnz: int, n: int) -> str:
     """The path ``path="auto"`` takes for a variant set whose largest edit changes ``max_nnz`` entries of T.
 
-    Returns ``"shared"`` when ``max_nnz <= SHARED_MAX_NNZ`` (and ``max_nnz < n``), else ``"dense"``.
+    Returns ``"shared"`` when ``max_nnz <= max(SHARED_MIN_NNZ, n // 4)``, else ``"dense"``.
+
+    Example:
+        >>> choose_path(1, 128), choose_path(32, 128), choose_path(33, 128)
+        ('shared', 'shared', 'dense')
     """
-    return "shared" if max_nnz <= min(SHARED_MAX_NNZ, n - 1) else "dense"
+    return "shared" if max_nnz <= max(SHARED_MIN_NNZ, n // 4) else "dense"
 
 
 def auto_chunk_size(path: str, *, n: int, B: int, T: int, n_out: int, r: int = 1, models: int = 1,
                     itemsize: int = 4, device: Any = None) -> int:  # fmt: skip
     """Variants per compiled chunk for ``chunk_size="auto"``.
 
-    CPU: the chunk's states are kept around the L2 size (2 MiB: about 128 variants at n=128, B=32 on the shared
-    path, 32 on the dense path, whose per-variant matrices count too), capped by a 1 GiB memory budget.
+    CPU: the chunk's working set is kept around the L2 size (2 MiB, rounded to a power of two: 128 variants at
+    n=128, B=32 on the shared path; 32 on the dense path, whose per-variant matrices count too), capped by a 1 GiB
+    memory budget.
     GPU/other: half of the device's free memory (``device.memory_stats()``), at most 16384 variants.
 
     Returns:
@@ -87,7 +95,7 @@ def auto_chunk_size(path: str, *, n: int, B: int, T: int, n_out: int, r: int = 1
     per_var = itemsize * models * (B * (4 * n + 3 * T * n_out) + (3 * n * n if path == "dense" else 2 * r * n))
     if device.platform == "cpu":
         state = itemsize * models * (B * n + (n * n if path == "dense" else 0))
-        k = max(8, 2 ** int(math.log2(max(1, _CPU_CACHE_BYTES // state))))
+        k = max(8, 2 ** round(math.log2(max(1.0, _CPU_CACHE_BYTES / state))))
         return int(max(1, min(k, 1024, _CPU_BUDGET_BYTES // per_var)))
     budget = 2 * 2**30
     try:

@@ -124,8 +124,9 @@ def test_wide_sparse_edits_use_dot_correction(setup):
     variants = sj.ablate.top_k(sf, [5, 9, 12])
     assert variants.max_nnz > _kernels._SMALL_RANK
     ref = reference(model, sf, variants.delta_T(), batch)
-    res = sj.evaluate(model, sf, variants, batch, path="auto")
+    res = sj.evaluate(model, sf, variants, batch, path="shared")
     np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+    assert engine.choose_path(12, 16) == "dense" and engine.choose_path(32, 128) == "shared"
 
 
 def test_float64_path(setup):
@@ -284,5 +285,5 @@ def test_bad_inputs(setup):
 def test_auto_chunk_size():
     cpu = jax.devices("cpu")[0]
     assert engine.auto_chunk_size("shared", n=128, B=32, T=60, n_out=3, device=cpu) == 128
-    assert engine.auto_chunk_size("dense", n=128, B=32, T=60, n_out=3, device=cpu) == 16
+    assert engine.auto_chunk_size("dense", n=128, B=32, T=60, n_out=3, device=cpu) == 32
     assert engine.auto_chunk_size("shared", n=256, B=16, T=20, n_out=3, device=cpu) == 128
