@@ -126,8 +126,11 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
                    help="at most this many ablations per family and model get controls (default all)")
     s.add_argument("--trials", type=_positive_int, default=defaults["trials"], help="batch size (default %(default)s)")
     s.add_argument("--order", choices=("modulus", "real", "angle"), default="modulus", help="Schur block order")
-    s.add_argument("--precision", choices=("highest", "high", "default"), default="highest",
-                   help="float32 matmul precision in the rollouts (default highest)")  # fmt: skip
+    s.add_argument("--precision", choices=("highest", "high", "default", "tf32"), default="highest",
+                   help="float32 matmul precision in the rollouts (default highest; the others lose small effects "
+                        "on GPUs)")  # fmt: skip
+    s.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="rollout dtype (float64: for verification, slow)")  # fmt: skip
     s.add_argument("--chunk-size", type=_positive_int, default=512, help="variants per chunk file (default 512)")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="root seed of the batch and the controls")
     s.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
@@ -245,6 +248,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         trials=args.trials,
         order=args.order,
         precision=args.precision,
+        dtype=args.dtype,
         chunk_size=args.chunk_size,
         seed=args.seed,
     )

@@ -220,8 +220,12 @@ def importance_map(
     ax.set_xlabel("column j of T (source mode)")
     ax.set_ylabel("row i of T (target mode)")
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
+    # a loss can fall by at most 100 %: the colour bar shows only the negative range the data reach
+    neg = float(-np.min(finite)) if finite.size and np.min(finite) < 0 else 0.0
+    vneg = min(vmax, max(lin * 2, neg * 1.05))
     decades = [10.0**e for e in range(-6, 7) if lin < 10.0**e <= vmax]
-    ticks = [-t for t in decades[::-1]] + [-lin, 0.0, lin] + decades
+    ticks = [-t for t in decades[::-1] if t <= vneg] + [-lin, 0.0, lin] + decades
+    cb.ax.set_ylim(-vneg, vmax)
     cb.set_ticks(ticks)
     cb.set_ticklabels([_pct(t) for t in ticks])
     cb.minorticks_off()

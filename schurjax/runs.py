@@ -309,7 +309,8 @@ class SweepConfig:
             a seeded random choice.
         trials: batch size B of the shared task batch.
         order: Schur block order ("modulus", "real", "angle").
-        precision: matmul precision inside the rollouts ("highest", "high", "default").
+        precision: matmul precision inside the rollouts ("highest", "high", "default", "tf32").
+        dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
         seed: root seed; the batch and control keys are derived from it.
     """
@@ -321,6 +322,7 @@ class SweepConfig:
     trials: int = 256
     order: str = "modulus"
     precision: str = "highest"
+    dtype: str = "float32"
     chunk_size: int = 512
     seed: int = 0
 
@@ -334,8 +336,10 @@ class SweepConfig:
             raise ValueError(f"--control-max: expected an int >= 0, got {self.control_max!r}")
         if self.order not in ("modulus", "real", "angle"):
             raise ValueError(f"--order: expected modulus, real or angle, got {self.order!r}")
-        if self.precision not in ("highest", "high", "default"):
-            raise ValueError(f"--precision: expected highest, high or default, got {self.precision!r}")
+        if self.precision not in ("highest", "high", "default", "tf32"):
+            raise ValueError(f"--precision: expected highest, high, default or tf32, got {self.precision!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"--dtype: expected float32 or float64, got {self.dtype!r}")
 
     def to_dict(self, models: Sequence[ModelSpec]) -> dict[str, Any]:
         """The JSON config stored in the manifest (and compared on resume), including the model sources."""
@@ -640,6 +644,8 @@ def run_sweep(
     Example:
         >>> run = run_sweep(resolve_models(["zoo:flipflop/0"]), SweepConfig(trials=64), "runs/ff")
     """
+    import jax.numpy as jnp
+
     from schurjax import engine
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -709,6 +715,7 @@ def run_sweep(
                 task=task,
                 chunk_size=size,
                 precision=config.precision,
+                dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
             )
             payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
                        "base_score": float(res.base_score)}  # fmt: skip
