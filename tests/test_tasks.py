@@ -169,9 +169,9 @@ def test_context_rules():
     assert abs(cued.mean() - 0.5) < 0.03
     means = clean.inputs[:, 0, :2]
     assert np.all(clean.inputs[:, :Te, :2] == means[:, None, :])
-    assert set(np.round(np.abs(means), 6).ravel()) == {0.1, 0.2, 0.4}
+    assert set(np.round(np.abs(means), 6).ravel()) == {0.25, 0.5, 1.0}
     noise = b.inputs[:, :Te, :2] - means[:, None, :]
-    assert abs(noise.std() - 0.4) < 0.005 and abs(noise.mean()) < 0.003
+    assert abs(noise.std() - 1.0) < 0.005 and abs(noise.mean()) < 0.005
     assert np.all(b.inputs[:, Te:, :2] == 0)  # no evidence in the response window
     window = np.zeros((100, 1))
     window[Te:] = 1
@@ -184,10 +184,10 @@ def test_context_rules():
     batch = sample(task, key, B)
     assert float(eqx.filter_jit(task.ideal_observer_score)(batch)) == pytest.approx(io_ref, abs=1e-6)
     assert io_ref >= 0.97
-    # theory: mean over coherences of Phi(c sqrt(80) / 0.4)
+    # theory: mean over coherences of Phi(c sqrt(80) / noise)
     from math import erf, sqrt
 
-    theory = np.mean([0.5 * (1 + erf(c * sqrt(Te) / 0.4 / sqrt(2))) for c in (0.1, 0.2, 0.4)])
+    theory = np.mean([0.5 * (1 + erf(c * sqrt(Te) / 1.0 / sqrt(2))) for c in (0.25, 0.5, 1.0)])
     assert abs(io_ref - theory) < 0.01
     with pytest.raises(ValueError, match="response must be a fraction"):
         tasks.get("context", response=1.5)
