@@ -36,15 +36,25 @@ __all__ = [
     "resolve_models",
     "parse_families",
     "parse_control_kinds",
+    "parse_seeds",
+    "ModelPlan",
+    "plan_model",
     "plan_chunks",
+    "padded_size",
+    "batch_key",
+    "control_key",
+    "model_fingerprint",
     "run_sweep",
+    "build_rows",
     "summarize",
     "format_summary",
     "Progress",
     "versions",
+    "device_info",
+    "KEEP_TOL",
 ]
 
-# family name -> (ablate function name, aliases)
+# CLI family name -> schurjax.ablate function
 FAMILIES: dict[str, str] = {
     "single": "single_couplings",
     "block": "block_couplings",
@@ -713,7 +723,7 @@ def run_sweep(
                 p.variants[idx],
                 batches[task.name],
                 task=task,
-                chunk_size=size,
+                chunk_size="auto",  # the engine's own cache-sized chunks; `size` is a multiple of them
                 precision=config.precision,
                 dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
             )
