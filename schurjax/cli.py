@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(e)
         _err(msg if msg.startswith("schurjax") else f"{prefix}: error: {msg}")
         return 2
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
+    except (ValueError, TypeError, OSError, KeyError) as e:
         if debug:
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

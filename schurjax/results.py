@@ -428,6 +428,8 @@ class RunFolder:
             ValueError: the folder holds a different sweep (its manifest ``config`` differs), or is not empty and
                 holds no manifest.
         """
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"--out: {self.path} is a file, expected a run folder")
         old = self.existing_manifest()
         if old is not None:
             new_cfg = to_jsonable(manifest["config"])

@@ -237,6 +237,8 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
         shutil.copy(trained / f"copy-1{ext}", tmp_path / f"m{ext}")
     line = _bad(["sweep", str(tmp_path / "m.eqx"), *small, "--trials", "4", "--out", out2], capsys, "different sweep")
     assert "models[0] weights_sha256" in line
+    (tmp_path / "afile").write_text("x")
+    _bad(["sweep", model, *small, "--out", str(tmp_path / "afile")], capsys, "is a file, expected a run folder")
     Path(tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "file.txt").write_text("x")
     _bad(["sweep", model, *small, "--out", str(tmp_path / "junk")], capsys, "holds no manifest.json")
