@@ -23,11 +23,24 @@ Paths (``path="auto"`` picks one for the whole call):
   ``(variants, n, B)`` layout.
 
 Precision: float32 with matmul precision ``"highest"`` by default (true fp32 dots on every backend).
-``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes on GPUs; on an H100 they gave a relative
-error of 0.9-1.7 in ``output_distance`` for single-coupling ablations (DESIGN §7), i.e. useless for small effects.
-On the CPU they are identical to ``"highest"`` (XLA:CPU computes float32 dots in float32 regardless; measured
-error vs float64 is the same, see ``benchmarks/RESULTS.md``). ``dtype=jnp.float64`` runs the whole rollout in
-float64 (the engine enables ``jax_enable_x64`` for the duration of the call).
+``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes for GPUs. Differencing two trajectories
+computed with TF32 dots gave a relative error of 0.9-1.7 in ``output_distance`` on an H100 (DESIGN §7), so with
+these modes the engine carries the deviations ``h_k - h`` from the unablated states (``deviation=True``, DESIGN
+§7): the base trajectory runs at HIGHEST and only the deviations at the fast precision, so rounding errs relative
+to the effect of an edit. ``deviation=True`` also helps in float32 "highest" (output_distance error vs float64:
+max 4e-7 instead of 2e-4; delta_loss: 1e-5 instead of 6e-3) at +8 % (shared) / +35 % (dense) CPU time, which is
+why it is opt-in there. On the CPU every precision is identical (XLA:CPU computes float32 dots in float32);
+figures in ``benchmarks/RESULTS.md``. ``dtype=jnp.float64`` runs the whole rollout in float64 (the engine enables
+``jax_enable_x64`` for the duration of the call). ``delta_loss`` is summed from the output differences
+(``diff * (2 (y_0 - target) + diff)``), not as ``loss - base_loss``, so small changes do not cancel; the two agree
+to rounding.
+
+Example:
+    >>> import jax, schurjax as sj
+    >>> task = sj.tasks.get("flipflop"); model = sj.zoo.load("flipflop")
+    >>> sf = sj.ordered_schur(model.W_rec)
+    >>> res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), task.sample(jax.random.key(1), 64), task=task)
+    >>> res.delta_loss.max(), res.base_score
 """
 
 from __future__ import annotations
