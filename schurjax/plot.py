@@ -569,11 +569,13 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
             return f"{100 * x:+.1f}%" if abs(x) < 9.5 else f"×{1 + x:.3g}"
         return f"{100 * x:.0f}%"
 
-    head = ("model", "task", "seed", "base loss", "single keep ≤5%", "block keep ≤5%", "all-nonnormal Δ",
+    head = ("model", "task", "seed", "base loss", "base score", "single keep ≤5%", "block keep ≤5%", "all-nonnormal Δ",
             "ablation median Δ", "control median Δ", "ablation > control")  # fmt: skip
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for s in summary:
-        cells = (s["model"], s["task"], "–" if s["seed"] is None else s["seed"], f"{s['base_loss']:.3g}",
+        score = s.get("base_score")
+        score = "–" if score is None or (isinstance(score, float) and math.isnan(score)) else f"{score:.3f}"
+        cells = (s["model"], s["task"], "–" if s["seed"] is None else s["seed"], f"{s['base_loss']:.3g}", score,
                  pct(s["single_keep"]), pct(s["block_keep"]), pct(s["all_nonnormal_rel"], True),
                  pct(s["ablation_median_rel"], True), pct(s["control_median_rel"], True),
                  pct(s["frac_ablation_gt_control"]))  # fmt: skip
