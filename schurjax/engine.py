@@ -289,7 +289,9 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     if chunk_size == "auto":
         chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M,
                                      itemsize=np_dtype.itemsize)  # fmt: skip
-    k = int(min(chunk_size, K))
+    # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
+    # different small K share compiled programs
+    k = int(chunk_size) if K >= chunk_size else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
     prec = PRECISIONS[precision]
 
     Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]

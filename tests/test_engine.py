@@ -213,6 +213,9 @@ def test_no_recompile_across_chunks(setup):
     assert calls[-1] == (len(variants), len(variants))
     sj.evaluate(model, sf, variants[:12], batch, path="dense", chunk_size=5)  # other K, same chunk shape
     assert _kernels.TRACES["dense"] == before + 1
+    sj.evaluate(model, sf, variants[:3], batch, path="dense", chunk_size=5)  # K < chunk: padded to 4 slots
+    sj.evaluate(model, sf, variants[:4], batch, path="dense", chunk_size=5)
+    assert _kernels.TRACES["dense"] == before + 2
 
 
 def test_multi_model_equals_per_model():
