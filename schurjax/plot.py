@@ -105,7 +105,7 @@ def _eig_strip(ax: Any, sf: Any) -> None:
     ax.plot(idx[~real], mod[~real], "o", ms=ms, mfc="white", color="#d62728", label="complex pair")
     ax.axhline(1.0, color="k", lw=0.6, ls="--")
     ax.set_ylabel("|λ|")
-    ax.set_ylim(0, max(1.05, float(mod.max()) * 1.1 if mod.size else 1.05))
+    ax.set_ylim(0, 1.4 * max(1.0, float(mod.max()) if mod.size else 1.0))  # headroom for the legend
     ax.legend(loc="upper right", fontsize=7, ncol=2, frameon=False)
     ax.tick_params(labelbottom=False)
 
