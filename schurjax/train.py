@@ -99,18 +99,25 @@ def make_optimizer(
 _CHUNK_CACHE: dict[Any, Any] = {}
 
 
-def _chunk_fn(task: Task, static: Any, opt_key: tuple, batch_size: int):
+def _chunk_fn(task: Task, static: Any, opt_key: tuple, batch_size: int, seed_chunk: int | None):
     """Cached :func:`_make_chunk_fn` so that repeated calls with the same configuration reuse the compiled code."""
-    key = (task, jax.tree_util.tree_structure(static), static.n_in, static.n_hidden, static.n_out, opt_key, batch_size)
+    key = (task, jax.tree_util.tree_structure(static), static.n_in, static.n_hidden, static.n_out, opt_key,
+           batch_size, seed_chunk)
     if key not in _CHUNK_CACHE:
         if len(_CHUNK_CACHE) > 32:
             _CHUNK_CACHE.clear()
-        _CHUNK_CACHE[key] = _make_chunk_fn(task, static, make_optimizer(*opt_key), batch_size)
+        _CHUNK_CACHE[key] = _make_chunk_fn(task, static, make_optimizer(*opt_key), batch_size, seed_chunk)
     return _CHUNK_CACHE[key]
 
 
-def _make_chunk_fn(task: Task, static: Any, opt: optax.GradientTransformation, batch_size: int):
-    """Compiled ``(params, opt_state, k_data, start, n) -> (params, opt_state, mean loss, mean score)`` per seed."""
+def _make_chunk_fn(
+    task: Task, static: Any, opt: optax.GradientTransformation, batch_size: int, seed_chunk: int | None = None
+):
+    """Compiled ``(params, opt_state, k_data, start, n) -> (params, opt_state, mean loss, mean score)`` per seed.
+
+    ``seed_chunk=None`` vmaps the update over all seeds; an int ``k`` runs ``lax.map`` over groups of ``k`` seeds
+    (vmapped inside a group), still in one compiled program.
+    """
 
     def one_seed(params, opt_state, k_data, step):
         batch = task.sample(jax.random.fold_in(k_data, step), batch_size)
@@ -124,7 +131,12 @@ def _make_chunk_fn(task: Task, static: Any, opt: optax.GradientTransformation, b
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss, task.score(jax.lax.stop_gradient(y), batch)
 
-    seeds_step = jax.vmap(one_seed, in_axes=(0, 0, 0, None))
+    if seed_chunk is None:
+        seeds_step = jax.vmap(one_seed, in_axes=(0, 0, 0, None))
+    else:
+
+        def seeds_step(params, opt_state, k_data, step):
+            return jax.lax.map(lambda a: one_seed(*a, step), (params, opt_state, k_data), batch_size=seed_chunk)
 
     @eqx.filter_jit
     def chunk(params, opt_state, k_data, start, n: int):
@@ -154,6 +166,7 @@ def train(
     progress: bool = True,
     callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     parallel: bool = True,
+    seed_chunk: int | None = None,
 ) -> TrainResult:
     """Train one ``TanhRNN`` per seed on ``task`` (all seeds in one compiled program).
 
@@ -170,8 +183,12 @@ def train(
         log_every: steps per compiled chunk / progress line (default ``steps // 20``).
         progress: print a line (step, mean/min/max loss over seeds, mean score, steps/s) to stderr per chunk.
         callback: called as ``callback(step, losses (n_seeds,), scores (n_seeds,))`` after each chunk.
-        parallel: True (default) vmaps over seeds; False trains the seeds one after another (same results,
-            used by the throughput benchmark).
+        parallel: True (default): all seeds in one compiled program. False: a Python loop over seeds, one
+            program run per seed (same results; a baseline for the throughput benchmark).
+        seed_chunk: None (default) vmaps the update over all seeds. An int ``k`` runs ``lax.map`` over groups of
+            ``k`` seeds inside the same program (``k = 1``: sequential); on a 2-core CPU this was faster than a
+            full vmap (XLA's batched matmul is slow there), see ``benchmarks/train_throughput.py``. Results agree
+            with the default to float32 rounding.
 
     Returns:
         :class:`TrainResult` (``models``, ``history`` (n_seeds, n_logs), ``config``, ...).
@@ -189,6 +206,8 @@ def train(
     batch_size = check_int("train", "batch_size", batch_size)
     log_every = max(steps // 20, 1) if log_every is None else check_int("train", "log_every", log_every)
     log_every = min(log_every, steps)
+    if seed_chunk is not None:
+        seed_chunk = check_int("train", "seed_chunk", seed_chunk)
     for arg, val in (("learning_rate", learning_rate), ("clip", clip), ("gain", gain)):
         if not isinstance(val, int | float) or not val > 0:
             raise ValueError(f"train: {arg} must be a positive float, got {val!r}")
@@ -210,6 +229,8 @@ def train(
         "keys": "k_init, k_data = split(key(seed)); step i samples with fold_in(k_data, i)",
         "jax_version": jax.__version__,
     }
+    if seed_chunk is not None:
+        config["seed_chunk"] = seed_chunk
     groups = [seeds] if parallel else [[s] for s in seeds]
     t0 = time.perf_counter()
     models: list[TanhRNN] = []
@@ -220,7 +241,7 @@ def train(
         _, k_data = _seed_keys(group)
         params, static = eqx.partition(stacked, eqx.is_array)
         opt_state = jax.vmap(opt.init)(params)
-        chunk = _chunk_fn(task, static, opt_key, batch_size)
+        chunk = _chunk_fn(task, static, opt_key, batch_size, seed_chunk if parallel else None)
         done, hist, sc, t_last = 0, [], [], time.perf_counter()
         while done < steps:
             n = min(log_every, steps - done)

@@ -18,9 +18,10 @@ def test_train_throughput_smoke(tmp_path, capsys):
     mod = _module()
     out = tmp_path / "tt.json"
     assert mod.main(["--task", "copy", "--seeds", "2", "--steps", "4", "--n", "8", "--B", "4", "--repeats", "1",
+                     "--task-params", '{"length": 2, "delay": 0}',
                      "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res["methods"]) == {"vmap", "loop"} and res["n_seeds"] == 2
+    assert set(res["methods"]) == {"vmap", "map", "loop"} and res["n_seeds"] == 2
     for r in res["methods"].values():
         assert r["seconds"] > 0 and abs(r["seed_steps_per_s"] - 2 * 4 / r["seconds"]) < 1e-6 * r["seed_steps_per_s"]
     rates = {m: r["seed_steps_per_s"] for m, r in res["methods"].items()}

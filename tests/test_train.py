@@ -52,6 +52,8 @@ def test_deterministic_and_seed_independent(capsys):
     d = train(task, [3, 4], progress=False, parallel=False, **kw)
     np.testing.assert_allclose(np.asarray(d.models[0].W_out), np.asarray(a.models[0].W_out), atol=1e-5)
     np.testing.assert_allclose(d.history, a.history, rtol=1e-4)
+    e = train(task, [3, 4], progress=False, seed_chunk=1, **kw)  # lax.map over seeds in one program
+    np.testing.assert_allclose(np.asarray(e.models[1].W_rec), np.asarray(a.models[1].W_rec), atol=1e-5)
     # different seeds differ
     assert not np.allclose(np.asarray(a.models[0].W_rec), np.asarray(a.models[1].W_rec))
     cfg = a.config
