@@ -30,7 +30,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 
 def _as_f32(name: str, value: Any, shape: tuple[int, ...]) -> Array:
     """Convert ``value`` to a float32 array of ``shape`` or raise a one-line ValueError."""
-    arr = _to_numpy(value) if not isinstance(value, jax.Array) else value
+    arr = value if isinstance(value, jax.Array) else _to_numpy(value)
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"TanhRNN: {name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
     return jnp.asarray(arr, dtype=jnp.float32)
@@ -95,11 +95,11 @@ class TanhRNN(eqx.Module):
         Example:
             >>> m = TanhRNN.from_arrays(np.zeros((4, 1)), np.eye(4), np.zeros(4), np.ones((1, 4)), np.zeros(1))
         """
-        W_in_np = _to_numpy(W_in)
+        W_in_np = W_in if isinstance(W_in, jax.Array) else _to_numpy(W_in)  # jax arrays (and tracers) stay
         if W_in_np.ndim != 2:
             raise ValueError(f"TanhRNN.from_arrays: W_in must be 2-D (n, n_in), got shape {W_in_np.shape}")
         n, n_in = W_in_np.shape
-        W_out_np = _to_numpy(W_out)
+        W_out_np = W_out if isinstance(W_out, jax.Array) else _to_numpy(W_out)
         if W_out_np.ndim != 2:
             raise ValueError(f"TanhRNN.from_arrays: W_out must be 2-D (n_out, n), got shape {W_out_np.shape}")
         n_out = W_out_np.shape[0]

@@ -142,5 +142,19 @@ def test_torch_live_round_trip(batch_first):
         assert np.array_equal(np.asarray(getattr(m3, f)), np.asarray(getattr(m, f)))
 
 
+def test_from_arrays_and_with_recurrent_under_jit():
+    rng = np.random.default_rng(3)
+    m = random_model(rng, 2, 6, 1)
+    x = jnp.asarray(rng.normal(size=(7, 2)), jnp.float32)
+
+    @jax.jit
+    def f(W_in, W_rec, W):
+        return TanhRNN.from_arrays(W_in, W_rec, m.b, m.W_out, m.b_out).with_recurrent(W)(x)
+
+    W = rng.normal(size=(6, 6)) / 3
+    ref = numpy_rollout(m.W_in, W, m.b, m.W_out, m.b_out, np.asarray(x))[1]
+    np.testing.assert_allclose(np.asarray(f(m.W_in, m.W_rec, jnp.asarray(W, jnp.float32))), ref, atol=2e-5)
+
+
 def test_public_reexport():
     assert sj.TanhRNN is TanhRNN
