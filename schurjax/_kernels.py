@@ -16,8 +16,12 @@ Two kernels:
 * ``dense`` (arbitrary edits): ``W_k = W + Q dT_k Q^T`` per variant, states laid out ``(k1, n, B)`` and advanced
   with the batched matmul ``W_k @ H_k`` (on the CPU this layout is ~2x faster than ``(k1, B, n)``, DESIGN §6).
 
-Only outputs ``(k1, B, T, n_out)`` (``n_out`` is small) and the final states ``(k1, B, n)`` are ever held; no
-``(k1, B, T, n)`` trajectory is materialised.
+Each has a ``deviation`` twin (DESIGN §7) that carries ``D_k = h_k - h`` next to the base state ``h`` (advanced
+at HIGHEST precision), for low-precision matmuls.
+
+Metrics are reduced inside the scan to per-step sums ``(k1, T)``; the full outputs ``(k1, B, T, n_out)``
+(``n_out`` is small) are kept only when a task score needs them, and the final states ``(k1, B, n)``. No
+``(k1, B, T, n)`` trajectory is ever materialised.
 """
 
 from __future__ import annotations
