@@ -45,8 +45,10 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import numbers
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +76,8 @@ _CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized; DES
 _CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
 _GPU_MAX_CHUNK = 16384
 _UNROLL = 1  # lax.scan unroll factor of the rollout
+DENSE_CPU_WORKERS: int | None = None
+"""Host threads that run dense-path chunks concurrently on the CPU (None: one per core, at most 8)."""
 
 
 def _fail(msg: str) -> None:
@@ -352,15 +356,49 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
         if progress is not None:
             progress(pb, K)
 
-    pending = None
-    for a, b_ in bounds:  # dispatch chunk i+1 (async) before reading chunk i back: host prep overlaps compute
-        nxt = launch(a, b_)
-        if pending is not None:
-            collect(pending)
-        pending = nxt
-    collect(pending)
+    workers = _host_workers(path, jax.devices()[0]) if len(bounds) > 1 else 1
+    if workers > 1:
+        # XLA:CPU runs the dense path's batched matmuls on ~1 core: run `workers` chunks at once from host threads
+        # (each compiled call releases the GIL); results are collected in chunk order.
+        # The first chunk runs alone, so the program is traced and compiled once before the threads start.
+        collect(_block(launch(*bounds[0])))
+        x64 = np_dtype == np.float64
+
+        def work(ab):
+            with jax.enable_x64(x64):  # the x64 context is thread-local
+                return _block(launch(*ab))
+
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(work, ab) for ab in bounds[1:]]
+            for fut in futures:
+                collect(fut.result())
+    else:
+        pending = None
+        for a, b_ in bounds:  # dispatch chunk i+1 (async) before reading chunk i back: host prep overlaps compute
+            nxt = launch(a, b_)
+            if pending is not None:
+                collect(pending)
+            pending = nxt
+        collect(pending)
     mask_sum = max(float(np.sum(np.asarray(batch.mask, dtype=np.float64))), 1.0)
     return _results(acc, base, vsets, names, M, Tlen, Bsz * n_out, mask_sum, divergence)
+
+
+def _block(launched):
+    a, b_, out = launched
+    return a, b_, jax.block_until_ready(out)
+
+
+def _host_workers(path: str, device: Any) -> int:
+    """How many chunks run at once from host threads: one per CPU core on the dense CPU path, else 1."""
+    if path != "dense" or device.platform != "cpu":
+        return 1
+    if DENSE_CPU_WORKERS is not None:
+        return max(1, int(DENSE_CPU_WORKERS))
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, min(os.cpu_count() or 1, 8))
 
 
 def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
