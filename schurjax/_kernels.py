@@ -55,22 +55,27 @@ def _step_metrics(y, tgt, msk):
     return _step_metrics_dev(y[0], y - y[:1], tgt, msk)
 
 
+def _correction(H, U, V):
+    """The rank-r edit ``(H V_k) U_k^T`` of every slot: H (k1, B, n); U, V (k1, r, n) -> (k1, B, n).
+
+    ``H V_k`` is a batched matrix-vector product (on the CPU ~14 % faster for the whole step than the same product
+    written as a fused multiply-reduce); for small r it is applied elementwise, so it fuses into the tanh loop.
+    """
+    c = jnp.einsum("kbn,ken->kbe", H, V)
+    if U.shape[1] <= _SMALL_RANK:
+        return sum(c[:, :, e, None] * U[:, None, e, :] for e in range(U.shape[1]))
+    return jnp.einsum("kbe,ken->kbn", c, U)
+
+
 def _rollout_shared(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
     """Shared-base rollout. W (n, n); U, V (k1, r, n); drive (T, B, n) -> per-step metrics, hT (k1, B, n)."""
-    k1, r, n = U.shape
+    k1, _, n = U.shape
     B = drive.shape[1]
     WT = W.T
 
     def step(H, xs):
         d, tgt, msk = xs
-        pre = (H.reshape(k1 * B, n) @ WT).reshape(k1, B, n)
-        if r <= _SMALL_RANK:
-            for e in range(r):
-                c = jnp.sum(H * V[:, None, e, :], axis=-1, keepdims=True)
-                pre = pre + c * U[:, None, e, :]
-        else:
-            c = jnp.einsum("kbn,ken->kbe", H, V)
-            pre = pre + jnp.einsum("kbe,ken->kbn", c, U)
+        pre = (H.reshape(k1 * B, n) @ WT).reshape(k1, B, n) + _correction(H, U, V)
         H = jnp.tanh(pre + d[None])
         y = jnp.einsum("kbn,on->kbo", H, W_out) + b_out
         return H, (*_step_metrics(y, tgt, msk), y if outputs else None)
@@ -124,7 +129,7 @@ def _rollout_shared_dev(W, U, V, drive, W_out, b_out, targets, mask, unroll: int
     The base state is advanced with HIGHEST-precision dots; the deviations with the context's matmul precision,
     so a low-precision mode (TF32) makes a *relative* error on the effect of an edit rather than an absolute one.
     """
-    k1, r, n = U.shape
+    k1, _, n = U.shape
     B = drive.shape[1]
     WT = W.T
     hi = jax.lax.Precision.HIGHEST
@@ -134,15 +139,7 @@ def _rollout_shared_dev(W, U, V, drive, W_out, b_out, targets, mask, unroll: int
         d, tgt, msk = xs
         a = jnp.dot(h0, WT, precision=hi) + d
         t0 = jnp.tanh(a)
-        delta = (D.reshape(k1 * B, n) @ WT).reshape(k1, B, n)
-        H = h0[None] + D
-        if r <= _SMALL_RANK:
-            for e in range(r):
-                c = jnp.sum(H * V[:, None, e, :], axis=-1, keepdims=True)
-                delta = delta + c * U[:, None, e, :]
-        else:
-            c = jnp.einsum("kbn,ken->kbe", H, V)
-            delta = delta + jnp.einsum("kbe,ken->kbn", c, U)
+        delta = (D.reshape(k1 * B, n) @ WT).reshape(k1, B, n) + _correction(h0[None] + D, U, V)
         D = _tanh_diff(a[None], t0[None], delta)
         y0 = jnp.dot(t0, W_out.T, precision=hi) + b_out
         yd = jnp.einsum("kbn,on->kbo", D, W_out, precision=hi)
