@@ -183,6 +183,9 @@ _ROLLOUTS = {
 
 
 def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation, unroll, outputs):
+    if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
+        rows, cols, vals = e2
+        e1, e2 = e1[rows] * vals[..., None], e1[cols]
     rollout = _ROLLOUTS[path, deviation]
     (err, dist, derr, ys), hT = rollout(W, e1, e2, drive, W_out, b_out, targets, mask, unroll, outputs)
     # with ``deviation`` hT holds the final deviations (slot 0 exactly zero): hT - hT[:1] is still h_k - h
@@ -219,7 +222,8 @@ def chunk(
     Args (every model-specific array has a leading model axis ``m``; ``m > 1`` is vmapped):
         W: base recurrent matrix ``Q T Q^T``.  W_out, b_out: readout.
         drive: ``W_in x_t + b``, (T, B, n) for ``shared`` and (T, n, B) for ``dense``.
-        e1, e2: the edits: ``U, V`` (k1, r, n) for ``shared``; ``Q`` (n, n) and ``dT`` (k1, n, n) for ``dense``.
+        e1, e2: the edits: ``Q^T`` (n, n) and ``(rows, cols, vals)`` (k1, r) each (``dT_k[rows, cols] = vals``,
+            zero padded) for ``shared``; ``Q`` (n, n) and ``dT`` (k1, n, n) for ``dense``.
         targets, mask: (T, B, o), shared by all models.
         deviation: carry ``h_k - h`` instead of ``h_k`` (DESIGN §7; for low matmul precision).
         unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs (for task scores).
@@ -237,7 +241,8 @@ def chunk(
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
             return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, None, None))(W, W_out, b_out, drive, e1, e2, targets, mask)
-        out = fn(W[0], W_out[0], b_out[0], drive[0], e1[0], e2[0], targets, mask)
+        first = functools.partial(jax.tree.map, lambda a: a[0])
+        out = fn(W[0], W_out[0], b_out[0], drive[0], e1[0], first(e2), targets, mask)
         return {name: value[None] for name, value in out.items()}
 
 

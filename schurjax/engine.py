@@ -312,6 +312,8 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     W, W_out, b_out = jnp.asarray(W), jnp.asarray(W_out), jnp.asarray(b_out)
     if path == "dense":
         Qd = jnp.asarray(np.stack(Qs).astype(np_dtype))
+    else:
+        QTd = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
     score_batch = None
     if task is not None:
         score_batch = type(batch)(*(jnp.asarray(a, dtype) for a in batch)) if isinstance(batch, tuple) else batch
@@ -319,14 +321,14 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     def prepare(a: int, b_: int):
         """Host side: the edits of variants [a, b_) of every model, slot 0 = base, zero padded to k + 1 slots."""
         if path == "shared":
-            U = np.zeros((M, k + 1, r, n), np_dtype)
-            V = np.zeros((M, k + 1, r, n), np_dtype)
-            for i, (v, Q, T) in enumerate(zip(vsets, Qs, Ts, strict=True)):
-                rows, cols, vals = v.sparse(slice(a, b_), T=T)
-                w = rows.shape[1]
-                U[i, 1 : 1 + b_ - a, :w] = Q.T[rows] * vals[..., None]
-                V[i, 1 : 1 + b_ - a, :w] = Q.T[cols]
-            return jnp.asarray(U), jnp.asarray(V)
+            rows = np.zeros((M, k + 1, r), np.int32)
+            cols = np.zeros((M, k + 1, r), np.int32)
+            vals = np.zeros((M, k + 1, r), np_dtype)
+            for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
+                rr, cc, vv = v.sparse(slice(a, b_), T=T)
+                w = rr.shape[1]
+                rows[i, 1 : 1 + b_ - a, :w], cols[i, 1 : 1 + b_ - a, :w], vals[i, 1 : 1 + b_ - a, :w] = rr, cc, vv
+            return QTd, (jnp.asarray(rows), jnp.asarray(cols), jnp.asarray(vals))
         dT = np.zeros((M, k + 1, n, n), np_dtype)
         for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
             dT[i, 1 : 1 + b_ - a] = v.delta_T(slice(a, b_), T=T)
