@@ -20,7 +20,8 @@ Paths (``path="auto"`` picks one for the whole call):
   variants and trials share one ``(k*B, n) @ (n, n)`` GEMM per step plus a rank-r correction fused into the
   ``tanh`` loop.
 * ``"dense"``: anything else; ``W_k`` is formed per variant on the device and applied as a batched matmul in the
-  ``(variants, n, B)`` layout.
+  ``(variants, n, B)`` layout. XLA:CPU runs that matmul on about one core, so on the CPU the dense path runs one
+  chunk per core concurrently from host threads (``DENSE_CPU_WORKERS``).
 
 Precision: float32 with matmul precision ``"highest"`` by default (true fp32 dots on every backend).
 ``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes for GPUs. Differencing two trajectories
@@ -28,10 +29,10 @@ computed with TF32 dots gave a relative error of 0.9-1.7 in ``output_distance`` 
 these modes the engine carries the deviations ``h_k - h`` from the unablated states (``deviation=True``, DESIGN
 §7): the base trajectory runs at HIGHEST and only the deviations at the fast precision, so rounding errs relative
 to the effect of an edit. ``deviation=True`` also helps in float32 "highest" (output_distance error vs float64:
-max 4e-7 instead of 2e-4; delta_loss: 1e-5 instead of 6e-3) at +8 % (shared) / +35 % (dense) CPU time, which is
-why it is opt-in there. On the CPU every precision is identical (XLA:CPU computes float32 dots in float32);
-figures in ``benchmarks/RESULTS.md``. ``dtype=jnp.float64`` runs the whole rollout in float64 (the engine enables
-``jax_enable_x64`` for the duration of the call). ``delta_loss`` is summed from the output differences
+max 5e-7 instead of 2e-3; delta_loss: 6e-6 instead of 3e-2, on C1) at ~20 % (shared) / ~30 % (dense) more CPU
+time, which is why it is opt-in there. On the CPU every precision is identical (XLA:CPU computes float32 dots
+in float32); figures in ``benchmarks/RESULTS.md``. ``dtype=jnp.float64`` runs the whole rollout in float64 (the
+engine enables ``jax_enable_x64`` for the duration of the call). ``delta_loss`` is summed from the output differences
 (``diff * (2 (y_0 - target) + diff)``), not as ``loss - base_loss``, so small changes do not cancel; the two agree
 to rounding.
 
