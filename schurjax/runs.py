@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import platform
@@ -42,6 +43,8 @@ __all__ = [
     "plan_chunks",
     "padded_size",
     "batch_key",
+    "task_identity",
+    "task_params_json",
     "control_key",
     "model_fingerprint",
     "run_sweep",
@@ -382,11 +385,31 @@ def _stable_int(text: str) -> int:
     return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
-def batch_key(seed: int, task_name: str):
-    """The key of the shared batch of one task: every model of that task sees the same trials."""
+def task_params_json(params: dict[str, Any]) -> str:
+    """Canonical JSON of a task's parameters (sorted keys, no spaces): the task's identity next to its name."""
+    import json
+
+    return json.dumps(_results.to_jsonable(dict(params)), sort_keys=True, separators=(",", ":"))
+
+
+def task_identity(task: Any) -> tuple[str, str]:
+    """``(name, canonical params JSON)`` of a task: models share a batch only when both are equal."""
+    return str(task.name), task_params_json(_task_params(task))
+
+
+def batch_key(seed: int, task_name: str, params: dict[str, Any]):
+    """The key of the shared batch of one task: every model of that task (same name *and* params) sees the same
+    trials, and tasks with different params (e.g. ``copy(length=8)`` vs ``copy(length=6)``) get different keys.
+
+    Args:
+        seed: the sweep's root seed.
+        task_name: the task's name.
+        params: the task's ``params()`` (folded in as canonical JSON, see :func:`task_params_json`).
+    """
     import jax
 
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), _stable_int(task_name))
+    k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), _stable_int(task_name))
+    return jax.random.fold_in(k, _stable_int(task_params_json(params)))
 
 
 def control_key(seed: int, model_id: str, kind: str):
@@ -669,9 +692,11 @@ def run_sweep(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seeds": {
             "seed": config.seed,
-            "batch_keys": {
-                p.spec.task.name: f"fold_in(fold_in(key({config.seed}), 0), crc32({p.spec.task.name!r}))" for p in plans
-            },
+            "batch_keys": [
+                {"task": name, "params": json.loads(params),
+                 "key": f"fold_in(fold_in(fold_in(key({config.seed}), 0), crc32({name!r})), crc32({params!r}))"}
+                for name, params in dict.fromkeys(task_identity(p.spec.task) for p in plans)
+            ],
             "control_keys": f"fold_in(fold_in(fold_in(key({config.seed}), 1), crc32(model id)), crc32(kind))",
         },  # fmt: skip
         "models": [
@@ -706,22 +731,23 @@ def run_sweep(
     log(f"sweep: {len(plans)} model(s), {total} variants in {n_chunks} chunks, trials={config.trials}")
     bar = Progress(total, enabled=progress)
     sleep = _chunk_sleep()
-    batches: dict[str, Any] = {}
+    batches: dict[tuple[str, str], Any] = {}  # one shared batch per task identity (name, params)
     for i, p in enumerate(plans):
         task = p.spec.task
+        ident = task_identity(task)
         for c, (a, b) in enumerate(p.chunks):
             if folder.has_chunk(i, c):
                 bar.update(b - a, computed=False, note=p.spec.id)
                 continue
-            if task.name not in batches:
-                batches[task.name] = task.sample(batch_key(config.seed, task.name), config.trials)
+            if ident not in batches:
+                batches[ident] = task.sample(batch_key(config.seed, ident[0], _task_params(task)), config.trials)
             size = padded_size(b - a, config.chunk_size)
             idx = np.concatenate([np.arange(a, b), np.full(size - (b - a), b - 1)]).astype(np.int64)
             res = engine.evaluate(
                 p.spec.model,
                 p.schur,
                 p.variants[idx],
-                batches[task.name],
+                batches[ident],
                 task=task,
                 chunk_size="auto",  # the engine's own cache-sized chunks; `size` is a multiple of them
                 precision=config.precision,

@@ -87,7 +87,7 @@ def test_sweep_table_manifest_and_values(swept):
     assert [r["row_id"] for r in table] == list(range(len(table)))
     by_id = {r["row_id"]: r for r in table}
     task = sj.tasks.get("copy", **m["models"][0]["task_params"])
-    batch = task.sample(runs.batch_key(0, "copy"), TRIALS)
+    batch = task.sample(runs.batch_key(0, "copy", task.params()), TRIALS)
     for mid, path in zip(["copy-0", "copy-1"], models, strict=True):
         model, _ = sj.load_model(path)
         sf = run.schurs[mid]
@@ -122,6 +122,35 @@ def test_sweep_table_manifest_and_values(swept):
     # the chunk files are all there and the CSV reads back as the same table
     n_chunks = sum(x["chunks"] for x in m["models"])
     assert len(list((out / "chunks").glob("*.json"))) == n_chunks
+
+
+def test_models_sharing_a_task_name_but_not_its_params_get_their_own_batch(tmp_path):
+    """zoo copy-0 next to the same weights saved for copy(length=8): each row's base loss is its own task's."""
+    zoo = pytest.importorskip("schurjax.zoo")
+    if not zoo.entries():
+        pytest.skip("no zoo models shipped")
+    model = zoo.load("copy", seed=0)
+    p6 = dict(zoo.task("copy").params())
+    p8 = {**p6, "length": 8}
+    assert p8 != p6
+    sj.save_model(tmp_path / "long.eqx", model, {"task": {"name": "copy", "params": p8}, "seed": 0})
+    small = ["--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--quiet"]
+    refs = {}
+    for mid, params in (("copy-0", p6), ("long", p8)):
+        task = sj.tasks.get("copy", **params)
+        batch = task.sample(runs.batch_key(0, "copy", task.params()), 4)
+        refs[mid] = _rollout_loss(np.asarray(model.W_rec, np.float64), model, batch)
+    assert abs(refs["copy-0"] - refs["long"]) > 1e-3 * refs["copy-0"]  # the two tasks really differ
+    for k, order in enumerate((["zoo:copy/0", str(tmp_path / "long.eqx")], [str(tmp_path / "long.eqx"), "zoo:copy/0"])):
+        out = tmp_path / f"o{k}"
+        assert main(["sweep", *order, *small, "--out", str(out)]) == 0
+        run = sj.results.load(out)
+        for mid, ref in refs.items():
+            (row,) = [r for r in run.table if r["model"] == mid]
+            assert row["base_loss"] == pytest.approx(ref, rel=1e-4), (order, mid)
+        keys = run.manifest["seeds"]["batch_keys"]
+        assert sorted(json.dumps(b["params"], sort_keys=True) for b in keys) == sorted(
+            json.dumps(p, sort_keys=True) for p in (p6, p8))  # fmt: skip
 
 
 def test_rerun_of_finished_sweep_is_a_no_op(swept, capsys):
