@@ -8,7 +8,6 @@ out at once on the task distribution.
 
 __version__ = "0.1.0"
 
-# --- public API (each module adds its own lines below) ---
 from schurjax import ablate as ablate
 from schurjax import results as results
 from schurjax import tasks as tasks
@@ -21,3 +20,19 @@ from schurjax.results import SweepResult as SweepResult
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
+
+__all__ = [
+    "__version__",
+    "ablate",
+    "results",
+    "tasks",
+    "train",
+    "zoo",
+    "load_model",
+    "save_model",
+    "evaluate",
+    "SweepResult",
+    "TanhRNN",
+    "SchurForm",
+    "ordered_schur",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,23 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
         **metadata,
     }
     try:
-        text = json.dumps(record, indent=2, sort_keys=False, allow_nan=True)
+        text = json.dumps(_finite(record), indent=2, sort_keys=False, allow_nan=False)
     except TypeError as err:
         p.unlink(missing_ok=True)
         raise TypeError(f"save_model: metadata must be JSON-serialisable, got {err}") from None
     side.write_text(text + "\n")
     return p
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with non-finite floats replaced by None: strict JSON has no NaN, and a diverged run stays loadable."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def load_model(path: str | Path) -> tuple[TanhRNN, dict[str, Any]]:
@@ -118,7 +130,9 @@ def load_model(path: str | Path) -> tuple[TanhRNN, dict[str, Any]]:
             f"load_model: {str(side)!r} sizes must be {{'n_in', 'n_hidden', 'n_out'}} ints, got {sizes!r}"
         ) from None
     digest = _sha256(p)
-    if meta.get("sha256") not in (None, digest):
+    if "sha256" not in meta:
+        raise ValueError(f"load_model: {str(side)!r} has no sha256 checksum of {p.name} (not written by save_model)")
+    if meta["sha256"] != digest:
         raise ValueError(
             f"load_model: {str(p)!r} is corrupt or does not belong to its sidecar (sha256 {digest[:12]}..., "
             f"expected {str(meta.get('sha256'))[:12]}...)"

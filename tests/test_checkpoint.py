@@ -1,5 +1,6 @@
 """save_model / load_model: exact round trip, metadata, and one-line errors on corrupt or mismatched files."""
 
+import hashlib
 import json
 import shutil
 
@@ -57,16 +58,37 @@ def test_corrupt_bytes(saved, tmp_path):
     assert "bad.eqx" in _one_line(err)
 
 
-def test_truncated_without_checksum(saved, tmp_path):
+def test_truncated_with_forged_checksum(saved, tmp_path):
     _, _, path = saved
     bad = tmp_path / "trunc.eqx"
     bad.write_bytes(path.read_bytes()[:100])
     side = json.loads(path.with_suffix(".json").read_text())
-    del side["sha256"]
+    side["sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
     bad.with_suffix(".json").write_text(json.dumps(side))
     with pytest.raises(ValueError, match="does not hold a TanhRNN") as err:
         load_model(bad)
     _one_line(err)
+
+
+def test_missing_checksum(saved, tmp_path):
+    _, _, path = saved
+    bad = tmp_path / "nosum.eqx"
+    shutil.copy(path, bad)
+    side = json.loads(path.with_suffix(".json").read_text())
+    del side["sha256"]
+    bad.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ValueError, match="no sha256 checksum") as err:
+        load_model(bad)
+    _one_line(err)
+
+
+def test_nonfinite_metadata_is_strict_json(tmp_path):
+    model = TanhRNN(1, 4, 1, key=jax.random.key(0))
+    path = save_model(tmp_path / "nan.eqx", model, {"metrics": {"loss": float("nan"), "score": 0.5}})
+    side = path.with_suffix(".json").read_text()
+    assert "NaN" not in side
+    _, meta = load_model(path)
+    assert meta["metrics"] == {"loss": None, "score": 0.5}
 
 
 def test_size_mismatch(saved, tmp_path):

@@ -26,6 +26,16 @@ def np_batch(batch):
     return TaskBatch(*(np.asarray(a, np.float64) for a in batch))
 
 
+@pytest.mark.parametrize("name", tasks.names())
+def test_sample_rejects_non_keys(name):
+    task = tasks.get(name)
+    for bad in (0, np.zeros(3, np.uint32), "k"):
+        with pytest.raises(TypeError, match=rf"{name}\.sample: key must be a PRNG key from jax\.random\.key"):
+            task.sample(bad, 2)
+    legacy = jax.random.PRNGKey(0)  # raw uint32 keys still work
+    assert task.sample(legacy, 2).inputs.shape[0] == 2
+
+
 def test_registry():
     assert tasks.names() == ["context", "copy", "flipflop", "sine"]
     assert set(tasks.REGISTRY) == set(tasks.names())

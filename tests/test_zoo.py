@@ -37,6 +37,7 @@ def test_load_and_errors():
     m = zoo.load("copy", seed=2)
     assert isinstance(m, sj.TanhRNN) and (m.n_in, m.n_hidden, m.n_out) == (3, 64, 2)
     assert zoo.load("copy", 2) is m  # cached
+    assert zoo.load("copy", np.int64(2)) is m  # any integral seed
     model, meta = sj.load_model(zoo.entries()[0].path)
     assert meta == zoo.entries()[0].metadata
     with pytest.raises(ValueError, match=r"unknown task 'nope', expected one of \['context', 'copy'"):

@@ -12,10 +12,11 @@ import numbers
 from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["TaskBatch", "Task", "masked_mse", "masked_r2", "check_batch_size", "check_int", "check_y"]
+__all__ = ["TaskBatch", "Task", "masked_mse", "masked_r2", "check_batch_size", "check_int", "check_key", "check_y"]
 
 
 class TaskBatch(NamedTuple):
@@ -65,6 +66,16 @@ def check_int(where: str, arg: str, value: Any, minimum: int = 1) -> int:
 def check_batch_size(where: str, batch_size: Any) -> int:
     """Return ``batch_size`` as int or raise a one-line ValueError."""
     return check_int(where, "batch_size", batch_size)
+
+
+def check_key(where: str, key: Any) -> None:
+    """Raise a one-line TypeError unless ``key`` is a JAX PRNG key (typed ``jax.random.key`` or legacy uint32)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == jnp.uint32 and getattr(key, "shape", None) == (2,):
+        return
+    raise TypeError(f"{where}: key must be a PRNG key from jax.random.key(seed), got {key!r}")
 
 
 def check_y(where: str, y: Array, batch: TaskBatch) -> None:

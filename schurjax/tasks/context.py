@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_y
+from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y
 
 __all__ = ["ContextTask"]
 
@@ -86,6 +86,7 @@ class ContextTask(Task):
     def sample(self, key: PRNGKeyArray, batch_size: int) -> TaskBatch:
         """Draw ``batch_size`` trials (jit-able with ``batch_size`` static; deterministic per key)."""
         B = check_batch_size("context.sample", batch_size)
+        check_key("context.sample", key)
         T, Te = self.steps, self.evidence_steps
         k_coh, k_sign, k_ctx, k_noise = jax.random.split(key, 4)
         coh = jnp.asarray(self.coherences, jnp.float32)[jax.random.randint(k_coh, (B, 2), 0, len(self.coherences))]

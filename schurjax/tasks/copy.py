@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_y, masked_r2
+from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y, masked_r2
 
 __all__ = ["CopyTask"]
 
@@ -67,6 +67,7 @@ class CopyTask(Task):
     def sample(self, key: PRNGKeyArray, batch_size: int) -> TaskBatch:
         """Draw ``batch_size`` trials (jit-able with ``batch_size`` static; deterministic per key)."""
         B = check_batch_size("copy.sample", batch_size)
+        check_key("copy.sample", key)
         L, C, T, c0 = self.length, self.channels, self.steps, self.cue_step + 1
         values = jax.random.uniform(key, (B, L, C), jnp.float32, minval=-1.0, maxval=1.0)
         inputs = jnp.zeros((B, T, C + 1), jnp.float32)

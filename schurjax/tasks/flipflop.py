@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_y
+from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y
 
 __all__ = ["FlipFlopTask"]
 
@@ -53,6 +53,7 @@ class FlipFlopTask(Task):
     def sample(self, key: PRNGKeyArray, batch_size: int) -> TaskBatch:
         """Draw ``batch_size`` trials (jit-able with ``batch_size`` static; deterministic per key)."""
         B = check_batch_size("flipflop.sample", batch_size)
+        check_key("flipflop.sample", key)
         T, N = self.steps, self.bits
         k_on, k_sign = jax.random.split(key)
         on = jax.random.bernoulli(k_on, self.p_pulse, (B, T, N))

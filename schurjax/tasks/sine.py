@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_y, masked_r2
+from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y, masked_r2
 
 __all__ = ["SineTask"]
 
@@ -75,6 +75,7 @@ class SineTask(Task):
     def sample(self, key: PRNGKeyArray, batch_size: int) -> TaskBatch:
         """Draw ``batch_size`` trials with uniformly random frequency indices (jit-able, deterministic per key)."""
         B = check_batch_size("sine.sample", batch_size)
+        check_key("sine.sample", key)
         j = jax.random.randint(key, (B,), 0, self.n_freqs)
         return self.batch_for(j)
 

@@ -17,6 +17,7 @@ import copy as _copy
 import dataclasses
 import functools
 import json
+import numbers
 import re
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,9 @@ def _entry(name: str, seed: int, where: str) -> ZooEntry:
     if name not in tasks_here:
         raise ValueError(f"zoo.{where}: unknown task {name!r}, expected one of {tasks_here}")
     seeds = [e.seed for e in es if e.task == name]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed not in seeds:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) not in seeds:
         raise ValueError(f"zoo.{where}: no {name!r} model for seed {seed!r}, expected one of {seeds}")
-    return next(e for e in es if e.task == name and e.seed == seed)
+    return next(e for e in es if e.task == name and e.seed == int(seed))
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,7 +92,7 @@ def load(task: str, seed: int = 0) -> TanhRNN:
         >>> model = load("copy", seed=2)      # TanhRNN(n_in=3, n_hidden=64, n_out=2)
     """
     _entry(task, seed, "load")
-    return _load(task, seed)
+    return _load(task, int(seed))
 
 
 def metadata(task: str, seed: int = 0) -> dict[str, Any]:
