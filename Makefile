@@ -6,7 +6,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 # The project's machines carry a CPU build of torch on disk; the pin keeps pip from fetching a CUDA build.
+# Elsewhere, `make test EXTRAS=dev,plot` skips torch: the torch golden files are still checked, the live
+# round-trip test and the torch baselines are skipped.
 CONSTRAINTS ?= .ci/constraints.txt
+EXTRAS ?= dev,plot,torch
 
 .PHONY: demo test lint bench clean venv
 
@@ -19,7 +22,7 @@ $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,plot,torch]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $@ $(VENV)/.installed-demo
 
 venv: $(VENV)/.installed-dev
