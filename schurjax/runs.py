@@ -501,6 +501,11 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
         if len(v):
             parts.append(v)
         family_counts[fam] = len(v)
+    if not parts:
+        raise ValueError(
+            f"MODEL {spec.id}: the families {','.join(config.families)} give no variants (its W_rec has no nonzero "
+            f"Schur couplings of these kinds, e.g. a normal or triangular-diagonal W); choose other --families"
+        )
     ablations = ablate.Variants.concat(*parts) if len(parts) > 1 else parts[0]
     segments = [len(p) for p in parts]
     controls = []

@@ -266,6 +266,13 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
         shutil.copy(trained / f"copy-1{ext}", tmp_path / f"m{ext}")
     line = _bad(["sweep", str(tmp_path / "m.eqx"), *small, "--trials", "4", "--out", out2], capsys, "different sweep")
     assert "models[0] weights_sha256" in line
+    # families that give no variants: a diagonal W_rec has no Schur couplings at all
+    m0, meta0 = sj.load_model(model)
+    diag = sj.TanhRNN.from_arrays(m0.W_in, np.diag(np.linspace(-0.9, 0.9, 8)).astype(np.float32), m0.b, m0.W_out,
+                                  m0.b_out)  # fmt: skip
+    sj.save_model(tmp_path / "diag.eqx", diag, {"task": meta0["task"]})
+    _bad(["sweep", model, str(tmp_path / "diag.eqx"), "--families", "single,block", "--out",
+                 str(tmp_path / "o3")], capsys, "MODEL diag: the families single,block give no variants")  # fmt: skip
     (tmp_path / "afile").write_text("x")
     _bad(["sweep", model, *small, "--out", str(tmp_path / "afile")], capsys, "is a file, expected a run folder")
     Path(tmp_path / "junk").mkdir()
