@@ -8,7 +8,9 @@
 
 MODEL is a saved model (``runs/ff/flipflop-0.eqx``), ``zoo:flipflop/0`` or ``zoo:flipflop`` (all shipped seeds).
 Bad input (missing file, unknown family or task, a model that doesn't fit its task, an output folder holding a
-different sweep) gets a one-line message on stderr and exit status 2. ``SCHURJAX_DEBUG=1`` shows tracebacks.
+different sweep) gets a one-line message on stderr and exit status 2: the commands validate their input explicitly
+(:class:`UsageError`). Anything else is a bug: an "internal error" line and the traceback, exit status 1.
+``SCHURJAX_DEBUG=1`` re-raises every error (tracebacks for bad input too).
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
@@ -20,9 +22,12 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from schurjax.runs import UsageError, user_errors
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError"]
 
@@ -40,10 +45,6 @@ DEMO: dict[str, Any] = {
     "seed": 0,
     "out": "runs/demo",
 }
-
-
-class UsageError(ValueError):
-    """A user error: reported as one line on stderr, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -194,8 +195,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.task not in tasks.names():
         raise UsageError(f"--task: unknown task {args.task!r}; expected one of {', '.join(tasks.names())}")
-    seeds = runs.parse_seeds(args.seeds)
-    task = tasks.get(args.task)
+    with user_errors():
+        seeds = runs.parse_seeds(args.seeds)
+        task = tasks.get(args.task)
     kw: dict[str, Any] = {"n_hidden": args.hidden, "progress": not args.quiet}
     if args.steps is not None:
         kw["steps"] = args.steps
@@ -258,7 +260,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from schurjax import runs
 
-    config = _config_from_args(args)
+    with user_errors():
+        config = _config_from_args(args)
     if args.task is not None:
         from schurjax import tasks
 
@@ -266,7 +269,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UsageError(f"--task: unknown task {args.task!r}; expected one of {', '.join(tasks.names())}")
     t0 = time.perf_counter()
     with _device(args.device):
-        models = runs.resolve_models(args.models, task_override=args.task)
+        with user_errors():
+            models = runs.resolve_models(args.models, task_override=args.task)
         run = runs.run_sweep(models, config, args.out, progress=not args.quiet,
                              extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
     dt = time.perf_counter() - t0
@@ -299,7 +303,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN: {path} is not a run folder (no {results.MANIFEST})")
     if not (path / results.TABLE_CSV).is_file():
         raise UsageError(f"RUN: {path} is incomplete (no {results.TABLE_CSV}); rerun its sweep command to finish it")
-    run = results.load(path)
+    with user_errors():
+        run = results.load(path)
     print(runs.format_summary(runs.summarize(run.table)))
     if not args.no_figures:
         _write_report(run)
@@ -320,17 +325,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         specs += [f"zoo:{task}/{s}" for s in seeds]
     if not specs:
         raise UsageError("--tasks: no task given")
-    config = runs.SweepConfig(
-        families=tuple(runs.parse_families(args.families)),
-        controls=DEMO["controls"],
-        control_kinds=DEMO["control_kinds"],
-        control_max=args.control_max,
-        trials=args.trials,
-        chunk_size=DEMO["chunk_size"],
-        seed=DEMO["seed"],
-    )
+    with user_errors():
+        config = runs.SweepConfig(
+            families=tuple(runs.parse_families(args.families)),
+            controls=DEMO["controls"],
+            control_kinds=DEMO["control_kinds"],
+            control_max=args.control_max,
+            trials=args.trials,
+            chunk_size=DEMO["chunk_size"],
+            seed=DEMO["seed"],
+        )
     with _device(args.device):
-        models = runs.resolve_models(specs)
+        with user_errors():
+            models = runs.resolve_models(specs)
         run = runs.run_sweep(models, config, args.out, progress=not args.quiet,
                              extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
     t_sweep = time.perf_counter() - t0
@@ -347,7 +354,7 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "report": cmd_report, "demo"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``schurjax`` command; returns the exit status (0 ok, 2 bad input).
+    """Entry point of the ``schurjax`` command; returns the exit status (0 ok, 1 internal error, 2 bad input).
 
     Args:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
@@ -374,14 +381,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(e)
         _err(msg if msg.startswith("schurjax") else f"{prefix}: error: {msg}")
         return 2
-    except (ValueError, TypeError, OSError, KeyError) as e:
+    except OSError as e:  # missing files, unwritable folders, a full disk: the environment, not a bug
         if debug:
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if isinstance(e, KeyError):
-            msg = f"unknown key {msg}"
         _err(f"{prefix}: error: {msg}")
         return 2
+    except Exception as e:
+        if debug:
+            raise
+        traceback.print_exc(file=sys.stderr)
+        first = str(e).splitlines()[0] if str(e) else ""
+        _err(f"{prefix}: internal error: {type(e).__name__}: {first} (a bug in schurjax; please report it with "
+             "the traceback above)")  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         _err(f"{prefix}: interrupted (rerun the same command to resume)")
         return 130

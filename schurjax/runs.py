@@ -12,6 +12,7 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +22,7 @@ import platform
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ import numpy as np
 from schurjax import results as _results
 
 __all__ = [
+    "UsageError",
+    "user_errors",
     "FAMILIES",
     "CONTROL_KINDS",
     "ModelSpec",
@@ -82,6 +85,26 @@ CONTROL_KINDS: dict[str, str] = {
 }
 _METRICS = ("loss", "delta_loss", "rel_delta_loss", "output_distance", "hidden_distance", "score", "delta_norm")
 KEEP_TOL = 0.05  # "loss-preserving": relative loss change <= 5 %
+
+
+class UsageError(ValueError):
+    """Bad user input (a missing model, an unknown family, a folder holding another sweep): one line, exit 2."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Treat the one-line ``ValueError`` / ``TypeError`` of argument validation inside as :class:`UsageError`.
+
+    Wrap only the validation of user input (parsing, model loading, the config, the run folder), never the
+    computation, so that a bug further in still surfaces as an internal error with its traceback.
+    """
+    try:
+        yield
+    except UsageError:
+        raise
+    except (ValueError, TypeError) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(text) from e
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -502,7 +525,7 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
             parts.append(v)
         family_counts[fam] = len(v)
     if not parts:
-        raise ValueError(
+        raise UsageError(
             f"MODEL {spec.id}: the families {','.join(config.families)} give no variants (its W_rec has no nonzero "
             f"Schur couplings of these kinds, e.g. a normal or triangular-diagonal W); choose other --families"
         )
@@ -677,7 +700,7 @@ def run_sweep(
         The finished run (table, manifest, Schur forms).
 
     Raises:
-        ValueError: the folder holds a different sweep, or a bad config.
+        UsageError: the folder holds a different sweep, or the families give a model no variants.
 
     Example:
         >>> run = run_sweep(resolve_models(["zoo:flipflop/0"]), SweepConfig(trials=64), "runs/ff")
@@ -688,7 +711,8 @@ def run_sweep(
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     folder = _results.RunFolder(out)
-    plans = [plan_model(m, config) for m in models]
+    with user_errors():
+        plans = [plan_model(m, config) for m in models]
     manifest = {
         "schurjax_run": 1,
         "config": config.to_dict(models),
@@ -723,9 +747,10 @@ def run_sweep(
         ],
         **(extra_manifest or {}),
     }
-    resumed = folder.start(manifest)
-    if resumed:
-        _check_same_plan(folder, manifest)
+    with user_errors():
+        resumed = folder.start(manifest)
+        if resumed:
+            _check_same_plan(folder, manifest)
     for p in plans:
         folder.save_schur(p.spec.id, p.schur)
     total = sum(len(p.variants) for p in plans)
@@ -794,7 +819,7 @@ def build_rows(plans: Sequence[ModelPlan], folder: _results.RunFolder) -> list[d
         for c, (a, b) in enumerate(p.chunks):
             chunk = folder.read_chunk(i, c)
             if (chunk["start"], chunk["stop"]) != (a, b):
-                raise ValueError(f"{folder.chunk_path(i, c)}: chunk covers {chunk['start']}:{chunk['stop']}, "
+                raise UsageError(f"{folder.chunk_path(i, c)}: chunk covers {chunk['start']}:{chunk['stop']}, "
                                  f"expected {a}:{b}; the folder holds a different sweep")  # fmt: skip
             for name in _METRICS:
                 metrics[name][a:b] = chunk[name]

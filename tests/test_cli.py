@@ -280,6 +280,25 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     _bad(["sweep", model, *small, "--out", str(tmp_path / "junk")], capsys, "holds no manifest.json")
 
 
+def test_unexpected_errors_are_internal_errors_with_traceback(trained, tmp_path, capsys, monkeypatch):
+    """A ValueError from deep inside the library is a bug, not bad input: exit 1, traceback, "internal error"."""
+
+    def broken(*args, **kwargs):
+        raise ValueError("shapes (3,) and (4,) not aligned")
+
+    monkeypatch.setattr(sj.engine, "evaluate", broken)
+    rc = main(["sweep", str(trained / "copy-0.eqx"), "--families", "all_nonnormal", "--controls", "0", "--trials",
+               "4", "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "Traceback" in err and "shapes (3,) and (4,) not aligned" in err
+    assert err.strip().splitlines()[-1].startswith("schurjax sweep: internal error: ValueError")
+    monkeypatch.setenv("SCHURJAX_DEBUG", "1")
+    with pytest.raises(ValueError, match="not aligned"):
+        main(["sweep", str(trained / "copy-0.eqx"), "--families", "all_nonnormal", "--controls", "0", "--trials",
+              "4", "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+
+
 def test_bad_zoo_model(capsys):
     zoo = pytest.importorskip("schurjax.zoo")
     if not hasattr(zoo, "entries") or not zoo.entries():
