@@ -11,10 +11,28 @@ A coupling ablation with a 0/1 mask ``M`` that keeps the diagonal blocks is ``dT
 A coupling ``T[i, j]`` (``i`` in block ``a``, ``j`` in block ``b``, ``a < b``) carries ``z_j`` into ``z_i``
 (``z = Q^T h``): a directed link from the *source* block ``b`` to the *target* block ``a``.
 
-Families (each takes a :class:`~schurjax.schur.SchurForm` first): :func:`single_couplings`,
-:func:`block_couplings`, :func:`bands`, :func:`all_nonnormal`, :func:`eigen_groups`, :func:`top_k`,
-:func:`cumulative`, :func:`scaling`, and :func:`from_masks` for user masks. Controls, reproducible from a key:
-:func:`matched_norm`, :func:`matched_count`, :func:`coupling_noise`.
+Families (each takes a :class:`~schurjax.schur.SchurForm` first). :data:`FAMILIES` is the one registry: its key is
+both the CLI name (``--families``) and the ``family`` field of every label the function makes:
+
+=================  ========================  ===================================
+name / ``family``  function                  arguments besides ``sf``
+=================  ========================  ===================================
+``single``         :func:`single_couplings`  none (see :data:`SF_ONLY_FAMILIES`)
+``block``          :func:`block_couplings`   none
+``band``           :func:`bands`             none
+``all_nonnormal``  :func:`all_nonnormal`     none
+``eigen_groups``   :func:`eigen_groups`      ``threshold`` (default 0.9)
+``top_k``          :func:`top_k`             ``ks`` (required)
+``cumulative``     :func:`cumulative`        ``order_idx`` (required), ``ks``
+``scaling``        :func:`scaling`           ``alphas`` (required), ``which``
+=================  ========================  ===================================
+
+User masks: :func:`from_masks` (``family="mask"`` unless given). Controls, reproducible from a key (``family``
+``"control"``, ``control_kind`` one of :data:`CONTROL_KINDS`): :func:`matched_norm`, :func:`matched_count`,
+:func:`coupling_noise`, or several at once with :func:`controls`.
+
+Every :class:`Variants` remembers the SchurForm it was built from (:func:`schur_fingerprint` of ``T``, ``blocks``
+and ``order``); :func:`schurjax.evaluate` and the controls refuse another one.
 
 Storage is compact: sparse edits are kept as CSR-like arrays, prefix families (top-k, cumulative, scaling) as
 one ordering plus a length and a factor per variant, and random controls as a seed and a norm per variant; the
@@ -32,13 +50,25 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
+
+from schurjax.schur import SchurForm
+
+if TYPE_CHECKING:
+    from jaxtyping import PRNGKeyArray, UInt32
+
+    #: a ``jax.random.key(seed)``, a raw uint32 key or an int seed
+    KeyLike = PRNGKeyArray | UInt32[np.ndarray, "2"] | int
+    #: couplings, as (p,) indices into ``sf.couplings`` or (p, 2) ``[i, j]`` entries
+    CouplingList = Int[np.ndarray, " p"] | Int[np.ndarray, "p 2"] | Sequence[int] | Sequence[Sequence[int]]
+    IntsLike = int | Sequence[int] | Int[np.ndarray, " k"]
 
 __all__ = [
     "Variants",
@@ -57,11 +87,41 @@ __all__ = [
     "controls",
     "CONTROL_KINDS",
     "FAMILIES",
+    "SF_ONLY_FAMILIES",
+    "schur_fingerprint",
 ]
 
 CONTROL_KINDS = ("matched_norm", "matched_count", "coupling_noise")
 _KIND_CODE = {"matched_norm": 1, "matched_count": 2, "coupling_noise": 3}
 _CLASSES = ("slow-real", "slow-osc", "fast-real", "fast-osc")
+_MIXED = "mixed"
+"""``Variants.fingerprint`` of a concatenation of sets built from different SchurForms (cannot be evaluated)."""
+
+
+def schur_fingerprint(sf: SchurForm) -> str:
+    """Digest of the parts of a SchurForm the variants depend on: ``T`` (exact float64 bytes), ``blocks``, ``order``.
+
+    Two SchurForms get the same fingerprint exactly when these agree bit for bit (blake2b, 128 bits), e.g. the
+    same ``ordered_schur(W, order)`` computed twice or a ``to_npz``/``from_npz`` round trip. Every
+    :class:`Variants` built from a SchurForm stores it, and :func:`schurjax.evaluate` refuses a ``schur`` whose
+    fingerprint differs.
+
+    Args:
+        sf: a SchurForm.
+
+    Returns:
+        32 hex characters.
+
+    Example:
+        >>> schur_fingerprint(sf) == sj.ablate.single_couplings(sf).fingerprint
+        True
+    """
+    T = np.ascontiguousarray(np.asarray(sf.T, dtype=np.float64))
+    blocks = tuple((int(a), int(z)) for a, z in sf.blocks)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((T.shape, blocks, str(getattr(sf, "order", None)))).encode())
+    h.update(T.tobytes())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -72,7 +132,7 @@ _CLASSES = ("slow-real", "slow-osc", "fast-real", "fast-osc")
 class _Info:
     """What the families need from a SchurForm, recomputed from ``T`` and ``blocks`` (float64)."""
 
-    def __init__(self, sf: Any, fn: str):
+    def __init__(self, sf: SchurForm, fn: str):
         if not (hasattr(sf, "T") and hasattr(sf, "blocks") and hasattr(sf, "eigvals")):
             raise TypeError(f"{fn}: sf must be a SchurForm (from schurjax.ordered_schur), got {type(sf).__name__}")
         T = np.asarray(sf.T, dtype=np.float64)
@@ -103,6 +163,7 @@ class _Info:
         self.cval = T[ci, cj]
         self.coupling_mask = bidx[:, None] < bidx[None, :]
         self.diag_mask = bidx[:, None] == bidx[None, :]
+        self.fingerprint = schur_fingerprint(sf)
 
     @property
     def m(self) -> int:
@@ -204,9 +265,10 @@ class _Prefix:
 class _Mask:
     """Dense user masks (K, n, n) of multipliers on T; dT = T ⊙ (M - 1). T may be bound later."""
 
-    def __init__(self, masks: np.ndarray, T: np.ndarray | None):
+    def __init__(self, masks: np.ndarray, T: np.ndarray | None, allow_diagonal: bool = False):
         self.masks = masks
         self.T = T
+        self.allow_diagonal = bool(allow_diagonal)
         self.count = int(masks.shape[0])
 
     def nnz(self) -> np.ndarray:
@@ -348,6 +410,9 @@ class Variants:
         delta_norm: (K,) float64, ``||dT_k||_F = ||W_k - W||_F`` (NaN for ``from_masks`` variants without ``sf``
             until :meth:`bind`).
         nnz: (K,) int64, number of stored changed entries per variant (dense random controls count ``n*n``).
+        fingerprint: :func:`schur_fingerprint` of the SchurForm the variants were built from; None for
+            ``from_masks`` variants made without ``sf`` (until :meth:`bind`), ``"mixed"`` for a :meth:`concat`
+            of sets built from different SchurForms (such a set cannot be evaluated or controlled).
 
     Example:
         >>> v = sj.ablate.single_couplings(sf)
@@ -355,8 +420,10 @@ class Variants:
         >>> rows, cols, vals = v.sparse(np.arange(3)) # (3, r) each, zero padded
     """
 
-    def __init__(self, n: int, segments: list, seg: np.ndarray, loc: np.ndarray, labels: list[dict]):
+    def __init__(self, n: int, segments: list, seg: np.ndarray, loc: np.ndarray, labels: list[dict],
+                 fingerprint: str | None = None):  # fmt: skip
         self.n = int(n)
+        self.fingerprint = fingerprint
         self._segments = list(segments)
         self._seg = np.asarray(seg, dtype=np.int64)
         self._loc = np.asarray(loc, dtype=np.int64)
@@ -371,8 +438,8 @@ class Variants:
                 self.nnz[p] = segment.nnz()[self._loc[p]]
 
     @staticmethod
-    def _single(n: int, segment, labels: list[dict]) -> Variants:
-        v = Variants(n, [segment], np.zeros(segment.count, np.int64), np.arange(segment.count), labels)
+    def _single(n: int, segment, labels: list[dict], fingerprint: str | None = None) -> Variants:
+        v = Variants(n, [segment], np.zeros(segment.count, np.int64), np.arange(segment.count), labels, fingerprint)
         for lab, dn in zip(v.labels, v.delta_norm, strict=True):
             lab["delta_norm"] = None if math.isnan(dn) else float(dn)
         return v
@@ -416,6 +483,7 @@ class Variants:
         ix = self._index(idx, "__getitem__")
         out = Variants.__new__(Variants)
         out.n = self.n
+        out.fingerprint = self.fingerprint
         out._segments = self._segments
         out._seg = self._seg[ix]
         out._loc = self._loc[ix]
@@ -426,7 +494,11 @@ class Variants:
 
     @staticmethod
     def concat(*variants: Variants) -> Variants:
-        """Concatenate variant sets of the same ``n`` (labels keep their fields; ``control_of`` is not remapped)."""
+        """Concatenate variant sets of the same ``n`` (labels keep their fields; ``control_of`` is not remapped).
+
+        The result keeps the parts' :attr:`fingerprint` when all parts built from a SchurForm agree (parts made by
+        ``from_masks`` without ``sf`` are bound later); else it is ``"mixed"`` and cannot be evaluated.
+        """
         if len(variants) == 1 and not isinstance(variants[0], Variants):
             variants = tuple(variants[0])
         if not variants:
@@ -439,6 +511,8 @@ class Variants:
             raise ValueError(f"Variants.concat: all variants must have the same n, got {[v.n for v in variants]}")
         out = Variants.__new__(Variants)
         out.n = n
+        fps = {v.fingerprint for v in variants} - {None}
+        out.fingerprint = fps.pop() if len(fps) == 1 else (_MIXED if fps else None)
         out._segments, segs, locs, out.labels = [], [], [], []
         for v in variants:
             segs.append(v._seg + len(out._segments))
@@ -451,15 +525,65 @@ class Variants:
         out.nnz = np.concatenate([v.nnz for v in variants])
         return out
 
-    def bind(self, sf: Any) -> Variants:
-        """Attach ``sf.T`` to ``from_masks`` variants made without ``sf`` (fills ``delta_norm``); else a no-op copy."""
-        info = _Info(sf, "Variants.bind")
+    def bind(self, sf: SchurForm) -> Variants:
+        """Tie the variants to ``sf``: attach ``sf.T`` to ``from_masks`` variants made without ``sf``.
+
+        Checks what ``from_masks(masks, sf)`` checks (masks that change the diagonal blocks of T raise unless they
+        were made with ``allow_diagonal=True``), fills ``delta_norm`` and recomputes the label counts
+        ``n_changed``/``n_removed`` from T. Variants already built from a SchurForm must come from this one
+        (same :func:`schur_fingerprint`); they are returned as a copy.
+
+        Args:
+            sf: the SchurForm of W.
+
+        Returns:
+            Variants with ``fingerprint == schur_fingerprint(sf)``.
+
+        Raises:
+            ValueError: if ``sf`` has another ``n``, the variants were built from a different SchurForm (or mix
+                several), or a mask changes the diagonal blocks of T without ``allow_diagonal``.
+
+        Example:
+            >>> v = sj.ablate.from_masks(masks).bind(sf)
+        """
+        return self._bind(sf, "Variants.bind", "variants", "sf")
+
+    def _bind(self, sf: SchurForm, fn: str, name: str, sf_name: str) -> Variants:
+        """:meth:`bind` with the error messages of caller ``fn`` (argument names ``name`` and ``sf_name``)."""
+        info = _Info(sf, fn)
         if info.n != self.n:
-            raise ValueError(f"Variants.bind: sf has n = {info.n} but the variants have n = {self.n}")
-        if not any(isinstance(s, _Mask) and s.T is None for s in self._segments):
-            return self[:]
-        segs = [_Mask(s.masks, info.T) if isinstance(s, _Mask) and s.T is None else s for s in self._segments]
-        out = Variants(self.n, segs, self._seg, self._loc, [dict(lab) for lab in self.labels])
+            raise ValueError(f"{fn}: {sf_name} has n = {info.n} but {name} have n = {self.n}; expected equal")
+        if self.fingerprint == _MIXED:
+            raise ValueError(f"{fn}: {name} mix variants built from different SchurForms (Variants.concat of sets "
+                             f"from different sf); build every part from {sf_name}")  # fmt: skip
+        if self.fingerprint is not None and self.fingerprint != info.fingerprint:
+            raise ValueError(f"{fn}: {name} were built from a different SchurForm than {sf_name} (fingerprint "
+                             f"{self.fingerprint[:12]} != {info.fingerprint[:12]}); build the variants from the "
+                             f"SchurForm you pass as {sf_name}")  # fmt: skip
+        unbound = [s for s, seg in enumerate(self._segments) if isinstance(seg, _Mask) and seg.T is None]
+        if not unbound:
+            out = self[:]
+            out.fingerprint = info.fingerprint
+            return out
+        segs = list(self._segments)
+        labels = [dict(lab) for lab in self.labels]
+        for s in unbound:
+            seg = self._segments[s]
+            p = np.nonzero(self._seg == s)[0]  # the variants of this set stored in segment s
+            masks = seg.masks[self._loc[p]]
+            touched = ((masks != 1.0) & info.diag_mask[None]).reshape(p.size, -1).any(axis=1)
+            if touched.any() and not seg.allow_diagonal:
+                raise ValueError(
+                    f"{fn}: {name} {p[touched][:5].tolist()} (from_masks without sf) change the diagonal blocks of "
+                    f"{sf_name}.T (this changes the spectrum); pass allow_diagonal=True to from_masks to allow it"
+                )
+            segs[s] = _Mask(seg.masks, info.T, seg.allow_diagonal)
+            nz = info.T[None] != 0.0
+            changed = ((masks != 1.0) & nz).reshape(p.size, -1).sum(axis=1)
+            removed = ((masks == 0.0) & nz).reshape(p.size, -1).sum(axis=1)
+            for i, c, r in zip(p.tolist(), changed.tolist(), removed.tolist(), strict=True):
+                labels[i]["n_changed"], labels[i]["n_removed"] = int(c), int(r)
+        out = Variants(self.n, segs, self._seg, self._loc, labels, info.fingerprint)
         for lab, dn in zip(out.labels, out.delta_norm, strict=True):
             lab["delta_norm"] = float(dn)
         return out
@@ -584,7 +708,7 @@ def _check_threshold(x, fn: str, name: str = "threshold") -> float:
     return val
 
 
-def single_couplings(sf: Any, *, include_zeros: bool = False, threshold: float = 0.0) -> Variants:
+def single_couplings(sf: SchurForm, *, include_zeros: bool = False, threshold: float = 0.0) -> Variants:
     """One variant per coupling entry ``T[i, j]`` (above the block diagonal): remove it.
 
     Args:
@@ -615,10 +739,10 @@ def single_couplings(sf: Any, *, include_zeros: bool = False, threshold: float =
              "target_block": a, "source_block": b, "target_eig": info.eig(a), "source_eig": info.eig(b),
              "n_removed": nz, "n_changed": nz}
         )  # fmt: skip
-    return Variants._single(info.n, seg, labels)
+    return Variants._single(info.n, seg, labels, info.fingerprint)
 
 
-def block_couplings(sf: Any, *, include_zeros: bool = False) -> Variants:
+def block_couplings(sf: SchurForm, *, include_zeros: bool = False) -> Variants:
     """One variant per block pair ``a < b``: remove the coupling block ``T[block a, block b]`` (link b -> a).
 
     Args:
@@ -651,10 +775,10 @@ def block_couplings(sf: Any, *, include_zeros: bool = False) -> Variants:
                  "target_eig": info.eig(a), "source_eig": info.eig(b), "target_size": za, "source_size": zb,
                  "entries": [[int(i), int(j)] for i, j in zip(rr, cc, strict=True)], **_counts(info.T[rr, cc])}
             )  # fmt: skip
-    return Variants._single(info.n, _Sparse.from_lists(entries), labels)
+    return Variants._single(info.n, _Sparse.from_lists(entries), labels, info.fingerprint)
 
 
-def bands(sf: Any, *, include_zeros: bool = False) -> Variants:
+def bands(sf: SchurForm, *, include_zeros: bool = False) -> Variants:
     """One variant per block distance ``d = b - a >= 1``: remove all couplings between blocks at distance d.
 
     Args:
@@ -678,10 +802,10 @@ def bands(sf: Any, *, include_zeros: bool = False) -> Variants:
         labels.append(
             {"family": "band", "label": f"band {d}", "band": d, "n_pairs": info.nb - d, **_counts(info.cval[sel])}
         )
-    return Variants._single(info.n, _Sparse.from_lists(entries), labels)
+    return Variants._single(info.n, _Sparse.from_lists(entries), labels, info.fingerprint)
 
 
-def all_nonnormal(sf: Any) -> Variants:
+def all_nonnormal(sf: SchurForm) -> Variants:
     """One variant: ``T -> D`` (every coupling removed). For a normal W it changes nothing (``delta_norm`` 0).
 
     Returns:
@@ -694,10 +818,10 @@ def all_nonnormal(sf: Any) -> Variants:
     sel = info.cval != 0.0
     seg = _Sparse.from_lists([_removal(info, info.ci[sel], info.cj[sel])])
     labels = [{"family": "all_nonnormal", "label": "T->D", **_counts(info.cval[sel])}]
-    return Variants._single(info.n, seg, labels)
+    return Variants._single(info.n, seg, labels, info.fingerprint)
 
 
-def eigen_groups(sf: Any, threshold: float = 0.9, *, include_zeros: bool = False) -> Variants:
+def eigen_groups(sf: SchurForm, threshold: float = 0.9, *, include_zeros: bool = False) -> Variants:
     """One variant per (target class, source class) pair of spectral classes: remove the couplings between them.
 
     A block is ``slow`` if ``|λ| >= threshold`` else ``fast``, and ``real`` (1x1) or ``osc`` (2x2); the classes
@@ -730,10 +854,10 @@ def eigen_groups(sf: Any, threshold: float = 0.9, *, include_zeros: bool = False
                 continue
             entries.append(_removal(info, info.ci[sel], info.cj[sel]))
             labels.append(
-                {"family": "eigen_group", "label": f"{_CLASSES[t]}<-{_CLASSES[s]}", "target_class": _CLASSES[t],
+                {"family": "eigen_groups", "label": f"{_CLASSES[t]}<-{_CLASSES[s]}", "target_class": _CLASSES[t],
                  "source_class": _CLASSES[s], "threshold": thr, **_counts(info.cval[sel])}
             )  # fmt: skip
-    return Variants._single(info.n, _Sparse.from_lists(entries), labels)
+    return Variants._single(info.n, _Sparse.from_lists(entries), labels, info.fingerprint)
 
 
 def _ks(ks, upper: int, fn: str) -> np.ndarray:
@@ -745,7 +869,7 @@ def _ks(ks, upper: int, fn: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def top_k(sf: Any, ks: int | Sequence[int]) -> Variants:
+def top_k(sf: SchurForm, ks: IntsLike) -> Variants:
     """Remove the k largest-|T_ij| couplings, one variant per k in ``ks``.
 
     Ties in |T_ij| are broken by row-major position. Zero couplings come last; removing them changes nothing.
@@ -771,7 +895,7 @@ def top_k(sf: Any, ks: int | Sequence[int]) -> Variants:
          **_counts(tv[:k])}
         for k in karr
     ]  # fmt: skip
-    return Variants._single(info.n, seg, labels)
+    return Variants._single(info.n, seg, labels, info.fingerprint)
 
 
 def _subset(info: _Info, which, fn: str, name: str) -> np.ndarray:
@@ -812,7 +936,7 @@ def _subset(info: _Info, which, fn: str, name: str) -> np.ndarray:
     return idx
 
 
-def cumulative(sf: Any, order_idx, ks: int | Sequence[int] | None = None) -> Variants:
+def cumulative(sf: SchurForm, order_idx: CouplingList, ks: IntsLike | None = None) -> Variants:
     """Remove prefixes of a given importance order over couplings (compression curves), one variant per k.
 
     Args:
@@ -839,10 +963,14 @@ def cumulative(sf: Any, order_idx, ks: int | Sequence[int] | None = None) -> Var
     seg = _Prefix(info.ci[idx], info.cj[idx], tv, karr, -np.ones(karr.size))
     labels = [{"family": "cumulative", "label": f"cum {k}", "k": int(k), "p": int(idx.size), **_counts(tv[:k])}
               for k in karr]  # fmt: skip
-    return Variants._single(info.n, seg, labels)
+    return Variants._single(info.n, seg, labels, info.fingerprint)
 
 
-def scaling(sf: Any, alphas: float | Sequence[float], which=None) -> Variants:
+def scaling(
+    sf: SchurForm,
+    alphas: float | Sequence[float] | Float[np.ndarray, " k"],
+    which: CouplingList | Bool[np.ndarray, "n n"] | None = None,
+) -> Variants:
     """Scale couplings by α, one variant per α: ``T[i, j] -> α T[i, j]`` on the chosen couplings.
 
     Args:
@@ -873,18 +1001,25 @@ def scaling(sf: Any, alphas: float | Sequence[float], which=None) -> Variants:
         c = int(idx.size) if al != 1.0 else 0
         labels.append({"family": "scaling", "label": f"x{al:g}", "alpha": al, "n_scaled": int(idx.size),
                        "n_removed": c if al == 0.0 else 0, "n_changed": c})  # fmt: skip
-    return Variants._single(info.n, seg, labels)
+    return Variants._single(info.n, seg, labels, info.fingerprint)
 
 
-def from_masks(masks, sf: Any = None, *, allow_diagonal: bool = False, family: str = "mask") -> Variants:
+def from_masks(
+    masks: Float[np.ndarray, "K n n"] | Bool[np.ndarray, "K n n"] | Float[np.ndarray, "n n"] | Bool[np.ndarray, "n n"],
+    sf: SchurForm | None = None,
+    *,
+    allow_diagonal: bool = False,
+    family: str = "mask",
+) -> Variants:
     """Custom variants from multiplier masks on T: ``T + dT_k = T ⊙ masks[k]``.
 
     Args:
         masks: (K, n, n) (or (n, n) for K = 1) finite reals or bools; K > 0.
-        sf: SchurForm of W. Without it the masks cannot be checked against the blocks, and ``delta_norm`` is NaN
-            until :meth:`Variants.bind` (the engine binds its ``schur``).
+        sf: SchurForm of W. Without it the variants are unbound: ``delta_norm`` is NaN and the label counts
+            ``n_changed``/``n_removed`` count mask entries, until :meth:`Variants.bind` (``evaluate`` binds its
+            ``schur``) checks the masks against the blocks and recomputes both from T.
         allow_diagonal: allow masks that change the diagonal blocks (these change the spectrum); otherwise
-            raise when ``sf`` is given.
+            raise (here when ``sf`` is given, else when the variants are bound).
         family: ``family`` field of the labels.
 
     Returns:
@@ -922,8 +1057,8 @@ def from_masks(masks, sf: Any = None, *, allow_diagonal: bool = False, family: s
         T = info.T
     n = arr.shape[1]
     labels = [{"family": family, "label": f"{family} {k}", "index": k} for k in range(arr.shape[0])]
-    seg = _Mask(arr, T)
-    v = Variants._single(n, seg, labels)
+    seg = _Mask(arr, T, allow_diagonal)
+    v = Variants._single(n, seg, labels, None if sf is None else info.fingerprint)
     changed = seg.nnz()
     if T is not None:
         removed = ((arr == 0.0) & (T[None] != 0.0)).reshape(arr.shape[0], -1).sum(axis=1)
@@ -939,7 +1074,7 @@ def from_masks(masks, sf: Any = None, *, allow_diagonal: bool = False, family: s
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _entropy(key, fn: str) -> tuple[int, ...]:
+def _entropy(key: KeyLike, fn: str) -> tuple[int, ...]:
     """Deterministic NumPy seed words from a JAX key (typed or raw uint32) or an int seed (same as key(seed))."""
     import jax
 
@@ -960,7 +1095,7 @@ def _entropy(key, fn: str) -> tuple[int, ...]:
     return tuple(int(x) for x in data.ravel())
 
 
-def _control_setup(fn: str, key, sf, variants, n_per):
+def _control_setup(fn: str, key: KeyLike, sf: SchurForm, variants: Variants, n_per: int):
     entropy = _entropy(key, fn)
     info = _Info(sf, fn)
     if not isinstance(variants, Variants):
@@ -971,7 +1106,7 @@ def _control_setup(fn: str, key, sf, variants, n_per):
         raise ValueError(f"{fn}: variants is empty (K = 0); nothing to control")
     if not isinstance(n_per, numbers.Integral) or isinstance(n_per, bool) or n_per < 1:
         raise ValueError(f"{fn}: n_per must be a positive int, got {n_per!r}")
-    variants = variants.bind(sf)
+    variants = variants._bind(sf, fn, "variants", "sf")
     K = len(variants)
     keys = np.stack([np.repeat(np.arange(K), n_per), np.tile(np.arange(n_per), K)], axis=1)
     return entropy, info, variants, keys
@@ -989,7 +1124,7 @@ def _control_labels(kind: str, variants: Variants, keys: np.ndarray, counts) -> 
     return labels
 
 
-def matched_norm(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants:
+def matched_norm(key: KeyLike, sf: SchurForm, variants: Variants, n_per: int = 1) -> Variants:
     """Dense Gaussian controls in weight space with ``||E||_F = ||W - W_k||_F``, ``n_per`` per variant.
 
     ``E = Q G Q^T`` with G iid Gaussian is itself iid Gaussian, so the edit is drawn directly as ``dT = G``,
@@ -1015,10 +1150,10 @@ def matched_norm(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants:
     nn = info.n * info.n
     seg = _Noise(entropy, _KIND_CODE[kind], keys, norms, info.n)
     counts = [(0, nn if x > 0 else 0) for x in norms]
-    return Variants._single(info.n, seg, _control_labels(kind, variants, keys, counts))
+    return Variants._single(info.n, seg, _control_labels(kind, variants, keys, counts), info.fingerprint)
 
 
-def matched_count(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants:
+def matched_count(key: KeyLike, sf: SchurForm, variants: Variants, n_per: int = 1) -> Variants:
     """Remove as many random couplings as each variant changes (``n_changed``), ``n_per`` per variant.
 
     The couplings are drawn uniformly without replacement among the nonzero coupling entries of T
@@ -1047,10 +1182,11 @@ def matched_count(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants:
         raise ValueError(f"{kind}: a variant changes {counts.max()} entries but T has only {int(sel.sum())} nonzero "
                          "couplings to draw from")  # fmt: skip
     seg = _RandomSubset(entropy, _KIND_CODE[kind], keys, counts, info.ci[sel], info.cj[sel], info.cval[sel])
-    return Variants._single(info.n, seg, _control_labels(kind, variants, keys, [(c, c) for c in counts.tolist()]))
+    labels = _control_labels(kind, variants, keys, [(c, c) for c in counts.tolist()])
+    return Variants._single(info.n, seg, labels, info.fingerprint)
 
 
-def coupling_noise(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants:
+def coupling_noise(key: KeyLike, sf: SchurForm, variants: Variants, n_per: int = 1) -> Variants:
     """Gaussian edits supported on all coupling positions, rescaled to each variant's ``delta_norm``.
 
     Spectrum-preserving (only entries above the block diagonal change).
@@ -1077,10 +1213,12 @@ def coupling_noise(key, sf: Any, variants: Variants, n_per: int = 1) -> Variants
         raise ValueError(f"{kind}: sf has no coupling positions (blocks {info.blocks}), cannot match a nonzero norm")
     seg = _Noise(entropy, _KIND_CODE[kind], keys, norms, info.n, support=(info.ci, info.cj))
     counts = [(0, info.m if x > 0 else 0) for x in norms]
-    return Variants._single(info.n, seg, _control_labels(kind, variants, keys, counts))
+    return Variants._single(info.n, seg, _control_labels(kind, variants, keys, counts), info.fingerprint)
 
 
-def controls(key, sf: Any, variants: Variants, kinds: str | Sequence[str] = CONTROL_KINDS, n_per: int = 1) -> Variants:
+def controls(
+    key: KeyLike, sf: SchurForm, variants: Variants, kinds: str | Sequence[str] = CONTROL_KINDS, n_per: int = 1
+) -> Variants:
     """Several control kinds at once, concatenated in the order of ``kinds`` (each ``K * n_per`` long).
 
     Args:
@@ -1107,11 +1245,18 @@ def controls(key, sf: Any, variants: Variants, kinds: str | Sequence[str] = CONT
 
 _CONTROLS = {"matched_norm": matched_norm, "matched_count": matched_count, "coupling_noise": coupling_noise}
 
-#: Families that need only the SchurForm (name -> function), e.g. for a CLI or for parametrized tests.
+#: The family registry: name -> function. The name is the CLI's ``--families`` name and the ``family`` field of
+#: every label the function makes (see the module docstring).
 FAMILIES = {
     "single": single_couplings,
     "block": block_couplings,
     "band": bands,
     "all_nonnormal": all_nonnormal,
-    "eigen_group": eigen_groups,
+    "eigen_groups": eigen_groups,
+    "top_k": top_k,
+    "cumulative": cumulative,
+    "scaling": scaling,
 }
+
+#: The families of :data:`FAMILIES` that can be called with the SchurForm alone (``FAMILIES[name](sf)``).
+SF_ONLY_FAMILIES = ("single", "block", "band", "all_nonnormal", "eigen_groups")

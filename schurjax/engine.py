@@ -50,22 +50,34 @@ import concurrent.futures
 import math
 import numbers
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from schurjax import _kernels
+from schurjax.ablate import Variants
 from schurjax.results import SweepResult
+
+if TYPE_CHECKING:
+    from jax.typing import DTypeLike
+
+    from schurjax.rnn import TanhRNN
+    from schurjax.schur import SchurForm
+    from schurjax.tasks import Task, TaskBatch
 
 __all__ = ["evaluate", "PATHS", "PRECISIONS", "SHARED_MIN_NNZ", "auto_chunk_size", "choose_path"]
 
 PATHS = ("auto", "shared", "dense")
-PRECISIONS = {"highest": "highest", "high": "high", "default": "default", "tf32": "tensorfloat32",
-              "tensorfloat32": "tensorfloat32"}  # fmt: skip
-"""Accepted ``precision`` values and the JAX matmul precision they map to."""
+"""Accepted ``path`` values (canonical; the CLI's ``--path`` choices)."""
+PRECISIONS = ("highest", "high", "default", "tf32")
+"""Accepted ``precision`` values (canonical; the CLI's ``--precision`` choices). ``"tensorfloat32"`` is also
+accepted as an alias of ``"tf32"``."""
+_MATMUL_PRECISION = {"highest": "highest", "high": "high", "default": "default", "tf32": "tensorfloat32",
+                     "tensorfloat32": "tensorfloat32"}  # fmt: skip
+"""``precision`` value -> JAX matmul precision."""
 
 SHARED_MIN_NNZ = 8
 """``path="auto"`` takes the shared-base path when every variant changes at most ``max(SHARED_MIN_NNZ, n // 4)``
@@ -98,7 +110,7 @@ def choose_path(max_nnz: int, n: int) -> str:
 
 
 def auto_chunk_size(path: str, *, n: int, B: int, T: int, n_out: int, r: int = 1, models: int = 1,
-                    itemsize: int = 4, device: Any = None) -> int:  # fmt: skip
+                    itemsize: int = 4, device: jax.Device | None = None) -> int:  # fmt: skip
     """Variants per compiled chunk for ``chunk_size="auto"``.
 
     CPU: the chunk's working set is kept around the L2 size (2 MiB, rounded to a power of two: 128 variants at
@@ -141,10 +153,10 @@ def _finite(name: str, arr: Any) -> np.ndarray:
 
 
 def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
-    if path not in PATHS:
+    if not isinstance(path, str) or path not in PATHS:
         _fail(f"path must be one of {PATHS}, got {path!r}")
-    if precision not in PRECISIONS:
-        _fail(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if not isinstance(precision, str) or precision not in _MATMUL_PRECISION:
+        _fail(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not (chunk_size == "auto" or (isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, bool)
                                      and chunk_size >= 1)):  # fmt: skip
         _fail(f"chunk_size must be 'auto' or an int >= 1, got {chunk_size!r}")
@@ -187,7 +199,7 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
             _fail(f"schur{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
         if np.shape(sf.T) != (n, n) or np.shape(sf.Q) != (n, n):
             _fail(f"schur{tag} has n = {np.shape(sf.T)[0]} but model{tag} has n = {n}; expected the model's Schur form")
-        if not hasattr(v, "sparse") or not hasattr(v, "delta_T"):
+        if not isinstance(v, Variants):
             _fail(f"variants{tag} must be a schurjax.ablate.Variants, got {type(v).__name__}")
         if v.n != n:
             _fail(f"variants{tag}.n = {v.n} does not match the model's hidden size n = {n}")
@@ -208,19 +220,29 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
     return n0, K0, Bsz, Tlen, n_out
 
 
+def _bind(schurs: list, variants: list[Variants]) -> list[Variants]:
+    """Tie every variant set to its SchurForm: refuse sets built from another one, bind ``from_masks`` sets."""
+    many = len(variants) > 1
+    out = []
+    for i, (sf, v) in enumerate(zip(schurs, variants, strict=True)):
+        tag = f"[{i}]" if many else ""
+        out.append(v._bind(sf, "evaluate", f"variants{tag}", f"schur{tag}"))
+    return out
+
+
 def evaluate(
-    model: Any,
-    schur: Any,
-    variants: Any,
-    batch: Any,
+    model: TanhRNN | Sequence[TanhRNN],
+    schur: SchurForm | Sequence[SchurForm],
+    variants: Variants | Sequence[Variants],
+    batch: TaskBatch,
     *,
-    task: Any = None,
+    task: Task | None = None,
     chunk_size: int | str = "auto",
     path: str = "auto",
     precision: str = "highest",
-    dtype: Any = jnp.float32,
+    dtype: DTypeLike = jnp.float32,
     divergence: bool = False,
-    progress: Callable[[int, int], Any] | None = None,
+    progress: Callable[[int, int], object] | None = None,
     deviation: bool | None = None,
 ) -> SweepResult | list[SweepResult]:
     """Roll out every weight variant on one batch of trials and return its metrics.
@@ -228,13 +250,15 @@ def evaluate(
     Args:
         model: TanhRNN (n hidden units), or a list of models of the same n (evaluated in one compiled program).
         schur: the model's SchurForm (``ordered_schur(model.W_rec)``), or a list, one per model.
-        variants: ``schurjax.ablate.Variants`` built from that SchurForm (``dT`` depends on T), or a list, one
-            per model, all with the same K.
+        variants: ``schurjax.ablate.Variants`` built from that SchurForm (``dT`` depends on T; checked through
+            ``Variants.fingerprint``), or a list, one per model, all with the same K. ``from_masks`` variants
+            made without ``sf`` are bound to ``schur`` here (``Variants.bind``: diagonal-block check, counts).
         batch: TaskBatch, inputs (B, T, n_in), targets and mask (B, T, n_out); shared by all variants and models.
         task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task).
         chunk_size: variants per compiled chunk, or ``"auto"`` (see :func:`auto_chunk_size`).
         path: ``"auto"``, ``"shared"`` or ``"dense"`` (see the module docstring; the results agree to fp tolerance).
-        precision: matmul precision ``"highest"`` (default), ``"high"``, ``"default"`` or ``"tf32"``.
+        precision: matmul precision, one of :data:`PRECISIONS`: ``"highest"`` (default), ``"high"``,
+            ``"default"`` or ``"tf32"``.
         dtype: ``jnp.float32`` (default) or ``jnp.float64``.
         divergence: also return the per-step output divergence ``(K, T)`` (mean over trials and outputs of the
             squared output difference to the unablated model).
@@ -249,7 +273,8 @@ def evaluate(
 
     Raises:
         ValueError: a one-line message naming the bad argument (sizes that do not match, NaN weights, K = 0,
-            unknown path/precision, a SchurForm of another matrix).
+            unknown path/precision, a SchurForm of another matrix, variants built from another SchurForm, masks
+            that change the diagonal blocks).
 
     Example:
         >>> sf = sj.ordered_schur(model.W_rec)
@@ -265,6 +290,7 @@ def evaluate(
     else:
         vsets = [variants]
     n, K, Bsz, Tlen, n_out = _check(models, schurs, vsets, batch, precision, path, chunk_size, dtype)
+    vsets = _bind(schurs, vsets)
     if deviation is None:
         deviation = precision != "highest"
     elif not isinstance(deviation, bool):
@@ -286,7 +312,6 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
     np_dtype = np.dtype(jnp.dtype(dtype).name)
-    vsets = [v.bind(sf) if np.isnan(v.delta_norm).any() else v for v, sf in zip(vsets, schurs, strict=True)]
     max_nnz = max(v.max_nnz for v in vsets)
     if path == "auto":
         path = choose_path(max_nnz, n)
@@ -297,7 +322,7 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
     # different small K share compiled programs
     k = int(chunk_size) if K >= chunk_size else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
-    prec = PRECISIONS[precision]
+    prec = _MATMUL_PRECISION[precision]
 
     Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]
     Ts = [np.asarray(sf.T, dtype=np.float64) for sf in schurs]
@@ -392,7 +417,7 @@ def _block(launched):
     return a, b_, jax.block_until_ready(out)
 
 
-def _host_workers(path: str, device: Any) -> int:
+def _host_workers(path: str, device: jax.Device) -> int:
     """How many chunks run at once from host threads: one per CPU core on the dense CPU path, else 1."""
     if path != "dense" or device.platform != "cpu":
         return 1
@@ -434,4 +459,3 @@ def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
             )
         )
     return out
-

@@ -68,7 +68,7 @@ def ref_mask(sf, lab):
         M[C & ((bi[None, :] - bi[:, None]) == lab["band"])] = 0.0
     elif fam == "all_nonnormal":
         M[C] = 0.0
-    elif fam == "eigen_group":
+    elif fam == "eigen_groups":
         cl = np.array(classes(sf, lab["threshold"]))
         M[C & (cl[bi][:, None] == lab["target_class"]) & (cl[bi][None, :] == lab["source_class"])] = 0.0
     elif fam == "top_k":
@@ -114,7 +114,7 @@ def family_sets(sf):
         "block": ablate.block_couplings(sf),
         "band": ablate.bands(sf),
         "all_nonnormal": ablate.all_nonnormal(sf),
-        "eigen_group": ablate.eigen_groups(sf, threshold=0.5),
+        "eigen_groups": ablate.eigen_groups(sf, threshold=0.5),
         "top_k": ablate.top_k(sf, sorted({0, min(1, m), m // 2, m})),
         "scaling": ablate.scaling(sf, [0.0, 0.5, 1.0, -1.5]),
     }
@@ -468,3 +468,98 @@ def test_controls_refuse_mismatch():
     big = ablate.from_masks(np.zeros((1, 6, 6)), sf, allow_diagonal=True)
     with pytest.raises(ValueError, match="nonzero couplings"):
         ablate.matched_count(0, sf, big)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# variants are tied to the SchurForm they were built from
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_fingerprint_identifies_the_schur_form(tmp_path):
+    W = rand_W(7, 7)
+    sf = schur_of(W)
+    again = schur_of(W.copy())
+    real = ordered_schur(W, order="real")
+    loaded = type(sf).from_npz(sf.to_npz(tmp_path / "sf.npz"))
+    assert np.array_equal(again.T, sf.T) and np.array_equal(loaded.T, sf.T)
+    assert ablate.schur_fingerprint(again) == ablate.schur_fingerprint(sf) == ablate.schur_fingerprint(loaded)
+    assert real.order != sf.order
+    assert ablate.schur_fingerprint(real) != ablate.schur_fingerprint(sf)
+    fp = ablate.schur_fingerprint(sf)
+    sets = {**family_sets(sf), "cumulative": ablate.cumulative(sf, [0, 1], ks=[1, 2])}
+    sets["mask"] = ablate.from_masks(np.ones((1, 7, 7)), sf)
+    sets["controls"] = ablate.controls(0, sf, sets["single"][:3])
+    for name, v in sets.items():
+        assert v.fingerprint == fp, name
+        assert v[:1].fingerprint == fp, name
+    assert Variants.concat(*sets.values()).fingerprint == fp
+    # unbound from_masks: no fingerprint until bound; a concat with bound parts takes theirs
+    u = ablate.from_masks(np.ones((2, 7, 7)))
+    assert u.fingerprint is None
+    assert u.bind(sf).fingerprint == fp
+    assert Variants.concat(u, sets["single"]).fingerprint == fp
+    # parts from different SchurForms: mixed, refused
+    mixed = Variants.concat(sets["single"], ablate.single_couplings(real))
+    assert mixed.fingerprint == "mixed"
+    with pytest.raises(ValueError, match="mix variants built from different SchurForms"):
+        mixed.bind(sf)
+    with pytest.raises(ValueError, match="mix variants"):
+        ablate.matched_norm(0, sf, mixed)
+
+
+def test_controls_and_bind_refuse_another_schur_form():
+    W = rand_W(8, 6)
+    sf, real = schur_of(W), ordered_schur(W, order="real")
+    other = schur_of(rand_W(9, 6))  # same n, other matrix
+    v = ablate.single_couplings(sf)
+    for bad in (real, other):
+        with pytest.raises(ValueError, match=r"Variants\.bind: variants were built from a different SchurForm than sf"):
+            v.bind(bad)
+        for kind in ablate.CONTROL_KINDS:
+            with pytest.raises(ValueError, match=rf"{kind}: variants were built from a different SchurForm than sf"):
+                ablate.controls(0, bad, v, kinds=kind)
+
+
+def test_bind_checks_diagonal_blocks_and_recounts_from_T():
+    sf = schur_of(rand_W(10, 8, kind="triangular"))  # exact zero couplings: counts must skip them
+    T = sf.T
+    C = coupling_positions(sf)
+    rng = np.random.default_rng(3)
+    zero = np.zeros((8, 8))  # removes everything, diagonal included
+    part = np.ones((8, 8))
+    part[C] = rng.random(C.sum()) < 0.5
+    # unbound: the diagonal-block check runs at bind time (honouring allow_diagonal)
+    u = ablate.from_masks(np.stack([part, zero]))
+    assert u.fingerprint is None
+    with pytest.raises(ValueError, match=r"Variants\.bind: variants \[1\] .*change the diagonal blocks"):
+        u.bind(sf)
+    good = u[:1].bind(sf)  # the offending mask sliced away
+    assert good.labels[0]["n_removed"] == good.labels[0]["n_changed"] == int(((part == 0) & (T != 0)).sum())
+    assert good.delta_norm[0] == pytest.approx(np.linalg.norm(T[(part == 0)]), rel=1e-12)
+    a = ablate.from_masks(np.stack([part, zero]), allow_diagonal=True).bind(sf)
+    nz = int(np.count_nonzero(T))
+    assert a.labels[1]["n_changed"] == a.labels[1]["n_removed"] == nz < 64
+    assert a.nnz[1] == nz
+    assert a.delta_norm[1] == pytest.approx(np.linalg.norm(T), rel=1e-12)
+    assert a.labels[1]["delta_norm"] == pytest.approx(np.linalg.norm(T), rel=1e-12)
+    # the same labels as when sf is given up front
+    up_front = ablate.from_masks(np.stack([part, zero]), sf, allow_diagonal=True)
+    for k in range(2):
+        for f in ("n_changed", "n_removed"):
+            assert a.labels[k][f] == up_front.labels[k][f]
+    # matched_count draws as many couplings as the bound counts say
+    ctrl = ablate.matched_count(0, sf, ablate.from_masks(part))
+    assert ctrl.labels[0]["n_removed"] == int(((part == 0) & (T != 0)).sum())
+    with pytest.raises(ValueError, match=r"matched_count: variants \[0\] .*diagonal blocks"):
+        ablate.matched_count(0, sf, ablate.from_masks(zero))
+
+
+def test_family_registry():
+    sf = schur_of(rand_W(11, 6))
+    assert set(ablate.SF_ONLY_FAMILIES) <= set(ablate.FAMILIES)
+    assert set(ablate.FAMILIES) == {"single", "block", "band", "all_nonnormal", "eigen_groups", "top_k",
+                                    "cumulative", "scaling"}  # fmt: skip
+    extra = {"top_k": ([1, 2],), "cumulative": ([0, 1],), "scaling": ([0.5],)}
+    for name, fn in ablate.FAMILIES.items():
+        v = fn(sf, *extra.get(name, ()))
+        assert len(v) and {lab["family"] for lab in v.labels} == {name}

@@ -290,3 +290,55 @@ def test_auto_chunk_size():
     assert engine.auto_chunk_size("shared", n=128, B=32, T=60, n_out=3, device=cpu) == 128
     assert engine.auto_chunk_size("dense", n=128, B=32, T=60, n_out=3, device=cpu) == 32
     assert engine.auto_chunk_size("shared", n=256, B=16, T=20, n_out=3, device=cpu) == 128
+
+
+def test_variants_tied_to_their_schur_form():
+    n = 12
+    m0, m1 = make_model(10, n), make_model(11, n)
+    sf0, sf1 = schur_of(m0), schur_of(m1)
+    batch = make_batch(9, 5, 11)
+    v0, v1 = sj.ablate.all_nonnormal(sf0), sj.ablate.all_nonnormal(sf1)
+    # the reviewer's case: m1 evaluated with variants built from m0's Schur form
+    with pytest.raises(ValueError, match=r"^evaluate: variants\[1\] were built from a different SchurForm than "
+                                         r"schur\[1\] \(") as info:  # fmt: skip
+        sj.evaluate([m0, m1], [sf0, sf1], [v0, v0], batch)
+    assert "\n" not in str(info.value)
+    # the same W, another block order: the edits index other entries of another T
+    real = sj.ordered_schur(np.asarray(m0.W_rec, np.float64), order="real")
+    with pytest.raises(ValueError, match=r"^evaluate: variants were built from a different SchurForm than schur \("):
+        sj.evaluate(m0, real, sj.ablate.single_couplings(sf0)[:4], batch)
+    with pytest.raises(ValueError, match=r"^evaluate: variants mix variants built from different SchurForms"):
+        sj.evaluate(m0, sf0, sj.ablate.Variants.concat(v0, v1), batch)
+    # the matching pairs (and a recomputed, bitwise equal SchurForm) are accepted and right
+    both = sj.evaluate([m0, m1], [sf0, schur_of(m1)], [v0, v1], batch)
+    for m, sf, v, res in zip((m0, m1), (sf0, sf1), (v0, v1), both, strict=True):
+        ref = reference(m, sf, v.delta_T(), batch)
+        np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+        assert res.delta_norm[0] == pytest.approx(np.linalg.norm(sf.N), rel=1e-9)
+
+
+def test_unbound_masks_are_checked_and_counted_by_evaluate(setup):
+    model, sf, batch, _, _ = setup
+    T = sf.T
+    rng = np.random.default_rng(5)
+    masks = np.ones((3, sf.n, sf.n))
+    for m in masks:
+        m[sf.coupling_mask & (rng.random((sf.n, sf.n)) < 0.4)] = 0.0
+    res = sj.evaluate(model, sf, sj.ablate.from_masks(masks), batch, path="dense")
+    ref = reference(model, sf, T[None] * (masks - 1.0), batch)
+    np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+    np.testing.assert_allclose(res.delta_norm, [np.linalg.norm(T[m == 0]) for m in masks], rtol=1e-12)
+    for lab, m in zip(res.labels, masks, strict=True):
+        assert lab["n_removed"] == lab["n_changed"] == int(((m == 0) & (T != 0)).sum())
+    # a mask that changes the diagonal blocks (here: all zeros) is refused, unless allowed explicitly
+    zero = np.concatenate([masks[:2], np.zeros((1, sf.n, sf.n))])
+    with pytest.raises(ValueError, match=r"^evaluate: variants \[2\] \(from_masks without sf\) change the diagonal"):
+        sj.evaluate(model, sf, sj.ablate.from_masks(zero), batch, path="dense")
+    res = sj.evaluate(model, sf, sj.ablate.from_masks(zero, allow_diagonal=True), batch, path="dense")
+    assert res.labels[2]["n_changed"] == int(np.count_nonzero(T))
+    np.testing.assert_allclose(res.loss, reference(model, sf, T[None] * (zero - 1.0), batch)["loss"], rtol=1e-5)
+
+
+def test_canonical_choices():
+    assert engine.PATHS == ("auto", "shared", "dense")
+    assert engine.PRECISIONS == ("highest", "high", "default", "tf32")
