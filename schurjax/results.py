@@ -29,6 +29,7 @@ __all__ = [
     "flatten_label",
     "atomic_write_bytes",
     "atomic_write_json",
+    "SCHEMA_VERSION",
 ]
 
 _METRICS = ("loss", "delta_loss", "rel_delta_loss", "output_distance", "hidden_distance", "score", "delta_norm")
@@ -92,6 +93,11 @@ class SweepResult:
 #   <run>/chunks/<m>-<c>.json    per-chunk metrics, written atomically (temp file, fsync, os.replace)
 #   <run>/table.csv              final tidy table, one row per (model, variant) (+ table.parquet with pyarrow)
 #   <run>/COMPLETE               written last, only once every chunk is there
+
+SCHEMA_VERSION = 2
+"""Version of the run-folder results (chunk payloads, table columns, batch/control keys). Bump it whenever a code
+change alters what a chunk holds or how its numbers are drawn: it is part of the sweep config compared on resume,
+so a resumed sweep never mixes chunks of two versions (2: batches keyed by task name and params)."""
 
 MANIFEST = "manifest.json"
 TABLE_CSV = "table.csv"

@@ -378,8 +378,12 @@ class SweepConfig:
             raise ValueError(f"--dtype: expected float32 or float64, got {self.dtype!r}")
 
     def to_dict(self, models: Sequence[ModelSpec]) -> dict[str, Any]:
-        """The JSON config stored in the manifest (and compared on resume), including the model sources."""
-        d = dataclasses.asdict(self)
+        """The JSON config stored in the manifest (and compared on resume): the settings, the model sources and
+        weights, and the schurjax version and results schema (chunks of another version are never reused)."""
+        import schurjax
+
+        d = {"schurjax_version": schurjax.__version__, "results_schema": _results.SCHEMA_VERSION}
+        d.update(dataclasses.asdict(self))
         d["families"] = list(self.families)
         d["control_kinds"] = list(self.control_kinds)
         d["models"] = [{"id": m.id, "source": m.source, "task": m.task.name, "task_params": _task_params(m.task),

@@ -256,6 +256,17 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     line = _bad(["sweep", model, *small, "--trials", "5", "--out", out], capsys, "holds a different sweep")
     assert "trials: 4 != 5" in line
     _bad(["sweep", model, *small, "--trials", "4", "--seed", "1", "--out", out], capsys, "holds a different sweep")
+    # chunks written by another schurjax version or results schema are never reused
+    manifest_path = Path(out) / "manifest.json"
+    original = manifest_path.read_text()
+    for key, old, now in (("schurjax_version", "0.0.1", sj.__version__),
+                          ("results_schema", 1, sj.results.SCHEMA_VERSION)):  # fmt: skip
+        manifest = json.loads(original)
+        manifest["config"][key] = old
+        manifest_path.write_text(json.dumps(manifest))
+        line = _bad(["sweep", model, *small, "--trials", "4", "--out", out], capsys, "holds a different sweep")
+        assert f"{key}: {old!r} != {now!r}" in line, line
+    manifest_path.write_text(original)
     # the same path now holding other weights (e.g. a retrained model) is a different sweep too
     for ext in (".eqx", ".json"):
         shutil.copy(trained / f"copy-0{ext}", tmp_path / f"m{ext}")
