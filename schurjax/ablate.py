@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     #: couplings, as (p,) indices into ``sf.couplings`` or (p, 2) ``[i, j]`` entries
     CouplingList = Int[np.ndarray, " p"] | Int[np.ndarray, "p 2"] | Sequence[int] | Sequence[Sequence[int]]
     IntsLike = int | Sequence[int] | Int[np.ndarray, " k"]
+    #: a selection of variants: slice, int, (k,) int indices or a (K,) boolean mask
+    Index = slice | int | Int[np.ndarray, " k"] | Bool[np.ndarray, " K"] | Sequence[int]
 
 __all__ = [
     "Variants",
@@ -455,7 +457,7 @@ class Variants:
             fams[lab.get("family", "?")] = fams.get(lab.get("family", "?"), 0) + 1
         return f"Variants(n={self.n}, K={len(self)}, families={fams}, max_nnz={self.max_nnz})"
 
-    def _index(self, idx, fn: str) -> np.ndarray:
+    def _index(self, idx: Index, fn: str) -> np.ndarray:
         K = len(self)
         if isinstance(idx, slice):
             return np.arange(K)[idx]
@@ -478,7 +480,7 @@ class Variants:
             raise IndexError(f"Variants.{fn}: index out of range for K = {K} (got min {arr.min()}, max {arr.max()})")
         return arr % K if K else arr
 
-    def __getitem__(self, idx) -> Variants:
+    def __getitem__(self, idx: Index) -> Variants:
         """Sub-select variants (slice, int, 1-D int array or boolean mask) -> Variants (labels copied)."""
         ix = self._index(idx, "__getitem__")
         out = Variants.__new__(Variants)
@@ -605,7 +607,9 @@ class Variants:
             p = np.nonzero(seg == s)[0]
             yield self._segments[int(s)], p, self._loc[ix[p]]
 
-    def delta_T(self, idx=slice(None), T: np.ndarray | None = None) -> Float[np.ndarray, "k n n"]:
+    def delta_T(
+        self, idx: Index = slice(None), T: Float[np.ndarray, "n n"] | None = None
+    ) -> Float[np.ndarray, "k n n"]:
         """The edits ``dT`` of the selected variants, materialised.
 
         Args:
@@ -626,7 +630,7 @@ class Variants:
         return out
 
     def sparse(
-        self, idx=slice(None), T: np.ndarray | None = None
+        self, idx: Index = slice(None), T: Float[np.ndarray, "n n"] | None = None
     ) -> tuple[Int[np.ndarray, "k r"], Int[np.ndarray, "k r"], Float[np.ndarray, "k r"]]:
         """The edits of the selected variants as zero-padded coordinate lists.
 
@@ -657,7 +661,7 @@ class Variants:
             rows[owner, slot], cols[owner, slot], vals[owner, slot] = r, c, v
         return rows, cols, vals
 
-    def masks(self, idx=slice(None)) -> Float[np.ndarray, "k n n"]:
+    def masks(self, idx: Index = slice(None)) -> Float[np.ndarray, "k n n"]:
         """Multiplier view ``M`` with ``T + dT = T ⊙ M`` for mask-type variants (all families, not random noise).
 
         Returns:
