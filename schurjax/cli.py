@@ -343,7 +343,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_sweep = time.perf_counter() - t0
     report = _write_report(run, quiet=True)
     dt = time.perf_counter() - t0
-    print("schurjax demo: Schur-coupling ablations vs matched-norm random controls (arXiv:2606.18457)")
+    kinds = ", ".join(k.replace("_", "-") for k in config.control_kinds)
+    print(f"schurjax demo: Schur-coupling ablations vs {kinds} random controls (arXiv:2606.18457)")
     print(runs.format_summary(runs.summarize(run.table)))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}" + (f"; report -> {report}" if report else ""))
     print(f"sweep {t_sweep:.0f}s, total {dt:.0f}s")

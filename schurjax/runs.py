@@ -53,6 +53,7 @@ __all__ = [
     "run_sweep",
     "build_rows",
     "summarize",
+    "control_kinds_in",
     "format_summary",
     "Progress",
     "versions",
@@ -854,13 +855,26 @@ def build_rows(plans: Sequence[ModelPlan], folder: _results.RunFolder) -> list[d
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[dict[str, Any]]:
-    """Per-model summary of a sweep table.
+def _kind_of(row: dict[str, Any]) -> str:
+    return str(row.get("control_kind") or "control")
 
-    For each model: its base loss; the share of single couplings whose removal keeps the loss within ``tol``
-    (relative); the same for block couplings; the relative loss change under all-nonnormal removal; the median
-    relative loss change of the Schur ablations that have controls and of their controls; and the fraction of
-    (ablation, control) pairs in which the ablation changes the loss more than its control.
+
+def control_kinds_in(table: Sequence[dict[str, Any]]) -> list[str]:
+    """The control kinds present in a table, in :data:`CONTROL_KINDS` order (then any others, sorted)."""
+    present = {_kind_of(r) for r in table if r.get("control_of") is not None}
+    return [k for k in CONTROL_KINDS if k in present] + sorted(present - set(CONTROL_KINDS))
+
+
+def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[dict[str, Any]]:
+    """Per-model summary of a sweep table, with the random controls reported per control kind (never pooled).
+
+    For each model: its base loss and score; the share of single couplings whose removal keeps the loss within
+    ``tol`` (relative); the same for block couplings; the relative loss change under all-nonnormal removal; and,
+    for each control kind present, the median relative loss change of the Schur ablations that have controls of
+    that kind and of those controls, and the fraction of (ablation, control) pairs in which the ablation changes
+    the loss more than its control (``by_kind[kind]``). When the table holds exactly one control kind, its figures
+    are also the top-level ``ablation_median_rel``, ``control_median_rel``, ``frac_ablation_gt_control`` and
+    ``n_pairs`` (NaN / 0 when there are none or several kinds, which are not pooled).
 
     Args:
         table: tidy rows (see :func:`schurjax.results.load`).
@@ -872,11 +886,11 @@ def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[di
     by_model: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         by_model.setdefault(row["model"], []).append(row)
+    kinds = control_kinds_in(table)
     out = []
     for model, rows in by_model.items():
         by_id = {r["row_id"]: r for r in rows}
         abl = [r for r in rows if r.get("control_of") is None]
-        ctrl = [r for r in rows if r.get("control_of") is not None]
 
         def rel(rs):
             return np.asarray([r["rel_delta_loss"] for r in rs], dtype=np.float64)
@@ -884,9 +898,22 @@ def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[di
         singles = rel([r for r in abl if r.get("family") == "single"])
         blocks = rel([r for r in abl if r.get("family") == "block"])
         allnn = rel([r for r in abl if r.get("family") == "all_nonnormal"])
-        controlled_ids = sorted({r["control_of"] for r in ctrl})
-        pairs_a = np.asarray([by_id[r["control_of"]]["delta_loss"] for r in ctrl if r["control_of"] in by_id])
-        pairs_c = np.asarray([r["delta_loss"] for r in ctrl if r["control_of"] in by_id])
+        by_kind: dict[str, dict[str, Any]] = {}
+        for kind in kinds:
+            ctrl = [r for r in rows if r.get("control_of") is not None and _kind_of(r) == kind]
+            paired = [r for r in ctrl if r["control_of"] in by_id]
+            controlled_ids = sorted({r["control_of"] for r in paired})
+            pairs_a = np.asarray([by_id[r["control_of"]]["delta_loss"] for r in paired], dtype=np.float64)
+            pairs_c = np.asarray([r["delta_loss"] for r in paired], dtype=np.float64)
+            by_kind[kind] = {
+                "ablation_median_rel": float(np.median(rel([by_id[i] for i in controlled_ids])))
+                if controlled_ids
+                else math.nan,
+                "control_median_rel": float(np.median(rel(ctrl))) if ctrl else math.nan,
+                "frac_ablation_gt_control": float(np.mean(pairs_a > pairs_c)) if pairs_c.size else math.nan,
+                "n_pairs": int(pairs_c.size),
+            }
+        only = by_kind[kinds[0]] if len(kinds) == 1 else None
         first = rows[0]
         out.append(
             {
@@ -899,12 +926,12 @@ def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[di
                 "single_keep": float(np.mean(np.abs(singles) <= tol)) if singles.size else math.nan,
                 "block_keep": float(np.mean(np.abs(blocks) <= tol)) if blocks.size else math.nan,
                 "all_nonnormal_rel": float(allnn[0]) if allnn.size else math.nan,
-                "ablation_median_rel": float(np.median(rel([by_id[i] for i in controlled_ids])))
-                if controlled_ids
-                else math.nan,
-                "control_median_rel": float(np.median(rel(ctrl))) if ctrl else math.nan,
-                "frac_ablation_gt_control": float(np.mean(pairs_a > pairs_c)) if pairs_c.size else math.nan,
-                "n_pairs": int(pairs_c.size),
+                "control_kinds": list(kinds),
+                "by_kind": by_kind,
+                "ablation_median_rel": only["ablation_median_rel"] if only else math.nan,
+                "control_median_rel": only["control_median_rel"] if only else math.nan,
+                "frac_ablation_gt_control": only["frac_ablation_gt_control"] if only else math.nan,
+                "n_pairs": only["n_pairs"] if only else 0,
             }
         )
     return out
@@ -921,22 +948,29 @@ def _fmt(x: Any, kind: str = "g") -> str:
 
 
 def format_summary(summary: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> str:
-    """The per-task, per-seed summary as a plain-text table (one block per task).
+    """The per-task, per-seed summary as a plain-text table (one block per task, at most ~110 characters wide).
 
     Columns: seed, base loss, share of single (and block) couplings whose removal keeps the loss within ``tol``,
-    relative loss change under all-nonnormal removal, median relative loss change of Schur ablations vs of their
-    random controls, and the fraction of ablations that change the loss more than their control.
+    relative loss change under all-nonnormal removal; then, per control kind, the median relative loss change of
+    the Schur ablations vs of their random controls of that kind, and the fraction of ablations that change the
+    loss more than their control. With one control kind these are columns of the main table (named in the legend);
+    with several, each task gets a second table with one row per (model, control kind).
     """
-    head = (
-        f"{'model':<16}{'seed':>5}{'base loss':>11}{'single keep':>13}{'block keep':>12}{'all-NN Δ':>11}"
-        f"{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}"
-    )
+    kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
+    single_kind = len(kinds) == 1
+    head = f"{'model':<16}{'seed':>5}{'base loss':>11}{'single keep':>13}{'block keep':>12}{'all-NN Δ':>11}"
+    if single_kind:
+        head += f"{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}"
     lines = [
         f"keep = share of removals with |Δloss|/loss <= {100 * tol:.0f}%; Δ = relative loss change (xK: loss "
-        "multiplied by K);",
-        "abl med / ctrl med = median Δ of the Schur ablations that have random controls / of those controls; "
-        "abl>ctrl = share of (ablation, matched control) pairs where the ablation changes the loss more",
+        "multiplied by K)",
     ]
+    if kinds:
+        lines += [
+            "abl med / ctrl med = median Δ of the Schur ablations that have random controls / of those controls;",
+            "abl>ctrl = share of (ablation, control) pairs where the ablation changes the loss more;",
+            f"controls: {kinds[0]}" if single_kind else f"controls per kind, never pooled: {', '.join(kinds)}",
+        ]
     tasks_seen: dict[str, list[dict[str, Any]]] = {}
     for s in summary:
         tasks_seen.setdefault(str(s["task"]), []).append(s)
@@ -945,10 +979,28 @@ def format_summary(summary: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> 
         lines.append(f"task {task}")
         lines.append(head)
         for s in items:
-            lines.append(
+            line = (
                 f"{s['model']:<16}{_fmt(s['seed']):>5}{_fmt(s['base_loss']):>11}{_fmt(s['single_keep'], '%'):>13}"
                 f"{_fmt(s['block_keep'], '%'):>12}{_fmt(s['all_nonnormal_rel'], '+%'):>11}"
-                f"{_fmt(s['ablation_median_rel'], '+%'):>11}{_fmt(s['control_median_rel'], '+%'):>12}"
-                f"{_fmt(s['frac_ablation_gt_control'], '%'):>10}"
             )
+            if single_kind:
+                k = s.get("by_kind", {}).get(kinds[0], {})
+                line += (
+                    f"{_fmt(k.get('ablation_median_rel'), '+%'):>11}{_fmt(k.get('control_median_rel'), '+%'):>12}"
+                    f"{_fmt(k.get('frac_ablation_gt_control'), '%'):>10}"
+                )
+            lines.append(line)
+        if not single_kind and kinds:
+            lines.append(f"{'model':<16}{'control kind':<16}{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}"
+                         f"{'pairs':>8}")  # fmt: skip
+            for s in items:
+                for kind in kinds:
+                    k = s.get("by_kind", {}).get(kind)
+                    if not k:
+                        continue
+                    lines.append(
+                        f"{s['model']:<16}{kind:<16}{_fmt(k['ablation_median_rel'], '+%'):>11}"
+                        f"{_fmt(k['control_median_rel'], '+%'):>12}{_fmt(k['frac_ablation_gt_control'], '%'):>10}"
+                        f"{k['n_pairs']:>8}"
+                    )
     return "\n".join(lines)

@@ -154,3 +154,59 @@ def test_write_report_is_self_contained(fake, tmp_path):
     assert text.count("data:image/png;base64,") == 2 + 2 * 4
     assert 'src="http' not in text and "arXiv:2606.18457" in text and "copy-0" in text
     assert len(list((tmp_path / "run" / "figures").glob("*.png"))) == 10
+
+
+@pytest.fixture(scope="module")
+def two_kinds():
+    """One model's table with matched-norm and coupling-noise controls of every ablation."""
+    rng = np.random.default_rng(3)
+    sf = sj.ordered_schur(rng.normal(size=(8, 8)) / np.sqrt(8) * 1.2)
+    abl = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf), sj.ablate.block_couplings(sf))
+    v = sj.ablate.Variants.concat(abl, sj.ablate.matched_norm(jax.random.key(1), sf, abl),
+                                  sj.ablate.coupling_noise(jax.random.key(2), sf, abl))  # fmt: skip
+    rows = []
+    for k, lab in enumerate(v.labels):
+        r = {"row_id": k, "model": "flipflop-0", "task": "flipflop", "model_seed": 0, **results.flatten_label(lab)}
+        r["control_of"] = lab.get("control_of")
+        rel = float(rng.normal() * 10.0 ** rng.uniform(-4, 0))
+        r.update(delta_norm=float(v.delta_norm[k]), rel_delta_loss=rel, delta_loss=rel, loss=1 + rel, base_loss=1.0,
+                 base_score=0.9)  # fmt: skip
+        rows.append(r)
+    return sf, results.Table(rows)
+
+
+def test_control_kinds_are_never_pooled(two_kinds):
+    _, table = two_kinds
+    fig = plot.loss_vs_norm(table)
+    ax = fig.axes[0]
+    assert "matched-norm" in ax.get_title() and "coupling-noise" in ax.get_title()
+    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles,
+                                              strict=True)}  # fmt: skip
+    assert "random control: matched-norm" in legend and "random control: coupling-noise" in legend
+    # each kind's scatter holds exactly that kind's rows (different markers: different paths)
+    for kind in ("matched_norm", "coupling_noise"):
+        want = sorted(r["delta_norm"] for r in table if r.get("control_kind") == kind and r["rel_delta_loss"] >= 0)
+        (coll,) = [c for c in ax.collections if c.get_label() == f"random control: {kind.replace('_', '-')}"]
+        np.testing.assert_allclose(np.sort(coll.get_offsets()[:, 0]), want)
+    paths = [legend[f"random control: {k}"].get_paths()[0].vertices.tolist() for k in ("matched-norm",
+                                                                                      "coupling-noise")]  # fmt: skip
+    assert paths[0] != paths[1]
+    _png_ok(fig)
+    fig = plot.keep_profile(table)
+    axh = fig.axes[1]
+    labels = [t.get_text() for t in axh.get_xticklabels()]
+    assert labels == ["single", "norm\nctrl", "noise\nctrl", "block", "norm\nctrl", "noise\nctrl"]
+    heat = axh.get_images()[0].get_array()
+    fam = {r["row_id"]: r["family"] for r in table if r["control_of"] is None}
+    for j, (f, kind) in enumerate([("single", None), ("single", "matched_norm"), ("single", "coupling_noise"),
+                                   ("block", None), ("block", "matched_norm"), ("block", "coupling_noise")]):
+        if kind is None:
+            sel = [r for r in table if r["family"] == f]
+        else:
+            sel = [r for r in table if r.get("control_kind") == kind and fam[r["control_of"]] == f]
+        assert heat[0, j] == pytest.approx(np.mean([abs(r["rel_delta_loss"]) <= 0.05 for r in sel]))
+    _png_ok(fig)
+    fig = plot.family_distributions(table)
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert legend == ["random controls: matched-norm", "random controls: coupling-noise"]
+    _png_ok(fig)

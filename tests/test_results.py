@@ -223,3 +223,36 @@ def test_summarize_matches_hand_computation():
     assert s["frac_ablation_gt_control"] == pytest.approx(2 / 4)  # 0.2 > 0.1 and 1.0 > 0.2
     text = runs.format_summary([s])
     assert "task copy" in text and "50%" in text and "+200.0%" in text
+
+
+def test_summarize_reports_each_control_kind_separately():
+    # 3 singles; each has one matched_norm and one coupling_noise control
+    rel = [0.1, 0.4, -0.2]
+    norm = [0.3, 0.0, -0.1]  # ablation > control: 0.4 > 0.0 only -> 1/3
+    noise = [0.01, 0.02, -0.5]  # ablation > control: 0.1 > 0.01, 0.4 > 0.02, -0.2 > -0.5 -> 3/3
+    base = {"model": "a", "task": "copy", "model_seed": 0, "base_loss": 1.0, "base_score": 1.0}
+    rows = [{**base, "row_id": k, "family": "single", "control_of": None, "rel_delta_loss": r, "delta_loss": r}
+            for k, r in enumerate(rel)]  # fmt: skip
+    for off, kind, vals in ((3, "matched_norm", norm), (6, "coupling_noise", noise)):
+        rows += [{**base, "row_id": off + k, "family": "control", "control_of": k, "control_kind": kind,
+                  "rel_delta_loss": c, "delta_loss": c} for k, c in enumerate(vals)]  # fmt: skip
+    (s,) = runs.summarize(rows)
+    assert s["control_kinds"] == ["matched_norm", "coupling_noise"]
+    assert s["by_kind"]["matched_norm"]["control_median_rel"] == pytest.approx(0.0)
+    assert s["by_kind"]["coupling_noise"]["control_median_rel"] == pytest.approx(0.01)
+    assert s["by_kind"]["matched_norm"]["frac_ablation_gt_control"] == pytest.approx(1 / 3)
+    assert s["by_kind"]["coupling_noise"]["frac_ablation_gt_control"] == pytest.approx(1.0)
+    assert s["by_kind"]["matched_norm"]["ablation_median_rel"] == pytest.approx(0.1)
+    assert s["by_kind"]["coupling_noise"]["n_pairs"] == 3
+    assert math.isnan(s["control_median_rel"]) and math.isnan(s["frac_ablation_gt_control"])  # never pooled
+    text = runs.format_summary([s])
+    kind_lines = [line for line in text.splitlines() if line.startswith("a ") and "_" in line]
+    assert [line.split()[1] for line in kind_lines] == ["matched_norm", "coupling_noise"]
+    assert "33%" in kind_lines[0] and "100%" in kind_lines[1]
+    assert max(len(line) for line in text.splitlines()) <= 110
+    # a single kind: the control columns are in the main table and the legend names the kind
+    (one,) = runs.summarize([r for r in rows if r.get("control_kind") != "coupling_noise"])
+    assert one["control_median_rel"] == pytest.approx(0.0) and one["n_pairs"] == 3
+    text = runs.format_summary([one])
+    assert "controls: matched_norm" in text and "abl>ctrl" in text.splitlines()[-2]
+    assert max(len(line) for line in text.splitlines()) <= 110
