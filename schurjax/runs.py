@@ -868,7 +868,9 @@ def control_kinds_in(table: Sequence[dict[str, Any]]) -> list[str]:
 def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[dict[str, Any]]:
     """Per-model summary of a sweep table, with the random controls reported per control kind (never pooled).
 
-    For each model: its base loss and score; the share of single couplings whose removal keeps the loss within
+    For each model: its base loss and score, and its score after all-nonnormal removal (``all_nonnormal_score``:
+    the task score shows what a loss change means where the base loss is mostly irreducible noise, as in the
+    context task); the share of single couplings whose removal keeps the loss within
     ``tol`` (relative); the same for block couplings; the relative loss change under all-nonnormal removal; and,
     for each control kind present, the median relative loss change of the Schur ablations that have controls of
     that kind and of those controls, and the fraction of (ablation, control) pairs in which the ablation changes
@@ -897,7 +899,8 @@ def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[di
 
         singles = rel([r for r in abl if r.get("family") == "single"])
         blocks = rel([r for r in abl if r.get("family") == "block"])
-        allnn = rel([r for r in abl if r.get("family") == "all_nonnormal"])
+        allnn_rows = [r for r in abl if r.get("family") == "all_nonnormal"]
+        allnn = rel(allnn_rows)
         by_kind: dict[str, dict[str, Any]] = {}
         for kind in kinds:
             ctrl = [r for r in rows if r.get("control_of") is not None and _kind_of(r) == kind]
@@ -926,6 +929,7 @@ def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[di
                 "single_keep": float(np.mean(np.abs(singles) <= tol)) if singles.size else math.nan,
                 "block_keep": float(np.mean(np.abs(blocks) <= tol)) if blocks.size else math.nan,
                 "all_nonnormal_rel": float(allnn[0]) if allnn.size else math.nan,
+                "all_nonnormal_score": _float(allnn_rows[0].get("score")) if allnn_rows else math.nan,
                 "control_kinds": list(kinds),
                 "by_kind": by_kind,
                 "ablation_median_rel": only["ablation_median_rel"] if only else math.nan,
@@ -935,6 +939,18 @@ def summarize(table: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> list[di
             }
         )
     return out
+
+
+def _float(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _fmt_score(base: Any, after: Any) -> str:
+    """``0.983→0.512`` (task score before -> after all-nonnormal removal), or just the base score."""
+    ok = [x is not None and not (isinstance(x, float) and math.isnan(x)) for x in (base, after)]
+    if ok[0] and ok[1]:
+        return f"{base:.3f}→{after:.3f}"
+    return f"{base:.3f}" if ok[0] else "-"
 
 
 def _fmt(x: Any, kind: str = "g") -> str:
@@ -958,12 +974,14 @@ def format_summary(summary: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> 
     """
     kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
     single_kind = len(kinds) == 1
-    head = f"{'model':<16}{'seed':>5}{'base loss':>11}{'single keep':>13}{'block keep':>12}{'all-NN Δ':>11}"
+    head = (f"{'model':<16}{'seed':>5}{'base loss':>10}{'score base→NN':>14}{'single keep':>12}{'block keep':>11}"
+            f"{'all-NN Δ':>10}")  # fmt: skip
     if single_kind:
-        head += f"{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}"
+        head += f"{'abl med Δ':>10}{'ctrl med Δ':>11}{'abl>ctrl':>9}"
     lines = [
         f"keep = share of removals with |Δloss|/loss <= {100 * tol:.0f}%; Δ = relative loss change (xK: loss "
         "multiplied by K)",
+        "score base→NN = task score (0-1) of the unablated model → after removing all nonnormal couplings (all-NN)",
     ]
     if kinds:
         lines += [
@@ -979,15 +997,17 @@ def format_summary(summary: Sequence[dict[str, Any]], tol: float = KEEP_TOL) -> 
         lines.append(f"task {task}")
         lines.append(head)
         for s in items:
+            score = _fmt_score(s.get("base_score"), s.get("all_nonnormal_score"))
             line = (
-                f"{s['model']:<16}{_fmt(s['seed']):>5}{_fmt(s['base_loss']):>11}{_fmt(s['single_keep'], '%'):>13}"
-                f"{_fmt(s['block_keep'], '%'):>12}{_fmt(s['all_nonnormal_rel'], '+%'):>11}"
+                f"{s['model']:<16}{_fmt(s['seed']):>5}{_fmt(s['base_loss']):>10}{score:>14}"
+                f"{_fmt(s['single_keep'], '%'):>12}{_fmt(s['block_keep'], '%'):>11}"
+                f"{_fmt(s['all_nonnormal_rel'], '+%'):>10}"
             )
             if single_kind:
                 k = s.get("by_kind", {}).get(kinds[0], {})
                 line += (
-                    f"{_fmt(k.get('ablation_median_rel'), '+%'):>11}{_fmt(k.get('control_median_rel'), '+%'):>12}"
-                    f"{_fmt(k.get('frac_ablation_gt_control'), '%'):>10}"
+                    f"{_fmt(k.get('ablation_median_rel'), '+%'):>10}{_fmt(k.get('control_median_rel'), '+%'):>11}"
+                    f"{_fmt(k.get('frac_ablation_gt_control'), '%'):>9}"
                 )
             lines.append(line)
         if not single_kind and kinds:

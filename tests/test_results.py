@@ -208,6 +208,7 @@ def test_summarize_matches_hand_computation():
             "delta_loss": 4.0,
             "base_loss": 2.0,
             "base_score": 1.0,
+            "score": 0.625,
         }
     )
     rows += [{"row_id": 5 + k, "model": "a", "task": "copy", "model_seed": 0, "family": "control", "control_of": k,
@@ -221,8 +222,11 @@ def test_summarize_matches_hand_computation():
     assert s["ablation_median_rel"] == pytest.approx(np.median(rel))
     assert s["control_median_rel"] == pytest.approx(np.median(ctrl))
     assert s["frac_ablation_gt_control"] == pytest.approx(2 / 4)  # 0.2 > 0.1 and 1.0 > 0.2
+    assert s["all_nonnormal_score"] == 0.625
     text = runs.format_summary([s])
     assert "task copy" in text and "50%" in text and "+200.0%" in text
+    assert "1.000→0.625" in text.splitlines()[-1]
+    assert max(len(line) for line in text.splitlines()) <= 110
 
 
 def test_summarize_reports_each_control_kind_separately():
