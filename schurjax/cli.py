@@ -27,7 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from schurjax import runs
 from schurjax.runs import UsageError, user_errors
+from schurjax.schur import ORDERS
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError"]
 
@@ -119,16 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     s.add_argument("--families", default=defaults["families"],
-                   help="comma list of single, block, band, all_nonnormal, eigen_groups")  # fmt: skip
+                   help=f"comma list of {', '.join(runs.FAMILIES)} (default %(default)s)")  # fmt: skip
     s.add_argument("--controls", type=_nonneg_int, default=defaults["controls"],
                    help="random controls per ablation and kind (0: none; default %(default)s)")  # fmt: skip
     s.add_argument("--control-kinds", default="matched_norm",
-                   help="comma list of matched_norm, matched_count, coupling_noise (default matched_norm)")  # fmt: skip
+                   help=f"comma list of {', '.join(runs.CONTROL_KINDS)} (default matched_norm)")  # fmt: skip
     s.add_argument("--control-max", type=_nonneg_int, default=None,
                    help="at most this many ablations per family and model get controls (default all)")
     s.add_argument("--trials", type=_positive_int, default=defaults["trials"], help="batch size (default %(default)s)")
-    s.add_argument("--order", choices=("modulus", "real", "angle"), default="modulus", help="Schur block order")
-    s.add_argument("--precision", choices=("highest", "high", "default", "tf32"), default="highest",
+    s.add_argument("--order", choices=ORDERS, default="modulus", help="Schur block order")
+    s.add_argument("--precision", choices=runs.PRECISIONS, default="highest",
                    help="float32 matmul precision in the rollouts (default highest; the others lose small effects "
                         "on GPUs)")  # fmt: skip
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -169,7 +171,6 @@ def _device(name: str | None):
 def cmd_info(args: argparse.Namespace) -> int:
     import jax
 
-    from schurjax import runs
 
     for k, v in runs.versions().items():
         print(f"{k:<12}{v}")
@@ -240,7 +241,6 @@ def _jsonable(x: Any) -> Any:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from schurjax import runs
 
     kinds = runs.parse_control_kinds(args.control_kinds)
     return runs.SweepConfig(
@@ -258,7 +258,6 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from schurjax import runs
 
     with user_errors():
         config = _config_from_args(args)
@@ -312,7 +311,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from schurjax import runs, zoo
+    from schurjax import zoo
 
     t0 = time.perf_counter()
     entries = zoo.entries()

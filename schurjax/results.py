@@ -30,9 +30,11 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "SCHEMA_VERSION",
+    "METRICS",
 ]
 
-_METRICS = ("loss", "delta_loss", "rel_delta_loss", "output_distance", "hidden_distance", "score", "delta_norm")
+METRICS = ("loss", "delta_loss", "rel_delta_loss", "output_distance", "hidden_distance", "score", "delta_norm")
+"""The per-variant metric arrays of a :class:`SweepResult` (and metric columns of the tidy table), in order."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -76,7 +78,7 @@ class SweepResult:
         rows = []
         for k in range(len(self)):
             row = dict(self.labels[k]) if self.labels else {}
-            for name in _METRICS:
+            for name in METRICS:
                 row[name] = float(getattr(self, name)[k])
             row["base_loss"] = float(self.base_loss)
             row["base_score"] = float(self.base_score)

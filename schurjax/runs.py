@@ -28,13 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from schurjax import ablate as _ablate
+from schurjax import engine as _engine
 from schurjax import results as _results
+from schurjax.schur import ORDERS
 
 __all__ = [
     "UsageError",
     "user_errors",
     "FAMILIES",
     "CONTROL_KINDS",
+    "PRECISIONS",
     "ModelSpec",
     "SweepConfig",
     "resolve_models",
@@ -61,14 +65,9 @@ __all__ = [
     "KEEP_TOL",
 ]
 
-# CLI family name -> schurjax.ablate function
-FAMILIES: dict[str, str] = {
-    "single": "single_couplings",
-    "block": "block_couplings",
-    "band": "bands",
-    "all_nonnormal": "all_nonnormal",
-    "eigen_groups": "eigen_groups",
-}
+# --families names: the families of the schurjax.ablate.FAMILIES registry that need nothing but the Schur form
+# (ablate.SF_ONLY_FAMILIES); each name is also the ``family`` field of the rows it makes.
+FAMILIES: tuple[str, ...] = tuple(_ablate.SF_ONLY_FAMILIES)
 _FAMILY_ALIASES = {
     "singles": "single",
     "single_couplings": "single",
@@ -79,12 +78,10 @@ _FAMILY_ALIASES = {
     "nonnormal": "all_nonnormal",
     "eigen_group": "eigen_groups",
 }
-CONTROL_KINDS: dict[str, str] = {
-    "matched_norm": "matched_norm",
-    "matched_count": "matched_count",
-    "coupling_noise": "coupling_noise",
-}
-_METRICS = ("loss", "delta_loss", "rel_delta_loss", "output_distance", "hidden_distance", "score", "delta_norm")
+# Control kinds: those of schurjax.ablate (each is also the name of its function there).
+CONTROL_KINDS: tuple[str, ...] = tuple(_ablate.CONTROL_KINDS)
+PRECISIONS: tuple[str, ...] = tuple(_engine.PRECISIONS)  # accepted --precision values (the engine's registry)
+_METRICS = _results.METRICS
 KEEP_TOL = 0.05  # "loss-preserving": relative loss change <= 5 %
 
 
@@ -339,14 +336,14 @@ class SweepConfig:
     """Everything that fixes a sweep's results (two runs with equal configs produce equal tables).
 
     Attributes:
-        families: canonical family names (see :data:`FAMILIES`).
+        families: CLI family names (see :data:`FAMILIES`).
         controls: random controls per Schur ablation and control kind (0: none).
         control_kinds: kinds of controls (see :data:`CONTROL_KINDS`), default matched-norm only.
         control_max: at most this many ablations per family and model get controls (None: all); which ones is
             a seeded random choice.
         trials: batch size B of the shared task batch.
-        order: Schur block order ("modulus", "real", "angle").
-        precision: matmul precision inside the rollouts ("highest", "high", "default", "tf32").
+        order: Schur block order (one of ``schurjax.schur.ORDERS``).
+        precision: matmul precision inside the rollouts (one of :data:`PRECISIONS`, i.e. ``engine.PRECISIONS``).
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
         seed: root seed; the batch and control keys are derived from it.
@@ -371,10 +368,10 @@ class SweepConfig:
                 raise ValueError(f"--{name.replace('_', '-')}: expected an int >= {lo}, got {v!r}")
         if self.control_max is not None and (not isinstance(self.control_max, int) or self.control_max < 0):
             raise ValueError(f"--control-max: expected an int >= 0, got {self.control_max!r}")
-        if self.order not in ("modulus", "real", "angle"):
-            raise ValueError(f"--order: expected modulus, real or angle, got {self.order!r}")
-        if self.precision not in ("highest", "high", "default", "tf32"):
-            raise ValueError(f"--precision: expected highest, high, default or tf32, got {self.precision!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"--order: expected one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"--dtype: expected float32 or float64, got {self.dtype!r}")
 
@@ -494,9 +491,7 @@ def padded_size(k: int, chunk_size: int) -> int:
 
 
 def _family_variants(sf: Any, family: str) -> Any:
-    from schurjax import ablate
-
-    return getattr(ablate, FAMILIES[family])(sf)
+    return _ablate.FAMILIES[family](sf)
 
 
 def _control_subset(config: SweepConfig, spec: ModelSpec, ablations: Any) -> np.ndarray:
@@ -544,7 +539,7 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
                              family_counts)  # fmt: skip
         target = ablations if subset.size == len(ablations) else ablations[subset]
         for kind in config.control_kinds:
-            fn = getattr(ablate, CONTROL_KINDS[kind])
+            fn = getattr(_ablate, kind)
             c = fn(control_key(config.seed, spec.id, kind), sf, target, n_per=config.controls)
             if subset.size != len(ablations):
                 c = _remap_control_of(c, subset)

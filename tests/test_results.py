@@ -187,6 +187,15 @@ def test_parse_seeds_and_families():
     assert runs.parse_control_kinds("none") == []
     with pytest.raises(ValueError, match="unknown control kind 'fancy'"):
         runs.parse_control_kinds("matched_norm,fancy")
+    # --families names come from ablate's registry and make rows whose family is that name
+    assert runs.parse_families("eigen_group") == ["eigen_groups"]
+    sf = sj.ordered_schur(np.random.default_rng(0).normal(size=(6, 6)))
+    for name in runs.FAMILIES:
+        assert name in sj.ablate.FAMILIES
+        v = runs._family_variants(sf, name)
+        assert {lab["family"] for lab in v.labels} <= {name}
+    assert runs.parse_control_kinds(",".join(sj.ablate.CONTROL_KINDS)) == list(sj.ablate.CONTROL_KINDS)
+    assert set(runs.PRECISIONS) == set(sj.engine.PRECISIONS)
 
 
 def test_summarize_matches_hand_computation():
