@@ -48,7 +48,6 @@ __all__ = [
     "ModelPlan",
     "plan_model",
     "plan_chunks",
-    "padded_size",
     "batch_key",
     "task_identity",
     "task_params_json",
@@ -480,16 +479,6 @@ def plan_chunks(segments: Sequence[int], chunk_size: int) -> list[tuple[int, int
     return out
 
 
-def padded_size(k: int, chunk_size: int) -> int:
-    """Engine call size of a chunk of ``k`` variants: the next power of two, at most ``chunk_size``.
-
-    Short chunks (a family's tail, the single all-nonnormal variant) are padded by repeating their last variant,
-    so that a sweep compiles a handful of chunk shapes instead of one per chunk length. The padding is dropped
-    from the results; it is part of the deterministic chunk plan, so resumed and uninterrupted runs agree.
-    """
-    return int(min(chunk_size, 1 << max(0, int(k) - 1).bit_length()))
-
-
 def _family_variants(sf: Any, family: str) -> Any:
     return _ablate.FAMILIES[family](sf)
 
@@ -771,22 +760,21 @@ def run_sweep(
                 continue
             if ident not in batches:
                 batches[ident] = task.sample(batch_key(config.seed, ident[0], _task_params(task)), config.trials)
-            size = padded_size(b - a, config.chunk_size)
-            idx = np.concatenate([np.arange(a, b), np.full(size - (b - a), b - 1)]).astype(np.int64)
+            idx = np.arange(a, b, dtype=np.int64)  # the engine pads short chunks itself (zero edits, no host work)
             res = engine.evaluate(
                 p.spec.model,
                 p.schur,
                 p.variants[idx],
                 batches[ident],
                 task=task,
-                chunk_size="auto",  # the engine's own cache-sized chunks; `size` is a multiple of them
+                chunk_size="auto",  # the engine's own cache-sized chunks
                 precision=config.precision,
                 dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
             )
             payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
                        "base_score": float(res.base_score)}  # fmt: skip
             for name in _METRICS:
-                payload[name] = np.asarray(getattr(res, name), dtype=np.float64)[: b - a].tolist()
+                payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
             folder.write_chunk(i, c, payload)
             bar.update(b - a, note=p.spec.id)
             if sleep:
