@@ -659,7 +659,12 @@ def device_info() -> dict[str, Any]:
 
 
 def _chunk_sleep() -> float:
-    """Test hook: ``SCHURJAX_CHUNK_SLEEP=seconds`` sleeps after each chunk file (to kill a sweep mid-way)."""
+    """Test-only hook, not a user setting: ``SCHURJAX_CHUNK_SLEEP=seconds`` sleeps after each chunk file is written.
+
+    tests/test_cli.py sets it so that a subprocess sweep can be killed with SIGKILL between two chunk files, to
+    check that a resumed run equals an uninterrupted one. It changes no result (chunks and table are unaffected)
+    and is not part of the sweep config.
+    """
     try:
         return float(os.environ.get("SCHURJAX_CHUNK_SLEEP", "0") or 0)
     except ValueError:

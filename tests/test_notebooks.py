@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,12 +29,32 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("SCHURJAX_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+    n_cells = len(nb.cells)
+    # which interpreter ran the notebook: appended here, checked below
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
+    client = nbclient.NotebookClient(nb, timeout=300, km=_this_interpreter_kernel(tmp_path),
                                      resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
     client.execute()  # raises CellExecutionError on any error
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    outputs = [o for cell in nb.cells[:n_cells] if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
+    (probe,) = [o for o in nb.cells[-1].outputs if o.get("output_type") == "stream"]
+    assert probe["text"].strip() == sys.executable
+
+
+def _this_interpreter_kernel(tmp_path: Path):
+    """A kernel manager whose kernel runs this interpreter (``sys.executable``, i.e. the venv), whatever kernel
+    named ``python3`` Jupyter would otherwise find on the machine."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec_dir = tmp_path / "kernels" / "schurjax-test"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "schurjax test",
+                                                      "language": "python"}))  # fmt: skip
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    return KernelManager(kernel_name="schurjax-test", kernel_spec_manager=ksm)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
