@@ -346,6 +346,11 @@ class SweepConfig:
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
         seed: root seed; the batch and control keys are derived from it.
+        deviation: carry the deviations ``h_k - h`` from the unablated states explicitly in the rollouts
+            (``engine.evaluate(deviation=...)``): small loss changes are exact to float32 rounding of the change
+            instead of the difference of two float32 trajectories (benchmarks/RESULTS.md, CPU: delta_loss relative
+            error vs float64 median / max 2.3e-7 / 6.4e-6 instead of 9.2e-5 / 3.1e-2), ~20-30 % slower. None (the
+            default) resolves to the engine's default: on for any precision other than "highest".
     """
 
     families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal")
@@ -358,8 +363,13 @@ class SweepConfig:
     dtype: str = "float32"
     chunk_size: int = 512
     seed: int = 0
+    deviation: bool | None = None
 
     def __post_init__(self):
+        if self.deviation is None:  # the engine's default, made explicit so the config records what ran
+            object.__setattr__(self, "deviation", self.precision != "highest")
+        if not isinstance(self.deviation, bool):
+            raise ValueError(f"--deviation: expected True, False or None, got {self.deviation!r}")
         for name in ("controls", "trials", "chunk_size", "seed"):
             v = getattr(self, name)
             lo = 0 if name in ("controls", "seed") else 1
@@ -775,6 +785,7 @@ def run_sweep(
                 chunk_size="auto",  # the engine's own cache-sized chunks
                 precision=config.precision,
                 dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
+                deviation=config.deviation,
             )
             payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
                        "base_score": float(res.base_score)}  # fmt: skip
