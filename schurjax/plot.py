@@ -62,12 +62,15 @@ FAMILY_COLORS = {
 }
 FAMILY_ORDER = ("single", "block", "band", "eigen_group", "eigen_groups", "all_nonnormal")
 # Each random-control kind has its own marker, grey and median line style, in schurjax.ablate.CONTROL_KINDS order.
+# ls: median line in loss_vs_norm; pls: thin profile line in keep_profile (the models' own lines use -, --, -., :).
 CONTROL_STYLES = {
-    "matched_norm": {"marker": "x", "color": "0.45", "ls": "--", "box": "#7f7f7f", "short": "norm"},
-    "matched_count": {"marker": "+", "color": "0.25", "ls": ":", "box": "#4d4d4d", "short": "count"},
-    "coupling_noise": {"marker": "1", "color": "0.5", "ls": "-.", "box": "#a6a6a6", "short": "noise"},
+    "matched_norm": {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "norm"},
+    "matched_count": {"marker": "+", "color": "0.25", "ls": ":", "pls": (0, (1, 4)), "box": "#4d4d4d",
+                      "short": "count"},  # fmt: skip
+    "coupling_noise": {"marker": "1", "color": "0.5", "ls": "-.", "pls": (0, (4, 2, 1, 2, 1, 2)), "box": "#a6a6a6",
+                       "short": "noise"},  # fmt: skip
 }
-_OTHER_CONTROL = {"marker": "x", "color": "0.45", "ls": "--", "box": "#7f7f7f", "short": "ctrl"}
+_OTHER_CONTROL = {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "ctrl"}
 TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
 KEEP_TOL = 0.05
 
@@ -92,7 +95,7 @@ def _kinds(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [k for k in CONTROL_KINDS if k in present] + sorted(present - set(CONTROL_KINDS))
 
 
-def _style(kind: str) -> dict[str, str]:
+def _style(kind: str) -> dict[str, Any]:
     return CONTROL_STYLES.get(kind, _OTHER_CONTROL)
 
 
@@ -536,10 +539,10 @@ def keep_profile(table: Any, title: str | None = None) -> Any:
             ctrl = np.abs(_arr([r for r in rows if _is_control(r) and _kind(r) == kind and r["control_of"] in
                                 single_ids], "rel_delta_loss"))  # fmt: skip
             if ctrl.size:
-                ax.plot(grid, [np.mean(ctrl <= g) for g in grid], color=color, ls=_style(kind)["ls"], lw=1.0,
+                ax.plot(grid, [np.mean(ctrl <= g) for g in grid], color=color, ls=_style(kind)["pls"], lw=1.0,
                         alpha=0.8)  # fmt: skip
     for kind in kinds:
-        ax.plot([], [], color="0.4", ls=_style(kind)["ls"], lw=1.0, label=f"their {_kind_name(kind)} controls")
+        ax.plot([], [], color="0.4", ls=_style(kind)["pls"], lw=1.0, label=f"their {_kind_name(kind)} controls")
     ax.axvline(KEEP_TOL, color="k", lw=0.7, ls="--")
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
