@@ -334,17 +334,21 @@ def measure(methods: dict, *, repeats: int = 3) -> dict[str, dict[str, Any]]:
     return results
 
 
+def _case_problem(case: str, n, K, B, T, seed: int):
+    """The sizes of ``case`` (flags override them) and its problem ``(model, sf, variants, batch)``."""
+    cfg = dict(CASES[case])
+    for key, val in (("n", n), ("K", K), ("B", B), ("T", T)):
+        if val is not None:
+            cfg[key] = int(val)
+    return cfg, make_problem(n=cfg["n"], K=cfg["K"], B=cfg["B"], T=cfg["T"], family=cfg["family"], seed=seed)
+
+
 def run_case(case: str = "C1", *, n=None, K=None, B=None, T=None, methods=METHODS, repeats: int = 3,
              loop_subset: int = 32, seed: int = 0, engine_kw: dict | None = None) -> dict[str, Any]:  # fmt: skip
     """Build the case (flags override its sizes), measure the methods, cross-check their results; JSON-able dict."""
     if case not in CASES:
         raise ValueError(f"sweep_throughput: case must be one of {tuple(CASES)}, got {case!r}")
-    cfg = dict(CASES[case])
-    for key, val in (("n", n), ("K", K), ("B", B), ("T", T)):
-        if val is not None:
-            cfg[key] = int(val)
-    model, sf, variants, batch = make_problem(n=cfg["n"], K=cfg["K"], B=cfg["B"], T=cfg["T"], family=cfg["family"],
-                                              seed=seed)  # fmt: skip
+    cfg, (model, sf, variants, batch) = _case_problem(case, n, K, B, T, seed)
     cfg["K"] = len(variants)
     info = machine_info()
     ms = build_methods(methods, model, sf, variants, batch, loop_subset=loop_subset, engine_kw=engine_kw)
@@ -457,12 +461,7 @@ def precision_check(case: str = "C1", *, n=None, K: int = 256, B=None, T=None, s
     CPU XLA computes float32 dots in float32 whatever the requested precision, so all precisions measure the same;
     the GPU figures of DESIGN §7 (TF32: relative error 0.9-1.7 in output_distance) need a GPU run of this function.
     """
-    cfg = dict(CASES[case])
-    for key, val in (("n", n), ("K", K), ("B", B), ("T", T)):
-        if val is not None:
-            cfg[key] = int(val)
-    model, sf, variants, batch = make_problem(n=cfg["n"], K=cfg["K"], B=cfg["B"], T=cfg["T"], family=cfg["family"],
-                                              seed=seed)  # fmt: skip
+    cfg, (model, sf, variants, batch) = _case_problem(case, n, K, B, T, seed)
     ref = sj.evaluate(model, sf, variants, batch, dtype=jnp.float64)
     rows = []
     for prec in precisions:
