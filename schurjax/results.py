@@ -43,7 +43,7 @@ class SweepResult:
 
     Attributes:
         loss: masked MSE of each variant on the batch.
-        delta_loss: ``loss - base_loss``.
+        delta_loss: ``loss - base_loss``, summed from the output differences (no cancellation for small changes).
         rel_delta_loss: ``delta_loss / base_loss``.
         output_distance: mean squared difference between the variant's and the unablated outputs.
         hidden_distance: mean over trials of ``||h_T(variant) - h_T(base)||_2`` at the final step.
