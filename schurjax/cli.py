@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -72,6 +73,17 @@ def _int_at_least(minimum: int, expected: str):
     return parse
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
+
+
 _positive_int = _int_at_least(1, "a positive int")
 _nonneg_int = _int_at_least(0, "an int >= 0")
 
@@ -87,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_positive_int, default=64, help="hidden units (default 64)")
     t.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: train's default)")
     t.add_argument("--batch-size", type=_positive_int, default=None, help="trials per step")
-    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--lr", type=_positive_float, default=None, help="learning rate (a number > 0)")
     t.add_argument("--out", required=True, help="folder for <task>-<seed>.eqx (+ .json metadata)")
     t.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
@@ -322,7 +334,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     entries = zoo.entries()
     specs = []
-    for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+    for task in dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()):  # each task once, in order
         seeds = sorted(int(e.seed) for e in entries if e.task == task)[: args.seeds_per_task]
         if not seeds:
             have = ", ".join(sorted({e.task for e in entries})) or "nothing"
