@@ -46,7 +46,9 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
         path: target file, ending in ``.eqx``; parent folders are created.
         model: the model to save.
         metadata: JSON-able dict (e.g. ``{"task": {...}, "train": {...}, "metrics": {...}}``). The keys
-            ``format``, ``sizes``, ``sha256`` and ``schurjax_version`` are reserved.
+            ``format``, ``sizes``, ``sha256`` and ``schurjax_version`` are written by this function: a loaded
+            sidecar may be passed back (``save_model(q, *load_model(p))``), but ``format`` and ``sizes`` must
+            agree with what is written.
 
     Returns:
         The ``.eqx`` path.
@@ -60,16 +62,19 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise TypeError(f"save_model: metadata must be a dict or None, got {type(metadata).__name__}")
-    clash = sorted(set(metadata) & set(_RESERVED))
-    if clash:
-        raise ValueError(f"save_model: metadata keys {clash} are reserved, expected none of {list(_RESERVED)}")
+    sizes = {"n_in": model.n_in, "n_hidden": model.n_hidden, "n_out": model.n_out}
+    for key, written in (("format", FORMAT), ("sizes", sizes)):
+        if key in metadata and metadata[key] != written:
+            raise ValueError(f"save_model: metadata key {key!r} is reserved and must be {written!r} if given, "
+                             f"got {metadata[key]!r}")  # fmt: skip
+    metadata = {k: v for k, v in metadata.items() if k not in _RESERVED}
     from schurjax import __version__
 
     p.parent.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(p, model)
     record = {
         "format": FORMAT,
-        "sizes": {"n_in": model.n_in, "n_hidden": model.n_hidden, "n_out": model.n_out},
+        "sizes": sizes,
         "sha256": _sha256(p),
         "schurjax_version": __version__,
         **metadata,

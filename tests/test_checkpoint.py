@@ -125,7 +125,19 @@ def test_save_errors(tmp_path):
     model = TanhRNN(1, 4, 1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="reserved"):
         save_model(tmp_path / "a.eqx", model, {"format": "x"})
+    with pytest.raises(ValueError, match="'sizes' is reserved"):
+        save_model(tmp_path / "a.eqx", model, {"sizes": {"n_in": 9, "n_hidden": 4, "n_out": 1}})
     with pytest.raises(TypeError, match="JSON-serialisable"):
         save_model(tmp_path / "b.eqx", model, {"obj": object()})
     with pytest.raises(TypeError, match="model must be a TanhRNN"):
         save_model(tmp_path / "c.eqx", {"W": 1})
+
+
+def test_resave_loaded_model(saved, tmp_path):
+    _, _, path = saved
+    model, meta = load_model(path)
+    again = save_model(tmp_path / "again.eqx", model, meta)
+    model2, meta2 = load_model(again)
+    assert again.read_bytes() == path.read_bytes()
+    assert meta2 == meta
+    np.testing.assert_array_equal(np.asarray(model2.W_rec), np.asarray(model.W_rec))
