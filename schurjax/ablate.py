@@ -12,7 +12,9 @@ A coupling ``T[i, j]`` (``i`` in block ``a``, ``j`` in block ``b``, ``a < b``) c
 (``z = Q^T h``): a directed link from the *source* block ``b`` to the *target* block ``a``.
 
 Families (each takes a :class:`~schurjax.schur.SchurForm` first). :data:`FAMILIES` is the one registry: its key is
-both the CLI name (``--families``) and the ``family`` field of every label the function makes:
+the ``family`` field of every label the function makes. The families that need nothing but the Schur form
+(:data:`SF_ONLY_FAMILIES`: single, block, band, all_nonnormal, eigen_groups at its default threshold) are the ones
+``schurjax sweep --families`` accepts; top_k, cumulative and scaling need arguments and are used from Python:
 
 =================  ========================  ===================================
 name / ``family``  function                  arguments besides ``sf``
