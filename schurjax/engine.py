@@ -152,7 +152,7 @@ def _finite(name: str, arr: Any) -> np.ndarray:
     return a
 
 
-def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
+def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, task=None):
     if not isinstance(path, str) or path not in PATHS:
         _fail(f"path must be one of {PATHS}, got {path!r}")
     if not isinstance(precision, str) or precision not in _MATMUL_PRECISION:
@@ -160,7 +160,11 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
     if not (chunk_size == "auto" or (isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, bool)
                                      and chunk_size >= 1)):  # fmt: skip
         _fail(f"chunk_size must be 'auto' or an int >= 1, got {chunk_size!r}")
-    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+    try:
+        ok = dtype is not None and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+    except (TypeError, ValueError):  # not a dtype at all (e.g. "foo")
+        ok = False
+    if not ok:
         _fail(f"dtype must be jnp.float32 or jnp.float64, got {dtype!r}")
     if len(schurs) != len(models) or len(variants) != len(models):
         _fail(f"got {len(models)} model(s), {len(schurs)} schur form(s) and {len(variants)} variant set(s); "
@@ -175,6 +179,11 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype):
     if Bsz == 0 or Tlen == 0:
         _fail(f"batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(Bsz, Tlen, n_in)}")
     n_out = np.shape(batch.targets)[2]
+    if task is not None:
+        got = tuple(getattr(task, a, None) for a in ("n_in", "n_out", "steps"))
+        if got != (n_in, n_out, Tlen):
+            _fail(f"task {getattr(task, 'name', type(task).__name__)!r} has (n_in, n_out, steps) = {got} but the batch "
+                  f"has {(n_in, n_out, Tlen)}; expected the task that sampled the batch")  # fmt: skip
     n0 = None
     K0 = None
     for i, (m, sf, v) in enumerate(zip(models, schurs, variants, strict=True)):
@@ -289,7 +298,7 @@ def evaluate(
         _fail("with a list of models, variants must be a list of Variants (one per model: dT depends on each T)")
     else:
         vsets = [variants]
-    n, K, Bsz, Tlen, n_out = _check(models, schurs, vsets, batch, precision, path, chunk_size, dtype)
+    n, K, Bsz, Tlen, n_out = _check(models, schurs, vsets, batch, precision, path, chunk_size, dtype, task)
     vsets = _bind(schurs, vsets)
     if deviation is None:
         deviation = precision != "highest"

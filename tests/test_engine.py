@@ -342,3 +342,31 @@ def test_unbound_masks_are_checked_and_counted_by_evaluate(setup):
 def test_canonical_choices():
     assert engine.PATHS == ("auto", "shared", "dense")
     assert engine.PRECISIONS == ("highest", "high", "default", "tf32")
+
+
+def test_task_must_fit_the_batch():
+    task = sj.tasks.get("sine", steps=12)
+    rng = np.random.default_rng(14)
+    n = 8
+    model = sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, task.n_in)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
+        rng.normal(size=(task.n_out, n)) / np.sqrt(n), np.zeros(task.n_out),
+    )  # fmt: skip
+    sf = schur_of(model)
+    batch = task.sample(jax.random.key(0), 4)
+    v = sj.ablate.single_couplings(sf)[:3]
+    flip = sj.tasks.get("flipflop")
+    for other in (flip, sj.tasks.get("sine", steps=13)):
+        with pytest.raises(ValueError, match=rf"task '{other.name}' has \(n_in, n_out, steps\) = "
+                                             rf"\({other.n_in}, {other.n_out}, {other.steps}\)") as info:  # fmt: skip
+            sj.evaluate(model, sf, v, batch, task=other)
+        assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
+        assert f"batch has ({task.n_in}, {task.n_out}, 12)" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["foo", object(), jnp.int32, "float16"])
+def test_bad_dtype_is_one_line(setup, dtype):
+    model, sf, batch, variants, _ = setup
+    with pytest.raises(ValueError, match=r"^evaluate: dtype must be jnp\.float32 or jnp\.float64, got ") as info:
+        sj.evaluate(model, sf, variants, batch, dtype=dtype)
+    assert "\n" not in str(info.value)
