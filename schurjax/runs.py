@@ -228,6 +228,10 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
 
 
 def _check_fit(spec_id: str, model: Any, task: Any) -> None:
+    for attr in ("W_in", "W_rec", "b", "W_out", "b_out"):  # before any run folder is written
+        bad = int((~np.isfinite(np.asarray(getattr(model, attr), dtype=np.float64))).sum())
+        if bad:
+            raise UsageError(f"MODEL {spec_id}: {attr} holds {bad} NaN/inf entries; expected finite weights")
     n_in, n_out = int(model.W_in.shape[1]), int(model.W_out.shape[0])
     if (n_in, n_out) != (int(task.n_in), int(task.n_out)):
         raise ValueError(

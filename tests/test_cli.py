@@ -374,3 +374,21 @@ def test_demo_small(tmp_path, capsys):
     assert {r["family"] for r in run.table} == {"band", "all_nonnormal", "control"}
     assert (tmp_path / "demo" / "report.html").is_file()
     _bad(["demo", "--tasks", "nope", "--out", str(tmp_path / "d2")], capsys, "the zoo has no 'nope' model")
+
+
+def test_nonfinite_saved_model_is_refused_before_the_run_folder(tmp_path, capsys):
+    import equinox as eqx
+
+    zoo = pytest.importorskip("schurjax.zoo")
+    if not zoo.entries():
+        pytest.skip("no zoo models shipped")
+    model = zoo.load("copy", seed=0)
+    bad = eqx.tree_at(lambda m: m.W_out, model, model.W_out.at[0, 0].set(np.nan))
+    meta = {"task": {"name": "copy", "params": dict(zoo.task("copy").params())}, "seed": 0}
+    path = sj.save_model(tmp_path / "nan.eqx", bad, meta)
+    out = tmp_path / "o"
+    argv = ["sweep", str(path), "--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    line = _bad(argv, capsys, "W_out holds 1 NaN/inf entries; expected finite weights")
+    assert "MODEL " in line and "nan.eqx" in line
+    assert not out.exists() or not (out / "manifest.json").exists()
