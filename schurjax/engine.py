@@ -215,10 +215,7 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
         K = len(v)
         if K == 0:
             _fail(f"variants{tag} is empty (K = 0); expected at least one variant")
-        if K0 is None:
-            K0 = K
-        elif K != K0:
-            _fail(f"all variant sets must have the same K, got {K0} and {K} (variants{tag})")
+        K0 = K if K0 is None else max(K0, K)  # unequal K: shorter sets run zero-edit slots, cut off afterwards
         Q = _finite(f"schur{tag}.Q", sf.Q)
         W = Q @ _finite(f"schur{tag}.T", sf.T) @ Q.T
         Wm = np.asarray(m.W_rec, dtype=np.float64)
@@ -260,7 +257,8 @@ def evaluate(
         model: TanhRNN (n hidden units), or a list of models of the same n (evaluated in one compiled program).
         schur: the model's SchurForm (``ordered_schur(model.W_rec)``), or a list, one per model.
         variants: ``schurjax.ablate.Variants`` built from that SchurForm (``dT`` depends on T; checked through
-            ``Variants.fingerprint``), or a list, one per model, all with the same K. ``from_masks`` variants
+            ``Variants.fingerprint``), or a list, one per model (K may differ: shorter sets are padded with
+            zero edits inside the one program and each result is cut back to its own K). ``from_masks`` variants
             made without ``sf`` are bound to ``schur`` here (``Variants.bind``: diagonal-block check, counts).
         batch: TaskBatch, inputs (B, T, n_in), targets and mask (B, T, n_out); shared by all variants and models.
         task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task).
@@ -360,13 +358,18 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
             cols = np.zeros((M, k + 1, r), np.int32)
             vals = np.zeros((M, k + 1, r), np_dtype)
             for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
-                rr, cc, vv = v.sparse(slice(a, b_), T=T)
+                e = min(b_, len(v)) - a  # a set shorter than K leaves its slots past its end as zero edits
+                if e <= 0:
+                    continue
+                rr, cc, vv = v.sparse(slice(a, a + e), T=T)
                 w = rr.shape[1]
-                rows[i, 1 : 1 + b_ - a, :w], cols[i, 1 : 1 + b_ - a, :w], vals[i, 1 : 1 + b_ - a, :w] = rr, cc, vv
+                rows[i, 1 : 1 + e, :w], cols[i, 1 : 1 + e, :w], vals[i, 1 : 1 + e, :w] = rr, cc, vv
             return QTd, (jnp.asarray(rows), jnp.asarray(cols), jnp.asarray(vals))
         dT = np.zeros((M, k + 1, n, n), np_dtype)
         for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
-            dT[i, 1 : 1 + b_ - a] = v.delta_T(slice(a, b_), T=T)
+            e = min(b_, len(v)) - a
+            if e > 0:
+                dT[i, 1 : 1 + e] = v.delta_T(slice(a, a + e), T=T)
         return Qd, jnp.asarray(dT)
 
     def launch(a: int, b_: int):
@@ -445,26 +448,28 @@ def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
     cat["output_distance"] = cat["sq_distance"].sum(axis=-1) / (Tlen * per_step)
     out = []
     for i in range(M):
-        loss = cat["loss"][i]
+        Ki = len(vsets[i])  # cut the zero-edit padding of a set shorter than the largest K
+        cat_i = {name: value[i][:Ki] for name, value in cat.items()}
+        loss = cat_i["loss"]
         base_loss = float(base["sq_error"][i].sum() / mask_sum)
-        delta = cat["sq_error_change"][i].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
+        delta = cat_i["sq_error_change"].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = delta / base_loss
         K = loss.shape[0]
-        score = cat["score"][i] if "score" in cat else np.full(K, np.nan)
+        score = cat_i["score"] if "score" in cat_i else np.full(K, np.nan)
         out.append(
             SweepResult(
                 loss=loss,
                 delta_loss=delta,
                 rel_delta_loss=rel,
-                output_distance=cat["output_distance"][i],
-                hidden_distance=cat["hidden_distance"][i],
+                output_distance=cat_i["output_distance"],
+                hidden_distance=cat_i["hidden_distance"],
                 score=score,
                 delta_norm=np.asarray(vsets[i].delta_norm, dtype=np.float64).copy(),
                 base_loss=base_loss,
                 base_score=float(base["score"][i]) if "score" in base else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
-                divergence=cat["sq_distance"][i] / per_step if divergence else None,
+                divergence=cat_i["sq_distance"] / per_step if divergence else None,
             )
         )
     return out

@@ -370,3 +370,22 @@ def test_bad_dtype_is_one_line(setup, dtype):
     with pytest.raises(ValueError, match=r"^evaluate: dtype must be jnp\.float32 or jnp\.float64, got ") as info:
         sj.evaluate(model, sf, variants, batch, dtype=dtype)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_multi_model_with_unequal_K(path):
+    n = 12
+    models = [make_model(s, n) for s in (30, 31, 32)]
+    sfs = [schur_of(m) for m in models]
+    vs = [sj.ablate.single_couplings(sf)[:k] for sf, k in zip(sfs, (9, 4, 13), strict=True)]
+    batch = make_batch(8, 5, 11)
+    both = sj.evaluate(models, sfs, vs, batch, chunk_size=4, path=path)
+    for m, sf, v, res in zip(models, sfs, vs, both, strict=True):
+        assert len(res.loss) == len(v) and len(res.labels) == len(v) and len(res.delta_norm) == len(v)
+        one = sj.evaluate(m, sf, v, batch, chunk_size=4, path=path)
+        for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
+            np.testing.assert_allclose(getattr(res, name), getattr(one, name), rtol=1e-5, atol=1e-9, err_msg=name)
+        assert res.base_loss == pytest.approx(one.base_loss, rel=1e-6)
+        ref = reference(m, sf, v.delta_T(), batch)
+        np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+        np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"], rtol=1e-3, atol=1e-6)
