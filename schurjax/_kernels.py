@@ -182,6 +182,14 @@ _ROLLOUTS = {
 }
 
 
+def _sum_last(x: Array) -> Array:
+    """Sum over the last axis in a fixed sequential order (a scan of elementwise adds), so the result of every
+    slot is bitwise the same whatever the number of slots (an XLA reduction may vectorise by shape)."""
+    total, _ = jax.lax.scan(lambda acc, col: (acc + col, None), jnp.zeros(x.shape[:-1], x.dtype),
+                            jnp.moveaxis(x, -1, 0))  # fmt: skip
+    return total
+
+
 def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation, unroll, outputs):
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
@@ -193,7 +201,9 @@ def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation
         "sq_error": err.T,  # (k1, T)
         "sq_distance": dist.T,  # (k1, T)
         "sq_error_change": derr.T,  # (k1, T)
-        "hidden_distance": jnp.mean(jnp.sqrt(jnp.sum((hT - hT[:1]) ** 2, axis=-1)), axis=-1),
+        # per-trial squared final-state distance (k1, B); sqrt and the mean over trials are taken on the host in
+        # float64, so the value does not depend on how many slots the compiled chunk has
+        "hidden_sq_distance": _sum_last(jnp.square(hT - hT[:1])),
     }
     if outputs:
         out["outputs"] = jnp.transpose(ys, (1, 2, 0, 3))  # (k1, B, T, o)
@@ -234,8 +244,8 @@ def chunk(
     Returns:
         dict of per-slot arrays, all with the leading model axis: sq_error (k1, T) (masked squared error summed
         over trials and outputs per step), sq_distance (k1, T) (squared output distance to slot 0, summed the same
-        way), sq_error_change (k1, T) (change of sq_error against slot 0, without cancellation), hidden_distance
-        (k1,) (mean over trials of the final-state distance to slot 0), and outputs
+        way), sq_error_change (k1, T) (change of sq_error against slot 0, without cancellation), hidden_sq_distance
+        (k1, B) (squared final-state distance to slot 0 per trial), and outputs
         (k1, B, T, o) when ``outputs``.
     """
     TRACES[path] += 1

@@ -380,7 +380,8 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
             out["score"] = _kernels.scores(task, out.pop("outputs"), score_batch)
         return a, b_, out
 
-    names = ["sq_error", "sq_distance", "sq_error_change", "hidden_distance"] + (["score"] if task is not None else [])
+    names = ["sq_error", "sq_distance", "sq_error_change", "hidden_sq_distance"]
+    names += ["score"] if task is not None else []
     acc = {name: [] for name in names}
     base: dict | None = None
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
@@ -446,6 +447,7 @@ def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
     cat = {name: np.concatenate(acc[name], axis=1) for name in names}
     cat["loss"] = cat["sq_error"].sum(axis=-1) / mask_sum
     cat["output_distance"] = cat["sq_distance"].sum(axis=-1) / (Tlen * per_step)
+    cat["hidden_distance"] = np.sqrt(cat["hidden_sq_distance"]).mean(axis=-1)  # float64, over trials
     out = []
     for i in range(M):
         Ki = len(vsets[i])  # cut the zero-edit padding of a set shorter than the largest K

@@ -460,7 +460,8 @@ def control_key(seed: int, model_id: str, kind: str):
 
 @dataclasses.dataclass
 class ModelPlan:
-    """One model's Schur form, its full variant set and the chunk boundaries ``[(start, stop), ...]``."""
+    """One model's Schur form, its full variant set, the chunk boundaries ``[(start, stop), ...]`` and the segment
+    boundaries (each family, then each control kind; chunks never cross them)."""
 
     spec: ModelSpec
     schur: Any
@@ -468,6 +469,14 @@ class ModelPlan:
     n_ablations: int
     chunks: list[tuple[int, int]]
     family_counts: dict[str, int]
+    segments: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+    def segment_of(self, start: int) -> tuple[int, int]:
+        """The segment ``(start, stop)`` holding variant ``start`` (the whole set when no segments are recorded)."""
+        for a, b in self.segments:
+            if a <= start < b:
+                return a, b
+        return 0, len(self.variants)
 
 
 def plan_chunks(segments: Sequence[int], chunk_size: int) -> list[tuple[int, int]]:
@@ -539,7 +548,7 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
         subset = _control_subset(config, spec, ablations)
         if subset.size == 0:
             return ModelPlan(spec, sf, ablations, len(ablations), plan_chunks(segments, config.chunk_size),
-                             family_counts)  # fmt: skip
+                             family_counts, _segment_bounds(segments))  # fmt: skip
         target = ablations if subset.size == len(ablations) else ablations[subset]
         for kind in config.control_kinds:
             fn = getattr(_ablate, kind)
@@ -551,7 +560,12 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
             family_counts[f"control:{kind}"] = len(c)
     variants = ablate.Variants.concat(ablations, *controls) if controls else ablations
     chunks = plan_chunks(segments, config.chunk_size)
-    return ModelPlan(spec, sf, variants, len(ablations), chunks, family_counts)
+    return ModelPlan(spec, sf, variants, len(ablations), chunks, family_counts, _segment_bounds(segments))
+
+
+def _segment_bounds(segments: Sequence[int]) -> list[tuple[int, int]]:
+    bounds = np.concatenate([[0], np.cumsum(np.asarray(segments, dtype=np.int64))]).tolist()
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _remap_control_of(controls: Any, subset: np.ndarray) -> Any:
@@ -773,6 +787,7 @@ def run_sweep(
     for i, p in enumerate(plans):
         task = p.spec.task
         ident = task_identity(task)
+        seg_paths: dict[tuple[int, int], str] = {}  # one engine path per family / control segment
         for c, (a, b) in enumerate(p.chunks):
             if folder.has_chunk(i, c):
                 bar.update(b - a, computed=False, note=p.spec.id)
@@ -780,6 +795,9 @@ def run_sweep(
             if ident not in batches:
                 batches[ident] = task.sample(batch_key(config.seed, ident[0], _task_params(task)), config.trials)
             idx = np.arange(a, b, dtype=np.int64)  # the engine pads short chunks itself (zero edits, no host work)
+            seg = p.segment_of(a)
+            if seg not in seg_paths:  # chosen from the whole segment, so results don't depend on --chunk-size
+                seg_paths[seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.schur.n))
             res = engine.evaluate(
                 p.spec.model,
                 p.schur,
@@ -787,6 +805,7 @@ def run_sweep(
                 batches[ident],
                 task=task,
                 chunk_size="auto",  # the engine's own cache-sized chunks
+                path=seg_paths[seg],
                 precision=config.precision,
                 dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
                 deviation=config.deviation,
