@@ -183,11 +183,10 @@ _ROLLOUTS = {
 
 
 def _sum_last(x: Array) -> Array:
-    """Sum over the last axis in a fixed sequential order (a scan of elementwise adds), so the result of every
-    slot is bitwise the same whatever the number of slots (an XLA reduction may vectorise by shape)."""
-    total, _ = jax.lax.scan(lambda acc, col: (acc + col, None), jnp.zeros(x.shape[:-1], x.dtype),
-                            jnp.moveaxis(x, -1, 0))  # fmt: skip
-    return total
+    """Sum over the last axis in a fixed sequential order, so the result of every slot is bitwise the same whatever
+    the number of slots (an XLA reduction may vectorise by shape). Written as a chain of elementwise adds, which
+    XLA fuses into one loop; a ``lax.scan`` over the axis gave the same bits but cost ~6 ms per chunk on the CPU."""
+    return functools.reduce(jnp.add, [x[..., i] for i in range(x.shape[-1])])
 
 
 def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation, unroll, outputs):
