@@ -40,6 +40,14 @@ def test_round_trip(saved):
     assert sj.save_model is save_model and sj.load_model is load_model
 
 
+def _write_pair(src, dest, edit, data=None):
+    """Copy model ``src`` (weights, or ``data`` instead) to ``dest`` with its JSON sidecar changed by ``edit``."""
+    dest.write_bytes(src.read_bytes() if data is None else data)
+    side = json.loads(src.with_suffix(".json").read_text())
+    edit(side)
+    dest.with_suffix(".json").write_text(json.dumps(side))
+
+
 def _one_line(err):
     msg = str(err.value)
     assert "\n" not in msg
@@ -61,10 +69,8 @@ def test_corrupt_bytes(saved, tmp_path):
 def test_truncated_with_forged_checksum(saved, tmp_path):
     _, _, path = saved
     bad = tmp_path / "trunc.eqx"
-    bad.write_bytes(path.read_bytes()[:100])
-    side = json.loads(path.with_suffix(".json").read_text())
-    side["sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
-    bad.with_suffix(".json").write_text(json.dumps(side))
+    truncated = path.read_bytes()[:100]
+    _write_pair(path, bad, lambda side: side.update(sha256=hashlib.sha256(truncated).hexdigest()), data=truncated)
     with pytest.raises(ValueError, match="does not hold a TanhRNN") as err:
         load_model(bad)
     _one_line(err)
@@ -73,10 +79,7 @@ def test_truncated_with_forged_checksum(saved, tmp_path):
 def test_missing_checksum(saved, tmp_path):
     _, _, path = saved
     bad = tmp_path / "nosum.eqx"
-    shutil.copy(path, bad)
-    side = json.loads(path.with_suffix(".json").read_text())
-    del side["sha256"]
-    bad.with_suffix(".json").write_text(json.dumps(side))
+    _write_pair(path, bad, lambda side: side.pop("sha256"))
     with pytest.raises(ValueError, match="no sha256 checksum") as err:
         load_model(bad)
     _one_line(err)
@@ -94,10 +97,7 @@ def test_nonfinite_metadata_is_strict_json(tmp_path):
 def test_size_mismatch(saved, tmp_path):
     _, _, path = saved
     bad = tmp_path / "mis.eqx"
-    shutil.copy(path, bad)
-    side = json.loads(path.with_suffix(".json").read_text())
-    side["sizes"]["n_hidden"] = 8
-    bad.with_suffix(".json").write_text(json.dumps(side))
+    _write_pair(path, bad, lambda side: side["sizes"].update(n_hidden=8))
     with pytest.raises(ValueError, match="n_hidden=8") as err:
         load_model(bad)
     _one_line(err)

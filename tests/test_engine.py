@@ -34,6 +34,15 @@ def make_batch(seed: int, B: int, T: int) -> TaskBatch:
     )
 
 
+def random_model_for(task, n: int, seed: int) -> sj.TanhRNN:
+    """A random n-unit TanhRNN whose input and output sizes fit ``task``."""
+    rng = np.random.default_rng(seed)
+    return sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, task.n_in)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
+        rng.normal(size=(task.n_out, n)) / np.sqrt(n), np.zeros(task.n_out),
+    )  # fmt: skip
+
+
 def schur_of(model) -> sj.SchurForm:
     return sj.ordered_schur(np.asarray(model.W_rec, dtype=np.float64))
 
@@ -236,12 +245,7 @@ def test_multi_model_equals_per_model():
 
 def test_score_with_task():
     task = sj.tasks.get("sine", steps=12)
-    rng = np.random.default_rng(13)
-    n = 10
-    model = sj.TanhRNN.from_arrays(
-        rng.normal(size=(n, task.n_in)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
-        rng.normal(size=(task.n_out, n)) / np.sqrt(n), np.zeros(task.n_out),
-    )  # fmt: skip
+    model = random_model_for(task, n=10, seed=13)
     sf = schur_of(model)
     batch = task.sample(jax.random.key(0), 6)
     v = sj.ablate.single_couplings(sf)[:5]
@@ -346,12 +350,7 @@ def test_canonical_choices():
 
 def test_task_must_fit_the_batch():
     task = sj.tasks.get("sine", steps=12)
-    rng = np.random.default_rng(14)
-    n = 8
-    model = sj.TanhRNN.from_arrays(
-        rng.normal(size=(n, task.n_in)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
-        rng.normal(size=(task.n_out, n)) / np.sqrt(n), np.zeros(task.n_out),
-    )  # fmt: skip
+    model = random_model_for(task, n=8, seed=14)
     sf = schur_of(model)
     batch = task.sample(jax.random.key(0), 4)
     v = sj.ablate.single_couplings(sf)[:3]
