@@ -413,10 +413,8 @@ def model_fingerprint(model: Any) -> str:
 
 
 def _task_params(task: Any) -> dict[str, Any]:
-    try:
-        return _results.to_jsonable(dict(task.params()))
-    except Exception:  # pragma: no cover - tasks without params()
-        return {}
+    """The task's parameters as JSON-able values (they are part of its identity: never guessed or dropped)."""
+    return _results.to_jsonable(dict(task.params()))
 
 
 def _stable_int(text: str) -> int:
