@@ -529,6 +529,25 @@ class Variants:
         out.nnz = np.concatenate([v.nnz for v in variants])
         return out
 
+    def with_labels(self, labels: Sequence[dict]) -> Variants:
+        """The same edits with new labels (one dict per variant), e.g. ``control_of`` pointing into a larger set.
+
+        Args:
+            labels: K dicts (copied).
+
+        Returns:
+            A new Variants sharing this set's storage.
+
+        Example:
+            >>> v2 = v.with_labels([{**lab, "note": "x"} for lab in v.labels])
+        """
+        labels = [dict(lab) for lab in labels]
+        if len(labels) != len(self):
+            raise ValueError(f"Variants.with_labels: labels must hold K = {len(self)} dicts, got {len(labels)}")
+        out = self[:]
+        out.labels = labels
+        return out
+
     def bind(self, sf: SchurForm) -> Variants:
         """Tie the variants to ``sf``: attach ``sf.T`` to ``from_masks`` variants made without ``sf``.
 

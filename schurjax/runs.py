@@ -568,10 +568,10 @@ def _segment_bounds(segments: Sequence[int]) -> list[tuple[int, int]]:
 
 def _remap_control_of(controls: Any, subset: np.ndarray) -> Any:
     """Point ``control_of`` of controls built on ``ablations[subset]`` back into the full ablation set."""
-    for lab in controls.labels:
-        if lab.get("control_of") is not None:
-            lab["control_of"] = int(subset[int(lab["control_of"])])
-    return controls
+    return controls.with_labels(
+        [{**lab, "control_of": int(subset[int(lab["control_of"])])} if lab.get("control_of") is not None else lab
+         for lab in controls.labels]
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
