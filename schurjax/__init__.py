@@ -9,30 +9,42 @@ out at once on the task distribution.
 __version__ = "0.1.0"
 
 from schurjax import ablate as ablate
+from schurjax import engine as engine
 from schurjax import results as results
+from schurjax import summary as summary
+from schurjax import table as table
 from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
+from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
-from schurjax.results import SweepResult as SweepResult
+from schurjax.errors import InputError as InputError
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
+from schurjax.sweep import sweep as sweep  # the function; its package is schurjax.sweep's modules
+from schurjax.tasks import TaskBatch as TaskBatch
 
 __all__ = [
     "__version__",
     "ablate",
+    "engine",
     "results",
+    "summary",
+    "table",
     "tasks",
     "train",
     "zoo",
     "load_model",
     "save_model",
     "evaluate",
+    "sweep",
     "SweepResult",
+    "InputError",
     "TanhRNN",
+    "TaskBatch",
     "SchurForm",
     "ordered_schur",
 ]

@@ -25,18 +25,18 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from schurjax import runs
-from schurjax.runs import UsageError, user_errors
+from schurjax.engine import PRECISIONS
+from schurjax.errors import InputError
 from schurjax.schur import ORDERS
+from schurjax.sweep import CONTROL_KINDS, FAMILIES
 
-__all__ = ["main", "build_parser", "DEMO", "UsageError"]
+__all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
 
-# The demo's embedded defaults: 8 zoo models, 42k variants; measured 104 s wall (sweep 85 s) on the 2-core CPU
-# machine while other jobs loaded it (load average 5).
+# The demo's embedded defaults: 8 zoo models (two seeds of each task), all of their ablations with a control each.
 DEMO: dict[str, Any] = {
     "tasks": ("copy", "flipflop", "sine", "context"),
     "seeds_per_task": 2,
@@ -49,6 +49,67 @@ DEMO: dict[str, Any] = {
     "seed": 0,
     "out": "runs/demo",
 }
+
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line (``schurjax sweep: error: --trials: ...``), exit status 2."""
+
+
+FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "families": "--families",
+         "control_kinds": "--control-kinds", "controls": "--controls", "control_max": "--control-max",
+         "trials": "--trials", "order": "--order", "precision": "--precision", "dtype": "--dtype",
+         "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds"}  # fmt: skip
+"""Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
+
+
+def _flag_message(e: InputError) -> str:
+    """An :class:`InputError` in the command's terms: ``--out: runs/x holds a different sweep ...``."""
+    if e.arg is None:
+        return e.detail
+    return f"{FLAGS.get(e.arg, e.arg)}: {e.detail}"
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Treat the one-line ``ValueError`` / ``TypeError`` of argument validation inside as :class:`UsageError`.
+
+    Wrap only the validation of user input (parsing, model loading), never the computation, so that a bug further
+    in still surfaces as an internal error with its traceback.
+    """
+    try:
+        yield
+    except (UsageError, InputError):
+        raise
+    except (ValueError, TypeError) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(text) from e
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``"0-3"``, ``"0,2,5"`` or ``"0-3,7"`` into a sorted list of distinct non-negative ints.
+
+    Example:
+        >>> parse_seeds("0-2,7")
+        [0, 1, 2, 7]
+    """
+    seeds: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                a, b = int(lo), int(hi)
+                if a > b or a < 0:
+                    raise ValueError
+                seeds.update(range(a, b + 1))
+            else:
+                s = int(part)
+                if s < 0:
+                    raise ValueError
+                seeds.add(s)
+        except ValueError:
+            raise UsageError(f"--seeds: expected e.g. '0-3' or '0,2,5' (non-negative ints), got {text!r}") from None
+    return sorted(seeds)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,16 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     s.add_argument("--families", default=defaults["families"],
-                   help=f"comma list of {', '.join(runs.FAMILIES)} (default %(default)s)")  # fmt: skip
+                   help=f"comma list of {', '.join(FAMILIES)} (default %(default)s)")  # fmt: skip
     s.add_argument("--controls", type=_nonneg_int, default=defaults["controls"],
                    help="random controls per ablation and kind (0: none; default %(default)s)")  # fmt: skip
     s.add_argument("--control-kinds", default="matched_norm",
-                   help=f"comma list of {', '.join(runs.CONTROL_KINDS)} (default matched_norm)")  # fmt: skip
+                   help=f"comma list of {', '.join(CONTROL_KINDS)} (default matched_norm)")  # fmt: skip
     s.add_argument("--control-max", type=_nonneg_int, default=None,
                    help="at most this many ablations per family and model get controls (default all)")
     s.add_argument("--trials", type=_positive_int, default=defaults["trials"], help="batch size (default %(default)s)")
     s.add_argument("--order", choices=ORDERS, default="modulus", help="Schur block order")
-    s.add_argument("--precision", choices=runs.PRECISIONS, default="highest",
+    s.add_argument("--precision", choices=PRECISIONS, default="highest",
                    help="float32 matmul precision in the rollouts (default highest; the others lose small effects "
                         "on GPUs)")  # fmt: skip
     s.add_argument("--deviation", action="store_true", default=None,
@@ -188,8 +249,9 @@ def _device(name: str | None):
 def cmd_info(args: argparse.Namespace) -> int:
     import jax
 
+    from schurjax.environment import versions
 
-    for k, v in runs.versions().items():
+    for k, v in versions().items():
         print(f"{k:<12}{v}")
     print(f"{'backend':<12}{jax.default_backend()}")
     for d in jax.devices():
@@ -197,24 +259,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     prec = jax.config.jax_default_matmul_precision or "highest (schurjax sweeps; JAX's own default otherwise)"
     print(f"{'precision':<12}float32, matmul precision {prec}")
     print(f"{'x64':<12}{'enabled' if jax.config.jax_enable_x64 else 'disabled'}")
-    try:
-        import pyarrow  # noqa: F401
-
-        print(f"{'parquet':<12}yes (pyarrow)")
-    except ImportError:
-        print(f"{'parquet':<12}no (install pyarrow for table.parquet)")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import jax
 
-    from schurjax import checkpoint, runs, tasks, train
+    from schurjax import checkpoint, tasks, train
+    from schurjax.sweep.config import task_params
 
     if args.task not in tasks.names():
         raise UsageError(f"--task: unknown task {args.task!r}; expected one of {', '.join(tasks.names())}")
     with user_errors():
-        seeds = runs.parse_seeds(args.seeds)
+        seeds = parse_seeds(args.seeds)
         task = tasks.get(args.task)
     kw: dict[str, Any] = {"n_hidden": args.hidden, "progress": not args.quiet}
     if args.steps is not None:
@@ -235,7 +292,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             y = jax.vmap(model)(batch.inputs)
             loss, score = float(task.loss(y, batch)), float(task.score(y, batch))
             meta = {
-                "task": {"name": task.name, "params": runs._task_params(task)},
+                "task": {"name": task.name, "params": task_params(task)},
                 "seed": int(seed),
                 "train": _jsonable(getattr(result, "config", {})),
                 "metrics": {"eval_loss": loss, "eval_score": score, "eval_trials": 256},
@@ -249,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _jsonable(x: Any) -> Any:
     import json
 
-    from schurjax.results import to_jsonable
+    from schurjax._json import to_jsonable
 
     try:
         return json.loads(json.dumps(to_jsonable(x), default=str))
@@ -257,41 +314,28 @@ def _jsonable(x: Any) -> Any:
         return str(x)
 
 
-def _config_from_args(args: argparse.Namespace) -> Any:
+def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`schurjax.sweep` from the sweep flags."""
+    return dict(families=args.families, controls=args.controls, control_kinds=args.control_kinds,
+                control_max=args.control_max, trials=args.trials, order=args.order, precision=args.precision,
+                dtype=args.dtype, chunk_size=args.chunk_size, seed=args.seed, deviation=args.deviation)  # fmt: skip
 
-    kinds = runs.parse_control_kinds(args.control_kinds)
-    return runs.SweepConfig(
-        families=tuple(runs.parse_families(args.families)),
-        controls=args.controls if kinds else 0,
-        control_kinds=tuple(kinds),
-        control_max=args.control_max,
-        trials=args.trials,
-        order=args.order,
-        precision=args.precision,
-        dtype=args.dtype,
-        chunk_size=args.chunk_size,
-        seed=args.seed,
-        deviation=args.deviation,
-    )
+
+def _summary_text(run: Any) -> str:
+    from schurjax.summary import format_summary, summarize
+
+    return format_summary(summarize(run.table))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from schurjax.sweep import sweep
 
-    with user_errors():
-        config = _config_from_args(args)
-    if args.task is not None:
-        from schurjax import tasks
-
-        if args.task not in tasks.names():
-            raise UsageError(f"--task: unknown task {args.task!r}; expected one of {', '.join(tasks.names())}")
     t0 = time.perf_counter()
     with _device(args.device):
-        with user_errors():
-            models = runs.resolve_models(args.models, task_override=args.task)
-        run = runs.run_sweep(models, config, args.out, progress=not args.quiet,
-                             extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
+        run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
+                    extra_manifest={"command": ["schurjax", *args.argv]}, **_sweep_kwargs(args))  # fmt: skip
     dt = time.perf_counter() - t0
-    print(runs.format_summary(runs.summarize(run.table)))
+    print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
     if args.report:
         _write_report(run, quiet=True)
@@ -300,18 +344,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _write_report(run: Any, quiet: bool = False) -> Path | None:
     try:
-        from schurjax import plot
+        from schurjax import report
     except ImportError as e:  # matplotlib missing
         _err(f"schurjax report: figures skipped ({e}); install the 'plot' extra: pip install 'schurjax[plot]'")
         return None
-    path = plot.write_report(run)
+    path = report.write_report(run)
     if not quiet:
         print(f"report -> {path}")
     return path
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from schurjax import results, runs
+    from schurjax import results
 
     path = Path(args.run)
     if not path.exists():
@@ -322,7 +366,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN: {path} is incomplete (no {results.TABLE_CSV}); rerun its sweep command to finish it")
     with user_errors():
         run = results.load(path)
-    print(runs.format_summary(runs.summarize(run.table)))
+    print(_summary_text(run))
     if not args.no_figures:
         _write_report(run)
     return 0
@@ -342,27 +386,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         specs += [f"zoo:{task}/{s}" for s in seeds]
     if not specs:
         raise UsageError("--tasks: no task given")
-    with user_errors():
-        config = runs.SweepConfig(
-            families=tuple(runs.parse_families(args.families)),
-            controls=DEMO["controls"],
-            control_kinds=DEMO["control_kinds"],
-            control_max=args.control_max,
-            trials=args.trials,
-            chunk_size=DEMO["chunk_size"],
-            seed=DEMO["seed"],
-        )
+    from schurjax.sweep import sweep
+
     with _device(args.device):
-        with user_errors():
-            models = runs.resolve_models(specs)
-        run = runs.run_sweep(models, config, args.out, progress=not args.quiet,
-                             extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
+        run = sweep(specs, out=args.out, families=args.families, controls=DEMO["controls"],
+                    control_kinds=DEMO["control_kinds"], control_max=args.control_max, trials=args.trials,
+                    chunk_size=DEMO["chunk_size"], seed=DEMO["seed"], progress=not args.quiet,
+                    extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
     t_sweep = time.perf_counter() - t0
     report = _write_report(run, quiet=True)
     dt = time.perf_counter() - t0
-    kinds = ", ".join(k.replace("_", "-") for k in config.control_kinds)
+    kinds = ", ".join(k.replace("_", "-") for k in DEMO["control_kinds"])
     print(f"schurjax demo: Schur-coupling ablations vs {kinds} random controls (arXiv:2606.18457)")
-    print(runs.format_summary(runs.summarize(run.table)))
+    print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}" + (f"; report -> {report}" if report else ""))
     print(f"sweep {t_sweep:.0f}s, total {dt:.0f}s")
     return 0
@@ -377,9 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
 
-    Example:
-        >>> main(["sweep", "zoo:flipflop/0", "--trials", "32", "--out", "runs/ff"])
-        0
+    Example::
+
+        main(["sweep", "zoo:flipflop/0", "--trials", "32", "--out", "runs/ff"])   # 0
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -393,10 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return COMMANDS[args.command](args)
-    except UsageError as e:
+    except (UsageError, InputError) as e:
         if debug:
             raise
-        msg = str(e)
+        msg = _flag_message(e) if isinstance(e, InputError) else str(e)
         _err(msg if msg.startswith("schurjax") else f"{prefix}: error: {msg}")
         return 2
     except OSError as e:  # missing files, unwritable folders, a full disk: the environment, not a bug

@@ -1,4 +1,4 @@
-"""Figures of Schur forms and ablation sweeps (matplotlib, Agg backend), and the self-contained HTML report.
+"""Figures of Schur forms and ablation sweeps (matplotlib, Agg backend).
 
 Each function draws one figure that reads by itself (title, axis labels, colour bar or legend) and returns the
 ``matplotlib.figure.Figure``:
@@ -10,21 +10,17 @@ Each function draws one figure that reads by itself (title, axis labels, colour 
 - :func:`keep_profile`: the loss-preserving profile across seeds and tasks;
 - :func:`eigenvalues`: eigenvalues in the complex plane with the unit circle.
 
-:func:`write_report` writes ``<run>/report.html`` with every figure embedded as a base64 PNG (and the PNGs in
-``<run>/figures/``). Needs the ``plot`` extra (matplotlib); not imported by ``import schurjax``.
+Tables may be DataFrames (``run.table``) or lists of row dicts. :mod:`schurjax.report` puts the figures into the
+HTML report. Needs the ``plot`` extra (matplotlib); not imported by ``import schurjax``.
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -38,6 +34,9 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib import ticker as _ticker  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from schurjax.summary import KEEP_TOL, control_kinds_in  # noqa: E402
+from schurjax.table import records  # noqa: E402
+
 __all__ = [
     "schur_heatmap",
     "importance_map",
@@ -47,7 +46,6 @@ __all__ = [
     "eigenvalues",
     "model_figures",
     "run_figures",
-    "write_report",
     "to_png",
 ]
 
@@ -72,7 +70,6 @@ CONTROL_STYLES = {
 }
 _OTHER_CONTROL = {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "ctrl"}
 TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
-KEEP_TOL = 0.05
 
 
 def _rows(table: Any, **equal: Any) -> list[dict[str, Any]]:
@@ -87,12 +84,7 @@ def _kind(row: dict[str, Any]) -> str:
     return str(row.get("control_kind") or "control")
 
 
-def _kinds(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Control kinds present in ``rows``, in the order of ``schurjax.ablate.CONTROL_KINDS`` (others after)."""
-    from schurjax.ablate import CONTROL_KINDS
-
-    present = {_kind(r) for r in rows if _is_control(r)}
-    return [k for k in CONTROL_KINDS if k in present] + sorted(present - set(CONTROL_KINDS))
+_kinds = control_kinds_in
 
 
 def _style(kind: str) -> dict[str, Any]:
@@ -140,7 +132,7 @@ def _eig_strip(ax: Any, sf: Any) -> None:
     ax.tick_params(labelbottom=False)
 
 
-def schur_heatmap(sf: Any, title: str | None = None, annotate: bool | None = None) -> Any:
+def schur_heatmap(sf: Any, *, title: str | None = None, annotate: bool | None = None) -> Any:
     """``|T|`` (log colour scale) with the block grid, and the eigenvalue moduli along the diagonal on top.
 
     Args:
@@ -210,9 +202,7 @@ def _block_matrix(sf: Any, rows: Sequence[dict[str, Any]], key: str = "rel_delta
     return M
 
 
-def importance_map(
-    sf: Any, rows: Sequence[dict[str, Any]], title: str | None = None, family: str = "auto", model_id: str = ""
-) -> Any:
+def importance_map(sf: Any, rows: Any, *, title: str | None = None, family: str = "auto", model_id: str = "") -> Any:
     """Relative loss change for each removed coupling, drawn where the coupling sits in T.
 
     Args:
@@ -227,6 +217,7 @@ def importance_map(
         The Figure. Diverging symmetric-log colours: red = the loss rises when the coupling is removed, blue = it
         falls; grey squares are the diagonal blocks (never removed); blank cells are zero couplings or not swept.
     """
+    rows = records(rows)
     if family == "auto":
         family = "single" if any(r.get("family") == "single" and not _is_control(r) for r in rows) else "block"
     M = _single_matrix(sf, rows) if family == "single" else _block_matrix(sf, rows)
@@ -279,7 +270,7 @@ def _pct(x: float) -> str:
     return f"{v:+.0f}%" if abs(v) >= 1 else f"{v:+.2g}%"
 
 
-def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
+def loss_vs_norm(rows: Any, *, title: str | None = None) -> Any:
     """Relative loss change vs ``||ΔW||_F`` for Schur ablations (by family) and their random controls (log-log).
 
     Args:
@@ -290,6 +281,7 @@ def loss_vs_norm(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
         The Figure. Filled markers: the loss rose; open markers: it fell (|Δ| is plotted). Exact zeros are drawn
         at the bottom edge.
     """
+    rows = records(rows)
     fig, ax = plt.subplots(figsize=(6.6, 5.0), layout="constrained")
     abl = [r for r in rows if not _is_control(r) and (r.get("delta_norm") or 0) > 0]
     ctrl = [r for r in rows if _is_control(r) and (r.get("delta_norm") or 0) > 0]
@@ -369,7 +361,7 @@ def _binned_median(ax: Any, rows: Sequence[dict[str, Any]], color: str, ls: str,
         ax.plot(cx, cy, color=color, ls=ls, lw=2.0, label=label, zorder=6)
 
 
-def eigenvalues(sf: Any, title: str | None = None) -> Any:
+def eigenvalues(sf: Any, *, title: str | None = None) -> Any:
     """Eigenvalues in the complex plane with the unit circle, coloured by their position along T's diagonal.
 
     Args:
@@ -408,7 +400,7 @@ def _models_in(table: Any) -> list[tuple[str, str, Any]]:
     return list(seen.values())
 
 
-def family_distributions(table: Any, title: str | None = None) -> Any:
+def family_distributions(table: Any, *, title: str | None = None) -> Any:
     """Distributions of the relative loss change per ablation family, each next to its own random controls, per task.
 
     Args:
@@ -420,6 +412,7 @@ def family_distributions(table: Any, title: str | None = None) -> Any:
         pooled, each seed's points in its own shade) and right of it one grey box per control kind (the random
         controls of exactly those ablations, each kind in its own shade), on a symmetric-log axis.
     """
+    table = records(table)
     models = _models_in(table)
     tasks = list(dict.fromkeys(m[1] for m in models))
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.6, 3.6 * len(tasks)), 4.8), layout="constrained",
@@ -498,7 +491,7 @@ def _symlog_ticks(ax: Any, lin: float, values: np.ndarray) -> None:
     ax.yaxis.set_minor_locator(_ticker.NullLocator())
 
 
-def keep_profile(table: Any, title: str | None = None) -> Any:
+def keep_profile(table: Any, *, title: str | None = None) -> Any:
     """The loss-preserving profile across seeds and tasks.
 
     Left: for each model, the share of single-coupling removals whose |relative loss change| stays below a
@@ -515,6 +508,7 @@ def keep_profile(table: Any, title: str | None = None) -> Any:
     Returns:
         The Figure.
     """
+    table = records(table)
     models = _models_in(table)
     fams = [f for f in FAMILY_ORDER if any(r.get("family") == f and not _is_control(r) for r in table)]
     kinds = _kinds(table)
@@ -589,7 +583,7 @@ def keep_profile(table: Any, title: str | None = None) -> Any:
     return fig
 
 
-def to_png(fig: Any, dpi: int = 110) -> bytes:
+def to_png(fig: Any, *, dpi: int = 110) -> bytes:
     """Render a Figure to PNG bytes and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -597,8 +591,9 @@ def to_png(fig: Any, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def model_figures(sf: Any, rows: Sequence[dict[str, Any]], model_id: str = "") -> dict[str, Any]:
+def model_figures(sf: Any, rows: Any, *, model_id: str = "") -> dict[str, Any]:
     """The per-model figures: ``schur``, ``importance``, ``loss_vs_norm``, ``eigenvalues`` (name -> Figure)."""
+    rows = records(rows)
     figs = {"schur": schur_heatmap(sf, title=f"{model_id}: ordered real Schur form |T| (n = {sf.n})"
                                    if model_id else None)}  # fmt: skip
     if any(r.get("family") in ("single", "block") and not _is_control(r) for r in rows):
@@ -612,126 +607,3 @@ def model_figures(sf: Any, rows: Sequence[dict[str, Any]], model_id: str = "") -
 def run_figures(run: Any) -> dict[str, Any]:
     """The cross-model figures of a run: ``families`` and ``profile`` (name -> Figure)."""
     return {"families": family_distributions(run.table), "profile": keep_profile(run.table)}
-
-
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222}
-h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;
-text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
-.figs{display:flex;flex-wrap:wrap;gap:.5em} .figs img{max-width:660px;width:48%;border:1px solid #eee}
-.wide img{max-width:100%;width:auto} pre{background:#f8f8f8;padding:.6em;font-size:.8em;overflow-x:auto}
-.note{color:#555;font-size:.9em}
-"""
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
-    def pct(x, signed=False):
-        if x is None or (isinstance(x, float) and math.isnan(x)):
-            return "–"
-        if signed:
-            return f"{100 * x:+.1f}%" if abs(x) < 9.5 else f"×{1 + x:.3g}"
-        return f"{100 * x:.0f}%"
-
-    kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
-    head = ["model", "task", "seed", "base loss", "base score", "all-nonnormal score", "single keep ≤5%",
-            "block keep ≤5%", "all-nonnormal Δ"]  # fmt: skip
-    for kind in kinds:
-        name = _kind_name(kind)
-        head += [f"ablation median Δ ({name})", f"{name} control median Δ", f"ablation > {name} control"]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    for s in summary:
-        score, nn = (s.get(k) for k in ("base_score", "all_nonnormal_score"))
-        score, nn = ("–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}" for x in (score, nn))
-        cells = [s["model"], s["task"], "–" if s["seed"] is None else s["seed"], f"{s['base_loss']:.3g}", score, nn,
-                 pct(s["single_keep"]), pct(s["block_keep"]), pct(s["all_nonnormal_rel"], True)]  # fmt: skip
-        for kind in kinds:
-            k = s.get("by_kind", {}).get(kind, {})
-            cells += [pct(k.get("ablation_median_rel"), True), pct(k.get("control_median_rel"), True),
-                      pct(k.get("frac_ablation_gt_control"))]  # fmt: skip
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def write_report(run: Any, path: str | os.PathLike | None = None, save_pngs: bool = True, dpi: int = 100) -> Path:
-    """Write a self-contained HTML report of a run (figures embedded as base64 PNGs).
-
-    Args:
-        run: a :class:`schurjax.results.Run` (from :func:`schurjax.results.load`).
-        path: the HTML file (default ``<run>/report.html``).
-        save_pngs: also write each figure to ``<run>/figures/<name>.png``.
-        dpi: PNG resolution.
-
-    Returns:
-        The report path.
-
-    Example:
-        >>> sj.plot.write_report(sj.results.load("runs/demo"))
-    """
-    from schurjax import runs
-
-    path = Path(path) if path is not None else Path(run.path) / "report.html"
-    fig_dir = Path(run.path) / "figures"
-    if save_pngs:
-        fig_dir.mkdir(parents=True, exist_ok=True)
-    summary = runs.summarize(run.table)
-
-    def render(fig, name):
-        png = to_png(fig, dpi=dpi)
-        if save_pngs:
-            from schurjax.results import atomic_write_bytes
-
-            atomic_write_bytes(fig_dir / f"{name}.png", png)
-        return png
-
-    m = run.manifest
-    cfg = m.get("config", {})
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>schurjax report</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>schurjax sweep report: {html.escape(str(run.path))}</h1>",
-        "<p class='note'>Directed nonnormal couplings of each trained recurrent matrix, written in ordered real "
-        "Schur coordinates W = Q T Q<sup>T</sup>, are removed one family at a time; every edit keeps the spectrum. "
-        "Random controls, reported per kind: matched-norm (a dense Gaussian edit of W with the same Frobenius "
-        "norm), matched-count (as many random couplings removed), coupling-noise (a Gaussian edit on the coupling "
-        "positions with the same norm). Method: S. Dräger, <i>Task-Restricted Symmetries in "
-        "Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
-        f"<p class='note'>families: {html.escape(', '.join(cfg.get('families', [])))}; controls per ablation: "
-        f"{cfg.get('controls')} ({html.escape(', '.join(cfg.get('control_kinds', [])))}, at most "
-        f"{cfg.get('control_max') or 'all'} ablations per family and model); trials: {cfg.get('trials')}; order: "
-        f"{cfg.get('order')}; precision: {cfg.get('precision')}; seed: {cfg.get('seed')}; rows: {len(run.table)}; "
-        f"complete: {run.complete}; JAX {html.escape(str(m.get('versions', {}).get('jax')))} on "
-        f"{html.escape(str(m.get('device', {}).get('backend')))}.</p>",
-        "<h2>Summary</h2>",
-        "<p class='note'>keep = share of removals with |Δloss|/loss ≤ 5%; Δ = relative loss change; "
-        "all-nonnormal score = task score after removing all nonnormal couplings (where the base loss is mostly "
-        "irreducible noise, as in the context task, the score says more than the relative loss change); "
-        "ablation &gt; control = share of (ablation, control) pairs in which the Schur ablation changes the loss more "
-        "than its random control, reported separately for each control kind.</p>",
-        _summary_table(summary),
-        "<h2>Across tasks and seeds</h2><div class='figs wide'>",
-    ]
-    for name, fig in run_figures(run).items():
-        parts.append(_img(render(fig, name), name))
-    parts.append("</div>")
-    for model in m.get("models", []):
-        mid = model["id"]
-        sf = run.schurs.get(mid)
-        rows = [r for r in run.table if r["model"] == mid]
-        if sf is None:
-            continue
-        parts.append(f"<h2>{html.escape(mid)} <span class='note'>({html.escape(model.get('source', ''))}, "
-                     f"n = {sf.n}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>")  # fmt: skip
-        for name, fig in model_figures(sf, rows, mid).items():
-            parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
-        parts.append("</div>")
-    parts.append(f"<h2>Text summary</h2><pre>{html.escape(runs.format_summary(summary))}</pre></body></html>")
-    from schurjax.results import atomic_write_bytes
-
-    atomic_write_bytes(path, "\n".join(parts).encode())
-    return path

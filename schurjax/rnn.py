@@ -44,7 +44,7 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 class TanhRNN(eqx.Module):
-    """One-layer tanh RNN acting on a single trial (DESIGN §1).
+    """One-layer tanh RNN acting on a single trial.
 
     Args:
         n_in: number of input channels.

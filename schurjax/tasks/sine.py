@@ -2,7 +2,7 @@
 
 Trial j (drawn uniformly from ``n_freqs`` frequencies ω_j evenly spaced in [``w_min``, ``w_max``] rad/step) has
 one static input ``j / n_freqs + 0.25`` held for the whole trial, and target ``sin(ω_j t)`` at step t = 1..steps
-(t counts updates as in DESIGN §1, so ``targets[:, k] = sin(ω (k + 1))``). The mask covers the whole trial.
+(t counts updates from h_0 = 0, so ``targets[:, k] = sin(ω (k + 1))``). The mask covers the whole trial.
 Score: R².
 """
 

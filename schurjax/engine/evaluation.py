@@ -1,4 +1,4 @@
-"""Batched evaluation of Schur-coordinate weight variants: ``evaluate(model, schur, variants, batch) -> SweepResult``.
+"""Batched evaluation of Schur-coordinate weight variants: ``evaluate(model, sf, variants, batch) -> SweepResult``.
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 
@@ -57,9 +57,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from schurjax import _kernels
 from schurjax.ablate import Variants
-from schurjax.results import SweepResult
+from schurjax.engine import kernels as _kernels
+from schurjax.engine.result import SweepResult
 
 if TYPE_CHECKING:
     from jax.typing import DTypeLike
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from schurjax.schur import SchurForm
     from schurjax.tasks import Task, TaskBatch
 
-__all__ = ["evaluate", "PATHS", "PRECISIONS", "SHARED_MIN_NNZ", "auto_chunk_size", "choose_path"]
+__all__ = ["evaluate", "evaluate_many", "PATHS", "PRECISIONS", "SHARED_MIN_NNZ", "auto_chunk_size", "choose_path"]
 
 PATHS = ("auto", "shared", "dense")
 """Accepted ``path`` values (canonical; the CLI's ``--path`` choices)."""
@@ -137,12 +137,12 @@ def auto_chunk_size(path: str, *, n: int, B: int, T: int, n_out: int, r: int = 1
     return int(max(1, min(_GPU_MAX_CHUNK, budget // per_var)))
 
 
-def _as_list(x: Any, name: str) -> tuple[list, bool]:
-    if isinstance(x, (list, tuple)):
-        if not x:
-            _fail(f"{name} is an empty list; expected at least one")
-        return list(x), True
-    return [x], False
+def _as_list(x: Any, name: str) -> list:
+    if not isinstance(x, (list, tuple)):
+        _fail(f"{name} must be a list (one entry per model), got {type(x).__name__}")
+    if not x:
+        _fail(f"{name} is an empty list; expected at least one")
+    return list(x)
 
 
 def _finite(name: str, arr: Any) -> np.ndarray:
@@ -167,7 +167,7 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
     if not ok:
         _fail(f"dtype must be jnp.float32 or jnp.float64, got {dtype!r}")
     if len(schurs) != len(models) or len(variants) != len(models):
-        _fail(f"got {len(models)} model(s), {len(schurs)} schur form(s) and {len(variants)} variant set(s); "
+        _fail(f"got {len(models)} model(s), {len(schurs)} SchurForm(s) and {len(variants)} variant set(s); "
               "expected one of each per model")  # fmt: skip
     for name, field in (("inputs", 3), ("targets", 3), ("mask", 3)):
         if not hasattr(batch, name) or np.ndim(getattr(batch, name)) != field:
@@ -205,9 +205,9 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
         for attr in ("W_in", "W_rec", "b", "W_out", "b_out"):
             _finite(f"model{tag}.{attr}", getattr(m, attr))
         if not hasattr(sf, "Q") or not hasattr(sf, "T"):
-            _fail(f"schur{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
+            _fail(f"sf{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
         if np.shape(sf.T) != (n, n) or np.shape(sf.Q) != (n, n):
-            _fail(f"schur{tag} has n = {np.shape(sf.T)[0]} but model{tag} has n = {n}; expected the model's Schur form")
+            _fail(f"sf{tag} has n = {np.shape(sf.T)[0]} but model{tag} has n = {n}; expected the model's Schur form")
         if not isinstance(v, Variants):
             _fail(f"variants{tag} must be a schurjax.ablate.Variants, got {type(v).__name__}")
         if v.n != n:
@@ -216,12 +216,12 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
         if K == 0:
             _fail(f"variants{tag} is empty (K = 0); expected at least one variant")
         K0 = K if K0 is None else max(K0, K)  # unequal K: shorter sets run zero-edit slots, cut off afterwards
-        Q = _finite(f"schur{tag}.Q", sf.Q)
-        W = Q @ _finite(f"schur{tag}.T", sf.T) @ Q.T
+        Q = _finite(f"sf{tag}.Q", sf.Q)
+        W = Q @ _finite(f"sf{tag}.T", sf.T) @ Q.T
         Wm = np.asarray(m.W_rec, dtype=np.float64)
         err = np.linalg.norm(W - Wm) / max(np.linalg.norm(Wm), 1e-30)
         if err > 1e-4:
-            _fail(f"schur{tag} does not belong to model{tag}: ||Q T Q^T - W_rec|| / ||W_rec|| = {err:.2g}; "
+            _fail(f"sf{tag} does not belong to model{tag}: ||Q T Q^T - W_rec|| / ||W_rec|| = {err:.2g}; "
                   "expected <= 1e-4 (pass ordered_schur(model.W_rec))")  # fmt: skip
     return n0, K0, Bsz, Tlen, n_out
 
@@ -232,14 +232,14 @@ def _bind(schurs: list, variants: list[Variants]) -> list[Variants]:
     out = []
     for i, (sf, v) in enumerate(zip(schurs, variants, strict=True)):
         tag = f"[{i}]" if many else ""
-        out.append(v._bind(sf, "evaluate", f"variants{tag}", f"schur{tag}"))
+        out.append(v._bind(sf, "evaluate", f"variants{tag}", f"sf{tag}"))
     return out
 
 
 def evaluate(
-    model: TanhRNN | Sequence[TanhRNN],
-    schur: SchurForm | Sequence[SchurForm],
-    variants: Variants | Sequence[Variants],
+    model: TanhRNN,
+    sf: SchurForm,
+    variants: Variants,
     batch: TaskBatch,
     *,
     task: Task | None = None,
@@ -250,17 +250,16 @@ def evaluate(
     divergence: bool = False,
     progress: Callable[[int, int], object] | None = None,
     deviation: bool | None = None,
-) -> SweepResult | list[SweepResult]:
-    """Roll out every weight variant on one batch of trials and return its metrics.
+) -> SweepResult:
+    """Roll out every weight variant of one model on one batch of trials and return its metrics.
 
     Args:
-        model: TanhRNN (n hidden units), or a list of models of the same n (evaluated in one compiled program).
-        schur: the model's SchurForm (``ordered_schur(model.W_rec)``), or a list, one per model.
-        variants: ``schurjax.ablate.Variants`` built from that SchurForm (``dT`` depends on T; checked through
-            ``Variants.fingerprint``), or a list, one per model (K may differ: shorter sets are padded with
-            zero edits inside the one program and each result is cut back to its own K). ``from_masks`` variants
-            made without ``sf`` are bound to ``schur`` here (``Variants.bind``: diagonal-block check, counts).
-        batch: TaskBatch, inputs (B, T, n_in), targets and mask (B, T, n_out); shared by all variants and models.
+        model: TanhRNN with n hidden units.
+        sf: the model's SchurForm (``ordered_schur(model.W_rec)``).
+        variants: ``schurjax.ablate.Variants`` built from ``sf`` (``dT`` depends on T; checked through
+            ``Variants.fingerprint``). ``from_masks`` variants made without ``sf`` are bound to it here
+            (``Variants.bind``: diagonal-block check, counts).
+        batch: TaskBatch, inputs (B, T, n_in), targets and mask (B, T, n_out); shared by all variants.
         task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task).
         chunk_size: variants per compiled chunk, or ``"auto"`` (see :func:`auto_chunk_size`).
         path: ``"auto"``, ``"shared"`` or ``"dense"`` (see the module docstring; the results agree to fp tolerance).
@@ -270,34 +269,73 @@ def evaluate(
         divergence: also return the per-step output divergence ``(K, T)`` (mean over trials and outputs of the
             squared output difference to the unablated model).
         progress: ``callable(done_variants, total_variants)``, called after every chunk.
-        deviation: carry the deviations ``h_k - h`` from the unablated states instead of the states (DESIGN §7):
-            the base is advanced at HIGHEST precision and only the deviations at ``precision``, so a fast mode
-            errs relative to the effect of an edit. Default: on exactly when ``precision != "highest"``.
+        deviation: carry the deviations ``h_k - h`` from the unablated states instead of the states: the base is
+            advanced at HIGHEST precision and only the deviations at ``precision``, so a fast mode errs relative
+            to the effect of an edit. Default: on exactly when ``precision != "highest"``.
 
     Returns:
-        SweepResult (list of SweepResult, one per model, when ``model`` is a list): loss (masked MSE),
-        delta_loss, rel_delta_loss, output_distance, hidden_distance, score, delta_norm (K,) NumPy float64.
+        SweepResult: loss (masked MSE), delta_loss, rel_delta_loss, output_distance, hidden_distance, score,
+        delta_norm, each (K,) NumPy float64.
 
     Raises:
         ValueError: a one-line message naming the bad argument (sizes that do not match, NaN weights, K = 0,
             unknown path/precision, a SchurForm of another matrix, variants built from another SchurForm, masks
             that change the diagonal blocks).
 
-    Example:
-        >>> sf = sj.ordered_schur(model.W_rec)
-        >>> res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), task.sample(jax.random.key(1), 64), task=task)
-        >>> res.rel_delta_loss.argmax()
+    Example::
+
+        task = sj.tasks.get("flipflop"); model = sj.zoo.load("flipflop")
+        sf = sj.ordered_schur(model.W_rec)
+        res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), task.sample(jax.random.key(1), 64), task=task)
+        res.rel_delta_loss.argmax()
     """
-    models, many = _as_list(model, "model")
-    schurs, _ = _as_list(schur, "schur")
-    if isinstance(variants, (list, tuple)):
-        vsets, _ = _as_list(variants, "variants")
-    elif many and len(models) > 1:
-        _fail("with a list of models, variants must be a list of Variants (one per model: dT depends on each T)")
-    else:
-        vsets = [variants]
-    n, K, Bsz, Tlen, n_out = _check(models, schurs, vsets, batch, precision, path, chunk_size, dtype, task)
-    vsets = _bind(schurs, vsets)
+    for name, value in (("model", model), ("sf", sf), ("variants", variants)):
+        if isinstance(value, (list, tuple)):
+            _fail(f"{name} must be one {name} object, got a {type(value).__name__}; for several models use "
+                  "evaluate_many(models, sfs, variants, batch)")  # fmt: skip
+    return evaluate_many([model], [sf], [variants], batch, task=task, chunk_size=chunk_size, path=path,
+                         precision=precision, dtype=dtype, divergence=divergence, progress=progress,
+                         deviation=deviation)[0]  # fmt: skip
+
+
+def evaluate_many(
+    models: Sequence[TanhRNN],
+    sfs: Sequence[SchurForm],
+    variants: Sequence[Variants],
+    batch: TaskBatch,
+    **options: Any,
+) -> list[SweepResult]:
+    """:func:`evaluate` for several models of the same size n on one batch, in one compiled program.
+
+    Args:
+        models: TanhRNNs of the same n.
+        sfs: their SchurForms, one per model.
+        variants: one Variants per model (dT depends on each T). K may differ: shorter sets are padded with zero
+            edits inside the one program and each result is cut back to its own K.
+        batch: the shared TaskBatch.
+        **options: the keyword options of :func:`evaluate`.
+
+    Returns:
+        One SweepResult per model, in order.
+
+    Example::
+
+        res = sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v1], batch, task=task)
+    """
+    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation")
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        _fail(f"unknown option {unknown[0]!r}; expected some of {', '.join(allowed)}")
+    task = options.get("task")
+    chunk_size, path = options.get("chunk_size", "auto"), options.get("path", "auto")
+    precision, dtype = options.get("precision", "highest"), options.get("dtype", jnp.float32)
+    divergence, progress = options.get("divergence", False), options.get("progress")
+    deviation = options.get("deviation")
+    models = _as_list(models, "models")
+    sfs = _as_list(sfs, "sfs")
+    vsets = _as_list(variants, "variants")
+    n, K, Bsz, Tlen, n_out = _check(models, sfs, vsets, batch, precision, path, chunk_size, dtype, task)
+    vsets = _bind(sfs, vsets)
     if deviation is None:
         deviation = precision != "highest"
     elif not isinstance(deviation, bool):
@@ -305,12 +343,10 @@ def evaluate(
     x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
     if x64:
         with jax.enable_x64(True):
-            out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
-                            progress, n, K, deviation)  # fmt: skip
-    else:
-        out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
-                        progress, n, K, deviation)  # fmt: skip
-    return out if many else out[0]
+            return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
+                             progress, n, K, deviation)  # fmt: skip
+    return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
+                     progress, n, K, deviation)  # fmt: skip
 
 
 def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,

@@ -1,0 +1,30 @@
+"""The batched evaluation engine (device side): roll out thousands of weight variants, reduce their metrics.
+
+- :mod:`schurjax.engine.evaluation`: :func:`evaluate` / :func:`evaluate_many`, input checks, chunking, paths;
+- :mod:`schurjax.engine.kernels`: the compiled rollouts of one chunk (``lax.scan`` over time);
+- :mod:`schurjax.engine.result`: :class:`SweepResult`, the per-variant metrics.
+
+The engine reads no files and writes none: run folders are :mod:`schurjax.results`.
+"""
+
+from schurjax.engine.evaluation import PATHS as PATHS
+from schurjax.engine.evaluation import PRECISIONS as PRECISIONS
+from schurjax.engine.evaluation import SHARED_MIN_NNZ as SHARED_MIN_NNZ
+from schurjax.engine.evaluation import auto_chunk_size as auto_chunk_size
+from schurjax.engine.evaluation import choose_path as choose_path
+from schurjax.engine.evaluation import evaluate as evaluate
+from schurjax.engine.evaluation import evaluate_many as evaluate_many
+from schurjax.engine.result import METRICS as METRICS
+from schurjax.engine.result import SweepResult as SweepResult
+
+__all__ = [
+    "evaluate",
+    "evaluate_many",
+    "SweepResult",
+    "METRICS",
+    "PATHS",
+    "PRECISIONS",
+    "SHARED_MIN_NNZ",
+    "auto_chunk_size",
+    "choose_path",
+]

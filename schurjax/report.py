@@ -1,0 +1,140 @@
+"""The self-contained HTML report of a run: summary table, figures embedded as base64 PNGs, text summary.
+
+``write_report(run)`` writes ``<run>/report.html`` (and each figure to ``<run>/figures/<name>.png``). Needs the
+``plot`` extra (matplotlib).
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from schurjax._json import atomic_write_bytes
+from schurjax.plot import model_figures, run_figures, to_png
+from schurjax.summary import KEEP_TOL, fmt_rel, fmt_share, format_summary, summarize
+from schurjax.table import records
+
+__all__ = ["write_report"]
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+.figs{display:flex;flex-wrap:wrap;gap:.5em} .figs img{max-width:660px;width:48%;border:1px solid #eee}
+.wide img{max-width:100%;width:auto} pre{background:#f8f8f8;padding:.6em;font-size:.8em;overflow-x:auto}
+.note{color:#555;font-size:.9em}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
+    def pct(x, signed=False):
+        return fmt_rel(x, missing="–", times="×") if signed else fmt_share(x, missing="–")
+
+    kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
+    tol = f"≤{100 * KEEP_TOL:.0f}%"
+    head = ["model", "task", "seed", "base loss", "base score", "all-nonnormal score", f"single keep {tol}",
+            f"block keep {tol}", "all-nonnormal Δ"]  # fmt: skip
+    for kind in kinds:
+        name = kind.replace("_", "-")
+        head += [f"ablation median Δ ({name})", f"{name} control median Δ", f"ablation > {name} control"]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for s in summary:
+        score, nn = (s.get(k) for k in ("base_score", "all_nonnormal_score"))
+        score, nn = ("–" if x is None or x != x else f"{x:.3f}" for x in (score, nn))  # x != x: NaN
+        cells = [s["model"], s["task"], "–" if s["seed"] is None else s["seed"], f"{s['base_loss']:.3g}", score, nn,
+                 pct(s["single_keep"]), pct(s["block_keep"]), pct(s["all_nonnormal_rel"], True)]  # fmt: skip
+        for kind in kinds:
+            k = s.get("by_kind", {}).get(kind, {})
+            cells += [pct(k.get("ablation_median_rel"), True), pct(k.get("control_median_rel"), True),
+                      pct(k.get("frac_ablation_gt_control"))]  # fmt: skip
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: bool = True, dpi: int = 100) -> Path:
+    """Write a self-contained HTML report of a run (figures embedded as base64 PNGs).
+
+    Args:
+        run: a :class:`schurjax.results.Run` (from :func:`schurjax.results.load`).
+        path: the HTML file (default ``<run>/report.html``).
+        save_pngs: also write each figure to ``<run>/figures/<name>.png``.
+        dpi: PNG resolution.
+
+    Returns:
+        The report path.
+
+    Example::
+
+        from schurjax.report import write_report
+        write_report(sj.results.load("runs/demo"))
+    """
+    path = Path(path) if path is not None else Path(run.path) / "report.html"
+    fig_dir = Path(run.path) / "figures"
+    if save_pngs:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(run.table)
+
+    def render(fig, name):
+        png = to_png(fig, dpi=dpi)
+        if save_pngs:
+            atomic_write_bytes(fig_dir / f"{name}.png", png)
+        return png
+
+    m = run.manifest
+    table = records(run.table)
+    cfg = m.get("config", {})
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>schurjax report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>schurjax sweep report: {html.escape(str(run.path))}</h1>",
+        "<p class='note'>Directed nonnormal couplings of each trained recurrent matrix, written in ordered real "
+        "Schur coordinates W = Q T Q<sup>T</sup>, are removed one family at a time; every edit keeps the spectrum. "
+        "Random controls, reported per kind: matched-norm (a dense Gaussian edit of W with the same Frobenius "
+        "norm), matched-count (as many random couplings removed), coupling-noise (a Gaussian edit on the coupling "
+        "positions with the same norm). Method: S. Dräger, <i>Task-Restricted Symmetries in "
+        "Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
+        f"<p class='note'>families: {html.escape(', '.join(cfg.get('families', [])))}; controls per ablation: "
+        f"{cfg.get('controls')} ({html.escape(', '.join(cfg.get('control_kinds', [])))}, at most "
+        f"{cfg.get('control_max') or 'all'} ablations per family and model); trials: {cfg.get('trials')}; order: "
+        f"{cfg.get('order')}; precision: {cfg.get('precision')}; seed: {cfg.get('seed')}; rows: {len(run.table)}; "
+        f"complete: {run.complete}; JAX {html.escape(str(m.get('versions', {}).get('jax')))} on "
+        f"{html.escape(str(m.get('device', {}).get('backend')))}.</p>",
+        "<h2>Summary</h2>",
+        f"<p class='note'>keep = share of removals with |Δloss|/loss ≤ {100 * KEEP_TOL:.0f}%; "
+        "Δ = relative loss change; "
+        "all-nonnormal score = task score after removing all nonnormal couplings (where the base loss is mostly "
+        "irreducible noise, as in the context task, the score says more than the relative loss change); "
+        "ablation &gt; control = share of (ablation, control) pairs in which the Schur ablation changes the loss more "
+        "than its random control, reported separately for each control kind.</p>",
+        _summary_table(summary),
+        "<h2>Across tasks and seeds</h2><div class='figs wide'>",
+    ]
+    for name, fig in run_figures(run).items():
+        parts.append(_img(render(fig, name), name))
+    parts.append("</div>")
+    for model in m.get("models", []):
+        mid = model["id"]
+        sf = run.schurs.get(mid)
+        rows = [r for r in table if r["model"] == mid]
+        if sf is None:
+            continue
+        parts.append(f"<h2>{html.escape(mid)} <span class='note'>({html.escape(model.get('source', ''))}, "
+                     f"n = {sf.n}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>")  # fmt: skip
+        for name, fig in model_figures(sf, rows, model_id=mid).items():
+            parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
+        parts.append("</div>")
+    parts.append(f"<h2>Text summary</h2><pre>{html.escape(format_summary(summary))}</pre></body></html>")
+    atomic_write_bytes(path, "\n".join(parts).encode())
+    return path

@@ -1,0 +1,97 @@
+"""Resumable sweeps: ablate the Schur couplings of trained models, with random controls, into a run folder.
+
+``sj.sweep(models, out=..., ...)`` is the entry point for scripts and notebooks; ``schurjax sweep`` calls it.
+
+- :mod:`schurjax.sweep.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
+- :mod:`schurjax.sweep.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
+- :mod:`schurjax.sweep.plan`: each model's Schur form, variants and chunk boundaries;
+- :mod:`schurjax.sweep.loop`: evaluate the chunks not yet on disk, assemble the table;
+- :mod:`schurjax.sweep.progress`: the progress line.
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from schurjax.sweep.config import CONTROL_KINDS as CONTROL_KINDS
+from schurjax.sweep.config import FAMILIES as FAMILIES
+from schurjax.sweep.config import SweepConfig as SweepConfig
+from schurjax.sweep.loop import ChunkCallback
+from schurjax.sweep.loop import run_sweep as run_sweep
+from schurjax.sweep.models import ModelSpec as ModelSpec
+from schurjax.sweep.models import resolve_models as resolve_models
+from schurjax.sweep.plan import plan_chunks as plan_chunks
+
+__all__ = ["sweep", "SweepConfig", "ModelSpec", "resolve_models", "run_sweep", "plan_chunks", "FAMILIES",
+           "CONTROL_KINDS"]  # fmt: skip
+
+
+def sweep(
+    models: Any,
+    *,
+    out: str | os.PathLike,
+    families: str | Sequence[str] = ("single", "block", "band", "all_nonnormal"),
+    controls: int = 1,
+    control_kinds: str | Sequence[str] = ("matched_norm",),
+    control_max: int | None = None,
+    trials: int = 256,
+    order: str = "modulus",
+    precision: str = "highest",
+    dtype: str = "float32",
+    chunk_size: int = 512,
+    seed: int = 0,
+    deviation: bool | None = None,
+    task: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    on_chunk: ChunkCallback | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+) -> Any:
+    """Run (or resume) a sweep into the run folder ``out`` and return the finished run.
+
+    Every model's recurrent matrix is written in ordered real Schur coordinates; the families' ablations and their
+    random controls are evaluated chunk by chunk on one shared task batch per task (common random numbers), and
+    each chunk is saved atomically, so calling again with the same arguments resumes an interrupted sweep and gives
+    the same table as an uninterrupted one.
+
+    Args:
+        models: ``"zoo:flipflop/0"``, ``"zoo:flipflop"`` (every seed), a saved ``.eqx`` path, a ``(TanhRNN, Task)``
+            pair, or a list of these (see :func:`resolve_models`).
+        out: the run folder (created; an existing one must hold the same sweep).
+        families: names from :data:`FAMILIES`, a list or a comma string.
+        controls: random controls per Schur ablation and control kind (0: none).
+        control_kinds: names from :data:`CONTROL_KINDS`.
+        control_max: at most this many ablations per family and model get controls (None: all).
+        trials: trials in the shared batch of each task.
+        order: Schur block order, ``"modulus"`` (default), ``"real"`` or ``"angle"``.
+        precision: matmul precision of the rollouts (``engine.PRECISIONS``).
+        dtype: ``"float32"`` or ``"float64"`` (verification).
+        chunk_size: variants per chunk file.
+        seed: root seed of the batches and controls.
+        deviation: see :func:`schurjax.evaluate` (None: the engine's default).
+        task: evaluate every model named by a string on this task instead of the one in its metadata.
+        progress: draw a progress line on stderr.
+        log: where one-line status messages go (default: stderr).
+        on_chunk: ``on_chunk(model_id, chunk_index, start, stop)`` after each chunk file is written.
+        extra_manifest: more JSON-able entries for ``manifest.json`` (the CLI records its command line).
+
+    Returns:
+        :class:`schurjax.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
+
+    Raises:
+        InputError: bad arguments (one line naming the argument), or ``out`` holds a different sweep.
+
+    Example::
+
+        run = sj.sweep(["zoo:flipflop/0"], out="runs/ff", trials=64)
+        run.table.groupby("family").rel_delta_loss.median()
+    """
+    config = SweepConfig(families=families, controls=controls, control_kinds=control_kinds, control_max=control_max,
+                         trials=trials, order=order, precision=precision, dtype=dtype, chunk_size=chunk_size,
+                         seed=seed, deviation=deviation)  # fmt: skip
+    specs = resolve_models(models, task=task)
+    return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest)
