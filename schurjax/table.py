@@ -29,6 +29,15 @@ COLUMNS = (
 )  # fmt: skip
 """Leading columns of the tidy table, in this order; any other label keys follow, sorted."""
 
+INT_COLUMNS = ("row_id", "model_seed", "control_of", "n_removed", "n_changed", "row", "col", "target_block",
+               "source_block", "target_size", "source_size", "band", "n_pairs", "k", "p", "index", "rep",
+               "n_scaled")  # fmt: skip
+"""Columns read as integers (pandas ``Int64``) even when every cell is missing (e.g. ``control_of`` of a sweep
+without controls)."""
+TEXT_COLUMNS = ("model", "task", "family", "label", "control_kind", "entries", "controlled_family",
+                "controlled_label", "target_class", "source_class")  # fmt: skip
+"""Columns read as text even when every cell is missing."""
+
 
 def flatten_label(label: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten one variant label into table cells: str, int, float, bool or None.
@@ -109,7 +118,11 @@ def read_table(path: str | os.PathLike) -> Any:
 
     df = pd.read_csv(path, dtype_backend="numpy_nullable")
     for name in df.columns:
-        if str(df[name].dtype) == "Float64":
+        if name in INT_COLUMNS:
+            df[name] = df[name].astype("Int64")
+        elif name in TEXT_COLUMNS:
+            df[name] = df[name].astype("string")
+        elif str(df[name].dtype) == "Float64" or df[name].isna().all():
             df[name] = df[name].astype("float64")
     return df
 

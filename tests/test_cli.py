@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 import schurjax as sj
-from schurjax import runs
-from schurjax.cli import main
+from schurjax.cli import main, parse_seeds
+from schurjax.sweep.config import batch_key
+from schurjax.sweep.progress import Progress
+from schurjax.table import records
 
 TRIALS = 8
 SWEEP = ["--families", "single,block,band,all_nonnormal", "--controls", "1", "--trials", str(TRIALS),
@@ -82,12 +84,12 @@ def test_sweep_table_manifest_and_values(swept):
     assert m["versions"]["jax"] == jax.__version__ and m["device"]["backend"] == "cpu"
     assert [x["id"] for x in m["models"]] == ["copy-0", "copy-1"]
     assert m["models"][0]["schur"]["n"] == 8
-    table = run.table
+    table = records(run.table)
     assert len(table) == sum(x["variants"] for x in m["models"])
     assert [r["row_id"] for r in table] == list(range(len(table)))
     by_id = {r["row_id"]: r for r in table}
     task = sj.tasks.get("copy", **m["models"][0]["task_params"])
-    batch = task.sample(runs.batch_key(0, "copy", task.params()), TRIALS)
+    batch = task.sample(batch_key(0, "copy", task.params()), TRIALS)
     for mid, path in zip(["copy-0", "copy-1"], models, strict=True):
         model, _ = sj.load_model(path)
         sf = run.schurs[mid]
@@ -138,7 +140,7 @@ def test_models_sharing_a_task_name_but_not_its_params_get_their_own_batch(tmp_p
     refs = {}
     for mid, params in (("copy-0", p6), ("long", p8)):
         task = sj.tasks.get("copy", **params)
-        batch = task.sample(runs.batch_key(0, "copy", task.params()), 4)
+        batch = task.sample(batch_key(0, "copy", task.params()), 4)
         refs[mid] = _rollout_loss(np.asarray(model.W_rec, np.float64), model, batch)
     assert abs(refs["copy-0"] - refs["long"]) > 1e-3 * refs["copy-0"]  # the two tasks really differ
     for k, order in enumerate((["zoo:copy/0", str(tmp_path / "long.eqx")], [str(tmp_path / "long.eqx"), "zoo:copy/0"])):
@@ -146,7 +148,7 @@ def test_models_sharing_a_task_name_but_not_its_params_get_their_own_batch(tmp_p
         assert main(["sweep", *order, *small, "--out", str(out)]) == 0
         run = sj.results.load(out)
         for mid, ref in refs.items():
-            (row,) = [r for r in run.table if r["model"] == mid]
+            (row,) = [r for r in records(run.table) if r["model"] == mid]
             assert row["base_loss"] == pytest.approx(ref, rel=1e-4), (order, mid)
         keys = run.manifest["seeds"]["batch_keys"]
         assert sorted(json.dumps(b["params"], sort_keys=True) for b in keys) == sorted(
@@ -163,10 +165,10 @@ def test_deviation_flag_gives_exact_small_loss_changes(trained, tmp_path, capsys
     assert run.manifest["config"]["deviation"] is True
     model, meta = sj.load_model(model_path)
     task = sj.tasks.get("copy", **meta["task"]["params"])
-    batch = task.sample(runs.batch_key(0, "copy", task.params()), TRIALS)
+    batch = task.sample(batch_key(0, "copy", task.params()), TRIALS)
     sf = run.schurs["copy-0"]
     base = _rollout_loss(sf.Q @ sf.T @ sf.Q.T, model, batch)
-    for r in run.table:
+    for r in records(run.table):
         T = sf.T.copy()
         T[r["row"], r["col"]] = 0.0
         ref = _rollout_loss(sf.Q @ T @ sf.Q.T, model, batch) - base
@@ -200,19 +202,23 @@ def test_report_writes_self_contained_html(swept, capsys):
     assert all((out / "figures" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
-def test_resume_after_kill_9_equals_uninterrupted_run(trained, tmp_path, monkeypatch):
+def test_resume_after_kill_9_equals_uninterrupted_run(trained, tmp_path):
     model = str(trained / "copy-0.eqx")
     argv = ["sweep", model, "--families", "single,all_nonnormal", "--controls", "1", "--trials", str(TRIALS),
             "--chunk-size", "4", "--quiet"]  # fmt: skip
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    monkeypatch.delenv("SCHURJAX_CHUNK_SLEEP", raising=False)
     assert main([*argv, "--out", str(ref)]) == 0
     total = len(list((ref / "chunks").glob("*.json")))
     assert total >= 6
 
-    env = dict(os.environ, SCHURJAX_CHUNK_SLEEP="0.4", JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen([sys.executable, "-m", "schurjax.cli", *argv, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    # the same sweep from Python in a subprocess that pauses after each chunk file (the on_chunk callback), so that
+    # SIGKILL lands between two chunk files; then the same command line resumes it
+    script = (f"import time, schurjax as sj; sj.sweep([{model!r}], out={str(killed)!r}, "
+              f"families='single,all_nonnormal', controls=1, trials={TRIALS}, chunk_size=4, progress=False, "
+              "on_chunk=lambda *a: time.sleep(0.4))")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
     chunks = killed / "chunks"
     deadline = time.monotonic() + 120
     try:
@@ -259,10 +265,10 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     model = str(trained / "copy-0.eqx")
     out = str(tmp_path / "o")
     _bad(["sweep", str(tmp_path / "missing.eqx"), "--out", out], capsys, "no such file")
-    _bad(["sweep", model, "--families", "single,bogus", "--out", out], capsys, "unknown family 'bogus'")
+    _bad(["sweep", model, "--families", "single,bogus", "--out", out], capsys, "--families: unknown name 'bogus'")
     _bad(["sweep", model, "--task", "bogus", "--out", out], capsys, "unknown task 'bogus'")
     _bad(["train", "--task", "bogus", "--out", out], capsys, "unknown task 'bogus'")
-    _bad(["sweep", model, "--control-kinds", "fancy", "--out", out], capsys, "unknown control kind 'fancy'")
+    _bad(["sweep", model, "--control-kinds", "fancy", "--out", out], capsys, "--control-kinds: unknown name 'fancy'")
     _bad(["sweep", model, "--trials", "0", "--out", out], capsys, "--trials")
     _bad(["train", "--task", "copy", "--seeds", "3-1", "--out", out], capsys, "--seeds")
     _bad(["report", str(tmp_path / "nothing")], capsys, "no such folder")
@@ -307,7 +313,7 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
                                   m0.b_out)  # fmt: skip
     sj.save_model(tmp_path / "diag.eqx", diag, {"task": meta0["task"]})
     _bad(["sweep", model, str(tmp_path / "diag.eqx"), "--families", "single,block", "--out",
-                 str(tmp_path / "o3")], capsys, "MODEL diag: the families single,block give no variants")  # fmt: skip
+                 str(tmp_path / "o3")], capsys, "--families: single,block give model diag no variants")  # fmt: skip
     (tmp_path / "afile").write_text("x")
     _bad(["sweep", model, *small, "--out", str(tmp_path / "afile")], capsys, "is a file, expected a run folder")
     Path(tmp_path / "junk").mkdir()
@@ -339,7 +345,15 @@ def test_bad_zoo_model(capsys):
     if not hasattr(zoo, "entries") or not zoo.entries():
         pytest.skip("no zoo models shipped")
     _bad(["sweep", "zoo:bogus", "--out", "unused"], capsys, "unknown zoo task 'bogus'")
-    _bad(["sweep", "zoo:copy/999", "--out", "unused"], capsys, "no zoo model")
+    _bad(["sweep", "zoo:copy/999", "--out", "unused"], capsys, "is not in the zoo")
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("5,0-1,1") == [0, 1, 5]
+    for bad in ("3-1", "a", "-2", "1,,2"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
 
 
 def test_info(capsys):
@@ -350,7 +364,7 @@ def test_info(capsys):
 
 def test_progress_bar_reports_rate_and_eta():
     buf = io.StringIO()
-    bar = runs.Progress(100, stream=buf, every=0.0)
+    bar = Progress(100, stream=buf, every=0.0)
     bar.update(40, computed=False)
     time.sleep(0.01)
     bar.update(30)
@@ -371,7 +385,7 @@ def test_demo_small(tmp_path, capsys):
     assert "task copy" in out and "copy-0" in out and "copy-1" in out and "report ->" in out
     run = sj.results.load(tmp_path / "demo")
     assert run.complete and run.models == ["copy-0", "copy-1"]
-    assert {r["family"] for r in run.table} == {"band", "all_nonnormal", "control"}
+    assert set(run.table.family) == {"band", "all_nonnormal", "control"}
     assert (tmp_path / "demo" / "report.html").is_file()
     _bad(["demo", "--tasks", "nope", "--out", str(tmp_path / "d2")], capsys, "the zoo has no 'nope' model")
 
@@ -390,7 +404,7 @@ def test_nonfinite_saved_model_is_refused_before_the_run_folder(tmp_path, capsys
     argv = ["sweep", str(path), "--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--quiet",
             "--out", str(out)]  # fmt: skip
     line = _bad(argv, capsys, "W_out holds 1 NaN/inf entries; expected finite weights")
-    assert "MODEL " in line and "nan.eqx" in line
+    assert line.startswith("schurjax sweep: error: MODEL: ") and "nan.eqx" in line
     assert not out.exists() or not (out / "manifest.json").exists()
 
 
