@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
 import schurjax as sj
-from schurjax import schur as S
+from schurjax import _schur_reorder as R
 
 ORDERS = ["modulus", "real", "angle", "custom"]
 
@@ -384,8 +384,8 @@ def refusing_dtrexc(real, W, is_blocker, is_mover):
     unit = np.ldexp(1.0, math.frexp(np.abs(W).max())[1])
 
     def wrapped(T, Q, ifst, ilst, **kw):
-        starts, sizes = S._block_structure(T)
-        lam = S._block_eigs(T, starts, sizes) * unit
+        starts, sizes = R._block_structure(T)
+        lam = R._block_eigs(T, starts, sizes) * unit
         k = int(np.nonzero(starts == ifst - 1)[0][0])
         if ilst < ifst and is_mover(lam[k]):
             for j in range(k - 1, -1, -1):
@@ -411,7 +411,7 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
     i_big = int(np.argmin(np.abs(ref.block_eigvals - 0.9 * (1 + 5e-8))))
     i_small = int(np.argmin(np.abs(ref.block_eigvals - 0.9)))
     assert i_big < i_small  # without refusal: strict modulus order
-    real = S.lapack.dtrexc
+    real = R.lapack.dtrexc
     calls = []
 
     def mover(z):
@@ -421,7 +421,7 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
         calls.append(z)
         return abs(z - 0.9) < 2e-8
 
-    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, mover))
+    monkeypatch.setattr(R.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, mover))
     sf = sj.ordered_schur(W)
     assert calls  # the refusal path ran
     check_form(sf, W, "modulus", order_tol=1e-6)
@@ -434,14 +434,14 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
 def test_refused_swap_between_distinct_keys_raises(monkeypatch):
     rng = rng_for(12)
     W = np.diag([0.2, 0.3, -0.5, 0.9]) + np.triu(rng.standard_normal((4, 4)), 1)  # dgees keeps a triangular W
-    real = S.lapack.dtrexc
+    real = R.lapack.dtrexc
     calls = []
 
     def blocker(z):
         calls.append(z)
         return abs(z - 0.2) < 1e-9
 
-    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, lambda z: abs(z - 0.9) < 1e-9))
+    monkeypatch.setattr(R.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, lambda z: abs(z - 0.9) < 1e-9))
     with pytest.raises(ValueError, match=r"refused to swap .* eigenvalues 0\.2 and 0\.9"):
         sj.ordered_schur(W)
     assert calls
@@ -461,7 +461,7 @@ def test_standardize_nonstandard_pair():
     Q = random_orthogonal(rng, n)
     W = Q @ T @ Q.T
     T2, Q2 = np.asfortranarray(T.copy()), np.asfortranarray(Q.copy())
-    split = S._standardize_pairs(T2, Q2)
+    split = R._standardize_pairs(T2, Q2)
     assert not split
     assert T2[1, 1] == T2[2, 2] and T2[1, 2] * T2[2, 1] < 0
     np.testing.assert_allclose(Q2 @ T2 @ Q2.T, W, atol=1e-13)
@@ -470,7 +470,7 @@ def test_standardize_nonstandard_pair():
     T[1:3, 1:3] = np.array([[0.3, 2.0], [0.5, -0.1]])
     W = Q @ T @ Q.T
     T3, Q3 = np.asfortranarray(T.copy()), np.asfortranarray(Q.copy())
-    assert S._standardize_pairs(T3, Q3)
+    assert R._standardize_pairs(T3, Q3)
     assert T3[2, 1] == 0
     np.testing.assert_allclose(Q3 @ T3 @ Q3.T, W, atol=1e-13)
 
