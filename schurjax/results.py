@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def to_jsonable(x: Any) -> Any:
 
     Complex numbers become ``{"re": ..., "im": ...}``; arrays become (nested) lists.
     """
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [to_jsonable(v) for v in x]
@@ -201,7 +201,7 @@ def flatten_label(label: dict[str, Any]) -> dict[str, Any]:
         elif key.endswith("_eig") and isinstance(value, list | tuple | np.ndarray) and len(value) == 2:
             out[f"{key}_re"] = float(value[0])  # eigenvalues stored as [re, im]
             out[f"{key}_im"] = float(value[1])
-        elif isinstance(value, np.ndarray | list | tuple | dict):
+        elif isinstance(value, np.ndarray | list | tuple | Mapping):
             out[key] = json.dumps(to_jsonable(value), separators=(",", ":"))
         elif value is None or isinstance(value, str | int | float | bool):
             out[key] = value

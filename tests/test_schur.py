@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -566,6 +567,43 @@ def test_npz_round_trip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"SchurForm.from_npz: path must be a SchurForm .npz file"):
         sj.SchurForm.from_npz(tmp_path / "bad.npz")
+
+
+def reference_fingerprint(T, blocks, order):
+    """The run-folder digest, computed independently: blake2b-128 of (shape, blocks, order) and T's float64 bytes."""
+    T = np.ascontiguousarray(np.asarray(T, dtype=np.float64))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((T.shape, tuple((int(s), int(z)) for s, z in blocks), str(order))).encode())
+    h.update(T.tobytes())
+    return h.hexdigest()
+
+
+def test_fingerprint(tmp_path):
+    rng = rng_for(18)
+    W = rng.standard_normal((9, 9))
+    sf = sj.ordered_schur(W)
+    assert sf.fingerprint == reference_fingerprint(sf.T, sf.blocks, sf.order)
+    assert len(sf.fingerprint) == 32 and int(sf.fingerprint, 16) >= 0
+    # the same form computed again, or round-tripped through npz: the same digest
+    assert sj.ordered_schur(W.copy()).fingerprint == sf.fingerprint
+    assert sj.SchurForm.from_npz(sf.to_npz(tmp_path / "sf.npz")).fingerprint == sf.fingerprint
+    # one T entry changed by one ulp, or another order: another digest
+    T = np.array(sf.T)
+    T[0, -1] = np.nextafter(T[0, -1], np.inf)
+    edited = sj.SchurForm(Q=sf.Q, T=T, blocks=sf.blocks, eigvals=sf.eigvals, order=sf.order)
+    assert edited.fingerprint == reference_fingerprint(T, sf.blocks, sf.order) != sf.fingerprint
+    real = sj.ordered_schur(W, order="real")
+    assert real.fingerprint == reference_fingerprint(real.T, real.blocks, "real") != sf.fingerprint
+
+
+def test_diag_mask():
+    sf = sj.ordered_schur(rng_for(19).standard_normal((10, 10)))
+    ref = np.zeros((10, 10), bool)
+    for s, z in sf.blocks:
+        ref[s : s + z, s : s + z] = True
+    np.testing.assert_array_equal(sf.diag_mask, ref)
+    np.testing.assert_array_equal(sf.D, np.where(ref, sf.T, 0.0))
+    assert not sf.diag_mask.flags.writeable
 
 
 # ------------------------------------------------------------------------------------------------------------
