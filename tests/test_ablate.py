@@ -561,6 +561,7 @@ REGISTRY_ARGS = {"top_k": ([1, 2],), "cumulative": ([0, 1],), "scaling": ([0.5],
 @pytest.mark.parametrize("name", sorted(ablate.FAMILIES))
 def test_family_registry_key_is_the_family_label(name):
     sf = schur_of(rand_W(11, 6))
+    assert set(ablate.FAMILIES) == {*ablate.SF_ONLY_FAMILIES, *REGISTRY_ARGS}
     v = ablate.FAMILIES[name](sf, *REGISTRY_ARGS.get(name, ()))
     assert len(v) and {lab["family"] for lab in v.labels} == {name}
     if name not in ablate.SF_ONLY_FAMILIES:  # SF_ONLY_FAMILIES lists exactly those callable with sf alone
@@ -606,7 +607,7 @@ def test_variants_are_immutable():
     with pytest.raises(AttributeError):
         lab["entries"].append((0, 1))  # nested values are tuples
     for name, value in (("labels", ()), ("n", 3), ("fingerprint", "x"), ("delta_norm", norms), ("extra", 1)):
-        with pytest.raises(AttributeError, match=r"immutable: derive a new set with v\[idx\]"):
+        with pytest.raises(AttributeError, match=rf"immutable \(cannot set '{name}'\): derive a new set with v\[idx\]"):
             setattr(v, name, value)
     with pytest.raises(AttributeError, match="immutable"):
         del v.n

@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 MIXED = "mixed"
 """``Variants.fingerprint`` of a concatenation of sets built from different SchurForms (cannot be evaluated)."""
 
-_IMMUTABLE = (
-    "Variants is immutable: derive a new set with v[idx], Variants.concat(...), v.bind(sf) or v.with_labels(labels)"
-)
+_IMMUTABLE = "derive a new set with v[idx], Variants.concat(...), v.bind(sf) or v.with_labels(labels)"
 
 
 def _check_sf(sf: Any, fn: str) -> SchurForm:
@@ -171,10 +169,10 @@ class Variants:
                          fingerprint, norms, segment.nnz())  # fmt: skip
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(_IMMUTABLE)
+        raise AttributeError(f"Variants is immutable (cannot set {name!r}): {_IMMUTABLE}")
 
     def __delattr__(self, name: str) -> None:
-        raise AttributeError(_IMMUTABLE)
+        raise AttributeError(f"Variants is immutable (cannot delete {name!r}): {_IMMUTABLE}")
 
     def __reduce__(self):
         labels = tuple(_thawed(lab) for lab in self.labels)
