@@ -97,7 +97,7 @@ def make_problem(*, n: int, K: int, B: int, T: int, family: str = "single", seed
         cm = np.asarray(sf.coupling_mask)
         for m in masks:
             m[cm & (rng.random((n, n)) < 0.25)] = 0.0
-        variants = sj.ablate.from_masks(masks, sf)
+        variants = sj.ablate.from_masks(masks, sf=sf)
     else:
         raise ValueError(f"make_problem: family must be 'single' or 'masks', got {family!r}")
     batch = TaskBatch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import jax
 import numpy as np
@@ -154,7 +155,7 @@ def test_families_match_reference_masks_norms_and_spectrum(n, seed, kind):
             # spectrum of the edited weight equals the spectrum of W
             Wk = Q @ (T + dT[k]) @ Q.T
             assert spectrum_close(np.linalg.eigvals(Wk), lam, 1e-6), (name, lab)
-        json.dumps(v.labels)
+        json.dumps([dict(lab) for lab in v.labels])
 
 
 @wide
@@ -165,14 +166,14 @@ def test_single_couplings_one_per_nonzero_entry_with_block_labels(n, seed):
     C = coupling_positions(sf)
     ii, jj = np.nonzero(C & (sf.T != 0))
     v = ablate.single_couplings(sf)
-    assert [lab["entries"] for lab in v.labels] == [[[int(i), int(j)]] for i, j in zip(ii, jj, strict=True)]
+    assert [lab["entries"] for lab in v.labels] == [((int(i), int(j)),) for i, j in zip(ii, jj, strict=True)]
     bi = block_of(sf)
     for lab in v.labels:
         i, j = lab["row"], lab["col"]
         assert lab["target_block"] == bi[i] and lab["source_block"] == bi[j]
         t = sf.eigvals[sf.blocks[bi[i]][0]]
         s = sf.eigvals[sf.blocks[bi[j]][0]]
-        assert lab["target_eig"] == [t.real, t.imag] and lab["source_eig"] == [s.real, s.imag]
+        assert lab["target_eig"] == (t.real, t.imag) and lab["source_eig"] == (s.real, s.imag)
         assert lab["value"] == sf.T[i, j]
     vz = ablate.single_couplings(sf, include_zeros=True)
     assert len(vz) == C.sum()
@@ -268,7 +269,7 @@ def test_from_masks_norms_and_binding():
     M = np.ones((5, 8, 8))
     M[:, C] = rng.random((5, C.sum())) < 0.6
     M[4, C] = rng.normal(size=C.sum())
-    v = ablate.from_masks(M, sf)
+    v = ablate.from_masks(M, sf=sf)
     Q, T = sf.Q, sf.T
     for k in range(5):
         ref = np.linalg.norm(Q @ T @ Q.T - Q @ (T * M[k]) @ Q.T)
@@ -283,7 +284,7 @@ def test_from_masks_norms_and_binding():
     np.testing.assert_array_equal(u.delta_T(slice(None), T=T), v.delta_T())
     b = u.bind(sf)
     np.testing.assert_array_equal(b.delta_norm, v.delta_norm)
-    json.dumps(b.labels)
+    json.dumps([dict(lab) for lab in b.labels])
 
 
 def test_from_masks_bad_input():
@@ -295,12 +296,12 @@ def test_from_masks_bad_input():
     with pytest.raises(ValueError, match="finite"):
         ablate.from_masks(np.full((1, 6, 6), np.nan))
     with pytest.raises(ValueError, match="n = 6"):
-        ablate.from_masks(np.ones((2, 5, 5)), sf)
+        ablate.from_masks(np.ones((2, 5, 5)), sf=sf)
     M = np.ones((2, 6, 6))
     M[1, 0, 0] = 0.0
     with pytest.raises(ValueError, match="diagonal blocks"):
-        ablate.from_masks(M, sf)
-    v = ablate.from_masks(M, sf, allow_diagonal=True)
+        ablate.from_masks(M, sf=sf)
+    v = ablate.from_masks(M, sf=sf, allow_diagonal=True)
     assert v.delta_norm[1] == pytest.approx(abs(sf.T[0, 0]))
 
 
@@ -336,7 +337,7 @@ def mixed_set(sf, key=0):
     fam = ablate.Variants.concat(ablate.single_couplings(sf), ablate.block_couplings(sf), ablate.top_k(sf, [1, 2]))
     M = np.ones((2, *sf.T.shape))
     M[:, coupling_positions(sf)] = 0.5
-    fam = Variants.concat(fam, ablate.from_masks(M, sf), ablate.scaling(sf, [0.0, 3.0]))
+    fam = Variants.concat(fam, ablate.from_masks(M, sf=sf), ablate.scaling(sf, [0.0, 3.0]))
     return Variants.concat(fam, ablate.controls(key, sf, fam[:4], n_per=2))
 
 
@@ -352,7 +353,7 @@ def test_slicing_is_consistent(seed, n):
     np.testing.assert_array_equal(v[idx].delta_T(), full[idx])
     np.testing.assert_array_equal(v[3:11:2].delta_T(), full[3:11:2])
     np.testing.assert_array_equal(v[idx].delta_norm, v.delta_norm[idx])
-    assert v[idx].labels == [v.labels[i] for i in idx]
+    assert v[idx].labels == tuple(v.labels[i] for i in idx)
     # sparse coordinates rebuild delta_T
     rows, cols, vals = v.sparse(idx)
     assert rows.shape == cols.shape == vals.shape == (idx.size, max(1, int(v.nnz[idx].max())))
@@ -428,7 +429,7 @@ def test_controls_norms_counts_support(seed, n, n_per):
                     assert spectrum_close(np.linalg.eigvals(Q @ (T + dT[k]) @ Q.T), lam, 1e-6)
             else:  # dense Gaussian: nonzero almost everywhere
                 assert np.all(dT[norms > 0] != 0)
-        json.dumps(ctrl.labels)
+        json.dumps([dict(lab) for lab in ctrl.labels])
 
 
 def test_controls_reproducible_from_key():
@@ -465,7 +466,7 @@ def test_controls_refuse_mismatch():
         ablate.matched_norm(0, sf, v[[]])
     with pytest.raises(TypeError, match="key"):
         ablate.matched_norm("0", sf, v)
-    big = ablate.from_masks(np.zeros((1, 6, 6)), sf, allow_diagonal=True)
+    big = ablate.from_masks(np.zeros((1, 6, 6)), sf=sf, allow_diagonal=True)
     with pytest.raises(ValueError, match="nonzero couplings"):
         ablate.matched_count(0, sf, big)
 
@@ -482,12 +483,12 @@ def test_fingerprint_identifies_the_schur_form(tmp_path):
     real = ordered_schur(W, order="real")
     loaded = type(sf).from_npz(sf.to_npz(tmp_path / "sf.npz"))
     assert np.array_equal(again.T, sf.T) and np.array_equal(loaded.T, sf.T)
-    assert ablate.schur_fingerprint(again) == ablate.schur_fingerprint(sf) == ablate.schur_fingerprint(loaded)
+    assert again.fingerprint == sf.fingerprint == loaded.fingerprint
     assert real.order != sf.order
-    assert ablate.schur_fingerprint(real) != ablate.schur_fingerprint(sf)
-    fp = ablate.schur_fingerprint(sf)
+    assert real.fingerprint != sf.fingerprint
+    fp = sf.fingerprint
     sets = {**family_sets(sf), "cumulative": ablate.cumulative(sf, [0, 1], ks=[1, 2])}
-    sets["mask"] = ablate.from_masks(np.ones((1, 7, 7)), sf)
+    sets["mask"] = ablate.from_masks(np.ones((1, 7, 7)), sf=sf)
     sets["controls"] = ablate.controls(0, sf, sets["single"][:3])
     for name, v in sets.items():
         assert v.fingerprint == fp, name
@@ -543,7 +544,7 @@ def test_bind_checks_diagonal_blocks_and_recounts_from_T():
     assert a.delta_norm[1] == pytest.approx(np.linalg.norm(T), rel=1e-12)
     assert a.labels[1]["delta_norm"] == pytest.approx(np.linalg.norm(T), rel=1e-12)
     # the same labels as when sf is given up front
-    up_front = ablate.from_masks(np.stack([part, zero]), sf, allow_diagonal=True)
+    up_front = ablate.from_masks(np.stack([part, zero]), sf=sf, allow_diagonal=True)
     for k in range(2):
         for f in ("n_changed", "n_removed"):
             assert a.labels[k][f] == up_front.labels[k][f]
@@ -554,12 +555,81 @@ def test_bind_checks_diagonal_blocks_and_recounts_from_T():
         ablate.matched_count(0, sf, ablate.from_masks(zero))
 
 
-def test_family_registry():
+REGISTRY_ARGS = {"top_k": ([1, 2],), "cumulative": ([0, 1],), "scaling": ([0.5],)}
+
+
+@pytest.mark.parametrize("name", sorted(ablate.FAMILIES))
+def test_family_registry_key_is_the_family_label(name):
     sf = schur_of(rand_W(11, 6))
-    assert set(ablate.SF_ONLY_FAMILIES) <= set(ablate.FAMILIES)
-    assert set(ablate.FAMILIES) == {"single", "block", "band", "all_nonnormal", "eigen_groups", "top_k",
-                                    "cumulative", "scaling"}  # fmt: skip
-    extra = {"top_k": ([1, 2],), "cumulative": ([0, 1],), "scaling": ([0.5],)}
-    for name, fn in ablate.FAMILIES.items():
-        v = fn(sf, *extra.get(name, ()))
-        assert len(v) and {lab["family"] for lab in v.labels} == {name}
+    assert set(ablate.FAMILIES) == {*ablate.SF_ONLY_FAMILIES, *REGISTRY_ARGS}
+    v = ablate.FAMILIES[name](sf, *REGISTRY_ARGS.get(name, ()))
+    assert len(v) and {lab["family"] for lab in v.labels} == {name}
+    if name not in ablate.SF_ONLY_FAMILIES:  # SF_ONLY_FAMILIES lists exactly those callable with sf alone
+        with pytest.raises(TypeError):
+            ablate.FAMILIES[name](sf)
+    else:
+        assert name not in REGISTRY_ARGS
+
+
+def test_options_are_keyword_only():
+    """Every public function of ablate: parameters after the required ones are keyword-only."""
+    import inspect
+
+    for name in ablate.__all__:
+        fn = getattr(ablate, name)
+        if not inspect.isfunction(fn):
+            continue
+        for p in inspect.signature(fn).parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                assert p.kind is inspect.Parameter.KEYWORD_ONLY, (name, p.name)
+    sf = schur_of(rand_W(3, 6))
+    with pytest.raises(TypeError):
+        ablate.eigen_groups(sf, 0.5)
+    with pytest.raises(TypeError):
+        ablate.from_masks(np.ones((1, 6, 6)), sf)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Variants are immutable; new sets come only from the explicit constructors
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_variants_are_immutable():
+    sf = schur_of(rand_W(12, 7))
+    v = mixed_set(sf)
+    before = [dict(lab) for lab in v.labels]
+    norms, nnz = v.delta_norm.copy(), v.nnz.copy()
+    lab = v.labels[0]
+    with pytest.raises(TypeError):
+        lab["label"] = "edited"
+    with pytest.raises(TypeError):
+        del lab["family"]
+    with pytest.raises(AttributeError):
+        lab["entries"].append((0, 1))  # nested values are tuples
+    for name, value in (("labels", ()), ("n", 3), ("fingerprint", "x"), ("delta_norm", norms), ("extra", 1)):
+        with pytest.raises(AttributeError, match=rf"immutable \(cannot set '{name}'\): derive a new set with v\[idx\]"):
+            setattr(v, name, value)
+    with pytest.raises(AttributeError, match="immutable"):
+        del v.n
+    for arr in (v.delta_norm, v.nnz, v[2:5].delta_norm, Variants.concat(v, v).nnz):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 0
+    with pytest.raises(TypeError, match="not directly"):
+        Variants(7, [], [], [], [])
+    # derived sets leave the original untouched and share nothing mutable with it
+    user = [{**dict(lab), "note": ["a"]} for lab in v.labels]
+    w = v.with_labels(user)
+    user[0]["note"].append("b")
+    user[1]["label"] = "changed"
+    assert w.labels[0]["note"] == ("a",) and w.labels[1]["label"] == v.labels[1]["label"]
+    assert [dict(lab) for lab in v.labels] == before and "note" not in v.labels[0]
+    np.testing.assert_array_equal(v.delta_norm, norms)
+    np.testing.assert_array_equal(v.nnz, nnz)
+    np.testing.assert_array_equal(w.delta_T(), v.delta_T())
+    # dict(lab), lab.get, lab[key] and a pickle round trip keep working
+    assert dict(lab)["family"] == lab.get("family") == lab["family"] == "single"
+    again = pickle.loads(pickle.dumps(v))
+    assert again.labels == v.labels and again.fingerprint == v.fingerprint
+    np.testing.assert_array_equal(again.delta_T(), v.delta_T())
+    with pytest.raises(TypeError):
+        again.labels[0]["label"] = "x"

@@ -87,7 +87,7 @@ def setup():
     masks = np.ones((7, sf.n, sf.n))
     for m in masks:
         m[sf.coupling_mask & (rng.random((sf.n, sf.n)) < 0.3)] = 0.0
-    variants = sj.ablate.Variants.concat(single, sj.ablate.block_couplings(sf)[:6], sj.ablate.from_masks(masks, sf))
+    variants = sj.ablate.Variants.concat(single, sj.ablate.block_couplings(sf)[:6], sj.ablate.from_masks(masks, sf=sf))
     ref = reference(model, sf, variants.delta_T(), batch)
     return model, sf, batch, variants, ref
 
@@ -181,7 +181,7 @@ def test_zero_edits_are_exact(setup, path, deviation):
     for m in masks[1:]:
         m[zero_below & (rng.random((n, n)) < 0.5)] = 0.0
     assert zero_below.sum() > 0 and (masks[1:] == 0).sum() > 0
-    v = sj.ablate.from_masks(masks, sf, allow_diagonal=True)
+    v = sj.ablate.from_masks(masks, sf=sf, allow_diagonal=True)
     v = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf)[:3], v)  # real edits in the same chunks
     res = sj.evaluate(model, sf, v, batch, path=path, chunk_size=4, deviation=deviation)
     assert np.all(res.delta_loss[3:] == 0.0) and np.all(res.loss[3:] == res.base_loss)

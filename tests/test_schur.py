@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
 import schurjax as sj
-from schurjax import schur as S
+from schurjax import _schur_reorder as R
 
 ORDERS = ["modulus", "real", "angle", "custom"]
 
@@ -384,8 +385,8 @@ def refusing_dtrexc(real, W, is_blocker, is_mover):
     unit = np.ldexp(1.0, math.frexp(np.abs(W).max())[1])
 
     def wrapped(T, Q, ifst, ilst, **kw):
-        starts, sizes = S._block_structure(T)
-        lam = S._block_eigs(T, starts, sizes) * unit
+        starts, sizes = R._block_structure(T)
+        lam = R._block_eigs(T, starts, sizes) * unit
         k = int(np.nonzero(starts == ifst - 1)[0][0])
         if ilst < ifst and is_mover(lam[k]):
             for j in range(k - 1, -1, -1):
@@ -411,7 +412,7 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
     i_big = int(np.argmin(np.abs(ref.block_eigvals - 0.9 * (1 + 5e-8))))
     i_small = int(np.argmin(np.abs(ref.block_eigvals - 0.9)))
     assert i_big < i_small  # without refusal: strict modulus order
-    real = S.lapack.dtrexc
+    real = R.lapack.dtrexc
     calls = []
 
     def mover(z):
@@ -421,7 +422,7 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
         calls.append(z)
         return abs(z - 0.9) < 2e-8
 
-    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, mover))
+    monkeypatch.setattr(R.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, mover))
     sf = sj.ordered_schur(W)
     assert calls  # the refusal path ran
     check_form(sf, W, "modulus", order_tol=1e-6)
@@ -434,14 +435,14 @@ def test_refused_swap_between_near_ties_is_a_documented_tie(monkeypatch):
 def test_refused_swap_between_distinct_keys_raises(monkeypatch):
     rng = rng_for(12)
     W = np.diag([0.2, 0.3, -0.5, 0.9]) + np.triu(rng.standard_normal((4, 4)), 1)  # dgees keeps a triangular W
-    real = S.lapack.dtrexc
+    real = R.lapack.dtrexc
     calls = []
 
     def blocker(z):
         calls.append(z)
         return abs(z - 0.2) < 1e-9
 
-    monkeypatch.setattr(S.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, lambda z: abs(z - 0.9) < 1e-9))
+    monkeypatch.setattr(R.lapack, "dtrexc", refusing_dtrexc(real, W, blocker, lambda z: abs(z - 0.9) < 1e-9))
     with pytest.raises(ValueError, match=r"refused to swap .* eigenvalues 0\.2 and 0\.9"):
         sj.ordered_schur(W)
     assert calls
@@ -461,7 +462,7 @@ def test_standardize_nonstandard_pair():
     Q = random_orthogonal(rng, n)
     W = Q @ T @ Q.T
     T2, Q2 = np.asfortranarray(T.copy()), np.asfortranarray(Q.copy())
-    split = S._standardize_pairs(T2, Q2)
+    split = R._standardize_pairs(T2, Q2)
     assert not split
     assert T2[1, 1] == T2[2, 2] and T2[1, 2] * T2[2, 1] < 0
     np.testing.assert_allclose(Q2 @ T2 @ Q2.T, W, atol=1e-13)
@@ -470,7 +471,7 @@ def test_standardize_nonstandard_pair():
     T[1:3, 1:3] = np.array([[0.3, 2.0], [0.5, -0.1]])
     W = Q @ T @ Q.T
     T3, Q3 = np.asfortranarray(T.copy()), np.asfortranarray(Q.copy())
-    assert S._standardize_pairs(T3, Q3)
+    assert R._standardize_pairs(T3, Q3)
     assert T3[2, 1] == 0
     np.testing.assert_allclose(Q3 @ T3 @ Q3.T, W, atol=1e-13)
 
@@ -566,6 +567,43 @@ def test_npz_round_trip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"SchurForm.from_npz: path must be a SchurForm .npz file"):
         sj.SchurForm.from_npz(tmp_path / "bad.npz")
+
+
+def reference_fingerprint(T, blocks, order):
+    """The run-folder digest, computed independently: blake2b-128 of (shape, blocks, order) and T's float64 bytes."""
+    T = np.ascontiguousarray(np.asarray(T, dtype=np.float64))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((T.shape, tuple((int(s), int(z)) for s, z in blocks), str(order))).encode())
+    h.update(T.tobytes())
+    return h.hexdigest()
+
+
+def test_fingerprint(tmp_path):
+    rng = rng_for(18)
+    W = rng.standard_normal((9, 9))
+    sf = sj.ordered_schur(W)
+    assert sf.fingerprint == reference_fingerprint(sf.T, sf.blocks, sf.order)
+    assert len(sf.fingerprint) == 32 and int(sf.fingerprint, 16) >= 0
+    # the same form computed again, or round-tripped through npz: the same digest
+    assert sj.ordered_schur(W.copy()).fingerprint == sf.fingerprint
+    assert sj.SchurForm.from_npz(sf.to_npz(tmp_path / "sf.npz")).fingerprint == sf.fingerprint
+    # one T entry changed by one ulp, or another order: another digest
+    T = np.array(sf.T)
+    T[0, -1] = np.nextafter(T[0, -1], np.inf)
+    edited = sj.SchurForm(Q=sf.Q, T=T, blocks=sf.blocks, eigvals=sf.eigvals, order=sf.order)
+    assert edited.fingerprint == reference_fingerprint(T, sf.blocks, sf.order) != sf.fingerprint
+    real = sj.ordered_schur(W, order="real")
+    assert real.fingerprint == reference_fingerprint(real.T, real.blocks, "real") != sf.fingerprint
+
+
+def test_diag_mask():
+    sf = sj.ordered_schur(rng_for(19).standard_normal((10, 10)))
+    ref = np.zeros((10, 10), bool)
+    for s, z in sf.blocks:
+        ref[s : s + z, s : s + z] = True
+    np.testing.assert_array_equal(sf.diag_mask, ref)
+    np.testing.assert_array_equal(sf.D, np.where(ref, sf.T, 0.0))
+    assert not sf.diag_mask.flags.writeable
 
 
 # ------------------------------------------------------------------------------------------------------------

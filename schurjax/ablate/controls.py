@@ -1,0 +1,222 @@
+"""Random controls for a set of variants, reproducible from a key: matched norm, matched count, coupling noise.
+
+Each control function takes ``key`` first (a ``jax.random.key(seed)``, a raw uint32 key or an int seed, which
+means ``jax.random.key(seed)``), then the SchurForm and the variants to control; ``n_per`` is keyword-only. Draws
+are made on demand from ``(key, kind, control_of, rep)``, so the same key gives the same draws in any slice.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from schurjax.ablate.storage import _Noise, _RandomSubset
+from schurjax.ablate.variants import Variants, _check_sf
+from schurjax.schur import SchurForm
+
+if TYPE_CHECKING:
+    from jaxtyping import PRNGKeyArray, UInt32
+
+    #: a ``jax.random.key(seed)``, a raw uint32 key or an int seed
+    KeyLike = PRNGKeyArray | UInt32[np.ndarray, "2"] | int
+
+# the code of each kind enters its seed words, so the kinds draw different streams from one key
+_KIND_CODE = {"matched_norm": 1, "matched_count": 2, "coupling_noise": 3}
+
+
+def _entropy(key: KeyLike, fn: str) -> tuple[int, ...]:
+    """Deterministic NumPy seed words from a JAX key (typed or raw uint32) or an int seed (same as key(seed))."""
+    import jax
+
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        key = jax.random.key(int(key))
+    try:
+        dtype = key.dtype
+    except AttributeError:
+        raise TypeError(f"{fn}: key must be a jax.random.key(seed) or an int seed, got {type(key).__name__}") from None
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"{fn}: key must be a single key (shape ()), got shape {key.shape}")
+        data = np.asarray(jax.random.key_data(key))
+    elif np.dtype(dtype) == np.uint32 and key.ndim == 1:
+        data = np.asarray(key)
+    else:
+        raise TypeError(f"{fn}: key must be a jax.random.key(seed) or an int seed, got dtype {dtype}")
+    return tuple(int(x) for x in data.ravel())
+
+
+def _control_setup(fn: str, key: KeyLike, sf: SchurForm, variants: Variants, n_per: int):
+    """Seed words, the variants bound to ``sf``, and the (K * n_per, 2) ``(control_of, rep)`` keys."""
+    entropy = _entropy(key, fn)
+    _check_sf(sf, fn)
+    if not isinstance(variants, Variants):
+        raise TypeError(f"{fn}: variants must be a Variants, got {type(variants).__name__}")
+    if variants.n != sf.n:
+        raise ValueError(f"{fn}: variants have n = {variants.n} but sf has n = {sf.n}")
+    if len(variants) == 0:
+        raise ValueError(f"{fn}: variants is empty (K = 0); nothing to control")
+    if not isinstance(n_per, numbers.Integral) or isinstance(n_per, bool) or n_per < 1:
+        raise ValueError(f"{fn}: n_per must be a positive int, got {n_per!r}")
+    variants = variants._bind(sf, fn, "variants", "sf")
+    K = len(variants)
+    keys = np.stack([np.repeat(np.arange(K), n_per), np.tile(np.arange(n_per), K)], axis=1)
+    return entropy, variants, keys
+
+
+def _control_labels(kind: str, variants: Variants, keys: np.ndarray, counts) -> list[dict]:
+    labels = []
+    for (co, rep), c in zip(keys.tolist(), counts, strict=True):
+        src = variants.labels[co]
+        labels.append(
+            {"family": "control", "label": f"{kind}({src.get('label', co)})#{rep}", "control_kind": kind,
+             "control_of": co, "rep": rep, "controlled_family": src.get("family"),
+             "controlled_label": src.get("label"), "n_removed": int(c[0]), "n_changed": int(c[1])}
+        )  # fmt: skip
+    return labels
+
+
+def matched_norm(key: KeyLike, sf: SchurForm, variants: Variants, *, n_per: int = 1) -> Variants:
+    """Dense Gaussian controls in weight space with ``||E||_F = ||W - W_k||_F``, ``n_per`` per variant.
+
+    ``E = Q G Q^T`` with G iid Gaussian is itself iid Gaussian, so the edit is drawn directly as ``dT = G``,
+    rescaled exactly to the controlled variant's ``delta_norm``.
+
+    Args:
+        key: ``jax.random.key(seed)`` (or a raw uint32 key, or an int seed, same as ``jax.random.key(seed)``).
+        sf: SchurForm of W.
+        variants: the K variants to control.
+        n_per: controls per variant.
+
+    Returns:
+        Variants of length ``K * n_per``, variant-major (``control_of`` = 0, 0, ..., 1, 1, ...; ``rep`` =
+        0..n_per-1). Labels: ``control_kind``, ``control_of`` (index into ``variants``), ``rep``.
+
+    Example:
+        >>> import jax, numpy as np, schurjax as sj
+        >>> sf = sj.ordered_schur(np.triu(np.ones((3, 3))) * [1.0, 0.5, 0.25])
+        >>> v = sj.ablate.single_couplings(sf)
+        >>> ctrl = sj.ablate.matched_norm(jax.random.key(1), sf, v, n_per=4)
+        >>> len(ctrl), bool(np.allclose(ctrl.delta_norm, np.repeat(v.delta_norm, 4)))
+        (12, True)
+    """
+    kind = "matched_norm"
+    entropy, variants, keys = _control_setup(kind, key, sf, variants, n_per)
+    norms = variants.delta_norm[keys[:, 0]]
+    seg = _Noise(entropy, _KIND_CODE[kind], keys, norms, sf.n)
+    counts = [(0, sf.n * sf.n if x > 0 else 0) for x in norms]
+    return Variants._from_segment(sf.n, seg, _control_labels(kind, variants, keys, counts), sf.fingerprint)
+
+
+def matched_count(key: KeyLike, sf: SchurForm, variants: Variants, *, n_per: int = 1) -> Variants:
+    """Remove as many random couplings as each variant changes (``n_changed``), ``n_per`` per variant.
+
+    The couplings are drawn uniformly without replacement among the nonzero coupling entries of T
+    (zero couplings would change nothing). Spectrum-preserving.
+
+    Args:
+        key: ``jax.random.key(seed)``, a raw uint32 key or an int seed.
+        sf: SchurForm of W.
+        variants: the K variants to control.
+        n_per: controls per variant.
+
+    Returns:
+        Variants of length ``K * n_per`` (variant-major), labels as in :func:`matched_norm`.
+
+    Raises:
+        ValueError: if a variant changes more entries than T has nonzero couplings.
+
+    Example:
+        >>> import numpy as np, schurjax as sj
+        >>> sf = sj.ordered_schur(np.triu(np.ones((3, 3))) * [1.0, 0.5, 0.25])
+        >>> ctrl = sj.ablate.matched_count(2, sf, sj.ablate.block_couplings(sf), n_per=3)
+        >>> len(ctrl), {lab["n_removed"] for lab in ctrl.labels}
+        (9, {1})
+    """
+    kind = "matched_count"
+    entropy, variants, keys = _control_setup(kind, key, sf, variants, n_per)
+    ci, cj = sf.couplings[:, 0], sf.couplings[:, 1]
+    cval = sf.T[ci, cj]
+    sel = cval != 0.0
+    counts = np.array([variants.labels[co].get("n_changed", int(variants.nnz[co])) for co in keys[:, 0]], np.int64)
+    if counts.size and counts.max() > sel.sum():
+        raise ValueError(f"{kind}: a variant changes {counts.max()} entries but T has only {int(sel.sum())} nonzero "
+                         "couplings to draw from")  # fmt: skip
+    seg = _RandomSubset(entropy, _KIND_CODE[kind], keys, counts, ci[sel], cj[sel], cval[sel])
+    labels = _control_labels(kind, variants, keys, [(c, c) for c in counts.tolist()])
+    return Variants._from_segment(sf.n, seg, labels, sf.fingerprint)
+
+
+def coupling_noise(key: KeyLike, sf: SchurForm, variants: Variants, *, n_per: int = 1) -> Variants:
+    """Gaussian edits supported on all coupling positions, rescaled to each variant's ``delta_norm``.
+
+    Spectrum-preserving (only entries above the block diagonal change).
+
+    Args:
+        key: ``jax.random.key(seed)``, a raw uint32 key or an int seed.
+        sf: SchurForm of W.
+        variants: the K variants to control.
+        n_per: controls per variant.
+
+    Returns:
+        Variants of length ``K * n_per`` (variant-major), labels as in :func:`matched_norm`.
+
+    Raises:
+        ValueError: if a variant has a nonzero norm but W has no coupling positions (n <= 2 with one block).
+
+    Example:
+        >>> import jax, numpy as np, schurjax as sj
+        >>> sf = sj.ordered_schur(np.triu(np.ones((3, 3))) * [1.0, 0.5, 0.25])
+        >>> ctrl = sj.ablate.coupling_noise(jax.random.key(3), sf, sj.ablate.bands(sf))
+        >>> bool(np.all(ctrl.delta_T()[:, ~sf.coupling_mask] == 0))    # only couplings change
+        True
+    """
+    kind = "coupling_noise"
+    entropy, variants, keys = _control_setup(kind, key, sf, variants, n_per)
+    norms = variants.delta_norm[keys[:, 0]]
+    m = len(sf.couplings)
+    if m == 0 and np.any(norms > 0):
+        raise ValueError(f"{kind}: sf has no coupling positions (blocks {sf.blocks}), cannot match a nonzero norm")
+    seg = _Noise(entropy, _KIND_CODE[kind], keys, norms, sf.n, support=(sf.couplings[:, 0], sf.couplings[:, 1]))
+    counts = [(0, m if x > 0 else 0) for x in norms]
+    return Variants._from_segment(sf.n, seg, _control_labels(kind, variants, keys, counts), sf.fingerprint)
+
+
+_CONTROLS = {"matched_norm": matched_norm, "matched_count": matched_count, "coupling_noise": coupling_noise}
+
+#: The control kinds, in their canonical order (the ``control_kind`` label field).
+CONTROL_KINDS = tuple(_CONTROLS)
+
+
+def controls(
+    key: KeyLike, sf: SchurForm, variants: Variants, *, kinds: str | Sequence[str] = CONTROL_KINDS, n_per: int = 1
+) -> Variants:
+    """Several control kinds at once, concatenated in the order of ``kinds`` (each ``K * n_per`` long).
+
+    Args:
+        key: ``jax.random.key(seed)``, a raw uint32 key or an int seed (each kind draws its own stream from it).
+        sf: SchurForm of W.
+        variants: the K variants to control.
+        kinds: one or more of :data:`CONTROL_KINDS` (``"matched_norm"``, ``"matched_count"``, ``"coupling_noise"``).
+        n_per: controls per variant and kind.
+
+    Returns:
+        Variants of length ``len(kinds) * K * n_per``.
+
+    Example:
+        >>> import jax, numpy as np, schurjax as sj
+        >>> sf = sj.ordered_schur(np.triu(np.ones((3, 3))) * [1.0, 0.5, 0.25])
+        >>> v = sj.ablate.single_couplings(sf)
+        >>> ctrl = sj.ablate.controls(jax.random.key(0), sf, v, kinds=("matched_norm", "coupling_noise"), n_per=2)
+        >>> len(ctrl), ctrl.labels[6]["control_kind"]
+        (12, 'coupling_noise')
+    """
+    names = [kinds] if isinstance(kinds, str) else list(kinds)
+    if not names:
+        raise ValueError(f"controls: kinds must name at least one of {list(CONTROL_KINDS)}, got {kinds!r}")
+    for k in names:
+        if k not in _CONTROLS:
+            raise ValueError(f"controls: unknown control kind {k!r}; expected one of {list(CONTROL_KINDS)}")
+    return Variants.concat(*[_CONTROLS[k](key, sf, variants, n_per=n_per) for k in names])
