@@ -1,6 +1,6 @@
 # schurjax: two commands do all the set-up on a fresh machine.
 #   make demo   create .venv if missing, install, run the main job on the shipped zoo
-#   make test   create .venv if missing, install with the dev extras, run ruff and the whole test suite
+#   make test   create .venv if missing, install with the dev extras, run ruff, the test suite and the doctests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -34,7 +34,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check schurjax tests benchmarks
 
 test: $(VENV)/.installed-dev lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/schur_order.py

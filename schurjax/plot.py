@@ -143,8 +143,9 @@ def schur_heatmap(sf: Any, *, title: str | None = None, annotate: bool | None = 
     Returns:
         The matplotlib Figure.
 
-    Example:
-        >>> fig = sj.plot.schur_heatmap(sj.ordered_schur(W)); fig.savefig("T.png")
+    Example::
+
+        fig = sj.plot.schur_heatmap(sj.ordered_schur(W)); fig.savefig("T.png")
     """
     n = sf.n
     T = np.asarray(sf.T, dtype=np.float64)

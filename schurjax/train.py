@@ -74,8 +74,9 @@ def _seed_keys(seeds: Sequence[int]) -> tuple[PRNGKeyArray, PRNGKeyArray]:
 def init_models(task: Task, seeds: Sequence[int], *, n_hidden: int = 64, gain: float = DEFAULT_GAIN) -> TanhRNN:
     """Stacked initial models (leading axis = seed), exactly as :func:`train` initialises them.
 
-    Example:
-        >>> stacked = init_models(tasks.get("copy"), [0, 1], n_hidden=32)   # stacked.W_rec.shape == (2, 32, 32)
+    Example::
+
+        stacked = init_models(tasks.get("copy"), [0, 1], n_hidden=32)   # stacked.W_rec.shape == (2, 32, 32)
     """
     k_init, _ = _seed_keys(seeds)
     # eager on purpose: the shipped zoo was built this way, and jit may round the scaling differently (1 ulp)
@@ -193,9 +194,10 @@ def train(
     Returns:
         :class:`TrainResult` (``models``, ``history`` (n_seeds, n_logs), ``config``, ...).
 
-    Example:
-        >>> res = train("flipflop", seeds=[0, 1, 2, 3], steps=500, progress=False)
-        >>> res.history[:, -1]      # final mean training loss per seed
+    Example::
+
+        res = train("flipflop", seeds=[0, 1, 2, 3], steps=500, progress=False)
+        res.history[:, -1]      # final mean training loss per seed
     """
     task = _resolve_task(task)
     seeds = [int(s) for s in (seeds if isinstance(seeds, Sequence | np.ndarray) else [seeds])]
@@ -287,8 +289,9 @@ def evaluate_models(
     Returns:
         ``(losses, scores)`` as NumPy arrays of shape (len(models),).
 
-    Example:
-        >>> losses, scores = evaluate_models(task, res.models, jax.random.key(10_000))
+    Example::
+
+        losses, scores = evaluate_models(task, res.models, jax.random.key(10_000))
     """
     batch = _sample(task, key, batch_size)
     out = [_loss_score(task, m, batch) for m in models]

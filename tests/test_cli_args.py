@@ -18,12 +18,11 @@ def test_train_rejects_bad_learning_rate(lr, tmp_path, capsys):
 def test_demo_runs_each_task_once(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_run_sweep(specs, config, out, **kw):
-        seen["specs"] = [s.spec if hasattr(s, "spec") else s for s in specs]
+    def fake_sweep(models, **kw):
+        seen["specs"] = list(models)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli.runs, "run_sweep", fake_run_sweep)
-    monkeypatch.setattr(cli.runs, "resolve_models", lambda specs, **kw: list(specs))
+    monkeypatch.setattr("schurjax.sweep.sweep", fake_sweep)
     with pytest.raises(SystemExit):
         cli.main(["demo", "--tasks", "copy,copy,flipflop,copy", "--seeds-per-task", "1", "--out", str(tmp_path / "d")])
     assert seen["specs"] == ["zoo:copy/0", "zoo:flipflop/0"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import schurjax as sj
-from schurjax import _kernels, engine
+from schurjax import engine
+from schurjax.engine import kernels as _kernels
 from schurjax.tasks import TaskBatch
 
 N_IN, N_OUT = 3, 2
@@ -233,7 +234,7 @@ def test_multi_model_equals_per_model():
     sfs = [schur_of(m) for m in models]
     vs = [sj.ablate.single_couplings(sf)[:9] for sf in sfs]
     batch = make_batch(9, 5, 11)
-    both = sj.evaluate(models, sfs, vs, batch, chunk_size=4)
+    both = sj.engine.evaluate_many(models, sfs, vs, batch, chunk_size=4)
     assert isinstance(both, list) and len(both) == 3
     for m, sf, v, res in zip(models, sfs, vs, both, strict=True):
         one = sj.evaluate(m, sf, v, batch, chunk_size=4)
@@ -268,8 +269,8 @@ def test_bad_inputs(setup):
     sf8 = schur_of(other)
     cases = [
         (dict(variants=sj.ablate.single_couplings(sf8)), r"variants\.n = 8 does not match the model's hidden size"),
-        (dict(schur=sf8), r"schur has n = 8 but model has n = 16"),
-        (dict(schur=schur_of(make_model(21, 16))), r"schur does not belong to model"),
+        (dict(sf=sf8), r"sf has n = 8 but model has n = 16"),
+        (dict(sf=schur_of(make_model(21, 16))), r"sf does not belong to model"),
         (dict(batch=make_batch(0, 2, 3)._replace(inputs=jnp.zeros((2, 3, 5)))), r"model\.n_in = 3 but batch\.inputs"),
         (dict(variants=variants[np.array([], dtype=int)]), r"K = 0"),
         (dict(path="fast"), r"path must be one of"),
@@ -278,15 +279,17 @@ def test_bad_inputs(setup):
         (dict(model=sj.TanhRNN.from_arrays(model.W_in, model.W_rec.at[0, 0].set(jnp.nan), model.b, model.W_out,
                                            model.b_out)), r"model\.W_rec holds 1 NaN/inf"),  # fmt: skip
     ]
-    base = dict(model=model, schur=sf, variants=variants, batch=batch)
+    base = dict(model=model, sf=sf, variants=variants, batch=batch)
     for change, msg in cases:
         kw = {**base, **change}
         with pytest.raises(ValueError, match=msg) as info:
-            sj.evaluate(kw["model"], kw["schur"], kw["variants"], kw["batch"], **{
+            sj.evaluate(kw["model"], kw["sf"], kw["variants"], kw["batch"], **{
                 k: v for k, v in change.items() if k in ("path", "precision", "chunk_size")})  # fmt: skip
         assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
-    with pytest.raises(ValueError, match="one per model"):
+    with pytest.raises(ValueError, match="for several models use evaluate_many"):
         sj.evaluate([model, model], [sf, sf], variants, batch)
+    with pytest.raises(ValueError, match="variants must be a list"):
+        sj.engine.evaluate_many([model, model], [sf, sf], variants, batch)
 
 
 def test_auto_chunk_size():
@@ -304,17 +307,17 @@ def test_variants_tied_to_their_schur_form():
     v0, v1 = sj.ablate.all_nonnormal(sf0), sj.ablate.all_nonnormal(sf1)
     # the reviewer's case: m1 evaluated with variants built from m0's Schur form
     with pytest.raises(ValueError, match=r"^evaluate: variants\[1\] were built from a different SchurForm than "
-                                         r"schur\[1\] \(") as info:  # fmt: skip
-        sj.evaluate([m0, m1], [sf0, sf1], [v0, v0], batch)
+                                         r"sf\[1\] \(") as info:  # fmt: skip
+        sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v0], batch)
     assert "\n" not in str(info.value)
     # the same W, another block order: the edits index other entries of another T
     real = sj.ordered_schur(np.asarray(m0.W_rec, np.float64), order="real")
-    with pytest.raises(ValueError, match=r"^evaluate: variants were built from a different SchurForm than schur \("):
+    with pytest.raises(ValueError, match=r"^evaluate: variants were built from a different SchurForm than sf \("):
         sj.evaluate(m0, real, sj.ablate.single_couplings(sf0)[:4], batch)
     with pytest.raises(ValueError, match=r"^evaluate: variants mix variants built from different SchurForms"):
         sj.evaluate(m0, sf0, sj.ablate.Variants.concat(v0, v1), batch)
     # the matching pairs (and a recomputed, bitwise equal SchurForm) are accepted and right
-    both = sj.evaluate([m0, m1], [sf0, schur_of(m1)], [v0, v1], batch)
+    both = sj.engine.evaluate_many([m0, m1], [sf0, schur_of(m1)], [v0, v1], batch)
     for m, sf, v, res in zip((m0, m1), (sf0, sf1), (v0, v1), both, strict=True):
         ref = reference(m, sf, v.delta_T(), batch)
         np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
@@ -341,11 +344,6 @@ def test_unbound_masks_are_checked_and_counted_by_evaluate(setup):
     res = sj.evaluate(model, sf, sj.ablate.from_masks(zero, allow_diagonal=True), batch, path="dense")
     assert res.labels[2]["n_changed"] == int(np.count_nonzero(T))
     np.testing.assert_allclose(res.loss, reference(model, sf, T[None] * (zero - 1.0), batch)["loss"], rtol=1e-5)
-
-
-def test_canonical_choices():
-    assert engine.PATHS == ("auto", "shared", "dense")
-    assert engine.PRECISIONS == ("highest", "high", "default", "tf32")
 
 
 def test_task_must_fit_the_batch():
@@ -378,7 +376,7 @@ def test_multi_model_with_unequal_K(path):
     sfs = [schur_of(m) for m in models]
     vs = [sj.ablate.single_couplings(sf)[:k] for sf, k in zip(sfs, (9, 4, 13), strict=True)]
     batch = make_batch(8, 5, 11)
-    both = sj.evaluate(models, sfs, vs, batch, chunk_size=4, path=path)
+    both = sj.engine.evaluate_many(models, sfs, vs, batch, chunk_size=4, path=path)
     for m, sf, v, res in zip(models, sfs, vs, both, strict=True):
         assert len(res.loss) == len(v) and len(res.labels) == len(v) and len(res.delta_norm) == len(v)
         one = sj.evaluate(m, sf, v, batch, chunk_size=4, path=path)

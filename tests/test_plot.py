@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import schurjax as sj  # noqa: E402
-from schurjax import plot, results  # noqa: E402
+from schurjax import plot, report, results  # noqa: E402
+from schurjax.table import flatten_label  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -32,13 +33,13 @@ def fake():
         off = m * len(v)
         for k, lab in enumerate(v.labels):
             r = {"row_id": off + k, "model": mid, "task": task, "model_seed": int(mid[-1])}
-            r.update(results.flatten_label(lab))
+            r.update(flatten_label(lab))
             r["control_of"] = None if lab.get("control_of") is None else off + lab["control_of"]
             rel = float(rng.normal() * 10.0 ** rng.uniform(-4, 0))
             r.update(delta_norm=float(v.delta_norm[k]), rel_delta_loss=rel, delta_loss=rel * 0.5, loss=0.5 + rel * 0.5,
                      base_loss=0.5, base_score=0.9)  # fmt: skip
             rows.append(r)
-    return sf, results.Table(rows)
+    return sf, rows
 
 
 def _png_ok(fig):
@@ -149,7 +150,7 @@ def test_write_report_is_self_contained(fake, tmp_path):
     rf.save_schur("copy-0", sf)
     rf.save_schur("sine-3", sf)
     rf.finish(table)
-    path = plot.write_report(results.load(tmp_path / "run"), dpi=40)
+    path = report.write_report(results.load(tmp_path / "run"), dpi=40)
     text = path.read_text()
     assert text.count("data:image/png;base64,") == 2 + 2 * 4
     assert 'src="http' not in text and "arXiv:2606.18457" in text and "copy-0" in text
@@ -166,13 +167,13 @@ def two_kinds():
                                   sj.ablate.coupling_noise(jax.random.key(2), sf, abl))  # fmt: skip
     rows = []
     for k, lab in enumerate(v.labels):
-        r = {"row_id": k, "model": "flipflop-0", "task": "flipflop", "model_seed": 0, **results.flatten_label(lab)}
+        r = {"row_id": k, "model": "flipflop-0", "task": "flipflop", "model_seed": 0, **flatten_label(lab)}
         r["control_of"] = lab.get("control_of")
         rel = float(rng.normal() * 10.0 ** rng.uniform(-4, 0))
         r.update(delta_norm=float(v.delta_norm[k]), rel_delta_loss=rel, delta_loss=rel, loss=1 + rel, base_loss=1.0,
                  base_score=0.9)  # fmt: skip
         rows.append(r)
-    return sf, results.Table(rows)
+    return sf, rows
 
 
 def test_control_kinds_are_never_pooled(two_kinds):

@@ -32,9 +32,10 @@ class SweepResult:
         labels: one dict per variant (family, label, blocks, eigenvalues, ...), from ``Variants.labels``.
         divergence: (K, T) per-step output divergence, or None when not requested.
 
-    Example:
-        >>> res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), batch)
-        >>> res.rel_delta_loss.argmax()
+    Example::
+
+        res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), batch)
+        res.rel_delta_loss.argmax()
     """
 
     loss: np.ndarray
@@ -55,8 +56,9 @@ class SweepResult:
     def to_frame(self) -> Any:
         """The metrics as a pandas DataFrame: one row per variant, its label fields then its metrics.
 
-        Example:
-            >>> res.to_frame().nlargest(5, "delta_loss")[["label", "delta_loss"]]
+        Example::
+
+            res.to_frame().nlargest(5, "delta_loss")[["label", "delta_loss"]]
         """
         import pandas as pd
 
