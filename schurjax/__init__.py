@@ -24,7 +24,7 @@ from schurjax.errors import InputError as InputError
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
-from schurjax.sweep import sweep as sweep  # the function; its package is schurjax.sweep's modules
+from schurjax.sweeps import sweep as sweep
 from schurjax.tasks import TaskBatch as TaskBatch
 
 __all__ = [

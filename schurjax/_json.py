@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_jsonable", "dumps", "canonical", "atomic_write_bytes", "atomic_write_json"]
+__all__ = ["to_jsonable", "nonfinite_path", "finite_or_none", "dumps", "canonical", "atomic_write_bytes",
+           "atomic_write_json"]
 
 
 def to_jsonable(x: Any) -> Any:
@@ -41,18 +42,33 @@ def to_jsonable(x: Any) -> Any:
     return x
 
 
-def _nonfinite_path(x: Any, path: str = "") -> str | None:
+def finite_or_none(x: Any) -> Any:
+    """A JSON-able value with NaN/inf floats replaced by None (for records, like a diverged run's metrics).
+
+    Example:
+        >>> finite_or_none({"loss": float("nan"), "ok": [1.0, float("inf")]})
+        {'loss': None, 'ok': [1.0, None]}
+    """
+    x = to_jsonable(x)
+    if isinstance(x, dict):
+        return {k: finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [finite_or_none(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def nonfinite_path(x: Any, path: str = "") -> str | None:
     """The first place in a JSON-able value that holds NaN or inf (``models[0].task_params.noise``), else None."""
     if isinstance(x, float) and not math.isfinite(x):
         return path or "value"
     if isinstance(x, dict):
         for k, v in x.items():
-            found = _nonfinite_path(v, f"{path}.{k}" if path else str(k))
+            found = nonfinite_path(v, f"{path}.{k}" if path else str(k))
             if found:
                 return found
     if isinstance(x, list):
         for i, v in enumerate(x):
-            found = _nonfinite_path(v, f"{path}[{i}]")
+            found = nonfinite_path(v, f"{path}[{i}]")
             if found:
                 return found
     return None
@@ -65,7 +81,7 @@ def dumps(obj: Any, *, indent: int | None = None, compact: bool = False) -> str:
         ValueError: ``obj`` holds NaN or inf (standard JSON has no such tokens); the message names where.
     """
     data = to_jsonable(obj)
-    where = _nonfinite_path(data)
+    where = nonfinite_path(data)
     if where is not None:
         raise ValueError(f"JSON: {where} is not finite; expected finite numbers only (standard JSON has no NaN/inf)")
     sep = (",", ":") if compact else None

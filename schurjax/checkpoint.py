@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from schurjax._json import finite_or_none
 from schurjax.rnn import TanhRNN
 
 __all__ = ["save_model", "load_model", "FORMAT"]
@@ -80,23 +80,12 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
         **metadata,
     }
     try:
-        text = json.dumps(_finite(record), indent=2, sort_keys=False, allow_nan=False)
+        text = json.dumps(finite_or_none(record), indent=2, sort_keys=False, allow_nan=False)
     except TypeError as err:
         p.unlink(missing_ok=True)
         raise TypeError(f"save_model: metadata must be JSON-serialisable, got {err}") from None
     side.write_text(text + "\n")
     return p
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with non-finite floats replaced by None: strict JSON has no NaN, and a diverged run stays loadable."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def load_model(path: str | Path) -> tuple[TanhRNN, dict[str, Any]]:

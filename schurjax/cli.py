@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -32,7 +33,7 @@ from typing import Any
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
-from schurjax.sweep import CONTROL_KINDS, FAMILIES
+from schurjax.sweeps import CONTROL_KINDS, FAMILIES
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
 
@@ -85,8 +86,13 @@ def user_errors() -> Iterator[None]:
         raise UsageError(text) from e
 
 
-def parse_seeds(text: str) -> list[int]:
-    """Parse ``"0-3"``, ``"0,2,5"`` or ``"0-3,7"`` into a sorted list of distinct non-negative ints.
+MAX_SEEDS = 100_000
+"""The most seeds one ``schurjax train`` accepts (memory bounds it further, see :func:`_check_seeds_fit`)."""
+
+
+def parse_seeds(text: str, *, limit: int = MAX_SEEDS) -> list[int]:
+    """Parse ``"0-3"``, ``"0,2,5"`` or ``"0-3,7"`` into a sorted list of distinct non-negative ints (at most
+    ``limit``, checked before any range is expanded).
 
     Example:
         >>> parse_seeds("0-2,7")
@@ -101,12 +107,16 @@ def parse_seeds(text: str) -> list[int]:
                 a, b = int(lo), int(hi)
                 if a > b or a < 0:
                     raise ValueError
+                if b - a + 1 + len(seeds) > limit:
+                    raise UsageError(f"--seeds: at most {limit:,} seeds at once, got {text!r}")
                 seeds.update(range(a, b + 1))
             else:
                 s = int(part)
                 if s < 0:
                     raise ValueError
                 seeds.add(s)
+        except UsageError:
+            raise
         except ValueError:
             raise UsageError(f"--seeds: expected e.g. '0-3' or '0,2,5' (non-negative ints), got {text!r}") from None
     return sorted(seeds)
@@ -225,7 +235,11 @@ def _err(msg: str) -> None:
 
 @contextlib.contextmanager
 def _device(name: str | None):
-    """Run under ``jax.default_device`` of the first device of platform ``name`` (cpu/gpu), if given."""
+    """Start JAX's backend (a failure is an environment error, exit 2), then run under ``jax.default_device`` of
+    the first device of platform ``name`` (cpu/gpu), if given."""
+    from schurjax.environment import check_backend
+
+    check_backend()
     if name is None:
         yield None
         return
@@ -249,10 +263,16 @@ def _device(name: str | None):
 def cmd_info(args: argparse.Namespace) -> int:
     import jax
 
-    from schurjax.environment import versions
+    from schurjax.environment import BackendError, check_backend, versions
 
     for k, v in versions().items():
         print(f"{k:<12}{v}")
+    try:
+        check_backend()
+    except BackendError as e:
+        print(f"{'backend':<12}none")
+        _err(f"schurjax info: error: {e}")
+        return 2
     print(f"{'backend':<12}{jax.default_backend()}")
     for d in jax.devices():
         print(f"{'device':<12}{d} ({d.device_kind})")
@@ -266,7 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import jax
 
     from schurjax import checkpoint, tasks, train
-    from schurjax.sweep.config import task_params
+    from schurjax.sweeps.config import task_params
 
     if args.task not in tasks.names():
         raise UsageError(f"--task: unknown task {args.task!r}; expected one of {', '.join(tasks.names())}")
@@ -280,6 +300,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         kw["batch_size"] = args.batch_size
     if args.lr is not None:
         kw["learning_rate"] = args.lr
+    _check_seeds_fit(len(seeds), task, args.hidden, kw.get("batch_size", 64))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
@@ -301,6 +322,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{task.name} seed {seed}: eval loss {loss:.4g}, score {score:.3f} -> {paths[-1]}")
     print(f"trained {len(paths)} model(s) in {time.perf_counter() - t0:.1f}s")
     return 0
+
+
+def _check_seeds_fit(n_seeds: int, task: Any, n: int, batch_size: int) -> None:
+    """Refuse more seeds than one training program can hold in memory (one line naming the largest count)."""
+    from schurjax.environment import available_memory, check_backend
+
+    check_backend()
+    params = n * n + n * (task.n_in + task.n_out + 1) + task.n_out
+    per_seed = 4 * (4 * params + 6 * batch_size * task.steps * (n + task.n_in + 2 * task.n_out))
+    fit = available_memory() // 2 // per_seed
+    if n_seeds > fit:
+        raise UsageError(f"--seeds: {n_seeds:,} seeds need ~{n_seeds * per_seed / 2**30:.1f} GiB in one training "
+                         f"program; at most {fit:,} fit here (or lower --batch-size / --hidden)")  # fmt: skip
 
 
 def _jsonable(x: Any) -> Any:
@@ -328,7 +362,7 @@ def _summary_text(run: Any) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from schurjax.sweep import sweep
+    from schurjax.sweeps import sweep
 
     t0 = time.perf_counter()
     with _device(args.device):
@@ -386,7 +420,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         specs += [f"zoo:{task}/{s}" for s in seeds]
     if not specs:
         raise UsageError("--tasks: no task given")
-    from schurjax.sweep import sweep
+    from schurjax.sweeps import sweep
 
     with _device(args.device):
         run = sweep(specs, out=args.out, families=args.families, controls=DEMO["controls"],
@@ -404,6 +438,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived (a scheduler stopping the job): stop like Ctrl-C, with one line saying what was kept."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread only); returns the old handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(old: Any) -> None:
+    if old is not None:
+        signal.signal(signal.SIGTERM, old)
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo, "info": cmd_info}
 
 
@@ -417,7 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         main(["sweep", "zoo:flipflop/0", "--trials", "32", "--out", "runs/ff"])   # 0
     """
+    from schurjax.environment import BackendError
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    old_handler = _catch_sigterm()
     parser = build_parser()
     debug = os.environ.get("SCHURJAX_DEBUG", "") not in ("", "0")
     cmd = argv[0] if argv and argv[0] in COMMANDS else None
@@ -435,6 +494,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = _flag_message(e) if isinstance(e, InputError) else str(e)
         _err(msg if msg.startswith("schurjax") else f"{prefix}: error: {msg}")
         return 2
+    except BackendError as e:  # the environment, not a bug
+        if debug:
+            raise
+        _err(f"{prefix}: error: {e}")
+        return 2
     except OSError as e:  # missing files, unwritable folders, a full disk: the environment, not a bug
         if debug:
             raise
@@ -449,9 +513,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"{prefix}: internal error: {type(e).__name__}: {first} (a bug in schurjax; please report it with "
              "the traceback above)")  # fmt: skip
         return 1
-    except KeyboardInterrupt:
-        _err(f"{prefix}: interrupted (rerun the same command to resume)")
-        return 130
+    except (KeyboardInterrupt, _Terminated) as e:
+        if cmd == "train":
+            what = "nothing was saved; training does not resume, rerun to start it again"
+        elif cmd in ("sweep", "demo"):
+            what = "finished chunks are kept; rerun the same command to resume"
+        else:
+            what = "rerun the same command"
+        _err(f"{prefix}: {'terminated' if isinstance(e, _Terminated) else 'interrupted'} ({what})")
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        _restore_sigterm(old_handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,9 +4,11 @@ Layout of a run folder::
 
     <run>/manifest.json          full config, versions, device, Schur summary per model, seeds and keys
     <run>/schur/<model>.npz      each model's SchurForm (SchurForm.to_npz)
-    <run>/chunks/<m>-<c>.json    per-chunk metrics, written atomically (temp file, fsync, os.replace)
+    <run>/chunks/<m>-<c>.json    per-chunk metrics, written atomically (temp file, fsync, os.replace), each with
+                                 the SHA-256 of the config that made it and of its own content
     <run>/table.csv              final tidy table, one row per (model, variant) (schurjax.table)
-    <run>/COMPLETE               written last, only once every chunk is there
+    <run>/COMPLETE               written last, only once every chunk is there: the table's row count and SHA-256
+    <run>/.lock                  held (fcntl) by the one process writing the folder; names it
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
@@ -14,22 +16,27 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from schurjax._json import atomic_write_bytes, atomic_write_json, to_jsonable
+from schurjax._json import atomic_write_bytes, atomic_write_json, canonical, to_jsonable
 from schurjax.errors import InputError
-from schurjax.table import read_table, write_table
+from schurjax.lock import LOCK_FILE, RunLock
+from schurjax.table import read_table, to_csv_bytes
 
-__all__ = ["Run", "RunFolder", "load", "SCHEMA_VERSION"]
+__all__ = ["Run", "RunFolder", "load", "read_manifest", "config_fingerprint", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the run-folder results (chunk payloads, table columns, batch/control keys). Bump it whenever a code
 change alters what a chunk holds or how its numbers are drawn: it is part of the sweep config compared on resume,
-so a resumed sweep never mixes chunks of two versions (2: batches keyed by task name and params)."""
+so a resumed sweep never mixes chunks of two versions (2: batches keyed by task name and params; 3: chunks carry
+the config fingerprint and a checksum, COMPLETE the table's checksum)."""
 
 MANIFEST = "manifest.json"
 TABLE_CSV = "table.csv"
@@ -62,8 +69,30 @@ class Run:
         return [m["id"] for m in self.manifest.get("models", [])]
 
 
+def _read_json(path: Path, where: str, what: str, repair: str) -> Any:
+    """Parse a JSON file that schurjax wrote, or raise a one-line :class:`InputError` naming it and the repair."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise InputError(where, None, f"{path} is not a readable {what} ({why}); {repair}") from None
+
+
+def read_manifest(path: Path, where: str = "load") -> dict[str, Any]:
+    """The manifest of a run folder as a dict, or a one-line :class:`InputError` naming the file."""
+    repair = f"delete {path.parent} and rerun the sweep"
+    manifest = _read_json(path, where, "schurjax manifest", repair)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise InputError(where, None, f"{path} is not a schurjax manifest (expected a JSON object with a "
+                         f"'config' entry, got {type(manifest).__name__}); {repair}")  # fmt: skip
+    return manifest
+
+
 def load(path: str | os.PathLike) -> Run:
-    """Load a run folder written by ``schurjax sweep`` / ``schurjax demo``.
+    """Load a run folder written by ``schurjax sweep`` / ``sj.sweep``, checking it against its records.
+
+    A finished run's ``table.csv`` must match the row count and SHA-256 that ``COMPLETE`` records, and every Schur
+    form must read back; anything else is refused in one line naming the file and the repair.
 
     Args:
         path: the run folder (or its ``manifest.json``).
@@ -73,6 +102,7 @@ def load(path: str | os.PathLike) -> Run:
 
     Raises:
         FileNotFoundError: no manifest, or the run is incomplete (no table yet).
+        InputError: a damaged manifest, table or Schur file.
 
     Example::
 
@@ -86,52 +116,110 @@ def load(path: str | os.PathLike) -> Run:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"load: no run folder at {path} (missing {MANIFEST})")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(manifest_path)
     table_path = path / TABLE_CSV
     if not table_path.is_file():
         raise FileNotFoundError(f"load: run {path} has no {TABLE_CSV} yet (incomplete; rerun the same command)")
+    complete = (path / COMPLETE).is_file()
+    data = table_path.read_bytes()
+    if complete:
+        record = _read_json(path / COMPLETE, "load", "completion record", "rerun the sweep command to rewrite it")
+        want = record.get("table_sha256") if isinstance(record, dict) else None
+        if want != _sha256(data):
+            raise InputError("load", None, f"{table_path} does not match the checksum in {path / COMPLETE} "
+                             "(truncated or edited); rerun the sweep command to rebuild it from the "
+                             "chunks")  # fmt: skip
     from schurjax.schur import SchurForm
 
     schurs = {}
     for model in manifest.get("models", []):
         f = path / SCHUR_DIR / f"{model['id']}.npz"
         if f.is_file():
-            schurs[model["id"]] = SchurForm.from_npz(f)
-    return Run(path, read_table(table_path), manifest, schurs, (path / COMPLETE).is_file())
+            try:
+                schurs[model["id"]] = SchurForm.from_npz(f)
+            except ValueError as e:
+                raise InputError("load", None, f"{f} is damaged ({str(e).splitlines()[0][-80:]}); rerun the sweep "
+                                 "command to rewrite it") from None  # fmt: skip
+    table = read_table(io.BytesIO(data))
+    if complete and len(table) != record.get("rows"):
+        raise InputError("load", None, f"{table_path} holds {len(table)} rows but {path / COMPLETE} records "
+                         f"{record.get('rows')}; rerun the sweep command to rebuild it")  # fmt: skip
+    return Run(path, table, manifest, schurs, complete)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """SHA-256 of a sweep config's canonical JSON: every chunk file records the config that made it."""
+    return _sha256(canonical(config).encode())
+
+
+def _encode(values: Sequence[float]) -> list[Any]:
+    """Floats as standard JSON: NaN and infinities become the strings "nan", "inf", "-inf"."""
+    return [v if math.isfinite(v) else repr(v) for v in map(float, values)]
+
+
+def _decode(values: Sequence[Any]) -> list[float]:
+    return [float(v) for v in values]
 
 
 class RunFolder:
-    """Writer side of a run folder: manifest, Schur forms, atomic per-chunk files, final table, complete marker.
+    """Writer side of a run folder: manifest, Schur forms, checked chunk files, final table, complete marker.
+
+    Use it as a context manager: :meth:`start` takes the folder's lock (one writer at a time), leaving releases it.
+    Every chunk file records the fingerprint of the config that made it and a SHA-256 of its content; a chunk
+    that is missing, damaged or made by another config is reported by :meth:`chunk_problem` and recomputed.
 
     Args:
         path: the run folder (created if missing).
 
     Example::
 
-        rf = RunFolder("runs/x")
-        rf.start(manifest)                       # InputError if the folder holds a different sweep
-        if not rf.has_chunk(0, 3):
-            rf.write_chunk(0, 3, {"start": 0, "stop": 128, "loss": [...]})
+        with RunFolder("runs/x") as rf:
+            rf.start(manifest)                       # InputError if the folder holds a different sweep
+            if rf.chunk_problem(0, 3, 0, 128, names) is not None:
+                rf.write_chunk(0, 3, {"start": 0, "stop": 128, "loss": [...]})
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, where: str = "sweep"):
         self.path = Path(path)
+        self.where = where
+        self.config_sha256: str | None = None
+        self._lock: RunLock | None = None
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def manifest_path(self) -> Path:
         return self.path / MANIFEST
 
     def existing_manifest(self) -> dict[str, Any] | None:
-        """The manifest already in the folder, or None (a torn or foreign file raises ValueError)."""
+        """The manifest already in the folder, or None; a damaged one raises :class:`InputError` naming it."""
         if not self.manifest_path.is_file():
             return None
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError("sweep", "out", f"{self.manifest_path} is not a schurjax manifest ({e.msg})") from None
+        return read_manifest(self.manifest_path, self.where)
+
+    def _chunk_files(self) -> list[Path]:
+        d = self.path / CHUNK_DIR
+        return sorted(p for p in d.iterdir() if p.suffix == ".json") if d.is_dir() else []
 
     def start(self, manifest: dict[str, Any]) -> bool:
-        """Create the folder and write ``manifest`` unless the same sweep is already there.
+        """Lock the folder, create it and write ``manifest`` unless the same sweep is already there.
+
+        A folder whose manifest differs but that holds no chunk yet (a run stopped before its first chunk) is
+        taken over by the new config.
 
         Args:
             manifest: JSON-able dict with a ``config`` entry identifying the sweep.
@@ -140,30 +228,42 @@ class RunFolder:
             True when an earlier run of the same config was found (resume), else False.
 
         Raises:
-            InputError: the folder holds a different sweep (its manifest ``config`` differs), or is not empty and
-                holds no manifest.
+            InputError: another process writes the folder; the folder holds a different sweep (its manifest
+                ``config`` differs); or it is not empty and holds no manifest.
         """
         if self.path.exists() and not self.path.is_dir():
-            raise InputError("sweep", "out", f"{self.path} is a file, expected a run folder")
-        old = self.existing_manifest()
-        if old is not None:
-            new_cfg = to_jsonable(manifest["config"])
-            old_cfg = old.get("config")
-            if old_cfg != new_cfg:
-                diff = config_diff(old_cfg or {}, new_cfg)
-                raise InputError("sweep", "out", f"{self.path} holds a different sweep ({diff}); choose another "
-                                 "folder or delete it")  # fmt: skip
+            raise InputError(self.where, "out", f"{self.path} is a file, expected a run folder")
+        fresh = not self.path.exists() or not any(p.name not in (".DS_Store", LOCK_FILE) for p in self.path.iterdir())
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = RunLock(self.path, self.where).acquire()
+        new_cfg = to_jsonable(manifest["config"])
+        self.config_sha256 = config_fingerprint(new_cfg)
+        old = None if fresh else self.existing_manifest()
+        if old is not None and old.get("config") == new_cfg:
+            self._make_dirs()
             return True
-        if self.path.exists() and any(p.name != ".DS_Store" for p in self.path.iterdir()):
-            raise InputError("sweep", "out", f"{self.path} exists, is not empty and holds no {MANIFEST}; choose "
+        if old is not None and self._chunk_files():
+            diff = config_diff(old.get("config") or {}, new_cfg)
+            raise InputError(self.where, "out", f"{self.path} holds a different sweep ({diff}); choose another "
+                             "folder or delete it")  # fmt: skip
+        if old is None and not fresh:
+            raise InputError(self.where, "out", f"{self.path} exists, is not empty and holds no {MANIFEST}; choose "
                              "another folder")  # fmt: skip
-        (self.path / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
-        (self.path / SCHUR_DIR).mkdir(exist_ok=True)
+        for stale in (self.path / COMPLETE, self.path / TABLE_CSV):  # a manifest-only folder taken over
+            stale.unlink(missing_ok=True)
+        self._make_dirs()
+        self._lock.check()
         atomic_write_json(self.manifest_path, manifest)
         return False
 
+    def _make_dirs(self) -> None:
+        (self.path / CHUNK_DIR).mkdir(exist_ok=True)
+        (self.path / SCHUR_DIR).mkdir(exist_ok=True)
+
     def save_schur(self, model_id: str, sf: Any) -> Path:
         """Save one model's SchurForm as ``schur/<model_id>.npz`` (atomically)."""
+        self._lock.check()
         dest = self.path / SCHUR_DIR / f"{model_id}.npz"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.stem}.tmp.npz")
@@ -176,23 +276,71 @@ class RunFolder:
     def chunk_path(self, model_index: int, chunk_index: int) -> Path:
         return self.path / CHUNK_DIR / f"{model_index:03d}-{chunk_index:05d}.json"
 
-    def has_chunk(self, model_index: int, chunk_index: int) -> bool:
-        """Whether this chunk's result file is there (files are atomic, so present means whole)."""
-        return self.chunk_path(model_index, chunk_index).is_file()
+    def chunk_problem(self, model_index: int, chunk_index: int, start: int, stop: int,
+                      names: Sequence[str]) -> str | None:  # fmt: skip
+        """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``),
+        or None when it is whole, made by this config, covers ``start:stop`` and holds every metric in ``names``."""
+        p = self.chunk_path(model_index, chunk_index)
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            return "damaged: not a regular file"
+        if not p.exists():
+            return "missing"
+        try:
+            chunk = json.loads(p.read_bytes())
+            body = {k: v for k, v in chunk.items() if k != "sha256"}
+            if chunk.get("sha256") != _sha256(canonical(body).encode()):
+                return "damaged: checksum mismatch"
+            if chunk.get("config_sha256") != self.config_sha256:
+                return "made by another config"
+            if (chunk.get("start"), chunk.get("stop")) != (start, stop):
+                return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
+            for name in names:
+                if len(chunk[name]) != stop - start:
+                    return f"damaged: {name} holds {len(chunk[name])} values, expected {stop - start}"
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            return f"damaged: {type(e).__name__}"
+        return None
 
-    def write_chunk(self, model_index: int, chunk_index: int, payload: dict[str, Any]) -> Path:
-        """Write one chunk's metrics atomically."""
-        data = json.dumps(to_jsonable(payload), separators=(",", ":")).encode()
-        return atomic_write_bytes(self.chunk_path(model_index, chunk_index), data)
+    def write_chunk(self, model_index: int, chunk_index: int, payload: dict[str, Any],
+                    names: Sequence[str]) -> Path:  # fmt: skip
+        """Write one chunk's metrics atomically, with the config fingerprint and a checksum of the content.
 
-    def read_chunk(self, model_index: int, chunk_index: int) -> dict[str, Any]:
-        """Read one chunk's metrics (floats round-trip exactly through JSON)."""
-        return json.loads(self.chunk_path(model_index, chunk_index).read_text())
+        Args:
+            model_index, chunk_index: which chunk.
+            payload: ``start``, ``stop``, scalars, and the per-variant lists named in ``names``.
+            names: the per-variant float lists of ``payload`` (non-finite values are stored as strings).
+        """
+        body = {k: (_encode(v) if k in names else v) for k, v in to_jsonable(payload).items()}
+        body["config_sha256"] = self.config_sha256
+        for k, v in body.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                body[k] = repr(v)
+        body["sha256"] = _sha256(canonical(body).encode())
+        self._lock.check()  # a writer whose folder was deleted or replaced stops here
+        dest = self.chunk_path(model_index, chunk_index)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink():
+            dest.unlink()
+        return atomic_write_bytes(dest, canonical(body).encode())
+
+    def read_chunk(self, model_index: int, chunk_index: int, names: Sequence[str]) -> dict[str, Any]:
+        """Read one chunk (check it first with :meth:`chunk_problem`); floats round-trip exactly."""
+        chunk = json.loads(self.chunk_path(model_index, chunk_index).read_bytes())
+        for k, v in chunk.items():
+            if k in names:
+                chunk[k] = _decode(v)
+            elif isinstance(v, str) and v in ("nan", "inf", "-inf"):
+                chunk[k] = float(v)
+        return chunk
 
     def finish(self, rows: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> Path:
-        """Write the final table, then the complete marker (last). Returns the CSV path."""
-        csv_path = write_table(rows, self.path / TABLE_CSV)
-        atomic_write_json(self.path / COMPLETE, {"rows": len(rows), **(summary or {})})
+        """Write the final table, then the complete marker with the table's row count and SHA-256 (last)."""
+        self._lock.check()
+        data = to_csv_bytes(rows)
+        (self.path / COMPLETE).unlink(missing_ok=True)
+        csv_path = atomic_write_bytes(self.path / TABLE_CSV, data)
+        atomic_write_json(self.path / COMPLETE, {"rows": len(rows), "table_sha256": _sha256(data),
+                                                 **(summary or {})})  # fmt: skip
         return csv_path
 
     @property

@@ -21,8 +21,8 @@ import pytest
 
 import schurjax as sj
 from schurjax.cli import main, parse_seeds
-from schurjax.sweep.config import batch_key
-from schurjax.sweep.progress import Progress
+from schurjax.sweeps.config import batch_key
+from schurjax.sweeps.progress import Progress
 from schurjax.table import records
 
 TRIALS = 8

@@ -22,7 +22,7 @@ def test_demo_runs_each_task_once(monkeypatch, tmp_path):
         seen["specs"] = list(models)
         raise SystemExit(0)
 
-    monkeypatch.setattr("schurjax.sweep.sweep", fake_sweep)
+    monkeypatch.setattr("schurjax.sweeps.sweep", fake_sweep)
     with pytest.raises(SystemExit):
         cli.main(["demo", "--tasks", "copy,copy,flipflop,copy", "--seeds-per-task", "1", "--out", str(tmp_path / "d")])
     assert seen["specs"] == ["zoo:copy/0", "zoo:flipflop/0"]

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schurjax as sj
-from schurjax.sweep import config as sweep_config
-from schurjax.sweep import plan_chunks, resolve_models
+from schurjax.sweeps import config as sweep_config
+from schurjax.sweeps import plan_chunks, resolve_models
 
 
 @settings(max_examples=60, deadline=None)

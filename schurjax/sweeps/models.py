@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from schurjax._json import nonfinite_path, to_jsonable
 from schurjax.errors import InputError
 
 __all__ = ["ModelSpec", "resolve_models"]
@@ -66,14 +67,18 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
 
 
 def check_fit(spec: ModelSpec) -> None:
-    """Refuse a model with non-finite weights, or whose input/output sizes don't fit its task (one line)."""
+    """Refuse a model with non-finite weights or task parameters, or whose sizes don't fit its task (one line)."""
     for attr in _WEIGHTS:
         bad = int((~np.isfinite(np.asarray(getattr(spec.model, attr), dtype=np.float64))).sum())
         if bad:
             raise InputError("sweep", "models", f"{spec.source}: {attr} holds {bad} NaN/inf entries; expected "
                              "finite weights")  # fmt: skip
-    n_in, n_out = int(spec.model.W_in.shape[1]), int(spec.model.W_out.shape[0])
     task = spec.task
+    bad = nonfinite_path(to_jsonable(dict(task.params())))
+    if bad is not None:
+        raise InputError("sweep", "models", f"{spec.source}: task {task.name!r} parameter {bad} is not finite; "
+                         "expected finite task parameters")  # fmt: skip
+    n_in, n_out = int(spec.model.W_in.shape[1]), int(spec.model.W_out.shape[0])
     if (n_in, n_out) != (int(task.n_in), int(task.n_out)):
         raise InputError("sweep", "models", f"{spec.source}: sizes n_in={n_in}, n_out={n_out} don't fit task "
                          f"{task.name!r} (n_in={task.n_in}, n_out={task.n_out})")  # fmt: skip

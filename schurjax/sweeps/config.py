@@ -152,7 +152,8 @@ class SweepConfig:
         d.update(dataclasses.asdict(self))
         d["families"] = list(self.families)
         d["control_kinds"] = list(self.control_kinds)
-        d["models"] = [{"id": m.id, "source": m.source, "task": m.task.name, "task_params": task_params(m.task),
+        # models are compared by content (weights and task), not by how their path was spelled
+        d["models"] = [{"id": m.id, "task": m.task.name, "task_params": task_params(m.task),
                         "weights_sha256": model_fingerprint(m.model)} for m in models]  # fmt: skip
         return to_jsonable(d)
 

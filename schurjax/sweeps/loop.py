@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 
 from schurjax import engine
-from schurjax._json import to_jsonable
+from schurjax._json import finite_or_none, to_jsonable
 from schurjax.environment import device_info, versions
 from schurjax.errors import InputError
 from schurjax.results import Run, RunFolder, load
-from schurjax.sweep.config import SweepConfig, batch_key, task_identity, task_params
-from schurjax.sweep.models import ModelSpec
-from schurjax.sweep.plan import ModelPlan, plan_model
-from schurjax.sweep.progress import Progress
+from schurjax.sweeps.budget import check_sizes
+from schurjax.sweeps.config import SweepConfig, batch_key, task_identity, task_params
+from schurjax.sweeps.models import ModelSpec
+from schurjax.sweeps.plan import ModelPlan, plan_model
+from schurjax.sweeps.progress import Progress
 from schurjax.table import flatten_label
 
 __all__ = ["run_sweep", "build_rows"]
@@ -58,7 +59,7 @@ def _manifest(plans: Sequence[ModelPlan], config: SweepConfig, models: Sequence[
                 "task_params": task_params(p.spec.task),
                 "seed": p.spec.seed,
                 "n_hidden": int(p.sf.n),
-                "metadata": to_jsonable(p.spec.metadata),
+                "metadata": finite_or_none(p.spec.metadata),
                 "schur": to_jsonable(p.sf.summary_dict()),
                 "variants": len(p.variants),
                 "ablations": p.n_ablations,
@@ -81,10 +82,10 @@ def run_sweep(
     on_chunk: ChunkCallback | None = None,
     extra_manifest: dict[str, Any] | None = None,
 ) -> Run:
-    """Run (or resume) a sweep of resolved models into a run folder (the engine of :func:`schurjax.sweep`).
+    """Run (or resume) a sweep of resolved models into a run folder (the engine of :func:`schurjax.sweeps`).
 
     Args:
-        models: the models (see :func:`schurjax.sweep.resolve_models`).
+        models: the models (see :func:`schurjax.sweeps.resolve_models`).
         config: the sweep config.
         out: the run folder; an existing folder must hold the same sweep (same config), which is then resumed.
         progress: draw the progress line on stderr.
@@ -98,63 +99,84 @@ def run_sweep(
     Raises:
         InputError: the folder holds a different sweep, or the families give a model no variants.
     """
-    import jax.numpy as jnp
-
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    folder = RunFolder(out)
     plans = [plan_model(m, config) for m in models]
+    check_sizes(plans, config)
     manifest = _manifest(plans, config, models, extra_manifest)
-    resumed = folder.start(manifest)
-    if resumed:
-        _check_same_plan(folder, manifest)
-    for p in plans:
-        folder.save_schur(p.spec.id, p.sf)
-    total = sum(len(p.variants) for p in plans)
-    n_chunks = sum(len(p.chunks) for p in plans)
-    have = sum(folder.has_chunk(i, c) for i, p in enumerate(plans) for c in range(len(p.chunks)))
-    if resumed:
-        log(f"sweep: resuming {folder.path}: {have}/{n_chunks} chunks already done")
-    log(f"sweep: {len(plans)} model(s), {total} variants in {n_chunks} chunks, trials={config.trials}")
-    bar = Progress(total, enabled=progress)
-    batches: dict[tuple[str, str], Any] = {}  # one shared batch per task identity (name, params)
-    for i, p in enumerate(plans):
+    names = engine.METRICS
+    with RunFolder(out) as folder:
+        resumed = folder.start(manifest)
+        if resumed:
+            _check_same_plan(folder, manifest)
+        for p in plans:
+            folder.save_schur(p.spec.id, p.sf)
+        chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
+        problems = {(i, c): folder.chunk_problem(i, c, a, b, names) for i, c, a, b in chunks}
+        for (i, c), why in problems.items():
+            if why not in (None, "missing"):
+                log(f"sweep: recomputing {folder.chunk_path(i, c)} ({why})")
+        todo = [(i, c, a, b) for i, c, a, b in chunks if problems[i, c] is not None]
+        total = sum(len(p.variants) for p in plans)
+        if resumed:
+            log(f"sweep: resuming {folder.path}: {len(chunks) - len(todo)}/{len(chunks)} chunks already done")
+        log(f"sweep: {len(plans)} model(s), {total} variants in {len(chunks)} chunks, trials={config.trials}")
+        bar = Progress(total, enabled=progress)
+        bar.update(total - sum(b - a for _, _, a, b in todo), computed=False)
+        evaluate = _ChunkEvaluator(plans, config)
+        for i, c, a, b in todo:
+            folder.write_chunk(i, c, evaluate(i, a, b), names)
+            bar.update(b - a, note=plans[i].spec.id)
+            if on_chunk is not None:
+                on_chunk(plans[i].spec.id, c, a, b)
+        bar.close()
+        for _ in range(3):  # the table is assembled from chunks checked once more (a stale writer may have struck)
+            bad = [(i, c, a, b) for i, c, a, b in chunks if folder.chunk_problem(i, c, a, b, names) is not None]
+            for i, c, a, b in bad:
+                log(f"sweep: recomputing {folder.chunk_path(i, c)} ({folder.chunk_problem(i, c, a, b, names)})")
+                folder.write_chunk(i, c, evaluate(i, a, b), names)
+            if not bad:
+                break
+        rows = build_rows(plans, folder)
+        folder.finish(rows, {"models": len(plans), "variants": total, "chunks": len(chunks)})
+    return load(folder.path)
+
+
+class _ChunkEvaluator:
+    """Evaluates chunk ``[a, b)`` of model ``i``: one shared batch per task identity, one engine path per segment."""
+
+    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig):
+        self.plans, self.config = plans, config
+        self.batches: dict[tuple[str, str], Any] = {}
+        self.paths: dict[tuple[int, int, int], str] = {}
+
+    def __call__(self, i: int, a: int, b: int) -> dict[str, Any]:
+        import jax.numpy as jnp
+
+        p, config = self.plans[i], self.config
         task = p.spec.task
         ident = task_identity(task)
-        seg_paths: dict[tuple[int, int], str] = {}  # one engine path per family / control segment
-        for c, (a, b) in enumerate(p.chunks):
-            if folder.has_chunk(i, c):
-                bar.update(b - a, computed=False, note=p.spec.id)
-                continue
-            if ident not in batches:
-                batches[ident] = task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
-            idx = np.arange(a, b, dtype=np.int64)  # the engine pads short chunks itself (zero edits, no host work)
-            seg = p.segment_of(a)
-            if seg not in seg_paths:  # chosen from the whole segment, so results don't depend on chunk_size
-                seg_paths[seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
-            res = engine.evaluate(
-                p.spec.model,
-                p.sf,
-                p.variants[idx],
-                batches[ident],
-                task=task,
-                chunk_size="auto",  # the engine's own cache-sized chunks
-                path=seg_paths[seg],
-                precision=config.precision,
-                dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
-                deviation=config.deviation,
-            )
-            payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
-                       "base_score": float(res.base_score)}  # fmt: skip
-            for name in engine.METRICS:
-                payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
-            folder.write_chunk(i, c, payload)
-            bar.update(b - a, note=p.spec.id)
-            if on_chunk is not None:
-                on_chunk(p.spec.id, c, a, b)
-    bar.close()
-    rows = build_rows(plans, folder)
-    folder.finish(rows, {"models": len(plans), "variants": total, "chunks": n_chunks})
-    return load(folder.path)
+        if ident not in self.batches:
+            self.batches[ident] = task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
+        seg = p.segment_of(a)
+        if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
+            self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
+        res = engine.evaluate(
+            p.spec.model,
+            p.sf,
+            p.variants[np.arange(a, b, dtype=np.int64)],  # the engine pads short chunks itself (zero edits)
+            self.batches[ident],
+            task=task,
+            chunk_size="auto",  # the engine's own cache-sized chunks
+            path=self.paths[i, *seg],
+            precision=config.precision,
+            dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
+            deviation=config.deviation,
+        )
+        payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
+                   "base_score": float(res.base_score)}  # fmt: skip
+        for name in engine.METRICS:
+            payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
+        return payload
 
 
 def _check_same_plan(folder: RunFolder, manifest: dict[str, Any]) -> None:
@@ -176,10 +198,7 @@ def build_rows(plans: Sequence[ModelPlan], folder: RunFolder) -> list[dict[str, 
     for i, p in enumerate(plans):
         metrics = {name: np.full(len(p.variants), np.nan) for name in names}
         for c, (a, b) in enumerate(p.chunks):
-            chunk = folder.read_chunk(i, c)
-            if (chunk["start"], chunk["stop"]) != (a, b):
-                raise InputError("sweep", "out", f"{folder.chunk_path(i, c)} covers {chunk['start']}:{chunk['stop']}, "
-                                 f"expected {a}:{b}; the folder holds a different sweep")  # fmt: skip
+            chunk = folder.read_chunk(i, c, engine.METRICS)
             for name in engine.METRICS:
                 metrics[name][a:b] = chunk[name]
             # each chunk carries its own unablated rollout (same compiled program, so deltas cancel rounding)

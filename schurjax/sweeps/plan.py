@@ -12,8 +12,8 @@ import numpy as np
 from schurjax import ablate
 from schurjax.errors import InputError
 from schurjax.schur import ordered_schur
-from schurjax.sweep.config import SweepConfig, _stable_int, control_key
-from schurjax.sweep.models import ModelSpec
+from schurjax.sweeps.config import SweepConfig, _stable_int, control_key
+from schurjax.sweeps.models import ModelSpec
 
 __all__ = ["ModelPlan", "plan_model", "plan_chunks"]
 

@@ -2,11 +2,12 @@
 
 ``sj.sweep(models, out=..., ...)`` is the entry point for scripts and notebooks; ``schurjax sweep`` calls it.
 
-- :mod:`schurjax.sweep.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
-- :mod:`schurjax.sweep.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
-- :mod:`schurjax.sweep.plan`: each model's Schur form, variants and chunk boundaries;
-- :mod:`schurjax.sweep.loop`: evaluate the chunks not yet on disk, assemble the table;
-- :mod:`schurjax.sweep.progress`: the progress line.
+- :mod:`schurjax.sweeps.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
+- :mod:`schurjax.sweeps.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
+- :mod:`schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
+- :mod:`schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
+- :mod:`schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
+- :mod:`schurjax.sweeps.progress`: the progress line.
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
@@ -17,14 +18,14 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from schurjax.sweep.config import CONTROL_KINDS as CONTROL_KINDS
-from schurjax.sweep.config import FAMILIES as FAMILIES
-from schurjax.sweep.config import SweepConfig as SweepConfig
-from schurjax.sweep.loop import ChunkCallback
-from schurjax.sweep.loop import run_sweep as run_sweep
-from schurjax.sweep.models import ModelSpec as ModelSpec
-from schurjax.sweep.models import resolve_models as resolve_models
-from schurjax.sweep.plan import plan_chunks as plan_chunks
+from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
+from schurjax.sweeps.config import FAMILIES as FAMILIES
+from schurjax.sweeps.config import SweepConfig as SweepConfig
+from schurjax.sweeps.loop import ChunkCallback
+from schurjax.sweeps.loop import run_sweep as run_sweep
+from schurjax.sweeps.models import ModelSpec as ModelSpec
+from schurjax.sweeps.models import resolve_models as resolve_models
+from schurjax.sweeps.plan import plan_chunks as plan_chunks
 
 __all__ = ["sweep", "SweepConfig", "ModelSpec", "resolve_models", "run_sweep", "plan_chunks", "FAMILIES",
            "CONTROL_KINDS"]  # fmt: skip
