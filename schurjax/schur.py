@@ -75,6 +75,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -452,7 +453,7 @@ class SchurForm:
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 data = {k: z[k] for k in ("Q", "T", "blocks", "eigvals", "order")}
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             msg = f"SchurForm.from_npz: path must be a SchurForm .npz file, got {str(path)!r} ({e})"
             raise ValueError(msg) from None
         return cls(
