@@ -59,7 +59,8 @@ class UsageError(ValueError):
 FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "families": "--families",
          "control_kinds": "--control-kinds", "controls": "--controls", "control_max": "--control-max",
          "trials": "--trials", "order": "--order", "precision": "--precision", "dtype": "--dtype",
-         "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds"}  # fmt: skip
+         "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds",
+         "coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}  # fmt: skip
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
 
 
@@ -181,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
     s.add_argument("--task", default=None, help="evaluate on this task instead of the one in the model's metadata")
     s.add_argument("--report", action="store_true", help="also write report.html when done")
+    s.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="run as one of several processes sharing --out: process 0's address (jax.distributed)")
+    s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
+    s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
 
     r = sub.add_parser("report", help="write RUN/report.html (embedded figures) and print a summary")
     r.add_argument("run", metavar="RUN", help="a run folder written by sweep or demo")
@@ -362,12 +367,15 @@ def _summary_text(run: Any) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from schurjax.distributed import initialize
     from schurjax.sweeps import sweep
 
     t0 = time.perf_counter()
+    initialize(args.coordinator, args.num_processes, args.process_id)  # before anything starts JAX's backend
     with _device(args.device):
         run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
-                    extra_manifest={"command": ["schurjax", *args.argv]}, **_sweep_kwargs(args))  # fmt: skip
+                    extra_manifest={"command": ["schurjax", *args.argv]}, coordinator=args.coordinator,
+                    num_processes=args.num_processes, process_id=args.process_id, **_sweep_kwargs(args))  # fmt: skip
     dt = time.perf_counter() - t0
     print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from schurjax.distributed import initialize
 from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
 from schurjax.sweeps.config import FAMILIES as FAMILIES
 from schurjax.sweeps.config import SweepConfig as SweepConfig
@@ -51,6 +52,9 @@ def sweep(
     log: Callable[[str], None] | None = None,
     on_chunk: ChunkCallback | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
 ) -> Any:
     """Run (or resume) a sweep into the run folder ``out`` and return the finished run.
 
@@ -79,6 +83,10 @@ def sweep(
         log: where one-line status messages go (default: stderr).
         on_chunk: ``on_chunk(model_id, chunk_index, start, stop)`` after each chunk file is written.
         extra_manifest: more JSON-able entries for ``manifest.json`` (the CLI records its command line).
+        coordinator, num_processes, process_id: run as one of several processes sharing ``out`` (the arguments
+            of ``jax.distributed.initialize``; omit them where SLURM or Open MPI sets them). Each process
+            evaluates its share of the chunks; process 0 assembles the table. Every process gets the same
+            arguments otherwise, and returns the same run.
 
     Returns:
         :class:`schurjax.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
@@ -94,5 +102,7 @@ def sweep(
     config = SweepConfig(families=families, controls=controls, control_kinds=control_kinds, control_max=control_max,
                          trials=trials, order=order, precision=precision, dtype=dtype, chunk_size=chunk_size,
                          seed=seed, deviation=deviation)  # fmt: skip
+    processes = initialize(coordinator, num_processes, process_id)
     specs = resolve_models(models, task=task)
-    return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest)
+    return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest,
+                     processes=processes)  # fmt: skip
