@@ -20,6 +20,7 @@ from schurjax.results import SweepResult as SweepResult
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
+from schurjax.tasks.base import TaskBatch as TaskBatch
 
 __all__ = [
     "__version__",
@@ -35,4 +36,5 @@ __all__ = [
     "TanhRNN",
     "SchurForm",
     "ordered_schur",
+    "TaskBatch",
 ]
