@@ -814,6 +814,10 @@ def bands(sf: SchurForm, *, include_zeros: bool = False) -> Variants:
 def all_nonnormal(sf: SchurForm) -> Variants:
     """One variant: ``T -> D`` (every coupling removed). For a normal W it changes nothing (``delta_norm`` 0).
 
+    ``D`` keeps the diagonal blocks as they are, so the result is normal only when every 2x2 block is: a block
+    ``[[a, b], [c, a]]`` with ``b != -c`` keeps its own nonnormality (the part by which ``sf.departure`` exceeds
+    ``sf.henrici``). ``delta_norm[0] == sf.henrici``, the norm of the couplings, not Henrici's departure of W.
+
     Returns:
         Variants with K = 1.
 
