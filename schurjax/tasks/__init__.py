@@ -250,12 +250,20 @@ def get(name: str, **params: Any) -> Any:
         raise ValueError(f"{w}: building task {name!r} with {params} failed: {_first(err)}") from None
     task = check_task(task, w)
     if spec is not None:
-        if REGISTRY.get(task.name, factory) is not factory:
+        if REGISTRY.get(task.name, factory) is not factory and not _rebuilds(REGISTRY[task.name], task):
             raise ValueError(f"{w}: the task from {spec!r} is named {task.name!r}, which is already registered to "
                              f"{_describe(REGISTRY[task.name])}; expected another name")  # fmt: skip
         if ":" not in task.name:
             REGISTRY.setdefault(task.name, factory)
     return task
+
+
+def _rebuilds(factory: Callable[..., Any], task: Any) -> bool:
+    """Whether ``factory(**task.params())`` gives back ``task`` (then a second spec of the same task is no clash)."""
+    try:
+        return bool(factory(**task.params()) == task)
+    except Exception:  # noqa: BLE001 - any failure means "not the same task"
+        return False
 
 
 def _accepted(factory: Callable[..., Any]) -> list[str] | None:
