@@ -46,7 +46,8 @@ def _torch():
 
 
 def _is_module(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") and hasattr(obj, "state_dict") and hasattr(obj, "named_modules")
+    """A ``torch.nn.Module`` (user subclasses included), told without importing torch."""
+    return any(c.__name__ == "Module" and c.__module__.startswith("torch.nn") for c in type(obj).__mro__)
 
 
 def _np(name: str, value: Any) -> np.ndarray:

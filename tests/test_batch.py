@@ -152,6 +152,7 @@ class SignTask(sj.tasks.Task):
         return jnp.sum(batch.mask * hit) / jnp.maximum(jnp.sum(batch.mask), 1.0)
 
 
+@pytest.fixture(scope="module")
 def padded_case():
     rng = np.random.default_rng(3)
     L = np.array([9, 4, 6])
@@ -172,8 +173,8 @@ def padded_case():
     return res, alone, w, L
 
 
-def test_padded_trials_loss_and_score_match_each_trial_alone():
-    res, alone, w, _ = padded_case()
+def test_padded_trials_loss_and_score_match_each_trial_alone(padded_case):
+    res, alone, w, _ = padded_case
     for f in ("loss", "delta_loss", "score"):
         want = sum(wi * getattr(r, f) for wi, r in zip(w, alone, strict=True)) / w.sum()
         np.testing.assert_allclose(getattr(res, f), want, rtol=2e-5, atol=1e-7)
@@ -183,8 +184,8 @@ def test_padded_trials_loss_and_score_match_each_trial_alone():
 
 
 @pytest.mark.xfail(strict=False, reason="output_distance/hidden_distance do not honour batch.valid yet (kernels)")
-def test_padded_trials_distances_match_each_trial_alone():
-    res, alone, _, L = padded_case()
+def test_padded_trials_distances_match_each_trial_alone(padded_case):
+    res, alone, _, L = padded_case
     # output_distance: mean over real steps; hidden_distance: at each trial's last real step, mean over trials
     want_od = sum(n * r.output_distance for n, r in zip(L, alone, strict=True)) / L.sum()
     np.testing.assert_allclose(res.output_distance, want_od, rtol=2e-5)
