@@ -190,3 +190,33 @@ def test_padded_trials_distances_match_each_trial_alone(padded_case):
     want_od = sum(n * r.output_distance for n, r in zip(L, alone, strict=True)) / L.sum()
     np.testing.assert_allclose(res.output_distance, want_od, rtol=2e-5)
     np.testing.assert_allclose(res.hidden_distance, np.mean([r.hidden_distance for r in alone], axis=0), rtol=2e-5)
+
+
+def test_from_npz(tmp_path):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 5, 1))
+    valid = np.arange(5)[None, :] < np.array([[5], [2], [4]])
+    np.savez(tmp_path / "t.npz", inputs=x, targets=y, valid=valid)
+    b = TaskBatch.from_npz(tmp_path / "t.npz")
+    ref = TaskBatch.from_arrays(x, y, valid=valid)
+    for f in ("inputs", "targets", "mask", "valid"):
+        np.testing.assert_array_equal(np.asarray(getattr(b, f)), np.asarray(getattr(ref, f)))
+    np.savez(tmp_path / "tm.npz", inputs=x.swapaxes(0, 1), targets=y.swapaxes(0, 1))
+    np.testing.assert_array_equal(np.asarray(TaskBatch.from_npz(tmp_path / "tm.npz", time_major=True).inputs),
+                                  x.astype(np.float32))  # fmt: skip
+    np.savez(tmp_path / "bad.npz", inputs=x, target=y)
+    np.save(tmp_path / "one.npy", x)
+    (tmp_path / "text.npz").write_text("hello")
+    np.savez(tmp_path / "nan.npz", inputs=np.full_like(x, np.nan), targets=y)
+    cases = [
+        ("none.npz", r"no trial file at"),
+        ("bad.npz", r"holds arrays \['inputs', 'target'\]; expected inputs, targets\[, mask, valid\] \(missing "
+                    r"\['targets'\], unknown \['target'\]\)"),  # fmt: skip
+        ("one.npy", r"is not an \.npz archive of arrays"),
+        ("text.npz", r"is not an \.npz archive of arrays"),
+        ("nan.npz", r"nan\.npz': inputs holds 30 NaN/inf entries on real steps"),
+    ]
+    for name, msg in cases:
+        with pytest.raises(ValueError, match=r"TaskBatch\.from_npz: .*" + msg) as info:
+            TaskBatch.from_npz(tmp_path / name)
+        one_line(info)

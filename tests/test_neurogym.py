@@ -122,6 +122,8 @@ def test_errors_are_one_line(monkeypatch):
     with pytest.raises(ValueError, match=r"neurogym:ContextDecisionMaking-v0\.sample: trial \d+ has \d+ steps, more "
                                          r"than steps=15; pass a larger steps="):  # fmt: skip
         short.sample(jax.random.key(0), 64)
+    with pytest.raises(ValueError, match=r"NeuroGym draws trials on the host, so sample cannot run under jax\.jit"):
+        jax.jit(lambda k: short.sample(k, 2).inputs)(jax.random.key(0))
     monkeypatch.setitem(sys.modules, "neurogym", None)
     with pytest.raises(ImportError, match=r"NeuroGym is not installed .*pip install 'schurjax\[neurogym\]'"):
         sj.tasks.neurogym("GoNogo-v0")

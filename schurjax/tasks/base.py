@@ -150,6 +150,46 @@ class TaskBatch(NamedTuple):
         f32 = jnp.float32
         return cls(jnp.asarray(x, f32), jnp.asarray(y, f32), jnp.asarray(m, f32), None if v is None else jnp.asarray(v))
 
+    @classmethod
+    def from_npz(cls, path: Any, *, time_major: bool = False) -> TaskBatch:
+        """Read a trial file: arrays ``inputs``, ``targets``, optional ``mask`` and ``valid`` (see :meth:`from_arrays`).
+
+        What ``schurjax sweep MODEL --trials-file trials.npz`` loads. Read with ``allow_pickle=False``.
+
+        Raises:
+            ValueError: one line: no such file, not an ``.npz`` archive, a missing or unknown array, or any
+                :meth:`from_arrays` error (prefixed with the file name).
+
+        Example:
+            >>> np.savez("trials.npz", inputs=x, targets=y, valid=lengths[:, None] > np.arange(T))
+            >>> batch = TaskBatch.from_npz("trials.npz")
+        """
+        import os
+        import zipfile
+
+        where = "TaskBatch.from_npz"
+        if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
+            raise ValueError(f"{where}: no trial file at {str(path)!r}")
+        try:
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array")
+            with z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+            raise ValueError(f"{where}: {str(path)!r} is not an .npz archive of arrays ({str(err).splitlines()[0]}); "
+                             "expected np.savez(path, inputs=..., targets=...[, mask=..., valid=...])") from None
+        missing = [k for k in ("inputs", "targets") if k not in arrays]
+        unknown = sorted(set(arrays) - {"inputs", "targets", "mask", "valid"})
+        if missing or unknown:
+            raise ValueError(f"{where}: {str(path)!r} holds arrays {sorted(arrays)}; expected inputs, targets"
+                             f"[, mask, valid] (missing {missing}, unknown {unknown})")  # fmt: skip
+        try:
+            return cls.from_arrays(arrays["inputs"], arrays["targets"], arrays.get("mask"), valid=arrays.get("valid"),
+                                   time_major=time_major)  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"{where}: {str(path)!r}: {str(err).removeprefix('TaskBatch.from_arrays: ')}") from None
+
     @property
     def lengths(self) -> Array:
         """(B,) int32: the number of real steps of each trial (T for all when ``valid`` is None); jit-able."""

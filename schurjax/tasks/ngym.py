@@ -204,6 +204,9 @@ class NeuroGymTask(Task):
         where = f"{self.name}.sample"
         B = check_batch_size(where, batch_size)
         check_key(where, key)
+        if isinstance(key, jax.core.Tracer):
+            raise ValueError(f"{where}: NeuroGym draws trials on the host, so sample cannot run under jax.jit (nor "
+                             "inside sj.train); call it outside jit, or train in PyTorch and import the model")
         seed = int(np.asarray(jax.random.bits(key, (), jnp.uint32)))
         env = _make_env(self.env_id, json.loads(self.env_kwargs))
         env.seed(seed)
