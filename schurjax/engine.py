@@ -60,7 +60,7 @@ import numpy as np
 from schurjax import _kernels
 from schurjax.ablate import Variants
 from schurjax.results import SweepResult
-from schurjax.tasks.base import as_batch
+from schurjax.tasks.batch import as_batch
 
 if TYPE_CHECKING:
     from jax.typing import DTypeLike

@@ -291,7 +291,7 @@ def from_torch(rnn: Any, readout: Any = None, *, prefix: str | None = None, read
             _fail(f"rnn must be the state dict of a one-layer torch.nn.RNN with keys weight_ih_l0, weight_hh_l0"
                   f"[, bias_ih_l0, bias_hh_l0], got keys {sorted(rs)[:8]}")  # fmt: skip
         W_ih, W_hh, b = _rnn_arrays(rs, _rnn_prefix(rs, prefix, "rnn"), "rnn")
-        if _is_module(readout) and type(readout).__name__ != "Linear":
+        if _is_module(readout) and not any(c.__name__ == "Linear" for c in type(readout).__mro__):
             _fail(f"readout must be a torch.nn.Linear, got torch.nn.{type(readout).__name__}")
         ro = _state_of("readout", readout)
         if "weight" not in ro:
