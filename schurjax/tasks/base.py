@@ -124,11 +124,12 @@ class Task(eqx.Module):
         ...     name = "hold"
         ...     steps: int = eqx.field(default=20, static=True)
         ...     n_in, n_out = 1, 1
-        ...     def sample(self, key, batch_size):
-        ...         x = jnp.broadcast_to(jax.random.normal(key, (batch_size, 1, 1)), (batch_size, self.steps, 1))
-        ...         return sj.TaskBatch.from_arrays(x, x)
-        ...     def score(self, y, batch):
-        ...         return 1.0 - sj.tasks.masked_mse(y, batch)
+        ...     def sample(self, key, batch_size):          # jit-able: build the TaskBatch from JAX arrays
+        ...         a = jax.random.normal(key, (batch_size, 1, 1))
+        ...         x = jnp.zeros((batch_size, self.steps, 1)).at[:, :1].set(a)
+        ...         return sj.TaskBatch(x, jnp.broadcast_to(a, x.shape), jnp.ones_like(x))
+        ...     def score(self, y, batch):                  # pure JAX
+        ...         return 1.0 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets**2)
         >>> sj.tasks.register("hold", Hold)
     """
 
