@@ -278,7 +278,8 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
 
     body = raw[len("zoo:") :]
     task_name, _, seed_text = body.partition("/")
-    entries = [e for e in zoo.entries() if e.task == task_name]
+    entries = zoo.entries(n_hidden=zoo.DEFAULT_N_HIDDEN)  # zoo:TASK[/SEED] means n = 64 (``@N`` not wired yet)
+    entries = [e for e in entries if e.task == task_name]
     if not entries:
         known = sorted({e.task for e in zoo.entries()})
         raise ValueError(f"MODEL: unknown zoo task {task_name!r} in {raw!r}; the zoo has {', '.join(known)}")
