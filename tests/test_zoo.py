@@ -129,7 +129,8 @@ def _stacked(models):
 def test_quality_on_fresh_keys(name, n_hidden):
     task = zoo.task(name)
     stacked = _stacked([zoo.load(name, s, n_hidden=n_hidden) for s in SEEDS])
-    (loss, score), batch = _evaluate(task, stacked, jax.random.key(FRESH), BATCH[name])
+    trials = BATCH[name] if n_hidden == 64 else BATCH[name] // 2  # n = 128 passes with margin, keep the test fast
+    (loss, score), batch = _evaluate(task, stacked, jax.random.key(FRESH), trials)
     score = np.asarray(score)
     assert np.all(score >= BARS[name]), (name, n_hidden, score)
     if name == "context":
@@ -157,8 +158,8 @@ def test_build_is_reproducible(tmp_path):
 
 
 def test_build_n128(tmp_path):
-    (p,) = build(tmp_path, ["flipflop"], seeds=[0], n_hidden=128, progress=False, steps_scale=0.01)
-    assert p == zoo.path_for("flipflop", 0, tmp_path, n_hidden=128)
+    (p,) = build(tmp_path, ["copy"], seeds=[0], n_hidden=128, progress=False, steps_scale=0.005)
+    assert p == zoo.path_for("copy", 0, tmp_path, n_hidden=128)
     model, meta = sj.load_model(p)
     assert model.n_hidden == 128 and meta["train"]["n_hidden"] == 128 and meta["train"]["steps"] == 15
 
