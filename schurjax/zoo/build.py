@@ -5,8 +5,7 @@ for the key rule); held-out metrics use ``jax.random.key(HELDOUT_KEY_BASE + seed
 keys that training never uses (the same keys for both sizes). The per-task configurations below were tuned to pass
 the quality bars of the zoo tests (flipflop score ≥ 0.98, copy and sine R² ≥ 0.90, context accuracy ≥ 0.95) with
 margin. Task parameters are the same for every size. Measured wall time of ``build --sizes 128`` on the 2 shared
-CPU cores (load average 6-9): 909 s (copy 57 s, flipflop 224 s, sine 234 s, context 368 s; one run at load ~3 took
-about the same per step).
+CPU cores (load average 6-9): 909 s (copy 57 s, flipflop 224 s, sine 234 s, context 368 s).
 """
 
 from __future__ import annotations
