@@ -418,7 +418,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from schurjax import zoo
 
     t0 = time.perf_counter()
-    entries = zoo.entries()
+    entries = zoo.entries(n_hidden=zoo.DEFAULT_N_HIDDEN)  # the demo runs on the n = 64 models
     specs = []
     for task in dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()):  # each task once, in order
         seeds = sorted(int(e.seed) for e in entries if e.task == task)[: args.seeds_per_task]
