@@ -83,6 +83,7 @@ def run_sweep(
     on_chunk: ChunkCallback | None = None,
     extra_manifest: dict[str, Any] | None = None,
     processes: Processes | None = None,
+    trials: Any = None,
 ) -> Run:
     """Run (or resume) a sweep of resolved models into a run folder (the engine of :func:`schurjax.sweeps`).
 
@@ -96,6 +97,7 @@ def run_sweep(
         extra_manifest: more JSON-able entries for the manifest (e.g. the command line).
         processes: this process's place among several sharing the folder (:mod:`schurjax.distributed`): each
             evaluates its share of the chunks, process 0 writes the manifest first and the table last.
+        trials: a fixed TaskBatch every model is evaluated on (None: each task samples ``config.trials``).
 
     Returns:
         The finished run (table, manifest, Schur forms).
@@ -138,7 +140,7 @@ def run_sweep(
         mine = sum(b - a for j, (_, _, a, b) in enumerate(chunks) if procs.mine(j))
         bar = Progress(mine, label=tag, enabled=progress)
         bar.update(mine - sum(b - a for _, _, a, b in todo), computed=False)
-        evaluate = _ChunkEvaluator(plans, config)
+        evaluate = _ChunkEvaluator(plans, config, trials)
         for i, c, a, b in todo:
             folder.write_chunk(i, c, evaluate(i, a, b), names)
             bar.update(b - a, note=plans[i].spec.id)
@@ -164,8 +166,8 @@ def run_sweep(
 class _ChunkEvaluator:
     """Evaluates chunk ``[a, b)`` of model ``i``: one shared batch per task identity, one engine path per segment."""
 
-    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig):
-        self.plans, self.config = plans, config
+    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, trials: Any = None):
+        self.plans, self.config, self.trials = plans, config, trials
         self.batches: dict[tuple[str, str], Any] = {}
         self.paths: dict[tuple[int, int, int], str] = {}
 
@@ -176,7 +178,8 @@ class _ChunkEvaluator:
         task = p.spec.task
         ident = task_identity(task)
         if ident not in self.batches:
-            self.batches[ident] = task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
+            self.batches[ident] = self.trials if self.trials is not None else task.sample(
+                batch_key(config.seed, ident[0], task_params(task)), config.trials)  # fmt: skip
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))

@@ -44,11 +44,14 @@ class ModelSpec:
 
 
 def _get_task(name: str, params: dict[str, Any]) -> Any:
+    """A built-in or registered task, ``neurogym:<env_id>`` or ``module:Name`` (see :func:`schurjax.tasks.get`)."""
     from schurjax import tasks
 
-    if name not in tasks.names():
-        raise InputError("sweep", "task", f"unknown task {name!r}; expected one of {', '.join(tasks.names())}")
-    return tasks.get(name, **params)
+    try:
+        return tasks.get(name, **params)
+    except (ValueError, TypeError, ImportError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError("sweep", "task", detail.removeprefix("tasks.get: ")) from None
 
 
 def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None) -> Any:
