@@ -53,8 +53,9 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
     Returns:
         The ``.eqx`` path.
 
-    Example:
-        >>> save_model("runs/ff.eqx", model, {"task": {"name": "flipflop", "params": task.params()}})
+    Example::
+
+        save_model("runs/ff.eqx", model, {"task": {"name": "flipflop", "params": task.params()}})
     """
     p, side = _paths("save_model", path)
     if not isinstance(model, TanhRNN):
@@ -101,8 +102,9 @@ def load_model(path: str | Path) -> tuple[TanhRNN, dict[str, Any]]:
     Raises:
         ValueError: missing, corrupt, truncated or mismatched files (one line, naming the file).
 
-    Example:
-        >>> model, meta = load_model("runs/ff.eqx")
+    Example::
+
+        model, meta = load_model("runs/ff.eqx")
     """
     p, side = _paths("load_model", path)
     if not p.is_file():
@@ -176,8 +178,9 @@ def import_torch(path: str | Path, out: str | Path, *, task: Any = None, prefix:
     Raises:
         ValueError: one line (see ``from_torch``; a task the model does not fit).
 
-    Example:
-        >>> import_torch("model.pt", "model.eqx", task="neurogym:PerceptualDecisionMaking-v0")
+    Example::
+
+        import_torch("model.pt", "model.eqx", task="neurogym:PerceptualDecisionMaking-v0")
     """
     from schurjax import tasks
 

@@ -124,8 +124,9 @@ class TanhRNN(eqx.Module):
     def drive(self, x: Float[Array, "T n_in"]) -> Float[Array, "T n"]:
         """Input drive ``x_t W_in^T + b`` of one trial (shared by all recurrent edits).
 
-        Example:
-            >>> u = model.drive(x)   # (T, n)
+        Example::
+
+            u = model.drive(x)   # (T, n)
         """
         self._check_x(x)
         return jnp.matmul(x, self.W_in.T, precision=_HIGHEST) + self.b
@@ -139,9 +140,10 @@ class TanhRNN(eqx.Module):
         Returns:
             ``(h, y)``: hidden states (T, n) for t = 1..T and outputs (T, n_out).
 
-        Example:
-            >>> h, y = model.rollout(batch.inputs[0])
-            >>> ys = jax.vmap(model)(batch.inputs)        # (B, T, n_out)
+        Example::
+
+            h, y = model.rollout(batch.inputs[0])
+            ys = jax.vmap(model)(batch.inputs)        # (B, T, n_out)
         """
         u = self.drive(x)
         W_rec = self.W_rec
@@ -162,8 +164,9 @@ class TanhRNN(eqx.Module):
     def with_recurrent(self, W: Any) -> TanhRNN:
         """Copy of the model with recurrent matrix ``W (n, n)``; all other weights unchanged.
 
-        Example:
-            >>> edited = model.with_recurrent(sf.reconstruct(T_edit))
+        Example::
+
+            edited = model.with_recurrent(sf.reconstruct(T_edit))
         """
         W = _as_f32("W", W if isinstance(W, jax.Array) else _to_numpy(W), (self.n_hidden, self.n_hidden))
         return eqx.tree_at(lambda m: m.W_rec, self, W)
@@ -183,9 +186,10 @@ class TanhRNN(eqx.Module):
         Returns:
             TanhRNN with ``b = bias_ih_l0 + bias_hh_l0``.
 
-        Example:
-            >>> model = TanhRNN.from_torch(rnn, linear)                # modules or their state dicts
-            >>> model = TanhRNN.from_torch("model.pt")                 # torch.load(weights_only=True)
+        Example::
+
+            model = TanhRNN.from_torch(rnn, linear)                # modules or their state dicts
+            model = TanhRNN.from_torch("model.pt")                 # torch.load(weights_only=True)
         """
         from schurjax.torch_io import from_torch
 
@@ -197,9 +201,10 @@ class TanhRNN(eqx.Module):
         The bias goes to ``bias_ih_l0``; ``bias_hh_l0`` is zero; ``TanhRNN.from_torch(*model.to_torch())`` is
         bitwise ``model``.
 
-        Example:
-            >>> rnn, lin = model.to_torch()
-            >>> h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
+        Example::
+
+            rnn, lin = model.to_torch()
+            h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
         """
         from schurjax.torch_io import to_torch
 

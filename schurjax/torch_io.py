@@ -8,10 +8,11 @@ one whole model's ``state_dict()`` (keys with prefixes, found by their suffixes)
 are read with ``torch.load(path, weights_only=True)``: tensors and plain containers only, never arbitrary pickled
 objects. Every route ends in the same float64 sum and float32 cast, so the four give bitwise the same model.
 
-Example:
-    >>> model = from_torch(net.rnn, net.readout)           # modules
-    >>> model = from_torch(net.state_dict())               # whole model: finds rnn.weight_hh_l0, readout.weight
-    >>> model = from_torch("model.pt")                      # a saved state dict (or {"model": state_dict, ...})
+Example::
+
+    model = from_torch(net.rnn, net.readout)           # modules
+    model = from_torch(net.state_dict())               # whole model: finds rnn.weight_hh_l0, readout.weight
+    model = from_torch("model.pt")                      # a saved state dict (or {"model": state_dict, ...})
 """
 
 from __future__ import annotations
@@ -106,9 +107,9 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
         ValueError: one line: no such file, a file that is not a checkpoint, or one that holds pickled Python
             objects (``torch.save(model)``) which schurjax does not unpickle.
 
-    Example:
-        >>> sorted(load_state("model.pt"))[:2]
-        ['readout.bias', 'readout.weight']
+    Example::
+
+        sorted(load_state("model.pt"))[:2]
     """
     p = Path(path)
     if not p.is_file():
@@ -251,9 +252,10 @@ def from_torch(rnn: Any, readout: Any = None, *, prefix: str | None = None, read
     or checkpoint imports as tanh. Other layers (an input encoder, a second head) are refused in a whole model
     unless both prefixes are given: schurjax's model is x -> RNN -> Linear, nothing else.
 
-    Example:
-        >>> model = sj.TanhRNN.from_torch(net.rnn, net.readout)
-        >>> model = sj.TanhRNN.from_torch(torch.load("model.pt", weights_only=True), prefix="rnn.")
+    Example::
+
+        model = sj.TanhRNN.from_torch(net.rnn, net.readout)
+        model = sj.TanhRNN.from_torch(torch.load("model.pt", weights_only=True), prefix="rnn.")
     """
     from schurjax.rnn import TanhRNN
 
@@ -305,9 +307,10 @@ def to_torch(model: Any, *, batch_first: bool = True) -> tuple[Any, Any]:
 
     ``from_torch(*to_torch(model))`` gives back bitwise the same model.
 
-    Example:
-        >>> rnn, lin = to_torch(model)
-        >>> h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
+    Example::
+
+        rnn, lin = to_torch(model)
+        h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
     """
     try:
         import torch

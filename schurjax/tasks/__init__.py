@@ -6,13 +6,13 @@ Names resolve in this order: a registered name (the built-ins ``"context"``, ``"
 the protocol of :class:`Task` (``name``, ``n_in``, ``n_out``, ``steps``, ``sample(key, B)``, ``score(y, batch)``,
 ``loss``, ``params()``).
 
-Example:
-    >>> task = schurjax.tasks.get("flipflop", p_pulse=0.1)
-    >>> batch = task.sample(jax.random.key(0), 32)
-    >>> schurjax.tasks.names()
-    ['context', 'copy', 'flipflop', 'sine']
-    >>> schurjax.tasks.register("ramp", Ramp)           # then tasks.get("ramp", steps=40)
-    >>> schurjax.tasks.get("mytasks:Ramp", steps=40)     # import from a module, or "path/to/file.py:Ramp"
+Example::
+
+    task = schurjax.tasks.get("flipflop", p_pulse=0.1)
+    batch = task.sample(jax.random.key(0), 32)
+    schurjax.tasks.names()
+    schurjax.tasks.register("ramp", Ramp)           # then tasks.get("ramp", steps=40)
+    schurjax.tasks.get("mytasks:Ramp", steps=40)     # import from a module, or "path/to/file.py:Ramp"
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def register(name: str, factory: Callable[..., Any], *, overwrite: bool = False)
     Returns:
         ``factory``.
 
-    Example:
-        >>> sj.tasks.register("ramp", Ramp)
-        >>> sj.tasks.get("ramp", steps=40).steps
-        40
+    Example::
+
+        sj.tasks.register("ramp", Ramp)
+        sj.tasks.get("ramp", steps=40).steps
     """
     if not isinstance(name, str) or not name.strip() or ":" in name or name != name.strip():
         raise ValueError(f"tasks.register: name must be a non-empty str without ':' or outer spaces, got {name!r}")
@@ -122,8 +122,9 @@ def load_spec(spec: str) -> Callable[..., Any]:
         ValueError: one line: a malformed spec, a module that cannot be imported (with the reason), a missing
             attribute, or one that is neither callable nor a task.
 
-    Example:
-        >>> Ramp = sj.tasks.load_spec("mytasks:Ramp"); task = Ramp(steps=40)
+    Example::
+
+        Ramp = sj.tasks.load_spec("mytasks:Ramp"); task = Ramp(steps=40)
     """
     w = "tasks.load_spec"
     if not isinstance(spec, str) or spec.count(":") < 1 or not all(spec.rpartition(":")[::2]):

@@ -39,8 +39,9 @@ __all__ = [
 def masked_mse(y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
     """``sum(mask * (y - targets)^2) / sum(mask)``.
 
-    Example:
-        >>> masked_mse(jax.vmap(model)(batch.inputs), batch)
+    Example::
+
+        masked_mse(jax.vmap(model)(batch.inputs), batch)
     """
     err = batch.mask * (y - batch.targets) ** 2
     return jnp.sum(err) / jnp.maximum(jnp.sum(batch.mask), 1.0)
@@ -119,18 +120,19 @@ class Task(eqx.Module):
     Subclass it as an ``eqx.Module`` with static fields (``name`` a class attribute); ``__check_init__`` refuses
     NaN/inf parameters. Register the class with ``sj.tasks.register(name, cls)``.
 
-    Example:
-        >>> class Hold(sj.tasks.Task):
-        ...     name = "hold"
-        ...     steps: int = eqx.field(default=20, static=True)
-        ...     n_in, n_out = 1, 1
-        ...     def sample(self, key, batch_size):          # jit-able: build the TaskBatch from JAX arrays
-        ...         a = jax.random.normal(key, (batch_size, 1, 1))
-        ...         x = jnp.zeros((batch_size, self.steps, 1)).at[:, :1].set(a)
-        ...         return sj.TaskBatch(x, jnp.broadcast_to(a, x.shape), jnp.ones_like(x))
-        ...     def score(self, y, batch):                  # pure JAX
-        ...         return 1.0 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets**2)
-        >>> sj.tasks.register("hold", Hold)
+    Example::
+
+        class Hold(sj.tasks.Task):
+            name = "hold"
+            steps: int = eqx.field(default=20, static=True)
+            n_in, n_out = 1, 1
+            def sample(self, key, batch_size):          # jit-able: build the TaskBatch from JAX arrays
+                a = jax.random.normal(key, (batch_size, 1, 1))
+                x = jnp.zeros((batch_size, self.steps, 1)).at[:, :1].set(a)
+                return sj.TaskBatch(x, jnp.broadcast_to(a, x.shape), jnp.ones_like(x))
+            def score(self, y, batch):                  # pure JAX
+                return 1.0 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets**2)
+        sj.tasks.register("hold", Hold)
     """
 
     name: ClassVar[str] = "task"
@@ -167,8 +169,9 @@ class Task(eqx.Module):
     def loss(self, y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
         """Masked mean squared error ``sum(mask*(y-targets)^2)/sum(mask)``.
 
-        Example:
-            >>> task.loss(jax.vmap(model)(batch.inputs), batch)
+        Example::
+
+            task.loss(jax.vmap(model)(batch.inputs), batch)
         """
         check_y(f"{self.name}.loss", y, batch)
         return masked_mse(y, batch)

@@ -3,9 +3,10 @@
 Trials of unequal length share one batch padded at the end: ``TaskBatch.valid`` ``(B, T)`` marks each trial's real
 steps (``None``: every step is real) and ``mask`` is 0 on the padding, so loss and score never see it.
 
-Example:
-    >>> batch = TaskBatch.from_arrays(x_tbn, y_tbn, valid=valid_tb, time_major=True)   # NeuroGym's layout
-    >>> as_batch(batch, "mine", task=task)                                           # what sj.evaluate checks
+Example::
+
+    batch = TaskBatch.from_arrays(x_tbn, y_tbn, valid=valid_tb, time_major=True)   # NeuroGym's layout
+    as_batch(batch, "mine", task=task)                                           # what sj.evaluate checks
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ class TaskBatch(NamedTuple):
     Build one from your own arrays with :meth:`from_arrays` (it checks shapes, values and the layout); a task's
     ``sample(key, B)`` returns one. ``sj.evaluate`` accepts a ``TaskBatch`` only (see :func:`as_batch`).
 
-    Example:
-        >>> batch = TaskBatch.from_arrays(x, y, valid=lengths[:, None] > np.arange(T))   # x (B, T, n_in)
-        >>> batch = TaskBatch.from_arrays(x_tbn, y_tbn, time_major=True)                 # x (T, B, n_in)
+    Example::
+
+        batch = TaskBatch.from_arrays(x, y, valid=lengths[:, None] > np.arange(T))   # x (B, T, n_in)
+        batch = TaskBatch.from_arrays(x_tbn, y_tbn, time_major=True)                 # x (T, B, n_in)
     """
 
     inputs: Float[Array, "B T n_in"]
@@ -145,9 +147,10 @@ class TaskBatch(NamedTuple):
             ValueError: one line: no such file, not an ``.npz`` archive, a missing or unknown array, or any
                 :meth:`from_arrays` error (prefixed with the file name).
 
-        Example:
-            >>> np.savez("trials.npz", inputs=x, targets=y, valid=lengths[:, None] > np.arange(T))
-            >>> batch = TaskBatch.from_npz("trials.npz")
+        Example::
+
+            np.savez("trials.npz", inputs=x, targets=y, valid=lengths[:, None] > np.arange(T))
+            batch = TaskBatch.from_npz("trials.npz")
         """
         import os
         import zipfile
@@ -269,8 +272,9 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
         ValueError: one line, e.g. ``evaluate: batch must be a TaskBatch, got a dict with keys ['inputs',
             'targets'] (missing field 'mask'); build one with sj.TaskBatch.from_arrays(inputs, targets, mask)``.
 
-    Example:
-        >>> as_batch(task.sample(key, 8), "mine", task=task)
+    Example::
+
+        as_batch(task.sample(key, 8), "mine", task=task)
     """
     build = "build one with sj.TaskBatch.from_arrays(inputs, targets, mask)"
     if not isinstance(obj, TaskBatch):

@@ -39,10 +39,11 @@ class ContextTask(Task):
         noise: per-step Gaussian noise std of the evidence. Default 1.0.
         coherences: absolute per-trial means to draw from. Default (0.25, 0.5, 1.0).
 
-    Example:
-        >>> task = ContextTask()
-        >>> batch = task.sample(jax.random.key(0), 64)
-        >>> task.ideal_observer_score(batch)   # ≈ 0.99
+    Example::
+
+        task = ContextTask()
+        batch = task.sample(jax.random.key(0), 64)
+        task.ideal_observer_score(batch)   # ≈ 0.99
     """
 
     name: ClassVar[str] = "context"
@@ -120,8 +121,9 @@ class ContextTask(Task):
     def ideal_observer_score(self, batch: TaskBatch) -> Float[Array, ""]:
         """Accuracy of :meth:`ideal_observer` on the batch's targets (same trials as the network's score).
 
-        Example:
-            >>> task.ideal_observer_score(task.sample(jax.random.key(1), 4096))
+        Example::
+
+            task.ideal_observer_score(task.sample(jax.random.key(1), 4096))
         """
         choice = self.ideal_observer(batch)
         y = jnp.broadcast_to(choice[:, None, None], batch.targets.shape)

@@ -16,11 +16,11 @@ NeuroGym environments are NumPy/gym code, not JAX: ``sample(key, B)`` runs on th
 fresh environment seeded with ``seed = jax.random.bits(key, (), uint32)``, so a key gives the same trials every
 time, independently of earlier calls.
 
-Example:
-    >>> task = sj.tasks.neurogym("PerceptualDecisionMaking-v0", dt=100)
-    >>> batch = task.sample(jax.random.key(0), 64)        # inputs (64, 22, 3), targets (64, 22, 3)
-    >>> task.name, task.params()
-    ('neurogym:PerceptualDecisionMaking-v0', {'dt': 100, 'steps': 22})
+Example::
+
+    task = sj.tasks.neurogym("PerceptualDecisionMaking-v0", dt=100)
+    batch = task.sample(jax.random.key(0), 64)        # inputs (64, 22, 3), targets (64, 22, 3)
+    task.name, task.params()
 """
 
 from __future__ import annotations
@@ -265,8 +265,9 @@ def neurogym(env_id: str, *, steps: int | None = None, **env_kwargs: Any) -> Neu
         ImportError: NeuroGym is not installed (the message names the ``neurogym`` extra).
         ValueError: unknown id, bad kwargs, NaN/inf kwargs, an env without a fixed-length ``decision`` period.
 
-    Example:
-        >>> task = sj.tasks.neurogym("PerceptualDecisionMaking-v0")
-        >>> res = sj.evaluate(model, sf, variants, task.sample(jax.random.key(1), 256), task=task)
+    Example::
+
+        task = sj.tasks.neurogym("PerceptualDecisionMaking-v0")
+        res = sj.evaluate(model, sf, variants, task.sample(jax.random.key(1), 256), task=task)
     """
     return NeuroGymTask(env_id, steps=steps, **env_kwargs)

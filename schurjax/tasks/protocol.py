@@ -4,9 +4,9 @@ Any object with these members works wherever a built-in task does (``sj.evaluate
 CLI's ``--task module:Name``, the report); subclassing :class:`schurjax.tasks.Task` gives ``loss``, ``params`` and
 the finite-parameter check for free.
 
-Example:
-    >>> check_task(sj.tasks.get("copy"), "mine").steps
-    17
+Example::
+
+    check_task(sj.tasks.get("copy"), "mine").steps
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def check_task(task: Any, where: str) -> Any:
     hashable (``sj.evaluate`` passes it to a compiled function as a static argument) unless it is an
     ``eqx.Module``.
 
-    Example:
-        >>> task = check_task(factory(**params), "tasks.get")
+    Example::
+
+        task = check_task(factory(**params), "tasks.get")
     """
     kind = type(task).__name__
     missing = [m for m in _MEMBERS if not hasattr(task, m)]

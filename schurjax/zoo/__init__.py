@@ -9,9 +9,11 @@ A zoo model is named by a spec ``zoo:TASK[/SEED][@N]``: ``zoo:flipflop/0`` is th
 ``zoo:flipflop/0@128`` its n = 128 sibling, ``zoo:flipflop`` every seed (see :func:`parse_spec`).
 
 Example:
+    >>> import schurjax
     >>> model = schurjax.zoo.load("flipflop", seed=0)                 # n = 64
     >>> big = schurjax.zoo.load("flipflop", seed=0, n_hidden=128)
-    >>> task = schurjax.zoo.task("flipflop")
+    >>> model.n_hidden, big.n_hidden, schurjax.zoo.task("flipflop").name
+    (64, 128, 'flipflop')
     >>> [(e.task, e.seed, e.n_hidden) for e in schurjax.zoo.entries()][:2]
     [('context', 0, 64), ('context', 1, 64)]
 """
@@ -90,8 +92,8 @@ def entries(n_hidden: int | None = None) -> list[ZooEntry]:
     """The shipped models, sorted by size, task name and seed (all sizes, or only ``n_hidden``).
 
     Example:
-        >>> {e.task for e in entries()}
-        {'context', 'copy', 'flipflop', 'sine'}
+        >>> sorted({e.task for e in entries()})
+        ['context', 'copy', 'flipflop', 'sine']
         >>> sorted({e.n_hidden for e in entries()})
         [64, 128]
     """
@@ -148,8 +150,9 @@ def load(task: str, seed: int = 0, n_hidden: int = DEFAULT_N_HIDDEN) -> TanhRNN:
 def metadata(task: str, seed: int = 0, n_hidden: int = DEFAULT_N_HIDDEN) -> dict[str, Any]:
     """The JSON metadata of a shipped model (a copy): ``task``, ``train``, ``metrics``, ``schurjax_version``, ...
 
-    Example:
-        >>> metadata("context")["metrics"]["ideal_observer_score"]
+    Example::
+
+        metadata("context")["metrics"]["ideal_observer_score"]
     """
     return _copy.deepcopy(_entry(task, seed, n_hidden, "metadata").metadata)
 
@@ -157,8 +160,9 @@ def metadata(task: str, seed: int = 0, n_hidden: int = DEFAULT_N_HIDDEN) -> dict
 def task(name: str) -> Task:
     """The task object with the parameters the zoo models were trained on (the same for every size and seed).
 
-    Example:
-        >>> batch = task("sine").sample(jax.random.key(0), 64)
+    Example::
+
+        batch = task("sine").sample(jax.random.key(0), 64)
     """
     from schurjax import tasks as _tasks
 

@@ -77,9 +77,10 @@ def build(
     Returns:
         The written ``.eqx`` paths.
 
-    Example:
-        >>> build("/tmp/zoo", ["flipflop"], seeds=[0], steps_scale=0.05)
-        >>> build("/tmp/zoo", ["flipflop"], seeds=[0], n_hidden=128, steps_scale=0.05)
+    Example::
+
+        build("/tmp/zoo", ["flipflop"], seeds=[0], steps_scale=0.05)
+        build("/tmp/zoo", ["flipflop"], seeds=[0], n_hidden=128, steps_scale=0.05)
     """
     from schurjax.zoo import MODELS_DIR, _scan, path_for
 
