@@ -9,10 +9,13 @@ out at once on the task distribution.
 __version__ = "0.1.0"
 
 from schurjax import ablate as ablate
+from schurjax import attribution as attribution
+from schurjax import dynamics as dynamics
 from schurjax import results as results
 from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
+from schurjax.attribution import attribute as attribute
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import evaluate as evaluate
@@ -24,10 +27,13 @@ from schurjax.schur import ordered_schur as ordered_schur
 __all__ = [
     "__version__",
     "ablate",
+    "attribution",
+    "dynamics",
     "results",
     "tasks",
     "train",
     "zoo",
+    "attribute",
     "load_model",
     "save_model",
     "evaluate",

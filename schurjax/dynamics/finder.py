@@ -413,8 +413,9 @@ def trajectory_states(
     if batch is not None:
         inputs = getattr(batch, "inputs", None)
         if inputs is None or np.ndim(inputs) != 3 or np.shape(inputs)[2] != model.n_in:
+            got = None if inputs is None else np.shape(inputs)
             raise ValueError(f"{_WHERE}: batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}), got "
-                             f"{type(batch).__name__} with inputs shape {np.shape(inputs) if inputs is not None else None}")  # fmt: skip
+                             f"{type(batch).__name__} with inputs shape {got}")  # fmt: skip
         hs, _ = jax.vmap(model.rollout)(jnp.asarray(inputs, jnp.float32))
         return np.asarray(hs, dtype=np.float32)
     u = jnp.asarray(_drive(model, _as_input(model, x)), jnp.float32)
@@ -562,8 +563,9 @@ def fixed_points(
     n_trials = _check_int("n_trials", n_trials, 1)
     max_steps = _check_int("max_steps", max_steps, 1)
     polish_steps = _check_int("polish_steps", polish_steps, 0)
-    tol, dedupe_tol, survive_tol = (_check_pos(a, v) for a, v in
-                                    (("tol", tol), ("dedupe_tol", dedupe_tol), ("survive_tol", survive_tol)))  # fmt: skip
+    tol = _check_pos("tol", tol)
+    dedupe_tol = _check_pos("dedupe_tol", dedupe_tol)
+    survive_tol = _check_pos("survive_tol", survive_tol)
     match_radius = _check_pos("match_radius", match_radius, allow_none=True)
     if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"{_WHERE}: noise must be a finite float >= 0, got {noise!r}")
@@ -601,8 +603,8 @@ def fixed_points(
         Wk = W0[None] + Q @ dT @ Q.T
         Wpad = np.concatenate([Wk, np.broadcast_to(W0, (chunk - (b_ - a),) + W0.shape)]) if b_ - a < chunk else Wk
         with jax.enable_x64(True):  # dispatch the next chunk before the host works on the previous one
-            fut = _solve_chunk(jnp.asarray(Wpad), jnp.asarray(u), jnp.asarray(var_starts), solver=solver,
-                               max_steps=max_steps, polish_steps=polish_steps, search_dtype=jnp.dtype(jnp.float32))  # fmt: skip
+            fut = _solve_chunk(jnp.asarray(Wpad), jnp.asarray(u), jnp.asarray(var_starts), **solve,
+                               search_dtype=jnp.dtype(jnp.float32))  # fmt: skip
         if pending is not None:
             sets += _finish(pending, u, tol, dedupe_tol)
             if progress is not None:
