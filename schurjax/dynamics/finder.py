@@ -14,8 +14,9 @@ Pipeline (:func:`fixed_points`):
    from random initial states). The base network is solved from ``base_starts`` of them; every variant is solved
    from the same ``n_starts`` states plus the base's own fixed points (continuation: a base point that survives
    an edit is found again in a few Newton steps). All variants see the same starts.
-2. Search and polish, one compiled program per chunk of variants (vmapped over variants × starts): optimistix's
-   ``Newton`` root finder on ``F_k`` in float32, then Newton again in float64 (``jax.enable_x64``).
+2. Search and polish, vmapped over (variant, start) pairs in chunks, one compiled program for the base and all
+   chunks: optimistix's ``Newton`` root finder on ``F_k`` in float32, then Newton again in float64
+   (``jax.enable_x64``).
 3. Host, float64 NumPy: keep the points with ``||F_k(h)||_2 <= tol`` (default 1e-6, recomputed here, independently
    of the solver), deduplicate, and classify each point by the eigenvalues of the Jacobian of the map,
    ``J = diag(1 - h²) W_k``: ``stable`` (spectral radius < 1), else ``rotational`` (the leading eigenvalue is a
@@ -235,20 +236,32 @@ def _run(solver, h0, args, max_steps: int):
 
 
 @eqx.filter_jit
-def _solve_chunk(W: Float[Array, "k n n"], u: Float[Array, " n"], starts: Float[Array, "s n"], *, solver: str,
-                 max_steps: int, polish_steps: int, search_dtype: Any) -> Float[Array, "k s n"]:  # fmt: skip
-    """Newton search in ``search_dtype`` then Newton polish in the dtype of ``W`` (float64 under x64)."""
+def _solve_flat(W: Float[Array, "c n n"], idx: Int[Array, " P"], u: Float[Array, " n"], starts: Float[Array, "P n"], *,
+                solver: str, max_steps: int, polish_steps: int, search_dtype: Any) -> Float[Array, "P n"]:  # fmt: skip
+    """Problem p solves ``tanh(W[idx[p]] h + u) = h`` from ``starts[p]``: search in ``search_dtype``, then Newton
+    polish in the dtype of ``W`` (float64 under x64). One program for any mix of variants and starts."""
     search = _solver(solver, 1e-5, 1e-5) if jnp.dtype(search_dtype) == jnp.float32 else _solver(solver, 1e-9, 1e-9)
     polish = optx.Newton(rtol=1e-12, atol=1e-12, linear_solver=lx.LU())
     Ws, us = W.astype(search_dtype), u.astype(search_dtype)
 
-    def one(Wp, Wsk, h0):
-        h = _run(search, h0.astype(search_dtype), (Wsk, us), max_steps).astype(W.dtype)
+    def one(i, h0):
+        h = _run(search, h0.astype(search_dtype), (Ws[i], us), max_steps).astype(W.dtype)
         if polish_steps == 0:
             return h
-        return _run(polish, h, (Wp, u), polish_steps)
+        return _run(polish, h, (W[i], u), polish_steps)
 
-    return jax.vmap(lambda Wp, Wsk: jax.vmap(lambda h0: one(Wp, Wsk, h0))(starts))(W, Ws)
+    return jax.vmap(one)(idx, starts)
+
+
+def _launch(W: np.ndarray, idx: np.ndarray, u: np.ndarray, starts: np.ndarray, c: int, P: int, solve: dict):
+    """Pad to the fixed shapes (c matrices, P problems) and dispatch (asynchronously) one compiled call."""
+    Wp = np.concatenate([W, np.broadcast_to(W[:1], (c - W.shape[0],) + W.shape[1:])]) if W.shape[0] < c else W
+    m = idx.size
+    idx_p = np.concatenate([idx, np.zeros(P - m, idx.dtype)]) if m < P else idx
+    st_p = np.concatenate([starts, np.broadcast_to(starts[:1], (P - m, starts.shape[1]))]) if m < P else starts
+    with jax.enable_x64(True):
+        return _solve_flat(jnp.asarray(Wp, jnp.float64), jnp.asarray(idx_p, jnp.int32), jnp.asarray(u, jnp.float64),
+                           jnp.asarray(st_p, jnp.float64), **solve)  # fmt: skip
 
 
 def solve_points(
@@ -279,11 +292,13 @@ def solve_points(
         >>> h = solve_points(W[None], u, starts)          # (1, s, n)
     """
     _solver(solver, 1e-5, 1e-5)
-    with jax.enable_x64(True):
-        out = _solve_chunk(jnp.asarray(W, jnp.float64), jnp.asarray(u, jnp.float64), jnp.asarray(starts, jnp.float64),
-                           solver=solver, max_steps=int(max_steps), polish_steps=int(polish_steps),
-                           search_dtype=jnp.dtype(search_dtype))  # fmt: skip
-        return np.asarray(out, dtype=np.float64)
+    W = np.asarray(W, np.float64)
+    starts = np.asarray(starts, np.float64)
+    k, s = W.shape[0], starts.shape[0]
+    solve = dict(solver=solver, max_steps=int(max_steps), polish_steps=int(polish_steps),
+                 search_dtype=jnp.dtype(search_dtype))  # fmt: skip
+    out = _launch(W, np.repeat(np.arange(k), s), u, np.tile(starts, (k, 1)), k, k * s, solve)
+    return np.asarray(out, np.float64).reshape(k, s, -1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -393,12 +408,13 @@ def trajectory_states(
     task: Task | None = None,
     batch: TaskBatch | None = None,
     n_trials: int = 32,
-    steps: int = 100,
+    steps: int = 20,
 ) -> Float[np.ndarray, "B steps n"]:
     """Hidden trajectories of the unablated network, the pool that fixed-point searches start from.
 
     With ``batch`` (or ``task``, sampled with ``key``): the task trials from ``h_0 = 0``. Otherwise the autonomous
-    dynamics at the constant input ``x`` (default 0) from ``n_trials`` initial states uniform in ``[-1, 1]^n``.
+    dynamics at the constant input ``x`` (default 0) from ``n_trials`` initial states uniform in ``[-1, 1]^n``:
+    the initial states and the next ``steps - 1`` states (transients, which pass between the attractors).
 
     Returns:
         (B, steps, n) float32 NumPy array.
@@ -425,8 +441,8 @@ def trajectory_states(
         h = jnp.tanh(jnp.matmul(h, model.W_rec.T, precision=_HIGHEST) + u)
         return h, h
 
-    _, hs = jax.lax.scan(step, h0, None, length=int(steps))
-    return np.asarray(jnp.swapaxes(hs, 0, 1), dtype=np.float32)
+    _, hs = jax.lax.scan(step, h0, None, length=int(steps) - 1)
+    return np.asarray(jnp.concatenate([h0[:, None], jnp.swapaxes(hs, 0, 1)], axis=1), dtype=np.float32)
 
 
 def _as_input(model: TanhRNN, x: Any) -> np.ndarray:
@@ -516,6 +532,7 @@ def fixed_points(
     solver: str = "newton",
     max_steps: int = 40,
     polish_steps: int = 8,
+    search_dtype: Any = jnp.float32,
     chunk_size: int | str = "auto",
     progress: Callable[[int, int], object] | None = None,
 ) -> FixedPoints:
@@ -539,8 +556,10 @@ def fixed_points(
         match_radius: largest distance of a match (default: half the smallest distance between two base
             attractors, or half the RMS spread of the trajectories when the base has fewer than two).
         solver: ``"newton"`` (optimistix Newton, default), ``"lm"`` or ``"dogleg"`` (least squares on F).
-        max_steps, polish_steps: float32 search steps and float64 Newton polish steps per start.
-        chunk_size: variants per compiled chunk, or ``"auto"`` (about 4,096 searches per chunk).
+        max_steps, polish_steps: search steps and float64 Newton polish steps per start.
+        search_dtype: dtype of the search (``jnp.float32``, default, or ``jnp.float64``); the polish is float64.
+        chunk_size: searches (variant × start pairs) per compiled call, or ``"auto"`` (up to 4,096). The base and
+            all chunks share one compiled program.
         progress: ``callable(done, total)`` after each chunk.
 
     Returns:
@@ -575,8 +594,17 @@ def fixed_points(
     traj = trajectory_states(model, key=k_traj, x=x, task=task, batch=batch, n_trials=n_trials)
     pool = traj.reshape(-1, model.n_hidden)
     u = _drive(model, x)
-    W0 = np.asarray(model.W_rec, np.float64)
-    solve = dict(solver=solver, max_steps=max_steps, polish_steps=polish_steps)
+    W0 = sf.reconstruct()  # the network whose Schur form is sf (as in sj.evaluate)
+    solve = dict(solver=solver, max_steps=max_steps, polish_steps=polish_steps, search_dtype=jnp.dtype(search_dtype))
+    K = len(variants)
+
+    # one compiled program for the base and every chunk: P searches on at most c matrices per call
+    if chunk_size == "auto":
+        P = int(min(4096, 2 ** math.ceil(math.log2(max(base_starts, K * (n_starts + 16), 2)))))
+    else:
+        P = _check_int("chunk_size", chunk_size, 1)
+    P = max(P, n_starts + 1)
+    c = max(1, P // n_starts)
 
     # the unablated network, from many starts
     s_base = _pick(k_base, pool, base_starts)
@@ -585,31 +613,32 @@ def fixed_points(
         kb, kv = jax.random.split(k_noise)
         s_base = s_base + noise * np.asarray(jax.random.normal(kb, s_base.shape), np.float64)
         starts = starts + noise * np.asarray(jax.random.normal(kv, starts.shape), np.float64)
-    base = _sets_from_chunk(W0[None], u, solve_points(W0[None], u, s_base, **solve), tol, dedupe_tol)[0]
+    h_base = []
+    for a in range(0, s_base.shape[0], P):
+        part = s_base[a : a + P]
+        out = _launch(W0[None], np.zeros(part.shape[0], np.int64), u, part, c, P, solve)
+        h_base.append(np.asarray(out)[: len(part)])
+    base = _sets_from_chunk(W0[None], u, np.concatenate(h_base)[None], tol, dedupe_tol)[0]
 
     # every variant: the same trajectory starts plus the base's fixed points
     var_starts = np.concatenate([base.points, starts], axis=0)
-    K, S = len(variants), var_starts.shape[0]
-    if chunk_size == "auto":
-        chunk = max(1, min(K, 4096 // S))
-    else:
-        chunk = _check_int("chunk_size", chunk_size, 1)
+    S = var_starts.shape[0]
+    if S > P:  # more base points than expected: a larger program
+        P = int(2 ** math.ceil(math.log2(S)))
+    chunk = max(1, min(c, P // S))
     Q = np.asarray(sf.Q)
     sets: list[PointSet] = []
     pending = None
     for a in range(0, K, chunk):
         b_ = min(K, a + chunk)
-        dT = variants.delta_T(np.arange(a, b_))
-        Wk = W0[None] + Q @ dT @ Q.T
-        Wpad = np.concatenate([Wk, np.broadcast_to(W0, (chunk - (b_ - a),) + W0.shape)]) if b_ - a < chunk else Wk
-        with jax.enable_x64(True):  # dispatch the next chunk before the host works on the previous one
-            fut = _solve_chunk(jnp.asarray(Wpad), jnp.asarray(u), jnp.asarray(var_starts), **solve,
-                               search_dtype=jnp.dtype(jnp.float32))  # fmt: skip
+        Wk = W0[None] + Q @ variants.delta_T(np.arange(a, b_)) @ Q.T
+        idx = np.repeat(np.arange(b_ - a), S)
+        fut = _launch(Wk, idx, u, np.tile(var_starts, (b_ - a, 1)), c, P, solve)  # async: overlaps the host work
         if pending is not None:
             sets += _finish(pending, u, tol, dedupe_tol)
             if progress is not None:
                 progress(len(sets), K)
-        pending = (Wk, fut)
+        pending = (Wk, fut, S)
     sets += _finish(pending, u, tol, dedupe_tol)
     if progress is not None:
         progress(len(sets), K)
@@ -659,8 +688,8 @@ def fixed_points(
 
 
 def _finish(pending, u: np.ndarray, tol: float, dedupe_tol: float) -> list[PointSet]:
-    Wk, fut = pending
-    h = np.asarray(fut, dtype=np.float64)[: Wk.shape[0]]
+    Wk, fut, S = pending
+    h = np.asarray(fut, dtype=np.float64)[: Wk.shape[0] * S].reshape(Wk.shape[0], S, -1)
     return _sets_from_chunk(Wk, u, h, tol, dedupe_tol)
 
 
