@@ -28,3 +28,12 @@ __all__ = [
     "solve_points",
     "trajectory_states",
 ]
+
+
+def __getattr__(name: str):
+    """``sj.dynamics.figures`` on first use (it imports matplotlib, which ``import schurjax`` does not)."""
+    if name == "figures":
+        import importlib
+
+        return importlib.import_module("schurjax.dynamics.figures")
+    raise AttributeError(f"module 'schurjax.dynamics' has no attribute {name!r}")
