@@ -240,6 +240,8 @@ def _solve_flat(W: Float[Array, "c n n"], idx: Int[Array, " P"], u: Float[Array,
                 solver: str, max_steps: int, polish_steps: int, search_dtype: Any) -> Float[Array, "P n"]:  # fmt: skip
     """Problem p solves ``tanh(W[idx[p]] h + u) = h`` from ``starts[p]``: search in ``search_dtype``, then Newton
     polish in the dtype of ``W`` (float64 under x64). One program for any mix of variants and starts."""
+    if solver != "newton":  # optimistix's trust-region solvers promote float32 to float64 under x64
+        search_dtype = W.dtype
     search = _solver(solver, 1e-5, 1e-5) if jnp.dtype(search_dtype) == jnp.float32 else _solver(solver, 1e-9, 1e-9)
     polish = optx.Newton(rtol=1e-12, atol=1e-12, linear_solver=lx.LU())
     Ws, us = W.astype(search_dtype), u.astype(search_dtype)
@@ -281,7 +283,8 @@ def solve_points(
 
     Args:
         W: (k, n, n) recurrent matrices.  u: (n,) constant drive ``W_in x + b``.  starts: (s, n) initial states.
-        solver: ``"newton"`` (default), ``"lm"`` (Levenberg-Marquardt) or ``"dogleg"``.
+        solver: ``"newton"`` (default), ``"lm"`` (Levenberg-Marquardt) or ``"dogleg"`` (these two search in
+            float64: under x64, optimistix promotes their float32 iterates).
         max_steps: search steps.  polish_steps: float64 Newton steps (0: none).
         search_dtype: ``jnp.float32`` (default) or ``jnp.float64``.
 
