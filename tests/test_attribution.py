@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import types
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,8 @@ import pytest
 import schurjax as sj
 from schurjax import attribution
 from schurjax.tasks import TaskBatch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "attribution.py"
 
 
 def np_outputs(model, W: np.ndarray, batch) -> np.ndarray:
@@ -100,11 +105,11 @@ def test_exact_gauss_newton_diagonal_matches_output_finite_differences(small):
 def test_probe_estimate_of_the_curvature_is_unbiased(small):
     model, sf, batch = small
     exact = attribution.coupling_curvature(model, sf, batch, probes=None)
-    est = attribution.coupling_curvature(model, sf, batch, key=jax.random.key(3), probes=4000)
+    est = attribution.coupling_curvature(model, sf, batch, key=jax.random.key(3), probes=1000)
     keep = exact > 1e-3 * exact.max()
     ratio = est[keep] / exact[keep]
-    assert abs(ratio.mean() - 1) < 0.03  # relative error per coupling sqrt(2/4000) = 2.2 %
-    assert np.all(np.abs(ratio - 1) < 0.15)
+    assert abs(ratio.mean() - 1) < 0.05  # relative error per coupling sqrt(2/1000) = 4.5 %
+    assert np.all(np.abs(ratio - 1) < 0.25)
 
 
 def test_second_order_adds_the_curvature_term_and_improves_on_a_trained_network(flipflop):
@@ -171,15 +176,6 @@ def test_screen_stops_when_the_top_k_is_stable_and_finds_it(small):
     assert set(r.top.tolist()) == set(np.argsort(-exact)[:2].tolist())
 
 
-def test_screen_with_the_engine_matches_the_exhaustive_sweep(small):
-    model, sf, batch = small
-    v = sj.ablate.single_couplings(sf)
-    exact = sj.evaluate(model, sf, v, batch).delta_loss
-    r = attribution.screen(model, sf, batch, key=jax.random.key(4), k=3)
-    np.testing.assert_allclose(r.delta_loss, exact[r.evaluated], rtol=1e-5, atol=1e-9)
-    assert r.couplings.shape == (3, 2)
-
-
 def test_errors_name_the_argument(flipflop, small):
     model, sf, batch = flipflop
     with pytest.raises(ValueError, match="attribute: dtype must be jnp.float32 or jnp.float64"):
@@ -194,3 +190,18 @@ def test_errors_name_the_argument(flipflop, small):
         sj.attribute(model, sf, small[2])
     with pytest.raises(ValueError, match="screen: k must be an int in"):
         attribution.screen(model, sf, batch, key=jax.random.key(0), k=0)
+
+
+def test_benchmark_smoke(flipflop):
+    """benchmarks/attribution.py's per-model analysis on the fixture (exact sweep, both orders, real screening)."""
+    sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location("attribution_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, sf, batch = flipflop
+    r = bench.analyse(model, sf, batch)
+    assert r["K"] == len(sj.ablate.single_couplings(sf)) and r["k"] == int(np.ceil(0.01 * r["K"]))
+    assert 0 < r["screen"]["n_evaluated"] <= r["K"] and 0 <= r["screen"]["recall_of_exhaustive_top"] <= 1
+    assert r["k"] <= r["oracle"]["second"] <= r["K"]
+    r.update(task="flipflop", seed=1)
+    assert "| flipflop 1 (n=64) |" in bench.format_markdown({"zoo": [r]})

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +14,8 @@ from scipy import optimize
 
 import schurjax as sj
 from schurjax import dynamics
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "fixed_points.py"
 
 TOL = 1e-6
 
@@ -57,10 +64,14 @@ def flipflop():
 def test_points_agree_with_scipy_from_the_same_starts(flipflop):
     model, sf, variants, fp = flipflop
     u = np.asarray(model.b, np.float64)
-    starts = np.concatenate([fp.base.points, fp.starts])
     dT = variants.delta_T()
+    A = fp.base.points[fp.base.stable]
     for k in range(len(variants)):
         W = sf.Q @ (sf.T + dT[k]) @ sf.Q.T
+        relaxed = A.copy()
+        for _ in range(fp.relax_steps):  # the base attractors iterated under the variant's own map
+            relaxed = np.tanh(relaxed @ W.T + u)
+        starts = np.concatenate([fp.base.points, relaxed, fp.starts])
         ref = scipy_points(W, u, starts)
         ours = fp.points[k]
         assert ours.dtype == np.float64 and ours.shape[1] == sf.n
@@ -142,8 +153,9 @@ def test_rotational_point_and_its_frequency():
     W = r * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     model = model_from(W, np.zeros(2))
     sf = sj.ordered_schur(W)
+    # the sizes of the test above, so that both share one compiled program
     fp = dynamics.fixed_points(model, sf, sj.ablate.from_masks(np.ones((1, 2, 2)), sf), key=jax.random.key(4),
-                               n_starts=8, base_starts=32)  # fmt: skip
+                               n_starts=16, base_starts=64)  # fmt: skip
     (i,) = np.nonzero(np.linalg.norm(fp.base.points, axis=1) < 1e-9)[0]
     assert fp.base.kind[i] == "rotational" and not fp.base.stable[i]
     np.testing.assert_allclose(fp.base.leading[i], r * np.exp(1j * th), rtol=1e-12)
@@ -166,3 +178,18 @@ def test_errors_name_the_argument(flipflop):
         dynamics.fixed_points(model, sf, variants, key=key, solver="bfgs")
     with pytest.raises(TypeError, match="key must be a PRNG key"):
         dynamics.fixed_points(model, sf, variants, key=0)
+
+
+def test_benchmark_smoke(flipflop, tmp_path, capsys):
+    """benchmarks/fixed_points.py at the fixture's sizes (its compiled program is reused): single + SciPy parts."""
+    spec = importlib.util.spec_from_file_location("fixed_points_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["fixed_points_bench"] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "fp.json"
+    rec = bench.main(["--parts", "single,scipy", "--limit", "6", "--n-starts", "24", "--scipy-sample", "2",
+                      "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text())["single"]["K"] == 6 == rec["single"]["K"]
+    assert rec["single"]["var_per_s"] > 0 and rec["single"]["max_residual"] <= TOL
+    assert rec["scipy"]["agree_1e-6"] and rec["single"]["base"]["n_stable"] == 8
+    assert "var/s" in capsys.readouterr().out

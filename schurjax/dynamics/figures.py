@@ -9,6 +9,7 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -167,12 +168,22 @@ def attribution_scatter(
     for name, p, color in series:
         rho = stats.spearmanr(p, exact).statistic
         ax.scatter(exact, p, s=7, alpha=0.5, color=color, label=f"{name} (Spearman {rho:.2f})", edgecolors="none")
-    lim = float(np.abs(allv).max()) * 1.5 if allv.size else 1.0
-    ax.plot([-lim, lim], [-lim, lim], color="0.4", lw=0.8, ls="--", zorder=0)
+    lo = min(float(allv.min()) * 1.5, -lin) if allv.size else -1.0
+    hi = max(float(allv.max()) * 1.5, lin) if allv.size else 1.0
+    ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.8, ls="--", zorder=0)
     ax.set_xscale("symlog", linthresh=lin)
     ax.set_yscale("symlog", linthresh=lin)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
+    first = math.ceil(math.log10(lin)) + 1  # whole decades clear of the linear band, every other one if many
+
+    def decades(end):
+        d = 10.0 ** np.arange(first, math.floor(math.log10(end)) + 1) if end > 10 ** first else np.zeros(0)
+        return d[(d.size - 1) % 2 :: 2] if d.size > 4 else d
+
+    ticks = np.concatenate([-decades(-lo)[::-1], [0.0], decades(hi)])
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
     ax.axhline(0, color="0.8", lw=0.6, zorder=0)
     ax.axvline(0, color="0.8", lw=0.6, zorder=0)
     ax.set_xlabel("exact Δloss (removal, sj.evaluate)")

@@ -13,7 +13,8 @@ Pipeline (:func:`fixed_points`):
 1. Starts. States sampled from the unablated network's trajectories (on a task batch, or autonomous at input x
    from random initial states). The base network is solved from ``base_starts`` of them; every variant is solved
    from the same ``n_starts`` states plus the base's own fixed points (continuation: a base point that survives
-   an edit is found again in a few Newton steps). All variants see the same starts.
+   an edit is found again in a few Newton steps) plus the base's attractors relaxed under the variant's own map
+   (``relax_steps`` iterations: the state a memory would drift to).
 2. Search and polish, vmapped over (variant, start) pairs in chunks, one compiled program for the base and all
    chunks: optimistix's ``Newton`` root finder on ``F_k`` in float32, then Newton again in float64
    (``jax.enable_x64``).
@@ -139,7 +140,9 @@ class FixedPoints:
             -1 when the base has no fixed point).
         labels: the variants' label dicts.
         x: (n_in,) the constant input.
-        starts: (s, n) the trajectory states every variant was started from (the base points come on top).
+        starts: (s, n) the trajectory states every variant was started from (on top: the base's fixed points and
+            its attractors after ``relax_steps`` iterations of the variant's map).
+        relax_steps: see :func:`fixed_points`.
         trajectories: (B, steps, n) float32 trajectories of the unablated network the starts came from.
         tol, survive_tol, match_radius: the tolerances used.
         seconds: wall time of the search.
@@ -165,6 +168,7 @@ class FixedPoints:
     labels: list[dict]
     x: Float[np.ndarray, " n_in"]
     starts: Float[np.ndarray, "s n"]
+    relax_steps: int
     trajectories: Float[np.ndarray, "B steps n"]
     tol: float
     survive_tol: float
@@ -183,6 +187,19 @@ class FixedPoints:
     def stable(self) -> list[Bool[np.ndarray, " p"]]:
         """K arrays (p_k,) bool: which of them are stable."""
         return [s.stable for s in self.sets]
+
+    def starts_of(self, W: Float[np.ndarray, "n n"], u: Float[np.ndarray, " n"]) -> Float[np.ndarray, "S n"]:
+        """All starts of a variant with recurrent matrix ``W`` and drive ``u``: base points, relaxed base
+        attractors, trajectory states (for reproducing a search with another solver).
+
+        Example:
+            >>> S = fp.starts_of(sf.Q @ (sf.T + v.delta_T(k)[0]) @ sf.Q.T, W_in @ fp.x + b)
+        """
+        A = self.base.points[self.base.stable]
+        parts = [self.base.points]
+        if self.relax_steps > 0 and A.shape[0]:
+            parts.append(_relax(np.asarray(W, np.float64)[None], np.asarray(u, np.float64), A, self.relax_steps)[0])
+        return np.concatenate(parts + [self.starts])
 
     def columns(self) -> dict[str, np.ndarray]:
         """Per-variant table columns, each a (K,) NumPy array.
@@ -528,6 +545,7 @@ def fixed_points(
     base_starts: int = 512,
     n_trials: int = 32,
     noise: float = 0.0,
+    relax_steps: int = 100,
     tol: float = 1e-6,
     dedupe_tol: float = 1e-5,
     survive_tol: float = 1e-2,
@@ -553,6 +571,8 @@ def fixed_points(
         base_starts: trajectory states the unablated network starts from.
         n_trials: trials (or random initial states) of the start trajectories.
         noise: standard deviation of Gaussian noise added to the starts (0: states as sampled).
+        relax_steps: each base attractor, iterated this many steps under each variant's own map, is one more
+            start of that variant (0: none). A surviving attractor is then found even when it moved far.
         tol: a point is reported when ``||F(h)||_2 <= tol`` in float64.
         dedupe_tol: points closer than this (Euclidean) are one point.
         survive_tol: a matched base attractor that moved at most this far *survives*, further it *moves*.
@@ -585,6 +605,7 @@ def fixed_points(
     n_trials = _check_int("n_trials", n_trials, 1)
     max_steps = _check_int("max_steps", max_steps, 1)
     polish_steps = _check_int("polish_steps", polish_steps, 0)
+    relax_steps = _check_int("relax_steps", relax_steps, 0)
     tol = _check_pos("tol", tol)
     dedupe_tol = _check_pos("dedupe_tol", dedupe_tol)
     survive_tol = _check_pos("survive_tol", survive_tol)
@@ -624,8 +645,9 @@ def fixed_points(
     base = _sets_from_chunk(W0[None], u, np.concatenate(h_base)[None], tol, dedupe_tol)[0]
 
     # every variant: the same trajectory starts plus the base's fixed points
-    var_starts = np.concatenate([base.points, starts], axis=0)
-    S = var_starts.shape[0]
+    A = base.points[base.stable]
+    n_relax = A.shape[0] if relax_steps > 0 else 0
+    S = len(base) + n_relax + starts.shape[0]
     if S > P:  # more base points than expected: a larger program
         P = int(2 ** math.ceil(math.log2(S)))
     chunk = max(1, min(c, P // S))
@@ -634,9 +656,14 @@ def fixed_points(
     pending = None
     for a in range(0, K, chunk):
         b_ = min(K, a + chunk)
+        k = b_ - a
         Wk = W0[None] + Q @ variants.delta_T(np.arange(a, b_)) @ Q.T
-        idx = np.repeat(np.arange(b_ - a), S)
-        fut = _launch(Wk, idx, u, np.tile(var_starts, (b_ - a, 1)), c, P, solve)  # async: overlaps the host work
+        parts = [np.broadcast_to(base.points, (k,) + base.points.shape)]
+        if n_relax:
+            parts.append(_relax(Wk, u, A, relax_steps))
+        parts.append(np.broadcast_to(starts, (k,) + starts.shape))
+        st = np.concatenate(parts, axis=1).reshape(k * S, -1)
+        fut = _launch(Wk, np.repeat(np.arange(k), S), u, st, c, P, solve)  # async: overlaps the host work below
         if pending is not None:
             sets += _finish(pending, u, tol, dedupe_tol)
             if progress is not None:
@@ -647,7 +674,6 @@ def fixed_points(
         progress(len(sets), K)
 
     # matching
-    A = base.points[base.stable]
     if match_radius is None:
         if A.shape[0] >= 2:
             D = np.linalg.norm(A[:, None] - A[None], axis=-1)
@@ -685,9 +711,18 @@ def fixed_points(
         base=base, sets=sets, match=match, displacement=disp, status=status, n_stable=n_stable,
         n_points=np.array([len(s) for s in sets], np.int64), lost=lost, gained=gained, max_displacement=max_disp,
         leading_freq=freq, leading_radius=rad, reference=reference, labels=[dict(lab) for lab in variants.labels],
-        x=x, starts=starts, trajectories=traj, tol=tol, survive_tol=survive_tol, match_radius=float(match_radius),
-        seconds=time.perf_counter() - t0,
+        x=x, starts=starts, relax_steps=relax_steps, trajectories=traj, tol=tol, survive_tol=survive_tol,
+        match_radius=float(match_radius), seconds=time.perf_counter() - t0,
     )  # fmt: skip
+
+
+def _relax(W: np.ndarray, u: np.ndarray, A: np.ndarray, steps: int) -> np.ndarray:
+    """(k, a, n): the base attractors ``A`` after ``steps`` iterations of each variant's map (float64, host)."""
+    h = np.broadcast_to(A, (W.shape[0],) + A.shape).copy()
+    Wt = np.swapaxes(W, 1, 2)
+    for _ in range(steps):
+        h = np.tanh(h @ Wt + u)
+    return h
 
 
 def _finish(pending, u: np.ndarray, tol: float, dedupe_tol: float) -> list[PointSet]:
