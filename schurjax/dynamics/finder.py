@@ -290,7 +290,7 @@ def solve_points(
     *,
     solver: str = "newton",
     max_steps: int = 40,
-    polish_steps: int = 8,
+    polish_steps: int = 4,
     search_dtype: Any = jnp.float32,
 ) -> Float[np.ndarray, "k s n"]:
     """Raw end points of the root search of ``tanh(W_k h + u) = h`` from every start (no filtering).
@@ -552,7 +552,7 @@ def fixed_points(
     match_radius: float | None = None,
     solver: str = "newton",
     max_steps: int = 40,
-    polish_steps: int = 8,
+    polish_steps: int = 4,
     search_dtype: Any = jnp.float32,
     chunk_size: int | str = "auto",
     progress: Callable[[int, int], object] | None = None,
