@@ -176,6 +176,8 @@ def test_errors_name_the_argument(flipflop):
         dynamics.fixed_points(model, sf, variants, key=key, tol=-1)
     with pytest.raises(ValueError, match="solver must be one of"):
         dynamics.fixed_points(model, sf, variants, key=key, solver="bfgs")
+    with pytest.raises(ValueError, match="search_dtype must be jnp.float32 or jnp.float64, got 'int8'"):
+        dynamics.fixed_points(model, sf, variants, key=key, search_dtype="int8")
     with pytest.raises(TypeError, match="key must be a PRNG key"):
         dynamics.fixed_points(model, sf, variants, key=0)
 

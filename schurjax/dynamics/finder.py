@@ -567,7 +567,8 @@ def fixed_points(
         x: (n_in,) constant input (default zeros: the flip-flop's memory period, an autonomous generator).
         task: sample the start trajectories from this task (``n_trials`` trials, with a subkey of ``key``).
         batch: or from these trials. Neither: autonomous trajectories at input x from random states.
-        n_starts: trajectory states each variant starts from (the base's fixed points are added to them).
+        n_starts: trajectory states each variant starts from (the base's fixed points and relaxed attractors are
+            added to them).
         base_starts: trajectory states the unablated network starts from.
         n_trials: trials (or random initial states) of the start trajectories.
         noise: standard deviation of Gaussian noise added to the starts (0: states as sampled).
@@ -613,13 +614,19 @@ def fixed_points(
     if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"{_WHERE}: noise must be a finite float >= 0, got {noise!r}")
     _solver(solver, 1e-5, 1e-5)
+    try:
+        sd = jnp.dtype(search_dtype)
+    except TypeError:
+        sd = None
+    if sd not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"{_WHERE}: search_dtype must be jnp.float32 or jnp.float64, got {search_dtype!r}")
     k_traj, k_base, k_var, k_noise = jax.random.split(key, 4)
 
     traj = trajectory_states(model, key=k_traj, x=x, task=task, batch=batch, n_trials=n_trials)
     pool = traj.reshape(-1, model.n_hidden)
     u = _drive(model, x)
     W0 = sf.reconstruct()  # the network whose Schur form is sf (as in sj.evaluate)
-    solve = dict(solver=solver, max_steps=max_steps, polish_steps=polish_steps, search_dtype=jnp.dtype(search_dtype))
+    solve = dict(solver=solver, max_steps=max_steps, polish_steps=polish_steps, search_dtype=sd)
     K = len(variants)
 
     # one compiled program for the base and every chunk: P searches on at most c matrices per call
