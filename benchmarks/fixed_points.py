@@ -145,7 +145,7 @@ def scipy_check(fp, model, sf, variants, *, sample: int = 16, seed: int = 0) -> 
 # Solver comparison
 
 
-def _hand_newton(W32, W64, u32, u64, starts, *, max_steps: int = 40, polish: int = 3):
+def _hand_newton(W32, W64, u32, u64, starts, *, max_steps: int = 40, polish: int = 4):
     """A hand-written batched Newton: float32 while loop (max-norm step < 1e-5), then ``polish`` float64 steps."""
 
     def newton_f32(W, h):

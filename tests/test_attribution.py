@@ -105,11 +105,14 @@ def test_exact_gauss_newton_diagonal_matches_output_finite_differences(small):
 def test_probe_estimate_of_the_curvature_is_unbiased(small):
     model, sf, batch = small
     exact = attribution.coupling_curvature(model, sf, batch, probes=None)
-    est = attribution.coupling_curvature(model, sf, batch, key=jax.random.key(3), probes=1000)
+    est = attribution.coupling_curvature(model, sf, batch, key=jax.random.key(3), probes=500)
     keep = exact > 1e-3 * exact.max()
     ratio = est[keep] / exact[keep]
-    assert abs(ratio.mean() - 1) < 0.05  # relative error per coupling sqrt(2/1000) = 4.5 %
-    assert np.all(np.abs(ratio - 1) < 0.25)
+    assert keep.sum() >= 10
+    # relative error per coupling sqrt(2/500) = 6.3 %; the couplings share the probes, so their mean errs nearly
+    # as much (0.01-0.04 over five keys); a wrong scale (2x, or mask vs sqrt(mask)) is far outside both bounds
+    assert abs(ratio.mean() - 1) < 0.1
+    assert np.all(np.abs(ratio - 1) < 0.35)
 
 
 def test_second_order_adds_the_curvature_term_and_improves_on_a_trained_network(flipflop):
