@@ -110,7 +110,7 @@ def test_probe_estimate_of_the_curvature_is_unbiased(small):
     ratio = est[keep] / exact[keep]
     assert keep.sum() >= 10
     # relative error per coupling sqrt(2/500) = 6.3 %; the couplings share the probes, so their mean errs nearly
-    # as much (0.01-0.04 over five keys); a wrong scale (2x, or mask vs sqrt(mask)) is far outside both bounds
+    # as much (0.01-0.04 over five keys); a wrong scale (a factor 2) is far outside both bounds
     assert abs(ratio.mean() - 1) < 0.1
     assert np.all(np.abs(ratio - 1) < 0.35)
 
