@@ -188,6 +188,9 @@ def coupling_curvature(
     mask = np.asarray(batch.mask, np.float64)
     if probes is None:  # exact: one unit cotangent per masked output entry
         nz = np.flatnonzero(mask.ravel() != 0)
+        if nz.size * mask.size > 50_000_000:
+            _fail(where, f"probes=None (exact) needs one backward pass per masked output entry, {nz.size} here; "
+                         "expected a small batch, or pass probes (an int) for the random estimate")  # fmt: skip
         z = np.zeros((nz.size, int(np.prod(shape))))
         z[np.arange(nz.size), nz] = np.sqrt(mask.ravel()[nz])
         z = z.reshape((nz.size,) + shape)

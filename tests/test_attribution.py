@@ -191,6 +191,8 @@ def test_errors_name_the_argument(flipflop, small):
         sj.attribute(model, sj.ordered_schur(np.asarray(sj.zoo.load("flipflop", seed=2).W_rec, np.float64)), batch)
     with pytest.raises(ValueError, match=r"attribute: batch must be a TaskBatch with inputs \(B, T, n_in=3\)"):
         sj.attribute(model, sf, small[2])
+    with pytest.raises(ValueError, match="coupling_curvature: probes=None .exact. needs one backward pass per masked"):
+        attribution.coupling_curvature(model, sf, sj.zoo.task("flipflop").sample(jax.random.key(0), 64), probes=None)
     with pytest.raises(ValueError, match="screen: k must be an int in"):
         attribution.screen(model, sf, batch, key=jax.random.key(0), k=0)
 
