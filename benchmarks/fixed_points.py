@@ -10,6 +10,8 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 * ``solvers``: one chunk of variants × starts solved by optimistix ``Newton`` (the default), optimistix
   ``LevenbergMarquardt``, a hand-written Newton (``lax.while_loop`` + ``jnp.linalg.solve``), and optimistix Newton
   searching in float64: time and points found.
+* ``sine``: at constant frequency cues, the leading eigenvalue's angle at the central fixed point vs the target ω,
+  unablated and after ``T -> D``.
 * ``flipflop``: base attractors of the four flip-flop zoo networks at zero input, and after removing all nonnormal
   couplings (``T -> D``) or a random edit of the same Frobenius norm.
 
@@ -241,9 +243,32 @@ def flipflop_counts(seeds=(0, 1, 2, 3), *, controls: int = 4, key: int = 0) -> l
     return rows
 
 
+def sine_frequencies(seeds=(0, 1, 2, 3), cues=(0, 25, 50), *, key: int = 0) -> list[dict[str, Any]]:
+    """Sine zoo networks at constant frequency cues: the leading eigenvalue's angle at the fixed point nearest the
+    trajectories (the focus inside the cycle) against the target ω, for the base and for ``T -> D``."""
+    rows = []
+    for s in seeds:
+        model, sf, tk = _zoo("sine", s)
+        tod = sj.ablate.all_nonnormal(sf)
+        for j in cues:
+            batch = tk.batch_for(jnp.full((8,), j))
+            x = np.asarray(batch.inputs[0, 0], np.float64)
+            fp = sj.dynamics.fixed_points(model, sf, tod, key=jax.random.key(key), x=x, batch=batch)
+            ref = fp.reference
+            rows.append({
+                "seed": s, "cue": j, "omega": float(tk.frequencies[j]), "base_points": len(fp.base),
+                "base_ref_kind": str(fp.base.kind[ref]) if ref >= 0 else None,
+                "base_ref_freq": float(fp.base.freq[ref]) if ref >= 0 else None,
+                "base_ref_radius": float(fp.base.radius[ref]) if ref >= 0 else None,
+                "tod_points": int(fp.n_points[0]), "tod_stable": int(fp.n_stable[0]),
+                "tod_freq": float(fp.leading_freq[0]), "tod_radius": float(fp.leading_radius[0]),
+            })  # fmt: skip
+    return rows
+
+
 def format_markdown(rec: dict[str, Any]) -> str:
-    s = rec["single"]
-    lines = [f"single couplings ({s['task']} seed {s['seed']}, n = {s['n']}, K = {s['K']}, "
+    s = rec.get("single")
+    lines = [] if s is None else [f"single couplings ({s['task']} seed {s['seed']}, n = {s['n']}, K = {s['K']}, "
              f"{s['starts_per_variant']} starts per variant): {s['seconds']:.1f} s, "
              f"{s['var_per_s']:.1f} var/s"]  # fmt: skip
     if "scipy" in rec:
@@ -255,6 +280,10 @@ def format_markdown(rec: dict[str, Any]) -> str:
             if isinstance(r, dict):
                 lines.append(f"  {name:32s} {r['seconds']:.2f} s  {r['searches_per_s']:.0f} searches/s  "
                              f"distinct {r['distinct_points']}")  # fmt: skip
+    for r in rec.get("sine", []):
+        lines.append(f"sine seed {r['seed']} cue {r['cue']} (omega {r['omega']:.2f}): base {r['base_ref_kind']} "
+                     f"freq {r['base_ref_freq']:.3f} |lam| {r['base_ref_radius']:.2f}; T->D freq {r['tod_freq']:.3f} "
+                     f"|lam| {r['tod_radius']:.2f}")  # fmt: skip
     for r in rec.get("flipflop", []):
         lines.append(f"flipflop seed {r['seed']}: base {r['base_stable']} stable / {r['base_points']}; T->D "
                      f"{r['tod_stable']} stable / {r['tod_points']} (lost {r['tod_lost']}); matched-norm controls "
@@ -270,23 +299,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n-starts", type=int, default=64)
     p.add_argument("--limit", type=int, default=None, help="only the first LIMIT single couplings")
     p.add_argument("--scipy-sample", type=int, default=16)
-    p.add_argument("--parts", default="single,scipy,solvers,flipflop")
+    p.add_argument("--parts", default="single,scipy,solvers,flipflop,sine")
     p.add_argument("--out", default=str(RESULTS / "fixed_points.json"))
     a = p.parse_args(argv)
     parts = set(a.parts.split(","))
     if a.quick:
         a.limit, a.n_starts, a.scipy_sample = a.limit or 8, min(a.n_starts, 8), min(a.scipy_sample, 2)
     rec: dict[str, Any] = {"machine": machine_info(), "quick": a.quick}
-    single, fp = run_single(a.task, a.seed, n_starts=a.n_starts, limit=a.limit)
-    rec["single"] = single
-    model, sf, _ = _zoo(a.task, a.seed)
-    v = sj.ablate.single_couplings(sf)[: single["K"]]
+    if parts & {"single", "scipy", "solvers"}:
+        single, fp = run_single(a.task, a.seed, n_starts=a.n_starts, limit=a.limit)
+        rec["single"] = single
+        model, sf, _ = _zoo(a.task, a.seed)
+        v = sj.ablate.single_couplings(sf)[: single["K"]]
     if "scipy" in parts:
         rec["scipy"] = scipy_check(fp, model, sf, v, sample=a.scipy_sample)
     if "solvers" in parts:
         rec["solvers"] = solver_comparison(fp, sf, model, v, chunk=4 if a.quick else 32, repeats=1 if a.quick else 2)
     if "flipflop" in parts:
         rec["flipflop"] = flipflop_counts((0,) if a.quick else (0, 1, 2, 3), controls=1 if a.quick else 4)
+    if "sine" in parts:
+        rec["sine"] = sine_frequencies((0,) if a.quick else (0, 1, 2, 3), (25,) if a.quick else (0, 25, 50))
     rec["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ import dataclasses
 import math
 import numbers
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
@@ -527,6 +528,15 @@ def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
     return variants.bind(sf)
 
 
+def _contract(key: PRNGKeyArray, S: np.ndarray, mean: np.ndarray, share: float) -> np.ndarray:
+    """Move every ``1/share``-th start (evenly spread) to ``mean + λ (h - mean)``, λ ~ U[0, 1)."""
+    S = S.copy()
+    sel = np.unique(np.floor(np.arange(0, S.shape[0], 1.0 / share)).astype(np.int64))
+    lam = np.asarray(jax.random.uniform(key, (sel.size, 1)), np.float64)
+    S[sel] = mean + lam * (S[sel] - mean)
+    return S
+
+
 def _pick(key: PRNGKeyArray, pool: np.ndarray, count: int) -> np.ndarray:
     idx = jax.random.choice(key, pool.shape[0], (min(count, pool.shape[0]),), replace=False)
     return pool[np.sort(np.asarray(idx))].astype(np.float64)
@@ -545,6 +555,7 @@ def fixed_points(
     base_starts: int = 512,
     n_trials: int = 32,
     noise: float = 0.0,
+    contract: float = 0.5,
     relax_steps: int = 100,
     tol: float = 1e-6,
     dedupe_tol: float = 1e-5,
@@ -572,6 +583,9 @@ def fixed_points(
         base_starts: trajectory states the unablated network starts from.
         n_trials: trials (or random initial states) of the start trajectories.
         noise: standard deviation of Gaussian noise added to the starts (0: states as sampled).
+        contract: share of the starts moved toward the mean trajectory state, ``m + λ (h - m)`` with λ uniform
+            in [0, 1): they reach the points inside a limit cycle (an oscillator's unstable focus), from which
+            Newton often fails when started on the cycle itself (0: none).
         relax_steps: each base attractor, iterated this many steps under each variant's own map, is one more
             start of that variant (0: none). A surviving attractor is then found even when it moved far.
         tol: a point is reported when ``||F(h)||_2 <= tol`` in float64.
@@ -613,6 +627,8 @@ def fixed_points(
     match_radius = _check_pos("match_radius", match_radius, allow_none=True)
     if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"{_WHERE}: noise must be a finite float >= 0, got {noise!r}")
+    if not isinstance(contract, int | float) or not 0 <= contract <= 1:
+        raise ValueError(f"{_WHERE}: contract must be a float in [0, 1], got {contract!r}")
     _solver(solver, 1e-5, 1e-5)
     try:
         sd = jnp.dtype(search_dtype)
@@ -620,7 +636,7 @@ def fixed_points(
         sd = None
     if sd not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"{_WHERE}: search_dtype must be jnp.float32 or jnp.float64, got {search_dtype!r}")
-    k_traj, k_base, k_var, k_noise = jax.random.split(key, 4)
+    k_traj, k_base, k_var, k_noise, k_con = jax.random.split(key, 5)
 
     traj = trajectory_states(model, key=k_traj, x=x, task=task, batch=batch, n_trials=n_trials)
     pool = traj.reshape(-1, model.n_hidden)
@@ -640,6 +656,10 @@ def fixed_points(
     # the unablated network, from many starts
     s_base = _pick(k_base, pool, base_starts)
     starts = _pick(k_var, pool, n_starts)
+    if contract > 0:
+        kb, kv = jax.random.split(k_con)
+        s_base = _contract(kb, s_base, pool.mean(axis=0), contract)
+        starts = _contract(kv, starts, pool.mean(axis=0), contract)
     if noise > 0:
         kb, kv = jax.random.split(k_noise)
         s_base = s_base + noise * np.asarray(jax.random.normal(kb, s_base.shape), np.float64)
@@ -650,6 +670,9 @@ def fixed_points(
         out = _launch(W0[None], np.zeros(part.shape[0], np.int64), u, part, c, P, solve)
         h_base.append(np.asarray(out)[: len(part)])
     base = _sets_from_chunk(W0[None], u, np.concatenate(h_base)[None], tol, dedupe_tol)[0]
+    if len(base) == 0:  # a tanh map of [-1, 1]^n into itself always has one (Brouwer): the search missed it
+        warnings.warn(f"{_WHERE}: found no fixed point of the unablated network from {s_base.shape[0]} starts "
+                      "(one exists); try more base_starts, contract=1.0 or solver='lm'", stacklevel=2)  # fmt: skip
 
     # every variant: the same trajectory starts plus the base's fixed points
     A = base.points[base.stable]
