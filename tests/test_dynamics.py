@@ -113,7 +113,8 @@ def test_analytic_decoupled_network():
     model = model_from(np.diag(a), np.zeros(3))
     sf = sj.ordered_schur(np.diag(a))
     v = sj.ablate.from_masks(np.ones((1, 3, 3)), sf)  # an edit that changes nothing
-    fp = dynamics.fixed_points(model, sf, v, key=jax.random.key(2), n_starts=16, n_trials=64, noise=0.3)
+    fp = dynamics.fixed_points(model, sf, v, key=jax.random.key(2), n_starts=16, base_starts=512, n_trials=64,
+                               noise=0.3)
     hstar = optimize.brentq(lambda h: np.tanh(1.5 * h) - h, 0.1, 1.0)
     expected = np.array([[s1, s2, 0.0] for s1 in (-hstar, 0, hstar) for s2 in (-hstar, 0, hstar)])
     got = fp.base.points

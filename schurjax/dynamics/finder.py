@@ -552,7 +552,7 @@ def fixed_points(
     task: Task | None = None,
     batch: TaskBatch | None = None,
     n_starts: int = 64,
-    base_starts: int = 512,
+    base_starts: int = 1024,
     n_trials: int = 32,
     noise: float = 0.0,
     contract: float = 0.5,
@@ -596,8 +596,8 @@ def fixed_points(
         solver: ``"newton"`` (optimistix Newton, default), ``"lm"`` or ``"dogleg"`` (least squares on F).
         max_steps, polish_steps: search steps and float64 Newton polish steps per start.
         search_dtype: dtype of the search (``jnp.float32``, default, or ``jnp.float64``); the polish is float64.
-        chunk_size: searches (variant × start pairs) per compiled call, or ``"auto"`` (up to 4,096). The base and
-            all chunks share one compiled program.
+        chunk_size: searches (variant × start pairs) per compiled call, or ``"auto"`` (up to 4,096 at n = 64,
+            fewer for larger n: about 1 GiB of Jacobians). The base and all chunks share one compiled program.
         progress: ``callable(done, total)`` after each chunk.
 
     Returns:
@@ -646,8 +646,9 @@ def fixed_points(
     K = len(variants)
 
     # one compiled program for the base and every chunk: P searches on at most c matrices per call
-    if chunk_size == "auto":
-        P = int(min(4096, 2 ** math.ceil(math.log2(max(base_starts, K * (n_starts + 16), 2)))))
+    if chunk_size == "auto":  # each search holds an n x n Jacobian (and its W): ~1 GiB of them per call at most
+        cap = max(64, min(4096, 2 ** int(math.log2(2**30 / (32 * sf.n * sf.n)))))
+        P = int(min(cap, 2 ** math.ceil(math.log2(max(base_starts, K * (n_starts + 16), 2)))))
     else:
         P = _check_int("chunk_size", chunk_size, 1)
     P = max(P, n_starts + 1)
