@@ -46,7 +46,8 @@ from scipy import stats
 
 from schurjax.rnn import TanhRNN
 from schurjax.schur import SchurForm
-from schurjax.tasks.base import Task, TaskBatch, check_key, masked_mse
+from schurjax.tasks import Task, TaskBatch
+from schurjax.tasks.base import masked_mse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,6 +59,16 @@ __all__ = ["attribute", "coupling_gradient", "coupling_curvature", "loss_along",
 
 def _fail(where: str, msg: str) -> None:
     raise ValueError(f"{where}: {msg}")
+
+
+def check_key(where: str, key: Any) -> None:
+    """Raise a one-line TypeError unless ``key`` is a JAX PRNG key (``jax.random.key`` or a raw uint32 pair)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == jnp.uint32 and getattr(key, "shape", None) == (2,):
+        return
+    raise TypeError(f"{where}: key must be a PRNG key from jax.random.key(seed), got {key!r}")
 
 
 def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -> jnp.dtype:
@@ -77,8 +88,8 @@ def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -
             or shapes[1] != shapes[0][:2] + (model.n_out,) or shapes[2] != shapes[1]):  # fmt: skip
         _fail(where, f"batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}) and targets/mask "
                      f"(B, T, n_out={model.n_out}), got shapes {shapes}")  # fmt: skip
-    if task is not None and not isinstance(task, Task):
-        raise TypeError(f"{where}: task must be a schurjax Task or None, got {type(task).__name__}")
+    if task is not None and not callable(getattr(task, "loss", None)):
+        raise TypeError(f"{where}: task must be a task with loss(y, batch), or None, got {type(task).__name__}")
     try:
         dt = jnp.dtype(dtype)
     except TypeError:

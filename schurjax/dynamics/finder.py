@@ -57,10 +57,10 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Complex, Float, Int, PRNGKeyArray
 from scipy.optimize import linear_sum_assignment
 
-from schurjax.ablate import Variants, schur_fingerprint
+from schurjax.ablate import Variants
 from schurjax.rnn import TanhRNN
 from schurjax.schur import SchurForm
-from schurjax.tasks.base import Task, TaskBatch, check_key
+from schurjax.tasks import Task, TaskBatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -444,8 +444,8 @@ def trajectory_states(
         >>> H = trajectory_states(model, key=jax.random.key(0), task=sj.zoo.task("flipflop"))
     """
     if batch is None and task is not None:
-        if not isinstance(task, Task):
-            raise TypeError(f"{_WHERE}: task must be a schurjax Task, got {type(task).__name__}")
+        if not callable(getattr(task, "sample", None)):
+            raise TypeError(f"{_WHERE}: task must be a task with sample(key, batch_size), got {type(task).__name__}")
         batch = task.sample(key, n_trials)
     if batch is not None:
         inputs = getattr(batch, "inputs", None)
@@ -521,11 +521,31 @@ def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
         raise ValueError(f"{_WHERE}: variants must hold at least one variant, got K = 0")
     if variants.n != sf.n:
         raise ValueError(f"{_WHERE}: variants have n = {variants.n} but sf has n = {sf.n}; expected equal")
-    fp = variants.fingerprint
-    if fp is not None and fp != schur_fingerprint(sf):
+    fp, want = variants.fingerprint, _fingerprint(sf)
+    if fp is not None and fp != want:
         raise ValueError(f"{_WHERE}: variants were built from a different SchurForm than sf (fingerprint "
-                         f"{str(fp)[:12]} != {schur_fingerprint(sf)[:12]}); build them from sf")  # fmt: skip
+                         f"{str(fp)[:12]} != {want[:12]}); build them from sf")  # fmt: skip
     return variants.bind(sf)
+
+
+def _fingerprint(sf: SchurForm) -> str:
+    """The SchurForm's fingerprint (``sf.fingerprint``, or ``sj.ablate.schur_fingerprint`` where that is the API)."""
+    fp = getattr(sf, "fingerprint", None)
+    if isinstance(fp, str):
+        return fp
+    from schurjax import ablate
+
+    return ablate.schur_fingerprint(sf)
+
+
+def check_key(where: str, key: Any) -> None:
+    """Raise a one-line TypeError unless ``key`` is a JAX PRNG key (``jax.random.key`` or a raw uint32 pair)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == jnp.uint32 and getattr(key, "shape", None) == (2,):
+        return
+    raise TypeError(f"{where}: key must be a PRNG key from jax.random.key(seed), got {key!r}")
 
 
 def _contract(key: PRNGKeyArray, S: np.ndarray, mean: np.ndarray, share: float) -> np.ndarray:
