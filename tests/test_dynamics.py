@@ -112,7 +112,7 @@ def test_analytic_decoupled_network():
     a = np.array([1.5, 1.5, 0.5])
     model = model_from(np.diag(a), np.zeros(3))
     sf = sj.ordered_schur(np.diag(a))
-    v = sj.ablate.from_masks(np.ones((1, 3, 3)), sf)  # an edit that changes nothing
+    v = sj.ablate.from_masks(np.ones((1, 3, 3)))  # an edit that changes nothing
     fp = dynamics.fixed_points(model, sf, v, key=jax.random.key(2), n_starts=16, base_starts=512, n_trials=64,
                                noise=0.3)
     hstar = optimize.brentq(lambda h: np.tanh(1.5 * h) - h, 0.1, 1.0)
@@ -155,7 +155,7 @@ def test_rotational_point_and_its_frequency():
     model = model_from(W, np.zeros(2))
     sf = sj.ordered_schur(W)
     # the sizes of the test above, so that both share one compiled program
-    fp = dynamics.fixed_points(model, sf, sj.ablate.from_masks(np.ones((1, 2, 2)), sf), key=jax.random.key(4),
+    fp = dynamics.fixed_points(model, sf, sj.ablate.from_masks(np.ones((1, 2, 2))), key=jax.random.key(4),
                                n_starts=16, base_starts=64)  # fmt: skip
     (i,) = np.nonzero(np.linalg.norm(fp.base.points, axis=1) < 1e-9)[0]
     assert fp.base.kind[i] == "rotational" and not fp.base.stable[i]
