@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials-file", default=None, metavar="F.npz",
                    help="evaluate on these trials (arrays inputs, targets, optional mask, valid) instead of "
                         "sampling --trials from the task")  # fmt: skip
+    s.add_argument("--fixed-points", action="store_true",
+                   help="also find each variant's fixed points at zero input and add their columns (n_stable, lost, "
+                        "gained, max_displacement, ...) to the table; slow (about 10 variants/s at n = 64)")
     s.add_argument("--report", action="store_true", help="also write report.html when done")
     s.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="run as one of several processes sharing --out: process 0's address (jax.distributed)")
@@ -391,7 +394,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
                     extra_manifest={"command": ["schurjax", *args.argv]}, coordinator=args.coordinator,
                     num_processes=args.num_processes, process_id=args.process_id, trials_file=args.trials_file,
-                    **_sweep_kwargs(args))  # fmt: skip
+                    fixed_points=args.fixed_points, **_sweep_kwargs(args))  # fmt: skip
     dt = time.perf_counter() - t0
     print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
