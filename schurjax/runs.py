@@ -350,11 +350,10 @@ class SweepConfig:
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
         seed: root seed; the batch and control keys are derived from it.
-        deviation: carry the deviations ``h_k - h`` from the unablated states explicitly in the rollouts
-            (``engine.evaluate(deviation=...)``): small loss changes are exact to float32 rounding of the change
-            instead of the difference of two float32 trajectories (benchmarks/RESULTS.md, CPU: delta_loss relative
-            error vs float64 median / max 2.3e-7 / 6.4e-6 instead of 9.2e-5 / 3.1e-2), ~20-30 % slower. None (the
-            default) resolves to the engine's default: on for any precision other than "highest".
+        deviation: carry the deviations ``h_k - h`` from the unablated trajectory in the rollouts
+            (``engine.evaluate(deviation=...)``): small loss changes keep their digits (error bound vs float64 in
+            benchmarks/RESULTS.md). False: the plain rollout, which differences two float32 trajectories and loses
+            the smallest effects. None (the default) resolves to the engine's default, True.
     """
 
     families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal")
@@ -371,7 +370,7 @@ class SweepConfig:
 
     def __post_init__(self):
         if self.deviation is None:  # the engine's default, made explicit so the config records what ran
-            object.__setattr__(self, "deviation", self.precision != "highest")
+            object.__setattr__(self, "deviation", True)
         if not isinstance(self.deviation, bool):
             raise ValueError(f"--deviation: expected True, False or None, got {self.deviation!r}")
         for name in ("controls", "trials", "chunk_size", "seed"):
