@@ -131,14 +131,15 @@ def _metrics(yd, r0, mask, valid):
     """Per-step, per-slot sums over trials and outputs, from output deviations yd (T, k, B, o).
 
     r0 (T, B, o) (or (T, k, B, o)): the base residual ``y0 - target``; mask (T, B, o) (zero on invalid steps);
-    valid (T, B) or None. Returns the change of the masked squared error, summed as ``mask yd (2 r0 + yd)`` so that
-    small changes do not cancel, and the squared output distance ``yd^2`` over the valid steps, each (k, T).
+    valid (T, B) or None. Returns, each (k, T): the change of the masked squared error, summed as
+    ``mask yd (2 r0 + yd)`` so that small changes do not cancel; the sum of the absolute values of those terms
+    (their ratio tells how much the change cancels); the squared output distance ``yd^2`` over the valid steps.
     """
     T, k, B, o = yd.shape
     r0 = r0 if r0.ndim == 4 else r0[:, None]
     change = mask[:, None] * yd * (2.0 * r0 + yd)
     sq = yd * yd if valid is None else yd * yd * valid[:, None, :, None]
-    return tuple(_pairwise_sum(v.reshape(T, k, B * o)).T for v in (change, sq))
+    return tuple(_pairwise_sum(v.reshape(T, k, B * o)).T for v in (change, jnp.abs(change), sq))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -159,14 +160,17 @@ def _rollout_shared_dev(W, U, V, cols, base, W_out, last, unroll):
     WT = W.T
     hi = jax.lax.Precision.HIGHEST
 
+    Vt = jnp.swapaxes(V, 1, 2)  # (k, n, r): the layout of the batched matrix-vector product, formed once
+    zc = jnp.moveaxis(base["z"][:, :, cols], 2, 1)  # (T, k, B, r): z[cols_k] of every step, gathered once
+
     def step(D, xs):
         a, t0, s0, z = xs
-        c = jnp.einsum("kbn,ken->kbe", D, V, precision=hi) + jnp.moveaxis(z[:, cols], 1, 0)
+        c = jnp.einsum("kbn,kne->kbe", D, Vt, precision=hi) + z
         delta = (D.reshape(k * B, n) @ WT).reshape(k, B, n) + _apply_u(c, U)
         D = _tanh_diff(a[None], t0[None], s0[None], delta)
         return D, jnp.einsum("kbn,on->kbo", D, W_out, precision=hi)
 
-    xs = (base["a"], base["t0"], base["s0"], base["z"])
+    xs = (base["a"], base["t0"], base["s0"], zc)
     return _scan(step, jnp.zeros((k, B, n), W.dtype), xs, last, 1, unroll)
 
 
@@ -200,9 +204,10 @@ def _one_model_dev(W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, o
         DT, yd = _rollout_shared_dev(W, e1[rows] * vals[..., None], e1[cols], cols, base, W_out, last, unroll)
     else:
         DT, yd = _rollout_dense_dev(W, e1, e2, base, W_out, last, unroll)
-    change, sq = _metrics(yd, base["r0"], mask, valid)
+    change, change_abs, sq = _metrics(yd, base["r0"], mask, valid)
     # per-trial squared final-state distance (k, B); sqrt and the mean over trials are taken on the host in float64
-    out = {"sq_error_change": change, "sq_distance": sq, "hidden_sq_distance": _pairwise_sum(DT * DT)}
+    out = {"sq_error_change": change, "sq_error_change_abs": change_abs, "sq_distance": sq,
+           "hidden_sq_distance": _pairwise_sum(DT * DT)}  # fmt: skip
     if outputs:
         out["outputs"] = jnp.transpose(base["y0"][:, None] + yd, (1, 2, 0, 3))  # (k, B, T, o)
     return out
@@ -240,7 +245,8 @@ def chunk_dev(
 
     Returns:
         dict of per-slot arrays, all with the leading model axis: sq_error_change (k, T) (change of the masked
-        squared error, summed over trials and outputs per step), sq_distance (k, T) (squared output distance to
+        squared error, summed over trials and outputs per step), sq_error_change_abs (k, T) (the same sum of
+        absolute values), sq_distance (k, T) (squared output distance to
         the base, summed the same way over valid steps), hidden_sq_distance (k, B) (squared distance of the last
         valid state to the base's, per trial), and outputs (k, B, T, o) when ``outputs``.
     """
@@ -305,7 +311,7 @@ def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, pa
         hT, y = _rollout_dense(W, e1, e2, drive, W_out, b_out, last, unroll)
     T, k1, B, o = y.shape
     r0 = y[:, :1] - targets[:, None]  # slot 0: the unablated model, by the same arithmetic
-    change, sq = _metrics(y - y[:, :1], r0, mask, valid)
+    change, _, sq = _metrics(y - y[:, :1], r0, mask, valid)
     err = _pairwise_sum((mask[:, None] * jnp.square(y - targets[:, None])).reshape(T, k1, B * o)).T
     out = {"sq_error": err, "sq_error_change": change, "sq_distance": sq,
            "hidden_sq_distance": _pairwise_sum(jnp.square(hT - hT[:1]))}  # fmt: skip
@@ -339,8 +345,8 @@ def chunk(
     ``shared`` and (m, T, n, B) for ``dense``; targets (T, B, o); the edits have ``k1 = k + 1`` slots, slot 0 zero.
 
     Returns:
-        as :func:`chunk_dev` (against slot 0), plus sq_error (k1, T) (masked squared error summed over trials and
-        outputs per step).
+        as :func:`chunk_dev` (against slot 0, without sq_error_change_abs), plus sq_error (k1, T) (masked squared
+        error summed over trials and outputs per step).
     """
     TRACES[path] += 1
     TRACES[path, False] += 1

@@ -52,6 +52,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import numbers
 import os
@@ -87,13 +88,17 @@ _MATMUL_PRECISION = {"highest": "highest", "high": "high", "default": "default",
 SHARED_MIN_NNZ = 8
 """``path="auto"`` takes the shared-base path when every variant changes at most ``max(SHARED_MIN_NNZ, n // 4)``
 entries of T: the rank-r correction costs ~``2 r / n`` of the shared GEMM, and the dense path's batched matmuls
-run at roughly half the GEMM rate, so the shared path wins up to r ~ n/4 (measured at n=128: shared >= dense up
-to r = 32, benchmarks/RESULTS.md)."""
+run at roughly half the GEMM rate, so the shared path wins up to r ~ n/4 (benchmarks/RESULTS.md)."""
 
 _CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized: 128 variants at n=128, B=32)
 _CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
 _GPU_MAX_CHUNK = 16384
 _UNROLL = 1  # lax.scan unroll factor of the rollout
+REFINE_CONDITION = 300.0
+"""Variants whose loss change is a sum of terms whose absolute values add up to more than this many times the
+change (or 1e-5 x the base loss, if larger) are rolled out again in float64 (see ``_refine``). The threshold
+follows from the float32 error measured on the zoo networks (``benchmarks/RESULTS.md``, Precision)."""
+_REFINE_CHUNK = 8  # slots per float64 refinement chunk (always padded to it: one compiled shape)
 DENSE_CPU_WORKERS: int | None = None
 """Host threads that run dense-path chunks concurrently on the CPU (None: one per core, at most 8)."""
 
@@ -317,13 +322,9 @@ def evaluate(
     elif not isinstance(deviation, bool):
         _fail(f"deviation must be True, False or None, got {deviation!r}")
     x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
-    if x64:
-        with jax.enable_x64(True):
-            out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
-                            progress, n, K, deviation)  # fmt: skip
-    else:
-        out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
-                        progress, n, K, deviation)  # fmt: skip
+    with jax.enable_x64(True) if x64 else contextlib.nullcontext():
+        out = _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, jnp.float64 if x64 else
+                        jnp.float32, divergence, progress, n, K, deviation)  # fmt: skip
     return out if many else out[0]
 
 
@@ -349,13 +350,13 @@ def _base_rollout(models, Qs, Ws, batch, mask) -> dict[str, np.ndarray]:
     z (M, T, B, n) = Q^T h_{t-1} (Schur coordinates of the previous state, h_0 = 0), and the per-model base loss
     numerator ``sum(mask (y0 - target)^2)`` (M,).
     """
-    x = np.asarray(batch.inputs, dtype=np.float64)
+    x = np.swapaxes(np.asarray(batch.inputs, dtype=np.float64), 0, 1)  # (T, B, i)
     W_in = np.stack([np.asarray(m.W_in, dtype=np.float64) for m in models])
     b = np.stack([np.asarray(m.b, dtype=np.float64) for m in models])
     W_out = np.stack([np.asarray(m.W_out, dtype=np.float64) for m in models])
     b_out = np.stack([np.asarray(m.b_out, dtype=np.float64) for m in models])
     W = np.stack(Ws)
-    drive = np.einsum("bti,mni->mtbn", x, W_in) + b[:, None, None, :]
+    drive = (x[None] @ np.swapaxes(W_in, 1, 2)[:, None]) + b[:, None, None, :]  # (M, T, B, n), BLAS matmuls
     M, T, B, n = drive.shape
     a = np.empty_like(drive)
     h = np.empty_like(drive)
@@ -364,9 +365,9 @@ def _base_rollout(models, Qs, Ws, batch, mask) -> dict[str, np.ndarray]:
     for t in range(T):
         a[:, t] = prev @ WT + drive[:, t]
         prev = h[:, t] = np.tanh(a[:, t])
-    y0 = np.einsum("mtbn,mon->mtbo", h, W_out) + b_out[:, None, None, :]
+    y0 = (h @ np.swapaxes(W_out, 1, 2)[:, None]) + b_out[:, None, None, :]
     h_prev = np.concatenate([np.zeros((M, 1, B, n)), h[:, :-1]], axis=1)
-    z = np.einsum("mtbn,mnj->mtbj", h_prev, np.stack(Qs))
+    z = h_prev @ np.stack(Qs)[:, None]
     tgt = np.swapaxes(np.asarray(batch.targets, dtype=np.float64), 0, 1)
     sq_err = (mask[None] * (y0 - tgt[None]) ** 2).sum(axis=(1, 2, 3))
     return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": y0 - tgt[None], "sq_error": sq_err}
@@ -380,20 +381,61 @@ def _sech2(a: np.ndarray) -> np.ndarray:
 
 def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,
               deviation):  # fmt: skip
+    max_nnz = max(v.max_nnz for v in vsets)
+    if path == "auto":
+        path = choose_path(max_nnz, n)
+    cat, fixed, steps, mask_sum = _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
+                                       progress, n, K, deviation)  # fmt: skip
+    if deviation and dtype == jnp.float32:
+        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n)
+    return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence)
+
+
+def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n) -> None:
+    """Re-run in float64 the variants whose loss change is ill-conditioned, in place of their float32 metrics.
+
+    The loss change is a sum of terms ``mask yd (2 r0 + yd)``; float32 rounding errs by a small fraction of the sum
+    of their absolute values. Where that sum exceeds ``REFINE_CONDITION`` times ``max(|change|, 1e-5 base)`` (the
+    terms nearly cancel: an edit that moves the outputs but hardly the loss), the float32 result cannot hold the
+    error bound, so the variant is rolled out again in float64 (a fraction of a percent of the single couplings of
+    trained networks). Depends only on each variant's own results, so it does not depend on the chunking either.
+    """
+    change = cat["sq_error_change"].sum(axis=-1)  # (M, K)
+    scale = np.maximum(np.abs(change), 1e-5 * fixed["base_sq_error"][:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ill = cat["sq_error_change_abs"].sum(axis=-1) > REFINE_CONDITION * scale
+    picks = [np.flatnonzero(ill[i, : len(v)]) for i, v in enumerate(vsets)]
+    sel = [i for i, p in enumerate(picks) if p.size]
+    if not sel:
+        return
+    sub = [vsets[i][picks[i]] for i in sel]
+    hb = {name: value[sel] for name, value in fixed["host_base"].items()}
+    with jax.enable_x64(True):
+        fine, _, _, _ = _run([models[i] for i in sel], [schurs[i] for i in sel], sub, batch, task, _REFINE_CHUNK,
+                             path, precision, jnp.float64, None, n, max(len(v) for v in sub), True, pad=True,
+                             hb=hb)  # fmt: skip
+    for j, i in enumerate(sel):
+        for name in cat:
+            if name in fine:
+                cat[name][i, picks[i]] = fine[name][j, : picks[i].size]
+
+
+def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, progress, n, K, deviation,
+         pad: bool = False, hb: dict | None = None):  # fmt: skip
+    """Roll out every chunk; returns the per-slot arrays concatenated over chunks (name -> (M, K, ...)), the base
+    quantities, the entries per step (T,) and the mask sum. ``pad``: always use chunks of ``chunk_size`` slots.
+    ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed."""
     M = len(models)
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
     np_dtype = np.dtype(jnp.dtype(dtype).name)
-    max_nnz = max(v.max_nnz for v in vsets)
-    if path == "auto":
-        path = choose_path(max_nnz, n)
-    r = max(1, max_nnz)
+    r = max(1, max(v.max_nnz for v in vsets))
     if chunk_size == "auto":
         chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M,
                                      itemsize=np_dtype.itemsize)  # fmt: skip
     # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
     # different small K share compiled programs
-    k = int(chunk_size) if K >= chunk_size else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
+    k = int(chunk_size) if K >= chunk_size or pad else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
     base_slot = 0 if deviation else 1  # the plain form runs the unablated model in slot 0 of every chunk
     prec = _MATMUL_PRECISION[precision]
 
@@ -421,13 +463,14 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
             if isinstance(batch, tuple) else batch  # fmt: skip
     fixed: dict[str, Any] = {}
     if deviation:
-        hb = _base_rollout(models, Qs, Ws, batch, mask_np)
+        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np)
         layout = (lambda a: np.swapaxes(a, 2, 3)) if dense else (lambda a: a)  # (M, T, n, B) on the dense path
         base = {"a": layout(hb["a"]), "t0": layout(hb["h"]), "s0": layout(_sech2(hb["a"])), "r0": hb["r0"],
                 "y0": hb["y0"]}  # fmt: skip
         base["h" if dense else "z"] = layout(hb["h_prev"]) if dense else hb["z"]
         base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
         fixed["base_sq_error"] = hb["sq_error"]
+        fixed["host_base"] = hb
         if task is not None:  # the base model's score, once, from the float64 outputs
             y0 = jnp.asarray(np.transpose(hb["y0"], (0, 2, 1, 3))[:, None].astype(np_dtype))  # (M, 1, B, T, o)
             fixed["base_score"] = np.asarray(_kernels.scores(task, y0, score_batch), dtype=np.float64)[:, 0]
@@ -474,7 +517,7 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
         return a, b_, out
 
     names = ["sq_error_change", "sq_distance", "hidden_sq_distance"]
-    names += [] if deviation else ["sq_error"]
+    names += ["sq_error_change_abs"] if deviation else ["sq_error"]
     names += ["score"] if task is not None else []
     acc = {name: [] for name in names}
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
@@ -516,7 +559,7 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
             pending = nxt
         collect(pending)
     steps = np.full(Tlen, float(Bsz * n_out)) if valid is None else valid.sum(axis=1) * n_out  # (T,) counts
-    return _results(acc, fixed, vsets, names, M, steps, mask_sum, divergence)
+    return {name: np.concatenate(acc[name], axis=1) for name in names}, fixed, steps, mask_sum
 
 
 def _block(launched):
@@ -536,10 +579,10 @@ def _host_workers(path: str, device: jax.Device) -> int:
         return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _results(acc, fixed, vsets, names, M, steps, mask_sum, divergence):
+def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
     """Host side, float64: sums over time of the per-step sums, then the SweepResults. ``steps`` (T,): entries
     (valid trials x outputs) per step."""
-    cat = {name: np.concatenate(acc[name], axis=1) for name in names}
+    cat = dict(cat)
     cat["output_distance"] = cat["sq_distance"].sum(axis=-1) / max(float(steps.sum()), 1.0)
     cat["hidden_distance"] = np.sqrt(cat["hidden_sq_distance"]).mean(axis=-1)  # float64, over trials
     out = []
