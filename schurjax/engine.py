@@ -28,11 +28,13 @@ float64 on the host, and every variant carries its deviation ``D_k = h_k - h`` f
 identity ``tanh(a + delta) - tanh(a)`` written without cancellation (``a`` the base pre-activation, ``delta`` the
 change of it). The loss change is summed from the output deviations against the float64 base residual,
 ``yd * (2 (y_0 - target) + yd)``, so the first-order terms that nearly cancel at a trained minimum keep their digits;
-``loss`` is ``base_loss + delta_loss``. Rounding errors are thus relative to the effect of each edit: the smallest
-effects are as accurate as the largest (the bound per metric, measured against float64, is in
-``benchmarks/RESULTS.md``). ``deviation=False`` is the plain rollout, kept as an opt-out and a cross-check: every
-variant carries its own state and the metrics difference two float32 trajectories (slot 0 of each chunk is the
-unablated model), which loses the small effects.
+``loss`` is ``base_loss + delta_loss``. Rounding errors are thus relative to the effect of each edit. Where the
+loss change itself is a near-cancellation (its terms add up, in absolute value, to more than
+``REFINE_CONDITION`` times the change: an edit that moves the outputs but hardly the loss), the variant is rolled
+out again in float64. The resulting bound per metric, measured against float64, is in ``benchmarks/RESULTS.md``.
+``deviation=False`` is the plain rollout, kept as an opt-out and a cross-check: every variant carries its own state
+and the metrics difference two float32 trajectories (slot 0 of each chunk is the unablated model), which loses the
+small effects.
 
 Precision: float32 with matmul precision ``"highest"`` by default (true fp32 dots on every backend).
 ``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes for GPUs: in the deviation form they apply
