@@ -114,8 +114,8 @@ def test_refinement_reruns_ill_conditioned_variants_in_float64(zoo_case, monkeyp
 
 
 def test_tanh_difference_against_float64():
-    """``tanh(a + d) - tanh(a)``: relative error <= 5e-7 for |d| < 0.5 (saturated units included), absolute error
-    <= 6e-7 |d| for any d."""
+    """``tanh(a + d) - tanh(a)``: relative error <= 4e-7 for |d| < 0.5 (saturated units included) and no bias,
+    absolute error <= 7e-7 |d| for any d."""
     rng = np.random.default_rng()
     N = 400_000
     a = np.concatenate([rng.normal(size=N) * 3, rng.uniform(-12, 12, N)]).astype(np.float32)
@@ -128,8 +128,10 @@ def test_tanh_difference_against_float64():
     got = np.asarray(jax.jit(_kernels._tanh_diff)(a, np.tanh(a64).astype(np.float32), s0, d), np.float64)
     small = np.abs(d64) < 0.5
     keep = small & (want != 0)
-    assert np.max(np.abs(got - want)[keep] / np.abs(want[keep])) < 5e-7
-    assert np.max(np.abs(got - want) / np.abs(d64)) < 6e-7
+    rel = (got - want)[keep] / want[keep]
+    assert np.max(np.abs(rel)) < 4e-7
+    assert abs(np.mean(rel)) < 2e-8  # errs both ways: no drift when carried over many steps
+    assert np.max(np.abs(got - want) / np.abs(d64)) < 7e-7
     zero = jax.jit(_kernels._tanh_diff)(a, np.tanh(a), s0, np.zeros_like(a))
     assert np.all(np.asarray(zero) == 0.0)  # a zero change gives an exactly zero deviation
 
