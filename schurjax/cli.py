@@ -4,6 +4,7 @@
     schurjax sweep MODEL... --families single,block,band,all_nonnormal --controls 4 --trials 256 --out runs/x
     schurjax sweep model.eqx --task mytasks:Ramp --trials-file trials.npz --out runs/y
     schurjax import model.pt --out model.eqx --task neurogym:GoNogo-v0
+    schurjax sweep MODEL... --no-deviation --out runs/x     (the plain rollout: loses the smallest effects)
     schurjax report runs/x
     schurjax demo
     schurjax info
@@ -238,11 +239,10 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
     s.add_argument("--precision", choices=PRECISIONS, default="highest",
                    help="float32 matmul precision in the rollouts (default highest; the others lose small effects "
                         "on GPUs)")  # fmt: skip
-    s.add_argument("--deviation", action="store_true", default=None,
-                   help="carry h_k - h explicitly in the rollouts: small loss changes exact to float32 rounding of "
-                        "the change (CPU benchmark: delta_loss rel. error vs float64 max 6.4e-6 instead of 3.1e-2, "
-                        "median 2.3e-7 instead of 9.2e-5), ~20-30%% slower; always on for --precision other than "
-                        "highest")  # fmt: skip
+    s.add_argument("--deviation", action=argparse.BooleanOptionalAction, default=None,
+                   help="carry h_k - h from the unablated trajectory in the rollouts (default): small loss changes "
+                        "keep their digits (error bound vs float64 in benchmarks/RESULTS.md); --no-deviation: the "
+                        "plain rollout, which differences two float32 trajectories")  # fmt: skip
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="rollout dtype (float64: for verification, slow)")  # fmt: skip
     s.add_argument("--chunk-size", type=_positive_int, default=512, help="variants per chunk file (default 512)")

@@ -98,9 +98,10 @@ class SweepConfig:
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
         seed: root seed; the batch and control keys are derived from it.
-        deviation: carry the deviations ``h_k - h`` from the unablated states in the rollouts
-            (``engine.evaluate(deviation=...)``; accuracy and cost in benchmarks/RESULTS.md). None (the default)
-            resolves to the engine's default, so the config records what ran.
+        deviation: carry the deviations ``h_k - h`` from the unablated trajectory in the rollouts
+            (``engine.evaluate(deviation=...)``): small loss changes keep their digits (error bound vs float64 in
+            benchmarks/RESULTS.md). False: the plain rollout, which differences two float32 trajectories and
+            loses the smallest effects. None (the default) resolves to the engine's default, True.
         trials_file_sha256: SHA-256 of the trial file every model is evaluated on instead of sampled trials
             (None: sampled); ``trials`` is then the file's trial count.
         fixed_points: also find every variant's fixed points at zero input and add their columns to the table
@@ -130,7 +131,7 @@ class SweepConfig:
         if not self.control_kinds and isinstance(self.controls, int):
             object.__setattr__(self, "controls", 0)  # no kind, no controls: one spelling of "none"
         if self.deviation is None:  # the engine's default, made explicit so the config records what ran
-            object.__setattr__(self, "deviation", self.precision != "highest")
+            object.__setattr__(self, "deviation", True)
         if not isinstance(self.deviation, bool):
             raise bad("deviation", "True, False or None")
         for name in ("controls", "trials", "chunk_size", "seed"):
