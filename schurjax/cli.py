@@ -63,7 +63,7 @@ FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "fam
          "trials": "--trials", "order": "--order", "precision": "--precision", "dtype": "--dtype",
          "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds",
          "coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id",
-         "trials_file": "--trials-file"}  # fmt: skip
+         "trials_file": "--trials-file", "devices": "--devices"}  # fmt: skip
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
 
 
@@ -160,6 +160,11 @@ def _positive_float(text: str) -> float:
 
 
 _positive_int = _int_at_least(1, "a positive int")
+
+
+def _devices_arg(text: str) -> str | int:
+    """An argparse type: ``all`` or a positive int."""
+    return "all" if text == "all" else _int_at_least(1, "'all' or a positive int")(text)
 _nonneg_int = _int_at_least(0, "an int >= 0")
 
 
@@ -188,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials-file", default=None, metavar="F.npz",
                    help="evaluate on these trials (arrays inputs, targets, optional mask, valid) instead of "
                         "sampling --trials from the task")  # fmt: skip
+    s.add_argument("--devices", type=_devices_arg, default="all",
+                   help="local devices each chunk's variants are split across: all (default) or a count")
     s.add_argument("--fixed-points", action="store_true",
                    help="also find each variant's fixed points at zero input and add their columns (n_stable, lost, "
                         "gained, max_displacement, ...) to the table; slow (about 10 variants/s at n = 64)")
@@ -394,7 +401,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
                     extra_manifest={"command": ["schurjax", *args.argv]}, coordinator=args.coordinator,
                     num_processes=args.num_processes, process_id=args.process_id, trials_file=args.trials_file,
-                    fixed_points=args.fixed_points, **_sweep_kwargs(args))  # fmt: skip
+                    fixed_points=args.fixed_points, devices=args.devices, **_sweep_kwargs(args))  # fmt: skip
     dt = time.perf_counter() - t0
     print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")

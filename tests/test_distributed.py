@@ -69,3 +69,18 @@ def test_settings_go_together():
         initialize("127.0.0.1:1234", 2, 2)
     p = Processes(1, 3)
     assert [j for j in range(9) if p.mine(j)] == [1, 4, 7]
+
+
+def test_four_devices_give_the_table_of_one(tmp_path):
+    """--devices 4 (forced CPU devices) splits each chunk's variants across them: the same table, byte for byte."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    argv = [sys.executable, "-m", "schurjax.cli", "sweep", "zoo:flipflop/0", "--families", "single,band,all_nonnormal",
+            "--controls", "1", "--control-max", "24", "--trials", "8", "--chunk-size", "48", "--quiet"]  # fmt: skip
+    for n in ("1", "4"):
+        out = subprocess.run([*argv, "--devices", n, "--out", str(tmp_path / n)], env=env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    assert (tmp_path / "4" / "table.csv").read_bytes() == (tmp_path / "1" / "table.csv").read_bytes()
+    out = subprocess.run([*argv, "--devices", "5", "--out", str(tmp_path / "5")], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 2 and "--devices: must be 'all' or an int in 1..4" in out.stderr.strip().splitlines()[-1]

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import math
 import numbers
 import os
@@ -270,6 +271,7 @@ def evaluate(
     divergence: bool = False,
     progress: Callable[[int, int], object] | None = None,
     deviation: bool | None = None,
+    devices: Any = "all",
 ) -> SweepResult:
     """Roll out every weight variant of one model on one batch of trials and return its metrics.
 
@@ -295,6 +297,9 @@ def evaluate(
         deviation: carry the deviations ``h_k - h`` from the unablated trajectory (computed once, in float64)
             instead of the states (see the module docstring). Default (``None``): on. ``False``: the plain
             rollout, which differences two float32 trajectories and loses the smallest effects.
+        devices: ``"all"`` (default: every local device of the default backend), an int (the first that many) or
+            a list of ``jax.Device``: each chunk's variants are split across them (one compiled program per
+            chunk shape); the results equal those of one device.
 
     Returns:
         SweepResult: loss (masked MSE), delta_loss, rel_delta_loss, output_distance, hidden_distance, score,
@@ -318,7 +323,7 @@ def evaluate(
                   "evaluate_many(models, sfs, variants, batch)")  # fmt: skip
     return evaluate_many([model], [sf], [variants], batch, task=task, chunk_size=chunk_size, path=path,
                          precision=precision, dtype=dtype, divergence=divergence, progress=progress,
-                         deviation=deviation)[0]  # fmt: skip
+                         deviation=deviation, devices=devices)[0]  # fmt: skip
 
 
 def evaluate_many(
@@ -345,7 +350,7 @@ def evaluate_many(
 
         res = sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v1], batch, task=task)
     """
-    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation")
+    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation", "devices")
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         _fail(f"unknown option {unknown[0]!r}; expected some of {', '.join(allowed)}")
@@ -354,6 +359,7 @@ def evaluate_many(
     precision, dtype = options.get("precision", "highest"), options.get("dtype", jnp.float32)
     divergence, progress = options.get("divergence", False), options.get("progress")
     deviation = options.get("deviation")
+    mesh = variant_mesh(options.get("devices", "all"))
     models = _as_list(models, "models")
     sfs = _as_list(sfs, "sfs")
     vsets = _as_list(variants, "variants")
@@ -364,9 +370,43 @@ def evaluate_many(
     elif not isinstance(deviation, bool):
         _fail(f"deviation must be True, False or None, got {deviation!r}")
     x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
-    with jax.enable_x64(True) if x64 else contextlib.nullcontext():
-        return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64 if x64 else
-                         jnp.float32, divergence, progress, n, K, deviation)  # fmt: skip
+    token = _MESH.set(mesh)
+    try:
+        with jax.enable_x64(True) if x64 else contextlib.nullcontext():
+            return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64 if x64 else
+                             jnp.float32, divergence, progress, n, K, deviation)  # fmt: skip
+    finally:
+        _MESH.reset(token)
+
+
+_MESH: contextvars.ContextVar[Any] = contextvars.ContextVar("schurjax_variant_mesh", default=None)
+"""The device mesh of the evaluation in progress (None: one device)."""
+
+
+def variant_mesh(devices: Any = "all") -> Any:
+    """A 1-D ``jax.sharding.Mesh`` over the variant axis, or None for one device.
+
+    Args:
+        devices: ``"all"`` (every local device of the default backend), an int (the first that many), or a
+            sequence of ``jax.Device``.
+
+    Raises:
+        ValueError: an int outside 1..(local devices), or something else.
+    """
+    local = jax.local_devices()
+    if isinstance(devices, str) and devices == "all":
+        devs = local
+    elif isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
+        if not 1 <= int(devices) <= len(local):
+            _fail(f"devices must be 'all' or an int in 1..{len(local)} (the local devices), got {devices!r}")
+        devs = local[: int(devices)]
+    elif isinstance(devices, (list, tuple)) and devices and all(isinstance(d, jax.Device) for d in devices):
+        devs = list(devices)
+    else:
+        _fail(f"devices must be 'all', an int or a list of jax.Device, got {devices!r}")
+    if len(devs) == 1:
+        return None
+    return jax.sharding.Mesh(np.array(devs), ("variants",))
 
 
 def _valid_steps(batch, T: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -478,6 +518,17 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
     # different small K share compiled programs
     k = int(chunk_size) if K >= chunk_size or pad else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
     base_slot = 0 if deviation else 1  # the plain form runs the unablated model in slot 0 of every chunk
+    mesh = _MESH.get()
+    if mesh is not None:  # the slots of a chunk are split across the devices: a multiple of their number
+        nd = mesh.devices.size
+        k = -(-(k + base_slot) // nd) * nd - base_slot
+        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "variants"))
+    else:
+        split = None
+
+    def put(a):
+        """An edit array (M, slots, ...) on the device(s): its slots split across the mesh when there is one."""
+        return jnp.asarray(a) if split is None else jax.device_put(a, split)
     prec = _MATMUL_PRECISION[precision]
 
     Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]
@@ -536,13 +587,13 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
                 rr, cc, vv = v.sparse(slice(a, a + e), T=T)
                 w = rr.shape[1]
                 rows[i, s0 : s0 + e, :w], cols[i, s0 : s0 + e, :w], vals[i, s0 : s0 + e, :w] = rr, cc, vv
-            return QTd, (jnp.asarray(rows), jnp.asarray(cols), jnp.asarray(vals))
+            return QTd, (put(rows), put(cols), put(vals))
         dT = np.zeros((M, k + s0, n, n), np_dtype)
         for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
             e = min(b_, len(v)) - a
             if e > 0:
                 dT[i, s0 : s0 + e] = v.delta_T(slice(a, a + e), T=T)
-        return Qd, jnp.asarray(dT)
+        return Qd, put(dT)
 
     def launch(a: int, b_: int):
         e1, e2 = prepare(a, b_)
@@ -574,7 +625,7 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
         if progress is not None:
             progress(pb, K)
 
-    workers = _host_workers(path, jax.devices()[0]) if len(bounds) > 1 else 1
+    workers = _host_workers(path, jax.local_devices()[0]) if len(bounds) > 1 and split is None else 1
     if workers > 1:
         # XLA:CPU runs the dense path's batched matmuls on ~1 core: run `workers` chunks at once from host threads
         # (each compiled call releases the GIL); results are collected in chunk order.

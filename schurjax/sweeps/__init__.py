@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schurjax.distributed import initialize
+from schurjax.engine.evaluation import variant_mesh
+from schurjax.errors import InputError
 from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
 from schurjax.sweeps.config import FAMILIES as FAMILIES
 from schurjax.sweeps.config import SweepConfig as SweepConfig
@@ -58,6 +60,7 @@ def sweep(
     process_id: int | None = None,
     trials_file: str | os.PathLike | None = None,
     fixed_points: bool = False,
+    devices: Any = "all",
 ) -> Any:
     """Run (or resume) a sweep into the run folder ``out`` and return the finished run.
 
@@ -89,6 +92,8 @@ def sweep(
         trials_file: an ``.npz`` of fixed trials (``inputs``, ``targets``, optional ``mask``, ``valid``; see
             ``TaskBatch.from_npz``) that every model is evaluated on instead of ``trials`` sampled ones. Its
             SHA-256 goes into the config; each model's task must fit it (``task`` can name one that does).
+        devices: ``"all"`` (default: every local device), an int or a list of ``jax.Device``: each chunk's
+            variants are split across them; the table is the same as on one device.
         fixed_points: also find each variant's fixed points at zero input (``sj.dynamics.fixed_points``) and
             add their columns to the table: ``n_stable``, ``lost``, ``gained``, ``max_displacement``, ...
             (``config.FIXED_POINT_COLUMNS``); about 10 variants/s at n = 64 on a CPU core.
@@ -116,6 +121,10 @@ def sweep(
                          seed=seed, deviation=deviation, trials_file_sha256=fixed and fixed.sha256,
                          fixed_points=fixed_points)  # fmt: skip
     processes = initialize(coordinator, num_processes, process_id)
+    try:
+        variant_mesh(devices)
+    except ValueError as e:
+        raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
     specs = resolve_models(models, task=task)
     if fixed is not None:
         for spec in specs:
@@ -123,4 +132,4 @@ def sweep(
         extra_manifest = {**(extra_manifest or {}), "trials_file": {"path": fixed.path, "sha256": fixed.sha256,
                                                                     "trials": trials}}  # fmt: skip
     return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest,
-                     processes=processes, trials=fixed and fixed.batch)  # fmt: skip
+                     processes=processes, trials=fixed and fixed.batch, devices=devices)  # fmt: skip

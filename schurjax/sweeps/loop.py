@@ -93,6 +93,7 @@ def run_sweep(
     extra_manifest: dict[str, Any] | None = None,
     processes: Processes | None = None,
     trials: Any = None,
+    devices: Any = "all",
 ) -> Run:
     """Run (or resume) a sweep of resolved models into a run folder (the engine of :func:`schurjax.sweeps`).
 
@@ -107,6 +108,7 @@ def run_sweep(
         processes: this process's place among several sharing the folder (:mod:`schurjax.distributed`): each
             evaluates its share of the chunks, process 0 writes the manifest first and the table last.
         trials: a fixed TaskBatch every model is evaluated on (None: each task samples ``config.trials``).
+        devices: the local devices each chunk's variants are split across (``engine.evaluate(devices=...)``).
 
     Returns:
         The finished run (table, manifest, Schur forms).
@@ -149,7 +151,7 @@ def run_sweep(
         mine = sum(b - a for j, (_, _, a, b) in enumerate(chunks) if procs.mine(j))
         bar = Progress(mine, label=tag, enabled=progress)
         bar.update(mine - sum(b - a for _, _, a, b in todo), computed=False)
-        evaluate = _ChunkEvaluator(plans, config, trials)
+        evaluate = _ChunkEvaluator(plans, config, trials, devices)
         for i, c, a, b in todo:
             folder.write_chunk(i, c, evaluate(i, a, b), names)
             bar.update(b - a, note=plans[i].spec.id)
@@ -175,8 +177,8 @@ def run_sweep(
 class _ChunkEvaluator:
     """Evaluates chunk ``[a, b)`` of model ``i``: one shared batch per task identity, one engine path per segment."""
 
-    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, trials: Any = None):
-        self.plans, self.config, self.trials = plans, config, trials
+    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, trials: Any = None, devices: Any = "all"):
+        self.plans, self.config, self.trials, self.devices = plans, config, trials, devices
         self.batches: dict[tuple[str, str], Any] = {}
         self.paths: dict[tuple[int, int, int], str] = {}
 
@@ -203,6 +205,7 @@ class _ChunkEvaluator:
             precision=config.precision,
             dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
             deviation=config.deviation,
+            devices=self.devices,
         )
         payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
                    "base_score": float(res.base_score)}  # fmt: skip
