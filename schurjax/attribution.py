@@ -23,11 +23,12 @@ that fits its task.
 set until the exact top-k stops changing. :func:`agreement` compares a prediction with exact loss changes
 (Spearman, sign agreement, top-fraction overlap).
 
-Example:
-    >>> sf = sj.ordered_schur(model.W_rec)
-    >>> pred = sj.attribute(model, sf, batch)                     # (m,), aligned with sf.couplings
-    >>> pred2 = sj.attribute(model, sf, batch, order=2, key=jax.random.key(0))
-    >>> sf.couplings[np.argsort(pred2)[::-1][:5]]                 # the five most harmful removals, predicted
+Example::
+
+    sf = sj.ordered_schur(model.W_rec)
+    pred = sj.attribute(model, sf, batch)                     # (m,), aligned with sf.couplings
+    pred2 = sj.attribute(model, sf, batch, order=2, key=jax.random.key(0))
+    sf.couplings[np.argsort(pred2)[::-1][:5]]                 # the five most harmful removals, predicted
 """
 
 from __future__ import annotations
@@ -148,8 +149,9 @@ def coupling_gradient(
     Returns:
         (m,) float64, aligned with ``sf.couplings``.
 
-    Example:
-        >>> g = coupling_gradient(model, sf, batch)
+    Example::
+
+        g = coupling_gradient(model, sf, batch)
     """
     dt = _check("coupling_gradient", model, sf, batch, task, dtype)
     return _rotate(sf, _grad_W(model, sf, batch, task, dt)[1])
@@ -190,8 +192,9 @@ def coupling_curvature(
     Returns:
         (m,) float64, aligned with ``sf.couplings``.
 
-    Example:
-        >>> G = coupling_curvature(model, sf, batch, key=jax.random.key(0))
+    Example::
+
+        G = coupling_curvature(model, sf, batch, key=jax.random.key(0))
     """
     where = "coupling_curvature"
     dt = _check(where, model, sf, batch, None, dtype)
@@ -253,9 +256,10 @@ def attribute(
     Raises:
         ValueError / TypeError: one line naming the argument (sizes, a SchurForm of another matrix, dtype, order).
 
-    Example:
-        >>> pred = sj.attribute(model, sf, batch)
-        >>> i, j = sf.couplings[pred.argmax()]                 # the removal predicted to hurt most
+    Example::
+
+        pred = sj.attribute(model, sf, batch)
+        i, j = sf.couplings[pred.argmax()]                 # the removal predicted to hurt most
     """
     dt = _check("attribute", model, sf, batch, task, dtype)
     if order not in (1, 2) or isinstance(order, bool):
@@ -281,9 +285,10 @@ def loss_along(
 ) -> Float[np.ndarray, " e"]:
     """Float64 loss of ``W = Q (T + ε e_i e_j^T) Q^T`` for each ε (a reference for finite differences).
 
-    Example:
-        >>> lp, lm = loss_along(model, sf, batch, (0, 5), np.array([1e-5, -1e-5]))
-        >>> fd = (lp - lm) / 2e-5                                # ≈ coupling_gradient(...)[index of (0, 5)]
+    Example::
+
+        lp, lm = loss_along(model, sf, batch, (0, 5), np.array([1e-5, -1e-5]))
+        fd = (lp - lm) / 2e-5                                # ≈ coupling_gradient(...)[index of (0, 5)]
     """
     where = "loss_along"
     _check(where, model, sf, batch, task, jnp.float64)
@@ -321,8 +326,9 @@ def agreement(
         entries where both are nonzero), and per fraction f (e.g. ``top_1%``): the share of the exact top
         ``ceil(f K)`` (largest Δloss, the most harmful removals) that is also in the predicted top.
 
-    Example:
-        >>> agreement(pred_v, res.delta_loss)["spearman"]
+    Example::
+
+        agreement(pred_v, res.delta_loss)["spearman"]
     """
     pred = np.asarray(pred, np.float64).ravel()
     exact = np.asarray(exact, np.float64).ravel()
@@ -362,8 +368,9 @@ class ScreenResult:
         n_evaluated: ``e``; ``K`` is the exhaustive sweep's count.
         K: number of nonzero couplings.
 
-    Example:
-        >>> r = screen(model, sf, batch); r.n_evaluated, r.couplings[:3]
+    Example::
+
+        r = screen(model, sf, batch); r.n_evaluated, r.couplings[:3]
     """
 
     top: Int[np.ndarray, " k"]
@@ -418,9 +425,10 @@ def screen(
     Returns:
         :class:`ScreenResult`.
 
-    Example:
-        >>> r = screen(model, sf, batch, key=jax.random.key(0), frac=0.01)
-        >>> r.n_evaluated / r.K                                    # share of the exhaustive sweep's cost
+    Example::
+
+        r = screen(model, sf, batch, key=jax.random.key(0), frac=0.01)
+        r.n_evaluated / r.K                                    # share of the exhaustive sweep's cost
     """
     import schurjax
 

@@ -2,9 +2,10 @@
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 
-Example:
-    >>> fp = sj.dynamics.fixed_points(model, sf, sj.ablate.single_couplings(sf), key=jax.random.key(0), task=task)
-    >>> fp.points[0].shape, fp.stable[0], fp.lost
+Example::
+
+    fp = sj.dynamics.fixed_points(model, sf, sj.ablate.single_couplings(sf), key=jax.random.key(0), task=task)
+    fp.points[0].shape, fp.stable[0], fp.lost
 """
 
 from schurjax.dynamics.finder import KINDS as KINDS

@@ -37,8 +37,9 @@ def principal_axes(
 ) -> tuple[Float[np.ndarray, " n"], Float[np.ndarray, "n d"], Float[np.ndarray, " d"]]:
     """Mean, top ``dims`` principal axes and their explained-variance shares of a cloud of states.
 
-    Example:
-        >>> mean, axes, share = principal_axes(fp.trajectories.reshape(-1, n))
+    Example::
+
+        mean, axes, share = principal_axes(fp.trajectories.reshape(-1, n))
     """
     X = np.asarray(states, np.float64).reshape(-1, np.shape(states)[-1])
     mean = X.mean(axis=0)
@@ -72,9 +73,10 @@ def fixed_point_plane(
     Returns:
         matplotlib Figure.
 
-    Example:
-        >>> fig = fixed_point_plane(fp, int(np.argmax(fp.lost)))
-        >>> fig.savefig("mechanism.png")
+    Example::
+
+        fig = fixed_point_plane(fp, int(np.argmax(fp.lost)))
+        fig.savefig("mechanism.png")
     """
     if dims not in (2, 3):
         raise ValueError(f"fixed_point_plane: dims must be 2 or 3, got {dims!r}")
@@ -147,8 +149,9 @@ def attribution_scatter(
     Returns:
         matplotlib Figure.
 
-    Example:
-        >>> fig = attribution_scatter(pred[sel], res.delta_loss)
+    Example::
+
+        fig = attribution_scatter(pred[sel], res.delta_loss)
     """
     exact = np.asarray(exact, np.float64)
     series = [("first order", np.asarray(pred, np.float64), "#1f77b4")]

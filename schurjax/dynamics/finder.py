@@ -32,11 +32,12 @@ Pipeline (:func:`fixed_points`):
 Slow points (local minima of q with q > 0) are not reported: Newton solves ``F = 0`` and every reported point is a
 fixed point to ``tol``.
 
-Example:
-    >>> sf = sj.ordered_schur(model.W_rec)
-    >>> fp = sj.dynamics.fixed_points(model, sf, sj.ablate.single_couplings(sf), key=jax.random.key(0),
-    ...                               task=sj.zoo.task("flipflop"))
-    >>> fp.base.stable.sum(), fp.lost.max(), fp.points[0].shape
+Example::
+
+    sf = sj.ordered_schur(model.W_rec)
+    fp = sj.dynamics.fixed_points(model, sf, sj.ablate.single_couplings(sf), key=jax.random.key(0),
+                                  task=sj.zoo.task("flipflop"))
+    fp.base.stable.sum(), fp.lost.max(), fp.points[0].shape
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class PointSet:
         n_unstable: (p,) int, eigenvalues of J with modulus > 1.
         residual: (p,) ``||tanh(W h + u) - h||_2`` in float64.
 
-    Example:
-        >>> fp.base.points[fp.base.stable]        # the unablated network's attractors
+    Example::
+
+        fp.base.points[fp.base.stable]        # the unablated network's attractors
     """
 
     points: Float[np.ndarray, "p n"]
@@ -148,9 +150,10 @@ class FixedPoints:
         tol, survive_tol, match_radius: the tolerances used.
         seconds: wall time of the search.
 
-    Example:
-        >>> fp.points[k], fp.stable[k]              # (p, n) float64 and (p,) bool for variant k
-        >>> np.nonzero(fp.lost > 0)[0]              # removals that lose an attractor
+    Example::
+
+        fp.points[k], fp.stable[k]              # (p, n) float64 and (p,) bool for variant k
+        np.nonzero(fp.lost > 0)[0]              # removals that lose an attractor
     """
 
     base: PointSet
@@ -193,8 +196,9 @@ class FixedPoints:
         """All starts of a variant with recurrent matrix ``W`` and drive ``u``: base points, relaxed base
         attractors, trajectory states (for reproducing a search with another solver).
 
-        Example:
-            >>> S = fp.starts_of(sf.Q @ (sf.T + v.delta_T(k)[0]) @ sf.Q.T, W_in @ fp.x + b)
+        Example::
+
+            S = fp.starts_of(sf.Q @ (sf.T + v.delta_T(k)[0]) @ sf.Q.T, W_in @ fp.x + b)
         """
         A = self.base.points[self.base.stable]
         parts = [self.base.points]
@@ -208,8 +212,9 @@ class FixedPoints:
         Keys: ``n_fixed``, ``n_stable``, ``lost``, ``gained``, ``n_moved`` (attractors displaced beyond
         ``survive_tol``), ``max_displacement``, ``leading_freq``, ``leading_radius``, ``max_residual``.
 
-        Example:
-            >>> pd.DataFrame(fp.columns()).query("lost > 0")
+        Example::
+
+            pd.DataFrame(fp.columns()).query("lost > 0")
         """
         max_res = np.array([s.residual.max() if len(s) else np.nan for s in self.sets])
         return {
@@ -309,8 +314,9 @@ def solve_points(
     Returns:
         (k, s, n) float64 end points (NaN or non-converged ones included; check the residual).
 
-    Example:
-        >>> h = solve_points(W[None], u, starts)          # (1, s, n)
+    Example::
+
+        h = solve_points(W[None], u, starts)          # (1, s, n)
     """
     _solver(solver, 1e-5, 1e-5)
     W = np.asarray(W, np.float64)
@@ -356,8 +362,9 @@ def classify(
         ``(stable, kind, leading, n_unstable)``: (p,) bool, (p,) str in :data:`KINDS`, (p,) complex leading
         eigenvalue (largest modulus, ``Im >= 0``), (p,) int count of eigenvalues with modulus > 1.
 
-    Example:
-        >>> stable, kind, lead, nu = classify(np.asarray(model.W_rec, float), fp.base.points)
+    Example::
+
+        stable, kind, lead, nu = classify(np.asarray(model.W_rec, float), fp.base.points)
     """
     W = np.asarray(W, dtype=np.float64)
     P = np.asarray(points, dtype=np.float64).reshape(-1, W.shape[0])
@@ -440,8 +447,9 @@ def trajectory_states(
     Returns:
         (B, steps, n) float32 NumPy array.
 
-    Example:
-        >>> H = trajectory_states(model, key=jax.random.key(0), task=sj.zoo.task("flipflop"))
+    Example::
+
+        H = trajectory_states(model, key=jax.random.key(0), task=sj.zoo.task("flipflop"))
     """
     if batch is None and task is not None:
         if not callable(getattr(task, "sample", None)):
@@ -627,9 +635,10 @@ def fixed_points(
         ValueError / TypeError: one line naming the argument (sizes, a SchurForm of another matrix, variants
             built from another SchurForm, bad tolerances).
 
-    Example:
-        >>> fp = fixed_points(model, sf, sj.ablate.all_nonnormal(sf), key=jax.random.key(0), task=task)
-        >>> fp.base.stable.sum(), fp.n_stable[0], fp.lost[0]
+    Example::
+
+        fp = fixed_points(model, sf, sj.ablate.all_nonnormal(sf), key=jax.random.key(0), task=task)
+        fp.base.stable.sum(), fp.n_stable[0], fp.lost[0]
     """
     t0 = time.perf_counter()
     variants = _check_model_sf(model, sf, variants)
@@ -805,8 +814,9 @@ def fixed_point_columns(
         dict of (K,) NumPy arrays: ``n_fixed``, ``n_stable``, ``lost``, ``gained``, ``n_moved``,
         ``max_displacement``, ``leading_freq``, ``leading_radius``, ``max_residual``.
 
-    Example:
-        >>> cols = fixed_point_columns(model, sf, variants, key=jax.random.key(0), batch=batch)
-        >>> table = table.assign(**cols)
+    Example::
+
+        cols = fixed_point_columns(model, sf, variants, key=jax.random.key(0), batch=batch)
+        table = table.assign(**cols)
     """
     return fixed_points(model, sf, variants, key=key, x=x, batch=batch, **kwargs).columns()

@@ -43,12 +43,13 @@ readout stay at HIGHEST). On the CPU every precision is identical (XLA:CPU compu
 ``dtype=jnp.float64`` runs the whole rollout in float64 (the engine enables ``jax_enable_x64`` for the duration
 of the call).
 
-Example:
-    >>> import jax, schurjax as sj
-    >>> task = sj.tasks.get("flipflop"); model = sj.zoo.load("flipflop")
-    >>> sf = sj.ordered_schur(model.W_rec)
-    >>> res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), task.sample(jax.random.key(1), 64), task=task)
-    >>> res.delta_loss.max(), res.base_score
+Example::
+
+    import jax, schurjax as sj
+    task = sj.tasks.get("flipflop"); model = sj.zoo.load("flipflop")
+    sf = sj.ordered_schur(model.W_rec)
+    res = sj.evaluate(model, sf, sj.ablate.single_couplings(sf), task.sample(jax.random.key(1), 64), task=task)
+    res.delta_loss.max(), res.base_score
 """
 
 from __future__ import annotations
