@@ -37,7 +37,7 @@ import numpy as np
 from scipy import optimize
 
 import schurjax as sj
-from schurjax.dynamics import finder
+from schurjax.dynamics import finder, points
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -184,9 +184,9 @@ def solver_comparison(fp, sf, model, variants, *, chunk: int = 32, repeats: int 
     out: dict[str, Any] = {"variants": k, "starts": int(starts.shape[0])}
 
     def count(h):
-        res = finder._residuals(Wk, u, h)
+        res = points._residuals(Wk, u, h)
         ok = np.isfinite(res) & (res <= 1e-6)
-        return int(ok.sum()), int(finder._distinct(h, ok, 1e-5).sum())
+        return int(ok.sum()), int(points._distinct(h, ok, 1e-5).sum())
 
     cases = {
         "optimistix_newton": dict(solver="newton", search_dtype=jnp.float32),

@@ -8,15 +8,15 @@ Example::
     fp.points[0].shape, fp.stable[0], fp.lost
 """
 
-from schurjax.dynamics.finder import KINDS as KINDS
-from schurjax.dynamics.finder import STATUS as STATUS
 from schurjax.dynamics.finder import FixedPoints as FixedPoints
-from schurjax.dynamics.finder import PointSet as PointSet
-from schurjax.dynamics.finder import classify as classify
 from schurjax.dynamics.finder import fixed_point_columns as fixed_point_columns
 from schurjax.dynamics.finder import fixed_points as fixed_points
 from schurjax.dynamics.finder import solve_points as solve_points
 from schurjax.dynamics.finder import trajectory_states as trajectory_states
+from schurjax.dynamics.points import KINDS as KINDS
+from schurjax.dynamics.points import STATUS as STATUS
+from schurjax.dynamics.points import PointSet as PointSet
+from schurjax.dynamics.points import classify as classify
 
 __all__ = [
     "KINDS",
