@@ -9,7 +9,7 @@ PIP    := $(BIN)/python -m pip
 # Elsewhere, `make test EXTRAS=dev,plot` skips torch: the torch golden files are still checked, the live
 # round-trip test and the torch baselines are skipped.
 CONSTRAINTS ?= .ci/constraints.txt
-EXTRAS ?= dev,plot,torch
+EXTRAS ?= dev,plot,torch,neurogym
 
 .PHONY: demo test lint bench clean venv
 

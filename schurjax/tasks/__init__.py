@@ -217,11 +217,10 @@ def get(name: str, **params: Any) -> Any:
     Raises:
         ValueError: one line naming the unknown task, the unknown or non-finite parameter, or the missing member.
 
-    Example:
-        >>> get("copy", length=4).steps
-        13
-        >>> get("neurogym:GoNogo-v0").n_out
-        2
+    Example::
+
+        get("copy", length=4).steps
+        get("neurogym:GoNogo-v0").n_out
     """
     w = "tasks.get"
     if not isinstance(name, str) or not name:

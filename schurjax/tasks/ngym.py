@@ -130,10 +130,10 @@ class NeuroGymTask(Task):
             has an unbounded duration).
         **env_kwargs: passed to the environment (``dt``, ``timing``, ...); JSON-able and finite.
 
-    Example:
-        >>> task = NeuroGymTask("GoNogo-v0")
-        >>> task.n_in, task.n_out, task.steps, task.decision_steps
-        (3, 2, 15, 5)
+    Example::
+
+        task = NeuroGymTask("GoNogo-v0")
+        task.n_in, task.n_out, task.steps, task.decision_steps
     """
 
     env_id: str = eqx.field(static=True)
