@@ -6,7 +6,11 @@ computed once per batch (not once per chunk) and reused by the float64 re-run of
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from schurjax.engine import kernels as _kernels
 
 __all__: list[str] = []
 
@@ -27,33 +31,23 @@ def _valid_steps(batch, T: int) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def _base_rollout(models, Qs, Ws, batch, mask) -> dict[str, np.ndarray]:
-    """The unablated trajectory of every model, in float64 on the host (once per batch).
+    """The unablated trajectory of every model, in float64 (once per batch).
 
-    Returns (M models): a (M, T, B, n) pre-activations, h (M, T, B, n) states, y0 (M, T, B, o) outputs,
-    z (M, T, B, n) = Q^T h_{t-1} (Schur coordinates of the previous state, h_0 = 0), and the per-model base loss
-    numerator ``sum(mask (y0 - target)^2)`` (M,).
+    Returns (M models), as NumPy float64: a (M, T, B, n) pre-activations, h (M, T, B, n) states, h_prev (the state
+    before each step, h_0 = 0), z (M, T, B, n) = Q^T h_prev (Schur coordinates), y0 (M, T, B, o) outputs,
+    r0 = y0 - target, and the per-model base loss numerator ``sum(mask r0^2)`` (M,).
     """
-    x = np.swapaxes(np.asarray(batch.inputs, dtype=np.float64), 0, 1)  # (T, B, i)
-    W_in = np.stack([np.asarray(m.W_in, dtype=np.float64) for m in models])
-    b = np.stack([np.asarray(m.b, dtype=np.float64) for m in models])
-    W_out = np.stack([np.asarray(m.W_out, dtype=np.float64) for m in models])
-    b_out = np.stack([np.asarray(m.b_out, dtype=np.float64) for m in models])
-    W = np.stack(Ws)
-    drive = (x[None] @ np.swapaxes(W_in, 1, 2)[:, None]) + b[:, None, None, :]  # (M, T, B, n), BLAS matmuls
-    M, T, B, n = drive.shape
-    a = np.empty_like(drive)
-    h = np.empty_like(drive)
-    prev = np.zeros((M, B, n))
-    WT = np.swapaxes(W, 1, 2)
-    for t in range(T):
-        a[:, t] = prev @ WT + drive[:, t]
-        prev = h[:, t] = np.tanh(a[:, t])
-    y0 = (h @ np.swapaxes(W_out, 1, 2)[:, None]) + b_out[:, None, None, :]
-    h_prev = np.concatenate([np.zeros((M, 1, B, n)), h[:, :-1]], axis=1)
-    z = h_prev @ np.stack(Qs)[:, None]
+    stack = lambda arrs: jnp.asarray(np.stack([np.asarray(x, dtype=np.float64) for x in arrs]))  # noqa: E731
+    with jax.enable_x64(True):
+        out = _kernels.base_rollout(stack(Ws), stack([m.W_in for m in models]), stack([m.b for m in models]),
+                                    stack([m.W_out for m in models]), stack([m.b_out for m in models]), stack(Qs),
+                                    jnp.asarray(np.asarray(batch.inputs, dtype=np.float64)))  # fmt: skip
+        a, h, z, y0 = (np.asarray(x, dtype=np.float64) for x in out)
+    h_prev = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
     tgt = np.swapaxes(np.asarray(batch.targets, dtype=np.float64), 0, 1)
-    sq_err = (mask[None] * (y0 - tgt[None]) ** 2).sum(axis=(1, 2, 3))
-    return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": y0 - tgt[None], "sq_error": sq_err}
+    r0 = y0 - tgt[None]
+    sq_err = (mask[None] * r0**2).sum(axis=(1, 2, 3))
+    return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": r0, "sq_error": sq_err}
 
 
 def _sech2(a: np.ndarray) -> np.ndarray:

@@ -100,7 +100,7 @@ _CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized: 128
 _CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
 _GPU_MAX_CHUNK = 16384
 _UNROLL = 1  # lax.scan unroll factor of the rollout
-REFINE_CONDITION = 300.0
+REFINE_CONDITION = 1000.0
 """Variants whose loss change is a sum of terms whose absolute values add up to more than this many times the
 change (or 1e-5 x the base loss, if larger) are rolled out again in float64 (see ``_refine``). The threshold
 follows from the float32 error measured on the zoo networks (``benchmarks/RESULTS.md``, Precision)."""

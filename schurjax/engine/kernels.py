@@ -364,6 +364,31 @@ def chunk(
         return {name: value[None] for name, value in out.items()}
 
 
+@jax.jit
+def base_rollout(W, W_in, b, W_out, b_out, Q, inputs):
+    """The unablated trajectory of every model, at the dtype of the inputs (float64 in the engine).
+
+    Args: W (m, n, n), W_in (m, n, i), b (m, n), W_out (m, o, n), b_out (m, o), Q (m, n, n); inputs (B, T, i).
+    Returns: a (pre-activations), h (states), z = Q^T h_{t-1} (Schur coordinates of the previous state, h_0 = 0),
+    each (m, T, B, n), and y0 (outputs) (m, T, B, o). Run by XLA rather than host BLAS, whose idle threads would
+    compete with the chunk programs for the cores.
+    """
+    hi = jax.lax.Precision.HIGHEST
+
+    def one(W, W_in, b, W_out, b_out, Q):
+        drive = jnp.einsum("bti,ni->tbn", inputs, W_in, precision=hi) + b
+
+        def step(h, d):
+            a = jnp.dot(h, W.T, precision=hi) + d
+            return jnp.tanh(a), (a, h)
+
+        _, (a, h_prev) = jax.lax.scan(step, jnp.zeros((inputs.shape[0], W.shape[0]), W.dtype), drive)
+        h = jnp.tanh(a)
+        return a, h, jnp.dot(h_prev, Q, precision=hi), jnp.dot(h, W_out.T, precision=hi) + b_out
+
+    return jax.vmap(one)(W, W_in, b, W_out, b_out, Q)
+
+
 @eqx.filter_jit  # layout and precision are static
 def drive(inputs: Float[Array, "B T i"], W_in: Float[Array, "*m n i"], b: Float[Array, "*m n"], *, layout: str,
           precision: str) -> Array:  # fmt: skip
