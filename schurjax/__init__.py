@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from schurjax import ablate as ablate
 from schurjax import engine as engine
 from schurjax import results as results
+from schurjax import studies as studies
 from schurjax import summary as summary
 from schurjax import table as table
 from schurjax import tasks as tasks
@@ -24,6 +25,7 @@ from schurjax.errors import InputError as InputError
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
+from schurjax.studies import study as study
 from schurjax.sweeps import sweep as sweep
 from schurjax.tasks import TaskBatch as TaskBatch
 
@@ -32,6 +34,7 @@ __all__ = [
     "ablate",
     "engine",
     "results",
+    "studies",
     "summary",
     "table",
     "tasks",
@@ -41,6 +44,7 @@ __all__ = [
     "save_model",
     "evaluate",
     "sweep",
+    "study",
     "SweepResult",
     "InputError",
     "TanhRNN",

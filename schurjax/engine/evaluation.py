@@ -250,6 +250,8 @@ def evaluate(
     divergence: bool = False,
     progress: Callable[[int, int], object] | None = None,
     deviation: bool | None = None,
+    per_trial: bool = False,
+    trial_stats: Callable[[Any, Any], Any] | None = None,
 ) -> SweepResult:
     """Roll out every weight variant of one model on one batch of trials and return its metrics.
 
@@ -272,6 +274,12 @@ def evaluate(
         deviation: carry the deviations ``h_k - h`` from the unablated states instead of the states: the base is
             advanced at HIGHEST precision and only the deviations at ``precision``, so a fast mode errs relative
             to the effect of an edit. Default: on exactly when ``precision != "highest"``.
+        per_trial: also fill ``trial_delta_loss`` (K, B), each trial's share of ``delta_loss`` (summed over its
+            steps and outputs; ``trial_delta_loss.sum(1) == delta_loss`` to rounding), and ``trial_base_loss`` (B,),
+            the same for ``base_loss``: the sums a bootstrap over trials resamples.
+        trial_stats: ``fn(y, batch) -> (B, p)``, per-trial statistics of the outputs ``y`` (B, T, n_out) (traced);
+            fills ``trial_stats`` (K, B, p) for every variant and ``base_trial_stats`` (B, p) for the unablated
+            model (for example the additive parts of a task score).
 
     Returns:
         SweepResult: loss (masked MSE), delta_loss, rel_delta_loss, output_distance, hidden_distance, score,
@@ -295,7 +303,7 @@ def evaluate(
                   "evaluate_many(models, sfs, variants, batch)")  # fmt: skip
     return evaluate_many([model], [sf], [variants], batch, task=task, chunk_size=chunk_size, path=path,
                          precision=precision, dtype=dtype, divergence=divergence, progress=progress,
-                         deviation=deviation)[0]  # fmt: skip
+                         deviation=deviation, per_trial=per_trial, trial_stats=trial_stats)[0]  # fmt: skip
 
 
 def evaluate_many(
@@ -322,7 +330,8 @@ def evaluate_many(
 
         res = sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v1], batch, task=task)
     """
-    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation")
+    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation", "per_trial",
+               "trial_stats")
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         _fail(f"unknown option {unknown[0]!r}; expected some of {', '.join(allowed)}")
@@ -331,6 +340,11 @@ def evaluate_many(
     precision, dtype = options.get("precision", "highest"), options.get("dtype", jnp.float32)
     divergence, progress = options.get("divergence", False), options.get("progress")
     deviation = options.get("deviation")
+    extras = {"per_trial": options.get("per_trial", False), "trial_stats": options.get("trial_stats")}
+    if not isinstance(extras["per_trial"], bool):
+        _fail(f"per_trial must be True or False, got {extras['per_trial']!r}")
+    if extras["trial_stats"] is not None and not callable(extras["trial_stats"]):
+        _fail(f"trial_stats must be None or a callable fn(y, batch) -> (B, p), got {extras['trial_stats']!r}")
     models = _as_list(models, "models")
     sfs = _as_list(sfs, "sfs")
     vsets = _as_list(variants, "variants")
@@ -344,13 +358,13 @@ def evaluate_many(
     if x64:
         with jax.enable_x64(True):
             return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
-                             progress, n, K, deviation)  # fmt: skip
+                             progress, n, K, deviation, **extras)  # fmt: skip
     return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
-                     progress, n, K, deviation)  # fmt: skip
+                     progress, n, K, deviation, **extras)  # fmt: skip
 
 
 def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,
-              deviation):  # fmt: skip
+              deviation, per_trial=False, trial_stats=None):  # fmt: skip
     M = len(models)
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
@@ -384,7 +398,7 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     else:
         QTd = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
     score_batch = None
-    if task is not None:
+    if task is not None or trial_stats is not None:
         score_batch = type(batch)(*(jnp.asarray(a, dtype) for a in batch)) if isinstance(batch, tuple) else batch
 
     def prepare(a: int, b_: int):
@@ -411,13 +425,19 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
     def launch(a: int, b_: int):
         e1, e2 = prepare(a, b_)
         out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, path=path, deviation=deviation,
-                             precision=prec, unroll=_UNROLL, outputs=task is not None)  # fmt: skip
+                             precision=prec, unroll=_UNROLL, outputs=task is not None or trial_stats is not None,
+                             per_trial=per_trial)  # fmt: skip
+        if trial_stats is not None:
+            out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
         if task is not None:
-            out["score"] = _kernels.scores(task, out.pop("outputs"), score_batch)
+            out["score"] = _kernels.scores(task, out["outputs"], score_batch)
+        out.pop("outputs", None)
         return a, b_, out
 
     names = ["sq_error", "sq_distance", "sq_error_change", "hidden_sq_distance"]
     names += ["score"] if task is not None else []
+    names += ["trial_sq_error_change"] if per_trial else []
+    names += ["trial_stats"] if trial_stats is not None else []
     acc = {name: [] for name in names}
     base: dict | None = None
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
@@ -426,8 +446,12 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
         nonlocal base
         pa, pb, out = pending
         host = {name: np.asarray(out[name], dtype=np.float64) for name in names}
+        if per_trial:  # sums over time, on the host in float64 (as the per-step metrics)
+            host["trial_sq_error_change"] = host["trial_sq_error_change"].sum(axis=-1)
         if base is None:
             base = {name: host[name][:, 0] for name in names}
+            if per_trial:
+                base["trial_sq_error_base"] = np.asarray(out["trial_sq_error_base"], dtype=np.float64).sum(axis=-1)
         for name in names:
             acc[name].append(host[name][:, 1 : 1 + pb - pa])
         if progress is not None:
@@ -508,6 +532,11 @@ def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
                 base_score=float(base["score"][i]) if "score" in base else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
                 divergence=cat_i["sq_distance"] / per_step if divergence else None,
+                trial_delta_loss=cat_i["trial_sq_error_change"] / mask_sum if "trial_sq_error_change" in cat_i
+                else None,
+                trial_base_loss=base["trial_sq_error_base"][i] / mask_sum if "trial_sq_error_base" in base else None,
+                trial_stats=cat_i.get("trial_stats"),
+                base_trial_stats=base["trial_stats"][i] if "trial_stats" in base else None,
             )
         )
     return out

@@ -55,6 +55,13 @@ def _step_metrics(y, tgt, msk):
     return _step_metrics_dev(y[0], y - y[:1], tgt, msk)
 
 
+def _trial_metrics(y0, yd, tgt, msk):
+    """Per-trial sums over outputs for one step: the change of the masked squared error of every slot against the
+    unablated outputs ``y0`` (B, o) (deviations ``yd`` (k1, B, o)), and the unablated masked squared error (B,)."""
+    r0 = y0 - tgt
+    return jnp.sum(msk[None] * yd * (2.0 * r0[None] + yd), axis=-1), jnp.sum(msk * r0 * r0, axis=-1)
+
+
 def _correction(H, U, V):
     """The rank-r edit ``(H V_k) U_k^T`` of every slot: H (k1, B, n); U, V (k1, r, n) -> (k1, B, n).
 
@@ -67,7 +74,7 @@ def _correction(H, U, V):
     return jnp.einsum("kbe,ken->kbn", c, U)
 
 
-def _rollout_shared(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+def _rollout_shared(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool, per_trial: bool):
     """Shared-base rollout. W (n, n); U, V (k1, r, n); drive (T, B, n) -> per-step metrics, hT (k1, B, n)."""
     k1, _, n = U.shape
     B = drive.shape[1]
@@ -78,14 +85,15 @@ def _rollout_shared(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, ou
         pre = (H.reshape(k1 * B, n) @ WT).reshape(k1, B, n) + _correction(H, U, V)
         H = jnp.tanh(pre + d[None])
         y = jnp.einsum("kbn,on->kbo", H, W_out) + b_out
-        return H, (*_step_metrics(y, tgt, msk), y if outputs else None)
+        trial = _trial_metrics(y[0], y - y[:1], tgt, msk) if per_trial else None
+        return H, (*_step_metrics(y, tgt, msk), y if outputs else None, trial)
 
     H0 = jnp.zeros((k1, B, n), drive.dtype)
     hT, per_step = jax.lax.scan(step, H0, (drive, targets, mask), unroll=unroll)
     return per_step, hT
 
 
-def _rollout_dense(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+def _rollout_dense(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool, per_trial: bool):
     """Dense rollout. W, Q (n, n); dT (k1, n, n); drive (T, n, B) -> per-step metrics, hT (k1, B, n)."""
     k1 = dT.shape[0]
     n, B = drive.shape[1], drive.shape[2]
@@ -95,7 +103,8 @@ def _rollout_dense(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, ou
         d, tgt, msk = xs
         H = jnp.tanh(jnp.einsum("kij,kjb->kib", Wk, H) + d[None])
         y = jnp.einsum("on,knb->kbo", W_out, H) + b_out
-        return H, (*_step_metrics(y, tgt, msk), y if outputs else None)
+        trial = _trial_metrics(y[0], y - y[:1], tgt, msk) if per_trial else None
+        return H, (*_step_metrics(y, tgt, msk), y if outputs else None, trial)
 
     H0 = jnp.zeros((k1, n, B), drive.dtype)
     hT, per_step = jax.lax.scan(step, H0, (drive, targets, mask), unroll=unroll)
@@ -123,7 +132,8 @@ def _step_metrics_dev(y0, yd, tgt, msk):
     return jnp.sum(err, axis=-1), jnp.sum((yd * yd).reshape(k1, -1), axis=-1), jnp.sum(derr, axis=-1)
 
 
-def _rollout_shared_dev(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+def _rollout_shared_dev(W, U, V, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool,
+                        per_trial: bool):  # fmt: skip
     """Shared-base rollout carrying the deviations ``D_k = h_k - h`` (DESIGN §7) instead of the states.
 
     The base state is advanced with HIGHEST-precision dots; the deviations with the context's matmul precision,
@@ -143,14 +153,16 @@ def _rollout_shared_dev(W, U, V, drive, W_out, b_out, targets, mask, unroll: int
         D = _tanh_diff(a[None], t0[None], delta)
         y0 = jnp.dot(t0, W_out.T, precision=hi) + b_out
         yd = jnp.einsum("kbn,on->kbo", D, W_out, precision=hi)
-        return (t0, D), (*_step_metrics_dev(y0, yd, tgt, msk), y0[None] + yd if outputs else None)
+        trial = _trial_metrics(y0, yd, tgt, msk) if per_trial else None
+        return (t0, D), (*_step_metrics_dev(y0, yd, tgt, msk), y0[None] + yd if outputs else None, trial)
 
     init = (jnp.zeros((B, n), drive.dtype), jnp.zeros((k1, B, n), drive.dtype))
     (_, DT), per_step = jax.lax.scan(step, init, (drive, targets, mask), unroll=unroll)
     return per_step, DT
 
 
-def _rollout_dense_dev(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool):
+def _rollout_dense_dev(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int, outputs: bool,
+                       per_trial: bool):  # fmt: skip
     """Dense rollout carrying the deviations ``D_k = h_k - h``: ``delta = W_k D_k + dW_k h`` (see shared_dev)."""
     k1 = dT.shape[0]
     n, B = drive.shape[1], drive.shape[2]
@@ -167,7 +179,8 @@ def _rollout_dense_dev(W, Q, dT, drive, W_out, b_out, targets, mask, unroll: int
         D = _tanh_diff(a[None], t0[None], delta)
         y0 = jnp.dot(W_out, t0, precision=hi).T + b_out
         yd = jnp.einsum("on,knb->kbo", W_out, D, precision=hi)
-        return (t0, D), (*_step_metrics_dev(y0, yd, tgt, msk), y0[None] + yd if outputs else None)
+        trial = _trial_metrics(y0, yd, tgt, msk) if per_trial else None
+        return (t0, D), (*_step_metrics_dev(y0, yd, tgt, msk), y0[None] + yd if outputs else None, trial)
 
     init = (jnp.zeros((n, B), drive.dtype), jnp.zeros((k1, n, B), drive.dtype))
     (_, DT), per_step = jax.lax.scan(step, init, (drive, targets, mask), unroll=unroll)
@@ -189,12 +202,13 @@ def _sum_last(x: Array) -> Array:
     return functools.reduce(jnp.add, [x[..., i] for i in range(x.shape[-1])])
 
 
-def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation, unroll, outputs):
+def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation, unroll, outputs, per_trial):
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
         e1, e2 = e1[rows] * vals[..., None], e1[cols]
     rollout = _ROLLOUTS[path, deviation]
-    (err, dist, derr, ys), hT = rollout(W, e1, e2, drive, W_out, b_out, targets, mask, unroll, outputs)
+    (err, dist, derr, ys, trial), hT = rollout(W, e1, e2, drive, W_out, b_out, targets, mask, unroll, outputs,
+                                               per_trial)  # fmt: skip
     # with ``deviation`` hT holds the final deviations (slot 0 exactly zero): hT - hT[:1] is still h_k - h
     out = {
         "sq_error": err.T,  # (k1, T)
@@ -206,6 +220,9 @@ def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, *, path, deviation
     }
     if outputs:
         out["outputs"] = jnp.transpose(ys, (1, 2, 0, 3))  # (k1, B, T, o)
+    if per_trial:  # per step and trial; summed over time on the host in float64
+        out["trial_sq_error_change"] = jnp.transpose(trial[0], (1, 2, 0))  # (k1, B, T)
+        out["trial_sq_error_base"] = trial[1].T  # (B, T)
     return out
 
 
@@ -228,6 +245,7 @@ def chunk(
     precision: str,
     unroll: int,
     outputs: bool,
+    per_trial: bool = False,
 ) -> dict[str, Array]:
     """Roll out one chunk and reduce its metrics (compiled once per shape and static config).
 
@@ -239,6 +257,9 @@ def chunk(
         targets, mask: (T, B, o), shared by all models.
         deviation: carry ``h_k - h`` instead of ``h_k`` (DESIGN §7; for low matmul precision).
         unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs (for task scores).
+        per_trial: also return the per-trial, per-step change of the masked squared error of every slot
+            (``trial_sq_error_change`` (k1, B, T)) and the unablated per-trial squared error
+            (``trial_sq_error_base`` (B, T)).
 
     Returns:
         dict of per-slot arrays, all with the leading model axis: sq_error (k1, T) (masked squared error summed
@@ -249,7 +270,8 @@ def chunk(
     """
     TRACES[path] += 1
     TRACES[path, deviation] += 1
-    fn = functools.partial(_one_model, path=path, deviation=deviation, unroll=unroll, outputs=outputs)
+    fn = functools.partial(_one_model, path=path, deviation=deviation, unroll=unroll, outputs=outputs,
+                           per_trial=per_trial)  # fmt: skip
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
             return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, None, None))(W, W_out, b_out, drive, e1, e2, targets, mask)
@@ -265,6 +287,12 @@ def drive(inputs: Float[Array, "B T i"], W_in: Float[Array, "*m n i"], b: Float[
     with jax.default_matmul_precision(precision):
         d = jnp.einsum("bti,mni->mtbn", inputs, W_in) + b[:, None, None, :]
     return d if layout == "TBn" else jnp.swapaxes(d, 2, 3)
+
+
+@eqx.filter_jit
+def trial_stats(fn, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "m k B p"]:
+    """``fn(y, batch) -> (B, p)`` per-trial statistics of every slot of every model on the shared batch."""
+    return jax.vmap(jax.vmap(lambda y: fn(y, batch)))(outputs)
 
 
 @eqx.filter_jit
