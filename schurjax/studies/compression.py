@@ -6,8 +6,9 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 The search (all evaluations batched, on the selection batch; a set *passes* when its joint removal keeps the
 criterion):
 
-1. **Order** the couplings by single-removal importance, least important first (``|Δloss| / loss`` of each single
-   removal, or its score drop for the score criterion; ties by position).
+1. **Order** the couplings by single-removal importance, least important first: ``|Δloss| / loss`` of each single
+   removal (the finest measure, for both criteria), then its score drop, then position
+   (:func:`schurjax.studies.keep.importance_order`).
 2. **Prefix search**: the longest passing prefix of that order, by a batched bisection: the prefixes at up to
    :data:`GRID` evenly spaced lengths between the last known passing and the first known failing length are
    evaluated at once, the bracket shrinks to the last passing length below the first failing one, until the two
@@ -34,7 +35,7 @@ from schurjax.studies import stats
 from schurjax.studies.measure import measure
 from schurjax.studies.protocol import keeps_loss, keeps_score
 
-__all__ = ["search", "verify", "export", "compressed_W", "GRID", "VERIFY_CONTROLS"]
+__all__ = ["search", "verify", "export", "compressed_W", "longest_prefix", "GRID", "VERIFY_CONTROLS"]
 
 GRID = 16
 """Prefix lengths evaluated at once per bisection round."""
@@ -52,8 +53,10 @@ def _joint(res: Any, criterion: str) -> np.ndarray:
     return np.abs(res.rel_delta_loss) if criterion == "loss" else res.base_score - np.asarray(res.score)
 
 
-def _longest_prefix(evaluate: Any, order: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+def longest_prefix(evaluate: Any, order: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
     """Longest passing prefix length in ``[lo, hi]`` of ``order`` (``lo`` known to pass) by batched bisection.
+
+    ``evaluate(order, ks) -> (len(ks),) bool`` says which prefix lengths pass; see the module docstring.
 
     Returns:
         (length, evaluations).
@@ -72,17 +75,13 @@ def _longest_prefix(evaluate: Any, order: np.ndarray, lo: int, hi: int) -> tuple
     return lo, n_eval
 
 
-def search(model: Any, sf: Any, task: Any, batch: Any, entries: np.ndarray, importance: np.ndarray, *,
-           tiebreak: np.ndarray | None = None, criterion: str = "loss", tol: float = 0.05, candidates: int = 256,
-           passes: int = 4, **options: Any) -> dict[str, Any]:  # fmt: skip
+def search(model: Any, sf: Any, task: Any, batch: Any, order: np.ndarray, *, criterion: str = "loss",
+           tol: float = 0.05, candidates: int = 256, passes: int = 4, **options: Any) -> dict[str, Any]:  # fmt: skip
     """Find a large set of couplings whose joint removal keeps the criterion on ``batch`` (the module's search).
 
     Args:
         model, sf, task, batch: the model, its Schur form, its task and the selection batch.
-        entries: (m, 2) the couplings ``[i, j]`` (single-coupling variants).
-        importance: (m,) single-removal importance on the selection batch (``|Δloss| / loss`` or score drop).
-        tiebreak: (m,) second sort key for equal importance (e.g. ``|Δloss| / loss`` under the score criterion,
-            whose accuracy drops are often exactly 0); then position.
+        order: (m, 2) the couplings ``[i, j]``, least important first (step 1).
         criterion: ``"loss"`` (``|Δloss| / loss <= tol``) or ``"score"`` (score drop ``<= tol``).
         tol: the criterion's threshold.
         candidates: couplings tried per greedy pass.
@@ -92,20 +91,16 @@ def search(model: Any, sf: Any, task: Any, batch: Any, entries: np.ndarray, impo
         ``removed`` ((p, 2) list, in the order they were added), ``prefix`` (length found in step 2),
         ``greedy_added`` (per pass), ``evaluations``, ``selection`` (joint figure of the final set on ``batch``).
     """
-    from schurjax import engine
-
     if criterion not in ("loss", "score"):
         raise ValueError(f"compression.search: criterion must be 'loss' or 'score', got {criterion!r}")
-    entries = np.asarray(entries, np.int64).reshape(-1, 2)
-    second = np.zeros(len(entries)) if tiebreak is None else np.asarray(tiebreak, np.float64)
-    order = entries[np.lexsort((np.arange(len(entries)), second, np.asarray(importance, np.float64)))]
+    order = np.asarray(order, np.int64).reshape(-1, 2)
 
     def evaluate_prefixes(ordering: np.ndarray, ks: np.ndarray) -> np.ndarray:
         v = ablate.cumulative(sf, ordering, ks=ks)
-        return _passes(engine.evaluate(model, sf, v, batch, task=task, **options), criterion, tol)
+        return _passes(measure(model, sf, v, batch, task, **options).res, criterion, tol)
 
     n_eval = 0
-    prefix, n = _longest_prefix(evaluate_prefixes, order, 0, len(order)) if len(order) else (0, 0)
+    prefix, n = longest_prefix(evaluate_prefixes, order, 0, len(order)) if len(order) else (0, 0)
     n_eval += n
     removed = order[:prefix]
     tried = np.zeros(len(order), bool)
@@ -120,7 +115,7 @@ def search(model: Any, sf: Any, task: Any, batch: Any, entries: np.ndarray, impo
         if len(removed):
             masks[:, removed[:, 0], removed[:, 1]] = 0.0
         masks[np.arange(untried.size), order[untried, 0], order[untried, 1]] = 0.0
-        res = engine.evaluate(model, sf, ablate.from_masks(masks, sf=sf), batch, task=task, **options)
+        res = measure(model, sf, ablate.from_masks(masks, sf=sf), batch, task, **options).res
         n_eval += untried.size
         ok = _passes(res, criterion, tol)
         if not ok.any():
@@ -128,19 +123,18 @@ def search(model: Any, sf: Any, task: Any, batch: Any, entries: np.ndarray, impo
             break
         good = untried[ok][np.lexsort((untried[ok], _joint(res, criterion)[ok]))]
         ordering = np.concatenate([removed, order[good]]).reshape(-1, 2)
-        k, n = _longest_prefix(evaluate_prefixes, ordering, len(removed) + 1, len(ordering))
+        k, n = longest_prefix(evaluate_prefixes, ordering, len(removed) + 1, len(ordering))
         n_eval += n
         added.append(k - len(removed))
         removed = ordering[:k]
     final = {"rel": 0.0, "drop": 0.0}
     if len(removed):
-        res = engine.evaluate(model, sf, ablate.cumulative(sf, removed, ks=[len(removed)]), batch, task=task,
-                              **options)  # fmt: skip
+        res = measure(model, sf, ablate.cumulative(sf, removed, ks=[len(removed)]), batch, task, **options).res
         final = {"rel": float(res.rel_delta_loss[0]), "drop": float(res.base_score - res.score[0])}
         n_eval += 1
     return {"criterion": criterion, "tol": float(tol), "removed": removed.tolist(), "prefix": int(prefix),
             "greedy_added": added, "evaluations": int(n_eval), "selection": final,
-            "couplings": int(len(entries))}  # fmt: skip
+            "couplings": int(len(order))}  # fmt: skip
 
 
 def verify(model: Any, sf: Any, task: Any, batch: Any, key: Any, removed: np.ndarray, *, bootstrap: int,

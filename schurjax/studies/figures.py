@@ -116,7 +116,7 @@ def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any
     ax.scatter(sb, tb, s=2, color="0.85", label="coupled block pairs")
     if r["links"]:
         lk = np.asarray(r["links"])
-        ax.scatter(lk[:, 1], lk[:, 0], s=10, color=_color("copy"), label="links holding a needed coupling")
+        ax.scatter(lk[:, 1], lk[:, 0], s=10, color=_color("copy"), label="block links of the core")
     ch = r["chain"]
     if len(ch) > 1:
         ax.plot(ch[:-1], ch[1:], "-", color="k", lw=1.2, label=f"longest line ({r['chain_links']} links)")
@@ -124,8 +124,8 @@ def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any
     ax.set_ylim(nb - 0.5, -0.5)
     ax.set_xlabel("source block b (Schur order, descending |λ|)")
     ax.set_ylabel("target block a")
-    ax.set_title(f"(d) {m['id']}: what the replay needs\n({r['needed_single']} couplings, null p = {r['p']:.3g})",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(f"(d) {m['id']}: the replay's core ({r['core_size']} couplings)\nlongest line "
+                 f"{r['chain_links']} links, null p = {r['p']:.3g}", fontsize=9)  # fmt: skip
     ax.legend(fontsize=6, loc="lower left")
 
 

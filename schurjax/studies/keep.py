@@ -19,10 +19,41 @@ from schurjax.studies import stats
 from schurjax.studies.measure import measure, summarize_keep
 from schurjax.studies.protocol import keeps_loss
 
-__all__ = ["selection_part", "heldout_part", "single_entries", "FAMILIES"]
+__all__ = ["selection_part", "heldout_part", "single_entries", "importance_order", "curve_ks", "FAMILIES"]
 
-FAMILIES = ("single", "block", "band", "all_nonnormal")
-"""The Schur ablation families a study evaluates on the held-out batch."""
+FAMILIES = ("single", "block", "band", "all_nonnormal", "cumulative")
+"""The Schur ablation families a study evaluates on the held-out batch (``cumulative``: prefixes of the
+couplings ordered by their single-removal importance on the selection batch)."""
+
+
+def importance_order(sel_part: dict[str, Any], *, most_first: bool = False) -> np.ndarray:
+    """Indices of the single couplings sorted by their importance on the selection batch: ``|Δloss| / loss``, then
+    the score drop, then position; least important first (or most important first).
+
+    Example:
+        >>> importance_order({"single": {"rel": [0.2, -0.01, 0.05], "drop": [0.0, 0.0, 0.0]}}).tolist()
+        [1, 2, 0]
+    """
+    rel = np.abs(np.asarray(sel_part["single"]["rel"], np.float64))
+    drop = np.asarray(sel_part["single"]["drop"], np.float64)
+    idx = np.arange(rel.size)
+    if most_first:
+        return np.lexsort((idx, -drop, -rel))
+    return np.lexsort((idx, drop, rel))
+
+
+def curve_ks(m: int, points: int = 20) -> np.ndarray:
+    """Prefix lengths of a cumulative curve over ``m`` couplings: about ``points`` lengths, dense at the start.
+
+    Example:
+        >>> curve_ks(100, 6).tolist()
+        [1, 4, 20, 25, 50, 75, 100]
+    """
+    if m < 1:
+        return np.zeros(0, np.int64)
+    half = max(points // 2, 1)
+    ks = np.concatenate([np.geomspace(1, m, half), np.linspace(m / half, m, half)])
+    return np.unique(np.clip(np.round(ks), 1, m).astype(np.int64))
 
 
 def single_entries(variants: Any) -> np.ndarray:
@@ -54,23 +85,22 @@ def selection_part(model: Any, sf: Any, task: Any, batch: Any, **options: Any) -
         ``base_loss``, ``base_score`` and, for ``single`` and ``block``, the per-variant ``rel`` (relative loss
         change) and ``drop`` (score drop).
     """
-    from schurjax import engine
-
     fams = {k: v for k, v in _families(sf).items() if k in ("single", "block")}
-    res = engine.evaluate(model, sf, ablate.Variants.concat(*fams.values()), batch, task=task, **options)
+    res = measure(model, sf, ablate.Variants.concat(*fams.values()), batch, task, **options).res
     out: dict[str, Any] = {"base_loss": float(res.base_loss), "base_score": float(res.base_score)}
     for name, idx in _slices(fams).items():
         out[name] = {"rel": _f(res.rel_delta_loss[idx]), "drop": _f(res.base_score - res.score[idx])}
     return out
 
 
-def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, tau: float, eps: float,
-                 bootstrap: int, **options: Any) -> dict[str, Any]:  # fmt: skip
+def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, sel_part: dict[str, Any], *, tau: float,
+                 eps: float, bootstrap: int, **options: Any) -> dict[str, Any]:  # fmt: skip
     """Every Schur family on the held-out batch: keep shares with intervals, per-variant figures, all-nonnormal.
 
     Args:
         model, sf, task, batch: the model, its Schur form, its task and the held-out batch.
         key: bootstrap key.
+        sel_part: the selection part (the order of the cumulative curves).
         tau, eps: the criteria.
         bootstrap: resamples.
 
@@ -78,9 +108,15 @@ def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, tau: f
         ``base_loss``, ``base_score``, ``blocks`` (|λ| and size of each diagonal block), and per family the
         per-variant figures (``rel``, ``drop``, ``score``, ``output_distance``, and the coupling's position for
         ``single``/``block``), ``keep`` (shares under both criteria) for ``single`` and ``block``, and the
-        all-nonnormal change with intervals.
+        all-nonnormal change with intervals; ``curves``: cumulative removal of the couplings least important first
+        (``least_first``) and most important first (``most_first``), each with ``k``, ``rel``, ``drop``, ``score``.
     """
     fams = _families(sf)
+    entries = single_entries(fams["single"])
+    ks = curve_ks(len(entries))
+    orders = {"least_first": importance_order(sel_part), "most_first": importance_order(sel_part, most_first=True)}
+    for name, order in orders.items():
+        fams[name] = ablate.cumulative(sf, entries[order], ks=ks)
     m = measure(model, sf, ablate.Variants.concat(*fams.values()), batch, task, **options)
     res = m.res
     counts = stats.bootstrap_counts(key, int(np.shape(batch.inputs)[0]), bootstrap)
@@ -117,4 +153,6 @@ def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, tau: f
     if drop_r is not None:
         nn["drop_lo"], nn["drop_hi"] = (float(x) for x in stats.percentile_interval(drop_r[0]))
     out["all_nonnormal"] = nn
+    out["curves"] = {name: {"k": ks.tolist(), "rel": _f(m.rel[sl[name]]), "drop": _f(m.drop[sl[name]]),
+                            "score": _f(res.score[sl[name]])} for name in orders}  # fmt: skip
     return out

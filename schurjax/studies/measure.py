@@ -5,6 +5,10 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 :func:`measure` runs :func:`schurjax.evaluate` with ``per_trial=True`` and the task's score parts
 (:mod:`schurjax.studies.scoring`), and returns a :class:`Measurement`: the per-variant figures (relative loss change,
 score drop, output distance) and, for any trial multiplicities ``counts`` (R, B), their replicates.
+
+Every evaluation of a study goes through :func:`measure`, with the same options and with the variant set padded by
+zero edits to a multiple of one chunk size per path (at most :data:`MAX_CHUNK`), so that a whole study compiles a
+handful of programs per batch shape instead of one per set size.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from schurjax.studies.scoring import ScoreParts, score_parts
 __all__ = ["Measurement", "measure", "summarize_keep"]
 
 _CHUNK = 256  # variants per block when forming (K, R, p) score replicates
+MAX_CHUNK = 64
+"""The largest chunk (variants per compiled program) of a study's evaluations; the engine's own choice below it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +91,30 @@ def measure(model: Any, sf: Any, variants: Any, batch: Any, task: Any, **options
     Returns:
         :class:`Measurement`.
     """
-    from schurjax import engine
+    from schurjax import ablate, engine
 
-    parts = score_parts(task)
-    res = engine.evaluate(model, sf, variants, batch, task=task, per_trial=True,
+    parts = None if task is None else score_parts(task)
+    K = len(variants)
+    n, (B, T, _), n_out = int(sf.n), np.shape(batch.inputs), int(np.shape(batch.targets)[2])
+    path = engine.choose_path(int(variants.max_nnz), n)
+    chunk = min(MAX_CHUNK, engine.auto_chunk_size(path, n=n, B=int(B), T=int(T), n_out=n_out))
+    pad = -K % chunk
+    if pad:  # zero edits: a removal of no coupling (prefix of length 0)
+        zero = ablate.cumulative(sf, np.asarray(sf.couplings[:1]), ks=np.zeros(pad, np.int64))
+        variants = ablate.Variants.concat(variants, zero)
+    res = engine.evaluate(model, sf, variants, batch, task=task, per_trial=True, path=path, chunk_size=chunk,
                           trial_stats=None if parts is None else parts.parts, **options)  # fmt: skip
-    return Measurement(res, parts)
+    return Measurement(_cut(res, K) if pad else res, parts)
+
+
+def _cut(res: Any, K: int) -> Any:
+    """The first K variants of a SweepResult."""
+    fields = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+    for name, value in fields.items():
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and name not in ("trial_base_loss", "base_trial_stats"):
+            fields[name] = value[:K]
+    fields["labels"] = list(res.labels)[:K]
+    return type(res)(**fields)
 
 
 def summarize_keep(m: Measurement, idx: np.ndarray, counts: np.ndarray, *, tau: float, eps: float) -> dict[str, Any]:

@@ -140,8 +140,8 @@ def _ints(v: Any, arg: str, lo: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-QUICK: dict[str, Any] = {"seeds": (0, 1), "sizes": (64,), "trials": 64, "bootstrap": 200, "control_max": 48,
-                         "null_draws": 200, "greedy_candidates": 48, "greedy_passes": 2, "restriction_max": 48}
+QUICK: dict[str, Any] = {"seeds": (0, 1), "sizes": (64,), "trials": 128, "bootstrap": 200, "control_max": 64,
+                         "null_draws": 200, "greedy_candidates": 64, "greedy_passes": 2, "restriction_max": 64}
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 
 

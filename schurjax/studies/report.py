@@ -64,8 +64,11 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
         nn = h["all_nonnormal"]
         nn_rows.append({**base, "base_loss": h["base_loss"], "base_score": h["base_score"], **{
             k: nn[k] for k in ("rel", "rel_lo", "rel_hi", "score", "drop", "drop_lo", "drop_hi", "delta_norm")}})
-        for fam, kinds in p["controls"].items():
-            for kind, d in kinds.items():
+        for fam in ("single", "block", "band", "all_nonnormal", "cumulative"):
+            for kind in config.control_kinds:
+                d = p["controls"].get(fam, {}).get(kind)
+                if d is None:
+                    continue
                 vs_rows.append({**base, "family": fam, "kind": kind, **{k: d[k] for k in (
                     "pairs", "share_more", "share_lo", "share_hi", "median_ratio", "ratio_lo", "ratio_hi",
                     "median_abl", "median_ctrl")}, "wilcoxon_p": d["wilcoxon"]["p"],
@@ -102,12 +105,16 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
                              "wilcoxon_p": d.get("wilcoxon", {}).get("p", math.nan)})  # fmt: skip
         rp = p.get("replay")
         if rp is not None:
-            rep_rows.append({**base, "base_score": rp["base_score"], "needed_single": rp["needed_single"],
-                             "couplings": len(h["single"]["rel"]), "links": len(rp["links"]),
-                             "needed_block": rp["needed_block"], "block_pairs": len(h["block"]["rel"]),
-                             "chain_links": rp["chain_links"], "chain": "->".join(map(str, rp["chain"])),
-                             "null_median": rp["null_median"], "null_p95": rp["null_p95"], "p": rp["p"],
-                             "median_distance": rp["median_distance"],
+            ind = rp["individually"]
+            rep_rows.append({**base, "base_score": rp["base_score"], "couplings": rp["couplings"],
+                             "needed_single": ind["single"], "needed_block": ind["block"],
+                             "block_pairs": len(h["block"]["rel"]), "needed_bands": " ".join(map(str, ind["band"])),
+                             "min_single_score": ind["min_single_score"], "min_block_score": ind["min_block_score"],
+                             "core_size": rp["core_size"], "core_score": rp["core_score"],
+                             "rest_score": rp["rest_score"], "random_score": rp["random_score"],
+                             "links": len(rp["links"]), "chain_links": rp["chain_links"],
+                             "chain": "->".join(map(str, rp["chain"])), "null_median": rp["null_median"],
+                             "null_p95": rp["null_p95"], "p": rp["p"], "median_distance": rp["median_distance"],
                              "median_distance_all": rp["median_distance_all"]})  # fmt: skip
     prof_rows = []
     for kind, comps in prof.items():
@@ -186,7 +193,8 @@ def summary_rows(config: StudyConfig, models: Sequence[dict[str, Any]],
                 row[f"compressed_{crit}_heldout_rel"] = c["heldout"]["rel"]
                 row[f"compressed_{crit}_heldout_score"] = c["heldout"]["score"]
         rp = p.get("replay")
-        row["replay_needed_single"] = rp["needed_single"] if rp else math.nan
+        row["replay_needed_single"] = rp["individually"]["single"] if rp else math.nan
+        row["replay_core_size"] = rp["core_size"] if rp else math.nan
         row["replay_chain_links"] = rp["chain_links"] if rp else math.nan
         rows.append(row)
     return rows
@@ -237,6 +245,10 @@ def _range(row: Any, name: str, fmt: Any = _pct) -> str:
     if not math.isfinite(_nan(med)):
         return "–"
     return f"{fmt(med)} ({fmt(lo)}–{fmt(hi)})"
+
+
+def _text(x: Any) -> str:
+    return x if isinstance(x, str) and x else "–"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -323,8 +335,9 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
           "interval]; *ratio*: median of |Δloss(removal)| / |Δloss(control)| [interval]; *p*: paired Wilcoxon "
           "signed-rank test of |Δloss(removal)| − |Δloss(control)|. matched_norm: dense Gaussian edit of W; "
           "matched_count: as many random couplings removed; coupling_noise: Gaussian noise on the coupling entries "
-          "only (spectrum kept). The all-nonnormal removal is paired with 16 controls of each kind.", ""]  # fmt: skip
-    for fam in ("single", "block", "band", "all_nonnormal"):
+          "only (spectrum kept). The all-nonnormal removal is paired with 16 controls of each kind; *cumulative*: "
+          "prefixes of the couplings ordered by importance on the selection batch (least important first).", ""]
+    for fam in ("single", "block", "band", "all_nonnormal", "cumulative"):
         sub = vs[vs.family == fam] if len(vs) else vs
         if not len(sub):
             continue
@@ -355,18 +368,25 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
     rp = t["replay"]
     if len(rp):
         L += ["## 5. What the copy replay needs", "",
-              f"A coupling is *needed* when removing it alone drops the replay's R² below {config.replay_r2:g} on the "
-              "held-out batch. *links*: the block links b → a holding needed couplings; *chain*: the longest "
-              "feed-forward line (directed path) through those links, in Schur blocks (0 = largest |λ|), against "
-              f"a null of as many links drawn at random among all coupled block pairs ({config.null_draws} draws; "
-              "*p*: share of null draws at least as long); *distance*: median block distance b − a of the links "
-              "(of all coupled pairs).", ""]  # fmt: skip
-        rows = [[r.model, _g(r.base_score, ".4f"), f"{r.needed_single}/{r.couplings}", r.links,
-                 f"{r.needed_block}/{r.block_pairs}", f"{r.chain_links} ({r.chain})",
+              f"A removal *breaks* the replay when the replay's R² on the held-out batch falls below "
+              f"{config.replay_r2:g}. *alone*: single couplings / block pairs whose removal alone breaks it (lowest "
+              "R² among them in parentheses) and the bands (block distances) that do. *core*: the shortest prefix of "
+              "the couplings ordered by importance on the selection batch (most important first) whose joint "
+              "removal breaks the replay there; held-out R² after removing the core, after removing every coupling "
+              "but the core, and (median of 8) after removing as many random couplings. *line*: the longest "
+              "feed-forward line (directed path b → a through the core's block links, blocks numbered by "
+              f"descending |λ|) against a null of as many links drawn among all coupled block pairs "
+              f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long); *distance*: "
+              "median block distance of the core's links (of all coupled pairs).", ""]  # fmt: skip
+        rows = [[r.model, _g(r.base_score, ".4f"),
+                 f"{r.needed_single} ({_g(r.min_single_score, '.2f')}) / {r.needed_block} "
+                 f"({_g(r.min_block_score, '.2f')}); bands {_text(r.needed_bands)}",
+                 f"{r.core_size}/{r.couplings}", f"{_g(r.core_score, '.3f')} / {_g(r.rest_score, '.3f')} / "
+                 f"{_g(r.random_score, '.3f')}", f"{r.links}; {r.chain_links} ({r.chain})",
                  f"{_g(r.null_median)} / {_g(r.null_p95)}", _p(r.p),
                  f"{_g(r.median_distance)} ({_g(r.median_distance_all)})"] for r in rp.itertuples()]  # fmt: skip
-        L += [_table(["model", "R²", "needed couplings", "links", "needed block pairs", "chain links (blocks)",
-                      "null median / 95th pct", "p", "distance"], rows), ""]  # fmt: skip
+        L += [_table(["model", "R²", "alone: single / block; bands", "core", "R² without core / with only core / "
+                      "random", "links; line (blocks)", "null", "p", "distance"], rows), ""]  # fmt: skip
 
     rs = t["restriction"]
     if len(rs):

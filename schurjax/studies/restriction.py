@@ -27,11 +27,19 @@ __all__ = ["restriction_part", "output_power"]
 
 
 def output_power(model: Any, batch: Any) -> float:
-    """``mean(y^2)`` of the unablated model's outputs on the batch (all steps, trials and outputs)."""
-    import jax
-
-    y = np.asarray(jax.vmap(model)(batch.inputs), np.float64)
-    return float(np.mean(y * y))
+    """``mean(y^2)`` of the unablated model's outputs on the batch (all steps, trials and outputs), from a float64
+    NumPy rollout (no compilation)."""
+    W_in, W, b, W_out, b_out = (np.asarray(getattr(model, k), np.float64) for k in ("W_in", "W_rec", "b", "W_out",
+                                                                                     "b_out"))  # fmt: skip
+    x = np.asarray(batch.inputs, np.float64)
+    drive = x @ W_in.T + b
+    h = np.zeros((x.shape[0], W.shape[0]))
+    total = 0.0
+    for t in range(x.shape[1]):
+        h = np.tanh(h @ W.T + drive[:, t])
+        y = h @ W_out.T + b_out
+        total += float(np.sum(y * y))
+    return total / (x.shape[0] * x.shape[1] * W_out.shape[0])
 
 
 def _median(x: np.ndarray) -> float:
@@ -61,7 +69,7 @@ def restriction_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, keepe
     """
     import jax
 
-    from schurjax import engine
+    from schurjax.studies.measure import measure
 
     k_sub, k_ctrl, k_off = jax.random.split(key, 3)
     keepers = np.asarray(keepers, np.int64)
@@ -82,7 +90,8 @@ def restriction_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, keepe
     batches = {"task": batch, **off_distribution_batches(k_off, task, batch)}
     rel_out: dict[str, np.ndarray] = {}
     for cond, b in batches.items():
-        res = engine.evaluate(model, sf, variants, b, **options)
+        # the task is given where its trials have the batch's length (same compiled program as the other parts)
+        res = measure(model, sf, variants, b, task if cond != "long" else None, **options).res
         rel_out[cond] = np.asarray(res.output_distance, np.float64) / max(output_power(model, b), 1e-30)
     for cond, r in rel_out.items():
         d: dict[str, Any] = {"keep": _median(r[:K]), "control": _median(r[K : 2 * K]),

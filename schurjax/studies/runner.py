@@ -242,17 +242,16 @@ def _compute(name: str, spec: Any, sf: Any, ctx: _Context, done: dict[str, Any],
     if name == "selection":
         return keep.selection_part(model, sf, task, sel)
     if name == "heldout":
-        return keep.heldout_part(model, sf, task, held, key, tau=cfg.tau, eps=cfg.eps, bootstrap=cfg.bootstrap)
+        return keep.heldout_part(model, sf, task, held, key, done["selection"], tau=cfg.tau, eps=cfg.eps,
+                                 bootstrap=cfg.bootstrap)  # fmt: skip
     if name == "controls":
+        order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
         return versus.controls_part(model, sf, task, held, key, kinds=cfg.control_kinds, control_max=cfg.control_max,
-                                    bootstrap=cfg.bootstrap)  # fmt: skip
+                                    bootstrap=cfg.bootstrap, order=order)  # fmt: skip
     if name.startswith("compression-"):
         criterion = name.split("-", 1)[1]
-        s = done["selection"]["single"]
-        entries = keep.single_entries(ablate.single_couplings(sf))
-        rel = np.abs(np.asarray(s["rel"], np.float64))
-        importance = rel if criterion == "loss" else np.asarray(s["drop"], np.float64)
-        found = compression.search(model, sf, task, sel, entries, importance, tiebreak=rel, criterion=criterion,
+        order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
+        found = compression.search(model, sf, task, sel, order, criterion=criterion,
                                    tol=cfg.tau if criterion == "loss" else cfg.eps,
                                    candidates=cfg.greedy_candidates, passes=cfg.greedy_passes)  # fmt: skip
         found["heldout"] = compression.verify(model, sf, task, held, key, np.asarray(found["removed"]),
@@ -266,7 +265,8 @@ def _compute(name: str, spec: Any, sf: Any, ctx: _Context, done: dict[str, Any],
                                             None if comp is None else np.asarray(comp),
                                             restriction_max=cfg.restriction_max)  # fmt: skip
     if name == "replay":
-        return replay.replay_part(done["heldout"], key, replay_r2=cfg.replay_r2, draws=cfg.null_draws)
+        return replay.replay_part(model, sf, task, sel, held, done["selection"], done["heldout"], key,
+                                  replay_r2=cfg.replay_r2, draws=cfg.null_draws)  # fmt: skip
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
 
@@ -315,7 +315,7 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
     parts: dict[str, dict[str, Any]] = {}
     sfs: dict[str, Any] = {}
     timings_path = out / "timings.json"
-    with RunFolder(out, where="study") as folder:
+    with RunFolder(out, where="study", kind="study") as folder:
         resumed = folder.start(manifest)
         timings = _read_timings(timings_path) if resumed else {}
         todo_total = sum(len(_parts_of(s)) for s in specs)
@@ -335,7 +335,8 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
                 result = _compute(name, spec, sf, ctx, parts[spec.id], out)
                 folder.write_chunk(i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name,
                                           "result": finite_or_none(result)}, ())  # fmt: skip
-                parts[spec.id][name] = _decode(finite_or_none(result))
+                # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
+                parts[spec.id][name] = _decode(json.loads(canonical(finite_or_none(result))))
                 dt = time.perf_counter() - t0
                 timings[f"{spec.id}/{name}"] = round(dt, 3)
                 atomic_write_json(timings_path, timings)

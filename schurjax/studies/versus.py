@@ -6,7 +6,9 @@ Per family and control kind, on the held-out batch: the share of pairs in which 
 more than its control (``|Δloss|``), the median ratio ``|Δloss(ablation)| / |Δloss(control)|`` (both with bootstrap
 intervals over trials), and a paired Wilcoxon signed-rank test of ``|Δloss(ablation)| - |Δloss(control)|``. A
 family with more than ``control_max`` ablations is represented by a random subset of that size. The one
-all-nonnormal ablation is paired with :data:`NONNORMAL_CONTROLS` controls of each kind.
+all-nonnormal ablation is paired with :data:`NONNORMAL_CONTROLS` controls of each kind. The ``cumulative`` family
+(prefixes of the couplings ordered by importance on the selection batch, least important first) is compared the
+same way.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def compare_pairs(abl: np.ndarray, ctrl: np.ndarray, abl_r: np.ndarray, ctrl_r: 
 
 
 def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds: tuple[str, ...], control_max: int,
-                  bootstrap: int, families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal"),
+                  bootstrap: int, order: np.ndarray | None = None,
+                  families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal", "cumulative"),
                   **options: Any) -> dict[str, Any]:  # fmt: skip
     """Schur ablations and their random controls of every kind on the held-out batch.
 
@@ -67,6 +70,8 @@ def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds
         kinds: control kinds (``ablate.CONTROL_KINDS``).
         control_max: ablations per family (random subset above it).
         bootstrap: resamples of the trials.
+        order: (m, 2) couplings least important first (selection batch), for the ``cumulative`` family (its
+            prefixes at :func:`schurjax.studies.keep.curve_ks` lengths); without it that family is skipped.
 
     Returns:
         ``{family: {kind: compare_pairs(...) + {"abl", "ctrl", "norm"} (per pair: relative loss changes and
@@ -75,11 +80,17 @@ def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds
     import jax
 
     k_sub, k_ctrl, k_boot = jax.random.split(key, 3)
+    from schurjax.studies.keep import curve_ks
+
     makers = {"single": ablate.single_couplings, "block": ablate.block_couplings, "band": ablate.bands,
               "all_nonnormal": ablate.all_nonnormal}  # fmt: skip
+    if order is not None and len(order):
+        makers["cumulative"] = lambda sf_: ablate.cumulative(sf_, order, ks=curve_ks(len(order)))
     pieces, plan = [], []
     offset = 0
     for f_i, fam in enumerate(families):
+        if fam not in makers:
+            continue
         v = makers[fam](sf)
         if len(v) == 0:
             continue
