@@ -20,8 +20,10 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 from schurjax.studies.protocol import QUICK as QUICK
 from schurjax.studies.protocol import StudyConfig as StudyConfig
 from schurjax.studies.runner import PARTS as PARTS
+from schurjax.studies.runner import SMALL as SMALL
 from schurjax.studies.runner import Study as Study
 from schurjax.studies.runner import load as load
+from schurjax.studies.runner import scratch_folder as scratch_folder
 from schurjax.studies.runner import study as study
 
-__all__ = ["study", "load", "Study", "StudyConfig", "QUICK", "PARTS"]
+__all__ = ["study", "load", "Study", "StudyConfig", "QUICK", "SMALL", "PARTS", "scratch_folder"]

@@ -172,13 +172,11 @@ def profiles_panel(ax: Any, prof: dict[str, Any], kind: str = "modulus") -> None
 
 def panel(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, Any], prof: dict[str, Any],
           path: str | Path, *, dpi: int = 110) -> Path:  # fmt: skip
-    """Draw the six panels into one PNG at ``path``."""
-    import matplotlib
+    """Draw the six panels into one PNG at ``path`` (a pyplot-free figure: the caller's backend is left alone)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
+    fig = Figure(figsize=(16, 9.5))
+    axes = fig.subplots(2, 3)
     keep_panel(axes[0, 0], models, parts)
     versus_panel(axes[0, 1], models, parts, config.control_kinds)
     compression_panel(axes[0, 2], models, parts)
@@ -190,5 +188,4 @@ def panel(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path

@@ -91,12 +91,26 @@ def measure(model: Any, sf: Any, variants: Any, batch: Any, task: Any, **options
     Returns:
         :class:`Measurement`.
     """
-    from schurjax import ablate, engine
+    from schurjax import engine
 
     parts = None if task is None else score_parts(task)
+    n = int(sf.n)
+    sparse = np.asarray(variants.nnz) <= max(engine.SHARED_MIN_NNZ, n // 4)  # what path="auto" would do alone
+    groups = [(path, np.nonzero(sel)[0]) for path, sel in (("shared", sparse), ("dense", ~sparse)) if sel.any()]
+    results = [_evaluate(model, sf, variants[idx], batch, task, parts, path, **options) for path, idx in groups]
+    if len(results) == 1:
+        return Measurement(results[0], parts)
+    order = np.argsort(np.concatenate([idx for _, idx in groups]), kind="stable")
+    return Measurement(_join(results, order), parts)
+
+
+def _evaluate(model: Any, sf: Any, variants: Any, batch: Any, task: Any, parts: ScoreParts | None, path: str,
+              **options: Any) -> Any:  # fmt: skip
+    """One engine call on one path, padded with zero edits to a multiple of the chunk, cut back afterwards."""
+    from schurjax import ablate, engine
+
     K = len(variants)
     n, (B, T, _), n_out = int(sf.n), np.shape(batch.inputs), int(np.shape(batch.targets)[2])
-    path = engine.choose_path(int(variants.max_nnz), n)
     chunk = min(MAX_CHUNK, engine.auto_chunk_size(path, n=n, B=int(B), T=int(T), n_out=n_out))
     pad = -K % chunk
     if pad:  # zero edits: a removal of no coupling (prefix of length 0)
@@ -104,14 +118,30 @@ def measure(model: Any, sf: Any, variants: Any, batch: Any, task: Any, **options
         variants = ablate.Variants.concat(variants, zero)
     res = engine.evaluate(model, sf, variants, batch, task=task, per_trial=True, path=path, chunk_size=chunk,
                           trial_stats=None if parts is None else parts.parts, **options)  # fmt: skip
-    return Measurement(_cut(res, K) if pad else res, parts)
+    return _cut(res, K) if pad else res
+
+
+_PER_VARIANT_SKIP = ("trial_base_loss", "base_trial_stats")
+
+
+def _join(results: list[Any], order: np.ndarray) -> Any:
+    """SweepResults of disjoint variant groups as one, in the original order (base figures of the first group;
+    every group ran the same unablated model on the same batch)."""
+    first = results[0]
+    fields = {f.name: getattr(first, f.name) for f in dataclasses.fields(first)}
+    for name, value in fields.items():
+        if isinstance(value, np.ndarray) and name not in _PER_VARIANT_SKIP:
+            fields[name] = np.concatenate([getattr(r, name) for r in results])[order]
+    labels = [lab for r in results for lab in r.labels]
+    fields["labels"] = [labels[i] for i in order]
+    return type(first)(**fields)
 
 
 def _cut(res: Any, K: int) -> Any:
     """The first K variants of a SweepResult."""
     fields = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
     for name, value in fields.items():
-        if isinstance(value, np.ndarray) and value.ndim >= 1 and name not in ("trial_base_loss", "base_trial_stats"):
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and name not in _PER_VARIANT_SKIP:
             fields[name] = value[:K]
     fields["labels"] = list(res.labels)[:K]
     return type(res)(**fields)

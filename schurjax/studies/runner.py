@@ -37,7 +37,7 @@ from schurjax.errors import InputError
 from schurjax.studies import compression, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
 
-__all__ = ["study", "load", "Study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA"]
+__all__ = ["study", "load", "Study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
 
 STUDY_SCHEMA = 1
 """Version of what a study's parts hold; part of the config compared on resume."""
@@ -45,6 +45,13 @@ COMPRESS_CRITERIA = ("loss", "score")
 """The compression search runs once per criterion (loss within tau; score drop within eps)."""
 PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
 """The parts of each model, in the order they run (``replay`` only for copy networks)."""
+
+SMALL: dict[str, Any] = {"tasks": ("copy", "flipflop"), "seeds": (0, 1), "trials": 16, "bootstrap": 50,
+                         "control_max": 8, "greedy_candidates": 8, "greedy_passes": 1, "restriction_max": 8,
+                         "null_draws": 50, "quick": True}  # fmt: skip
+"""A very small study (two tasks, two seeds, 16 trials) that runs in well under a minute: for executing the
+notebooks in the test suite (``SCHURJAX_QUICK=1``). Its figures are too noisy to read; ``quick=True`` and the full
+study are the ones to read."""
 
 PartCallback = Callable[[str, str], object]
 """``on_part(model_id, part)``, called after each part file is written."""
@@ -83,6 +90,65 @@ class Study:
     def compressed(self, model_id: str, criterion: str = "loss") -> Path:
         """Path of the compressed model of ``model_id`` under ``criterion`` (``"loss"`` or ``"score"``)."""
         return self.path / "compressed" / f"{model_id}-{criterion}.eqx"
+
+    def _record(self, model_id: str) -> dict[str, Any]:
+        for m in self.models:
+            if m["id"] == model_id:
+                return m
+        raise InputError("Study", "model_id", f"no model {model_id!r} in {self.path}; it has "
+                         f"{', '.join(m['id'] for m in self.models)}")  # fmt: skip
+
+    def model(self, model_id: str) -> tuple[Any, Any]:
+        """``(TanhRNN, Task)`` of a model of the study, loaded again from its source (zoo entry or file) and checked
+        against the weights the study recorded.
+
+        Raises:
+            InputError: an unknown id, a model that was passed in memory, or a source whose weights changed.
+        """
+        from schurjax.sweeps import resolve_models
+        from schurjax.sweeps.config import model_fingerprint
+
+        m = self._record(model_id)
+        if m["source"] == "object":
+            raise InputError("Study", "model_id", f"{model_id} was passed in memory; it has no source to load")
+        spec = resolve_models([m["source"]])[0]
+        if model_fingerprint(spec.model) != m["weights_sha256"]:
+            raise InputError("Study", "model_id", f"{m['source']} no longer holds the weights the study used")
+        return spec.model, spec.task
+
+    def schur(self, model_id: str) -> Any:
+        """The model's Schur form, as the study used it (``schur/<model_id>.npz``)."""
+        from schurjax.schur import SchurForm
+
+        self._record(model_id)
+        return SchurForm.from_npz(self.path / "schur" / f"{model_id}.npz")
+
+    def batch(self, purpose: str, task: Any) -> Any:
+        """The study's ``"selection"`` or ``"heldout"`` batch of ``task`` (drawn again from its key)."""
+        if purpose not in ("selection", "heldout"):
+            raise InputError("Study", "purpose", f"must be 'selection' or 'heldout', got {purpose!r}")
+        return _Context(self.config).batch(purpose, task)
+
+
+def scratch_folder(name: str) -> Path:
+    """A folder under the system's temp dir for a throwaway study, named by ``name`` and a fingerprint of the code
+    that computes studies (so that a folder left by other code is never resumed).
+
+    Example::
+
+        st = sj.study(out=sj.studies.scratch_folder("notebooks"), **sj.studies.SMALL)
+    """
+    import hashlib
+    import tempfile
+
+    import schurjax
+
+    h = hashlib.sha256(f"{schurjax.__version__}/{STUDY_SCHEMA}".encode())
+    root = Path(schurjax.__file__).parent
+    for sub in ("studies", "engine", "ablate"):
+        for f in sorted((root / sub).glob("*.py")):
+            h.update(f.read_bytes())
+    return Path(tempfile.gettempdir()) / f"schurjax-{name}-{h.hexdigest()[:12]}"
 
 
 def _log_default(msg: str) -> None:
