@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from schurjax._json import finite_or_none
 from schurjax.rnn import TanhRNN
 
-__all__ = ["save_model", "load_model", "FORMAT"]
+__all__ = ["save_model", "load_model", "import_torch", "FORMAT"]
 
 FORMAT = "schurjax.TanhRNN/1"
 """Format tag written to (and required in) every sidecar."""
@@ -53,8 +53,9 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
     Returns:
         The ``.eqx`` path.
 
-    Example:
-        >>> save_model("runs/ff.eqx", model, {"task": {"name": "flipflop", "params": task.params()}})
+    Example::
+
+        save_model("runs/ff.eqx", model, {"task": {"name": "flipflop", "params": task.params()}})
     """
     p, side = _paths("save_model", path)
     if not isinstance(model, TanhRNN):
@@ -101,8 +102,9 @@ def load_model(path: str | Path) -> tuple[TanhRNN, dict[str, Any]]:
     Raises:
         ValueError: missing, corrupt, truncated or mismatched files (one line, naming the file).
 
-    Example:
-        >>> model, meta = load_model("runs/ff.eqx")
+    Example::
+
+        model, meta = load_model("runs/ff.eqx")
     """
     p, side = _paths("load_model", path)
     if not p.is_file():
@@ -152,3 +154,44 @@ def _expected_size(skeleton: TanhRNN, p: Path) -> int:
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, skeleton)
     return len(buf.getvalue())
+
+
+def import_torch(path: str | Path, out: str | Path, *, task: Any = None, prefix: str | None = None,
+                 readout_prefix: str | None = None) -> Path:  # fmt: skip
+    """Convert a PyTorch checkpoint (``nn.RNN`` + ``nn.Linear`` state dict) into a ``.eqx`` model with its sidecar.
+
+    What ``schurjax import model.pt --out model.eqx [--task NAME]`` runs. The file is read with
+    ``torch.load(path, weights_only=True)`` (:func:`schurjax.torch_io.from_torch`).
+
+    Args:
+        path: the PyTorch checkpoint (a state dict, possibly nested like ``{"model": state_dict, ...}``).
+        out: target ``.eqx`` path (the ``.json`` sidecar goes next to it).
+        task: None, a task name (``"copy"``, ``"neurogym:PerceptualDecisionMaking-v0"``, ``"module:Name"``) or a
+            task object; its name and params go into the metadata, so ``schurjax sweep out.eqx`` finds the task.
+            The model's n_in/n_out must fit it.
+        prefix, readout_prefix: key prefixes when the state dict holds several candidates.
+
+    Returns:
+        The ``.eqx`` path. Metadata: ``{"task": {"name", "params"}, "source": {"torch_checkpoint", "sha256",
+        "prefix", "readout_prefix"}}``.
+
+    Raises:
+        ValueError: one line (see ``from_torch``; a task the model does not fit).
+
+    Example::
+
+        import_torch("model.pt", "model.eqx", task="neurogym:PerceptualDecisionMaking-v0")
+    """
+    from schurjax import tasks
+
+    _paths("import_torch", out)
+    model = TanhRNN.from_torch(path, prefix=prefix, readout_prefix=readout_prefix)
+    meta: dict[str, Any] = {"source": {"torch_checkpoint": Path(path).name, "sha256": _sha256(Path(path)),
+                                       "prefix": prefix, "readout_prefix": readout_prefix}}  # fmt: skip
+    if task is not None:
+        t = tasks.get(task) if isinstance(task, str) else tasks.check_task(task, "import_torch")
+        if (model.n_in, model.n_out) != (t.n_in, t.n_out):
+            raise ValueError(f"import_torch: the model has n_in={model.n_in}, n_out={model.n_out} but task "
+                             f"{t.name!r} has n_in={t.n_in}, n_out={t.n_out}; expected the task it was trained on")
+        meta["task"] = {"name": t.name, "params": t.params()}
+    return save_model(out, model, meta)

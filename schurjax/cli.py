@@ -2,7 +2,8 @@
 
     schurjax train --task flipflop --seeds 0-3 --hidden 64 --out runs/ff
     schurjax sweep MODEL... --families single,block,band,all_nonnormal --controls 4 --trials 256 --out runs/x
-    schurjax sweep MODEL... --deviation --out runs/x        (exact small loss changes, ~20-30 % slower)
+    schurjax sweep model.eqx --task mytasks:Ramp --trials-file trials.npz --out runs/y
+    schurjax import model.pt --out model.eqx --task neurogym:GoNogo-v0
     schurjax report runs/x
     schurjax demo
     schurjax study [--quick] [--out runs/study] [--tau 0.05] [--eps 0.01] [--tasks ...] [--seeds 0-3] [--sizes 64,128]
@@ -61,8 +62,9 @@ FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "fam
          "control_kinds": "--control-kinds", "controls": "--controls", "control_max": "--control-max",
          "trials": "--trials", "order": "--order", "precision": "--precision", "dtype": "--dtype",
          "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds",
-         "tasks": "--tasks", "sizes": "--sizes", "tau": "--tau", "eps": "--eps", "bootstrap": "--bootstrap",
-         "null_draws": "--null-draws", "greedy_candidates": "--greedy-candidates",
+         "coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id",
+         "trials_file": "--trials-file", "tasks": "--tasks", "sizes": "--sizes", "tau": "--tau", "eps": "--eps",
+         "bootstrap": "--bootstrap", "null_draws": "--null-draws", "greedy_candidates": "--greedy-candidates",
          "greedy_passes": "--greedy-passes", "restriction_max": "--restriction-max", "replay_r2": "--replay-r2",
          "bins": "--bins"}  # fmt: skip
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
@@ -184,8 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("models", nargs="+", metavar="MODEL", help="model.eqx, zoo:TASK/SEED or zoo:TASK")
     _sweep_options(s, defaults={"families": "single,block,band,all_nonnormal", "controls": 1, "trials": 256})
     s.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
-    s.add_argument("--task", default=None, help="evaluate on this task instead of the one in the model's metadata")
+    s.add_argument("--task", default=None, help="evaluate on this task instead of the one in the model's metadata: "
+                   "a task name, neurogym:<env_id> or module:Name (your own Task class)")
+    s.add_argument("--trials-file", default=None, metavar="F.npz",
+                   help="evaluate on these trials (arrays inputs, targets, optional mask, valid) instead of "
+                        "sampling --trials from the task")  # fmt: skip
     s.add_argument("--report", action="store_true", help="also write report.html when done")
+    s.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="run as one of several processes sharing --out: process 0's address (jax.distributed)")
+    s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
+    s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
+
+    i = sub.add_parser("import", help="convert a PyTorch nn.RNN + nn.Linear checkpoint into a schurjax model (.eqx)")
+    i.add_argument("checkpoint", metavar="MODEL.pt", help="a torch state dict file (read with weights_only=True)")
+    i.add_argument("--out", required=True, help="the .eqx to write (its .json sidecar goes next to it)")
+    i.add_argument("--task", default=None, help="the task the model was trained on (name, neurogym:<env_id> or "
+                   "module:Name); recorded so that `schurjax sweep MODEL.eqx` finds it")
+    i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN in a whole model's state dict")
+    i.add_argument("--readout-prefix", default=None, help="key prefix of the nn.Linear readout")
 
     r = sub.add_parser("report", help="write RUN/report.html (embedded figures) and print a summary")
     r.add_argument("run", metavar="RUN", help="a run folder written by sweep or demo")
@@ -320,11 +338,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from schurjax import checkpoint, tasks, train
     from schurjax.sweeps.config import task_params
 
-    if args.task not in tasks.names():
-        raise UsageError(f"--task: unknown task {args.task!r}; expected one of {', '.join(tasks.names())}")
     with user_errors():
         seeds = parse_seeds(args.seeds)
-        task = tasks.get(args.task)
+        try:
+            task = tasks.get(args.task)
+        except ValueError as e:
+            raise UsageError(f"--task: {str(e).splitlines()[0].removeprefix('tasks.get: ')}") from None
     kw: dict[str, Any] = {"n_hidden": args.hidden, "progress": not args.quiet}
     if args.steps is not None:
         kw["steps"] = args.steps
@@ -394,12 +413,16 @@ def _summary_text(run: Any) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from schurjax.distributed import initialize
     from schurjax.sweeps import sweep
 
     t0 = time.perf_counter()
+    initialize(args.coordinator, args.num_processes, args.process_id)  # before anything starts JAX's backend
     with _device(args.device):
         run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
-                    extra_manifest={"command": ["schurjax", *args.argv]}, **_sweep_kwargs(args))  # fmt: skip
+                    extra_manifest={"command": ["schurjax", *args.argv]}, coordinator=args.coordinator,
+                    num_processes=args.num_processes, process_id=args.process_id, trials_file=args.trials_file,
+                    **_sweep_kwargs(args))  # fmt: skip
     dt = time.perf_counter() - t0
     print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
@@ -442,7 +465,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from schurjax import zoo
 
     t0 = time.perf_counter()
-    entries = zoo.entries()
+    entries = zoo.entries(n_hidden=zoo.DEFAULT_N_HIDDEN)  # the demo runs on the n = 64 models
     specs = []
     for task in dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()):  # each task once, in order
         seeds = sorted(int(e.seed) for e in entries if e.task == task)[: args.seeds_per_task]
@@ -513,8 +536,24 @@ def _restore_sigterm(old: Any) -> None:
         signal.signal(signal.SIGTERM, old)
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo, "study": cmd_study,
-            "info": cmd_info}
+def cmd_import(args: argparse.Namespace) -> int:
+    from schurjax import checkpoint
+
+    with user_errors():
+        try:
+            path = checkpoint.import_torch(args.checkpoint, args.out, task=args.task, prefix=args.prefix,
+                                           readout_prefix=args.readout_prefix)  # fmt: skip
+        except ImportError as e:  # the torch extra is missing: the message names it
+            raise UsageError(str(e).splitlines()[0]) from None
+    model, meta = checkpoint.load_model(path)
+    task = (meta.get("task") or {}).get("name", "none (pass --task to sweep it)")
+    print(f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; "
+          f"task {task})")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "import": cmd_import, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo,
+            "study": cmd_study, "info": cmd_info}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,10 @@ The kernel releases the lock when its process dies (even on ``kill -9``), so a s
 simply taken over. The holder writes its process id into the file, so a second writer is told who holds it. A
 writer also checks, before each write, that the lock file it holds is still the folder's: if the folder was
 deleted or replaced while it ran, it stops instead of mixing its chunks into another sweep's folder.
+
+The processes of one multi-process sweep (:mod:`schurjax.distributed`) share the folder: each holds ``.lock``
+shared and its own ``.lock-<index>`` exclusively, so a single-process sweep, or a second process with the same
+index, is refused while they run.
 """
 
 from __future__ import annotations
@@ -35,21 +39,34 @@ class RunLock:
             lock.check()          # before each write: raises if the folder was deleted or replaced
     """
 
-    def __init__(self, folder: Path, where: str = "sweep"):
-        self.path = Path(folder) / LOCK_FILE
+    def __init__(self, folder: Path, where: str = "sweep", *, index: int = 0, count: int = 1):
+        folder = Path(folder)
+        self.main = folder / LOCK_FILE
+        self.path = self.main if count == 1 else folder / f"{LOCK_FILE}-{index}"
         self.where = where
         self._fd: int | None = None
+        self._main_fd: int | None = None
+
+    def _take(self, path: Path, mode: int) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "a multi-process sweep (see .lock-*)"
+            os.close(fd)
+            raise InputError(self.where, "out", f"{path.parent} is being written by {holder}; wait for it to "
+                             "finish, stop it, or choose another folder") from None  # fmt: skip
+        return fd
 
     def acquire(self) -> RunLock:
         """Take the lock, or raise :class:`InputError` naming the process that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self.path != self.main:
+            self._main_fd = self._take(self.main, fcntl.LOCK_SH)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise InputError(self.where, "out", f"{self.path.parent} is being written by {holder}; wait for it to "
-                             "finish, stop it, or choose another folder") from None  # fmt: skip
+            fd = self._take(self.path, fcntl.LOCK_EX)
+        except InputError:
+            self.release()
+            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
@@ -69,12 +86,14 @@ class RunLock:
                              "writing it; stopped without writing more (rerun to start it again)")  # fmt: skip
 
     def release(self) -> None:
-        """Let go of the lock (the file stays; it is only a lock while some process holds it)."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        """Let go of the lock (the files stay; they are only locks while some process holds them)."""
+        for name in ("_fd", "_main_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self) -> RunLock:
         return self.acquire()

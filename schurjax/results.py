@@ -175,6 +175,7 @@ class RunFolder:
     Args:
         path: the run folder (created if missing).
         where: the function named in errors.
+        index, count: this process and the number of processes sharing the folder (scale-out; 0 and 1 alone).
         kind: what the folder holds, in errors (``"sweep"``, ``"study"``).
 
     Example::
@@ -185,10 +186,12 @@ class RunFolder:
                 rf.write_chunk(0, 3, {"start": 0, "stop": 128, "loss": [...]})
     """
 
-    def __init__(self, path: str | os.PathLike, *, where: str = "sweep", kind: str = "sweep"):
+    def __init__(self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1,
+                 kind: str = "sweep"):
         self.path = Path(path)
         self.where = where
         self.kind = kind
+        self.index, self.count = int(index), int(count)  # this process among those sharing the folder
         self.config_sha256: str | None = None
         self._lock: RunLock | None = None
 
@@ -236,10 +239,10 @@ class RunFolder:
         """
         if self.path.exists() and not self.path.is_dir():
             raise InputError(self.where, "out", f"{self.path} is a file, expected a run folder")
-        fresh = not self.path.exists() or not any(p.name not in (".DS_Store", LOCK_FILE) for p in self.path.iterdir())
+        fresh = not self.path.exists() or not any(p.name != ".DS_Store" and not p.name.startswith(LOCK_FILE)
+                                                  for p in self.path.iterdir())  # fmt: skip
         self.path.mkdir(parents=True, exist_ok=True)
-        if self._lock is None:
-            self._lock = RunLock(self.path, self.where).acquire()
+        self._acquire()
         new_cfg = to_jsonable(manifest["config"])
         self.config_sha256 = config_fingerprint(new_cfg)
         old = None if fresh else self.existing_manifest()
@@ -259,6 +262,16 @@ class RunFolder:
         self._lock.check()
         atomic_write_json(self.manifest_path, manifest)
         return False
+
+    def _acquire(self) -> None:
+        if self._lock is None:
+            self._lock = RunLock(self.path, self.where, index=self.index, count=self.count).acquire()
+
+    def join(self, config: dict[str, Any]) -> None:
+        """Take this process's part in a folder that process 0 has started (:meth:`start`) with ``config``."""
+        self._acquire()
+        self.config_sha256 = config_fingerprint(to_jsonable(config))
+        self._make_dirs()
 
     def _make_dirs(self) -> None:
         (self.path / CHUNK_DIR).mkdir(exist_ok=True)

@@ -124,8 +124,9 @@ class TanhRNN(eqx.Module):
     def drive(self, x: Float[Array, "T n_in"]) -> Float[Array, "T n"]:
         """Input drive ``x_t W_in^T + b`` of one trial (shared by all recurrent edits).
 
-        Example:
-            >>> u = model.drive(x)   # (T, n)
+        Example::
+
+            u = model.drive(x)   # (T, n)
         """
         self._check_x(x)
         return jnp.matmul(x, self.W_in.T, precision=_HIGHEST) + self.b
@@ -139,9 +140,10 @@ class TanhRNN(eqx.Module):
         Returns:
             ``(h, y)``: hidden states (T, n) for t = 1..T and outputs (T, n_out).
 
-        Example:
-            >>> h, y = model.rollout(batch.inputs[0])
-            >>> ys = jax.vmap(model)(batch.inputs)        # (B, T, n_out)
+        Example::
+
+            h, y = model.rollout(batch.inputs[0])
+            ys = jax.vmap(model)(batch.inputs)        # (B, T, n_out)
         """
         u = self.drive(x)
         W_rec = self.W_rec
@@ -162,80 +164,48 @@ class TanhRNN(eqx.Module):
     def with_recurrent(self, W: Any) -> TanhRNN:
         """Copy of the model with recurrent matrix ``W (n, n)``; all other weights unchanged.
 
-        Example:
-            >>> edited = model.with_recurrent(sf.reconstruct(T_edit))
+        Example::
+
+            edited = model.with_recurrent(sf.reconstruct(T_edit))
         """
         W = _as_f32("W", W if isinstance(W, jax.Array) else _to_numpy(W), (self.n_hidden, self.n_hidden))
         return eqx.tree_at(lambda m: m.W_rec, self, W)
 
-    # ----------------------------------------------------------------- PyTorch interop
+    # ----------------------------------------------------------------- PyTorch interop (schurjax.torch_io)
     @classmethod
-    def from_torch(cls, rnn_state: dict[str, Any], readout_state: dict[str, Any]) -> TanhRNN:
-        """Import a one-layer ``torch.nn.RNN(nonlinearity="tanh")`` and a ``torch.nn.Linear`` readout.
+    def from_torch(cls, rnn: Any, readout: Any = None, *, prefix: str | None = None,
+                   readout_prefix: str | None = None) -> TanhRNN:  # fmt: skip
+        """Import a one-layer tanh ``torch.nn.RNN`` + ``torch.nn.Linear`` (see :func:`schurjax.torch_io.from_torch`).
 
         Args:
-            rnn_state: ``rnn.state_dict()`` (``weight_ih_l0`` (n, n_in), ``weight_hh_l0`` (n, n), optional
-                ``bias_ih_l0``/``bias_hh_l0`` (n,)); tensors or arrays. ``batch_first`` does not matter.
-            readout_state: ``linear.state_dict()`` (``weight`` (n_out, n), optional ``bias`` (n_out,)).
+            rnn: an ``nn.RNN`` module or its state dict (then ``readout`` is the ``nn.Linear`` or its state dict),
+                or a whole model / its ``state_dict()`` / a checkpoint path (then ``readout=None``).
+            readout: the readout for the first forms, else None.
+            prefix, readout_prefix: key prefixes in a whole state dict when there are several candidates.
 
         Returns:
-            TanhRNN with ``b = bias_ih + bias_hh``.
+            TanhRNN with ``b = bias_ih_l0 + bias_hh_l0``.
 
-        Example:
-            >>> model = TanhRNN.from_torch(rnn.state_dict(), linear.state_dict())
+        Example::
+
+            model = TanhRNN.from_torch(rnn, linear)                # modules or their state dicts
+            model = TanhRNN.from_torch("model.pt")                 # torch.load(weights_only=True)
         """
-        if not isinstance(rnn_state, dict) or "weight_ih_l0" not in rnn_state or "weight_hh_l0" not in rnn_state:
-            keys = sorted(rnn_state) if isinstance(rnn_state, dict) else type(rnn_state).__name__
-            raise ValueError(
-                "TanhRNN.from_torch: rnn_state must be the state dict of a one-layer torch.nn.RNN with keys "
-                f"weight_ih_l0, weight_hh_l0[, bias_ih_l0, bias_hh_l0], got {keys}"
-            )
-        extra = sorted(k for k in rnn_state if not k.endswith("_l0"))  # _l1..., _l0_reverse, proj
-        if extra:
-            raise ValueError(
-                f"TanhRNN.from_torch: rnn_state must come from a one-layer unidirectional RNN, got extra keys {extra}"
-            )
-        if not isinstance(readout_state, dict) or "weight" not in readout_state:
-            keys = sorted(readout_state) if isinstance(readout_state, dict) else type(readout_state).__name__
-            raise ValueError(
-                f"TanhRNN.from_torch: readout_state must be a torch.nn.Linear state dict with key weight[, bias], "
-                f"got {keys}"
-            )
-        W_in = _to_numpy(rnn_state["weight_ih_l0"]).astype(np.float64)
-        W_rec = _to_numpy(rnn_state["weight_hh_l0"]).astype(np.float64)
-        n = W_rec.shape[0]
-        b = np.zeros(n)
-        for k in ("bias_ih_l0", "bias_hh_l0"):
-            if k in rnn_state:
-                b = b + _to_numpy(rnn_state[k]).astype(np.float64)
-        W_out = _to_numpy(readout_state["weight"]).astype(np.float64)
-        b_out = _to_numpy(readout_state["bias"]) if "bias" in readout_state else np.zeros(W_out.shape[0])
-        return cls.from_arrays(W_in, W_rec, b, W_out, b_out)
+        from schurjax.torch_io import from_torch
+
+        return from_torch(rnn, readout, prefix=prefix, readout_prefix=readout_prefix)
 
     def to_torch(self, *, batch_first: bool = True) -> tuple[Any, Any]:
         """Export as ``(torch.nn.RNN(nonlinearity="tanh"), torch.nn.Linear)`` (float32; torch is optional).
 
-        The bias goes to ``bias_ih_l0``; ``bias_hh_l0`` is zero.
+        The bias goes to ``bias_ih_l0``; ``bias_hh_l0`` is zero; ``TanhRNN.from_torch(*model.to_torch())`` is
+        bitwise ``model``.
 
-        Example:
-            >>> rnn, lin = model.to_torch()
-            >>> h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
+        Example::
+
+            rnn, lin = model.to_torch()
+            h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
         """
-        try:
-            import torch
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("TanhRNN.to_torch: torch is not installed (pip install 'schurjax[torch]')") from err
-        rnn = torch.nn.RNN(self.n_in, self.n_hidden, num_layers=1, nonlinearity="tanh", batch_first=batch_first)
-        lin = torch.nn.Linear(self.n_hidden, self.n_out)
+        from schurjax.torch_io import to_torch
 
-        def t(a):
-            return torch.from_numpy(np.array(a, dtype=np.float32))
-
-        with torch.no_grad():
-            rnn.weight_ih_l0.copy_(t(self.W_in))
-            rnn.weight_hh_l0.copy_(t(self.W_rec))
-            rnn.bias_ih_l0.copy_(t(self.b))
-            rnn.bias_hh_l0.zero_()
-            lin.weight.copy_(t(self.W_out))
-            lin.bias.copy_(t(self.b_out))
-        return rnn, lin
+        return to_torch(self, batch_first=batch_first)

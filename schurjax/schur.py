@@ -4,9 +4,10 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 
 ``ordered_schur(W)`` writes ``W = Q T Q^T`` with ``Q`` orthogonal and ``T`` quasi-upper-triangular, its diagonal
 blocks (1x1 for real eigenvalues, 2x2 for complex pairs) sorted along the diagonal by a key. Every entry of ``T``
-strictly above the block diagonal is a *coupling*; ``T = D + N`` with ``D`` block diagonal and ``||N||_F`` Henrici's
-departure from normality of the real Schur form (``SchurForm.henrici``). The departure of ``W`` itself (complex
-Schur form, ``SchurForm.departure``) adds the nonnormal part of the 2x2 blocks:
+strictly above the block diagonal is a *coupling*; ``T = D + N`` with ``D`` block diagonal and ``||N||_F`` the norm
+of the couplings (``SchurForm.henrici``, named after Henrici's measure it bounds from below). Henrici's departure
+from normality of ``W`` itself (``||N||_F`` of a complex Schur form, ``SchurForm.departure``) also counts the
+nonnormal part inside the 2x2 blocks, which no coupling holds:
 ``departure^2 = henrici^2 + sum over 2x2 blocks of (b + c)^2``.
 
 Algorithm:
@@ -341,12 +342,17 @@ class SchurForm:
 
     @property
     def henrici(self) -> float:
-        """Henrici's departure from normality of the real Schur form, ``||N||_F``."""
+        """Norm of the couplings, ``||N||_F`` of the real Schur form (the entries above the block diagonal).
+
+        This is what removing every coupling (``ablate.all_nonnormal``) takes away. It is *not* Henrici's departure
+        from normality of ``W`` (:attr:`departure`, ``>= henrici``): a 2x2 block ``[[a, b], [c, a]]`` with
+        ``b != -c`` is itself nonnormal, and that part stays in ``D``. The name is kept for compatibility.
+        """
         return float(_fro(self.N))
 
     @property
     def henrici_relative(self) -> float:
-        """``||N||_F / ||T||_F`` (0 when T == 0)."""
+        """``||N||_F / ||T||_F`` (couplings relative to the whole of T, ``||T||_F = ||W||_F``; 0 when T == 0)."""
         t = float(_fro(self.T))
         return 0.0 if t == 0 else self.henrici / t
 
@@ -378,7 +384,12 @@ class SchurForm:
     # -- reporting ------------------------------------------------------------------------------------------------
 
     def summary_dict(self) -> dict[str, Any]:
-        """JSON-able summary: sizes, block counts, spectrum (in order) and departure from normality."""
+        """JSON-able summary: sizes, block counts, spectrum (in order) and nonnormality.
+
+        ``henrici``: ``||N||_F``, the norm of the couplings of the real Schur form; ``henrici_relative``:
+        ``||N||_F / ||T||_F``; ``departure``: Henrici's departure from normality of W (``>= henrici``; it adds the
+        nonnormal part inside 2x2 blocks); ``frobenius_T``: ``||T||_F = ||W||_F``.
+        """
         sizes = self.block_sizes
         return {
             "n": self.n,
@@ -397,13 +408,15 @@ class SchurForm:
         }
 
     def summary(self, top: int = 5, max_eigvals: int = 12) -> str:
-        """One screen of text: size, blocks, spectral radius, Henrici's departure, strongest couplings, spectrum."""
+        """One screen of text: size, blocks, spectral radius, coupling norm and Henrici's departure of W, strongest
+        couplings, spectrum."""
         d = self.summary_dict()
         lines = [
             f"SchurForm  n={self.n}  order={self.order}  blocks={d['n_blocks']} "
             f"({d['n_real']} real, {d['n_complex_pairs']} complex pairs)  couplings={d['n_couplings']}",
             f"spectral radius {d['spectral_radius']:.6g}   ||T||_F {d['frobenius_T']:.6g}   "
-            f"Henrici departure ||N||_F {d['henrici']:.6g} (relative {d['henrici_relative']:.4f})",
+            f"couplings ||N||_F {d['henrici']:.6g} (relative {d['henrici_relative']:.4f})   "
+            f"Henrici departure of W {d['departure']:.6g}",
         ]
         C = self.block_coupling_norms()
         flat = np.argsort(-C, axis=None, kind="stable")[:top]

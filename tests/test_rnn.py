@@ -99,7 +99,7 @@ def test_bad_inputs():
         TanhRNN(3, 0, 2, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"W_rec must have shape \(4, 4\)"):
         TanhRNN.from_arrays(np.zeros((4, 1)), np.zeros((4, 3)), np.zeros(4), np.zeros((1, 4)), np.zeros(1))
-    with pytest.raises(ValueError, match="rnn_state must be the state dict"):
+    with pytest.raises(ValueError, match="rnn must be the state dict of a one-layer torch.nn.RNN"):
         TanhRNN.from_torch({"weight": np.zeros((2, 2))}, {"weight": np.zeros((1, 2))})
 
 

@@ -107,7 +107,7 @@ def test_compressed_model_verified_by_float64_rollout(tiny, criterion):
         np.testing.assert_array_equal(np.asarray(getattr(model, name)), np.asarray(getattr(base, name)))
     # the held-out figures of the study, recomputed by an independent float64 NumPy rollout of the exported file
     held = task.sample(study_key(0, "heldout", "copy", canonical(task_params(task))), TINY["trials"])
-    x, t, m = (np.asarray(a, np.float64) for a in held)
+    x, t, m = (np.asarray(a, np.float64) for a in (held.inputs, held.targets, held.mask))
     loss0 = np.sum(m * (_rollout64(base, x) - t) ** 2) / m.sum()
     y = _rollout64(model, x)
     loss = np.sum(m * (y - t) ** 2) / m.sum()

@@ -109,7 +109,7 @@ def test_score_parts_recombine_to_the_task_score(name):
     counts = stats.bootstrap_counts(jax.random.key(2), 24, 2)
     for c in counts:
         idx = np.repeat(np.arange(24), c.astype(int))
-        sub = type(batch)(*(jnp.asarray(np.asarray(a)[idx]) for a in batch))
+        sub = sj.TaskBatch(*(jnp.asarray(np.asarray(a)[idx]) for a in (batch.inputs, batch.targets, batch.mask)))
         assert parts.combine(c @ p) == pytest.approx(float(score(y[idx], sub)), abs=2e-6)
 
 
@@ -133,7 +133,7 @@ def test_per_trial_sums_match_a_float64_rollout(deviation):
     res = sj.evaluate(model, sf, v, batch, task=task, per_trial=True, trial_stats=parts.parts, deviation=deviation,
                       dtype=jnp.float64)  # fmt: skip
     W_in, b, W_out, b_out = (np.asarray(getattr(model, k), np.float64) for k in ("W_in", "b", "W_out", "b_out"))
-    x, t, m = (np.asarray(a, np.float64) for a in batch)
+    x, t, m = (np.asarray(a, np.float64) for a in (batch.inputs, batch.targets, batch.mask))
     y0 = _rollout64(W_in, sf.reconstruct(), b, W_out, b_out, x)
     err0 = (m * (y0 - t) ** 2).sum(axis=(1, 2))
     np.testing.assert_allclose(res.trial_base_loss, err0 / m.sum(), rtol=1e-9)

@@ -23,7 +23,7 @@ def loss_and_score(task, y, batch):
 
 
 def np_batch(batch):
-    return TaskBatch(*(np.asarray(a, np.float64) for a in batch))
+    return TaskBatch(*(np.asarray(a, np.float64) for a in batch[:3]), batch.valid)
 
 
 @pytest.mark.parametrize("name", tasks.names())
@@ -56,12 +56,12 @@ def test_common_contract(name):
     assert isinstance(b, TaskBatch)
     assert b.inputs.shape == (16, task.steps, task.n_in)
     assert b.targets.shape == b.mask.shape == (16, task.steps, task.n_out)
-    assert all(a.dtype == jnp.float32 for a in b)
+    assert all(a.dtype == jnp.float32 for a in b[:3]) and b.valid is None  # built-in trials share one length
     assert set(np.unique(np.asarray(b.mask))) <= {0.0, 1.0} and float(b.mask.sum()) > 0
     # deterministic per key, jit-able, different keys give different trials
     b_again = sample(task, jax.random.key(3), 16)
     b_jit = jax.jit(task.sample, static_argnums=1)(key, 16)  # plain jax.jit works too
-    for x, y, z in zip(b, b_again, b_jit, strict=True):
+    for x, y, z in zip(b[:3], b_again[:3], b_jit[:3], strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         np.testing.assert_allclose(np.asarray(x), np.asarray(z), atol=1e-6)  # XLA may fuse differently (1 ulp)
     b_other = sample(task, jax.random.key(4), 16)

@@ -167,11 +167,19 @@ def bands(sf: SchurForm, *, include_zeros: bool = False) -> Variants:
 def all_nonnormal(sf: SchurForm) -> Variants:
     """One variant: ``T -> D`` (every coupling removed). For a normal W it changes nothing (``delta_norm`` 0).
 
+    ``D`` keeps the diagonal blocks as they are, so the result is normal only when every 2x2 block is: a block
+    ``[[a, b], [c, a]]`` with ``b != -c`` keeps its own nonnormality (the part by which ``sf.departure`` exceeds
+    ``sf.henrici``). ``delta_norm[0] == sf.henrici``, the norm of the couplings, not Henrici's departure of W.
+
     Returns:
         Variants with K = 1.
 
     Example:
-        >>> v = sj.ablate.all_nonnormal(sf)         # v.delta_norm[0] == sf.henrici
+        >>> import numpy as np, schurjax as sj
+        >>> sf = sj.ordered_schur(np.array([[0.9, 1.0, 0.3], [0.0, 0.5, 2.0], [0.0, 0.0, -0.2]]))
+        >>> v = sj.ablate.all_nonnormal(sf)
+        >>> len(v), bool(np.isclose(v.delta_norm[0], sf.henrici))
+        (1, True)
     """
     _check_sf(sf, "all_nonnormal")
     ci, cj, cval = _couplings(sf)

@@ -60,6 +60,7 @@ import numpy as np
 from schurjax.ablate import Variants
 from schurjax.engine import kernels as _kernels
 from schurjax.engine.result import SweepResult
+from schurjax.tasks.batch import as_batch
 
 if TYPE_CHECKING:
     from jax.typing import DTypeLike
@@ -169,6 +170,7 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
     if len(schurs) != len(models) or len(variants) != len(models):
         _fail(f"got {len(models)} model(s), {len(schurs)} SchurForm(s) and {len(variants)} variant set(s); "
               "expected one of each per model")  # fmt: skip
+    as_batch(batch, "evaluate", task=task)  # a TaskBatch, not any object with three attributes
     for name, field in (("inputs", 3), ("targets", 3), ("mask", 3)):
         if not hasattr(batch, name) or np.ndim(getattr(batch, name)) != field:
             _fail(f"batch.{name} must be a 3-D array (B, T, ...), got {np.shape(getattr(batch, name, None))}")
@@ -399,7 +401,7 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
         QTd = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
     score_batch = None
     if task is not None or trial_stats is not None:
-        score_batch = type(batch)(*(jnp.asarray(a, dtype) for a in batch)) if isinstance(batch, tuple) else batch
+        score_batch = batch.astype(dtype)  # valid (None or bool) is kept as it is
 
     def prepare(a: int, b_: int):
         """Host side: the edits of variants [a, b_) of every model, slot 0 = base, zero padded to k + 1 slots."""

@@ -18,9 +18,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from schurjax.distributed import initialize
 from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
 from schurjax.sweeps.config import FAMILIES as FAMILIES
 from schurjax.sweeps.config import SweepConfig as SweepConfig
+from schurjax.sweeps.config import TrialsFile
 from schurjax.sweeps.loop import ChunkCallback
 from schurjax.sweeps.loop import run_sweep as run_sweep
 from schurjax.sweeps.models import ModelSpec as ModelSpec
@@ -51,6 +53,10 @@ def sweep(
     log: Callable[[str], None] | None = None,
     on_chunk: ChunkCallback | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    trials_file: str | os.PathLike | None = None,
 ) -> Any:
     """Run (or resume) a sweep into the run folder ``out`` and return the finished run.
 
@@ -79,6 +85,13 @@ def sweep(
         log: where one-line status messages go (default: stderr).
         on_chunk: ``on_chunk(model_id, chunk_index, start, stop)`` after each chunk file is written.
         extra_manifest: more JSON-able entries for ``manifest.json`` (the CLI records its command line).
+        trials_file: an ``.npz`` of fixed trials (``inputs``, ``targets``, optional ``mask``, ``valid``; see
+            ``TaskBatch.from_npz``) that every model is evaluated on instead of ``trials`` sampled ones. Its
+            SHA-256 goes into the config; each model's task must fit it (``task`` can name one that does).
+        coordinator, num_processes, process_id: run as one of several processes sharing ``out`` (the arguments
+            of ``jax.distributed.initialize``; omit them where SLURM or Open MPI sets them). Each process
+            evaluates its share of the chunks; process 0 assembles the table. Every process gets the same
+            arguments otherwise, and returns the same run.
 
     Returns:
         :class:`schurjax.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
@@ -91,8 +104,18 @@ def sweep(
         run = sj.sweep(["zoo:flipflop/0"], out="runs/ff", trials=64)
         run.table.groupby("family").rel_delta_loss.median()
     """
+    fixed = None if trials_file is None else TrialsFile.read(trials_file)
+    if fixed is not None:
+        trials = int(fixed.batch.inputs.shape[0])
     config = SweepConfig(families=families, controls=controls, control_kinds=control_kinds, control_max=control_max,
                          trials=trials, order=order, precision=precision, dtype=dtype, chunk_size=chunk_size,
-                         seed=seed, deviation=deviation)  # fmt: skip
+                         seed=seed, deviation=deviation, trials_file_sha256=fixed and fixed.sha256)  # fmt: skip
+    processes = initialize(coordinator, num_processes, process_id)
     specs = resolve_models(models, task=task)
-    return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest)
+    if fixed is not None:
+        for spec in specs:
+            fixed.check_fits(spec)
+        extra_manifest = {**(extra_manifest or {}), "trials_file": {"path": fixed.path, "sha256": fixed.sha256,
+                                                                    "trials": trials}}  # fmt: skip
+    return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest,
+                     processes=processes, trials=fixed and fixed.batch)  # fmt: skip

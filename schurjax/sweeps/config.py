@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "batch_key",
     "control_key",
     "model_fingerprint",
+    "TrialsFile",
 ]
 
 FAMILIES: tuple[str, ...] = tuple(ablate.SF_ONLY_FAMILIES)
@@ -99,6 +101,8 @@ class SweepConfig:
         deviation: carry the deviations ``h_k - h`` from the unablated states in the rollouts
             (``engine.evaluate(deviation=...)``; accuracy and cost in benchmarks/RESULTS.md). None (the default)
             resolves to the engine's default, so the config records what ran.
+        trials_file_sha256: SHA-256 of the trial file every model is evaluated on instead of sampled trials
+            (None: sampled); ``trials`` is then the file's trial count.
     """
 
     families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal")
@@ -112,6 +116,7 @@ class SweepConfig:
     chunk_size: int = 512
     seed: int = 0
     deviation: bool | None = None
+    trials_file_sha256: str | None = None
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -156,6 +161,37 @@ class SweepConfig:
         d["models"] = [{"id": m.id, "task": m.task.name, "task_params": task_params(m.task),
                         "weights_sha256": model_fingerprint(m.model)} for m in models]  # fmt: skip
         return to_jsonable(d)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialsFile:
+    """Fixed trials from a file (``--trials-file``): its path, SHA-256 and the batch (see ``TaskBatch.from_npz``)."""
+
+    path: str
+    sha256: str
+    batch: Any
+
+    @classmethod
+    def read(cls, path: str | Any) -> TrialsFile:
+        """Read and check a trial file; one-line :class:`InputError` naming ``trials_file`` otherwise."""
+        from schurjax.tasks import TaskBatch
+
+        try:
+            batch = TaskBatch.from_npz(path)
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except (ValueError, OSError) as e:
+            raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
+        return cls(str(path), digest, batch)
+
+    def check_fits(self, spec: Any) -> None:
+        """The model's task must fit the file's trials (n_in, n_out, steps)."""
+        from schurjax.tasks import as_batch
+
+        try:
+            as_batch(self.batch, "trials_file", task=spec.task)
+        except ValueError as e:
+            raise InputError("sweep", "trials_file", f"{self.path} does not fit model {spec.id} ("
+                             f"{str(e).splitlines()[0]})") from None  # fmt: skip
 
 
 def model_fingerprint(model: Any) -> str:

@@ -18,9 +18,10 @@ import numpy as np
 
 from schurjax import engine
 from schurjax._json import finite_or_none, to_jsonable
+from schurjax.distributed import Processes
 from schurjax.environment import device_info, versions
 from schurjax.errors import InputError
-from schurjax.results import Run, RunFolder, load
+from schurjax.results import Run, RunFolder, config_fingerprint, load
 from schurjax.sweeps.budget import check_sizes
 from schurjax.sweeps.config import SweepConfig, batch_key, task_identity, task_params
 from schurjax.sweeps.models import ModelSpec
@@ -81,6 +82,8 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     on_chunk: ChunkCallback | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    processes: Processes | None = None,
+    trials: Any = None,
 ) -> Run:
     """Run (or resume) a sweep of resolved models into a run folder (the engine of :func:`schurjax.sweeps`).
 
@@ -92,6 +95,9 @@ def run_sweep(
         log: where to write one-line status messages (default: stderr).
         on_chunk: called after every chunk file is written (see :data:`ChunkCallback`).
         extra_manifest: more JSON-able entries for the manifest (e.g. the command line).
+        processes: this process's place among several sharing the folder (:mod:`schurjax.distributed`): each
+            evaluates its share of the chunks, process 0 writes the manifest first and the table last.
+        trials: a fixed TaskBatch every model is evaluated on (None: each task samples ``config.trials``).
 
     Returns:
         The finished run (table, manifest, Schur forms).
@@ -104,48 +110,64 @@ def run_sweep(
     check_sizes(plans, config)
     manifest = _manifest(plans, config, models, extra_manifest)
     names = engine.METRICS
-    with RunFolder(out) as folder:
-        resumed = folder.start(manifest)
-        if resumed:
-            _check_same_plan(folder, manifest)
-        for p in plans:
-            folder.save_schur(p.spec.id, p.sf)
+    procs = processes or Processes()
+    tag = f"sweep[{procs.index}/{procs.count}]" if procs.many else "sweep"
+    with RunFolder(out, index=procs.index, count=procs.count) as folder:
+        resumed, failed = _start(folder, manifest, plans, procs)
+        mine = config_fingerprint(manifest["config"])
+        seen = procs.gather(mine, int(failed is not None))
+        if failed is not None:
+            raise failed
+        if seen[0][1]:
+            raise InputError("sweep", "out", f"process 0 could not start {folder.path} (see its message)")
+        other = [k for k, (sha, _) in enumerate(seen) if sha != seen[0][0]]
+        if other:
+            raise InputError("sweep", "out", f"processes {other} were given another sweep than process 0 for "
+                             f"{folder.path}; every process must run the same command")  # fmt: skip
+        if procs.index != 0:
+            folder.join(manifest["config"])
         chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
         problems = {(i, c): folder.chunk_problem(i, c, a, b, names) for i, c, a, b in chunks}
         for (i, c), why in problems.items():
             if why not in (None, "missing"):
-                log(f"sweep: recomputing {folder.chunk_path(i, c)} ({why})")
-        todo = [(i, c, a, b) for i, c, a, b in chunks if problems[i, c] is not None]
+                log(f"{tag}: recomputing {folder.chunk_path(i, c)} ({why})")
+        todo = [(i, c, a, b) for j, (i, c, a, b) in enumerate(chunks) if problems[i, c] is not None and procs.mine(j)]
         total = sum(len(p.variants) for p in plans)
         if resumed:
-            log(f"sweep: resuming {folder.path}: {len(chunks) - len(todo)}/{len(chunks)} chunks already done")
-        log(f"sweep: {len(plans)} model(s), {total} variants in {len(chunks)} chunks, trials={config.trials}")
-        bar = Progress(total, enabled=progress)
-        bar.update(total - sum(b - a for _, _, a, b in todo), computed=False)
-        evaluate = _ChunkEvaluator(plans, config)
+            log(f"{tag}: resuming {folder.path}: {sum(x is None for x in problems.values())}/{len(chunks)} chunks "
+                "already done")  # fmt: skip
+        log(f"{tag}: {len(plans)} model(s), {total} variants in {len(chunks)} chunks, trials={config.trials}")
+        mine = sum(b - a for j, (_, _, a, b) in enumerate(chunks) if procs.mine(j))
+        bar = Progress(mine, label=tag, enabled=progress)
+        bar.update(mine - sum(b - a for _, _, a, b in todo), computed=False)
+        evaluate = _ChunkEvaluator(plans, config, trials)
         for i, c, a, b in todo:
             folder.write_chunk(i, c, evaluate(i, a, b), names)
             bar.update(b - a, note=plans[i].spec.id)
             if on_chunk is not None:
                 on_chunk(plans[i].spec.id, c, a, b)
         bar.close()
-        for _ in range(3):  # the table is assembled from chunks checked once more (a stale writer may have struck)
-            bad = [(i, c, a, b) for i, c, a, b in chunks if folder.chunk_problem(i, c, a, b, names) is not None]
-            for i, c, a, b in bad:
-                log(f"sweep: recomputing {folder.chunk_path(i, c)} ({folder.chunk_problem(i, c, a, b, names)})")
-                folder.write_chunk(i, c, evaluate(i, a, b), names)
-            if not bad:
-                break
-        rows = build_rows(plans, folder)
-        folder.finish(rows, {"models": len(plans), "variants": total, "chunks": len(chunks)})
+        procs.barrier("schurjax sweep: every process wrote its chunks")
+        if procs.index == 0:
+            for _ in range(3):  # the table is assembled from chunks checked once more (a stale writer may strike)
+                bad = [(i, c, a, b) for i, c, a, b in chunks if folder.chunk_problem(i, c, a, b, names) is not None]
+                for i, c, a, b in bad:
+                    why = folder.chunk_problem(i, c, a, b, names)
+                    log(f"{tag}: recomputing {folder.chunk_path(i, c)} ({why})")
+                    folder.write_chunk(i, c, evaluate(i, a, b), names)
+                if not bad:
+                    break
+            rows = build_rows(plans, folder)
+            folder.finish(rows, {"models": len(plans), "variants": total, "chunks": len(chunks)})
+        procs.barrier("schurjax sweep: process 0 wrote the table")
     return load(folder.path)
 
 
 class _ChunkEvaluator:
     """Evaluates chunk ``[a, b)`` of model ``i``: one shared batch per task identity, one engine path per segment."""
 
-    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig):
-        self.plans, self.config = plans, config
+    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, trials: Any = None):
+        self.plans, self.config, self.trials = plans, config, trials
         self.batches: dict[tuple[str, str], Any] = {}
         self.paths: dict[tuple[int, int, int], str] = {}
 
@@ -156,7 +178,8 @@ class _ChunkEvaluator:
         task = p.spec.task
         ident = task_identity(task)
         if ident not in self.batches:
-            self.batches[ident] = task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
+            self.batches[ident] = self.trials if self.trials is not None else task.sample(
+                batch_key(config.seed, ident[0], task_params(task)), config.trials)  # fmt: skip
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
@@ -177,6 +200,24 @@ class _ChunkEvaluator:
         for name in engine.METRICS:
             payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
         return payload
+
+
+def _start(folder: RunFolder, manifest: dict[str, Any], plans: Sequence[ModelPlan],
+           procs: Processes) -> tuple[bool, InputError | None]:  # fmt: skip
+    """Process 0 starts (or resumes) the folder and writes the Schur forms; returns (resumed, its error or None)."""
+    if procs.index != 0:
+        return False, None
+    try:
+        resumed = folder.start(manifest)
+        if resumed:
+            _check_same_plan(folder, manifest)
+        for p in plans:
+            folder.save_schur(p.spec.id, p.sf)
+    except InputError as e:
+        if not procs.many:
+            raise
+        return False, e
+    return resumed, None
 
 
 def _check_same_plan(folder: RunFolder, manifest: dict[str, Any]) -> None:

@@ -44,11 +44,14 @@ class ModelSpec:
 
 
 def _get_task(name: str, params: dict[str, Any]) -> Any:
+    """A built-in or registered task, ``neurogym:<env_id>`` or ``module:Name`` (see :func:`schurjax.tasks.get`)."""
     from schurjax import tasks
 
-    if name not in tasks.names():
-        raise InputError("sweep", "task", f"unknown task {name!r}; expected one of {', '.join(tasks.names())}")
-    return tasks.get(name, **params)
+    try:
+        return tasks.get(name, **params)
+    except (ValueError, TypeError, ImportError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError("sweep", "task", detail.removeprefix("tasks.get: ")) from None
 
 
 def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None) -> Any:
@@ -136,34 +139,35 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
 
 
 def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
+    """``zoo:TASK[/SEED][@N]``: ids ``flipflop-0`` (n = 64, the default) and ``flipflop-0-n128``."""
     from schurjax import zoo
 
-    body = raw[len("zoo:") :]
-    task_name, _, seed_text = body.partition("/")
-    entries = [e for e in zoo.entries() if e.task == task_name]
+    try:
+        task_name, seed, n_hidden = zoo.parse_spec(raw)
+    except ValueError as e:
+        raise InputError("sweep", "models", str(e).splitlines()[0]) from None
+    entries = [e for e in zoo.entries(n_hidden=n_hidden) if e.task == task_name]
     if not entries:
         known = sorted({e.task for e in zoo.entries()})
+        if task_name in known:
+            raise InputError("sweep", "models", f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are "
+                             f"{', '.join(map(str, zoo.sizes()))}")  # fmt: skip
         raise InputError("sweep", "models", f"{raw!r}: unknown zoo task {task_name!r}; the zoo has "
                          f"{', '.join(known)}")  # fmt: skip
-    if seed_text:
-        try:
-            seed = int(seed_text)
-        except ValueError:
-            raise InputError("sweep", "models", f"expected zoo:TASK/SEED with an int seed, got {raw!r}") from None
-        chosen = [e for e in entries if int(e.seed) == seed]
-        if not chosen:
-            have = ", ".join(str(e.seed) for e in entries)
-            raise InputError("sweep", "models", f"{raw!r} is not in the zoo; seeds of {task_name!r} are {have}")
-    else:
-        chosen = sorted(entries, key=lambda e: int(e.seed))
+    chosen = sorted(entries, key=lambda e: int(e.seed)) if seed is None else [e for e in entries if e.seed == seed]
+    if not chosen:
+        have = ", ".join(str(e.seed) for e in entries)
+        raise InputError("sweep", "models", f"{raw!r} is not in the zoo; seeds of {task_name!r} are {have}")
     specs = []
     for e in chosen:
-        meta = dict(zoo.metadata(e.task, seed=int(e.seed)))
+        meta = dict(zoo.metadata(e.task, seed=int(e.seed), n_hidden=n_hidden))
         meta.setdefault("seed", int(e.seed))
         meta.setdefault("task", e.task)
         task = _get_task(task_override, {}) if task_override and task_override != e.task else zoo.task(e.task)
-        model = zoo.load(e.task, seed=int(e.seed))
-        specs.append(ModelSpec(f"{e.task}-{int(e.seed)}", f"zoo:{e.task}/{int(e.seed)}", model, task, meta))
+        model = zoo.load(e.task, seed=int(e.seed), n_hidden=n_hidden)
+        suffix = "" if n_hidden == zoo.DEFAULT_N_HIDDEN else f"-n{n_hidden}"
+        specs.append(ModelSpec(f"{e.task}-{int(e.seed)}{suffix}", zoo.format_spec(e.task, int(e.seed), n_hidden),
+                               model, task, meta))  # fmt: skip
     return specs
 
 

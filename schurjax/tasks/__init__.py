@@ -1,58 +1,297 @@
-"""The four tasks of arXiv:2606.18457 and their registry.
+"""The four tasks of arXiv:2606.18457, NeuroGym tasks, your own tasks, and their registry.
 
-Example:
-    >>> task = schurjax.tasks.get("flipflop", p_pulse=0.1)
-    >>> batch = task.sample(jax.random.key(0), 32)
-    >>> schurjax.tasks.names()
-    ['context', 'copy', 'flipflop', 'sine']
+Names resolve in this order: a registered name (the built-ins ``"context"``, ``"copy"``, ``"flipflop"``,
+``"sine"`` and whatever :func:`register` added); ``"neurogym:<env_id>"`` (:func:`neurogym`); ``"module:Name"``
+(:func:`load_spec`: your own task class or factory, registered under its ``name`` on first use). A task follows
+the protocol of :class:`Task` (``name``, ``n_in``, ``n_out``, ``steps``, ``sample(key, B)``, ``score(y, batch)``,
+``loss``, ``params()``).
+
+Example::
+
+    task = schurjax.tasks.get("flipflop", p_pulse=0.1)
+    batch = task.sample(jax.random.key(0), 32)
+    schurjax.tasks.names()
+    schurjax.tasks.register("ramp", Ramp)           # then tasks.get("ramp", steps=40)
+    schurjax.tasks.get("mytasks:Ramp", steps=40)     # import from a module, or "path/to/file.py:Ramp"
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from schurjax.tasks.base import Task, TaskBatch
+from schurjax.tasks.base import Task, TaskBatch, as_batch, masked_mse, masked_r2
 from schurjax.tasks.context import ContextTask
 from schurjax.tasks.copy import CopyTask
 from schurjax.tasks.flipflop import FlipFlopTask
+from schurjax.tasks.ngym import NeuroGymTask, neurogym
+from schurjax.tasks.protocol import TaskLike, check_task
 from schurjax.tasks.sine import SineTask
 
-__all__ = ["Task", "TaskBatch", "CopyTask", "FlipFlopTask", "SineTask", "ContextTask", "REGISTRY", "get", "names"]
+__all__ = [
+    "Task",
+    "TaskBatch",
+    "TaskLike",
+    "CopyTask",
+    "FlipFlopTask",
+    "SineTask",
+    "ContextTask",
+    "NeuroGymTask",
+    "REGISTRY",
+    "BUILTIN",
+    "get",
+    "names",
+    "register",
+    "load_spec",
+    "neurogym",
+    "as_batch",
+    "check_task",
+    "masked_mse",
+    "masked_r2",
+]
 
-REGISTRY: dict[str, type[Task]] = {
+REGISTRY: dict[str, Callable[..., Any]] = {
     "copy": CopyTask,
     "flipflop": FlipFlopTask,
     "sine": SineTask,
     "context": ContextTask,
 }
+"""Task name -> factory (a class or a function taking the task's keyword parameters)."""
+
+BUILTIN = ("context", "copy", "flipflop", "sine")
+"""The paper's tasks; :func:`register` does not replace them."""
 
 
 def names() -> list[str]:
-    """Registered task names, sorted."""
+    """Registered task names, sorted (the built-ins and those added by :func:`register`)."""
     return sorted(REGISTRY)
 
 
-def get(name: str, **params: Any) -> Task:
+def register(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> Callable[..., Any]:
+    """Make ``tasks.get(name, **params)`` build ``factory(**params)``: sweeps, the CLI and reports then accept it.
+
+    Args:
+        name: the task's name (no ``":"``; it should equal the built task's ``name``).
+        factory: a :class:`Task` subclass or any callable returning an object that follows the task protocol.
+        overwrite: replace an earlier registration of ``name`` (never a built-in task).
+
+    Returns:
+        ``factory``.
+
+    Example::
+
+        sj.tasks.register("ramp", Ramp)
+        sj.tasks.get("ramp", steps=40).steps
+    """
+    if not isinstance(name, str) or not name.strip() or ":" in name or name != name.strip():
+        raise ValueError(f"tasks.register: name must be a non-empty str without ':' or outer spaces, got {name!r}")
+    if not callable(factory):
+        raise ValueError(f"tasks.register: factory must be a Task class or a callable, got {type(factory).__name__}")
+    if name in BUILTIN and REGISTRY.get(name) is not factory:
+        raise ValueError(f"tasks.register: {name!r} is a built-in task; expected another name")
+    if name in REGISTRY and REGISTRY[name] is not factory and not overwrite:
+        raise ValueError(f"tasks.register: {name!r} is already registered to {_describe(REGISTRY[name])}; "
+                         "pass overwrite=True to replace it")  # fmt: skip
+    REGISTRY[name] = factory
+    return factory
+
+
+def _describe(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def load_spec(spec: str) -> Callable[..., Any]:
+    """Import a task class or factory from ``"module:Name"`` (or ``"path/to/file.py:Name"``), as ``--task`` does.
+
+    The module is imported from ``sys.path``, then from the current folder. ``Name`` may be dotted
+    (``"pkg.tasks:Suite.Ramp"``). A task *instance* is accepted too: it becomes a factory that returns it.
+
+    Args:
+        spec: ``"module:Name"``.
+
+    Returns:
+        The factory (call it with the task's keyword parameters).
+
+    Raises:
+        ValueError: one line: a malformed spec, a module that cannot be imported (with the reason), a missing
+            attribute, or one that is neither callable nor a task.
+
+    Example::
+
+        Ramp = sj.tasks.load_spec("mytasks:Ramp"); task = Ramp(steps=40)
+    """
+    w = "tasks.load_spec"
+    if not isinstance(spec, str) or spec.count(":") < 1 or not all(spec.rpartition(":")[::2]):
+        raise ValueError(f"{w}: spec must be 'module:Name' (e.g. 'mytasks:Ramp' or 'tasks.py:Ramp'), got {spec!r}")
+    mod_name, _, attr = spec.rpartition(":")
+    module = _import(w, spec, mod_name)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Task)
+                           and v.__module__ == module.__name__)  # fmt: skip
+            raise ValueError(f"{w}: {mod_name!r} has no attribute {attr!r} (from {spec!r}); its Task classes: "
+                             f"{found or 'none'}")  # fmt: skip
+        obj = getattr(obj, part)
+    if isinstance(obj, type) or (callable(obj) and not _is_task(obj)):
+        return obj
+    if _is_task(obj):
+        return _instance_factory(obj)
+    raise ValueError(f"{w}: {spec!r} is a {type(obj).__name__}; expected a Task class, a factory or a task")
+
+
+def _is_task(obj: Any) -> bool:
+    return not isinstance(obj, type) and all(hasattr(obj, m) for m in ("name", "n_in", "sample", "score"))
+
+
+def _instance_factory(task: Any) -> Callable[..., Any]:
+    def factory(**params: Any) -> Any:
+        if params and params != task.params():
+            raise ValueError(f"tasks.get: {task.name!r} was imported as a task instance; it takes no other "
+                             f"parameters than its own {task.params()}, got {params}")  # fmt: skip
+        return task
+
+    factory.__qualname__ = f"<instance {task.name}>"
+    return factory
+
+
+def _import(w: str, spec: str, mod_name: str):
+    if mod_name.endswith(".py"):
+        path = Path(mod_name)
+        if not path.is_file():
+            raise ValueError(f"{w}: no file {mod_name!r} (from {spec!r})")
+        key = f"schurjax_user_task_{abs(hash(str(path.resolve())))}"
+        if key in sys.modules:
+            return sys.modules[key]
+        loader_spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[key] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as err:  # noqa: BLE001 - any failure in the user's file, said in one line
+            del sys.modules[key]
+            raise ValueError(f"{w}: importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
+        return module
+    try:
+        try:
+            return importlib.import_module(mod_name)
+        except ModuleNotFoundError as err:
+            top = mod_name.split(".")[0]
+            if err.name != top or os.getcwd() in sys.path:
+                raise
+            sys.path.insert(0, os.getcwd())  # `schurjax --task mytasks:Ramp` run next to mytasks.py
+            try:
+                return importlib.import_module(mod_name)
+            finally:
+                sys.path.remove(os.getcwd())
+    except ModuleNotFoundError as err:
+        raise ValueError(f"{w}: cannot import {mod_name!r} (from {spec!r}): {_first(err)}; expected a module on "
+                         "sys.path or in the current folder") from None  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - any failure in the user's module, said in one line
+        raise ValueError(f"{w}: importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
+
+
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def get(name: str, **params: Any) -> Any:
     """Build a task by name with keyword parameters (defaults otherwise).
 
     Args:
-        name: one of :func:`names` ("context", "copy", "flipflop", "sine").
-        **params: the task's parameters, e.g. ``bits=3`` for "flipflop".
+        name: a registered name (:func:`names`), ``"neurogym:<env_id>"`` or ``"module:Name"`` (imported with
+            :func:`load_spec` and registered under the built task's ``name``, so that ``get(task.name,
+            **task.params())`` rebuilds it later in the process).
+        **params: the task's parameters, e.g. ``bits=3`` for "flipflop"; finite.
 
     Returns:
-        The task object.
+        The task (checked against the task protocol).
+
+    Raises:
+        ValueError: one line naming the unknown task, the unknown or non-finite parameter, or the missing member.
 
     Example:
         >>> get("copy", length=4).steps
         13
+        >>> get("neurogym:GoNogo-v0").n_out
+        2
     """
-    if not isinstance(name, str) or name not in REGISTRY:
-        raise ValueError(f"tasks.get: unknown task name {name!r}, expected one of {names()}")
-    cls = REGISTRY[name]
-    import dataclasses
+    w = "tasks.get"
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{w}: name must be a task name, 'neurogym:<env_id>' or 'module:Name', got {name!r}")
+    for k, v in params.items():
+        _check_param(w, name, k, v)
+    spec = None
+    if name in REGISTRY:
+        factory = REGISTRY[name]
+    elif name.startswith("neurogym:"):
+        factory = neurogym
+        params = {"env_id": name[len("neurogym:") :], **params}
+    elif ":" in name:
+        spec, factory = name, load_spec(name)
+    else:
+        raise ValueError(f"{w}: unknown task name {name!r}, expected one of {names()}, 'neurogym:<env_id>' or "
+                         "'module:Name'")  # fmt: skip
+    accepted = _accepted(factory)
+    if accepted is not None:
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            label = name if spec is None else spec
+            raise ValueError(f"{w}: unknown parameter(s) {unknown} for task {label!r}, expected some of {accepted}")
+    try:
+        task = factory(**params)
+    except TypeError as err:
+        raise ValueError(f"{w}: building task {name!r} with {params} failed: {_first(err)}") from None
+    task = check_task(task, w)
+    if spec is not None:
+        if REGISTRY.get(task.name, factory) is not factory and not _rebuilds(REGISTRY[task.name], task):
+            raise ValueError(f"{w}: the task from {spec!r} is named {task.name!r}, which is already registered to "
+                             f"{_describe(REGISTRY[task.name])}; expected another name")  # fmt: skip
+        if ":" not in task.name:
+            REGISTRY.setdefault(task.name, factory)
+    return task
 
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(f"tasks.get: unknown parameter(s) {unknown} for task {name!r}, expected some of {known}")
-    return cls(**params)
+
+def _rebuilds(factory: Callable[..., Any], task: Any) -> bool:
+    """Whether ``factory(**task.params())`` gives back ``task`` (then a second spec of the same task is no clash)."""
+    try:
+        return bool(factory(**task.params()) == task)
+    except Exception:  # noqa: BLE001 - any failure means "not the same task"
+        return False
+
+
+def _accepted(factory: Callable[..., Any]) -> list[str] | None:
+    """Keyword parameters ``factory`` accepts, or None when it takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            out.append(p.name)
+    return out
+
+
+def _check_param(w: str, task: str, key: str, value: Any, path: str | None = None) -> None:
+    import math
+    import numbers
+
+    path = path or key
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(float(value)):
+        raise ValueError(f"{w}: parameter {path} of task {task!r} must be finite, got {value!r}")
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_param(w, task, key, v, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_param(w, task, key, v, f"{path}[{k!r}]")

@@ -1,43 +1,47 @@
-"""Task base: the ``TaskBatch`` container, the masked MSE loss and shared score helpers.
+"""Task base: the ``Task`` base class (the task protocol), the masked MSE loss and shared helpers.
 
 Tasks follow arXiv:2606.18457 (S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", 2026): copy,
 flip-flop, sine generation and context-dependent integration. Every task is a small immutable ``eqx.Module``
 whose fields are static (no array leaves), so it can be closed over or passed through ``eqx.filter_jit``.
+
+The batch container lives in :mod:`schurjax.tasks.batch` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["TaskBatch", "Task", "masked_mse", "masked_r2", "check_batch_size", "check_int", "check_key", "check_y"]
+from schurjax.tasks.batch import TaskBatch, as_batch
 
-
-class TaskBatch(NamedTuple):
-    """A batch of trials (float32; ``mask`` is 0/1 and marks the entries that count in loss and score).
-
-    Attributes:
-        inputs: (B, T, n_in).
-        targets: (B, T, n_out).
-        mask: (B, T, n_out).
-    """
-
-    inputs: Float[Array, "B T n_in"]
-    targets: Float[Array, "B T n_out"]
-    mask: Float[Array, "B T n_out"]
+__all__ = [
+    "TaskBatch",
+    "Task",
+    "as_batch",
+    "masked_mse",
+    "masked_r2",
+    "check_batch_size",
+    "check_int",
+    "check_key",
+    "check_y",
+    "as_tuple",
+]
 
 
 def masked_mse(y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
     """``sum(mask * (y - targets)^2) / sum(mask)``.
 
-    Example:
-        >>> masked_mse(jax.vmap(model)(batch.inputs), batch)
+    Example::
+
+        masked_mse(jax.vmap(model)(batch.inputs), batch)
     """
     err = batch.mask * (y - batch.targets) ** 2
     return jnp.sum(err) / jnp.maximum(jnp.sum(batch.mask), 1.0)
@@ -86,12 +90,58 @@ def check_y(where: str, y: Array, batch: TaskBatch) -> None:
         )
 
 
+def as_tuple(value: Any) -> Any:
+    """Field converter: a list/tuple/array becomes a tuple; anything else is left for the task's check to name."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(value.tolist() if isinstance(value, np.ndarray) else value)
+    return value
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return not math.isfinite(float(value))
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
 class Task(eqx.Module):
-    """Base class of the tasks. Subclasses set ``name``, the static parameter fields, ``n_in``, ``n_out``,
-    ``steps``, and implement ``sample`` and ``score``.
+    """Base class of the tasks, and the protocol every task follows (built-in, registered or NeuroGym).
+
+    A task is an immutable, hashable object with:
+
+    * ``name`` (str): its registry name; ``tasks.get(task.name, **task.params())`` rebuilds it.
+    * ``n_in``, ``n_out``, ``steps`` (ints): sizes of its batches, inputs ``(B, steps, n_in)``.
+    * ``sample(key, batch_size) -> TaskBatch``: deterministic per key (keys first; jit-able for built-ins).
+    * ``score(y, batch) -> scalar``: pure JAX (it runs inside ``sj.evaluate``'s compiled program), ``y (B, T, n_out)``.
+    * ``loss(y, batch)``: masked MSE here (``sj.evaluate`` always reports the masked MSE).
+    * ``params() -> dict``: JSON-able parameters, its identity next to ``name``; here: the dataclass fields.
+
+    Subclass it as an ``eqx.Module`` with static fields (``name`` a class attribute); ``__check_init__`` refuses
+    NaN/inf parameters. Register the class with ``sj.tasks.register(name, cls)``.
+
+    Example::
+
+        class Hold(sj.tasks.Task):
+            name = "hold"
+            steps: int = eqx.field(default=20, static=True)
+            n_in, n_out = 1, 1
+            def sample(self, key, batch_size):          # jit-able: build the TaskBatch from JAX arrays
+                a = jax.random.normal(key, (batch_size, 1, 1))
+                x = jnp.zeros((batch_size, self.steps, 1)).at[:, :1].set(a)
+                return sj.TaskBatch(x, jnp.broadcast_to(a, x.shape), jnp.ones_like(x))
+            def score(self, y, batch):                  # pure JAX
+                return 1.0 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets**2)
+        sj.tasks.register("hold", Hold)
     """
 
     name: ClassVar[str] = "task"
+
+    def __check_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name, None)
+            if _non_finite(v):
+                raise ValueError(f"{self.name}: {f.name} must be finite, got {v!r}")
 
     @property
     def n_in(self) -> int:  # pragma: no cover - abstract
@@ -119,8 +169,9 @@ class Task(eqx.Module):
     def loss(self, y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
         """Masked mean squared error ``sum(mask*(y-targets)^2)/sum(mask)``.
 
-        Example:
-            >>> task.loss(jax.vmap(model)(batch.inputs), batch)
+        Example::
+
+            task.loss(jax.vmap(model)(batch.inputs), batch)
         """
         check_y(f"{self.name}.loss", y, batch)
         return masked_mse(y, batch)

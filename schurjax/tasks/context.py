@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y
+from schurjax.tasks.base import Task, TaskBatch, as_tuple, check_batch_size, check_int, check_key, check_y
 
 __all__ = ["ContextTask"]
 
@@ -39,17 +39,18 @@ class ContextTask(Task):
         noise: per-step Gaussian noise std of the evidence. Default 1.0.
         coherences: absolute per-trial means to draw from. Default (0.25, 0.5, 1.0).
 
-    Example:
-        >>> task = ContextTask()
-        >>> batch = task.sample(jax.random.key(0), 64)
-        >>> task.ideal_observer_score(batch)   # ≈ 0.99
+    Example::
+
+        task = ContextTask()
+        batch = task.sample(jax.random.key(0), 64)
+        task.ideal_observer_score(batch)   # ≈ 0.99
     """
 
     name: ClassVar[str] = "context"
     steps: int = eqx.field(default=100, static=True)
     response: float = eqx.field(default=0.2, static=True)
     noise: float = eqx.field(default=1.0, static=True)
-    coherences: tuple[float, ...] = eqx.field(default=(0.25, 0.5, 1.0), static=True, converter=tuple)
+    coherences: tuple[float, ...] = eqx.field(default=(0.25, 0.5, 1.0), static=True, converter=as_tuple)
 
     def __check_init__(self):
         check_int("context", "steps", self.steps, minimum=2)
@@ -60,9 +61,11 @@ class ContextTask(Task):
                 f"context: response={self.response!r} gives {self.response_steps} response steps, "
                 f"expected 1..{self.steps - 1}"
             )
-        if not isinstance(self.noise, int | float) or self.noise < 0:
+        if isinstance(self.noise, bool) or not isinstance(self.noise, int | float) or not self.noise >= 0:
             raise ValueError(f"context: noise must be a float >= 0, got {self.noise!r}")
-        if len(self.coherences) == 0 or any(not isinstance(c, int | float) or c <= 0 for c in self.coherences):
+        coh = self.coherences
+        if not isinstance(coh, tuple) or not coh or any(isinstance(c, bool) or not isinstance(c, int | float)
+                                                        or not c > 0 for c in coh):  # fmt: skip
             raise ValueError(f"context: coherences must be a non-empty sequence of floats > 0, got {self.coherences!r}")
 
     @property
@@ -118,8 +121,9 @@ class ContextTask(Task):
     def ideal_observer_score(self, batch: TaskBatch) -> Float[Array, ""]:
         """Accuracy of :meth:`ideal_observer` on the batch's targets (same trials as the network's score).
 
-        Example:
-            >>> task.ideal_observer_score(task.sample(jax.random.key(1), 4096))
+        Example::
+
+            task.ideal_observer_score(task.sample(jax.random.key(1), 4096))
         """
         choice = self.ideal_observer(batch)
         y = jnp.broadcast_to(choice[:, None, None], batch.targets.shape)

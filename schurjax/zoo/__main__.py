@@ -1,4 +1,4 @@
-"""``python -m schurjax.zoo build [--tasks ...] [--seeds ...] [--out DIR] [--quiet]`` and ``... list``."""
+"""``python -m schurjax.zoo build [--tasks ...] [--seeds ...] [--sizes ...] [--out DIR] [--quiet]`` and ``... list``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="train and save the zoo models (reproducible from the seeds)")
     b.add_argument("--tasks", nargs="+", default=None, help="subset of tasks (default: all)")
     b.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: 0 1 2 3)")
+    b.add_argument("--sizes", nargs="+", type=int, default=None, help="hidden sizes (default: 64 128)")
     b.add_argument("--out", default=None, help="output folder (default: the package's zoo/models)")
     b.add_argument("--steps-scale", type=float, default=1.0, help="scale training steps (smoke tests only)")
     b.add_argument("--quiet", action="store_true", help="no progress output")
@@ -20,12 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "build":
-        from schurjax.zoo.build import SEEDS, build
+        from schurjax.zoo.build import SEEDS, SIZES, build
 
         t0 = time.perf_counter()
+        paths = []
         try:
-            paths = build(args.out, args.tasks, args.seeds or SEEDS, progress=not args.quiet,
-                          steps_scale=args.steps_scale)
+            for n in args.sizes or SIZES:
+                paths += build(args.out, args.tasks, args.seeds or SEEDS, n_hidden=n, progress=not args.quiet,
+                               steps_scale=args.steps_scale)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     for e in zoo.entries():
         m = e.metadata["metrics"]
         io = f"  ideal {m['ideal_observer_score']:.4f}" if "ideal_observer_score" in m else ""
-        print(f"{e.task:9s} seed {e.seed}  loss {m['heldout_loss']:.5f}  score {m['heldout_score']:.4f}{io}")
+        loss, score = m["heldout_loss"], m["heldout_score"]
+        print(f"{e.task:9s} seed {e.seed}  n={e.n_hidden:<4d} loss {loss:.5f}  score {score:.4f}{io}")
     return 0
 
 
