@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed (default 0)")
     st.add_argument("--control-kinds", default=None, help=f"comma list of {', '.join(CONTROL_KINDS)} (default all)")
     st.add_argument("--control-max", type=_positive_int, default=None,
-                    help="ablations per family and model that get controls (default 512)")  # fmt: skip
+                    help="ablations per family and model that get controls (default 256)")  # fmt: skip
     st.add_argument("--greedy-candidates", type=_positive_int, default=None, help="couplings per greedy pass")
     st.add_argument("--greedy-passes", type=_nonneg_int, default=None, help="greedy passes of the compression")
     st.add_argument("--restriction-max", type=_positive_int, default=None, help="removals in the restriction part")

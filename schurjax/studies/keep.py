@@ -47,7 +47,7 @@ def curve_ks(m: int, points: int = 20) -> np.ndarray:
 
     Example:
         >>> curve_ks(100, 6).tolist()
-        [1, 4, 20, 25, 50, 75, 100]
+        [1, 10, 33, 67, 100]
     """
     if m < 1:
         return np.zeros(0, np.int64)

@@ -75,11 +75,11 @@ class StudyConfig:
     bootstrap: int = 1000
     seed: int = 0
     control_kinds: tuple[str, ...] = tuple(CONTROL_KINDS)
-    control_max: int = 512
+    control_max: int = 256
     null_draws: int = 1000
-    greedy_candidates: int = 256
-    greedy_passes: int = 4
-    restriction_max: int = 256
+    greedy_candidates: int = 128
+    greedy_passes: int = 3
+    restriction_max: int = 128
     replay_r2: float = 0.5
     bins: int = 4
     quick: bool = False
