@@ -76,7 +76,8 @@ class Measurement:
         base = self.parts.combine(counts @ np.asarray(self.res.base_trial_stats, np.float64))  # (R,)
         out = np.empty((ts.shape[0], counts.shape[0]))
         for a in range(0, ts.shape[0], _CHUNK):
-            sums = np.einsum("kbp,rb->krp", np.asarray(ts[a : a + _CHUNK], np.float64), counts)
+            block = np.asarray(ts[a : a + _CHUNK], np.float64)
+            sums = np.stack([block[:, :, j] @ counts.T for j in range(block.shape[2])], axis=-1)  # (k, R, p), BLAS
             out[a : a + _CHUNK] = base[None, :] - self.parts.combine(sums)
         return out
 
