@@ -14,15 +14,16 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 - :mod:`~schurjax.studies.replay`: what the copy replay needs, and whether it forms a feed-forward line;
 - :mod:`~schurjax.studies.profiles`: basis-free importance profiles compared across seeds and sizes;
 - :mod:`~schurjax.studies.report`, :mod:`~schurjax.studies.figures`: tables, ``report.md``, ``figure.png``;
-- :mod:`~schurjax.studies.runner`: :func:`study` (resumable study folder) and :func:`load`.
+- :mod:`~schurjax.studies.runner`: :func:`study` (the resumable study folder);
+- :mod:`~schurjax.studies.result`: :class:`Study` (a finished study) and :func:`load`.
 """
 
 from schurjax.studies.protocol import QUICK as QUICK
 from schurjax.studies.protocol import StudyConfig as StudyConfig
+from schurjax.studies.result import Study as Study
+from schurjax.studies.result import load as load
 from schurjax.studies.runner import PARTS as PARTS
 from schurjax.studies.runner import SMALL as SMALL
-from schurjax.studies.runner import Study as Study
-from schurjax.studies.runner import load as load
 from schurjax.studies.runner import scratch_folder as scratch_folder
 from schurjax.studies.runner import study as study
 

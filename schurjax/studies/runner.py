@@ -36,8 +36,9 @@ from schurjax._json import atomic_write_json, canonical, finite_or_none
 from schurjax.errors import InputError
 from schurjax.studies import compression, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
+from schurjax.studies.result import Context, Study, decode
 
-__all__ = ["study", "load", "Study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
+__all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
 
 STUDY_SCHEMA = 1
 """Version of what a study's parts hold; part of the config compared on resume."""
@@ -55,79 +56,6 @@ minute: for executing the notebooks in the test suite (``SCHURJAX_QUICK=1``). It
 
 PartCallback = Callable[[str, str], object]
 """``on_part(model_id, part)``, called after each part file is written."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Study:
-    """A finished study (see :func:`study`, :func:`load`).
-
-    Attributes:
-        path: the study folder.
-        config: its :class:`StudyConfig`.
-        models: one dict per model (``id``, ``task``, ``task_params``, ``seed``, ``n_hidden``, ``source``).
-        parts: model id -> part name -> the part's results.
-        summary: the per-model summary table (pandas DataFrame; also ``table.csv``).
-        tables: name -> pandas DataFrame (also ``tables/<name>.csv``).
-        profiles: the cross-seed profile comparisons.
-    """
-
-    path: Path
-    config: StudyConfig
-    models: list[dict[str, Any]]
-    parts: dict[str, dict[str, Any]]
-    summary: Any
-    tables: dict[str, Any]
-    profiles: dict[str, Any]
-
-    @property
-    def report(self) -> Path:
-        return self.path / "report.md"
-
-    @property
-    def figure(self) -> Path:
-        return self.path / "figure.png"
-
-    def compressed(self, model_id: str, criterion: str = "loss") -> Path:
-        """Path of the compressed model of ``model_id`` under ``criterion`` (``"loss"`` or ``"score"``)."""
-        return self.path / "compressed" / f"{model_id}-{criterion}.eqx"
-
-    def _record(self, model_id: str) -> dict[str, Any]:
-        for m in self.models:
-            if m["id"] == model_id:
-                return m
-        raise InputError("Study", "model_id", f"no model {model_id!r} in {self.path}; it has "
-                         f"{', '.join(m['id'] for m in self.models)}")  # fmt: skip
-
-    def model(self, model_id: str) -> tuple[Any, Any]:
-        """``(TanhRNN, Task)`` of a model of the study, loaded again from its source (zoo entry or file) and checked
-        against the weights the study recorded.
-
-        Raises:
-            InputError: an unknown id, a model that was passed in memory, or a source whose weights changed.
-        """
-        from schurjax.sweeps import resolve_models
-        from schurjax.sweeps.config import model_fingerprint
-
-        m = self._record(model_id)
-        if m["source"] == "object":
-            raise InputError("Study", "model_id", f"{model_id} was passed in memory; it has no source to load")
-        spec = resolve_models([m["source"]])[0]
-        if model_fingerprint(spec.model) != m["weights_sha256"]:
-            raise InputError("Study", "model_id", f"{m['source']} no longer holds the weights the study used")
-        return spec.model, spec.task
-
-    def schur(self, model_id: str) -> Any:
-        """The model's Schur form, as the study used it (``schur/<model_id>.npz``)."""
-        from schurjax.schur import SchurForm
-
-        self._record(model_id)
-        return SchurForm.from_npz(self.path / "schur" / f"{model_id}.npz")
-
-    def batch(self, purpose: str, task: Any) -> Any:
-        """The study's ``"selection"`` or ``"heldout"`` batch of ``task`` (drawn again from its key)."""
-        if purpose not in ("selection", "heldout"):
-            raise InputError("Study", "purpose", f"must be 'selection' or 'heldout', got {purpose!r}")
-        return _Context(self.config).batch(purpose, task)
 
 
 def scratch_folder(name: str) -> Path:
@@ -283,24 +211,7 @@ def _model_record(spec: Any) -> dict[str, Any]:
             "weights_sha256": model_fingerprint(spec.model)}  # fmt: skip
 
 
-class _Context:
-    """Shared state of one study run: the batches of each task and the engine options."""
-
-    def __init__(self, config: StudyConfig):
-        self.config = config
-        self.batches: dict[tuple[str, str, str], Any] = {}
-
-    def batch(self, purpose: str, task: Any) -> Any:
-        from schurjax.sweeps.config import task_params
-
-        ident = (purpose, task.name, canonical(task_params(task)))
-        if ident not in self.batches:
-            self.batches[ident] = task.sample(study_key(self.config.seed, purpose, ident[1], ident[2]),
-                                              self.config.trials)  # fmt: skip
-        return self.batches[ident]
-
-
-def _compute(name: str, spec: Any, sf: Any, ctx: _Context, done: dict[str, Any], out: Path) -> dict[str, Any]:
+def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], out: Path) -> dict[str, Any]:
     """Compute one part of one model (``done`` holds the model's finished parts)."""
     cfg, task, model = ctx.config, spec.task, spec.model
     sel, held = ctx.batch("selection", task), ctx.batch("heldout", task)
@@ -377,7 +288,7 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
     from schurjax.studies import figures, report
 
     manifest = _manifest(config, specs, extra_manifest)
-    ctx = _Context(config)
+    ctx = Context(config)
     parts: dict[str, dict[str, Any]] = {}
     sfs: dict[str, Any] = {}
     timings_path = out / "timings.json"
@@ -395,14 +306,14 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
                 c = PARTS.index(name)
                 done_n += 1
                 if folder.chunk_problem(i, c, 0, 0, ()) is None:
-                    parts[spec.id][name] = _decode(folder.read_chunk(i, c, ())["result"])
+                    parts[spec.id][name] = decode(folder.read_chunk(i, c, ())["result"])
                     continue
                 t0 = time.perf_counter()
                 result = _compute(name, spec, sf, ctx, parts[spec.id], out)
                 folder.write_chunk(i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name,
                                           "result": finite_or_none(result)}, ())  # fmt: skip
                 # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
-                parts[spec.id][name] = _decode(json.loads(canonical(finite_or_none(result))))
+                parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))
                 dt = time.perf_counter() - t0
                 timings[f"{spec.id}/{name}"] = round(dt, 3)
                 atomic_write_json(timings_path, timings)
@@ -426,53 +337,9 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
     return Study(out, config, models, parts, read_table(out / "table.csv"), tables, prof)
 
 
-def _decode(x: Any) -> Any:
-    """Part results as read back: JSON null (a non-finite number when written) becomes NaN."""
-    if isinstance(x, dict):
-        return {k: _decode(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_decode(v) for v in x]
-    return float("nan") if x is None else x
-
-
 def _read_timings(path: Path) -> dict[str, float]:
     try:
         data = json.loads(path.read_text())
         return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
     except (OSError, ValueError, TypeError):
         return {}
-
-
-def load(path: str | os.PathLike) -> Study:
-    """Load a finished study folder (its parts and tables; nothing is recomputed).
-
-    Raises:
-        FileNotFoundError: no study there, or it is not complete.
-
-    Example::
-
-        st = sj.study_load("runs/study"); st.tables["keep"]
-    """
-    from schurjax.results import COMPLETE, RunFolder, read_manifest
-    from schurjax.table import read_table
-
-    path = Path(path)
-    if not (path / COMPLETE).is_file():
-        raise FileNotFoundError(f"study.load: no finished study at {path} (missing {COMPLETE}); run sj.study first")
-    manifest = read_manifest(path / "manifest.json", "study.load")
-    cfg = {k: v for k, v in manifest["config"].items() if k in {f.name for f in dataclasses.fields(StudyConfig)}}
-    config = StudyConfig(**cfg)
-    folder = RunFolder(path, where="study.load")
-    models = manifest["models"]
-    parts: dict[str, dict[str, Any]] = {}
-    for i, m in enumerate(models):
-        parts[m["id"]] = {}
-        for c, name in enumerate(manifest["parts"]):
-            p = folder.chunk_path(i, c)
-            if p.is_file():
-                parts[m["id"]][name] = _decode(json.loads(p.read_bytes())["result"])
-    tables = {p.stem: read_table(p) for p in sorted((path / "tables").glob("*.csv"))}
-    from schurjax.studies import report
-
-    prof = report.profile_comparisons(config, models, parts)
-    return Study(path, config, models, parts, read_table(path / "table.csv"), tables, prof)
