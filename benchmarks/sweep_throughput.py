@@ -1,7 +1,7 @@
 """Sweep throughput: variants per second of the schurjax engine against simple baselines, on one problem.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026); cases and
-targets from DESIGN.md §6.
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026); the cases,
+targets and measured figures are in benchmarks/RESULTS.md.
 
 Every method evaluates the same K variants ``W_k = Q (T + dT_k) Q^T`` of one n-unit tanh RNN on the same B trials
 of T steps (float32) and reduces, per variant, the masked MSE and the output distance to the unablated model:
@@ -12,7 +12,8 @@ of T steps (float32) and reduces, per variant, the masked MSE and the output dis
 * ``vmap``: ``jax.vmap`` of the single rollout over dense ``W_k`` (formed on the device from ``dT``), in slabs of at
   most 1024 variants, states (B, n) per variant.
 * ``engine``: ``schurjax.evaluate`` with ``path="auto"`` and ``chunk_size="auto"``, everything included (host
-  preparation of the edits, chunking, metrics).
+  preparation of the edits, the float64 base trajectory, chunking, metrics, the float64 re-run of ill-conditioned
+  loss changes). ``engine_plain`` (opt-in): the same with ``deviation=False`` (the plain rollout).
 * ``torch_bmm``: PyTorch, float32, ``torch.set_num_threads`` = the JAX core count; states (K, B, n) advanced with
   ``torch.baddbmm`` + ``tanh`` per step over all variants at once (slabs of 1024), ``W_k`` formed with ``bmm``.
   ``torch_bmm_1t`` (opt-in) is the same on one thread, which suffers less from background load; the table also
@@ -28,7 +29,8 @@ Cases: ``C1`` (CPU: n=128, K=1024 single couplings, B=32, T=60), ``C1dense`` (C1
     python benchmarks/sweep_throughput.py --case C1
     python benchmarks/sweep_throughput.py --case C1dense --methods engine,torch_bmm
     python benchmarks/sweep_throughput.py --memory --n 256 --B 16 --T 20     # peak-RSS sweep (see memory_sweep)
-    python benchmarks/sweep_throughput.py --precision-check --K 256           # error of each precision vs float64
+    python benchmarks/sweep_throughput.py --precision-check                   # error of each form vs float64
+    python benchmarks/sweep_throughput.py --precision-check --zoo flipflop/0,copy/0 --trials 64
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ CASES: dict[str, dict[str, Any]] = {
     "G1": dict(n=128, K=8128, B=64, T=100, family="single"),
 }
 METHODS = ("loop", "vmap", "engine", "torch_bmm")
-EXTRA_METHODS = ("torch_bmm_1t",)  # torch bmm on one thread: less sensitive to background load (OpenMP barriers)
+EXTRA_METHODS = ("torch_bmm_1t", "engine_plain")  # torch bmm on one thread: less sensitive to background load
 N_IN, N_OUT = 3, 3
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -302,6 +304,7 @@ def build_methods(names, model, sf, variants, batch, *, loop_subset: int = 32, e
         "loop": lambda: method_loop(model, sf, variants, batch, subset=min(loop_subset, len(variants))),
         "vmap": lambda: method_vmap(model, sf, variants, batch),
         "engine": lambda: method_engine(model, sf, variants, batch, **(engine_kw or {})),
+        "engine_plain": lambda: method_engine(model, sf, variants, batch, **{**(engine_kw or {}), "deviation": False}),
         "torch_bmm": lambda: method_torch_bmm(model, sf, variants, batch),
         "torch_bmm_1t": lambda: method_torch_bmm(model, sf, variants, batch, threads=1),
     }
@@ -402,9 +405,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # memory: all single couplings of an n-unit network, peak RSS measured in a child process
-# ---------------------------------------------------------------------------------------------------------------
-
-
 def _memory_child(n: int, B: int, T: int, seed: int) -> None:
     import resource
 
@@ -449,44 +449,80 @@ def memory_sweep(n: int = 256, B: int = 16, T: int = 20, seed: int = 0) -> dict[
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# precision: error of each matmul precision / rollout form against the engine's float64 rollout
+# precision: error of each rollout form / matmul precision against float64
 # ---------------------------------------------------------------------------------------------------------------
 
+FORMS = {
+    "default": {},
+    "deviation, no float64 re-run": {"refine": False},
+    "plain (deviation=False)": {"deviation": False},
+}
+ERROR_METRICS = ("delta_loss", "output_distance", "hidden_distance", "loss")
 
-def precision_check(case: str = "C1", *, n=None, K: int = 256, B=None, T=None, seed: int = 0,
-                    precisions=("highest", "high", "default", "tf32")) -> dict[str, Any]:  # fmt: skip
-    """Relative error of output_distance and delta_loss vs a float64 reference, per precision and rollout form.
 
-    The reference is ``evaluate(..., dtype=jnp.float64)`` (checked against NumPy in tests/test_engine.py). On the
-    CPU XLA computes float32 dots in float32 whatever the requested precision, so all precisions measure the same;
-    the GPU figures of DESIGN §7 (TF32: relative error 0.9-1.7 in output_distance) need a GPU run of this function.
-    """
-    cfg, (model, sf, variants, batch) = _case_problem(case, n, K, B, T, seed)
+def relative_errors(res, ref) -> dict[str, np.ndarray]:
+    """Per variant and metric: ``|x - ref| / max(|ref|, 1e-5 base_loss)`` (the error the engine's bound uses)."""
+    floor = 1e-5 * ref.base_loss
+    return {m: np.abs(getattr(res, m) - getattr(ref, m)) / np.maximum(np.abs(getattr(ref, m)), floor)
+            for m in ERROR_METRICS}  # fmt: skip
+
+
+def _form_rows(model, sf, variants, batch, precisions) -> list[dict[str, Any]]:
     ref = sj.evaluate(model, sf, variants, batch, dtype=jnp.float64)
     rows = []
     for prec in precisions:
-        for deviation in (False, True):
-            res = sj.evaluate(model, sf, variants, batch, precision=prec, deviation=deviation)
-            row = {"precision": prec, "deviation": deviation}
-            for name in ("output_distance", "delta_loss", "hidden_distance", "loss"):
-                want, got = getattr(ref, name), getattr(res, name)
-                rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-300)
-                row[f"{name}_rel_err_median"] = float(np.median(rel))
-                row[f"{name}_rel_err_max"] = float(np.max(rel))
+        for form, kw in FORMS.items():
+            kw = dict(kw)
+            saved = sj.engine.REFINE_CONDITION
+            if kw.pop("refine", True) is False:
+                sj.engine.REFINE_CONDITION = np.inf
+            try:
+                res = sj.evaluate(model, sf, variants, batch, precision=prec, **kw)
+            finally:
+                sj.engine.REFINE_CONDITION = saved
+            row = {"precision": prec, "form": form}
+            for name, err in relative_errors(res, ref).items():
+                row[f"{name}_rel_err_median"] = float(np.median(err))
+                row[f"{name}_rel_err_max"] = float(np.max(err))
             rows.append(row)
+    return rows
+
+
+def precision_check(case: str = "C1", *, n=None, K=None, B=None, T=None, seed: int = 0, zoo=(), trials: int = 64,
+                    precisions=("highest", "high", "default", "tf32")) -> dict[str, Any]:  # fmt: skip
+    """Relative error of each rollout form and matmul precision against float64, per metric (median / max).
+
+    The reference is ``evaluate(..., dtype=jnp.float64)`` (checked against an independent NumPy float64 rollout in
+    tests/test_precision.py). Problems: the case (all its variants) and, for each ``zoo`` entry ``"task/seed"``,
+    every single coupling of that shipped network on ``trials`` trials of its task. On the CPU XLA computes float32
+    dots in float32 whatever the requested precision, so only "highest" is run there; on a GPU every precision is.
+    """
+    cfg, (model, sf, variants, batch) = _case_problem(case, n, K, B, T, seed)
+    cfg["K"] = len(variants)
+    if jax.devices()[0].platform == "cpu":
+        precisions = ("highest",)
+    problems = {case: _form_rows(model, sf, variants, batch, precisions)}
+    for spec in zoo:
+        task_name, s = spec.split("/")
+        zmodel = sj.zoo.load(task_name, seed=int(s))
+        task = sj.tasks.get(task_name, **sj.zoo.metadata(task_name, int(s))["task"]["params"])
+        zsf = sj.ordered_schur(np.asarray(zmodel.W_rec, dtype=np.float64))
+        zbatch = task.sample(jax.random.key(seed + 1), trials)
+        problems[f"zoo:{spec}"] = _form_rows(zmodel, zsf, sj.ablate.single_couplings(zsf), zbatch, precisions)
     return {"case": case, "config": cfg, "device": machine_info()["device"], "machine": machine_info(),
-            "reference": "evaluate(dtype=float64)", "rows": rows,
-            "median_output_distance_vs_base_loss": float(np.median(ref.output_distance) / ref.base_loss)}  # fmt: skip
+            "reference": "evaluate(dtype=float64)", "error": "|x - ref| / max(|ref|, 1e-5 base_loss)",
+            "zoo_trials": trials, "problems": problems}  # fmt: skip
 
 
 def format_precision(result: dict[str, Any]) -> str:
-    lines = [f"precision check ({result['case']}, K={result['config']['K']}, {result['device']}): relative error vs "
-             "float64, median / max",
-             f"{'precision':<10}{'deviation':<11}{'output_distance':>24}{'delta_loss':>24}{'loss':>24}"]  # fmt: skip
-    for r in result["rows"]:
-        cells = "".join(f"{r[f'{m}_rel_err_median']:>11.1e} /{r[f'{m}_rel_err_max']:>10.1e}"
-                        for m in ("output_distance", "delta_loss", "loss"))  # fmt: skip
-        lines.append(f"{r['precision']:<10}{str(r['deviation']):<11}{cells}")
+    lines = [f"precision check ({result['device']}): relative error vs float64, |x - ref| / max(|ref|, 1e-5 "
+             "base_loss), median / max over variants"]  # fmt: skip
+    for problem, rows in result["problems"].items():
+        lines.append(f"{problem}:")
+        lines.append(f"  {'precision':<10}{'form':<30}" + "".join(f"{m:>22}" for m in ERROR_METRICS))
+        for r in rows:
+            cells = "".join(f"{r[f'{m}_rel_err_median']:>11.1e} /{r[f'{m}_rel_err_max']:>8.1e}" for m in ERROR_METRICS)
+            lines.append(f"  {r['precision']:<10}{r['form']:<30}{cells}")
     return "\n".join(lines)
 
 
@@ -504,7 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", default=None, help="engine chunk size (default auto)")
     p.add_argument("--path", default=None, choices=["auto", "shared", "dense"], help="engine path (default auto)")
     p.add_argument("--memory", action="store_true", help="run the peak-RSS sweep of all single couplings instead")
-    p.add_argument("--precision-check", action="store_true", help="measure each precision's error vs float64 instead")
+    p.add_argument("--precision-check", action="store_true", help="measure each form's error vs float64 instead")
+    p.add_argument("--zoo", default="", help="precision check: comma list of zoo networks task/seed (all couplings)")
+    p.add_argument("--trials", type=int, default=64, help="precision check: trials per zoo network")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/sweep_<case>.json)")
     a = p.parse_args(argv)
@@ -515,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['seconds']:.1f} s ({result['variants_per_s']:.0f} var/s)")  # fmt: skip
         out = Path(a.out) if a.out else RESULTS_DIR / "sweep_memory.json"
     elif a.precision_check:
-        result = precision_check(a.case, n=a.n, K=a.K or 256, B=a.B, T=a.T, seed=a.seed)
+        result = precision_check(a.case, n=a.n, K=a.K, B=a.B, T=a.T, seed=a.seed,
+                                 zoo=[z for z in a.zoo.split(",") if z], trials=a.trials)  # fmt: skip
         print(format_precision(result))
         out = Path(a.out) if a.out else RESULTS_DIR / "sweep_precision.json"
     else:

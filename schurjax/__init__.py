@@ -9,6 +9,8 @@ out at once on the task distribution.
 __version__ = "0.1.0"
 
 from schurjax import ablate as ablate
+from schurjax import attribution as attribution
+from schurjax import dynamics as dynamics
 from schurjax import engine as engine
 from schurjax import results as results
 from schurjax import studies as studies
@@ -17,6 +19,7 @@ from schurjax import table as table
 from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
+from schurjax.attribution import attribute as attribute
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
@@ -32,6 +35,8 @@ from schurjax.tasks import TaskBatch as TaskBatch
 __all__ = [
     "__version__",
     "ablate",
+    "attribution",
+    "dynamics",
     "engine",
     "results",
     "studies",
@@ -40,6 +45,7 @@ __all__ = [
     "tasks",
     "train",
     "zoo",
+    "attribute",
     "load_model",
     "save_model",
     "evaluate",

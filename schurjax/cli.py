@@ -4,6 +4,7 @@
     schurjax sweep MODEL... --families single,block,band,all_nonnormal --controls 4 --trials 256 --out runs/x
     schurjax sweep model.eqx --task mytasks:Ramp --trials-file trials.npz --out runs/y
     schurjax import model.pt --out model.eqx --task neurogym:GoNogo-v0
+    schurjax sweep MODEL... --no-deviation --out runs/x     (the plain rollout: loses the smallest effects)
     schurjax report runs/x
     schurjax demo
     schurjax study [--quick] [--out runs/study] [--tau 0.05] [--eps 0.01] [--tasks ...] [--seeds 0-3] [--sizes 64,128]
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials-file", default=None, metavar="F.npz",
                    help="evaluate on these trials (arrays inputs, targets, optional mask, valid) instead of "
                         "sampling --trials from the task")  # fmt: skip
+    s.add_argument("--fixed-points", action="store_true",
+                   help="also find each variant's fixed points at zero input and add their columns (n_stable, lost, "
+                        "gained, max_displacement, ...) to the table; slow (about 10 variants/s at n = 64)")
     s.add_argument("--report", action="store_true", help="also write report.html when done")
     s.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="run as one of several processes sharing --out: process 0's address (jax.distributed)")
@@ -266,11 +270,10 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
     s.add_argument("--precision", choices=PRECISIONS, default="highest",
                    help="float32 matmul precision in the rollouts (default highest; the others lose small effects "
                         "on GPUs)")  # fmt: skip
-    s.add_argument("--deviation", action="store_true", default=None,
-                   help="carry h_k - h explicitly in the rollouts: small loss changes exact to float32 rounding of "
-                        "the change (CPU benchmark: delta_loss rel. error vs float64 max 6.4e-6 instead of 3.1e-2, "
-                        "median 2.3e-7 instead of 9.2e-5), ~20-30%% slower; always on for --precision other than "
-                        "highest")  # fmt: skip
+    s.add_argument("--deviation", action=argparse.BooleanOptionalAction, default=None,
+                   help="carry h_k - h from the unablated trajectory in the rollouts (default): small loss changes "
+                        "keep their digits (error bound vs float64 in benchmarks/RESULTS.md); --no-deviation: the "
+                        "plain rollout, which differences two float32 trajectories")  # fmt: skip
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="rollout dtype (float64: for verification, slow)")  # fmt: skip
     s.add_argument("--chunk-size", type=_positive_int, default=512, help="variants per chunk file (default 512)")
@@ -422,7 +425,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
                     extra_manifest={"command": ["schurjax", *args.argv]}, coordinator=args.coordinator,
                     num_processes=args.num_processes, process_id=args.process_id, trials_file=args.trials_file,
-                    **_sweep_kwargs(args))  # fmt: skip
+                    fixed_points=args.fixed_points, **_sweep_kwargs(args))  # fmt: skip
     dt = time.perf_counter() - t0
     print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")

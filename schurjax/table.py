@@ -31,7 +31,7 @@ COLUMNS = (
 
 INT_COLUMNS = ("row_id", "model_seed", "control_of", "n_removed", "n_changed", "row", "col", "target_block",
                "source_block", "target_size", "source_size", "band", "n_pairs", "k", "p", "index", "rep",
-               "n_scaled")  # fmt: skip
+               "n_scaled", "n_fixed", "n_stable", "lost", "gained", "n_moved")  # fmt: skip
 """Columns read as integers (pandas ``Int64``) even when every cell is missing (e.g. ``control_of`` of a sweep
 without controls)."""
 TEXT_COLUMNS = ("model", "task", "family", "label", "control_kind", "entries", "controlled_family",

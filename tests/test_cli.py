@@ -156,11 +156,11 @@ def test_models_sharing_a_task_name_but_not_its_params_get_their_own_batch(tmp_p
 
 
 def test_deviation_flag_gives_exact_small_loss_changes(trained, tmp_path, capsys):
-    """--deviation is part of the config and makes delta_loss match the float64 reference difference tightly."""
+    """The deviation rollout is the default, is part of the config and gives delta_loss to float64 accuracy."""
     model_path = str(trained / "copy-0.eqx")
     argv = ["sweep", model_path, "--families", "single", "--controls", "0", "--trials", str(TRIALS), "--quiet"]
     out = tmp_path / "dev"
-    assert main([*argv, "--deviation", "--out", str(out)]) == 0
+    assert main([*argv, "--out", str(out)]) == 0
     run = sj.results.load(out)
     assert run.manifest["config"]["deviation"] is True
     model, meta = sj.load_model(model_path)
@@ -172,10 +172,9 @@ def test_deviation_flag_gives_exact_small_loss_changes(trained, tmp_path, capsys
         T = sf.T.copy()
         T[r["row"], r["col"]] = 0.0
         ref = _rollout_loss(sf.Q @ T @ sf.Q.T, model, batch) - base
-        # measured: max rel. error 7e-6 with --deviation, 3e-5 without (differencing two float32 trajectories)
         assert r["delta_loss"] == pytest.approx(ref, rel=2e-5, abs=1e-12 * base), r["label"]
     capsys.readouterr()
-    line = _bad([*argv, "--out", str(out)], capsys, "holds a different sweep")
+    line = _bad([*argv, "--no-deviation", "--out", str(out)], capsys, "holds a different sweep")
     assert "deviation: True != False" in line
 
 
@@ -266,8 +265,8 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     out = str(tmp_path / "o")
     _bad(["sweep", str(tmp_path / "missing.eqx"), "--out", out], capsys, "no such file")
     _bad(["sweep", model, "--families", "single,bogus", "--out", out], capsys, "--families: unknown name 'bogus'")
-    _bad(["sweep", model, "--task", "bogus", "--out", out], capsys, "unknown task 'bogus'")
-    _bad(["train", "--task", "bogus", "--out", out], capsys, "unknown task 'bogus'")
+    _bad(["sweep", model, "--task", "bogus", "--out", out], capsys, "--task: unknown task name 'bogus'")
+    _bad(["train", "--task", "bogus", "--out", out], capsys, "--task: unknown task name 'bogus'")
     _bad(["sweep", model, "--control-kinds", "fancy", "--out", out], capsys, "--control-kinds: unknown name 'fancy'")
     _bad(["sweep", model, "--trials", "0", "--out", out], capsys, "--trials")
     _bad(["train", "--task", "copy", "--seeds", "3-1", "--out", out], capsys, "--seeds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import jax
@@ -40,11 +41,14 @@ def _one_line_error(argv, capsys, expect):
 
 @pytest.fixture()
 def hold_model(tmp_path, monkeypatch):
+    """A model for a task defined in a file ``hold_tasks.py``; the task registry is restored afterwards."""
     (tmp_path / "hold_tasks.py").write_text(HOLD)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sj.tasks, "REGISTRY", dict(sj.tasks.REGISTRY))  # ``module:Name`` registers on first use
     model = sj.TanhRNN(1, 10, 1, key=jax.random.key(3))
     sj.save_model(tmp_path / "m.eqx", model, {"seed": 3})  # metadata names no task: --task gives it
-    return tmp_path, model
+    yield tmp_path, model
+    sys.modules.pop("hold_tasks", None)
 
 
 def test_custom_task_through_sweep_cli_and_report(hold_model, capsys):

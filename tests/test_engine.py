@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,31 +50,42 @@ def schur_of(model) -> sj.SchurForm:
     return sj.ordered_schur(np.asarray(model.W_rec, dtype=np.float64))
 
 
-def reference(model, sf, dT: np.ndarray, batch) -> dict[str, np.ndarray]:
-    """Independent float64 NumPy rollouts of Q (T + dT_k) Q^T (k = 0 is the unablated model, dT = 0)."""
+def reference(model, sf, dT: np.ndarray, batch, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Independent float64 NumPy rollouts of Q (T + dT_k) Q^T (k = 0 is the unablated model, dT = 0).
+
+    ``valid`` (B, T) 0/1: trials padded at the end; the loss, distances and divergence count valid steps only and
+    the final state is each trial's last valid one."""
     W_in, b = np.asarray(model.W_in, np.float64), np.asarray(model.b, np.float64)
     W_out, b_out = np.asarray(model.W_out, np.float64), np.asarray(model.b_out, np.float64)
     x = np.asarray(batch.inputs, np.float64)
     tgt, msk = np.asarray(batch.targets, np.float64), np.asarray(batch.mask, np.float64)
     B, T, _ = x.shape
+    v = np.ones((B, T)) if valid is None else np.asarray(valid, np.float64)
+    last = [int(np.flatnonzero(v[i]).max()) for i in range(B)]
+    msk = msk * v[:, :, None]
     ys, hs = [], []
     for d in np.concatenate([np.zeros((1, sf.n, sf.n)), dT]):
         Wk = sf.Q @ (sf.T + d) @ sf.Q.T
         h = np.zeros((B, sf.n))
         y = np.zeros((B, T, N_OUT))
+        h_last = np.zeros((B, sf.n))
         for t in range(T):
             h = np.tanh(h @ Wk.T + x[:, t] @ W_in.T + b)
             y[:, t] = h @ W_out.T + b_out
+            for i in range(B):
+                if t == last[i]:
+                    h_last[i] = h[i]
         ys.append(y)
-        hs.append(h)
+        hs.append(h_last)
     ys, hs = np.stack(ys), np.stack(hs)
     loss = (msk * (ys - tgt) ** 2).sum(axis=(1, 2, 3)) / msk.sum()
+    sq = ((ys[1:] - ys[0]) ** 2).sum(axis=3) * v  # (K, B, T)
     return {
         "loss": loss[1:],
         "base_loss": loss[0],
-        "output_distance": ((ys[1:] - ys[0]) ** 2).mean(axis=(1, 2, 3)),
+        "output_distance": sq.sum(axis=(1, 2)) / (v.sum() * N_OUT),
         "hidden_distance": np.linalg.norm(hs[1:] - hs[0], axis=-1).mean(axis=1),
-        "divergence": ((ys[1:] - ys[0]) ** 2).mean(axis=(1, 3)),
+        "divergence": sq.sum(axis=1) / (np.maximum(v.sum(axis=0), 1) * N_OUT),
         "outputs": ys,
     }
 
@@ -93,14 +106,15 @@ def setup():
     return model, sf, batch, variants, ref
 
 
+@pytest.mark.parametrize("deviation", [True, False])
 @pytest.mark.parametrize("path", ["shared", "dense"])
-def test_matches_float64_reference(setup, path):
+def test_matches_float64_reference(setup, path, deviation):
     model, sf, batch, variants, ref = setup
     if path == "shared":  # the shared path needs sparse variants: single + block couplings (rank 1 to 4)
         variants, keep = variants[:26], slice(0, 26)
     else:
         keep = slice(None)
-    res = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=8, divergence=True)
+    res = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=8, divergence=True, deviation=deviation)
     np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-5)
     np.testing.assert_allclose(res.base_loss, ref["base_loss"], rtol=1e-5)
     np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-3, atol=1e-5)
@@ -115,17 +129,56 @@ def test_matches_float64_reference(setup, path):
 
 @pytest.mark.parametrize("path", ["shared", "dense"])
 def test_deviation_mode_matches_reference(setup, path):
-    """Carrying h_k - h (DESIGN §7) gives the small differences (distances, delta_loss) to ~1e-5 relative."""
+    """Carrying h_k - h (the default) gives the small differences (distances, delta_loss) to ~1e-5 relative."""
     model, sf, batch, variants, ref = setup
     keep = slice(0, 26) if path == "shared" else slice(None)
-    res = sj.evaluate(model, sf, variants[keep], batch, path=path, deviation=True, chunk_size=16, divergence=True)
-    np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-5)
-    np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-3, atol=1e-7)
+    res = sj.evaluate(model, sf, variants[keep], batch, path=path, chunk_size=16, divergence=True)
+    np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-6)
+    np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(res.output_distance, ref["output_distance"][keep], rtol=2e-5)
     np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"][keep], rtol=2e-5)
     np.testing.assert_allclose(res.divergence, ref["divergence"][keep], rtol=1e-4, atol=1e-12)
+    assert res.base_loss == pytest.approx(ref["base_loss"], rel=1e-12)  # the base trajectory runs in float64
     fast = sj.evaluate(model, sf, variants[keep], batch, path=path, precision="tf32", chunk_size=16)
     np.testing.assert_allclose(fast.loss, ref["loss"][keep], rtol=1e-5)  # CPU: f32 dots whatever the precision
+
+
+class ValidBatch(NamedTuple):
+    """A TaskBatch with the optional ``valid`` (B, T) field (trials of unequal length, padded at the end)."""
+
+    inputs: jax.Array
+    targets: jax.Array
+    mask: jax.Array
+    valid: jax.Array | None
+
+
+@pytest.mark.parametrize("deviation", [True, False])
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_valid_steps(setup, path, deviation):
+    """Trials of unequal length: loss, distances and divergence over valid steps, final state at the last one."""
+    model, sf, batch, variants, _ = setup
+    v = variants[:26] if path == "shared" else variants[20:]
+    B, T = batch.inputs.shape[:2]
+    lengths = np.random.default_rng().integers(1, T + 1, size=B)
+    lengths[0] = T
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    vb = ValidBatch(batch.inputs, batch.targets, batch.mask, jnp.asarray(valid))
+    ref = reference(model, sf, v.delta_T(), batch, valid=valid)
+    res = sj.evaluate(model, sf, v, vb, path=path, deviation=deviation, chunk_size=8, divergence=True)
+    np.testing.assert_allclose(res.base_loss, ref["base_loss"], rtol=1e-5)
+    np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
+    tol = dict(rtol=1e-4, atol=1e-12) if deviation else dict(rtol=2e-3, atol=1e-9)
+    np.testing.assert_allclose(res.output_distance, ref["output_distance"], **tol)
+    np.testing.assert_allclose(res.divergence, ref["divergence"], **tol)
+    np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"], rtol=tol["rtol"], atol=1e-6)
+    # every step valid is the same as no valid field at all
+    full = sj.evaluate(model, sf, v, ValidBatch(*batch, jnp.ones((B, T), bool)), path=path, deviation=deviation,
+                       chunk_size=8)  # fmt: skip
+    plain = sj.evaluate(model, sf, v, batch, path=path, deviation=deviation, chunk_size=8)
+    np.testing.assert_array_equal(full.delta_loss, plain.delta_loss)
+    bad = ValidBatch(*batch, jnp.ones((B, T + 1)))
+    with pytest.raises(ValueError, match=r"^evaluate: batch\.valid must be None or a \(B=6, T=15\) array"):
+        sj.evaluate(model, sf, v, bad)
 
 
 def test_wide_sparse_edits_use_dot_correction(setup):

@@ -109,3 +109,21 @@ def test_sweep_of_a_model_object_matches_float64_and_calls_back(tmp_path):
     with pytest.raises(sj.InputError, match=r"out: .*holds a different sweep \(trials: 8 != 9\)"):
         sj.sweep([(model, task, "ff")], out=tmp_path / "run", families="block,all_nonnormal", controls=0, trials=9,
                  chunk_size=16, progress=False, log=lambda s: None)  # fmt: skip
+
+
+def test_fixed_point_columns_in_the_table(tmp_path):
+    """--fixed-points: the columns equal sj.dynamics.fixed_point_columns on the same variants and key."""
+    from schurjax.sweeps.config import FIXED_POINT_COLUMNS, fixed_point_key
+
+    task = sj.tasks.get("flipflop")
+    model = sj.zoo.load("flipflop", seed=0)
+    run = sj.sweep([(model, task, "ff")], out=tmp_path / "run", families="all_nonnormal", controls=0, trials=8,
+                   fixed_points=True, progress=False, log=lambda s: None)  # fmt: skip
+    row = run.table.iloc[0]
+    assert row.n_stable == 8 and row.lost == 0  # the flip-flop's 2^3 attractors survive removing every coupling
+    sf = run.schurs["ff"]
+    batch = task.sample(sweep_config.batch_key(0, "flipflop", task.params()), 8)
+    cols = sj.dynamics.fixed_point_columns(model, sf, sj.ablate.all_nonnormal(sf), key=fixed_point_key(0, "ff"),
+                                           batch=batch)  # fmt: skip
+    for name in FIXED_POINT_COLUMNS:
+        assert row[name] == pytest.approx(float(cols[name][0]), nan_ok=True), name

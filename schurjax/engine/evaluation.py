@@ -23,18 +23,25 @@ Paths (``path="auto"`` picks one for the whole call):
   ``(variants, n, B)`` layout. XLA:CPU runs that matmul on about one core, so on the CPU the dense path runs one
   chunk per core concurrently from host threads (``DENSE_CPU_WORKERS``).
 
+Rollout form (``deviation=True``, the default): the unablated *base* trajectory is computed once per batch, in
+float64 on the host, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with the exact
+identity ``tanh(a + delta) - tanh(a)`` written without cancellation (``a`` the base pre-activation, ``delta`` the
+change of it). The loss change is summed from the output deviations against the float64 base residual,
+``yd * (2 (y_0 - target) + yd)``, so the first-order terms that nearly cancel at a trained minimum keep their digits;
+``loss`` is ``base_loss + delta_loss``. Rounding errors are thus relative to the effect of each edit. Where the
+loss change itself is a near-cancellation (its terms add up, in absolute value, to more than
+``REFINE_CONDITION`` times the change: an edit that moves the outputs but hardly the loss), the variant is rolled
+out again in float64. The resulting bound per metric, measured against float64, is in ``benchmarks/RESULTS.md``.
+``deviation=False`` is the plain rollout, kept as an opt-out and a cross-check: every variant carries its own state
+and the metrics difference two float32 trajectories (slot 0 of each chunk is the unablated model), which loses the
+small effects.
+
 Precision: float32 with matmul precision ``"highest"`` by default (true fp32 dots on every backend).
-``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes for GPUs. Differencing two trajectories
-computed with TF32 dots gave a relative error of 0.9-1.7 in ``output_distance`` on an H100 (DESIGN §7), so with
-these modes the engine carries the deviations ``h_k - h`` from the unablated states (``deviation=True``, DESIGN
-§7): the base trajectory runs at HIGHEST and only the deviations at the fast precision, so rounding errs relative
-to the effect of an edit. ``deviation=True`` also helps in float32 "highest" (output_distance error vs float64:
-max 5e-7 instead of 2e-3; delta_loss: 6e-6 instead of 3e-2, on C1) at ~20 % (shared) / ~30 % (dense) more CPU
-time, which is why it is opt-in there. On the CPU every precision is identical (XLA:CPU computes float32 dots
-in float32); figures in ``benchmarks/RESULTS.md``. ``dtype=jnp.float64`` runs the whole rollout in float64 (the
-engine enables ``jax_enable_x64`` for the duration of the call). ``delta_loss`` is summed from the output differences
-(``diff * (2 (y_0 - target) + diff)``), not as ``loss - base_loss``, so small changes do not cancel; the two agree
-to rounding.
+``precision="high"``/``"default"``/``"tf32"`` are opt-in faster modes for GPUs: in the deviation form they apply
+only to the ``W D_k`` products, so their rounding errs relative to the effect of an edit (the edit itself and the
+readout stay at HIGHEST). On the CPU every precision is identical (XLA:CPU computes float32 dots in float32).
+``dtype=jnp.float64`` runs the whole rollout in float64 (the engine enables ``jax_enable_x64`` for the duration
+of the call).
 
 Example:
     >>> import jax, schurjax as sj
@@ -47,6 +54,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import numbers
 import os
@@ -83,13 +91,17 @@ _MATMUL_PRECISION = {"highest": "highest", "high": "high", "default": "default",
 SHARED_MIN_NNZ = 8
 """``path="auto"`` takes the shared-base path when every variant changes at most ``max(SHARED_MIN_NNZ, n // 4)``
 entries of T: the rank-r correction costs ~``2 r / n`` of the shared GEMM, and the dense path's batched matmuls
-run at roughly half the GEMM rate, so the shared path wins up to r ~ n/4 (measured at n=128: shared >= dense up
-to r = 32, benchmarks/RESULTS.md)."""
+run at roughly half the GEMM rate, so the shared path wins up to r ~ n/4 (benchmarks/RESULTS.md)."""
 
-_CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized; DESIGN §6: ~128 variants at n=128, B=32)
+_CPU_CACHE_BYTES = 2 * 2**20  # per-chunk state target on the CPU (L2-sized: 128 variants at n=128, B=32)
 _CPU_BUDGET_BYTES = 1 * 2**30  # memory cap per chunk on the CPU
 _GPU_MAX_CHUNK = 16384
 _UNROLL = 1  # lax.scan unroll factor of the rollout
+REFINE_CONDITION = 300.0
+"""Variants whose loss change is a sum of terms whose absolute values add up to more than this many times the
+change (or 1e-5 x the base loss, if larger) are rolled out again in float64 (see ``_refine``). The threshold
+follows from the float32 error measured on the zoo networks (``benchmarks/RESULTS.md``, Precision)."""
+_REFINE_CHUNK = 8  # slots per float64 refinement chunk (always padded to it: one compiled shape)
 DENSE_CPU_WORKERS: int | None = None
 """Host threads that run dense-path chunks concurrently on the CPU (None: one per core, at most 8)."""
 
@@ -180,6 +192,12 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
               f"(B={Bsz}, T={Tlen}, n_out)")  # fmt: skip
     if Bsz == 0 or Tlen == 0:
         _fail(f"batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(Bsz, Tlen, n_in)}")
+    valid = getattr(batch, "valid", None)
+    if valid is not None:
+        v = np.asarray(valid)
+        if v.shape != (Bsz, Tlen) or not np.all((v == 0) | (v == 1)):
+            _fail(f"batch.valid must be None or a (B={Bsz}, T={Tlen}) array of 0/1 (or bool), got shape {v.shape}"
+                  + ("" if v.shape != (Bsz, Tlen) else " with values other than 0 and 1"))  # fmt: skip
     n_out = np.shape(batch.targets)[2]
     if task is not None:
         got = tuple(getattr(task, a, None) for a in ("n_in", "n_out", "steps"))
@@ -264,18 +282,21 @@ def evaluate(
             ``Variants.fingerprint``). ``from_masks`` variants made without ``sf`` are bound to it here
             (``Variants.bind``: diagonal-block check, counts).
         batch: TaskBatch, inputs (B, T, n_in), targets and mask (B, T, n_out); shared by all variants.
+            An optional ``batch.valid`` (B, T) (None: every step valid) marks the steps of trials of unequal length
+            (padded at the end): the loss counts valid steps only (mask times valid), output_distance and
+            divergence average over valid steps, and hidden_distance is taken at each trial's last valid step.
         task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task).
         chunk_size: variants per compiled chunk, or ``"auto"`` (see :func:`auto_chunk_size`).
         path: ``"auto"``, ``"shared"`` or ``"dense"`` (see the module docstring; the results agree to fp tolerance).
         precision: matmul precision, one of :data:`PRECISIONS`: ``"highest"`` (default), ``"high"``,
             ``"default"`` or ``"tf32"``.
         dtype: ``jnp.float32`` (default) or ``jnp.float64``.
-        divergence: also return the per-step output divergence ``(K, T)`` (mean over trials and outputs of the
-            squared output difference to the unablated model).
+        divergence: also return the per-step output divergence ``(K, T)`` (mean over the trials valid at that
+            step and the outputs of the squared output difference to the unablated model).
         progress: ``callable(done_variants, total_variants)``, called after every chunk.
-        deviation: carry the deviations ``h_k - h`` from the unablated states instead of the states: the base is
-            advanced at HIGHEST precision and only the deviations at ``precision``, so a fast mode errs relative
-            to the effect of an edit. Default: on exactly when ``precision != "highest"``.
+        deviation: carry the deviations ``h_k - h`` from the unablated trajectory (computed once, in float64)
+            instead of the states (see the module docstring). Default (``None``): on. ``False``: the plain
+            rollout, which differences two float32 trajectories and loses the smallest effects.
         per_trial: also fill ``trial_delta_loss`` (K, B), each trial's share of ``delta_loss`` (summed over its
             steps and outputs; ``trial_delta_loss.sum(1) == delta_loss`` to rounding), and ``trial_base_loss`` (B,),
             the same for ``base_loss``: the sums a bootstrap over trials resamples.
@@ -353,82 +374,207 @@ def evaluate_many(
     n, K, Bsz, Tlen, n_out = _check(models, sfs, vsets, batch, precision, path, chunk_size, dtype, task)
     vsets = _bind(sfs, vsets)
     if deviation is None:
-        deviation = precision != "highest"
+        deviation = True
     elif not isinstance(deviation, bool):
         _fail(f"deviation must be True, False or None, got {deviation!r}")
     x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
-    if x64:
-        with jax.enable_x64(True):
-            return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64, divergence,
-                             progress, n, K, deviation, **extras)  # fmt: skip
-    return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float32, divergence,
-                     progress, n, K, deviation, **extras)  # fmt: skip
+    with jax.enable_x64(True) if x64 else contextlib.nullcontext():
+        return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64 if x64 else
+                         jnp.float32, divergence, progress, n, K, deviation, **extras)  # fmt: skip
+
+
+def _valid_steps(batch, T: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``batch.valid`` as float (T, B) and the mask of each trial's last valid step (T, B) bool; (None, None) when
+    every step is valid."""
+    valid = getattr(batch, "valid", None)
+    if valid is None:
+        return None, None
+    v = np.asarray(valid, dtype=bool).T  # (T, B)
+    if v.all():
+        return None, None
+    last_idx = T - 1 - np.argmax(v[::-1], axis=0)  # trials padded at the end: the last True of each column
+    last = np.zeros_like(v)
+    last[last_idx, np.arange(v.shape[1])] = v.any(axis=0)
+    return v.astype(np.float64), last
+
+
+def _base_rollout(models, Qs, Ws, batch, mask) -> dict[str, np.ndarray]:
+    """The unablated trajectory of every model, in float64 on the host (once per batch).
+
+    Returns (M models): a (M, T, B, n) pre-activations, h (M, T, B, n) states, y0 (M, T, B, o) outputs,
+    z (M, T, B, n) = Q^T h_{t-1} (Schur coordinates of the previous state, h_0 = 0), and the per-model base loss
+    numerator ``sum(mask (y0 - target)^2)`` (M,).
+    """
+    x = np.swapaxes(np.asarray(batch.inputs, dtype=np.float64), 0, 1)  # (T, B, i)
+    W_in = np.stack([np.asarray(m.W_in, dtype=np.float64) for m in models])
+    b = np.stack([np.asarray(m.b, dtype=np.float64) for m in models])
+    W_out = np.stack([np.asarray(m.W_out, dtype=np.float64) for m in models])
+    b_out = np.stack([np.asarray(m.b_out, dtype=np.float64) for m in models])
+    W = np.stack(Ws)
+    drive = (x[None] @ np.swapaxes(W_in, 1, 2)[:, None]) + b[:, None, None, :]  # (M, T, B, n), BLAS matmuls
+    M, T, B, n = drive.shape
+    a = np.empty_like(drive)
+    h = np.empty_like(drive)
+    prev = np.zeros((M, B, n))
+    WT = np.swapaxes(W, 1, 2)
+    for t in range(T):
+        a[:, t] = prev @ WT + drive[:, t]
+        prev = h[:, t] = np.tanh(a[:, t])
+    y0 = (h @ np.swapaxes(W_out, 1, 2)[:, None]) + b_out[:, None, None, :]
+    h_prev = np.concatenate([np.zeros((M, 1, B, n)), h[:, :-1]], axis=1)
+    z = h_prev @ np.stack(Qs)[:, None]
+    tgt = np.swapaxes(np.asarray(batch.targets, dtype=np.float64), 0, 1)
+    trial_sq_err = (mask[None] * (y0 - tgt[None]) ** 2).sum(axis=(1, 3))  # (M, B)
+    return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": y0 - tgt[None], "sq_error": trial_sq_err.sum(1),
+            "trial_sq_error": trial_sq_err}  # fmt: skip
+
+
+def _sech2(a: np.ndarray) -> np.ndarray:
+    """``sech^2(a) = 1 - tanh^2(a)`` without cancellation (float64)."""
+    e = np.exp(-2.0 * np.abs(a))
+    return 4.0 * e / (1.0 + e) ** 2
 
 
 def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,
               deviation, per_trial=False, trial_stats=None):  # fmt: skip
+    max_nnz = max(v.max_nnz for v in vsets)
+    if path == "auto":
+        path = choose_path(max_nnz, n)
+    cat, fixed, steps, mask_sum = _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
+                                       progress, n, K, deviation, per_trial=per_trial,
+                                       trial_stats=trial_stats)  # fmt: skip
+    if deviation and dtype == jnp.float32:
+        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial)
+    return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence)
+
+
+def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial=False) -> None:
+    """Re-run in float64 the variants whose loss change is ill-conditioned, in place of their float32 metrics.
+
+    The loss change is a sum of terms ``mask yd (2 r0 + yd)``; float32 rounding errs by a small fraction of the sum
+    of their absolute values. Where that sum exceeds ``REFINE_CONDITION`` times ``max(|change|, 1e-5 base)`` (the
+    terms nearly cancel: an edit that moves the outputs but hardly the loss), the float32 result cannot hold the
+    error bound, so the variant is rolled out again in float64 (a fraction of a percent of the single couplings of
+    trained networks). Depends only on each variant's own results, so it does not depend on the chunking either.
+    """
+    change = cat["sq_error_change"].sum(axis=-1)  # (M, K)
+    scale = np.maximum(np.abs(change), 1e-5 * fixed["base_sq_error"][:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ill = cat["sq_error_change_abs"].sum(axis=-1) > REFINE_CONDITION * scale
+    picks = [np.flatnonzero(ill[i, : len(v)]) for i, v in enumerate(vsets)]
+    sel = [i for i, p in enumerate(picks) if p.size]
+    if not sel:
+        return
+    sub = [vsets[i][picks[i]] for i in sel]
+    hb = {name: value[sel] for name, value in fixed["host_base"].items()}
+    with jax.enable_x64(True):
+        fine, _, _, _ = _run([models[i] for i in sel], [schurs[i] for i in sel], sub, batch, task, _REFINE_CHUNK,
+                             path, precision, jnp.float64, None, n, max(len(v) for v in sub), True, pad=True,
+                             hb=hb, per_trial=per_trial)  # fmt: skip
+    for j, i in enumerate(sel):
+        for name in cat:
+            if name in fine:
+                cat[name][i, picks[i]] = fine[name][j, : picks[i].size]
+
+
+def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, progress, n, K, deviation,
+         pad: bool = False, hb: dict | None = None, per_trial: bool = False, trial_stats=None):  # fmt: skip
+    """Roll out every chunk; returns the per-slot arrays concatenated over chunks (name -> (M, K, ...)), the base
+    quantities, the entries per step (T,) and the mask sum. ``pad``: always use chunks of ``chunk_size`` slots.
+    ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed. ``per_trial``, ``trial_stats``:
+    as :func:`evaluate`."""
     M = len(models)
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
     np_dtype = np.dtype(jnp.dtype(dtype).name)
-    max_nnz = max(v.max_nnz for v in vsets)
-    if path == "auto":
-        path = choose_path(max_nnz, n)
-    r = max(1, max_nnz)
+    r = max(1, max(v.max_nnz for v in vsets))
     if chunk_size == "auto":
         chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M,
                                      itemsize=np_dtype.itemsize)  # fmt: skip
     # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
     # different small K share compiled programs
-    k = int(chunk_size) if K >= chunk_size else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
+    k = int(chunk_size) if K >= chunk_size or pad else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
+    base_slot = 0 if deviation else 1  # the plain form runs the unablated model in slot 0 of every chunk
     prec = _MATMUL_PRECISION[precision]
 
     Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]
     Ts = [np.asarray(sf.T, dtype=np.float64) for sf in schurs]
-    W = np.stack([Q @ T @ Q.T for Q, T in zip(Qs, Ts, strict=True)]).astype(np_dtype)
-    W_out = np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype)
-    b_out = np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype)
-    W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
-    b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
-    inputs = jnp.asarray(batch.inputs, dtype)
-    drive = _kernels.drive(inputs, W_in, b, layout="TBn" if path == "shared" else "TnB", precision=prec)
-    targets = jnp.asarray(np.swapaxes(np.asarray(batch.targets), 0, 1), dtype)
-    mask = jnp.asarray(np.swapaxes(np.asarray(batch.mask), 0, 1), dtype)
-    W, W_out, b_out = jnp.asarray(W), jnp.asarray(W_out), jnp.asarray(b_out)
-    if path == "dense":
+    Ws = [Q @ T @ Q.T for Q, T in zip(Qs, Ts, strict=True)]
+    valid, last = _valid_steps(batch, Tlen)
+    mask_np = np.swapaxes(np.asarray(batch.mask, dtype=np.float64), 0, 1)  # (T, B, o)
+    if valid is not None:
+        mask_np = mask_np * valid[:, :, None]
+    mask_sum = max(float(mask_np.sum()), 1.0)
+    W = jnp.asarray(np.stack(Ws).astype(np_dtype))
+    W_out = jnp.asarray(np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype))
+    mask = jnp.asarray(mask_np, dtype)
+    valid_d = None if valid is None else jnp.asarray(valid, dtype)
+    last_d = None if last is None else jnp.asarray(last)
+    dense = path == "dense"
+    if dense:
         Qd = jnp.asarray(np.stack(Qs).astype(np_dtype))
     else:
         QTd = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
     score_batch = None
-    if task is not None or trial_stats is not None:
+    outputs = task is not None or trial_stats is not None
+    if outputs:
         score_batch = batch.astype(dtype)  # valid (None or bool) is kept as it is
+    fixed: dict[str, Any] = {}
+    if deviation:
+        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np)
+        layout = (lambda a: np.swapaxes(a, 2, 3)) if dense else (lambda a: a)  # (M, T, n, B) on the dense path
+        base = {"a": layout(hb["a"]), "t0": layout(hb["h"]), "s0": layout(_sech2(hb["a"])), "r0": hb["r0"],
+                "y0": hb["y0"]}  # fmt: skip
+        base["h" if dense else "z"] = layout(hb["h_prev"]) if dense else hb["z"]
+        base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
+        fixed["base_sq_error"] = hb["sq_error"]
+        fixed["trial_base_sq_error"] = hb["trial_sq_error"]
+        fixed["host_base"] = hb
+        if outputs:  # the base model's score and trial statistics, once, from the float64 outputs
+            y0 = jnp.asarray(np.transpose(hb["y0"], (0, 2, 1, 3))[:, None].astype(np_dtype))  # (M, 1, B, T, o)
+        if task is not None:
+            fixed["base_score"] = np.asarray(_kernels.scores(task, y0, score_batch), dtype=np.float64)[:, 0]
+        if trial_stats is not None:
+            fixed["base_trial_stats"] = np.asarray(_kernels.trial_stats(trial_stats, y0, score_batch),
+                                                   dtype=np.float64)[:, 0]  # fmt: skip
+    else:
+        b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
+        W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
+        b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
+        drive = _kernels.drive(jnp.asarray(batch.inputs, dtype), W_in, b, layout="TnB" if dense else "TBn",
+                               precision=prec)  # fmt: skip
+        targets = jnp.asarray(np.swapaxes(np.asarray(batch.targets), 0, 1), dtype)
 
     def prepare(a: int, b_: int):
-        """Host side: the edits of variants [a, b_) of every model, slot 0 = base, zero padded to k + 1 slots."""
+        """Host side: the edits of variants [a, b_) of every model, zero padded to k (+ 1 base slot) slots."""
+        s0 = base_slot
         if path == "shared":
-            rows = np.zeros((M, k + 1, r), np.int32)
-            cols = np.zeros((M, k + 1, r), np.int32)
-            vals = np.zeros((M, k + 1, r), np_dtype)
+            rows = np.zeros((M, k + s0, r), np.int32)
+            cols = np.zeros((M, k + s0, r), np.int32)
+            vals = np.zeros((M, k + s0, r), np_dtype)
             for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
                 e = min(b_, len(v)) - a  # a set shorter than K leaves its slots past its end as zero edits
                 if e <= 0:
                     continue
                 rr, cc, vv = v.sparse(slice(a, a + e), T=T)
                 w = rr.shape[1]
-                rows[i, 1 : 1 + e, :w], cols[i, 1 : 1 + e, :w], vals[i, 1 : 1 + e, :w] = rr, cc, vv
+                rows[i, s0 : s0 + e, :w], cols[i, s0 : s0 + e, :w], vals[i, s0 : s0 + e, :w] = rr, cc, vv
             return QTd, (jnp.asarray(rows), jnp.asarray(cols), jnp.asarray(vals))
-        dT = np.zeros((M, k + 1, n, n), np_dtype)
+        dT = np.zeros((M, k + s0, n, n), np_dtype)
         for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
             e = min(b_, len(v)) - a
             if e > 0:
-                dT[i, 1 : 1 + e] = v.delta_T(slice(a, a + e), T=T)
+                dT[i, s0 : s0 + e] = v.delta_T(slice(a, a + e), T=T)
         return Qd, jnp.asarray(dT)
 
     def launch(a: int, b_: int):
         e1, e2 = prepare(a, b_)
-        out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, path=path, deviation=deviation,
-                             precision=prec, unroll=_UNROLL, outputs=task is not None or trial_stats is not None,
-                             per_trial=per_trial)  # fmt: skip
+        if deviation:
+            out = _kernels.chunk_dev(W, W_out, base, e1, e2, mask, valid_d, last_d, path=path, precision=prec,
+                                     unroll=_UNROLL, outputs=outputs, per_trial=per_trial)  # fmt: skip
+        else:
+            out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, valid_d, last_d, path=path,
+                                 precision=prec, unroll=_UNROLL, outputs=outputs, per_trial=per_trial)  # fmt: skip
         if trial_stats is not None:
             out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
         if task is not None:
@@ -436,26 +582,27 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
         out.pop("outputs", None)
         return a, b_, out
 
-    names = ["sq_error", "sq_distance", "sq_error_change", "hidden_sq_distance"]
+    names = ["sq_error_change", "sq_distance", "hidden_sq_distance"]
+    names += ["sq_error_change_abs"] if deviation else ["sq_error"]
     names += ["score"] if task is not None else []
     names += ["trial_sq_error_change"] if per_trial else []
     names += ["trial_stats"] if trial_stats is not None else []
     acc = {name: [] for name in names}
-    base: dict | None = None
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
 
     def collect(pending) -> None:
-        nonlocal base
         pa, pb, out = pending
         host = {name: np.asarray(out[name], dtype=np.float64) for name in names}
-        if per_trial:  # sums over time, on the host in float64 (as the per-step metrics)
-            host["trial_sq_error_change"] = host["trial_sq_error_change"].sum(axis=-1)
-        if base is None:
-            base = {name: host[name][:, 0] for name in names}
+        if not deviation and not fixed:
+            fixed["base_sq_error"] = host["sq_error"][:, 0].sum(axis=-1)
+            if task is not None:
+                fixed["base_score"] = host["score"][:, 0]
             if per_trial:
-                base["trial_sq_error_base"] = np.asarray(out["trial_sq_error_base"], dtype=np.float64).sum(axis=-1)
+                fixed["trial_base_sq_error"] = np.asarray(out["trial_sq_error"], dtype=np.float64)
+            if trial_stats is not None:
+                fixed["base_trial_stats"] = host["trial_stats"][:, 0]
         for name in names:
-            acc[name].append(host[name][:, 1 : 1 + pb - pa])
+            acc[name].append(host[name][:, base_slot : base_slot + pb - pa])
         if progress is not None:
             progress(pb, K)
 
@@ -483,8 +630,8 @@ def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, d
                 collect(pending)
             pending = nxt
         collect(pending)
-    mask_sum = max(float(np.sum(np.asarray(batch.mask, dtype=np.float64))), 1.0)
-    return _results(acc, base, vsets, names, M, Tlen, Bsz * n_out, mask_sum, divergence)
+    steps = np.full(Tlen, float(Bsz * n_out)) if valid is None else valid.sum(axis=1) * n_out  # (T,) counts
+    return {name: np.concatenate(acc[name], axis=1) for name in names}, fixed, steps, mask_sum
 
 
 def _block(launched):
@@ -504,19 +651,20 @@ def _host_workers(path: str, device: jax.Device) -> int:
         return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
-    """Host side, float64: sums over time of the per-step sums, then the SweepResults."""
-    cat = {name: np.concatenate(acc[name], axis=1) for name in names}
-    cat["loss"] = cat["sq_error"].sum(axis=-1) / mask_sum
-    cat["output_distance"] = cat["sq_distance"].sum(axis=-1) / (Tlen * per_step)
+def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
+    """Host side, float64: sums over time of the per-step sums, then the SweepResults. ``steps`` (T,): entries
+    (valid trials x outputs) per step."""
+    cat = dict(cat)
+    cat["output_distance"] = cat["sq_distance"].sum(axis=-1) / max(float(steps.sum()), 1.0)
     cat["hidden_distance"] = np.sqrt(cat["hidden_sq_distance"]).mean(axis=-1)  # float64, over trials
     out = []
     for i in range(M):
         Ki = len(vsets[i])  # cut the zero-edit padding of a set shorter than the largest K
         cat_i = {name: value[i][:Ki] for name, value in cat.items()}
-        loss = cat_i["loss"]
-        base_loss = float(base["sq_error"][i].sum() / mask_sum)
+        base_loss = float(fixed["base_sq_error"][i] / mask_sum)
         delta = cat_i["sq_error_change"].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
+        # the plain form sums each variant's own squared error; the deviation form has only the change
+        loss = cat_i["sq_error"].sum(axis=-1) / mask_sum if "sq_error" in cat_i else base_loss + delta
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = delta / base_loss
         K = loss.shape[0]
@@ -531,14 +679,15 @@ def _results(acc, base, vsets, names, M, Tlen, per_step, mask_sum, divergence):
                 score=score,
                 delta_norm=np.asarray(vsets[i].delta_norm, dtype=np.float64).copy(),
                 base_loss=base_loss,
-                base_score=float(base["score"][i]) if "score" in base else math.nan,
+                base_score=float(fixed["base_score"][i]) if "base_score" in fixed else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
-                divergence=cat_i["sq_distance"] / per_step if divergence else None,
+                divergence=cat_i["sq_distance"] / np.maximum(steps, 1.0) if divergence else None,
                 trial_delta_loss=cat_i["trial_sq_error_change"] / mask_sum if "trial_sq_error_change" in cat_i
                 else None,
-                trial_base_loss=base["trial_sq_error_base"][i] / mask_sum if "trial_sq_error_base" in base else None,
+                trial_base_loss=fixed["trial_base_sq_error"][i] / mask_sum if "trial_sq_error_change" in cat_i
+                else None,
                 trial_stats=cat_i.get("trial_stats"),
-                base_trial_stats=base["trial_stats"][i] if "trial_stats" in base else None,
+                base_trial_stats=fixed["base_trial_stats"][i] if "base_trial_stats" in fixed else None,
             )
         )
     return out

@@ -57,6 +57,7 @@ def sweep(
     num_processes: int | None = None,
     process_id: int | None = None,
     trials_file: str | os.PathLike | None = None,
+    fixed_points: bool = False,
 ) -> Any:
     """Run (or resume) a sweep into the run folder ``out`` and return the finished run.
 
@@ -88,6 +89,9 @@ def sweep(
         trials_file: an ``.npz`` of fixed trials (``inputs``, ``targets``, optional ``mask``, ``valid``; see
             ``TaskBatch.from_npz``) that every model is evaluated on instead of ``trials`` sampled ones. Its
             SHA-256 goes into the config; each model's task must fit it (``task`` can name one that does).
+        fixed_points: also find each variant's fixed points at zero input (``sj.dynamics.fixed_points``) and
+            add their columns to the table: ``n_stable``, ``lost``, ``gained``, ``max_displacement``, ...
+            (``config.FIXED_POINT_COLUMNS``); about 10 variants/s at n = 64 on a CPU core.
         coordinator, num_processes, process_id: run as one of several processes sharing ``out`` (the arguments
             of ``jax.distributed.initialize``; omit them where SLURM or Open MPI sets them). Each process
             evaluates its share of the chunks; process 0 assembles the table. Every process gets the same
@@ -109,7 +113,8 @@ def sweep(
         trials = int(fixed.batch.inputs.shape[0])
     config = SweepConfig(families=families, controls=controls, control_kinds=control_kinds, control_max=control_max,
                          trials=trials, order=order, precision=precision, dtype=dtype, chunk_size=chunk_size,
-                         seed=seed, deviation=deviation, trials_file_sha256=fixed and fixed.sha256)  # fmt: skip
+                         seed=seed, deviation=deviation, trials_file_sha256=fixed and fixed.sha256,
+                         fixed_points=fixed_points)  # fmt: skip
     processes = initialize(coordinator, num_processes, process_id)
     specs = resolve_models(models, task=task)
     if fixed is not None:

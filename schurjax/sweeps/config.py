@@ -98,11 +98,14 @@ class SweepConfig:
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
         seed: root seed; the batch and control keys are derived from it.
-        deviation: carry the deviations ``h_k - h`` from the unablated states in the rollouts
-            (``engine.evaluate(deviation=...)``; accuracy and cost in benchmarks/RESULTS.md). None (the default)
-            resolves to the engine's default, so the config records what ran.
+        deviation: carry the deviations ``h_k - h`` from the unablated trajectory in the rollouts
+            (``engine.evaluate(deviation=...)``): small loss changes keep their digits (error bound vs float64 in
+            benchmarks/RESULTS.md). False: the plain rollout, which differences two float32 trajectories and
+            loses the smallest effects. None (the default) resolves to the engine's default, True.
         trials_file_sha256: SHA-256 of the trial file every model is evaluated on instead of sampled trials
             (None: sampled); ``trials`` is then the file's trial count.
+        fixed_points: also find every variant's fixed points at zero input and add their columns to the table
+            (:data:`FIXED_POINT_COLUMNS`; ``sj.dynamics.fixed_point_columns``). Much slower than the rollouts.
     """
 
     families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal")
@@ -117,6 +120,7 @@ class SweepConfig:
     seed: int = 0
     deviation: bool | None = None
     trials_file_sha256: str | None = None
+    fixed_points: bool = False
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -127,7 +131,7 @@ class SweepConfig:
         if not self.control_kinds and isinstance(self.controls, int):
             object.__setattr__(self, "controls", 0)  # no kind, no controls: one spelling of "none"
         if self.deviation is None:  # the engine's default, made explicit so the config records what ran
-            object.__setattr__(self, "deviation", self.precision != "highest")
+            object.__setattr__(self, "deviation", True)
         if not isinstance(self.deviation, bool):
             raise bad("deviation", "True, False or None")
         for name in ("controls", "trials", "chunk_size", "seed"):
@@ -146,6 +150,8 @@ class SweepConfig:
             raise bad("precision", f"one of {', '.join(PRECISIONS)}")
         if self.dtype not in ("float32", "float64"):
             raise bad("dtype", "'float32' or 'float64'")
+        if not isinstance(self.fixed_points, bool):
+            raise bad("fixed_points", "True or False")
 
     def to_dict(self, models: Sequence[Any]) -> dict[str, Any]:
         """The JSON config stored in the manifest (and compared on resume): the settings, the model sources and
@@ -231,6 +237,20 @@ def batch_key(seed: int, task_name: str, params: dict[str, Any]):
 
     k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), _stable_int(task_name))
     return jax.random.fold_in(k, _stable_int(canonical(params)))
+
+
+FIXED_POINT_COLUMNS = ("n_fixed", "n_stable", "lost", "gained", "n_moved", "max_displacement", "leading_freq",
+                       "leading_radius", "max_residual")  # fmt: skip
+"""The table columns a sweep with ``fixed_points=True`` adds (see ``sj.dynamics.fixed_point_columns``)."""
+COUNT_COLUMNS = FIXED_POINT_COLUMNS[:5]
+"""Those of them that count points (integers in the table)."""
+
+
+def fixed_point_key(seed: int, model_id: str):
+    """The key of one model's fixed-point search (its starts), the same for every chunk."""
+    import jax
+
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 2), _stable_int(model_id))
 
 
 def control_key(seed: int, model_id: str, kind: str):

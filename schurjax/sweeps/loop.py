@@ -8,6 +8,7 @@ batch, the variants and the chunk boundaries are all fixed by the config and the
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -23,7 +24,15 @@ from schurjax.environment import device_info, versions
 from schurjax.errors import InputError
 from schurjax.results import Run, RunFolder, config_fingerprint, load
 from schurjax.sweeps.budget import check_sizes
-from schurjax.sweeps.config import SweepConfig, batch_key, task_identity, task_params
+from schurjax.sweeps.config import (
+    COUNT_COLUMNS,
+    FIXED_POINT_COLUMNS,
+    SweepConfig,
+    batch_key,
+    fixed_point_key,
+    task_identity,
+    task_params,
+)
 from schurjax.sweeps.models import ModelSpec
 from schurjax.sweeps.plan import ModelPlan, plan_model
 from schurjax.sweeps.progress import Progress
@@ -109,7 +118,7 @@ def run_sweep(
     plans = [plan_model(m, config) for m in models]
     check_sizes(plans, config)
     manifest = _manifest(plans, config, models, extra_manifest)
-    names = engine.METRICS
+    names = (*engine.METRICS, *(FIXED_POINT_COLUMNS if config.fixed_points else ()))
     procs = processes or Processes()
     tag = f"sweep[{procs.index}/{procs.count}]" if procs.many else "sweep"
     with RunFolder(out, index=procs.index, count=procs.count) as folder:
@@ -157,7 +166,7 @@ def run_sweep(
                     folder.write_chunk(i, c, evaluate(i, a, b), names)
                 if not bad:
                     break
-            rows = build_rows(plans, folder)
+            rows = build_rows(plans, folder, FIXED_POINT_COLUMNS if config.fixed_points else ())
             folder.finish(rows, {"models": len(plans), "variants": total, "chunks": len(chunks)})
         procs.barrier("schurjax sweep: process 0 wrote the table")
     return load(folder.path)
@@ -199,6 +208,13 @@ class _ChunkEvaluator:
                    "base_score": float(res.base_score)}  # fmt: skip
         for name in engine.METRICS:
             payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
+        if config.fixed_points:
+            from schurjax.dynamics import fixed_point_columns
+
+            cols = fixed_point_columns(p.spec.model, p.sf, p.variants[np.arange(a, b, dtype=np.int64)],
+                                       key=fixed_point_key(config.seed, p.spec.id), batch=self.batches[ident])
+            for name in FIXED_POINT_COLUMNS:
+                payload[name] = np.asarray(cols[name], dtype=np.float64).tolist()
         return payload
 
 
@@ -231,16 +247,20 @@ def _check_same_plan(folder: RunFolder, manifest: dict[str, Any]) -> None:
                          "folder or delete it")  # fmt: skip
 
 
-def build_rows(plans: Sequence[ModelPlan], folder: RunFolder) -> list[dict[str, Any]]:
-    """Assemble the tidy table from the chunk files: one row per (model, variant), controls pointing to rows."""
+def build_rows(plans: Sequence[ModelPlan], folder: RunFolder, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Assemble the tidy table from the chunk files: one row per (model, variant), controls pointing to rows.
+
+    ``extra``: more per-variant columns the chunks hold (e.g. the fixed-point columns), after the metrics.
+    """
     rows: list[dict[str, Any]] = []
     offset = 0
-    names = (*engine.METRICS, "base_loss", "base_score")
+    per_variant = (*engine.METRICS, *extra)
+    names = (*per_variant, "base_loss", "base_score")
     for i, p in enumerate(plans):
         metrics = {name: np.full(len(p.variants), np.nan) for name in names}
         for c, (a, b) in enumerate(p.chunks):
-            chunk = folder.read_chunk(i, c, engine.METRICS)
-            for name in engine.METRICS:
+            chunk = folder.read_chunk(i, c, per_variant)
+            for name in per_variant:
                 metrics[name][a:b] = chunk[name]
             # each chunk carries its own unablated rollout (same compiled program, so deltas cancel rounding)
             metrics["base_loss"][a:b] = chunk["base_loss"]
@@ -254,7 +274,8 @@ def build_rows(plans: Sequence[ModelPlan], folder: RunFolder) -> list[dict[str, 
             flat.setdefault("control_kind", None)
             row.update(flat)
             for name in names:
-                row[name] = float(metrics[name][k])
+                v = float(metrics[name][k])
+                row[name] = int(v) if name in COUNT_COLUMNS and math.isfinite(v) else v
             rows.append(row)
         offset += len(p.variants)
     return rows

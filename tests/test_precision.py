@@ -1,0 +1,144 @@
+"""The error bound of the default rollout: every variant of a trained zoo network against an independent float64
+NumPy rollout of ``W_k = Q (T + dT_k) Q^T``, including the smallest effects."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import schurjax as sj
+from schurjax import _kernels, engine
+
+# The contract (benchmarks/RESULTS.md): relative error against float64, with the error of a metric x taken as
+# |x - ref| / max(|ref|, 1e-5 * base_loss).
+BOUND = {"delta_loss": 1e-3, "output_distance": 1e-4, "loss": 1e-5, "hidden_distance": 1e-4}
+
+
+def numpy_rollouts(model, W: np.ndarray, batch) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (K, B, T, o) and final states (K, B, n) of the tanh RNN with recurrent matrices W (K, n, n), float64."""
+    x = np.asarray(batch.inputs, np.float64)
+    W_in, b = np.asarray(model.W_in, np.float64), np.asarray(model.b, np.float64)
+    W_out, b_out = np.asarray(model.W_out, np.float64), np.asarray(model.b_out, np.float64)
+    B, T, _ = x.shape
+    h = np.zeros((len(W), B, W.shape[1]))
+    ys = []
+    WT = np.swapaxes(W, 1, 2)
+    for t in range(T):
+        h = np.tanh(h @ WT + x[:, t] @ W_in.T + b)
+        ys.append(h @ W_out.T + b_out)
+    return np.stack(ys, axis=2), h
+
+
+def reference(model, sf, variants, batch) -> dict[str, np.ndarray | float]:
+    """The metrics of every variant (and the base) from float64 NumPy rollouts."""
+    Q, T = np.asarray(sf.Q), np.asarray(sf.T)
+    dT = variants.delta_T(T=T)
+    W = np.concatenate([(Q @ T @ Q.T)[None], Q @ (T[None] + dT) @ Q.T])
+    y, h = numpy_rollouts(model, W, batch)
+    tgt, msk = np.asarray(batch.targets, np.float64), np.asarray(batch.mask, np.float64)
+    loss = (msk * (y - tgt) ** 2).sum(axis=(1, 2, 3)) / msk.sum()
+    return {
+        "base_loss": loss[0],
+        "loss": loss[1:],
+        "delta_loss": loss[1:] - loss[0],
+        "output_distance": ((y[1:] - y[0]) ** 2).mean(axis=(1, 2, 3)),
+        "hidden_distance": np.linalg.norm(h[1:] - h[0], axis=-1).mean(axis=1),
+    }
+
+
+def rel_error(got: np.ndarray, want: np.ndarray, base_loss: float) -> np.ndarray:
+    return np.abs(got - want) / np.maximum(np.abs(want), 1e-5 * base_loss)
+
+
+@pytest.fixture(scope="module")
+def zoo_case():
+    """flip-flop zoo network (n = 64), short trials; every single coupling, block coupling and band, all
+    nonnormal, and each of the 8 largest couplings scaled by 1 - 1e-6 ... 0 (effects down to ~1e-9 relative)."""
+    model = sj.zoo.load("flipflop", seed=0)
+    sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+    batch = sj.tasks.get("flipflop", steps=50).sample(jax.random.key(7), 12)
+    top = np.argsort(-np.abs(sf.T[sf.couplings[:, 0], sf.couplings[:, 1]]))[:8]
+    scaled = [sj.ablate.scaling(sf, [1 - 1e-6, 1 - 1e-4, 0.99, 0.0], which=[int(c)]) for c in top]
+    sparse = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf), sj.ablate.block_couplings(sf), *scaled)
+    dense = sj.ablate.Variants.concat(sj.ablate.bands(sf), sj.ablate.all_nonnormal(sf))
+    variants = {"shared": sparse, "dense": dense}
+    return model, sf, batch, variants, {path: reference(model, sf, v, batch) for path, v in variants.items()}
+
+
+def take(ref: dict, idx) -> dict:
+    return {name: value if np.ndim(value) == 0 else value[idx] for name, value in ref.items()}
+
+
+@pytest.mark.parametrize("path", ["shared", "dense"])
+def test_default_rollout_holds_the_error_bound_on_a_zoo_network(zoo_case, path):
+    model, sf, batch, variants, refs = zoo_case
+    v, ref = variants[path], refs[path]
+    assert engine.choose_path(v.max_nnz, sf.n) == path  # the path "auto" takes for these variants
+    res = sj.evaluate(model, sf, v, batch)
+    assert res.base_loss == pytest.approx(ref["base_loss"], rel=1e-12)
+    for name, bound in BOUND.items():
+        err = rel_error(getattr(res, name), ref[name], ref["base_loss"])
+        assert err.max() <= bound, f"{name}: max error {err.max():.2e} at {v.labels[int(err.argmax())]['label']}"
+    if path == "shared":  # the smallest effects are in the set, and their sign is right
+        rel = np.abs(ref["delta_loss"]) / ref["base_loss"]
+        assert rel.min() < 1e-8
+        sure = np.abs(ref["delta_loss"]) > 1e-5 * ref["base_loss"]
+        assert np.array_equal(np.sign(res.delta_loss[sure]), np.sign(ref["delta_loss"][sure]))
+
+
+def test_plain_rollout_loses_what_the_default_keeps(zoo_case):
+    """The opt-out (``deviation=False``) differences two float32 trajectories: on the same variants its loss
+    change misses the bound the default holds (the reason the deviation form is the default)."""
+    model, sf, batch, variants, refs = zoo_case
+    v, ref = variants["shared"], refs["shared"]
+    plain = sj.evaluate(model, sf, v, batch, deviation=False)
+    assert rel_error(plain.delta_loss, ref["delta_loss"], ref["base_loss"]).max() > 10 * BOUND["delta_loss"]
+    np.testing.assert_allclose(plain.loss, ref["loss"], rtol=1e-5)  # the loss itself is fine either way
+
+
+def test_refinement_reruns_ill_conditioned_variants_in_float64(zoo_case, monkeypatch):
+    """With the threshold lowered so that most variants qualify, the refined results are float64-exact and
+    still independent of the chunk size."""
+    model, sf, batch, variants, refs = zoo_case
+    v, ref = variants["shared"][::7], take(refs["shared"], slice(None, None, 7))
+    monkeypatch.setattr(engine, "REFINE_CONDITION", 3.0)
+    res = sj.evaluate(model, sf, v, batch, chunk_size=64)
+    err = rel_error(res.delta_loss, ref["delta_loss"], ref["base_loss"])
+    fine = err < 1e-9
+    assert 0.5 < fine.mean() < 1.0  # most were refined, not all (the well-conditioned ones stay float32)
+    other = sj.evaluate(model, sf, v, batch, chunk_size=24)
+    for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(res, name), err_msg=name)
+
+
+def test_tanh_difference_against_float64():
+    """``tanh(a + d) - tanh(a)``: relative error <= 4e-7 for |d| < 0.5 (saturated units included) and no bias,
+    absolute error <= 7e-7 |d| for any d."""
+    rng = np.random.default_rng()
+    N = 400_000
+    a = np.concatenate([rng.normal(size=N) * 3, rng.uniform(-12, 12, N)]).astype(np.float32)
+    d = (10 ** rng.uniform(-9, 1, 2 * N) * rng.choice([-1.0, 1.0], 2 * N)).astype(np.float32)
+    a64, d64 = a.astype(np.float64), d.astype(np.float64)
+    # float64 truth without cancellation: sinh(d) / (cosh(a + d) cosh(a))
+    want = np.sinh(d64) / (np.cosh(a64 + d64) * np.cosh(a64))
+    e = np.exp(-2 * np.abs(a64))
+    s0 = (4 * e / (1 + e) ** 2).astype(np.float32)
+    got = np.asarray(jax.jit(_kernels._tanh_diff)(a, np.tanh(a64).astype(np.float32), s0, d), np.float64)
+    small = np.abs(d64) < 0.5
+    keep = small & (want != 0)
+    rel = (got - want)[keep] / want[keep]
+    assert np.max(np.abs(rel)) < 4e-7
+    assert abs(np.mean(rel)) < 2e-8  # errs both ways: no drift when carried over many steps
+    assert np.max(np.abs(got - want) / np.abs(d64)) < 7e-7
+    zero = jax.jit(_kernels._tanh_diff)(a, np.tanh(a), s0, np.zeros_like(a))
+    assert np.all(np.asarray(zero) == 0.0)  # a zero change gives an exactly zero deviation
+
+
+def test_float64_rollout_matches_numpy(zoo_case):
+    model, sf, batch, variants, refs = zoo_case
+    v, ref = variants["shared"][::40], take(refs["shared"], slice(None, None, 40))
+    res = sj.evaluate(model, sf, v, batch, dtype=jnp.float64)
+    for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
+        assert rel_error(getattr(res, name), ref[name], ref["base_loss"]).max() < 1e-9, name
