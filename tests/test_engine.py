@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,15 +141,6 @@ def test_deviation_mode_matches_reference(setup, path):
     np.testing.assert_allclose(fast.loss, ref["loss"][keep], rtol=1e-5)  # CPU: f32 dots whatever the precision
 
 
-class ValidBatch(NamedTuple):
-    """A TaskBatch with the optional ``valid`` (B, T) field (trials of unequal length, padded at the end)."""
-
-    inputs: jax.Array
-    targets: jax.Array
-    mask: jax.Array
-    valid: jax.Array | None
-
-
 @pytest.mark.parametrize("deviation", [True, False])
 @pytest.mark.parametrize("path", ["shared", "dense"])
 def test_valid_steps(setup, path, deviation):
@@ -162,7 +151,7 @@ def test_valid_steps(setup, path, deviation):
     lengths = np.random.default_rng().integers(1, T + 1, size=B)
     lengths[0] = T
     valid = np.arange(T)[None, :] < lengths[:, None]
-    vb = ValidBatch(batch.inputs, batch.targets, batch.mask, jnp.asarray(valid))
+    vb = batch._replace(mask=batch.mask * valid[:, :, None], valid=jnp.asarray(valid))
     ref = reference(model, sf, v.delta_T(), batch, valid=valid)
     res = sj.evaluate(model, sf, v, vb, path=path, deviation=deviation, chunk_size=8, divergence=True)
     np.testing.assert_allclose(res.base_loss, ref["base_loss"], rtol=1e-5)
@@ -172,12 +161,12 @@ def test_valid_steps(setup, path, deviation):
     np.testing.assert_allclose(res.divergence, ref["divergence"], **tol)
     np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"], rtol=tol["rtol"], atol=1e-6)
     # every step valid is the same as no valid field at all
-    full = sj.evaluate(model, sf, v, ValidBatch(*batch, jnp.ones((B, T), bool)), path=path, deviation=deviation,
+    full = sj.evaluate(model, sf, v, batch._replace(valid=jnp.ones((B, T), bool)), path=path, deviation=deviation,
                        chunk_size=8)  # fmt: skip
     plain = sj.evaluate(model, sf, v, batch, path=path, deviation=deviation, chunk_size=8)
     np.testing.assert_array_equal(full.delta_loss, plain.delta_loss)
-    bad = ValidBatch(*batch, jnp.ones((B, T + 1)))
-    with pytest.raises(ValueError, match=r"^evaluate: batch\.valid must be None or a \(B=6, T=15\) array"):
+    bad = batch._replace(valid=jnp.ones((B, T + 1)))
+    with pytest.raises(ValueError, match=r"^evaluate: batch\.valid must "):
         sj.evaluate(model, sf, v, bad)
 
 

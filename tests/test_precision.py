@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import schurjax as sj
-from schurjax import _kernels, engine
+from schurjax import engine
+from schurjax.engine import evaluation
+from schurjax.engine import kernels as _kernels
 
 # The contract (benchmarks/RESULTS.md): relative error against float64, with the error of a metric x taken as
 # |x - ref| / max(|ref|, 1e-5 * base_loss).
@@ -103,7 +105,7 @@ def test_refinement_reruns_ill_conditioned_variants_in_float64(zoo_case, monkeyp
     still independent of the chunk size."""
     model, sf, batch, variants, refs = zoo_case
     v, ref = variants["shared"][::7], take(refs["shared"], slice(None, None, 7))
-    monkeypatch.setattr(engine, "REFINE_CONDITION", 3.0)
+    monkeypatch.setattr(evaluation, "REFINE_CONDITION", 3.0)
     res = sj.evaluate(model, sf, v, batch, chunk_size=64)
     err = rel_error(res.delta_loss, ref["delta_loss"], ref["base_loss"])
     fine = err < 1e-9

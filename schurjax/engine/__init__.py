@@ -9,6 +9,7 @@ The engine reads no files and writes none: run folders are :mod:`schurjax.result
 
 from schurjax.engine.evaluation import PATHS as PATHS
 from schurjax.engine.evaluation import PRECISIONS as PRECISIONS
+from schurjax.engine.evaluation import REFINE_CONDITION as REFINE_CONDITION
 from schurjax.engine.evaluation import SHARED_MIN_NNZ as SHARED_MIN_NNZ
 from schurjax.engine.evaluation import auto_chunk_size as auto_chunk_size
 from schurjax.engine.evaluation import choose_path as choose_path
@@ -24,6 +25,7 @@ __all__ = [
     "METRICS",
     "PATHS",
     "PRECISIONS",
+    "REFINE_CONDITION",
     "SHARED_MIN_NNZ",
     "auto_chunk_size",
     "choose_path",
