@@ -40,8 +40,8 @@ from schurjax.studies.result import Context, Study, decode
 
 __all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
 
-STUDY_SCHEMA = 1
-"""Version of what a study's parts hold; part of the config compared on resume."""
+STUDY_SCHEMA = 2
+"""Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout)."""
 COMPRESS_CRITERIA = ("loss", "score")
 """The compression search runs once per criterion (loss within tau; score drop within eps)."""
 PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
