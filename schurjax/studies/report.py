@@ -14,7 +14,7 @@ import numpy as np
 from schurjax.studies import profiles
 from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, study_key
 
-__all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds"]
+__all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds", "agreement"]
 
 
 def profile_comparisons(config: StudyConfig, models: Sequence[dict[str, Any]],
@@ -114,14 +114,14 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
                              "rest_score": rp["rest_score"], "random_score": rp["random_score"],
                              "links": len(rp["links"]), "chain_links": rp["chain_links"],
                              "chain": "->".join(map(str, rp["chain"])), "null_median": rp["null_median"],
-                             "null_p95": rp["null_p95"], "p": rp["p"], "median_distance": rp["median_distance"],
+                             "null_p95": rp["null_p95"], "p_null": rp["p"], "median_distance": rp["median_distance"],
                              "median_distance_all": rp["median_distance_all"]})  # fmt: skip
     prof_rows = []
     for kind, comps in prof.items():
         for name, d in comps.items():
             prof_rows.append({"cells": kind, "comparison": name, "pairs": d["pairs"], "spearman": d["observed"],
                               "null_mean": d["null_mean"], "null_lo": d["null_lo"], "null_hi": d["null_hi"],
-                              "p": d["p"]})  # fmt: skip
+                              "p_null": d["p"]})  # fmt: skip
     out = {"keep": pd.DataFrame(keep_rows), "nonnormal": pd.DataFrame(nn_rows), "versus": pd.DataFrame(vs_rows),
            "compression": pd.DataFrame(comp_rows), "restriction": pd.DataFrame(res_rows),
            "replay": pd.DataFrame(rep_rows), "profiles": pd.DataFrame(prof_rows)}  # fmt: skip
@@ -198,6 +198,31 @@ def summary_rows(config: StudyConfig, models: Sequence[dict[str, Any]],
         row["replay_chain_links"] = rp["chain_links"] if rp else math.nan
         rows.append(row)
     return rows
+
+
+def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
+    """One plain sentence per within-task comparison (seeds of one size, or sizes): do the profiles agree beyond
+    the shuffled null, and beyond the agreement between networks of different tasks?"""
+    out = []
+    for cells in sorted(set(pr.cells)):
+        sub = pr[pr.cells == cells].set_index("comparison")
+        for name, r in sub.iterrows():
+            if name.startswith("between tasks"):
+                continue
+            n = name.split("n=")[-1].split(" ")[0]
+            ref = sub.loc[f"between tasks n={n}", "spearman"] if f"between tasks n={n}" in sub.index else math.nan
+            rho, p = _nan(r.spearman), _nan(r.p_null)
+            if not math.isfinite(rho):
+                continue
+            if not p < alpha:
+                verdict = "no agreement beyond the shuffled null"
+            elif math.isfinite(_nan(ref)) and rho <= ref:
+                verdict = f"agree beyond the null, but no more than networks of different tasks (reference ρ {ref:.2f})"
+            else:
+                verdict = "agree beyond the null" + (f" and beyond networks of different tasks (reference ρ {ref:.2f})"
+                                                     if math.isfinite(_nan(ref)) else "")  # fmt: skip
+            out.append(f"{name}, {cells} cells: ρ {rho:.2f} (p {_p(p)}): {verdict}.")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -383,7 +408,7 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
                  f"({_g(r.min_block_score, '.2f')}); bands {_text(r.needed_bands)}",
                  f"{r.core_size}/{r.couplings}", f"{_g(r.core_score, '.3f')} / {_g(r.rest_score, '.3f')} / "
                  f"{_g(r.random_score, '.3f')}", f"{r.links}; {r.chain_links} ({r.chain})",
-                 f"{_g(r.null_median)} / {_g(r.null_p95)}", _p(r.p),
+                 f"{_g(r.null_median)} / {_g(r.null_p95)}", _p(r.p_null),
                  f"{_g(r.median_distance)} ({_g(r.median_distance_all)})"] for r in rp.itertuples()]  # fmt: skip
         L += [_table(["model", "R²", "alone: single / block; bands", "core", "R² without core / with only core / "
                       "random", "links; line (blocks)", "null", "p", "distance"], rows), ""]  # fmt: skip
@@ -429,8 +454,11 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
               f"shuffled among each network's couplings ({config.null_draws} draws; mean and 95 % range); *p*: "
               "share of null draws at least as large.", ""]  # fmt: skip
         rows = [[r.comparison, r.cells, r.pairs, _g(r.spearman, ".2f"),
-                 f"{_g(r.null_mean, '.2f')} [{_g(r.null_lo, '.2f')}, {_g(r.null_hi, '.2f')}]", _p(r.p)]
+                 f"{_g(r.null_mean, '.2f')} [{_g(r.null_lo, '.2f')}, {_g(r.null_hi, '.2f')}]", _p(r.p_null)]
                 for r in pr.sort_values(["comparison", "cells"]).itertuples()]  # fmt: skip
         L += [_table(["comparison", "cells", "pairs", "ρ", "null", "p"], rows), ""]
+        L += ["In words (p < 0.05 against the null; the reference is the same statistic between networks of "
+              "different tasks at the same size):", ""]
+        L += [f"- {line}" for line in agreement(pr)] + [""]
     L += ["Tables as CSV: `tables/`; per-model summary: `table.csv`; figure: `figure.png`.", ""]
     return "\n".join(L)
