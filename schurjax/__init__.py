@@ -13,6 +13,7 @@ from schurjax import attribution as attribution
 from schurjax import dynamics as dynamics
 from schurjax import engine as engine
 from schurjax import results as results
+from schurjax import studies as studies
 from schurjax import summary as summary
 from schurjax import table as table
 from schurjax import tasks as tasks
@@ -27,6 +28,7 @@ from schurjax.errors import InputError as InputError
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
+from schurjax.studies import study as study
 from schurjax.sweeps import sweep as sweep
 from schurjax.tasks import TaskBatch as TaskBatch
 
@@ -37,6 +39,7 @@ __all__ = [
     "dynamics",
     "engine",
     "results",
+    "studies",
     "summary",
     "table",
     "tasks",
@@ -47,6 +50,7 @@ __all__ = [
     "save_model",
     "evaluate",
     "sweep",
+    "study",
     "SweepResult",
     "InputError",
     "TanhRNN",

@@ -1,4 +1,4 @@
-"""The ``schurjax`` command: train models, run resumable ablation sweeps, write reports, run the demo.
+"""The ``schurjax`` command: train models, run resumable ablation sweeps, write reports, run the demo and the study.
 
     schurjax train --task flipflop --seeds 0-3 --hidden 64 --out runs/ff
     schurjax sweep MODEL... --families single,block,band,all_nonnormal --controls 4 --trials 256 --out runs/x
@@ -7,6 +7,7 @@
     schurjax sweep MODEL... --no-deviation --out runs/x     (the plain rollout: loses the smallest effects)
     schurjax report runs/x
     schurjax demo
+    schurjax study [--quick] [--out runs/study] [--tau 0.05] [--eps 0.01] [--tasks ...] [--seeds 0-3] [--sizes 64,128]
     schurjax info
 
 MODEL is a saved model (``runs/ff/flipflop-0.eqx``), ``zoo:flipflop/0`` or ``zoo:flipflop`` (all shipped seeds).
@@ -63,7 +64,11 @@ FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "fam
          "trials": "--trials", "order": "--order", "precision": "--precision", "dtype": "--dtype",
          "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds",
          "coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id",
-         "trials_file": "--trials-file", "devices": "--devices"}  # fmt: skip
+         "trials_file": "--trials-file", "devices": "--devices", "tasks": "--tasks", "sizes": "--sizes",
+         "tau": "--tau", "eps": "--eps",
+         "bootstrap": "--bootstrap", "null_draws": "--null-draws", "greedy_candidates": "--greedy-candidates",
+         "greedy_passes": "--greedy-passes", "restriction_max": "--restriction-max", "replay_r2": "--replay-r2",
+         "bins": "--bins"}  # fmt: skip
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
 
 
@@ -227,6 +232,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of families (default %(default)s)")  # fmt: skip
     d.add_argument("--device", choices=("cpu", "gpu"), default=None)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    st = sub.add_parser("study", help="the research study: held-out keep shares with intervals, controls, "
+                        "compression, copy replay, task restriction, cross-seed profiles")  # fmt: skip
+    st.add_argument("--quick", action="store_true", help="small preset for a first look (minutes on 2 CPU cores)")
+    st.add_argument("--out", default="runs/study", help="study folder (rerun the same command to resume; default "
+                    "%(default)s)")  # fmt: skip
+    st.add_argument("--models", nargs="+", metavar="MODEL", default=None,
+                    help="study these models (model.eqx, zoo:TASK/SEED) instead of the zoo's tasks x seeds x sizes")
+    st.add_argument("--tasks", default=None, help="comma list of zoo tasks (default copy,flipflop,sine,context)")
+    st.add_argument("--seeds", default=None, help="zoo seeds, e.g. 0-3 (default 0-3; --quick: 0-1)")
+    st.add_argument("--sizes", default=None, help="hidden sizes, e.g. 64,128 (default: every size the zoo ships)")
+    st.add_argument("--tau", type=float, default=None, help="loss criterion |dloss|/loss <= tau (default 0.05)")
+    st.add_argument("--eps", type=float, default=None, help="score criterion: score drop <= eps (default 0.01)")
+    st.add_argument("--trials", type=_int_at_least(2, "an int >= 2"), default=None,
+                    help="trials in each of the selection and held-out batches (default 256; --quick: 128)")
+    st.add_argument("--bootstrap", type=_int_at_least(10, "an int >= 10"), default=None,
+                    help="bootstrap resamples (default 1000)")  # fmt: skip
+    st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed (default 0)")
+    st.add_argument("--control-kinds", default=None, help=f"comma list of {', '.join(CONTROL_KINDS)} (default all)")
+    st.add_argument("--control-max", type=_positive_int, default=None,
+                    help="ablations per family and model that get controls (default 256)")  # fmt: skip
+    st.add_argument("--greedy-candidates", type=_positive_int, default=None, help="couplings per greedy pass")
+    st.add_argument("--greedy-passes", type=_nonneg_int, default=None, help="greedy passes of the compression")
+    st.add_argument("--restriction-max", type=_positive_int, default=None, help="removals in the restriction part")
+    st.add_argument("--null-draws", type=_int_at_least(10, "an int >= 10"), default=None, help="draws of the nulls")
+    st.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
+    st.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sub.add_parser("info", help="versions, devices and precision in use")
     return p
@@ -472,6 +504,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from schurjax.studies import study
+
+    t0 = time.perf_counter()
+    kw: dict[str, Any] = {}
+    for name in ("tasks", "sizes", "tau", "eps", "trials", "bootstrap", "seed", "control_kinds", "control_max",
+                 "greedy_candidates", "greedy_passes", "restriction_max", "null_draws"):
+        value = getattr(args, name)
+        if value is not None:
+            kw[name] = value
+    if args.seeds is not None:
+        kw["seeds"] = parse_seeds(args.seeds)
+    with _device(args.device):
+        st = study(out=args.out, quick=args.quick, models=args.models, progress=not args.quiet,
+                   extra_manifest={"command": ["schurjax", *args.argv]}, **kw)  # fmt: skip
+    dt = time.perf_counter() - t0
+    print(st.report.read_text())
+    print(f"study: {len(st.models)} models -> {st.path} (report.md, figure.png, tables/, compressed/)  ({dt:.0f}s)")
+    return 0
+
+
 class _Terminated(BaseException):
     """SIGTERM arrived (a scheduler stopping the job): stop like Ctrl-C, with one line saying what was kept."""
 
@@ -511,7 +564,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "import": cmd_import, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo,
-            "info": cmd_info}  # fmt: skip
+            "study": cmd_study, "info": cmd_info}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -567,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, _Terminated) as e:
         if cmd == "train":
             what = "nothing was saved; training does not resume, rerun to start it again"
-        elif cmd in ("sweep", "demo"):
+        elif cmd in ("sweep", "demo", "study"):
             what = "finished chunks are kept; rerun the same command to resume"
         else:
             what = "rerun the same command"

@@ -174,6 +174,9 @@ class RunFolder:
 
     Args:
         path: the run folder (created if missing).
+        where: the function named in errors.
+        index, count: this process and the number of processes sharing the folder (scale-out; 0 and 1 alone).
+        kind: what the folder holds, in errors (``"sweep"``, ``"study"``).
 
     Example::
 
@@ -183,9 +186,11 @@ class RunFolder:
                 rf.write_chunk(0, 3, {"start": 0, "stop": 128, "loss": [...]})
     """
 
-    def __init__(self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1):
+    def __init__(self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1,
+                 kind: str = "sweep"):
         self.path = Path(path)
         self.where = where
+        self.kind = kind
         self.index, self.count = int(index), int(count)  # this process among those sharing the folder
         self.config_sha256: str | None = None
         self._lock: RunLock | None = None
@@ -246,8 +251,8 @@ class RunFolder:
             return True
         if old is not None and self._chunk_files():
             diff = config_diff(old.get("config") or {}, new_cfg)
-            raise InputError(self.where, "out", f"{self.path} holds a different sweep ({diff}); choose another "
-                             "folder or delete it")  # fmt: skip
+            raise InputError(self.where, "out", f"{self.path} holds a different {self.kind} ({diff}); choose "
+                             "another folder or delete it")  # fmt: skip
         if old is None and not fresh:
             raise InputError(self.where, "out", f"{self.path} exists, is not empty and holds no {MANIFEST}; choose "
                              "another folder")  # fmt: skip

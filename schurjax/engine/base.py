@@ -46,8 +46,9 @@ def _base_rollout(models, Qs, Ws, batch, mask) -> dict[str, np.ndarray]:
     h_prev = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
     tgt = np.swapaxes(np.asarray(batch.targets, dtype=np.float64), 0, 1)
     r0 = y0 - tgt[None]
-    sq_err = (mask[None] * r0**2).sum(axis=(1, 2, 3))
-    return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": r0, "sq_error": sq_err}
+    trial_sq_err = (mask[None] * r0**2).sum(axis=(1, 3))  # (M, B): each trial's share, for bootstraps
+    return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": r0, "sq_error": trial_sq_err.sum(1),
+            "trial_sq_error": trial_sq_err}  # fmt: skip
 
 
 def _sech2(a: np.ndarray) -> np.ndarray:

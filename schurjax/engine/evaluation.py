@@ -274,6 +274,8 @@ def evaluate(
     progress: Callable[[int, int], object] | None = None,
     deviation: bool | None = None,
     devices: Any = "all",
+    per_trial: bool = False,
+    trial_stats: Callable[[Any, Any], Any] | None = None,
 ) -> SweepResult:
     """Roll out every weight variant of one model on one batch of trials and return its metrics.
 
@@ -302,6 +304,12 @@ def evaluate(
         devices: ``"all"`` (default: every local device of the default backend), an int (the first that many) or
             a list of ``jax.Device``: each chunk's variants are split across them (one compiled program per
             chunk shape); the results equal those of one device.
+        per_trial: also fill ``trial_delta_loss`` (K, B), each trial's share of ``delta_loss`` (summed over its
+            steps and outputs; ``trial_delta_loss.sum(1) == delta_loss`` to rounding), and ``trial_base_loss`` (B,),
+            the same for ``base_loss``: the sums a bootstrap over trials resamples.
+        trial_stats: ``fn(y, batch) -> (B, p)``, per-trial statistics of the outputs ``y`` (B, T, n_out) (traced);
+            fills ``trial_stats`` (K, B, p) for every variant and ``base_trial_stats`` (B, p) for the unablated
+            model (for example the additive parts of a task score).
 
     Returns:
         SweepResult: loss (masked MSE), delta_loss, rel_delta_loss, output_distance, hidden_distance, score,
@@ -325,7 +333,8 @@ def evaluate(
                   "evaluate_many(models, sfs, variants, batch)")  # fmt: skip
     return evaluate_many([model], [sf], [variants], batch, task=task, chunk_size=chunk_size, path=path,
                          precision=precision, dtype=dtype, divergence=divergence, progress=progress,
-                         deviation=deviation, devices=devices)[0]  # fmt: skip
+                         deviation=deviation, devices=devices, per_trial=per_trial,
+                         trial_stats=trial_stats)[0]  # fmt: skip
 
 
 def evaluate_many(
@@ -352,7 +361,8 @@ def evaluate_many(
 
         res = sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v1], batch, task=task)
     """
-    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation", "devices")
+    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation", "devices",
+               "per_trial", "trial_stats")
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         _fail(f"unknown option {unknown[0]!r}; expected some of {', '.join(allowed)}")
@@ -362,6 +372,11 @@ def evaluate_many(
     divergence, progress = options.get("divergence", False), options.get("progress")
     deviation = options.get("deviation")
     mesh = variant_mesh(options.get("devices", "all"))
+    extras = {"per_trial": options.get("per_trial", False), "trial_stats": options.get("trial_stats")}
+    if not isinstance(extras["per_trial"], bool):
+        _fail(f"per_trial must be True or False, got {extras['per_trial']!r}")
+    if extras["trial_stats"] is not None and not callable(extras["trial_stats"]):
+        _fail(f"trial_stats must be None or a callable fn(y, batch) -> (B, p), got {extras['trial_stats']!r}")
     models = _as_list(models, "models")
     sfs = _as_list(sfs, "sfs")
     vsets = _as_list(variants, "variants")
@@ -376,7 +391,7 @@ def evaluate_many(
     try:
         with jax.enable_x64(True) if x64 else contextlib.nullcontext():
             return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64 if x64 else
-                             jnp.float32, divergence, progress, n, K, deviation)  # fmt: skip
+                             jnp.float32, divergence, progress, n, K, deviation, **extras)  # fmt: skip
     finally:
         _MESH.reset(token)
 
@@ -412,18 +427,19 @@ def variant_mesh(devices: Any = "all") -> Any:
 
 
 def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,
-              deviation):  # fmt: skip
+              deviation, per_trial=False, trial_stats=None):  # fmt: skip
     max_nnz = max(v.max_nnz for v in vsets)
     if path == "auto":
         path = choose_path(max_nnz, n)
     cat, fixed, steps, mask_sum = _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
-                                       progress, n, K, deviation)  # fmt: skip
+                                       progress, n, K, deviation, per_trial=per_trial,
+                                       trial_stats=trial_stats)  # fmt: skip
     if deviation and dtype == jnp.float32:
-        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n)
+        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial)
     return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence)
 
 
-def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n) -> None:
+def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial=False) -> None:
     """Re-run in float64 the variants whose loss change is ill-conditioned, in place of their float32 metrics.
 
     The loss change is a sum of terms ``mask yd (2 r0 + yd)``; float32 rounding errs by a small fraction of the sum
@@ -445,7 +461,7 @@ def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n) 
     with jax.enable_x64(True):
         fine, _, _, _ = _run([models[i] for i in sel], [schurs[i] for i in sel], sub, batch, task, _REFINE_CHUNK,
                              path, precision, jnp.float64, None, n, max(len(v) for v in sub), True, pad=True,
-                             hb=hb)  # fmt: skip
+                             hb=hb, per_trial=per_trial)  # fmt: skip
     for j, i in enumerate(sel):
         for name in cat:
             if name in fine:
@@ -453,10 +469,11 @@ def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n) 
 
 
 def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, progress, n, K, deviation,
-         pad: bool = False, hb: dict | None = None):  # fmt: skip
+         pad: bool = False, hb: dict | None = None, per_trial: bool = False, trial_stats=None):  # fmt: skip
     """Roll out every chunk; returns the per-slot arrays concatenated over chunks (name -> (M, K, ...)), the base
     quantities, the entries per step (T,) and the mask sum. ``pad``: always use chunks of ``chunk_size`` slots.
-    ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed."""
+    ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed. ``per_trial``, ``trial_stats``:
+    as :func:`evaluate`."""
     M = len(models)
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
@@ -501,7 +518,8 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
     else:
         QTd = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
     score_batch = None
-    if task is not None:
+    outputs = task is not None or trial_stats is not None
+    if outputs:
         score_batch = batch.astype(dtype)  # valid (None or bool) is kept as it is
     fixed: dict[str, Any] = {}
     if deviation:
@@ -512,10 +530,15 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
         base["h" if dense else "z"] = layout(hb["h_prev"]) if dense else hb["z"]
         base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
         fixed["base_sq_error"] = hb["sq_error"]
+        fixed["trial_base_sq_error"] = hb["trial_sq_error"]
         fixed["host_base"] = hb
-        if task is not None:  # the base model's score, once, from the float64 outputs
+        if outputs:  # the base model's score and trial statistics, once, from the float64 outputs
             y0 = jnp.asarray(np.transpose(hb["y0"], (0, 2, 1, 3))[:, None].astype(np_dtype))  # (M, 1, B, T, o)
+        if task is not None:
             fixed["base_score"] = np.asarray(_kernels.scores(task, y0, score_batch), dtype=np.float64)[:, 0]
+        if trial_stats is not None:
+            fixed["base_trial_stats"] = np.asarray(_kernels.trial_stats(trial_stats, y0, score_batch),
+                                                   dtype=np.float64)[:, 0]  # fmt: skip
     else:
         b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
         W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
@@ -550,17 +573,22 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
         e1, e2 = prepare(a, b_)
         if deviation:
             out = _kernels.chunk_dev(W, W_out, base, e1, e2, mask, valid_d, last_d, path=path, precision=prec,
-                                     unroll=_UNROLL, outputs=task is not None)  # fmt: skip
+                                     unroll=_UNROLL, outputs=outputs, per_trial=per_trial)  # fmt: skip
         else:
             out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, valid_d, last_d, path=path,
-                                 precision=prec, unroll=_UNROLL, outputs=task is not None)  # fmt: skip
+                                 precision=prec, unroll=_UNROLL, outputs=outputs, per_trial=per_trial)  # fmt: skip
+        if trial_stats is not None:
+            out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
         if task is not None:
-            out["score"] = _kernels.scores(task, out.pop("outputs"), score_batch)
+            out["score"] = _kernels.scores(task, out["outputs"], score_batch)
+        out.pop("outputs", None)
         return a, b_, out
 
     names = ["sq_error_change", "sq_distance", "hidden_sq_distance"]
     names += ["sq_error_change_abs"] if deviation else ["sq_error"]
     names += ["score"] if task is not None else []
+    names += ["trial_sq_error_change"] if per_trial else []
+    names += ["trial_stats"] if trial_stats is not None else []
     acc = {name: [] for name in names}
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
 
@@ -571,6 +599,10 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
             fixed["base_sq_error"] = host["sq_error"][:, 0].sum(axis=-1)
             if task is not None:
                 fixed["base_score"] = host["score"][:, 0]
+            if per_trial:
+                fixed["trial_base_sq_error"] = np.asarray(out["trial_sq_error"], dtype=np.float64)
+            if trial_stats is not None:
+                fixed["base_trial_stats"] = host["trial_stats"][:, 0]
         for name in names:
             acc[name].append(host[name][:, base_slot : base_slot + pb - pa])
         if progress is not None:
@@ -652,6 +684,12 @@ def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
                 base_score=float(fixed["base_score"][i]) if "base_score" in fixed else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
                 divergence=cat_i["sq_distance"] / np.maximum(steps, 1.0) if divergence else None,
+                trial_delta_loss=cat_i["trial_sq_error_change"] / mask_sum if "trial_sq_error_change" in cat_i
+                else None,
+                trial_base_loss=fixed["trial_base_sq_error"][i] / mask_sum if "trial_sq_error_change" in cat_i
+                else None,
+                trial_stats=cat_i.get("trial_stats"),
+                base_trial_stats=fixed["base_trial_stats"][i] if "base_trial_stats" in fixed else None,
             )
         )
     return out

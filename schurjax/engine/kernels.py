@@ -131,6 +131,14 @@ def _scan(step, H0, xs, last, b_axis: int, unroll: int):
     return H_last, out
 
 
+def _trial_change(yd, r0, mask):
+    """Per-trial change of the masked squared error, summed over steps and outputs: yd (T, k, B, o), r0 (T, B, o)
+    or (T, k, B, o), mask (T, B, o) -> (k, B) (a fixed summation order, as :func:`_metrics`)."""
+    r0 = r0 if r0.ndim == 4 else r0[:, None]
+    change = jnp.sum(mask[:, None] * yd * (2.0 * r0 + yd), axis=-1)  # (T, k, B)
+    return _pairwise_sum(jnp.moveaxis(change, 0, -1))
+
+
 def _metrics(yd, r0, mask, valid):
     """Per-step, per-slot sums over trials and outputs, from output deviations yd (T, k, B, o).
 
@@ -202,7 +210,7 @@ def _rollout_dense_dev(W, Q, dT, base, W_out, last, unroll):
     return jnp.swapaxes(DT, 1, 2), yd
 
 
-def _one_model_dev(W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, outputs):
+def _one_model_dev(W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, outputs, per_trial=False):
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
         DT, yd = _rollout_shared_dev(W, e1[rows] * vals[..., None], e1[cols], cols, base, W_out, last, unroll)
@@ -214,6 +222,8 @@ def _one_model_dev(W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, o
            "hidden_sq_distance": _pairwise_sum(DT * DT)}  # fmt: skip
     if outputs:
         out["outputs"] = jnp.transpose(base["y0"][:, None] + yd, (1, 2, 0, 3))  # (k, B, T, o)
+    if per_trial:
+        out["trial_sq_error_change"] = _trial_change(yd, base["r0"], mask)  # (k, B)
     return out
 
 
@@ -232,6 +242,7 @@ def chunk_dev(
     precision: str,
     unroll: int,
     outputs: bool,
+    per_trial: bool = False,
 ) -> dict[str, Array]:
     """Roll out the deviations of one chunk of ``k`` variants and reduce their metrics (compiled once per shape).
 
@@ -246,6 +257,7 @@ def chunk_dev(
         mask: (T, B, o), zero on invalid steps.  valid, last: (T, B) or None (see the module docstring).
         precision: matmul precision of ``W D_k`` (the edit and the readout run at HIGHEST).
         unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs ``y0 + yd`` (for task scores).
+        per_trial: also return trial_sq_error_change (k, B), the change of the masked squared error per trial.
 
     Returns:
         dict of per-slot arrays, all with the leading model axis: sq_error_change (k, T) (change of the masked
@@ -256,7 +268,7 @@ def chunk_dev(
     """
     TRACES[path] += 1
     TRACES[path, True] += 1
-    fn = functools.partial(_one_model_dev, path=path, unroll=unroll, outputs=outputs)
+    fn = functools.partial(_one_model_dev, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial)
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
             return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None, None, None))(W, W_out, base, e1, e2, mask, valid, last)
@@ -307,7 +319,8 @@ def _rollout_dense(W, Q, dT, drive, W_out, b_out, last, unroll):
     return jnp.swapaxes(hT, 1, 2), y
 
 
-def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, path, unroll, outputs):
+def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, path, unroll, outputs,
+               per_trial=False):  # fmt: skip
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
         hT, y = _rollout_shared(W, e1[rows] * vals[..., None], e1[cols], drive, W_out, b_out, last, unroll)
@@ -321,6 +334,9 @@ def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, pa
            "hidden_sq_distance": _pairwise_sum(jnp.square(hT - hT[:1]))}  # fmt: skip
     if outputs:
         out["outputs"] = jnp.transpose(y, (1, 2, 0, 3))  # (k1, B, T, o)
+    if per_trial:  # per trial, against slot 0; slot 0's own squared error per trial
+        out["trial_sq_error_change"] = _trial_change(y - y[:, :1], r0, mask)  # (k1, B)
+        out["trial_sq_error"] = _pairwise_sum(jnp.moveaxis(jnp.sum(mask * jnp.square(r0[:, 0]), axis=-1), 0, -1))
     return out
 
 
@@ -342,6 +358,7 @@ def chunk(
     precision: str,
     unroll: int,
     outputs: bool,
+    per_trial: bool = False,
 ) -> dict[str, Array]:
     """Roll out the states of one chunk (slot 0: the unablated model) and reduce its metrics (plain form).
 
@@ -350,11 +367,12 @@ def chunk(
 
     Returns:
         as :func:`chunk_dev` (against slot 0, without sq_error_change_abs), plus sq_error (k1, T) (masked squared
-        error summed over trials and outputs per step).
+        error summed over trials and outputs per step) and, with ``per_trial``, trial_sq_error (B,) (slot 0's
+        masked squared error per trial).
     """
     TRACES[path] += 1
     TRACES[path, False] += 1
-    fn = functools.partial(_one_model, path=path, unroll=unroll, outputs=outputs)
+    fn = functools.partial(_one_model, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial)
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
             axes = (0, 0, 0, 0, 0, 0, None, None, None, None)
@@ -396,6 +414,12 @@ def drive(inputs: Float[Array, "B T i"], W_in: Float[Array, "*m n i"], b: Float[
     with jax.default_matmul_precision(precision):
         d = jnp.einsum("bti,mni->mtbn", inputs, W_in) + b[:, None, None, :]
     return d if layout == "TBn" else jnp.swapaxes(d, 2, 3)
+
+
+@eqx.filter_jit
+def trial_stats(fn, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "m k B p"]:
+    """``fn(y, batch) -> (B, p)`` per-trial statistics of every slot of every model on the shared batch."""
+    return jax.vmap(jax.vmap(lambda y: fn(y, batch)))(outputs)
 
 
 @eqx.filter_jit

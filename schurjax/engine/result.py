@@ -31,6 +31,11 @@ class SweepResult:
         base_loss, base_score: the unablated model on the same batch.
         labels: one dict per variant (family, label, blocks, eigenvalues, ...), from ``Variants.labels``.
         divergence: (K, T) per-step output divergence, or None when not requested.
+        trial_delta_loss: (K, B) each trial's share of ``delta_loss`` (``trial_delta_loss.sum(1) == delta_loss``
+            to rounding), or None unless ``evaluate(..., per_trial=True)``.
+        trial_base_loss: (B,) each trial's share of ``base_loss``, or None (as ``trial_delta_loss``).
+        trial_stats, base_trial_stats: (K, B, p) and (B, p) per-trial statistics ``fn(y, batch)`` of each variant's
+            and of the unablated outputs, or None unless ``evaluate(..., trial_stats=fn)``.
 
     Example::
 
@@ -49,6 +54,10 @@ class SweepResult:
     base_score: float
     labels: list[dict[str, Any]]
     divergence: np.ndarray | None = None
+    trial_delta_loss: np.ndarray | None = None
+    trial_base_loss: np.ndarray | None = None
+    trial_stats: np.ndarray | None = None
+    base_trial_stats: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.loss.shape[0])

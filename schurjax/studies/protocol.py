@@ -1,0 +1,229 @@
+"""The study protocol: its settings, the criteria that decide whether a removal keeps the task, its keys and batches.
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+
+Definitions (fixed, so that every figure of a study means one thing):
+
+* **Two batches per task.** A *selection* batch decides everything that is chosen (rankings, the compression
+  search) and a *held-out* batch, drawn from another key with the same task parameters and size, gives every
+  reported figure.
+* **Two criteria.** A removal *keeps the loss* when its relative loss change is small, ``|Δloss| / loss <= tau``
+  (default 5 %), and *keeps the score* when the task score (accuracy or R²) drops by at most ``eps`` (default
+  0.01). The loss criterion is relative to each network's own base loss, so it is strict for networks with a
+  near-zero loss (a copy network at loss 4e-4) and lenient for noisy tasks; the score criterion is in the task's
+  own units and means the same for every network of a task. Study headlines use the score criterion.
+* **Intervals.** 95 % percentile intervals from ``bootstrap`` resamples of the held-out trials.
+* **Keys.** Every random draw derives from the root ``seed`` through :func:`study_key`, by purpose and names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from schurjax.ablate import CONTROL_KINDS
+from schurjax.errors import InputError
+
+__all__ = ["StudyConfig", "QUICK", "study_key", "keeps_loss", "keeps_score", "HEADLINE", "DEFAULT_TASKS",
+           "off_distribution_batches", "OFF_CONDITIONS"]  # fmt: skip
+
+DEFAULT_TASKS = ("copy", "flipflop", "sine", "context")
+HEADLINE = "score"
+"""The criterion the headline figures use: ``"score"`` (task-score drop <= eps), see the module docstring."""
+OFF_CONDITIONS = ("long", "amplitude", "noise")
+"""Inputs off the task distribution: trials twice as long, input amplitudes x1.5, white noise of the task's input
+variance (see :func:`off_distribution_batches`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """Everything that fixes a study's results (two equal configs give equal reports).
+
+    Attributes:
+        tasks: zoo tasks.
+        seeds: zoo seeds per task.
+        sizes: hidden sizes (zoo sizes); None: every size the zoo ships.
+        tau: loss criterion, ``|Δloss| / loss <= tau``.
+        eps: score criterion, ``score drop <= eps``.
+        trials: trials in each of the selection and held-out batches.
+        bootstrap: bootstrap resamples of the held-out trials (percentile intervals).
+        seed: root seed of batches, controls, bootstrap and nulls.
+        control_kinds: random control kinds compared with the Schur ablations.
+        control_max: at most this many ablations per family and model get controls (a random subset).
+        null_draws: draws of the shuffled nulls (profile similarity, replay chains).
+        greedy_candidates: couplings tried per greedy pass of the compression search.
+        greedy_passes: greedy passes at most.
+        restriction_max: at most this many loss-keeping single removals (a random subset) in the restriction part.
+        replay_r2: a removal breaks the copy replay when its R² falls below this.
+        bins: quantile bins of |λ| per axis in the basis-free profiles.
+        quick: a small preset for a first look (see :data:`QUICK`); recorded so that quick and full studies never
+            share a folder.
+    """
+
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    sizes: tuple[int, ...] | None = None
+    tau: float = 0.05
+    eps: float = 0.01
+    trials: int = 256
+    bootstrap: int = 1000
+    seed: int = 0
+    control_kinds: tuple[str, ...] = tuple(CONTROL_KINDS)
+    control_max: int = 256
+    null_draws: int = 1000
+    greedy_candidates: int = 128
+    greedy_passes: int = 3
+    restriction_max: int = 128
+    replay_r2: float = 0.5
+    bins: int = 4
+    quick: bool = False
+
+    def __post_init__(self):
+        def bad(arg: str, expected: str) -> InputError:
+            return InputError("study", arg, f"must be {expected}, got {getattr(self, arg)!r}")
+
+        for name in ("tasks", "control_kinds"):
+            v = getattr(self, name)
+            items = v.split(",") if isinstance(v, str) else list(v)
+            items = [str(x).strip() for x in items if str(x).strip()]
+            if not items:
+                raise bad(name, "a non-empty list of names")
+            object.__setattr__(self, name, tuple(dict.fromkeys(items)))
+        for k in self.control_kinds:
+            if k not in CONTROL_KINDS:
+                raise InputError("study", "control_kinds", f"unknown kind {k!r}; expected some of "
+                                 f"{', '.join(CONTROL_KINDS)}")  # fmt: skip
+        object.__setattr__(self, "seeds", _ints(self.seeds, "seeds", 0))
+        if self.sizes is not None:
+            object.__setattr__(self, "sizes", _ints(self.sizes, "sizes", 1))
+        for name in ("tau", "eps", "replay_r2"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+                raise bad(name, "a finite number >= 0")
+            object.__setattr__(self, name, float(v))
+        for name, lo in (("trials", 2), ("bootstrap", 10), ("seed", 0), ("control_max", 1), ("null_draws", 10),
+                         ("greedy_candidates", 1), ("greedy_passes", 0), ("restriction_max", 1), ("bins", 2)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise bad(name, f"an int >= {lo}")
+            object.__setattr__(self, name, int(v))
+        object.__setattr__(self, "quick", bool(self.quick))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-able values (stored in the study's manifest and compared on resume)."""
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+
+def _ints(v: Any, arg: str, lo: int) -> tuple[int, ...]:
+    items = v.split(",") if isinstance(v, str) else (list(v) if isinstance(v, Sequence) else [v])
+    out = []
+    for x in items:
+        try:
+            i = int(str(x).strip()) if isinstance(x, str) else x
+        except ValueError:
+            i = None
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < lo:
+            raise InputError("study", arg, f"must be ints >= {lo}, got {v!r}")
+        out.append(int(i))
+    if not out:
+        raise InputError("study", arg, f"must name at least one int >= {lo}, got {v!r}")
+    return tuple(dict.fromkeys(out))
+
+
+QUICK: dict[str, Any] = {"seeds": (0, 1), "sizes": (64,), "trials": 128, "bootstrap": 200, "control_max": 64,
+                         "null_draws": 200, "greedy_candidates": 64, "greedy_passes": 2, "restriction_max": 64}
+"""The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def study_key(seed: int, purpose: str, *names: str):
+    """The key of one draw of a study: ``fold_in`` of the root seed by purpose, then by each name.
+
+    Example:
+        >>> k = study_key(0, "heldout", "flipflop", '{"bits":3}')
+    """
+    import jax
+
+    k = jax.random.fold_in(jax.random.key(seed), _crc("schurjax.studies:" + purpose))
+    for name in names:
+        k = jax.random.fold_in(k, _crc(str(name)))
+    return k
+
+
+def keeps_loss(rel_delta_loss: np.ndarray, tau: float) -> np.ndarray:
+    """The loss criterion: ``|Δloss| / loss <= tau`` (NaN never keeps).
+
+    Example:
+        >>> keeps_loss(np.array([0.01, -0.2, np.nan]), 0.05).tolist()
+        [True, False, False]
+    """
+    with np.errstate(invalid="ignore"):
+        return np.abs(np.asarray(rel_delta_loss, np.float64)) <= tau
+
+
+def keeps_score(score_drop: np.ndarray, eps: float) -> np.ndarray:
+    """The score criterion: ``base score - score <= eps`` (NaN never keeps).
+
+    Example:
+        >>> keeps_score(np.array([0.0, 0.02, -0.01]), 0.01).tolist()
+        [True, False, True]
+    """
+    with np.errstate(invalid="ignore"):
+        return np.asarray(score_drop, np.float64) <= eps
+
+
+def off_distribution_batches(key: Any, task: Any, batch: Any) -> dict[str, Any]:
+    """Batches of inputs off the task distribution, built from the held-out ``batch`` of ``task``.
+
+    * ``"long"``: trials twice as long: the task rebuilt with twice its ``steps`` where it has such a parameter,
+      otherwise the held-out trials followed by as many steps of zero input (free-running continuation);
+    * ``"amplitude"``: the held-out inputs times 1.5;
+    * ``"noise"``: white Gaussian noise with each input channel's variance on the task (over trials and steps).
+
+    Targets and masks are zero where no target exists; the study compares outputs with the unablated network's
+    own outputs on the same inputs, never with targets, on these batches.
+
+    Args:
+        key: ``jax.random.key(seed)``.
+        task: the task.
+        batch: its held-out batch (B, T, ...).
+
+    Returns:
+        ``{"long": TaskBatch, "amplitude": TaskBatch, "noise": TaskBatch}``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from schurjax.tasks import TaskBatch, get
+
+    k_long, k_noise = jax.random.split(key)
+    x = np.asarray(batch.inputs, np.float32)
+    B, T, _ = x.shape
+    long = None
+    params = dict(task.params())
+    if isinstance(params.get("steps"), int):
+        try:
+            long = get(task.name, **{**params, "steps": 2 * params["steps"]}).sample(k_long, B)
+        except (ValueError, TypeError):
+            long = None
+    if long is None:
+        pad = lambda a: np.concatenate([np.asarray(a, np.float32), np.zeros_like(a, np.float32)], axis=1)  # noqa: E731
+        long = TaskBatch(jnp.asarray(pad(x)), jnp.asarray(pad(batch.targets)), jnp.asarray(pad(batch.mask)))
+    amp = TaskBatch(jnp.asarray(1.5 * x), jnp.asarray(batch.targets), jnp.asarray(batch.mask))
+    std = x.reshape(-1, x.shape[-1]).std(axis=0)
+    noise = np.asarray(jax.random.normal(k_noise, x.shape, jnp.float32)) * std[None, None, :]
+    zeros = jnp.zeros(np.shape(batch.targets), jnp.float32)
+    return {"long": long, "amplitude": amp, "noise": TaskBatch(jnp.asarray(noise), zeros, zeros)}

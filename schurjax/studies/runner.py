@@ -1,0 +1,345 @@
+"""``sj.study(...)``: run (or resume) the whole study into one folder, then write its tables, report and figure.
+
+Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+
+Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so it is checked the same way)::
+
+    <study>/manifest.json        config (settings, models and their weights' SHA-256), versions, device, part names
+    <study>/schur/<model>.npz    each model's Schur form
+    <study>/chunks/<m>-<p>.json  one file per (model m, part p), written atomically with the config fingerprint and a
+                                 checksum; a rerun recomputes exactly the parts that are missing or damaged
+    <study>/compressed/<model>-<criterion>.eqx (+ .json)   the compressed models
+    <study>/tables/*.csv         keep shares, all-nonnormal, controls, compression, restriction, replay, profiles
+    <study>/report.md, figure.png, timings.json
+    <study>/table.csv, COMPLETE  one summary row per model; COMPLETE (written last) records its checksum
+
+Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``
+and, for copy networks, ``replay``. The report is a function of the parts and the config only (timings go to
+``timings.json``), so an interrupted and resumed study writes the same report as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schurjax import ablate
+from schurjax._json import atomic_write_json, canonical, finite_or_none
+from schurjax.errors import InputError
+from schurjax.studies import compression, keep, replay, restriction, versus
+from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
+from schurjax.studies.result import Context, Study, decode
+
+__all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
+
+STUDY_SCHEMA = 2
+"""Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout)."""
+COMPRESS_CRITERIA = ("loss", "score")
+"""The compression search runs once per criterion (loss within tau; score drop within eps)."""
+PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
+"""The parts of each model, in the order they run (``replay`` only for copy networks)."""
+
+SMALL: dict[str, Any] = {"tasks": ("copy",), "seeds": (0, 1), "trials": 16, "bootstrap": 50,
+                         "control_max": 8, "greedy_candidates": 8, "greedy_passes": 1, "restriction_max": 8,
+                         "null_draws": 50, "quick": True}  # fmt: skip
+"""A very small study (copy networks, whose trials are the shortest, two seeds, 16 trials) that runs in well under a
+minute: for executing the notebooks in the test suite (``SCHURJAX_QUICK=1``). Its figures are too noisy to read;
+``quick=True`` and the full study are the ones to read."""
+
+PartCallback = Callable[[str, str], object]
+"""``on_part(model_id, part)``, called after each part file is written."""
+
+
+def scratch_folder(name: str) -> Path:
+    """A folder under the system's temp dir for a throwaway study, named by ``name`` and a fingerprint of the code
+    that computes studies (so that a folder left by other code is never resumed).
+
+    Example::
+
+        st = sj.study(out=sj.studies.scratch_folder("notebooks"), **sj.studies.SMALL)
+    """
+    import hashlib
+    import tempfile
+
+    import schurjax
+
+    h = hashlib.sha256(f"{schurjax.__version__}/{STUDY_SCHEMA}".encode())
+    root = Path(schurjax.__file__).parent
+    for sub in ("studies", "engine", "ablate"):
+        for f in sorted((root / sub).glob("*.py")):
+            h.update(f.read_bytes())
+    return Path(tempfile.gettempdir()) / f"schurjax-{name}-{h.hexdigest()[:12]}"
+
+
+def _log_default(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _resolve(config: StudyConfig, models: Sequence[Any] | None) -> tuple[StudyConfig, list[Any]]:
+    """The model specs of the study (zoo models by task, seed and size, or the given models), ids with the size."""
+    from schurjax import zoo
+    from schurjax.sweeps import resolve_models
+
+    if models is not None:
+        specs = resolve_models(list(models))
+        out = []
+        for s in specs:
+            n = int(s.model.n_hidden)
+            out.append(dataclasses.replace(s, id=s.id if s.id.endswith(f"-n{n}") else f"{s.id}-n{n}"))
+        return config, out
+    entries = zoo.entries()
+    have = {(e.task, int(e.seed), int(getattr(e, "n_hidden", 64))) for e in entries}
+    sizes = config.sizes or tuple(sorted({n for _, _, n in have}))
+    config = dataclasses.replace(config, sizes=tuple(sizes))
+    out = []
+    for task in config.tasks:
+        if not any(t == task for t, _, _ in have):
+            raise InputError("study", "tasks", f"the zoo has no {task!r} models; it has "
+                             f"{', '.join(sorted({t for t, _, _ in have}))}")  # fmt: skip
+        for n in config.sizes:
+            if not any(t == task and m == n for t, _, m in have):
+                got = sorted({m for t, _, m in have if t == task})
+                raise InputError("study", "sizes", f"the zoo has no {task!r} models with n_hidden={n}; it has "
+                                 f"{', '.join(map(str, got))}")  # fmt: skip
+            for seed in config.seeds:
+                if (task, seed, n) not in have:
+                    got = sorted(s for t, s, m in have if t == task and m == n)
+                    raise InputError("study", "seeds", f"the zoo has no {task!r} model of seed {seed} at n={n}; "
+                                     f"seeds there: {', '.join(map(str, got))}")  # fmt: skip
+                spec = resolve_models([f"zoo:{task}/{seed}" + ("" if n == 64 else f"@{n}")])[0]
+                out.append(dataclasses.replace(spec, id=f"{task}-{seed}-n{n}"))
+    return config, out
+
+
+def _parts_of(spec: Any) -> list[str]:
+    return [p for p in PARTS if p != "replay" or spec.task.name == "copy"]
+
+
+def study(
+    *,
+    out: str | os.PathLike = "runs/study",
+    tasks: str | Sequence[str] | None = None,
+    seeds: str | Sequence[int] | None = None,
+    sizes: str | Sequence[int] | None = None,
+    tau: float | None = None,
+    eps: float | None = None,
+    trials: int | None = None,
+    bootstrap: int | None = None,
+    seed: int | None = None,
+    quick: bool = False,
+    models: Sequence[Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    on_part: PartCallback | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Study:
+    """Run (or resume) the study: every model's parts, then the tables, ``report.md`` and ``figure.png``.
+
+    Args:
+        out: the study folder (created; an existing one must hold the same study, which is then resumed).
+        tasks, seeds, sizes: zoo models (default: all four tasks, seeds 0-3, every size the zoo ships).
+        tau: loss criterion ``|Δloss| / loss <= tau`` (default 0.05).
+        eps: score criterion, score drop ``<= eps`` (default 0.01).
+        trials: trials in each of the selection and held-out batches (default 256).
+        bootstrap: resamples of the held-out trials (default 1000).
+        seed: root seed (default 0).
+        quick: the small preset :data:`schurjax.studies.protocol.QUICK` for the settings not given.
+        models: instead of zoo models: model specs as :func:`schurjax.sweep` takes them (paths, ``(TanhRNN, Task)``
+            pairs, ...).
+        progress: log each part as it finishes.
+        log: where status lines go (default: stderr).
+        on_part: ``on_part(model_id, part)`` after each part file is written.
+        extra_manifest: more JSON-able manifest entries (the CLI records its command line).
+        **settings: further :class:`StudyConfig` fields (``control_max``, ``greedy_candidates``, ...).
+
+    Returns:
+        :class:`Study`.
+
+    Raises:
+        InputError: a bad setting (one line naming it), a model the zoo does not have, or a folder that holds
+            another study.
+
+    Example::
+
+        st = sj.study(out="runs/study", quick=True)
+        print(st.report.read_text())
+    """
+    given = {"tasks": tasks, "seeds": seeds, "sizes": sizes, "tau": tau, "eps": eps, "trials": trials,
+             "bootstrap": bootstrap, "seed": seed, **settings}  # fmt: skip
+    known = {f.name for f in dataclasses.fields(StudyConfig)} - {"quick"}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise InputError("study", unknown[0], f"unknown setting; expected some of {', '.join(sorted(known))}")
+    kw = {k: v for k, v in given.items() if v is not None}
+    if quick:
+        kw = {**{k: v for k, v in QUICK.items() if k != "sizes" or models is None}, **kw}
+    config = StudyConfig(quick=bool(quick), **kw)
+    config, specs = _resolve(config, models)
+    log = log or _log_default
+    return _run(config, specs, Path(out), log=log if progress else (lambda s: None), on_part=on_part,
+                extra_manifest=extra_manifest)  # fmt: skip
+
+
+def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    import schurjax
+    from schurjax.environment import device_info, versions
+    from schurjax.sweeps.config import model_fingerprint, task_params
+
+    cfg = config.to_dict()
+    cfg.update(schurjax_version=schurjax.__version__, study_schema=STUDY_SCHEMA,
+               models=[{"id": s.id, "task": s.task.name, "task_params": task_params(s.task),
+                        "weights_sha256": model_fingerprint(s.model)} for s in specs])  # fmt: skip
+    return {"schurjax_study": STUDY_SCHEMA, "config": cfg, "versions": versions(), "device": device_info(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parts": list(PARTS),
+            "models": [_model_record(s) for s in specs], **(extra or {})}  # fmt: skip
+
+
+def _model_record(spec: Any) -> dict[str, Any]:
+    from schurjax.sweeps.config import model_fingerprint, task_params
+
+    return {"id": spec.id, "source": spec.source, "task": spec.task.name, "task_params": task_params(spec.task),
+            "seed": spec.seed, "n_hidden": int(spec.model.n_hidden),
+            "weights_sha256": model_fingerprint(spec.model)}  # fmt: skip
+
+
+def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Compute one part of one model (``done`` holds the model's finished parts)."""
+    cfg, task, model = ctx.config, spec.task, spec.model
+    sel, held = ctx.batch("selection", task), ctx.batch("heldout", task)
+    key = study_key(cfg.seed, name, spec.id)
+    if name == "selection":
+        return keep.selection_part(model, sf, task, sel)
+    if name == "heldout":
+        return keep.heldout_part(model, sf, task, held, key, done["selection"], tau=cfg.tau, eps=cfg.eps,
+                                 bootstrap=cfg.bootstrap)  # fmt: skip
+    if name == "controls":
+        order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
+        return versus.controls_part(model, sf, task, held, key, kinds=cfg.control_kinds, control_max=cfg.control_max,
+                                    bootstrap=cfg.bootstrap, order=order)  # fmt: skip
+    if name.startswith("compression-"):
+        criterion = name.split("-", 1)[1]
+        order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
+        found = compression.search(model, sf, task, sel, order, criterion=criterion,
+                                   tol=cfg.tau if criterion == "loss" else cfg.eps,
+                                   candidates=cfg.greedy_candidates, passes=cfg.greedy_passes)  # fmt: skip
+        found["heldout"] = compression.verify(model, sf, task, held, key, np.asarray(found["removed"]),
+                                              bootstrap=cfg.bootstrap)  # fmt: skip
+        _export(out, spec, sf, criterion, found, cfg)
+        return found
+    if name == "restriction":
+        keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau))[0]
+        comp = done.get("compression-loss", {}).get("removed")
+        return restriction.restriction_part(model, sf, task, held, key, keepers,
+                                            None if comp is None else np.asarray(comp),
+                                            restriction_max=cfg.restriction_max)  # fmt: skip
+    if name == "replay":
+        return replay.replay_part(model, sf, task, sel, held, done["selection"], done["heldout"], key,
+                                  replay_r2=cfg.replay_r2, draws=cfg.null_draws)  # fmt: skip
+    raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
+
+
+def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> Path:
+    from schurjax.sweeps.config import model_fingerprint, task_params
+
+    meta = {
+        "task": {"name": spec.task.name, "params": task_params(spec.task)},
+        "seed": spec.seed,
+        "base_model": {"id": spec.id, "source": spec.source, "seed": spec.seed, "n_hidden": int(spec.model.n_hidden),
+                       "weights_sha256": model_fingerprint(spec.model)},
+        "compression": {"criterion": criterion, "tol": cfg.tau if criterion == "loss" else cfg.eps,
+                        "selection": found["selection"], "heldout": found["heldout"],
+                        "study_seed": cfg.seed, "trials": cfg.trials},
+    }  # fmt: skip
+    return compression.export(out / "compressed" / f"{spec.id}-{criterion}.eqx", spec.model, sf,
+                              np.asarray(found["removed"]), finite_or_none(meta))  # fmt: skip
+
+
+def _check_exports(out: Path, specs: Sequence[Any], sfs: dict[str, Any], parts: dict[str, dict[str, Any]],
+                   cfg: StudyConfig, log: Callable[[str], None]) -> None:  # fmt: skip
+    """Rewrite any compressed model that is missing or does not load (its part holds everything needed)."""
+    from schurjax.checkpoint import load_model
+
+    for spec in specs:
+        for criterion in COMPRESS_CRITERIA:
+            found = parts[spec.id].get(f"compression-{criterion}")
+            if found is None:
+                continue
+            path = out / "compressed" / f"{spec.id}-{criterion}.eqx"
+            try:
+                load_model(path)
+            except ValueError as e:
+                log(f"study: rewriting {path} ({str(e).splitlines()[0][:80]})")
+                _export(out, spec, sfs[spec.id], criterion, found, cfg)
+
+
+def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str], None],
+         on_part: PartCallback | None, extra_manifest: dict[str, Any] | None) -> Study:  # fmt: skip
+    from schurjax.results import RunFolder
+    from schurjax.schur import ordered_schur
+    from schurjax.studies import figures, report
+
+    manifest = _manifest(config, specs, extra_manifest)
+    ctx = Context(config)
+    parts: dict[str, dict[str, Any]] = {}
+    sfs: dict[str, Any] = {}
+    timings_path = out / "timings.json"
+    with RunFolder(out, where="study", kind="study") as folder:
+        resumed = folder.start(manifest)
+        timings = _read_timings(timings_path) if resumed else {}
+        todo_total = sum(len(_parts_of(s)) for s in specs)
+        done_n = 0
+        for i, spec in enumerate(specs):
+            sf = ordered_schur(np.asarray(spec.model.W_rec, np.float64))
+            sfs[spec.id] = sf
+            folder.save_schur(spec.id, sf)
+            parts[spec.id] = {}
+            for name in _parts_of(spec):
+                c = PARTS.index(name)
+                done_n += 1
+                if folder.chunk_problem(i, c, 0, 0, ()) is None:
+                    parts[spec.id][name] = decode(folder.read_chunk(i, c, ())["result"])
+                    continue
+                t0 = time.perf_counter()
+                result = _compute(name, spec, sf, ctx, parts[spec.id], out)
+                folder.write_chunk(i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name,
+                                          "result": finite_or_none(result)}, ())  # fmt: skip
+                # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
+                parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))
+                dt = time.perf_counter() - t0
+                timings[f"{spec.id}/{name}"] = round(dt, 3)
+                atomic_write_json(timings_path, timings)
+                log(f"study: [{done_n}/{todo_total}] {spec.id} {name} ({dt:.1f} s)")
+                if on_part is not None:
+                    on_part(spec.id, name)
+        _check_exports(out, specs, sfs, parts, config, log)
+        models = [_model_record(s) for s in specs]
+        prof = report.profile_comparisons(config, models, parts)
+        tables = report.tables(config, models, parts, prof)
+        (out / "tables").mkdir(exist_ok=True)
+        for name, df in tables.items():
+            df.to_csv(out / "tables" / f"{name}.csv", index=False)
+        figures.panel(config, models, parts, prof, out / "figure.png")
+        text = report.markdown(config, models, parts, prof, tables)
+        (out / "report.md").write_text(text)
+        rows = report.summary_rows(config, models, parts)
+        folder.finish(rows, {"models": len(specs), "parts": todo_total})
+    from schurjax.table import read_table
+
+    return Study(out, config, models, parts, read_table(out / "table.csv"), tables, prof)
+
+
+def _read_timings(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}

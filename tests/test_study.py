@@ -1,0 +1,179 @@
+"""The study end to end at tiny sizes: folder, tables, report, figure; the compressed models checked by an
+independent float64 NumPy rollout and loaded by load_model, the sweep command and PyTorch; resuming after an
+interruption gives the same report; the command; one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import schurjax as sj
+from schurjax import cli
+from schurjax._json import canonical
+from schurjax.studies import compression
+from schurjax.studies.protocol import study_key
+from schurjax.sweeps.config import task_params
+
+TINY = {"trials": 12, "bootstrap": 20, "control_max": 6, "greedy_candidates": 6, "greedy_passes": 1,
+        "restriction_max": 6, "null_draws": 20}  # fmt: skip
+FLAGS = ["--trials", "12", "--bootstrap", "20", "--control-max", "6", "--greedy-candidates", "6", "--greedy-passes",
+         "1", "--restriction-max", "6", "--null-draws", "20"]  # fmt: skip
+
+
+def _models():
+    """Three small random networks (two copy, one flip-flop) on short trials, saved as files too."""
+    copy = sj.tasks.get("copy", length=3, delay=1)
+    ff = sj.tasks.get("flipflop", bits=2, steps=10)
+    return [(sj.TanhRNN(3, 10, 2, key=jax.random.key(1), gain=1.2), copy, "copy-a"),
+            (sj.TanhRNN(3, 10, 2, key=jax.random.key(2), gain=1.2), copy, "copy-b"),
+            (sj.TanhRNN(2, 10, 2, key=jax.random.key(3), gain=1.2), ff, "flipflop-a")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    out = []
+    for model, task, name in _models():
+        out.append(str(sj.save_model(root / f"{name}.eqx", model, {"task": {"name": task.name,
+                                                                            "params": task_params(task)}})))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "s"
+    return sj.study(out=out, models=_models(), progress=False, **TINY)
+
+
+def test_folder_tables_report_and_figure(tiny):
+    ids = ["copy-a-n10", "copy-b-n10", "flipflop-a-n10"]
+    assert [m["id"] for m in tiny.models] == ids
+    assert (tiny.path / "COMPLETE").is_file() and tiny.figure.stat().st_size > 20_000
+    text = tiny.report.read_text()
+    for head in ("Headline", "1. Loss-preserving", "2. Removing every", "3. Schur removals", "4. Compression",
+                 "5. What the copy replay needs", "6. Task restriction", "7. Do seeds need"):
+        assert head in text
+    assert "Headlines use the score criterion" in text
+    assert list(tiny.summary.model) == ids
+    for name in ("keep", "nonnormal", "versus", "compression", "restriction", "replay", "profiles", "across_seeds"):
+        assert (tiny.path / "tables" / f"{name}.csv").is_file() and len(tiny.tables[name])
+    assert set(tiny.tables["replay"].model) == {"copy-a-n10", "copy-b-n10"}  # replay only for copy networks
+    assert set(tiny.tables["profiles"].comparison) == {"copy n=10", "between tasks n=10"}
+    # the shares in the tables are those of the per-variant figures of the parts
+    h = tiny.parts["copy-a-n10"]["heldout"]
+    keep = tiny.tables["keep"].set_index(["model", "family", "criterion"])
+    rel = np.asarray(h["single"]["rel"])
+    assert keep.loc[("copy-a-n10", "single", "loss"), "share"] == pytest.approx(np.mean(np.abs(rel) <= 0.05))
+    drop = np.asarray(h["block"]["drop"])
+    assert keep.loc[("copy-a-n10", "block", "score"), "share"] == pytest.approx(np.mean(drop <= 0.01))
+    row = keep.loc[("copy-a-n10", "single", "loss")]
+    assert row.lo <= row.share <= row.hi
+    # load reads the same back
+    again = sj.studies.load(tiny.path)
+    assert json.dumps(again.parts, sort_keys=True) == json.dumps(tiny.parts, sort_keys=True)
+
+
+def _rollout64(model, x):
+    W_in, W, b, W_out, b_out = (np.asarray(getattr(model, k), np.float64) for k in ("W_in", "W_rec", "b", "W_out",
+                                                                                     "b_out"))  # fmt: skip
+    h = np.zeros((x.shape[0], W.shape[0]))
+    ys = []
+    for t in range(x.shape[1]):
+        h = np.tanh(h @ W.T + x[:, t] @ W_in.T + b)
+        ys.append(h @ W_out.T + b_out)
+    return np.stack(ys, axis=1)
+
+
+@pytest.mark.parametrize("criterion", ["loss", "score"])
+def test_compressed_model_verified_by_float64_rollout(tiny, criterion):
+    mid = "copy-a-n10"
+    base, task, _ = _models()[0]
+    path = tiny.compressed(mid, criterion)
+    model, meta = sj.load_model(path)
+    found = tiny.parts[mid][f"compression-{criterion}"]
+    removed = np.asarray(found["removed"]).reshape(-1, 2)
+    assert meta["task"] == {"name": "copy", "params": task_params(task)}
+    assert meta["base_model"]["id"] == mid and meta["base_model"]["n_hidden"] == 10
+    assert meta["removed_couplings"] == removed.tolist() and meta["compression"]["criterion"] == criterion
+    # W_rec = Q (T with the removed couplings set to zero) Q^T, everything else unchanged
+    sf = sj.ordered_schur(np.asarray(base.W_rec, np.float64))
+    T = sf.T.copy()
+    T[removed[:, 0], removed[:, 1]] = 0.0
+    np.testing.assert_allclose(np.asarray(model.W_rec), sf.Q @ T @ sf.Q.T, atol=2e-6)
+    for name in ("W_in", "b", "W_out", "b_out"):
+        np.testing.assert_array_equal(np.asarray(getattr(model, name)), np.asarray(getattr(base, name)))
+    # the held-out figures of the study, recomputed by an independent float64 NumPy rollout of the exported file
+    held = task.sample(study_key(0, "heldout", "copy", canonical(task_params(task))), TINY["trials"])
+    x, t, m = (np.asarray(a, np.float64) for a in (held.inputs, held.targets, held.mask))
+    loss0 = np.sum(m * (_rollout64(base, x) - t) ** 2) / m.sum()
+    y = _rollout64(model, x)
+    loss = np.sum(m * (y - t) ** 2) / m.sum()
+    hv = found["heldout"]
+    assert (loss - loss0) / loss0 == pytest.approx(hv["rel"], rel=1e-3, abs=1e-4)
+    mean = np.sum(m * t) / m.sum()
+    r2 = np.clip(1 - np.sum(m * (y - t) ** 2) / np.sum(m * (t - mean) ** 2), 0, 1)
+    assert r2 == pytest.approx(hv["score"], abs=1e-4)
+    assert compression.compressed_W(sf, removed) == pytest.approx(sf.Q @ T @ sf.Q.T)
+
+
+def test_compressed_model_loads_in_sweep_and_torch(tiny, tmp_path):
+    path = tiny.compressed("flipflop-a-n10", "loss")
+    rc = cli.main(["sweep", str(path), "--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--out",
+                   str(tmp_path / "sw"), "--quiet"])  # fmt: skip
+    assert rc == 0
+    run = sj.results.load(tmp_path / "sw")
+    assert run.manifest["models"][0]["task"] == "flipflop" and len(run.table) == 1
+    torch = pytest.importorskip("torch")
+    model, _ = sj.load_model(path)
+    rnn, lin = model.to_torch()
+    x = np.array(sj.tasks.get("flipflop", bits=2, steps=10).sample(jax.random.key(0), 3).inputs)
+    with torch.no_grad():
+        y = lin(rnn(torch.as_tensor(x))[0]).numpy()
+    np.testing.assert_allclose(y, np.asarray(jax.vmap(model)(x)), atol=1e-5)
+
+
+def test_resume_after_interruption_gives_the_same_report(tiny, tmp_path):
+    out = tmp_path / "s"
+    seen = []
+
+    def stop(model_id, part):
+        seen.append((model_id, part))
+        if len(seen) == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sj.study(out=out, models=_models(), progress=False, on_part=stop, **TINY)
+    assert not (out / "COMPLETE").exists() and len(list((out / "chunks").glob("*.json"))) == 9
+    log = []
+    st = sj.study(out=out, models=_models(), log=log.append, **TINY)
+    computed = [line.split("] ")[1].rsplit(" (", 1)[0] for line in log if line.startswith("study: [")]
+    assert len(computed) == 20 - 9  # 7 parts per copy network, 6 for flip-flop: only the missing ones ran
+    assert not {f"{m} {p}" for m, p in seen} & set(computed)
+    assert st.report.read_text() == tiny.report.read_text()
+    assert (out / "table.csv").read_bytes() == (tiny.path / "table.csv").read_bytes()
+
+
+def test_command_resumes_a_finished_study(tiny, files, capsys):
+    before = (tiny.path / "COMPLETE").read_bytes()
+    rc = cli.main(["study", "--models", *files, "--out", str(tiny.path), "--quiet", *FLAGS])
+    out = capsys.readouterr().out
+    assert rc == 0 and "# Schur-coupling study" in out and "3 models" in out
+    assert (tiny.path / "COMPLETE").read_bytes() == before  # same table: nothing was recomputed differently
+    manifest = json.loads((tiny.path / "manifest.json").read_text())
+    assert manifest["config"]["trials"] == 12
+
+
+def test_errors_are_one_line_naming_the_argument(tmp_path, capsys, tiny, files):
+    with pytest.raises(sj.InputError, match=r"^study: tau: must be a finite number >= 0, got -0.5$"):
+        sj.study(out=tmp_path / "x", tau=-0.5)
+    with pytest.raises(sj.InputError, match=r"^study: sizes: the zoo has no 'copy' models with n_hidden=7"):
+        sj.study(out=tmp_path / "x", sizes=[7])
+    with pytest.raises(sj.InputError, match=r"^study: bogus: unknown setting"):
+        sj.study(out=tmp_path / "x", bogus=1)
+    assert cli.main(["study", "--sizes", "7", "--out", str(tmp_path / "y")]) == 2
+    assert "schurjax study: error: --sizes: the zoo has no 'copy' models" in capsys.readouterr().err
+    assert cli.main(["study", "--models", *files, "--out", str(tiny.path), "--trials", "13", "--quiet"]) == 2
+    assert "schurjax study: error: --out: " in capsys.readouterr().err

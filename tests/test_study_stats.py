@@ -1,0 +1,208 @@
+"""Statistics of the study against SciPy/NumPy references; score parts and per-trial sums against independent
+float64 computations; the combinatorial helpers (feed-forward lines, prefix search) against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+import schurjax as sj
+from schurjax.studies import compression, keep, profiles, replay, scoring, stats
+from schurjax.studies.protocol import StudyConfig, keeps_loss, keeps_score
+
+
+def test_bootstrap_counts_are_multinomial_resamples():
+    c = stats.bootstrap_counts(jax.random.key(3), 50, 4000)
+    assert c.shape == (4000, 50) and np.all(c.sum(axis=1) == 50) and np.all(c >= 0)
+    # each trial's multiplicity is Binomial(50, 1/50): mean 1, variance 49/50
+    assert abs(c.mean() - 1.0) < 0.01 and abs(c.var() - 49 / 50) < 0.03
+    assert np.array_equal(c, stats.bootstrap_counts(jax.random.key(3), 50, 4000))
+    assert not np.array_equal(c, stats.bootstrap_counts(jax.random.key(4), 50, 4000))
+
+
+def test_bootstrap_interval_covers_a_known_mean():
+    """Percentile intervals of a mean from per-trial sums cover the true mean ~95 % of the time."""
+    rng = np.random.default_rng(0)
+    hits, n_exp = 0, 300
+    for e in range(n_exp):
+        x = rng.exponential(2.0, size=80)  # skewed, true mean 2
+        counts = stats.bootstrap_counts(jax.random.key(e), x.size, 400)
+        lo, hi = stats.percentile_interval(counts @ x / x.size)
+        hits += lo <= 2.0 <= hi
+    assert 0.89 <= hits / n_exp <= 0.985
+
+
+def test_rel_change_replicates_equal_direct_resampling():
+    rng = np.random.default_rng(1)
+    d, base = rng.normal(size=(5, 12)), rng.uniform(1, 2, size=12)
+    counts = stats.bootstrap_counts(jax.random.key(0), 12, 7)
+    got = stats.rel_change_replicates(counts, d, base)
+    idx = [np.repeat(np.arange(12), c.astype(int)) for c in counts]  # the resampled trials themselves
+    want = np.stack([[d[k, i].sum() / base[i].sum() for i in idx] for k in range(5)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_wilcoxon_equals_scipy_and_effect_size_is_direct():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(0.3, 1, size=40), rng.normal(0, 1, size=40)
+    x[3], y[7] = np.nan, np.nan  # dropped pairs
+    x[10] = y[10]  # a zero difference (dropped, Wilcoxon's convention)
+    r = stats.wilcoxon_paired(x, y)
+    ok = np.isfinite(x) & np.isfinite(y)
+    d = (x - y)[ok]
+    d = d[d != 0]
+    ref = sps.wilcoxon(d)
+    assert r["n"] == 38 and r["p"] == pytest.approx(ref.pvalue) and r["statistic"] == pytest.approx(ref.statistic)
+    ranks = sps.rankdata(np.abs(d))
+    rb = (ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum()
+    assert r["rank_biserial"] == pytest.approx(rb)
+    assert np.isnan(stats.wilcoxon_paired(np.ones(3), np.ones(3))["p"])
+
+
+def test_spearman_equals_scipy_on_finite_entries():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=30), rng.normal(size=30)
+    a[[1, 5]] = np.nan
+    b[2] = np.nan
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert stats.spearman(a, b) == pytest.approx(sps.spearmanr(a[ok], b[ok]).statistic)
+    ties = np.array([1.0, 1.0, 2.0, 3.0, 3.0, 4.0])
+    assert stats.spearman(ties, ties[::-1]) == pytest.approx(sps.spearmanr(ties, ties[::-1]).statistic)
+
+
+def _profile(c, v, n=6):
+    return profiles.profile(c, v, n)
+
+
+def test_spearman_null_shape_and_power():
+    rng = np.random.default_rng(4)
+    cells = [rng.integers(0, 6, size=300) for _ in range(3)]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    # shared structure: importance rises with the cell index in every model
+    shared = [c + rng.normal(0, 1.0, size=c.size) for c in cells]
+    r = stats.spearman_null(jax.random.key(0), cells, shared, pairs, _profile, n_shuffles=200)
+    assert r["null"].shape == (200,) and len(r["per_pair"]) == 3
+    assert r["observed"] > 0.8 and r["p"] < 0.02 and r["null_lo"] < r["null_mean"] < r["null_hi"]
+    assert abs(r["null_mean"]) < 0.25  # shuffling destroys the cell structure
+    # no shared structure: p is not small
+    noise = [rng.normal(size=c.size) for c in cells]
+    r0 = stats.spearman_null(jax.random.key(1), cells, noise, pairs, _profile, n_shuffles=200)
+    assert r0["p"] > 0.02
+
+
+@pytest.mark.parametrize("name", sj.tasks.names())
+def test_score_parts_recombine_to_the_task_score(name):
+    task = sj.tasks.get(name, **({} if name == "copy" else {"steps": 20}))
+    batch = task.sample(jax.random.key(0), 24)
+    y = batch.targets + 0.6 * jax.random.normal(jax.random.key(1), batch.targets.shape)
+    parts = scoring.score_parts(task)
+    score = jax.jit(task.score)
+    p = np.asarray(jax.jit(parts.parts)(y, batch), np.float64)
+    assert p.shape[0] == 24
+    assert parts.combine(p.sum(0)) == pytest.approx(float(score(y, batch)), abs=2e-6)
+    # a resample with multiplicities = the task's score on the resampled trials themselves
+    counts = stats.bootstrap_counts(jax.random.key(2), 24, 2)
+    for c in counts:
+        idx = np.repeat(np.arange(24), c.astype(int))
+        sub = sj.TaskBatch(*(jnp.asarray(np.asarray(a)[idx]) for a in (batch.inputs, batch.targets, batch.mask)))
+        assert parts.combine(c @ p) == pytest.approx(float(score(y[idx], sub)), abs=2e-6)
+
+
+def _rollout64(W_in, W, b, W_out, b_out, x):
+    h = np.zeros((x.shape[0], W.shape[0]))
+    ys = []
+    for t in range(x.shape[1]):
+        h = np.tanh(h @ W.T + x[:, t] @ W_in.T + b)
+        ys.append(h @ W_out.T + b_out)
+    return np.stack(ys, axis=1)
+
+
+@pytest.mark.parametrize("deviation", [False, True])
+def test_per_trial_sums_match_a_float64_rollout(deviation):
+    task = sj.tasks.get("flipflop", steps=30)
+    model = sj.TanhRNN(3, 16, 3, key=jax.random.key(5), gain=1.3)
+    sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+    v = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf)[:3], sj.ablate.bands(sf)[:2])
+    batch = task.sample(jax.random.key(6), 9)
+    parts = scoring.score_parts(task)
+    res = sj.evaluate(model, sf, v, batch, task=task, per_trial=True, trial_stats=parts.parts, deviation=deviation,
+                      dtype=jnp.float64)  # fmt: skip
+    W_in, b, W_out, b_out = (np.asarray(getattr(model, k), np.float64) for k in ("W_in", "b", "W_out", "b_out"))
+    x, t, m = (np.asarray(a, np.float64) for a in (batch.inputs, batch.targets, batch.mask))
+    y0 = _rollout64(W_in, sf.reconstruct(), b, W_out, b_out, x)
+    err0 = (m * (y0 - t) ** 2).sum(axis=(1, 2))
+    np.testing.assert_allclose(res.trial_base_loss, err0 / m.sum(), rtol=1e-9)
+    dT = v.delta_T()
+    for k in range(len(v)):
+        yk = _rollout64(W_in, sf.reconstruct(sf.T + dT[k]), b, W_out, b_out, x)
+        errk = (m * (yk - t) ** 2).sum(axis=(1, 2))
+        np.testing.assert_allclose(res.trial_delta_loss[k], (errk - err0) / m.sum(), rtol=1e-6, atol=1e-13)
+        hits = ((np.sign(yk) == t) * m * (t != 0)).sum(axis=(1, 2))
+        np.testing.assert_array_equal(res.trial_stats[k][:, 0], hits)
+    np.testing.assert_allclose(res.trial_delta_loss.sum(1), res.delta_loss, rtol=1e-9, atol=1e-15)
+
+
+def test_criteria():
+    assert keeps_loss([0.05, -0.05, 0.0500001, np.nan], 0.05).tolist() == [True, True, False, False]
+    assert keeps_score([-0.2, 0.01, 0.011, np.nan], 0.01).tolist() == [True, True, False, False]
+
+
+def test_keep_share_interval_matches_direct_percentiles():
+    rng = np.random.default_rng(5)
+    rep = rng.random((40, 300)) < 0.7
+    point = rng.random(40) < 0.7
+    r = stats.keep_share_interval(rep, point)
+    lo, hi = np.percentile(rep.mean(axis=0), [2.5, 97.5])
+    assert r == {"share": point.mean(), "lo": lo, "hi": hi, "n": 40}
+
+
+def test_longest_chain_is_the_longest_path_by_brute_force():
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        nb = 7
+        pairs = [(a, b) for a in range(nb) for b in range(a + 1, nb)]
+        edges = [pairs[i] for i in rng.choice(len(pairs), size=rng.integers(0, 10), replace=False)]
+        got = replay.longest_chain(edges, nb)
+        best = 0
+        for length in range(nb, 0, -1):  # every decreasing block sequence, longest first
+            for seq in itertools.combinations(range(nb - 1, -1, -1), length):
+                if all((seq[i + 1], seq[i]) in edges for i in range(length - 1)):
+                    best = max(best, length - 1)
+        assert max(len(got) - 1, 0) == best
+        assert all((got[i + 1], got[i]) in edges for i in range(len(got) - 1))
+
+
+def test_longest_prefix_finds_the_boundary_of_a_monotone_predicate():
+    order = np.arange(1000)
+    for boundary in (0, 1, 17, 500, 999, 1000):
+        calls = []
+
+        def evaluate(o, ks, b=boundary, calls=calls):
+            calls.append(len(ks))
+            return np.asarray(ks) <= b
+
+        k, n = compression.longest_prefix(evaluate, order, 0, len(order))
+        assert k == boundary and n == sum(calls) and len(calls) <= 4
+
+
+def test_curve_ks_and_importance_order():
+    ks = keep.curve_ks(1989)
+    assert ks[0] == 1 and ks[-1] == 1989 and np.all(np.diff(ks) > 0) and 10 <= ks.size <= 20
+    sel = {"single": {"rel": [0.3, -0.1, 0.1, 0.0], "drop": [0.0, 0.2, 0.0, 0.0]}}
+    assert keep.importance_order(sel).tolist() == [3, 2, 1, 0]  # |rel| first, then the drop
+    assert keep.importance_order(sel, most_first=True).tolist() == [0, 1, 2, 3]
+
+
+def test_study_config_refuses_bad_settings_in_one_line():
+    with pytest.raises(sj.InputError, match=r"study: tau: must be a finite number >= 0, got -1"):
+        StudyConfig(tau=-1)
+    with pytest.raises(sj.InputError, match="study: control_kinds: unknown kind 'bogus'"):
+        StudyConfig(control_kinds="matched_norm,bogus")
+    with pytest.raises(sj.InputError, match="study: seeds: must be ints >= 0"):
+        StudyConfig(seeds="0,x")
+    assert StudyConfig(seeds="3,1", tasks="copy").seeds == (3, 1)
