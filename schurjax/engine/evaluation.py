@@ -24,7 +24,7 @@ Paths (``path="auto"`` picks one for the whole call):
   chunk per core concurrently from host threads (``DENSE_CPU_WORKERS``).
 
 Rollout form (``deviation=True``, the default): the unablated *base* trajectory is computed once per batch, in
-float64 on the host, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with the exact
+float64, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with the exact
 identity ``tanh(a + delta) - tanh(a)`` written without cancellation (``a`` the base pre-activation, ``delta`` the
 change of it). The loss change is summed from the output deviations against the float64 base residual,
 ``yd * (2 (y_0 - target) + yd)``, so the first-order terms that nearly cancel at a trained minimum keep their digits;

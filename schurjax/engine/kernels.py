@@ -7,9 +7,9 @@ random numbers), with a ``lax.scan`` over the ``T`` time steps, and reduces the 
 program. Two rollout forms:
 
 * *deviation* (default, :func:`chunk_dev`): the base (unablated) trajectory ``h`` is computed once per batch, in
-  float64 on the host, and every slot carries its deviation ``D_k = h_k - h``, updated with the exact identity
-  ``D_k <- tanh(a + delta_k) - tanh(a)`` (``a`` the base pre-activation, ``delta_k`` the pre-activation change,
-  :func:`_tanh_diff`). Rounding errors are then relative to the effect of an edit, not to the states, so the
+  float64 (:func:`base_rollout`), and every slot carries its deviation ``D_k = h_k - h``, updated with the exact
+  identity ``D_k <- tanh(a + delta_k) - tanh(a)`` (``a`` the base pre-activation, ``delta_k`` the pre-activation
+  change, :func:`_tanh_diff`). Rounding errors are then relative to the effect of an edit, not to the states, so the
   smallest effects keep their digits. The output deviations ``W_out D_k`` are reduced after the scan against the
   base residual ``y0 - target`` (float64, rounded once).
 * *plain* (:func:`chunk`, opt-out): every slot carries its state ``h_k``; slot 0 is the unablated model (its edit is
@@ -163,7 +163,7 @@ def _rollout_shared_dev(W, U, V, cols, base, W_out, last, unroll):
     """Shared-base rollout of the deviations ``D_k = h_k - h``.
 
     ``delta_k = W D_k + (V_k^T h_k) U_k`` with ``V_k^T h_k = V_k^T D_k + z[cols_k]``, where ``z = Q^T h_{t-1}`` is
-    the base's previous state in Schur coordinates, exact from the host: the edit acts on the base state without
+    the base's previous state in Schur coordinates, from float64: the edit acts on the base state without
     rounding the product first. W (n, n); U, V (k, r, n) (``V_k = Q[:, cols_k]``); cols (k, r); base: a, t0, s0, z
     (T, B, n). Returns the deviations at the last (valid) step (k, B, n) and yd (T, k, B, o).
     """
@@ -248,7 +248,7 @@ def chunk_dev(
 
     Args (every model-specific array has a leading model axis ``m``; ``m > 1`` is vmapped):
         W: base recurrent matrix ``Q T Q^T``.  W_out: readout (its bias cancels in the deviations).
-        base: the base trajectory, float64 on the host rounded to the rollout dtype: ``a`` (pre-activation),
+        base: the base trajectory, computed in float64 and rounded to the rollout dtype: ``a`` (pre-activation),
             ``t0 = tanh(a)``, ``s0 = sech^2(a)``, and ``z = Q^T h_{t-1}`` (``shared``) or ``h = h_{t-1}``
             (``dense``), each (m, T, B, n) (``shared``) or (m, T, n, B) (``dense``); ``r0 = y0 - target`` and
             ``y0`` (m, T, B, o).
