@@ -48,7 +48,7 @@ from scipy import stats
 from schurjax.rnn import TanhRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
-from schurjax.tasks.base import masked_mse
+from schurjax.tasks.base import check_key, masked_mse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,16 +60,6 @@ __all__ = ["attribute", "coupling_gradient", "coupling_curvature", "loss_along",
 
 def _fail(where: str, msg: str) -> None:
     raise ValueError(f"{where}: {msg}")
-
-
-def check_key(where: str, key: Any) -> None:
-    """Raise a one-line TypeError unless ``key`` is a JAX PRNG key (``jax.random.key`` or a raw uint32 pair)."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return
-    if dtype == jnp.uint32 and getattr(key, "shape", None) == (2,):
-        return
-    raise TypeError(f"{where}: key must be a PRNG key from jax.random.key(seed), got {key!r}")
 
 
 def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -> jnp.dtype:

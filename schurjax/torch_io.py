@@ -1,6 +1,6 @@
 """PyTorch import and export of ``TanhRNN`` (torch is optional: ``pip install 'schurjax[torch]'``).
 
-schurjax's model (arXiv:2606.18457, DESIGN §1) is exactly a one-layer unidirectional ``torch.nn.RNN`` with
+schurjax's model (arXiv:2606.18457; see schurjax.rnn) is exactly a one-layer unidirectional ``torch.nn.RNN`` with
 ``nonlinearity="tanh"`` followed by a ``torch.nn.Linear`` readout: ``W_in = weight_ih_l0``, ``W_rec =
 weight_hh_l0``, ``b = bias_ih_l0 + bias_hh_l0``, ``W_out = weight``, ``b_out = bias`` (a missing bias is 0;
 ``batch_first`` does not change the weights). :func:`from_torch` takes that pair as modules, as two state dicts, as

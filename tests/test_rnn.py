@@ -14,7 +14,7 @@ GOLDEN = Path(__file__).parent / "golden" / "torch_rnn_n16.npz"
 
 
 def numpy_rollout(W_in, W_rec, b, W_out, b_out, x):
-    """float64 reference of DESIGN §1 for one trial x (T, n_in)."""
+    """float64 reference of h_t = tanh(W_rec h_{t-1} + W_in x_t + b), y_t = W_out h_t + b_out for one trial."""
     W_in, W_rec, b, W_out, b_out, x = (np.asarray(a, np.float64) for a in (W_in, W_rec, b, W_out, b_out, x))
     h = np.zeros(W_rec.shape[0])
     hs = []

@@ -62,6 +62,7 @@ from schurjax.dynamics.points import KINDS, STATUS, PointSet, _match, _sets_from
 from schurjax.rnn import TanhRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
+from schurjax.tasks.base import check_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -408,16 +409,6 @@ def _fingerprint(sf: SchurForm) -> str:
     from schurjax import ablate
 
     return ablate.schur_fingerprint(sf)
-
-
-def check_key(where: str, key: Any) -> None:
-    """Raise a one-line TypeError unless ``key`` is a JAX PRNG key (``jax.random.key`` or a raw uint32 pair)."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return
-    if dtype == jnp.uint32 and getattr(key, "shape", None) == (2,):
-        return
-    raise TypeError(f"{where}: key must be a PRNG key from jax.random.key(seed), got {key!r}")
 
 
 def _contract(key: PRNGKeyArray, S: np.ndarray, mean: np.ndarray, share: float) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 ``neurogym(env_id, **env_kwargs)`` wraps a NeuroGym trial environment (optional extra: ``pip install
 'schurjax[neurogym]'``). NeuroGym streams trials back to back; schurjax's model starts every trial from h0 = 0
-(DESIGN of arXiv:2606.18457's one-layer tanh RNN), so each batch row here is one whole trial:
+(the one-layer tanh RNN of arXiv:2606.18457 starts every trial from h0 = 0), so each batch row here is one whole trial:
 
 * ``inputs[i, t] = env.ob[t]`` and ``targets[i, t] = one_hot(env.gt[t], n_out)`` (same step, as in NeuroGym's
   supervised datasets; action 0 is "fixate"), for ``t < L_i``, the trial's own length.
