@@ -152,15 +152,6 @@ def test_criteria():
     assert keeps_score([-0.2, 0.01, 0.011, np.nan], 0.01).tolist() == [True, True, False, False]
 
 
-def test_keep_share_interval_matches_direct_percentiles():
-    rng = np.random.default_rng(5)
-    rep = rng.random((40, 300)) < 0.7
-    point = rng.random(40) < 0.7
-    r = stats.keep_share_interval(rep, point)
-    lo, hi = np.percentile(rep.mean(axis=0), [2.5, 97.5])
-    assert r == {"share": point.mean(), "lo": lo, "hi": hi, "n": 40}
-
-
 def test_longest_chain_is_the_longest_path_by_brute_force():
     rng = np.random.default_rng(6)
     for _ in range(30):
