@@ -152,15 +152,6 @@ def test_criteria():
     assert keeps_score([-0.2, 0.01, 0.011, np.nan], 0.01).tolist() == [True, True, False, False]
 
 
-def test_keep_share_interval_matches_direct_percentiles():
-    rng = np.random.default_rng(5)
-    rep = rng.random((40, 300)) < 0.7
-    point = rng.random(40) < 0.7
-    r = stats.keep_share_interval(rep, point)
-    lo, hi = np.percentile(rep.mean(axis=0), [2.5, 97.5])
-    assert r == {"share": point.mean(), "lo": lo, "hi": hi, "n": 40}
-
-
 def test_longest_chain_is_the_longest_path_by_brute_force():
     rng = np.random.default_rng(6)
     for _ in range(30):
@@ -206,3 +197,18 @@ def test_study_config_refuses_bad_settings_in_one_line():
     with pytest.raises(sj.InputError, match="study: seeds: must be ints >= 0"):
         StudyConfig(seeds="0,x")
     assert StudyConfig(seeds="3,1", tasks="copy").seeds == (3, 1)
+
+
+def test_agreement_sentences_follow_the_null_and_the_reference():
+    import pandas as pd
+
+    from schurjax.studies.report import agreement
+
+    pr = pd.DataFrame({"cells": ["modulus"] * 4,
+                       "comparison": ["copy n=64", "sine n=64", "context n=64", "between tasks n=64"],
+                       "spearman": [0.8, 0.2, 0.6, 0.3], "p_null": [0.001, 0.001, 0.2, 0.001]})  # fmt: skip
+    lines = agreement(pr)
+    assert len(lines) == 3
+    assert "copy n=64" in lines[0] and "beyond networks of different tasks (reference ρ 0.30)" in lines[0]
+    assert "sine n=64" in lines[1] and "no more than networks of different tasks" in lines[1]
+    assert "context n=64" in lines[2] and "no agreement beyond the shuffled null" in lines[2]
