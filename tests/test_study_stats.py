@@ -199,16 +199,53 @@ def test_study_config_refuses_bad_settings_in_one_line():
     assert StudyConfig(seeds="3,1", tasks="copy").seeds == (3, 1)
 
 
-def test_agreement_sentences_follow_the_null_and_the_reference():
+def test_agreement_sentences_follow_both_tests():
     import pandas as pd
 
     from schurjax.studies.report import agreement
 
     pr = pd.DataFrame({"cells": ["modulus"] * 4,
                        "comparison": ["copy n=64", "sine n=64", "context n=64", "between tasks n=64"],
-                       "spearman": [0.8, 0.2, 0.6, 0.3], "p_null": [0.001, 0.001, 0.2, 0.001]})  # fmt: skip
+                       "spearman": [0.8, 0.2, 0.6, 0.3], "p_null": [0.001, 0.001, 0.2, 0.001],
+                       "task_mean": [0.3, 0.3, 0.3, np.nan], "p_task": [0.004, 0.6, 0.01, np.nan]})  # fmt: skip
     lines = agreement(pr)
     assert len(lines) == 3
-    assert "copy n=64" in lines[0] and "beyond networks of different tasks (reference ρ 0.30)" in lines[0]
-    assert "sine n=64" in lines[1] and "no more than networks of different tasks" in lines[1]
+    assert "copy n=64" in lines[0] and "beyond networks of any task (random groups: ρ 0.30, p 0.004)" in lines[0]
+    assert "sine n=64" in lines[1] and "no more than networks of any task do" in lines[1]
     assert "context n=64" in lines[2] and "no agreement beyond the shuffled null" in lines[2]
+
+
+def _held(rng, nb, shared):
+    """A held-out part of nb 1x1 blocks: every coupling (a, b), a < b, importance = shared(distance) + noise."""
+    a, b = np.triu_indices(nb, 1)
+    rel = shared((b - a) / (nb - 1)) + rng.normal(0, 0.3, size=a.size)
+    return {"single": {"target_block": a, "source_block": b, "rel": rel},
+            "blocks": {"abs_eig": np.sort(rng.uniform(0.2, 1.0, nb))[::-1]}}
+
+
+def test_task_null_is_a_permutation_test_of_the_task_labels():
+    rng = np.random.default_rng(5)
+    shapes = {"copy": lambda d: 3 * np.sin(6 * d), "sine": lambda d: 0 * d, "flipflop": lambda d: 0 * d}
+    models, parts = [], {}
+    for task, f in shapes.items():
+        for seed in range(4):
+            mid = f"{task}-{seed}"
+            models.append({"id": mid, "task": task, "n_hidden": 64})
+            parts[mid] = _held(rng, 16, f)
+    res = profiles.task_null(jax.random.key(0), parts, models, kind="distance", bins=4, draws=3000)
+    assert set(res) == {"copy n=64", "sine n=64", "flipflop n=64"}
+    # exact reference: every group of 4 of the 12 networks
+    prof = [profiles.profile(*profiles.cells(parts[m["id"]], "distance", 4)[:1],
+                             profiles.importance_ranks(parts[m["id"]]["single"]["rel"]), 8) for m in models]
+    S = np.array([[stats.spearman(x, y) for y in prof] for x in prof])
+
+    def mean_rho(g):
+        return np.mean([S[i, j] for i, j in itertools.combinations(g, 2)])
+
+    groups = [mean_rho(g) for g in itertools.combinations(range(12), 4)]
+    for t, task in enumerate(shapes):
+        obs = mean_rho(range(4 * t, 4 * t + 4))
+        exact = np.mean(np.asarray(groups) >= obs)
+        assert res[f"{task} n=64"]["p_task"] == pytest.approx(exact, abs=0.02)
+        assert res[f"{task} n=64"]["task_mean"] == pytest.approx(np.mean(groups), abs=0.02)
+    assert res["copy n=64"]["p_task"] < 0.01 and res["sine n=64"]["p_task"] > 0.05

@@ -14,6 +14,11 @@ A coupling's importance is its rank among the network's single removals by held-
 1 most important); a network's profile is the mean importance per cell. Profiles of two networks are compared by
 the Spearman correlation over the cells both populate. The null shuffles importance among the couplings of each
 network (cell sizes kept) and recomputes everything (:func:`schurjax.studies.stats.spearman_null`).
+
+Profiles of any two trained networks share some structure (couplings between large-|λ| modes matter more in every
+task), so agreement beyond the shuffled null does not yet say that *seeds of one task* agree. :func:`task_null`
+asks that: the same mean correlation over groups of networks drawn at random from all tasks of the same sizes (a
+permutation test of the task labels).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from schurjax.studies import stats
 
-__all__ = ["cells", "importance_ranks", "profile", "compare", "jobs", "CELL_KINDS"]
+__all__ = ["cells", "importance_ranks", "profile", "compare", "jobs", "task_null", "CELL_KINDS"]
 
 CELL_KINDS = ("modulus", "distance")
 
@@ -134,4 +139,79 @@ def compare(key: Any, parts: dict[str, dict[str, Any]], comparisons: dict[str, t
                      "null_hi": res["null_hi"], "p": res["p"], "pairs": len(pairs),
                      "per_pair": [float(x) for x in res["per_pair"]], "ids": list(ids),
                      "profiles": [profile(c, v, n_cells).tolist() for c, v in zip(cs, vs, strict=True)]}  # fmt: skip
+    return out
+
+
+def task_null(key: Any, parts: dict[str, dict[str, Any]], models: list[dict[str, Any]], *, kind: str, bins: int,
+              draws: int = 1000) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Permutation test of the task labels for each within-task comparison of :func:`jobs`.
+
+    For ``"<task> n=<n>"`` (g seeds) the statistic is the mean pairwise Spearman correlation of their profiles; its
+    null draws g networks at random from every network of size n (any task) and takes the same mean. For
+    ``"<task> n=<n1> vs n=<n2>"`` it draws as many networks of each size.
+
+    Args:
+        key: ``jax.random.key``.
+        parts: model id -> its held-out part.
+        models: model records (``id``, ``task``, ``n_hidden``).
+        kind, bins: the cells (:func:`cells`).
+        draws: random groups.
+
+    Returns:
+        name -> ``{"p_task", "task_mean", "task_lo", "task_hi"}`` (one-sided p; the null's mean and 95 % range).
+    """
+    from schurjax.studies import stats as _stats
+
+    rng = _stats._rng(key)
+    have = [m for m in models if m["id"] in parts]
+    prof = {}
+    for m in have:
+        c, n_cells = cells(parts[m["id"]], kind, bins)
+        prof[m["id"]] = profile(c, importance_ranks(parts[m["id"]]["single"]["rel"]), n_cells)
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    for m in have:
+        by_size.setdefault(int(m["n_hidden"]), []).append(m)
+
+    def matrix(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> np.ndarray:
+        return np.array([[_stats.spearman(prof[x["id"]], prof[y["id"]]) for y in b] for x in a], np.float64)
+
+    def result(observed: float, null: np.ndarray) -> dict[str, float]:
+        null = null[np.isfinite(null)]
+        if not null.size or not np.isfinite(observed):
+            return {"p_task": float("nan"), "task_mean": float("nan"), "task_lo": float("nan"),
+                    "task_hi": float("nan")}  # fmt: skip
+        lo, hi = _stats.percentile_interval(null)
+        return {"p_task": (1 + int(np.sum(null >= observed))) / (1 + null.size), "task_mean": float(null.mean()),
+                "task_lo": float(lo), "task_hi": float(hi)}  # fmt: skip
+
+    out: dict[str, dict[str, float]] = {}
+    sizes = sorted(by_size)
+    for n in sizes:
+        ms = by_size[n]
+        S = matrix(ms, ms)
+        for task in sorted({m["task"] for m in ms}):
+            g = [i for i, m in enumerate(ms) if m["task"] == task]
+            if len(g) < 2 or len(g) == len(ms):
+                continue
+            obs = float(np.nanmean(S[np.ix_(g, g)][np.triu_indices(len(g), 1)]))
+            null = np.empty(draws)
+            for r in range(draws):
+                pick = np.sort(rng.choice(len(ms), size=len(g), replace=False))
+                null[r] = np.nanmean(S[np.ix_(pick, pick)][np.triu_indices(len(g), 1)])
+            out[f"{task} n={n}"] = result(obs, null)
+    for n1, n2 in itertools.combinations(sizes, 2):
+        a, b = by_size[n1], by_size[n2]
+        C = matrix(a, b)
+        for task in sorted({m["task"] for m in a} & {m["task"] for m in b}):
+            ga = [i for i, m in enumerate(a) if m["task"] == task]
+            gb = [j for j, m in enumerate(b) if m["task"] == task]
+            if len(ga) == len(a) and len(gb) == len(b):
+                continue
+            obs = float(np.nanmean(C[np.ix_(ga, gb)]))
+            null = np.empty(draws)
+            for r in range(draws):
+                pa = rng.choice(len(a), size=len(ga), replace=False)
+                pb = rng.choice(len(b), size=len(gb), replace=False)
+                null[r] = np.nanmean(C[np.ix_(pa, pb)])
+            out[f"{task} n={n1} vs n={n2}"] = result(obs, null)
     return out

@@ -22,7 +22,11 @@ from schurjax import ablate
 from schurjax.studies import stats
 from schurjax.studies.measure import measure
 
-__all__ = ["controls_part", "NONNORMAL_CONTROLS", "compare_pairs"]
+__all__ = ["controls_part", "NONNORMAL_CONTROLS", "SAME_EDIT", "compare_pairs"]
+
+SAME_EDIT = frozenset({("all_nonnormal", "matched_count")})
+"""(family, control kind) pairs whose control is the ablation itself: removing as many random couplings as there
+are couplings removes all of them. They are not computed."""
 
 NONNORMAL_CONTROLS = 16
 """Controls of each kind for the single all-nonnormal ablation (so that its comparison has 16 pairs)."""
@@ -100,6 +104,8 @@ def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds
         abl_idx = np.arange(offset, offset + len(v))
         offset += len(v)
         for kind in kinds:
+            if (fam, kind) in SAME_EDIT:
+                continue
             c = ablate.controls(jax.random.fold_in(k_ctrl, f_i), sf, v, kinds=(kind,), n_per=n_per)
             pieces.append(c)
             ctrl_idx = np.arange(offset, offset + len(c))
