@@ -102,71 +102,88 @@ def compression_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str
 
 
 def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any]) -> None:
-    """Block links the copy replay needs (first copy network), with the longest feed-forward line."""
+    """Per copy network: the longest feed-forward line through the replay core's block links (dot; filled when
+    longer than the null at p < 0.05) against the null of as many random links (bar: median to 95th percentile)."""
     copy = [m for m in models if "replay" in parts[m["id"]]]
     if not copy:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no copy network", ha="center", va="center")
         return
-    m = copy[0]
-    r = parts[m["id"]]["replay"]
-    h = parts[m["id"]]["heldout"]
-    nb = r["n_blocks"]
-    tb, sb = np.asarray(h["block"]["target_block"]), np.asarray(h["block"]["source_block"])
-    ax.scatter(sb, tb, s=2, color="0.85", label="coupled block pairs")
-    if r["links"]:
-        lk = np.asarray(r["links"])
-        ax.scatter(lk[:, 1], lk[:, 0], s=10, color=_color("copy"), label="block links of the core")
-    ch = r["chain"]
-    if len(ch) > 1:
-        ax.plot(ch[:-1], ch[1:], "-", color="k", lw=1.2, label=f"longest line ({r['chain_links']} links)")
-    ax.set_xlim(-0.5, nb - 0.5)
-    ax.set_ylim(nb - 0.5, -0.5)
-    ax.set_xlabel("source block b (Schur order, descending |λ|)")
-    ax.set_ylabel("target block a")
-    ax.set_title(f"(d) {m['id']}: the replay's core ({r['core_size']} couplings)\nlongest line "
-                 f"{r['chain_links']} links, null p = {r['p']:.3g}", fontsize=9)  # fmt: skip
-    ax.legend(fontsize=6, loc="lower left")
+    for i, m in enumerate(copy):
+        r = parts[m["id"]]["replay"]
+        ax.plot([i, i], [r["null_median"], r["null_p95"]], "-", color="0.6", lw=4, solid_capstyle="butt",
+                label="null: median to 95th pct" if i == 0 else None)  # fmt: skip
+        sig = np.isfinite(r["p"]) and r["p"] < 0.05
+        ax.plot(i, r["chain_links"], "o", ms=6, mec=_color("copy"), mfc=_color("copy") if sig else "white",
+                label=None)  # fmt: skip
+        ax.annotate(f"core {r['core_size']}\np {r['p']:.2g}", (i, r["chain_links"]), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=6)  # fmt: skip
+    ax.set_xticks(range(len(copy)))
+    ax.set_xticklabels([m["id"].replace("copy-", "") for m in copy], fontsize=7, rotation=30)
+    ax.set_ylabel("links on the longest feed-forward line")
+    top = max(max(parts[m["id"]]["replay"]["chain_links"], parts[m["id"]]["replay"]["null_p95"]) for m in copy)
+    ax.set_ylim(0, (top if np.isfinite(top) else 1) * 1.3 + 1)
+    ax.set_title("(d) copy replay: its core's longest line through the Schur modes\n"
+                 "vs as many random links (filled: p < 0.05)", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
 
 
 def restriction_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any]) -> None:
-    """Median relative output change on the task and off it: loss-keeping removals (solid) vs controls (dotted)."""
+    """Median relative output change on the task and off it, median over seeds per task and size: loss-keeping
+    removals (solid) vs their matched-norm controls (dotted); the larger size drawn thicker."""
     conds = ["task", *OFF_CONDITIONS]
-    seen = set()
-    for m in models:
-        r = parts[m["id"]].get("restriction", {})
-        if not r.get("n"):
+    groups = _groups(models)
+    sizes = sorted({n for _, n, _ in groups})
+    for task, n, ms in groups:
+        rs = [parts[m["id"]].get("restriction", {}) for m in ms]
+        rs = [r for r in rs if r.get("n")]
+        if not rs:
             continue
-        keep = [r.get(c, {}).get("keep", np.nan) for c in conds]
-        ctrl = [r.get(c, {}).get("control", np.nan) for c in conds]
-        lab = m["task"] not in seen
-        seen.add(m["task"])
-        ax.plot(range(len(conds)), keep, "-o", ms=3, lw=1, color=_color(m["task"]), alpha=0.8,
-                label=m["task"] if lab else None)  # fmt: skip
-        ax.plot(range(len(conds)), ctrl, ":", lw=1, color=_color(m["task"]), alpha=0.6)
+        keep = np.nanmedian([[r.get(c, {}).get("keep", np.nan) for c in conds] for r in rs], axis=0)
+        ctrl = np.nanmedian([[r.get(c, {}).get("control", np.nan) for c in conds] for r in rs], axis=0)
+        lw = 1.0 + 1.2 * sizes.index(n)
+        ax.plot(range(len(conds)), keep, "-o", ms=3, lw=lw, color=_color(task), label=f"{task} n={n}")
+        ax.plot(range(len(conds)), ctrl, ":", lw=lw, color=_color(task), alpha=0.7)
     ax.set_yscale("log")
     ax.set_xticks(range(len(conds)))
     ax.set_xticklabels(conds, fontsize=8)
     ax.set_ylabel("output change / output power (median)")
     ax.set_title("(e) restriction: loss-keeping removals (solid)\nvs matched-norm controls (dotted)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3, which="both")
 
 
-def profiles_panel(ax: Any, prof: dict[str, Any], kind: str = "modulus") -> None:
-    """Observed profile similarity (dots) against the shuffled null's 95 % range (bars), per comparison."""
-    comps = prof.get(kind, {})
-    names = sorted(comps)
+def profiles_panel(ax: Any, prof: dict[str, Any]) -> None:
+    """Per within-task comparison and cell kind: the observed profile similarity (dot; filled when above random
+    groups of networks of any task, p < 0.05), the shuffled null's 95 % range (grey) and that of random groups of
+    any task (coloured)."""
+    names = sorted({n for comps in prof.values() for n in comps if not n.startswith("between tasks")})
+    marks = {"modulus": ("o", -0.17), "distance": ("s", 0.17)}
     for i, name in enumerate(names):
-        d = comps[name]
         task = name.split(" ")[0]
-        ax.plot([d["null_lo"], d["null_hi"]], [i, i], "-", color="0.6", lw=3, solid_capstyle="butt")
-        ax.plot(d["observed"], i, "o", color=_color(task) if task in TASK_COLORS else "k", ms=5)
+        col = _color(task)
+        for kind, (mk, dy) in marks.items():
+            d = prof.get(kind, {}).get(name)
+            if d is None:
+                continue
+            y = i + dy
+            ax.plot([d["null_lo"], d["null_hi"]], [y - 0.05, y - 0.05], "-", color="0.75", lw=2,
+                    solid_capstyle="butt")  # fmt: skip
+            if np.isfinite(d.get("task_lo", np.nan)):
+                ax.plot([d["task_lo"], d["task_hi"]], [y + 0.05, y + 0.05], "-", color=col, alpha=0.35, lw=2,
+                        solid_capstyle="butt")  # fmt: skip
+            sig = np.isfinite(d.get("p_task", np.nan)) and d["p_task"] < 0.05
+            ax.plot(d["observed"], y, mk, ms=5, mec=col, mfc=col if sig else "white")
+    for kind, (mk, _) in marks.items():
+        ax.plot([], [], mk, color="0.3", mfc="white", label=f"{kind} cells")
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=7)
-    ax.set_xlabel(f"mean Spearman ρ of {kind}-cell profiles")
-    ax.set_title("(f) do seeds agree? observed (dot) vs null 95 % (bar)", fontsize=9)
+    ax.set_xlabel("mean Spearman ρ of importance profiles")
+    ax.set_title("(f) do seeds agree? grey: shuffled null; coloured: random groups\nof any task (95 %); filled: "
+                 "above both, p < 0.05", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
 
 
