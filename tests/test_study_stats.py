@@ -75,6 +75,36 @@ def test_spearman_equals_scipy_on_finite_entries():
     assert stats.spearman(ties, ties[::-1]) == pytest.approx(sps.spearmanr(ties, ties[::-1]).statistic)
 
 
+def test_spearman_rows_equals_scipy_row_by_row():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(50, 12)), rng.normal(size=(50, 12))
+    a[:, 3] = np.nan  # an empty cell in every row
+    b[7, 5] = np.nan  # one row with another empty cell
+    a[9] = 1.0  # no spread
+    b[11, :6] = b[11, 6:]  # ties
+    got = stats.spearman_rows(a, b)
+    for r in range(50):
+        ok = np.isfinite(a[r]) & np.isfinite(b[r])
+        if r == 9:
+            assert np.isnan(got[r])
+        else:
+            assert got[r] == pytest.approx(sps.spearmanr(a[r, ok], b[r, ok]).statistic, abs=1e-12)
+
+
+def test_spearman_null_equals_a_direct_loop():
+    rng = np.random.default_rng(7)
+    cells = [rng.integers(0, 6, size=n) for n in (40, 55, 61)]
+    values = [rng.normal(size=c.size) + 0.3 * c for c in cells]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    r = stats.spearman_null(jax.random.key(3), cells, values, pairs, _profile, n_shuffles=60)
+    draw = stats._rng(jax.random.key(3))  # the same draws, in the same order: per draw, one permutation per model
+    ref = []
+    for _ in range(60):
+        prof = [_profile(c, v[draw.permutation(v.size)]) for c, v in zip(cells, values)]
+        ref.append(np.mean([sps.spearmanr(prof[i], prof[j]).statistic for i, j in pairs]))
+    np.testing.assert_allclose(r["null"], ref, atol=1e-12)
+
+
 def _profile(c, v, n=6):
     return profiles.profile(c, v, n)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "bootstrap_counts",
+    "spearman_rows",
     "percentile_interval",
     "rel_change_replicates",
     "keep_share_interval",
@@ -184,6 +185,32 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(ra, rb) / np.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
 
 
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`spearman` of each row pair of ``a`` and ``b`` (R, k), over the columns finite in both rows' first
+    row (a shuffled profile keeps its empty cells, so every row has the same ones).
+
+    Returns:
+        (R,) float, NaN where a row has fewer than 3 such columns or no spread.
+    """
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a[0]) & np.isfinite(b[0])
+    if ok.sum() < 3:
+        return np.full(a.shape[0], math.nan)
+    a, b = a[:, ok], b[:, ok]
+    odd = ~(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1))  # rows whose empty cells differ: one by one
+    ra, rb = rankdata(np.where(odd[:, None], 0.0, a), axis=1), rankdata(np.where(odd[:, None], 0.0, b), axis=1)
+    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+    den = np.sqrt(np.einsum("rk,rk->r", ra, ra) * np.einsum("rk,rk->r", rb, rb))
+    flat = (np.ptp(ra, axis=1) == 0) | (np.ptp(rb, axis=1) == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(flat, math.nan, np.einsum("rk,rk->r", ra, rb) / den)
+    for r in np.flatnonzero(odd):
+        out[r] = spearman(a[r], b[r])
+    return out
+
+
 def spearman_null(
     key: Any,
     cells: list[np.ndarray],
@@ -215,16 +242,16 @@ def spearman_null(
     """
     rng = _rng(key)
     prof = [profile(c, v) for c, v in zip(cells, values, strict=True)]
-
-    def stat(profiles):
-        rs = [spearman(profiles[i], profiles[j]) for i, j in pairs]
-        return float(np.nanmean(rs)) if np.isfinite(rs).any() else math.nan, rs
-
-    observed, per_pair = stat(prof)
-    null = np.empty(n_shuffles)
+    per_pair = [spearman(prof[i], prof[j]) for i, j in pairs]
+    observed = float(np.nanmean(per_pair)) if np.isfinite(per_pair).any() else math.nan
+    # every draw's profiles, (n_shuffles, n_cells) per model (one permutation per model and draw, in that order)
+    shuffled = [np.empty((n_shuffles, p.size)) for p in prof]
     for r in range(n_shuffles):
-        shuffled = [profile(c, v[rng.permutation(v.size)]) for c, v in zip(cells, values, strict=True)]
-        null[r] = stat(shuffled)[0]
+        for m, (c, v) in enumerate(zip(cells, values, strict=True)):
+            shuffled[m][r] = profile(c, v[rng.permutation(v.size)])
+    with np.errstate(invalid="ignore"):  # draws without a finite correlation are NaN and skipped, as in stat
+        rs = np.stack([spearman_rows(shuffled[i], shuffled[j]) for i, j in pairs]) if pairs else np.empty((0, 0))
+        null = np.nanmean(rs, axis=0) if len(pairs) else np.full(n_shuffles, math.nan)
     finite = null[np.isfinite(null)]
     lo, hi = percentile_interval(finite) if finite.size else (math.nan, math.nan)
     p = (1 + int(np.sum(finite >= observed))) / (1 + finite.size) if math.isfinite(observed) else math.nan
