@@ -100,7 +100,7 @@ def test_spearman_null_equals_a_direct_loop():
     draw = stats._rng(jax.random.key(3))  # the same draws, in the same order: per draw, one permutation per model
     ref = []
     for _ in range(60):
-        prof = [_profile(c, v[draw.permutation(v.size)]) for c, v in zip(cells, values)]
+        prof = [_profile(c, v[draw.permutation(v.size)]) for c, v in zip(cells, values, strict=True)]
         ref.append(np.mean([sps.spearmanr(prof[i], prof[j]).statistic for i, j in pairs]))
     np.testing.assert_allclose(r["null"], ref, atol=1e-12)
 
