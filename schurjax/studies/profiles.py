@@ -160,9 +160,7 @@ def task_null(key: Any, parts: dict[str, dict[str, Any]], models: list[dict[str,
     Returns:
         name -> ``{"p_task", "task_mean", "task_lo", "task_hi"}`` (one-sided p; the null's mean and 95 % range).
     """
-    from schurjax.studies import stats as _stats
-
-    rng = _stats._rng(key)
+    rng = stats._rng(key)
     have = [m for m in models if m["id"] in parts]
     prof = {}
     for m in have:
@@ -173,14 +171,14 @@ def task_null(key: Any, parts: dict[str, dict[str, Any]], models: list[dict[str,
         by_size.setdefault(int(m["n_hidden"]), []).append(m)
 
     def matrix(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> np.ndarray:
-        return np.array([[_stats.spearman(prof[x["id"]], prof[y["id"]]) for y in b] for x in a], np.float64)
+        return np.array([[stats.spearman(prof[x["id"]], prof[y["id"]]) for y in b] for x in a], np.float64)
 
     def result(observed: float, null: np.ndarray) -> dict[str, float]:
         null = null[np.isfinite(null)]
         if not null.size or not np.isfinite(observed):
             return {"p_task": float("nan"), "task_mean": float("nan"), "task_lo": float("nan"),
                     "task_hi": float("nan")}  # fmt: skip
-        lo, hi = _stats.percentile_interval(null)
+        lo, hi = stats.percentile_interval(null)
         return {"p_task": (1 + int(np.sum(null >= observed))) / (1 + null.size), "task_mean": float(null.mean()),
                 "task_lo": float(lo), "task_hi": float(hi)}  # fmt: skip
 

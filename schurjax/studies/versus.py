@@ -6,9 +6,9 @@ Per family and control kind, on the held-out batch: the share of pairs in which 
 more than its control (``|Δloss|``), the median ratio ``|Δloss(ablation)| / |Δloss(control)|`` (both with bootstrap
 intervals over trials), and a paired Wilcoxon signed-rank test of ``|Δloss(ablation)| - |Δloss(control)|``. A
 family with more than ``control_max`` ablations is represented by a random subset of that size. The one
-all-nonnormal ablation is paired with :data:`NONNORMAL_CONTROLS` controls of each kind. The ``cumulative`` family
-(prefixes of the couplings ordered by importance on the selection batch, least important first) is compared the
-same way.
+all-nonnormal ablation is paired with :data:`NONNORMAL_CONTROLS` controls of each kind but matched-count
+(:data:`SAME_EDIT`). The ``cumulative`` family (prefixes of the couplings ordered by importance on the selection
+batch, least important first) is compared the same way.
 """
 
 from __future__ import annotations
