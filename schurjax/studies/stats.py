@@ -12,6 +12,7 @@ sum over trials ``sum_b x_b`` becomes ``sum_b c_b x_b``. Intervals are percentil
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -186,8 +187,10 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`spearman` of each row pair of ``a`` and ``b`` (R, k), over the columns finite in both rows' first
-    row (a shuffled profile keeps its empty cells, so every row has the same ones).
+    """:func:`spearman` of each row pair of ``a`` and ``b`` (R, k), row by row.
+
+    Rows are ranked together over the columns where the first rows of both are finite: a shuffled profile keeps its
+    empty cells, so every row has the same ones. A row whose empty cells differ is computed on its own.
 
     Returns:
         (R,) float, NaN where a row has fewer than 3 such columns or no spread.
@@ -249,8 +252,9 @@ def spearman_null(
     for r in range(n_shuffles):
         for m, (c, v) in enumerate(zip(cells, values, strict=True)):
             shuffled[m][r] = profile(c, v[rng.permutation(v.size)])
-    with np.errstate(invalid="ignore"):  # draws without a finite correlation are NaN and skipped, as in stat
-        rs = np.stack([spearman_rows(shuffled[i], shuffled[j]) for i, j in pairs]) if pairs else np.empty((0, 0))
+    rs = np.stack([spearman_rows(shuffled[i], shuffled[j]) for i, j in pairs]) if pairs else np.empty((0, 0))
+    with warnings.catch_warnings():  # a draw without any finite correlation is NaN and skipped below
+        warnings.simplefilter("ignore", RuntimeWarning)
         null = np.nanmean(rs, axis=0) if len(pairs) else np.full(n_shuffles, math.nan)
     finite = null[np.isfinite(null)]
     lo, hi = percentile_interval(finite) if finite.size else (math.nan, math.nan)
