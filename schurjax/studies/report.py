@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from schurjax.studies import profiles, versus
-from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, study_key
+from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, keeps_loss, keeps_score, study_key
 
 __all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds", "agreement"]
 
@@ -288,6 +288,13 @@ def _text(x: Any) -> str:
     return x if isinstance(x, str) and x else "–"
 
 
+def _holds(config: StudyConfig, r: Any) -> bool:
+    """Whether a compressed set keeps its criterion on the held-out batch."""
+    if r.criterion == "loss":
+        return bool(keeps_loss(_nan(r.heldout_rel), config.tau))
+    return bool(keeps_score(_nan(r.heldout_drop), config.eps))
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -395,16 +402,28 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
           f"{config.greedy_candidates} untried couplings one by one on top of the set and adding the longest "
           "passing prefix of those that pass. The found set is judged on the held-out batch, next to random "
           "removals of as many couplings (*count ctrl*, median of 8) and dense edits of the same norm (*norm ctrl*). "
-          "Exported to `compressed/<model>-<criterion>.eqx`.", ""]  # fmt: skip
+          "*holds*: whether the set keeps its criterion on the held-out batch too (a set found at the edge of the "
+          "criterion on one batch can cross it on another). Exported to `compressed/<model>-<criterion>.eqx`.",
+          ""]  # fmt: skip
+    if len(c):
+        held = [_holds(config, r) for r in c.itertuples()]
+        for crit in ("loss", "score"):
+            hs = [h for h, r in zip(held, c.itertuples(), strict=True) if r.criterion == crit]
+            if hs:
+                L += [f"- {crit} criterion: the found set holds on the held-out batch in {sum(hs)} of {len(hs)} "
+                      "networks."]
+        L += [""]
     rows = [[r.model, r.criterion, f"{r.removed}/{r.couplings} ({_pct(r.share_removed)})",
              f"{_rel(r.selection_rel)} / {_g(r.selection_drop, '.3f')}",
              f"{_rel(r.heldout_rel)} [{_rel(r.heldout_rel_lo)}, {_rel(r.heldout_rel_hi)}]",
              f"{_g(r.base_score, '.3f')} → {_g(r.heldout_score, '.3f')} (drop {_g(r.heldout_drop, '.3f')} "
              f"[{_g(r.heldout_drop_lo, '.3f')}, {_g(r.heldout_drop_hi, '.3f')}])",
              f"{_rel(r.count_ctrl_rel)} / {_g(r.count_ctrl_score, '.3f')}",
-             f"{_rel(r.norm_ctrl_rel)} / {_g(r.norm_ctrl_score, '.3f')}"] for r in c.itertuples()]  # fmt: skip
+             f"{_rel(r.norm_ctrl_rel)} / {_g(r.norm_ctrl_score, '.3f')}",
+             "yes" if _holds(config, r) else "no"] for r in c.itertuples()]  # fmt: skip
     L += [_table(["model", "criterion", "removed", "selection Δloss/loss / drop", "held-out Δloss/loss",
-                  "held-out score", "count ctrl Δloss / score", "norm ctrl Δloss / score"], rows), ""]  # fmt: skip
+                  "held-out score", "count ctrl Δloss / score", "norm ctrl Δloss / score", "holds"], rows),
+          ""]  # fmt: skip
 
     rp = t["replay"]
     if len(rp):
