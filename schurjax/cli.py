@@ -68,7 +68,7 @@ FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "fam
          "tau": "--tau", "eps": "--eps",
          "bootstrap": "--bootstrap", "null_draws": "--null-draws", "greedy_candidates": "--greedy-candidates",
          "greedy_passes": "--greedy-passes", "restriction_max": "--restriction-max", "replay_r2": "--replay-r2",
-         "bins": "--bins"}  # fmt: skip
+         "bins": "--bins", "margin": "--margin"}  # fmt: skip
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
 
 
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ablations per family and model that get controls (default 256)")  # fmt: skip
     st.add_argument("--greedy-candidates", type=_positive_int, default=None, help="couplings per greedy pass")
     st.add_argument("--greedy-passes", type=_nonneg_int, default=None, help="greedy passes of the compression")
+    st.add_argument("--margin", type=float, default=None,
+                    help="compression searches within (1 - margin) x tau / eps on the selection batch so that the "
+                         "set holds on held-out trials (default 0)")
     st.add_argument("--restriction-max", type=_positive_int, default=None, help="removals in the restriction part")
     st.add_argument("--null-draws", type=_int_at_least(10, "an int >= 10"), default=None, help="draws of the nulls")
     st.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
@@ -510,7 +513,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     kw: dict[str, Any] = {}
     for name in ("tasks", "sizes", "tau", "eps", "trials", "bootstrap", "seed", "control_kinds", "control_max",
-                 "greedy_candidates", "greedy_passes", "restriction_max", "null_draws"):
+                 "greedy_candidates", "greedy_passes", "restriction_max", "null_draws", "margin"):
         value = getattr(args, name)
         if value is not None:
             kw[name] = value

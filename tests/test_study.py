@@ -177,3 +177,15 @@ def test_errors_are_one_line_naming_the_argument(tmp_path, capsys, tiny, files):
     assert "schurjax study: error: --sizes: the zoo has no 'copy' models" in capsys.readouterr().err
     assert cli.main(["study", "--models", *files, "--out", str(tiny.path), "--trials", "13", "--quiet"]) == 2
     assert "schurjax study: error: --out: " in capsys.readouterr().err
+
+
+def test_margin_searches_below_the_criterion(tmp_path):
+    st = sj.study(out=tmp_path / "m", models=_models()[2:], progress=False, margin=0.5, **TINY)
+    for crit, tol in (("loss", 0.05), ("score", 0.01)):
+        found = st.parts["flipflop-a-n10"][f"compression-{crit}"]
+        assert found["tol"] == pytest.approx(0.5 * tol)
+        # the selection-batch figure of the found set is within the tightened threshold
+        sel = abs(found["selection"]["rel"]) if crit == "loss" else found["selection"]["drop"]
+        assert sel <= 0.5 * tol + 1e-12
+    assert "at 0.5 times each criterion's threshold (margin 0.5)" in st.report.read_text()
+    assert json.loads((st.path / "manifest.json").read_text())["config"]["margin"] == 0.5

@@ -227,6 +227,17 @@ def test_study_config_refuses_bad_settings_in_one_line():
     with pytest.raises(sj.InputError, match="study: seeds: must be ints >= 0"):
         StudyConfig(seeds="0,x")
     assert StudyConfig(seeds="3,1", tasks="copy").seeds == (3, 1)
+    with pytest.raises(sj.InputError, match=r"study: margin: must be a number in \[0, 1\), got 1.0"):
+        StudyConfig(margin=1.0)
+
+
+def test_margin_tightens_the_search_and_leaves_old_folders_valid():
+    assert StudyConfig(margin=0.5, tau=0.06, eps=0.02).search_tol("loss") == pytest.approx(0.03)
+    assert StudyConfig(margin=0.5, tau=0.06, eps=0.02).search_tol("score") == pytest.approx(0.01)
+    assert StudyConfig().search_tol("loss") == 0.05
+    assert "margin" not in StudyConfig().to_dict()  # a folder written before the option still resumes
+    assert StudyConfig(margin=0.25).to_dict()["margin"] == 0.25
+    assert StudyConfig(**StudyConfig(margin=0.25).to_dict()) == StudyConfig(margin=0.25)
 
 
 def test_agreement_sentences_follow_both_tests():

@@ -64,6 +64,9 @@ class StudyConfig:
         bins: quantile bins of |λ| per axis in the basis-free profiles.
         quick: a small preset for a first look (see :data:`QUICK`); recorded so that quick and full studies never
             share a folder.
+        margin: the compression search accepts a set only within ``(1 - margin) tau`` (loss) or
+            ``(1 - margin) eps`` (score) on the selection batch, so that it is more likely to hold on the held-out
+            batch, which is still judged at tau and eps. 0 (the default) searches at the criterion itself.
     """
 
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -83,6 +86,7 @@ class StudyConfig:
     replay_r2: float = 0.5
     bins: int = 4
     quick: bool = False
+    margin: float = 0.0
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -114,14 +118,25 @@ class StudyConfig:
                 raise bad(name, f"an int >= {lo}")
             object.__setattr__(self, name, int(v))
         object.__setattr__(self, "quick", bool(self.quick))
+        m = self.margin
+        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1:
+            raise bad("margin", "a number in [0, 1)")
+        object.__setattr__(self, "margin", float(m))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-able values (stored in the study's manifest and compared on resume)."""
+        """The config as JSON-able values (stored in the study's manifest and compared on resume). ``margin`` is
+        left out at its default 0, so that folders written before it existed still resume."""
         d = dataclasses.asdict(self)
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if d["margin"] == 0.0:
+            del d["margin"]
         return d
+
+    def search_tol(self, criterion: str) -> float:
+        """The threshold the compression search uses for ``criterion`` (``"loss"`` or ``"score"``)."""
+        return (self.tau if criterion == "loss" else self.eps) * (1.0 - self.margin)
 
 
 def _ints(v: Any, arg: str, lo: int) -> tuple[int, ...]:

@@ -396,7 +396,10 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
 
     c = t["compression"]
     L += ["## 4. Compression: couplings removed together", "",
-          "The search (on the selection batch): couplings ordered by single-removal importance (least first); the "
+          "The search (on the selection batch"
+          + (f", at {1 - config.margin:g} times each criterion's threshold (margin {config.margin:g})"
+             if config.margin else "")
+          + "): couplings ordered by single-removal importance (least first); the "
           f"longest prefix whose joint removal keeps the criterion, by batched bisection ({16} prefix lengths per "
           f"round); then up to {config.greedy_passes} greedy passes, each trying the next "
           f"{config.greedy_candidates} untried couplings one by one on top of the set and adding the longest "

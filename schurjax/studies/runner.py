@@ -229,7 +229,7 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
         criterion = name.split("-", 1)[1]
         order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
         found = compression.search(model, sf, task, sel, order, criterion=criterion,
-                                   tol=cfg.tau if criterion == "loss" else cfg.eps,
+                                   tol=cfg.search_tol(criterion),
                                    candidates=cfg.greedy_candidates, passes=cfg.greedy_passes)  # fmt: skip
         found["heldout"] = compression.verify(model, sf, task, held, key, np.asarray(found["removed"]),
                                               bootstrap=cfg.bootstrap)  # fmt: skip
