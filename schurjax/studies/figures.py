@@ -54,7 +54,7 @@ def keep_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any],
     _xticks(ax, groups)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel(f"share of {fam} removals kept")
-    ax.set_title("(a) keep share: score (filled) / loss (hollow)", fontsize=9)
+    ax.set_title(f"(a) {fam}-coupling removals kept: score (filled) / loss (hollow)", fontsize=9)
     ax.grid(alpha=0.3)
 
 
@@ -82,22 +82,25 @@ def compression_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str
     groups = _groups(models)
     for gi, (task, _, ms) in enumerate(groups):
         for ci, (crit, face) in enumerate((("loss", "white"), ("score", _color(task)))):
-            xs, ys, drops = [], [], []
+            xs, ys, held = [], [], []
             for si, m in enumerate(ms):
                 c = parts[m["id"]].get(f"compression-{crit}")
                 if c is None:
                     continue
                 xs.append(gi + (ci - 0.5) * 0.3 + (si - (len(ms) - 1) / 2) * 0.05)
                 ys.append(len(c["removed"]) / max(c["couplings"], 1))
-                drops.append(c["heldout"]["drop"])
+                held.append(c["heldout"]["rel"] if crit == "loss" else c["heldout"]["drop"])
             ax.scatter(xs, ys, s=18, facecolor=face, edgecolor=_color(task), label=None)
-            if drops:
-                ax.annotate(f"{np.nanmedian(drops):+.3f}", (gi + (ci - 0.5) * 0.3, max(ys) + 0.03), ha="center",
-                            fontsize=6, color=_color(task))  # fmt: skip
+            if held:
+                med = np.nanmedian(held)
+                text = f"{100 * med:+.0f}%" if crit == "loss" else f"{med:.3f}"
+                ax.annotate(text, (gi + (ci - 0.5) * 0.3, max(ys) + 0.03 + 0.04 * ci), ha="center", fontsize=6,
+                            color=_color(task))  # fmt: skip
     _xticks(ax, groups)
     ax.set_ylim(-0.02, 1.1)
     ax.set_ylabel("share of couplings removed together")
-    ax.set_title("(c) compression: loss (hollow) / score (filled);\nmedian held-out score drop above", fontsize=9)
+    ax.set_title("(c) compression: loss (hollow) / score (filled) sets;\nabove: median held-out Δloss/loss or "
+                 "score drop", fontsize=9)  # fmt: skip
     ax.grid(alpha=0.3)
 
 
@@ -117,7 +120,7 @@ def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any
         ax.plot(i, r["chain_links"], "o", ms=6, mec=_color("copy"), mfc=_color("copy") if sig else "white",
                 label=None)  # fmt: skip
         ax.annotate(f"core {r['core_size']}\np {r['p']:.2g}", (i, r["chain_links"]), textcoords="offset points",
-                    xytext=(0, 7), ha="center", fontsize=6)  # fmt: skip
+                    xytext=(9, 4), ha="left", fontsize=7)  # fmt: skip
     ax.set_xticks(range(len(copy)))
     ax.set_xticklabels([m["id"].replace("copy-", "") for m in copy], fontsize=7, rotation=30)
     ax.set_ylabel("links on the longest feed-forward line")
@@ -175,15 +178,12 @@ def profiles_panel(ax: Any, prof: dict[str, Any]) -> None:
                         solid_capstyle="butt")  # fmt: skip
             sig = np.isfinite(d.get("p_task", np.nan)) and d["p_task"] < 0.05
             ax.plot(d["observed"], y, mk, ms=5, mec=col, mfc=col if sig else "white")
-    for kind, (mk, _) in marks.items():
-        ax.plot([], [], mk, color="0.3", mfc="white", label=f"{kind} cells")
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=7)
     ax.set_xlabel("mean Spearman ρ of importance profiles")
-    ax.set_title("(f) do seeds agree? grey: shuffled null; coloured: random groups\nof any task (95 %); filled: "
-                 "above both, p < 0.05", fontsize=9)  # fmt: skip
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("(f) seeds agree? ○ |λ| cells, □ distance cells; 95 % bars: shuffled\nnull (grey), random "
+                 "groups of any task (coloured); filled: above both", fontsize=9)  # fmt: skip
     ax.grid(alpha=0.3)
 
 
