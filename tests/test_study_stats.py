@@ -290,3 +290,25 @@ def test_task_null_is_a_permutation_test_of_the_task_labels():
         assert res[f"{task} n=64"]["p_task"] == pytest.approx(exact, abs=0.02)
         assert res[f"{task} n=64"]["task_mean"] == pytest.approx(np.mean(groups), abs=0.02)
     assert res["copy n=64"]["p_task"] < 0.01 and res["sine n=64"]["p_task"] > 0.05
+
+
+def test_distance_matched_chain_null_keeps_the_link_distances():
+    pairs = np.array([(a, b) for a in range(12) for b in range(a + 1, 12)])
+    links = [(0, 1), (1, 2), (2, 3), (5, 9)]  # distances 1, 1, 1, 4
+    null = replay.chain_null_matched(jax.random.key(0), pairs, links, 12, draws=300)
+    assert null.shape == (300,) and null.min() >= 1 and null.max() <= 4
+    # by hand: three distance-1 links drawn among 11 and one distance-4 link among 8; a line of 4 links needs the
+    # three distance-1 links to be consecutive and the distance-4 link to continue them, which is rare
+    assert np.mean(null == 4) < 0.05
+    # three distance-1 links among the 11 adjacent pairs: the longest line is the longest run of consecutive
+    # targets; its exact distribution over all C(11, 3) choices, counted by hand
+    def run(c):
+        best = cur = 1
+        for x, y in itertools.pairwise(sorted(c)):
+            cur = cur + 1 if y == x + 1 else 1
+            best = max(best, cur)
+        return best
+
+    exact = np.bincount([run(c) for c in itertools.combinations(range(11), 3)], minlength=4)[1:] / 165
+    got = replay.chain_null_matched(jax.random.key(1), pairs, links[:3], 12, draws=3000)
+    np.testing.assert_allclose(np.bincount(got, minlength=4)[1:] / 3000, exact, atol=0.03)

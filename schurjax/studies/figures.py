@@ -104,30 +104,42 @@ def compression_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str
     ax.grid(alpha=0.3)
 
 
-def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any]) -> None:
+def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any], replay_table: Any = None) -> None:
     """Per copy network: the longest feed-forward line through the replay core's block links (dot; filled when
-    longer than the null at p < 0.05) against the null of as many random links (bar: median to 95th percentile)."""
+    longer than the null at p < 0.05) against the null of as many random links (grey bar: median to 95th
+    percentile) and, with ``replay_table`` (the study's ``replay`` table), the null of links at the core's own block
+    distances (blue bar); filled then means longer than both."""
     copy = [m for m in models if "replay" in parts[m["id"]]]
     if not copy:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no copy network", ha="center", va="center")
         return
+    have = replay_table is not None and len(replay_table) and "p_null_dist" in replay_table
+    matched = replay_table.set_index("model").to_dict("index") if have else {}
+    top = 1.0
     for i, m in enumerate(copy):
         r = parts[m["id"]]["replay"]
-        ax.plot([i, i], [r["null_median"], r["null_p95"]], "-", color="0.6", lw=4, solid_capstyle="butt",
-                label="null: median to 95th pct" if i == 0 else None)  # fmt: skip
-        sig = np.isfinite(r["p"]) and r["p"] < 0.05
-        ax.plot(i, r["chain_links"], "o", ms=6, mec=_color("copy"), mfc=_color("copy") if sig else "white",
-                label=None)  # fmt: skip
-        ax.annotate(f"core {r['core_size']}\np {r['p']:.2g}", (i, r["chain_links"]), textcoords="offset points",
-                    xytext=(9, 4), ha="left", fontsize=7)  # fmt: skip
+        ax.plot([i - 0.08, i - 0.08], [r["null_median"], r["null_p95"]], "-", color="0.6", lw=4,
+                solid_capstyle="butt", label="null: random links" if i == 0 else None)  # fmt: skip
+        ps = [r["p"]]
+        d = matched.get(m["id"])
+        if d is not None and np.isfinite(d.get("p_null_dist", np.nan)):
+            ax.plot([i + 0.08, i + 0.08], [d["null_dist_median"], d["null_dist_p95"]], "-", color=_color("copy"),
+                    alpha=0.4, lw=4, solid_capstyle="butt",
+                    label="null: links at the core's distances" if i == 0 else None)  # fmt: skip
+            ps.append(d["p_null_dist"])
+            top = max(top, d["null_dist_p95"])
+        sig = all(np.isfinite(p) and p < 0.05 for p in ps)
+        ax.plot(i, r["chain_links"], "o", ms=6, mec=_color("copy"), mfc=_color("copy") if sig else "white")
+        ax.annotate(f"core {r['core_size']}\np {' / '.join(f'{p:.2g}' for p in ps)}", (i, r["chain_links"]),
+                    textcoords="offset points", xytext=(9, 4), ha="left", fontsize=7)  # fmt: skip
+        top = max(top, r["chain_links"], r["null_p95"])
     ax.set_xticks(range(len(copy)))
     ax.set_xticklabels([m["id"].replace("copy-", "") for m in copy], fontsize=7, rotation=30)
     ax.set_ylabel("links on the longest feed-forward line")
-    top = max(max(parts[m["id"]]["replay"]["chain_links"], parts[m["id"]]["replay"]["null_p95"]) for m in copy)
-    ax.set_ylim(0, (top if np.isfinite(top) else 1) * 1.3 + 1)
+    ax.set_ylim(0, top * 1.3 + 1)
     ax.set_title("(d) copy replay: its core's longest line through the Schur modes\n"
-                 "vs as many random links (filled: p < 0.05)", fontsize=9)  # fmt: skip
+                 "vs random links (bars: median to 95th pct; filled: longer, p < 0.05)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
 
@@ -188,8 +200,9 @@ def profiles_panel(ax: Any, prof: dict[str, Any]) -> None:
 
 
 def panel(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, Any], prof: dict[str, Any],
-          path: str | Path, *, dpi: int = 110) -> Path:  # fmt: skip
-    """Draw the six panels into one PNG at ``path`` (a pyplot-free figure: the caller's backend is left alone)."""
+          path: str | Path, *, dpi: int = 110, tables: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """Draw the six panels into one PNG at ``path`` (a pyplot-free figure: the caller's backend is left alone);
+    ``tables`` (:func:`schurjax.studies.report.tables`) adds the distance-matched null to panel (d)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(16, 9.5))
@@ -197,7 +210,7 @@ def panel(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str
     keep_panel(axes[0, 0], models, parts)
     versus_panel(axes[0, 1], models, parts, config.control_kinds)
     compression_panel(axes[0, 2], models, parts)
-    replay_panel(axes[1, 0], models, parts)
+    replay_panel(axes[1, 0], models, parts, None if tables is None else tables.get("replay"))
     restriction_panel(axes[1, 1], models, parts)
     profiles_panel(axes[1, 2], prof)
     fig.suptitle(f"Schur-coupling study: {len(models)} networks, held-out batch of {config.trials} trials "

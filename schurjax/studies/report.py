@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from schurjax.studies import profiles, versus
+from schurjax.studies import profiles, replay, versus
 from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, keeps_loss, keeps_score, study_key
 
 __all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds", "agreement"]
@@ -114,6 +114,10 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
         rp = p.get("replay")
         if rp is not None:
             ind = rp["individually"]
+            hb = h["block"]
+            pairs = np.stack([np.asarray(hb["target_block"]), np.asarray(hb["source_block"])], axis=1)
+            null_d = replay.chain_null_matched(study_key(config.seed, "replay-null-distance", m["id"]), pairs,
+                                               rp["links"], rp["n_blocks"], draws=config.null_draws)  # fmt: skip
             rep_rows.append({**base, "base_score": rp["base_score"], "couplings": rp["couplings"],
                              "needed_single": ind["single"], "needed_block": ind["block"],
                              "block_pairs": len(h["block"]["rel"]), "needed_bands": " ".join(map(str, ind["band"])),
@@ -122,7 +126,11 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
                              "rest_score": rp["rest_score"], "random_score": rp["random_score"],
                              "links": len(rp["links"]), "chain_links": rp["chain_links"],
                              "chain": "->".join(map(str, rp["chain"])), "null_median": rp["null_median"],
-                             "null_p95": rp["null_p95"], "p_null": rp["p"], "median_distance": rp["median_distance"],
+                             "null_p95": rp["null_p95"], "p_null": rp["p"],
+                             "null_dist_median": float(np.median(null_d)),
+                             "null_dist_p95": float(np.percentile(null_d, 95)),
+                             "p_null_dist": float((1 + np.sum(null_d >= rp["chain_links"])) / (1 + null_d.size))
+                             if rp["links"] else math.nan, "median_distance": rp["median_distance"],
                              "median_distance_all": rp["median_distance_all"]})  # fmt: skip
     prof_rows = []
     for kind, comps in prof.items():
@@ -439,17 +447,21 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
               "but the core, and (median of 8) after removing as many random couplings. *line*: the longest "
               "feed-forward line (directed path b → a through the core's block links, blocks numbered by "
               f"descending |λ|) against a null of as many links drawn among all coupled block pairs "
-              f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long); *distance*: "
-              "median block distance of the core's links (of all coupled pairs).", ""]  # fmt: skip
+              f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long); *matched*: the "
+              "same null with each drawn link at the block distance of one of the core's links (the core's links "
+              "are shorter than average, and short links chain more easily); *distance*: median block distance of "
+              "the core's links (of all coupled pairs).", ""]  # fmt: skip
         rows = [[r.model, _g(r.base_score, ".4f"),
                  f"{r.needed_single} ({_g(r.min_single_score, '.2f')}) / {r.needed_block} "
                  f"({_g(r.min_block_score, '.2f')}); bands {_text(r.needed_bands)}",
                  f"{r.core_size}/{r.couplings}", f"{_g(r.core_score, '.3f')} / {_g(r.rest_score, '.3f')} / "
                  f"{_g(r.random_score, '.3f')}", f"{r.links}; {r.chain_links} ({r.chain})",
                  f"{_g(r.null_median)} / {_g(r.null_p95)}", _p(r.p_null),
+                 f"{_g(r.null_dist_median)} / {_g(r.null_dist_p95)}", _p(r.p_null_dist),
                  f"{_g(r.median_distance)} ({_g(r.median_distance_all)})"] for r in rp.itertuples()]  # fmt: skip
         L += [_table(["model", "R²", "alone: single / block; bands", "core", "R² without core / with only core / "
-                      "random", "links; line (blocks)", "null", "p", "distance"], rows), ""]  # fmt: skip
+                      "random", "links; line (blocks)", "null", "p", "matched null", "p (matched)", "distance"],
+                     rows), ""]  # fmt: skip
 
     rs = t["restriction"]
     if len(rs):

@@ -327,7 +327,7 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
         (out / "tables").mkdir(exist_ok=True)
         for name, df in tables.items():
             df.to_csv(out / "tables" / f"{name}.csv", index=False)
-        figures.panel(config, models, parts, prof, out / "figure.png")
+        figures.panel(config, models, parts, prof, out / "figure.png", tables=tables)
         text = report.markdown(config, models, parts, prof, tables)
         (out / "report.md").write_text(text)
         rows = report.summary_rows(config, models, parts)
