@@ -189,3 +189,14 @@ def test_margin_searches_below_the_criterion(tmp_path):
         assert sel <= 0.5 * tol + 1e-12
     assert "at 0.5 times each criterion's threshold (margin 0.5)" in st.report.read_text()
     assert json.loads((st.path / "manifest.json").read_text())["config"]["margin"] == 0.5
+
+
+def test_compression_holds_says_whether_the_held_out_batch_keeps_the_criterion(tiny):
+    c = tiny.tables["compression"]
+    assert len(c) == 6
+    for r in c.itertuples():
+        expected = abs(r.heldout_rel) <= 0.05 if r.criterion == "loss" else r.heldout_drop <= 0.01
+        assert r.holds == expected
+    n_loss = int(c.holds[c.criterion == "loss"].sum())
+    assert f"loss criterion: the found set holds on the held-out batch in {n_loss} of 3 networks" in (
+        tiny.report.read_text())

@@ -101,7 +101,9 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
                               "norm_ctrl_rel": hv.get("controls", {}).get("matched_norm", {}).get("rel", math.nan),
                               "norm_ctrl_score": hv.get("controls", {}).get("matched_norm", {}).get("score",
                                                                                                      math.nan),
-                              "evaluations": c["evaluations"]})  # fmt: skip
+                              "evaluations": c["evaluations"],
+                              "holds": bool(keeps_loss(hv["rel"], config.tau) if crit == "loss"
+                                            else keeps_score(hv["drop"], config.eps))})  # fmt: skip
         r = p.get("restriction", {})
         for cond in r.get("conditions", []):
             d = r.get(cond, {})
@@ -296,13 +298,6 @@ def _text(x: Any) -> str:
     return x if isinstance(x, str) and x else "–"
 
 
-def _holds(config: StudyConfig, r: Any) -> bool:
-    """Whether a compressed set keeps its criterion on the held-out batch."""
-    if r.criterion == "loss":
-        return bool(keeps_loss(_nan(r.heldout_rel), config.tau))
-    return bool(keeps_score(_nan(r.heldout_drop), config.eps))
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -417,9 +412,8 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
           "criterion on one batch can cross it on another). Exported to `compressed/<model>-<criterion>.eqx`.",
           ""]  # fmt: skip
     if len(c):
-        held = [_holds(config, r) for r in c.itertuples()]
         for crit in ("loss", "score"):
-            hs = [h for h, r in zip(held, c.itertuples(), strict=True) if r.criterion == crit]
+            hs = list(c.holds[c.criterion == crit])
             if hs:
                 L += [f"- {crit} criterion: the found set holds on the held-out batch in {sum(hs)} of {len(hs)} "
                       "networks."]
@@ -431,7 +425,7 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
              f"[{_g(r.heldout_drop_lo, '.3f')}, {_g(r.heldout_drop_hi, '.3f')}])",
              f"{_rel(r.count_ctrl_rel)} / {_g(r.count_ctrl_score, '.3f')}",
              f"{_rel(r.norm_ctrl_rel)} / {_g(r.norm_ctrl_score, '.3f')}",
-             "yes" if _holds(config, r) else "no"] for r in c.itertuples()]  # fmt: skip
+             "yes" if r.holds else "no"] for r in c.itertuples()]  # fmt: skip
     L += [_table(["model", "criterion", "removed", "selection Δloss/loss / drop", "held-out Δloss/loss",
                   "held-out score", "count ctrl Δloss / score", "norm ctrl Δloss / score", "holds"], rows),
           ""]  # fmt: skip
