@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy_reference import rollout
 
 import schurjax as sj
 from schurjax import attribution
@@ -20,16 +21,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "attribution.py"
 
 
 def np_outputs(model, W: np.ndarray, batch) -> np.ndarray:
-    """Independent float64 NumPy rollout: y (B, T, n_out) of ``h_t = tanh(W h_{t-1} + W_in x_t + b)``, h_0 = 0."""
-    W_in, b = np.asarray(model.W_in, np.float64), np.asarray(model.b, np.float64)
-    W_out, b_out = np.asarray(model.W_out, np.float64), np.asarray(model.b_out, np.float64)
-    x = np.asarray(batch.inputs, np.float64)
-    h = np.zeros((x.shape[0], W.shape[0]))
-    ys = []
-    for t in range(x.shape[1]):
-        h = np.tanh(h @ W.T + x[:, t] @ W_in.T + b)
-        ys.append(h @ W_out.T + b_out)
-    return np.stack(ys, axis=1)
+    """Independent float64 NumPy rollout: y (B, T, n_out) with recurrent matrix W."""
+    return rollout(model, batch.inputs, W)[0]
 
 
 def np_loss(model, W, batch) -> float:

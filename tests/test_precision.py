@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy_reference import rollout
 
 import schurjax as sj
 from schurjax import engine
@@ -18,27 +19,12 @@ from schurjax.engine import kernels as _kernels
 BOUND = {"delta_loss": 1e-3, "output_distance": 1e-4, "loss": 1e-5, "hidden_distance": 1e-4}
 
 
-def numpy_rollouts(model, W: np.ndarray, batch) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs (K, B, T, o) and final states (K, B, n) of the tanh RNN with recurrent matrices W (K, n, n), float64."""
-    x = np.asarray(batch.inputs, np.float64)
-    W_in, b = np.asarray(model.W_in, np.float64), np.asarray(model.b, np.float64)
-    W_out, b_out = np.asarray(model.W_out, np.float64), np.asarray(model.b_out, np.float64)
-    B, T, _ = x.shape
-    h = np.zeros((len(W), B, W.shape[1]))
-    ys = []
-    WT = np.swapaxes(W, 1, 2)
-    for t in range(T):
-        h = np.tanh(h @ WT + x[:, t] @ W_in.T + b)
-        ys.append(h @ W_out.T + b_out)
-    return np.stack(ys, axis=2), h
-
-
 def reference(model, sf, variants, batch) -> dict[str, np.ndarray | float]:
     """The metrics of every variant (and the base) from float64 NumPy rollouts."""
     Q, T = np.asarray(sf.Q), np.asarray(sf.T)
     dT = variants.delta_T(T=T)
     W = np.concatenate([(Q @ T @ Q.T)[None], Q @ (T[None] + dT) @ Q.T])
-    y, h = numpy_rollouts(model, W, batch)
+    y, h = rollout(model, batch.inputs, W)
     tgt, msk = np.asarray(batch.targets, np.float64), np.asarray(batch.mask, np.float64)
     loss = (msk * (y - tgt) ** 2).sum(axis=(1, 2, 3)) / msk.sum()
     return {

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy_reference import rollout
 from scipy import stats as sps
 
 import schurjax as sj
@@ -143,15 +144,6 @@ def test_score_parts_recombine_to_the_task_score(name):
         assert parts.combine(c @ p) == pytest.approx(float(score(y[idx], sub)), abs=2e-6)
 
 
-def _rollout64(W_in, W, b, W_out, b_out, x):
-    h = np.zeros((x.shape[0], W.shape[0]))
-    ys = []
-    for t in range(x.shape[1]):
-        h = np.tanh(h @ W.T + x[:, t] @ W_in.T + b)
-        ys.append(h @ W_out.T + b_out)
-    return np.stack(ys, axis=1)
-
-
 @pytest.mark.parametrize("deviation", [False, True])
 def test_per_trial_sums_match_a_float64_rollout(deviation):
     task = sj.tasks.get("flipflop", steps=30)
@@ -162,14 +154,13 @@ def test_per_trial_sums_match_a_float64_rollout(deviation):
     parts = scoring.score_parts(task)
     res = sj.evaluate(model, sf, v, batch, task=task, per_trial=True, trial_stats=parts.parts, deviation=deviation,
                       dtype=jnp.float64)  # fmt: skip
-    W_in, b, W_out, b_out = (np.asarray(getattr(model, k), np.float64) for k in ("W_in", "b", "W_out", "b_out"))
     x, t, m = (np.asarray(a, np.float64) for a in (batch.inputs, batch.targets, batch.mask))
-    y0 = _rollout64(W_in, sf.reconstruct(), b, W_out, b_out, x)
+    y0 = rollout(model, x, sf.reconstruct())[0]
     err0 = (m * (y0 - t) ** 2).sum(axis=(1, 2))
     np.testing.assert_allclose(res.trial_base_loss, err0 / m.sum(), rtol=1e-9)
     dT = v.delta_T()
     for k in range(len(v)):
-        yk = _rollout64(W_in, sf.reconstruct(sf.T + dT[k]), b, W_out, b_out, x)
+        yk = rollout(model, x, sf.reconstruct(sf.T + dT[k]))[0]
         errk = (m * (yk - t) ** 2).sum(axis=(1, 2))
         np.testing.assert_allclose(res.trial_delta_loss[k], (errk - err0) / m.sum(), rtol=1e-6, atol=1e-13)
         hits = ((np.sign(yk) == t) * m * (t != 0)).sum(axis=(1, 2))
