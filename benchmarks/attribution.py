@@ -21,9 +21,7 @@ n²) and the screening share.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +36,7 @@ from schurjax import attribution
 
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixed_points import machine_info  # noqa: E402
+from fixed_points import machine_info, write_record  # noqa: E402
 
 
 def _variant_index(sf, variants) -> np.ndarray:
@@ -195,13 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rec["zoo"] = run_zoo()
         if not a.no_n256:
             rec["n256"] = run_n256(steps=a.n256_steps)
-    rec["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rec, indent=1, default=float) + "\n")
-    print(format_markdown(rec))
-    print(f"wrote {out}", file=sys.stderr)
-    return rec
+    return write_record(rec, a.out, format_markdown)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,17 @@ def machine_info() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def write_record(rec: dict[str, Any], out: str | Path, markdown) -> dict[str, Any]:
+    """Add the load after the run, write ``rec`` as JSON to ``out`` and print ``markdown(rec)``."""
+    rec["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rec, indent=1, default=float) + "\n")
+    print(markdown(rec))
+    print(f"wrote {out}", file=sys.stderr)
+    return rec
+
+
 def _zoo(task: str, seed: int):
     model = sj.zoo.load(task, seed=seed)
     return model, sj.ordered_schur(np.asarray(model.W_rec, np.float64)), sj.zoo.task(task)
@@ -319,13 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rec["flipflop"] = flipflop_counts((0,) if a.quick else (0, 1, 2, 3), controls=1 if a.quick else 4)
     if "sine" in parts:
         rec["sine"] = sine_frequencies((0,) if a.quick else (0, 1, 2, 3), (25,) if a.quick else (0, 25, 50))
-    rec["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rec, indent=1, default=float) + "\n")
-    print(format_markdown(rec))
-    print(f"wrote {out}", file=sys.stderr)
-    return rec
+    return write_record(rec, a.out, format_markdown)
 
 
 if __name__ == "__main__":
