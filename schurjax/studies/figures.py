@@ -170,9 +170,9 @@ def restriction_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str
 
 
 def profiles_panel(ax: Any, prof: dict[str, Any]) -> None:
-    """Per within-task comparison and cell kind: the observed profile similarity (dot; filled when above random
-    groups of networks of any task, p < 0.05), the shuffled null's 95 % range (grey) and that of random groups of
-    any task (coloured)."""
+    """Per within-task comparison and cell kind: the observed profile similarity (dot; filled when above both the
+    shuffled null and random groups of networks of any task, p < 0.05 each), the shuffled null's 95 % range (grey)
+    and that of random groups of any task (coloured)."""
     names = sorted({n for comps in prof.values() for n in comps if not n.startswith("between tasks")})
     marks = {"modulus": ("o", -0.17), "distance": ("s", 0.17)}
     for i, name in enumerate(names):
@@ -188,7 +188,7 @@ def profiles_panel(ax: Any, prof: dict[str, Any]) -> None:
             if np.isfinite(d.get("task_lo", np.nan)):
                 ax.plot([d["task_lo"], d["task_hi"]], [y + 0.05, y + 0.05], "-", color=col, alpha=0.35, lw=2,
                         solid_capstyle="butt")  # fmt: skip
-            sig = np.isfinite(d.get("p_task", np.nan)) and d["p_task"] < 0.05
+            sig = d["p"] < 0.05 and np.isfinite(d.get("p_task", np.nan)) and d["p_task"] < 0.05
             ax.plot(d["observed"], y, mk, ms=5, mec=col, mfc=col if sig else "white")
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
     ax.set_yticks(range(len(names)))
