@@ -32,6 +32,7 @@ demo: $(VENV)/.installed-demo
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check schurjax tests benchmarks
+	$(BIN)/ruff format --check schurjax tests benchmarks
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest -q

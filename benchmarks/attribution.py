@@ -55,8 +55,9 @@ def _ranked(x: np.ndarray) -> np.ndarray:
     return attribution._top(x, x.size)
 
 
-def analyse(model, sf, batch, *, task=None, key: int = 0, probes: int = 64, frac: float = 0.01,
-            screen_evaluate=None) -> dict[str, Any]:  # fmt: skip
+def analyse(
+    model, sf, batch, *, task=None, key: int = 0, probes: int = 64, frac: float = 0.01, screen_evaluate=None
+) -> dict[str, Any]:
     """Exact sweep, first- and second-order attribution, agreement, failures and screening for one model."""
     v = sj.ablate.single_couplings(sf)
     vi = _variant_index(sf, v)
@@ -76,9 +77,13 @@ def analyse(model, sf, batch, *, task=None, key: int = 0, probes: int = 64, frac
     big = T >= np.quantile(T, 0.9)
 
     def sub(mask):
-        return {name: {"spearman": float(stats.spearmanr(p[mask], exact[mask]).statistic),
-                       "sign_agreement": float(np.mean(np.sign(p[mask]) == np.sign(exact[mask])))}
-                for name, p in (("first", p1), ("second", p2))}  # fmt: skip
+        return {
+            name: {
+                "spearman": float(stats.spearmanr(p[mask], exact[mask]).statistic),
+                "sign_agreement": float(np.mean(np.sign(p[mask]) == np.sign(exact[mask]))),
+            }
+            for name, p in (("first", p1), ("second", p2))
+        }
 
     top_exact = attribution._top(exact, k)
     missed = sorted(set(top_exact.tolist()) - set(attribution._top(p2, k).tolist()))
@@ -87,30 +92,50 @@ def analyse(model, sf, batch, *, task=None, key: int = 0, probes: int = 64, frac
 
     def describe(q):
         i, j = (int(a) for a in sf.couplings[vi[q]])
-        return {"i": i, "j": j, "T": float(sf.T[i, j]), "exact": float(exact[q]), "first": float(p1[q]),
-                "second": float(p2[q]), "abs_T_percentile": float(np.mean(T <= abs(sf.T[i, j]))),
-                "target_abs_eig": float(ev[i]), "source_abs_eig": float(ev[j]),
-                "block_distance": int(bidx[j] - bidx[i])}  # fmt: skip
+        return {
+            "i": i,
+            "j": j,
+            "T": float(sf.T[i, j]),
+            "exact": float(exact[q]),
+            "first": float(p1[q]),
+            "second": float(p2[q]),
+            "abs_T_percentile": float(np.mean(T <= abs(sf.T[i, j]))),
+            "target_abs_eig": float(ev[i]),
+            "source_abs_eig": float(ev[j]),
+            "block_distance": int(bidx[j] - bidx[i]),
+        }
 
     t0 = time.perf_counter()
     scr = attribution.screen(model, sf, batch, pred=_full(p2, vi, sf), frac=frac, task=task, evaluate=screen_evaluate)
     t_screen = time.perf_counter() - t0
     recall = len(set(scr.top.tolist()) & set(top_exact.tolist())) / k
     return {
-        "n": sf.n, "K": K, "k": k, "base_loss": float(res.base_loss), "batch": int(np.shape(batch.inputs)[0]),
+        "n": sf.n,
+        "K": K,
+        "k": k,
+        "base_loss": float(res.base_loss),
+        "batch": int(np.shape(batch.inputs)[0]),
         "seconds": {"exact_sweep": t_exact, "first_order": t_first, "second_order": t_second, "screen": t_screen},
-        "first": attribution.agreement(p1, exact), "second": attribution.agreement(p2, exact),
+        "first": attribution.agreement(p1, exact),
+        "second": attribution.agreement(p2, exact),
         "by_size": {"largest_10%_of_|T|": sub(big), "other_90%": sub(~big)},
         "max_rel_exact": float(exact.max() / max(res.base_loss, 1e-30)),
         "top1_missed_by_second": [describe(q) for q in missed],
         "top1_first_order_sign_errors": int(np.sum(p1[top_exact] <= 0)),
-        "screen": {"n_evaluated": scr.n_evaluated, "share": scr.n_evaluated / K, "rounds": scr.rounds,
-                   "recall_of_exhaustive_top": recall},
-        "oracle": {"first": oracle_count(_ranked(p1), exact, k), "second": oracle_count(_ranked(p2), exact, k),
-                   "abs_first": oracle_count(_ranked(np.abs(p1)), exact, k),
-                   "abs_T": oracle_count(_ranked(T), exact, k)},
+        "screen": {
+            "n_evaluated": scr.n_evaluated,
+            "share": scr.n_evaluated / K,
+            "rounds": scr.rounds,
+            "recall_of_exhaustive_top": recall,
+        },
+        "oracle": {
+            "first": oracle_count(_ranked(p1), exact, k),
+            "second": oracle_count(_ranked(p2), exact, k),
+            "abs_first": oracle_count(_ranked(np.abs(p1)), exact, k),
+            "abs_T": oracle_count(_ranked(T), exact, k),
+        },
         "exact_var_per_s": K / t_exact,
-    }  # fmt: skip
+    }
 
 
 def _full(pv: np.ndarray, vi: np.ndarray, sf) -> np.ndarray:
@@ -119,8 +144,9 @@ def _full(pv: np.ndarray, vi: np.ndarray, sf) -> np.ndarray:
     return out
 
 
-def run_zoo(tasks=("copy", "flipflop", "sine", "context"), seeds=(0, 1, 2, 3), *, batch_size: int = 64,
-            key: int = 3) -> list[dict[str, Any]]:  # fmt: skip
+def run_zoo(
+    tasks=("copy", "flipflop", "sine", "context"), seeds=(0, 1, 2, 3), *, batch_size: int = 64, key: int = 3
+) -> list[dict[str, Any]]:
     rows = []
     for name in tasks:
         tk = sj.zoo.task(name)
@@ -131,11 +157,15 @@ def run_zoo(tasks=("copy", "flipflop", "sine", "context"), seeds=(0, 1, 2, 3), *
             r = analyse(model, sf, batch, key=s)
             r.update(task=name, seed=s)
             rows.append(r)
-            print(f"{name:8s} {s}: first sp {r['first']['spearman']:.2f} sign {r['first']['sign_agreement']:.2f} "
-                  f"| second sp {r['second']['spearman']:.2f} sign {r['second']['sign_agreement']:.2f} "
-                  f"top1 {r['second']['top_1%']:.2f} top5 {r['second']['top_5%']:.2f} | screen "
-                  f"{r['screen']['n_evaluated']}/{r['K']} recall {r['screen']['recall_of_exhaustive_top']:.2f} "
-                  f"| oracle {r['oracle']}", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"{name:8s} {s}: first sp {r['first']['spearman']:.2f} sign {r['first']['sign_agreement']:.2f} "
+                f"| second sp {r['second']['spearman']:.2f} sign {r['second']['sign_agreement']:.2f} "
+                f"top1 {r['second']['top_1%']:.2f} top5 {r['second']['top_5%']:.2f} | screen "
+                f"{r['screen']['n_evaluated']}/{r['K']} recall {r['screen']['recall_of_exhaustive_top']:.2f} "
+                f"| oracle {r['oracle']}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -154,19 +184,27 @@ def run_n256(*, n: int = 256, steps: int = 1500, batch_size: int = 32, key: int 
     per_variant = r["seconds"]["exact_sweep"] / r["K"]
     m512 = 512 * 511 // 2  # couplings of a 512-unit network with all-real spectrum (upper bound)
     est = {
-        "K": m512, "assumption": "per-variant cost x4 (n^2), screening share as measured at n = 256",
-        "exhaustive_seconds": m512 * per_variant * 4, "screen_evaluations": int(round(r["screen"]["share"] * m512)),
+        "K": m512,
+        "assumption": "per-variant cost x4 (n^2), screening share as measured at n = 256",
+        "exhaustive_seconds": m512 * per_variant * 4,
+        "screen_evaluations": int(round(r["screen"]["share"] * m512)),
         "screen_seconds": r["screen"]["share"] * m512 * per_variant * 4,
-    }  # fmt: skip
-    trained = {"steps": steps, "seconds": t_train, "heldout_loss": float(tk.loss(y, held)),
-               "heldout_score": float(tk.score(y, held))}  # fmt: skip
+    }
+    trained = {
+        "steps": steps,
+        "seconds": t_train,
+        "heldout_loss": float(tk.loss(y, held)),
+        "heldout_score": float(tk.score(y, held)),
+    }
     r.update(task="flipflop", seed=0, train=trained, estimate_512=est)
     return r
 
 
 def format_markdown(rec: dict[str, Any]) -> str:
-    head = ("| model | Spearman 1st | Spearman 2nd | sign 1st | sign 2nd | top 1 % 1st | top 1 % 2nd | top 5 % 2nd "
-            "| screen: exact evals (recall) | oracle 1st / 2nd / abs T |")  # fmt: skip
+    head = (
+        "| model | Spearman 1st | Spearman 2nd | sign 1st | sign 2nd | top 1 % 1st | top 1 % 2nd | top 5 % 2nd "
+        "| screen: exact evals (recall) | oracle 1st / 2nd / abs T |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in rec["zoo"] + ([rec["n256"]] if rec.get("n256") else []):
         o = r["oracle"]
@@ -175,7 +213,7 @@ def format_markdown(rec: dict[str, Any]) -> str:
             f"| {r['first']['sign_agreement']:.2f} | {r['second']['sign_agreement']:.2f} | {r['first']['top_1%']:.2f} "
             f"| {r['second']['top_1%']:.2f} | {r['second']['top_5%']:.2f} | {r['screen']['n_evaluated']} of {r['K']} "
             f"({r['screen']['recall_of_exhaustive_top']:.2f}) | {o['first']} / {o['second']} / {o['abs_T']} |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 

@@ -58,10 +58,16 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": model,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
-        "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-                     "optimistix": optimistix.__version__, "lineax": lineax.__version__, "schurjax": sj.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "optimistix": optimistix.__version__,
+            "lineax": lineax.__version__,
+            "schurjax": sj.__version__,
+        },
         "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }  # fmt: skip
+    }
 
 
 def write_record(rec: dict[str, Any], out: str | Path, markdown) -> dict[str, Any]:
@@ -80,8 +86,9 @@ def _zoo(task: str, seed: int):
     return model, sj.ordered_schur(np.asarray(model.W_rec, np.float64)), sj.zoo.task(task)
 
 
-def run_single(task: str = "flipflop", seed: int = 0, *, n_starts: int = 64, limit: int | None = None,
-               key: int = 0) -> tuple[dict[str, Any], Any]:  # fmt: skip
+def run_single(
+    task: str = "flipflop", seed: int = 0, *, n_starts: int = 64, limit: int | None = None, key: int = 0
+) -> tuple[dict[str, Any], Any]:
     """Fixed points of all (or the first ``limit``) single-coupling variants; returns (record, FixedPoints)."""
     model, sf, tk = _zoo(task, seed)
     v = sj.ablate.single_couplings(sf)
@@ -94,19 +101,29 @@ def run_single(task: str = "flipflop", seed: int = 0, *, n_starts: int = 64, lim
     hist = {int(a): int(b) for a, b in zip(*np.unique(cols["n_stable"], return_counts=True), strict=True)}
     n_per = fp.starts_of(sf.reconstruct(), np.asarray(model.b, np.float64)).shape[0]
     rec = {
-        "task": task, "seed": seed, "n": sf.n, "K": len(v), "n_starts": n_starts, "starts_per_variant": int(n_per),
-        "seconds": sec, "var_per_s": len(v) / sec,
-        "base": {"n_points": len(fp.base), "n_stable": int(fp.base.stable.sum()),
-                 "kinds": {k: int((fp.base.kind == k).sum()) for k in sj.dynamics.KINDS}},
+        "task": task,
+        "seed": seed,
+        "n": sf.n,
+        "K": len(v),
+        "n_starts": n_starts,
+        "starts_per_variant": int(n_per),
+        "seconds": sec,
+        "var_per_s": len(v) / sec,
+        "base": {
+            "n_points": len(fp.base),
+            "n_stable": int(fp.base.stable.sum()),
+            "kinds": {k: int((fp.base.kind == k).sum()) for k in sj.dynamics.KINDS},
+        },
         "n_stable_histogram": hist,
         "variants_losing_an_attractor": int((fp.lost > 0).sum()),
         "variants_gaining_an_attractor": int((fp.gained > 0).sum()),
         "variants_moving_an_attractor": int((cols["n_moved"] > 0).sum()),
-        "max_displacement_quantiles": {q: float(np.nanquantile(fp.max_displacement, float(q)))
-                                       for q in ("0.5", "0.9", "0.99", "1.0")},
+        "max_displacement_quantiles": {
+            q: float(np.nanquantile(fp.max_displacement, float(q))) for q in ("0.5", "0.9", "0.99", "1.0")
+        },
         "max_residual": float(np.nanmax(cols["max_residual"])),
         "loadavg_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }  # fmt: skip
+    }
     return rec, fp
 
 
@@ -143,15 +160,27 @@ def scipy_check(fp, model, sf, variants, *, sample: int = 16, seed: int = 0) -> 
         t_scipy += time.perf_counter() - t0
         ours = fp.points[k]
         d = np.linalg.norm(ours[:, None] - ref[None], axis=-1) if len(ours) and len(ref) else np.zeros((0, 0))
-        rows.append({"variant": int(k), "ours": int(len(ours)), "scipy": int(len(ref)),
-                     "max_dist_ours_to_scipy": float(d.min(axis=1).max()) if d.size else None,
-                     "max_dist_scipy_to_ours": float(d.min(axis=0).max()) if d.size else None,
-                     "max_residual_ours": float(fp.sets[k].residual.max()) if len(ours) else None})  # fmt: skip
+        rows.append(
+            {
+                "variant": int(k),
+                "ours": int(len(ours)),
+                "scipy": int(len(ref)),
+                "max_dist_ours_to_scipy": float(d.min(axis=1).max()) if d.size else None,
+                "max_dist_scipy_to_ours": float(d.min(axis=0).max()) if d.size else None,
+                "max_residual_ours": float(fp.sets[k].residual.max()) if len(ours) else None,
+            }
+        )
     same = all(r["ours"] == r["scipy"] for r in rows)
     worst = max(max(r["max_dist_ours_to_scipy"] or 0, r["max_dist_scipy_to_ours"] or 0) for r in rows)
-    return {"sample": [int(i) for i in idx], "rows": rows, "same_sets": bool(same), "max_distance": float(worst),
-            "agree_1e-6": bool(same and worst <= 1e-6), "scipy_seconds": t_scipy,
-            "scipy_var_per_s": len(idx) / t_scipy}  # fmt: skip
+    return {
+        "sample": [int(i) for i in idx],
+        "rows": rows,
+        "same_sets": bool(same),
+        "max_distance": float(worst),
+        "agree_1e-6": bool(same and worst <= 1e-6),
+        "scipy_seconds": t_scipy,
+        "scipy_var_per_s": len(idx) / t_scipy,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,12 +241,21 @@ def solver_comparison(fp, sf, model, variants, *, chunk: int = 32, repeats: int 
             h = finder.solve_points(Wk, u, starts, **kw)
             ts.append(time.perf_counter() - t0)
         conv, distinct = count(h)
-        out[name] = {"seconds": min(ts), "searches_per_s": k * starts.shape[0] / min(ts), "converged": conv,
-                     "distinct_points": distinct}  # fmt: skip
+        out[name] = {
+            "seconds": min(ts),
+            "searches_per_s": k * starts.shape[0] / min(ts),
+            "converged": conv,
+            "distinct_points": distinct,
+        }
     with jax.enable_x64(True):
         f = jax.jit(_hand_newton)
-        args = (jnp.asarray(Wk, jnp.float32), jnp.asarray(Wk), jnp.asarray(u, jnp.float32), jnp.asarray(u),
-                jnp.asarray(starts, jnp.float32))  # fmt: skip
+        args = (
+            jnp.asarray(Wk, jnp.float32),
+            jnp.asarray(Wk),
+            jnp.asarray(u, jnp.float32),
+            jnp.asarray(u),
+            jnp.asarray(starts, jnp.float32),
+        )
         jax.block_until_ready(f(*args))
         ts = []
         for _ in range(repeats):
@@ -225,8 +263,12 @@ def solver_comparison(fp, sf, model, variants, *, chunk: int = 32, repeats: int 
             h = np.asarray(jax.block_until_ready(f(*args)), np.float64)
             ts.append(time.perf_counter() - t0)
     conv, distinct = count(h)
-    out["hand_written_newton"] = {"seconds": min(ts), "searches_per_s": k * starts.shape[0] / min(ts),
-                                  "converged": conv, "distinct_points": distinct}  # fmt: skip
+    out["hand_written_newton"] = {
+        "seconds": min(ts),
+        "searches_per_s": k * starts.shape[0] / min(ts),
+        "converged": conv,
+        "distinct_points": distinct,
+    }
     return out
 
 
@@ -242,15 +284,23 @@ def flipflop_counts(seeds=(0, 1, 2, 3), *, controls: int = 4, key: int = 0) -> l
         tod = sj.ablate.all_nonnormal(sf)
         v = sj.ablate.Variants.concat(tod, sj.ablate.matched_norm(jax.random.key(100 + s), sf, tod, n_per=controls))
         fp = sj.dynamics.fixed_points(model, sf, v, key=jax.random.key(key), task=tk)
-        rows.append({
-            "seed": s, "base_points": len(fp.base), "base_stable": int(fp.base.stable.sum()),
-            "base_unstable_dims": np.bincount(fp.base.n_unstable).tolist(),
-            "tod_points": int(fp.n_points[0]), "tod_stable": int(fp.n_stable[0]), "tod_lost": int(fp.lost[0]),
-            "tod_gained": int(fp.gained[0]), "tod_max_displacement": float(fp.max_displacement[0]),
-            "tod_delta_norm": float(tod.delta_norm[0]),
-            "control_stable": fp.n_stable[1:].tolist(), "control_lost": fp.lost[1:].tolist(),
-            "match_radius": fp.match_radius,
-        })  # fmt: skip
+        rows.append(
+            {
+                "seed": s,
+                "base_points": len(fp.base),
+                "base_stable": int(fp.base.stable.sum()),
+                "base_unstable_dims": np.bincount(fp.base.n_unstable).tolist(),
+                "tod_points": int(fp.n_points[0]),
+                "tod_stable": int(fp.n_stable[0]),
+                "tod_lost": int(fp.lost[0]),
+                "tod_gained": int(fp.gained[0]),
+                "tod_max_displacement": float(fp.max_displacement[0]),
+                "tod_delta_norm": float(tod.delta_norm[0]),
+                "control_stable": fp.n_stable[1:].tolist(),
+                "control_lost": fp.lost[1:].tolist(),
+                "match_radius": fp.match_radius,
+            }
+        )
     return rows
 
 
@@ -266,39 +316,60 @@ def sine_frequencies(seeds=(0, 1, 2, 3), cues=(0, 25, 50), *, key: int = 0) -> l
             x = np.asarray(batch.inputs[0, 0], np.float64)
             fp = sj.dynamics.fixed_points(model, sf, tod, key=jax.random.key(key), x=x, batch=batch)
             ref = fp.reference
-            rows.append({
-                "seed": s, "cue": j, "omega": float(tk.frequencies[j]), "base_points": len(fp.base),
-                "base_ref_kind": str(fp.base.kind[ref]) if ref >= 0 else None,
-                "base_ref_freq": float(fp.base.freq[ref]) if ref >= 0 else None,
-                "base_ref_radius": float(fp.base.radius[ref]) if ref >= 0 else None,
-                "tod_points": int(fp.n_points[0]), "tod_stable": int(fp.n_stable[0]),
-                "tod_freq": float(fp.leading_freq[0]), "tod_radius": float(fp.leading_radius[0]),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "seed": s,
+                    "cue": j,
+                    "omega": float(tk.frequencies[j]),
+                    "base_points": len(fp.base),
+                    "base_ref_kind": str(fp.base.kind[ref]) if ref >= 0 else None,
+                    "base_ref_freq": float(fp.base.freq[ref]) if ref >= 0 else None,
+                    "base_ref_radius": float(fp.base.radius[ref]) if ref >= 0 else None,
+                    "tod_points": int(fp.n_points[0]),
+                    "tod_stable": int(fp.n_stable[0]),
+                    "tod_freq": float(fp.leading_freq[0]),
+                    "tod_radius": float(fp.leading_radius[0]),
+                }
+            )
     return rows
 
 
 def format_markdown(rec: dict[str, Any]) -> str:
     s = rec.get("single")
-    lines = [] if s is None else [f"single couplings ({s['task']} seed {s['seed']}, n = {s['n']}, K = {s['K']}, "
-             f"{s['starts_per_variant']} starts per variant): {s['seconds']:.1f} s, "
-             f"{s['var_per_s']:.1f} var/s"]  # fmt: skip
+    lines = (
+        []
+        if s is None
+        else [
+            f"single couplings ({s['task']} seed {s['seed']}, n = {s['n']}, K = {s['K']}, "
+            f"{s['starts_per_variant']} starts per variant): {s['seconds']:.1f} s, "
+            f"{s['var_per_s']:.1f} var/s"
+        ]
+    )
     if "scipy" in rec:
         c = rec["scipy"]
-        lines.append(f"SciPy check on {len(c['sample'])} variants: same sets {c['same_sets']}, max distance "
-                     f"{c['max_distance']:.2e}")  # fmt: skip
+        lines.append(
+            f"SciPy check on {len(c['sample'])} variants: same sets {c['same_sets']}, max distance "
+            f"{c['max_distance']:.2e}"
+        )
     if "solvers" in rec:
         for name, r in rec["solvers"].items():
             if isinstance(r, dict):
-                lines.append(f"  {name:32s} {r['seconds']:.2f} s  {r['searches_per_s']:.0f} searches/s  "
-                             f"distinct {r['distinct_points']}")  # fmt: skip
+                lines.append(
+                    f"  {name:32s} {r['seconds']:.2f} s  {r['searches_per_s']:.0f} searches/s  "
+                    f"distinct {r['distinct_points']}"
+                )
     for r in rec.get("sine", []):
-        lines.append(f"sine seed {r['seed']} cue {r['cue']} (omega {r['omega']:.2f}): base {r['base_ref_kind']} "
-                     f"freq {r['base_ref_freq']:.3f} |lam| {r['base_ref_radius']:.2f}; T->D freq {r['tod_freq']:.3f} "
-                     f"|lam| {r['tod_radius']:.2f}")  # fmt: skip
+        lines.append(
+            f"sine seed {r['seed']} cue {r['cue']} (omega {r['omega']:.2f}): base {r['base_ref_kind']} "
+            f"freq {r['base_ref_freq']:.3f} |lam| {r['base_ref_radius']:.2f}; T->D freq {r['tod_freq']:.3f} "
+            f"|lam| {r['tod_radius']:.2f}"
+        )
     for r in rec.get("flipflop", []):
-        lines.append(f"flipflop seed {r['seed']}: base {r['base_stable']} stable / {r['base_points']}; T->D "
-                     f"{r['tod_stable']} stable / {r['tod_points']} (lost {r['tod_lost']}); matched-norm controls "
-                     f"stable {r['control_stable']}")  # fmt: skip
+        lines.append(
+            f"flipflop seed {r['seed']}: base {r['base_stable']} stable / {r['base_points']}; T->D "
+            f"{r['tod_stable']} stable / {r['tod_points']} (lost {r['tod_lost']}); matched-norm controls "
+            f"stable {r['control_stable']}"
+        )
     return "\n".join(lines)
 
 

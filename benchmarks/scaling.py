@@ -49,8 +49,7 @@ def _child_devices(n: int, K: int, B: int, T: int, devices: int, repeats: int) -
         t0 = time.perf_counter()
         sj.evaluate(model, sf, variants, batch, devices=devices)
         times.append(time.perf_counter() - t0)
-    return {"devices": devices, "platform": jax.default_backend(), "seconds": min(times),
-            "var_per_s": K / min(times)}  # fmt: skip
+    return {"devices": devices, "platform": jax.default_backend(), "seconds": min(times), "var_per_s": K / min(times)}
 
 
 def device_scaling(counts=(1, 2, 4), *, n=128, K=1024, B=32, T=60, repeats=3, platform="cpu") -> dict[str, Any]:
@@ -60,8 +59,10 @@ def device_scaling(counts=(1, 2, 4), *, n=128, K=1024, B=32, T=60, repeats=3, pl
         env = dict(os.environ)
         if platform == "cpu":
             env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={max(counts)}")
-        code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import scaling; "
-                f"print(json.dumps(scaling._child_devices({n}, {K}, {B}, {T}, {d}, {repeats})))")
+        code = (
+            f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import scaling; "
+            f"print(json.dumps(scaling._child_devices({n}, {K}, {B}, {T}, {d}, {repeats})))"
+        )
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]["var_per_s"]
@@ -77,14 +78,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def process_scaling(counts=(1, 2), *, model="zoo:flipflop/0", families="single", trials=32,
-                    workdir: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def process_scaling(
+    counts=(1, 2), *, model="zoo:flipflop/0", families="single", trials=32, workdir: Path | None = None
+) -> dict[str, Any]:
     """Wall time of one sweep by 1 and by P processes over loopback (same table; start-up included)."""
     import tempfile
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="schurjax-scaling-"))
-    argv = ["-m", "schurjax.cli", "sweep", model, "--families", families, "--controls", "0", "--trials",
-            str(trials), "--quiet"]  # fmt: skip
+    argv = [
+        "-m",
+        "schurjax.cli",
+        "sweep",
+        model,
+        "--families",
+        families,
+        "--controls",
+        "0",
+        "--trials",
+        str(trials),
+        "--quiet",
+    ]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     rows, tables = [], []
     for p in counts:
@@ -92,9 +105,15 @@ def process_scaling(counts=(1, 2), *, model="zoo:flipflop/0", families="single",
         port = _free_port()
         dist = [] if p == 1 else ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(p)]
         t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, *argv, "--out", str(out), *dist,
-                                   *([] if p == 1 else ["--process-id", str(i)])], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(p)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                [sys.executable, *argv, "--out", str(out), *dist, *([] if p == 1 else ["--process-id", str(i)])],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(p)
+        ]
         codes = [pr.wait() for pr in procs]
         wall = time.perf_counter() - t0
         if any(codes):
@@ -106,12 +125,18 @@ def process_scaling(counts=(1, 2), *, model="zoo:flipflop/0", families="single",
     for r in rows:
         r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
         r["efficiency"] = r["speedup"] / r["processes"]
-    return {"model": model, "families": families, "trials": trials, "rows": rows,
-            "same_table": all(t == tables[0] for t in tables)}  # fmt: skip
+    return {
+        "model": model,
+        "families": families,
+        "trials": trials,
+        "rows": rows,
+        "same_table": all(t == tables[0] for t in tables),
+    }
 
 
-def cost_model(sizes=((64, 32, 60), (128, 32, 60), (128, 64, 60), (128, 32, 120), (256, 16, 60)), *, K=512,
-               repeats=2) -> dict[str, Any]:  # fmt: skip
+def cost_model(
+    sizes=((64, 32, 60), (128, 32, 60), (128, 64, 60), (128, 32, 120), (256, 16, 60)), *, K=512, repeats=2
+) -> dict[str, Any]:
     """Seconds per variant at a few (n, B, T) (single couplings), fitted, with the n = 512 prediction."""
     from sweep_throughput import make_problem
 
@@ -131,9 +156,18 @@ def cost_model(sizes=((64, 32, 60), (128, 32, 60), (128, 64, 60), (128, 32, 120)
     n, B, T = 512, 64, 100
     K512 = n * (n - 1) // 2
     per = float(coef @ [1.0, B * T * n**2, B * T * n])
-    return {"rows": rows, "coef": {"c0": float(coef[0]), "c1_gemm": float(coef[1]), "c2_elementwise": float(coef[2])},
-            "predict_n512": {"K": K512, "B": B, "T": T, "s_per_variant": per, "hours_this_machine": per * K512 / 3600,
-                             "flop_per_variant": 2.0 * n * n * B * T}}  # fmt: skip
+    return {
+        "rows": rows,
+        "coef": {"c0": float(coef[0]), "c1_gemm": float(coef[1]), "c2_elementwise": float(coef[2])},
+        "predict_n512": {
+            "K": K512,
+            "B": B,
+            "T": T,
+            "s_per_variant": per,
+            "hours_this_machine": per * K512 / 3600,
+            "flop_per_variant": 2.0 * n * n * B * T,
+        },
+    }
 
 
 def _timed(fn, *args) -> float:
@@ -145,8 +179,13 @@ def _timed(fn, *args) -> float:
 def _machine() -> dict[str, Any]:
     import jax
 
-    return {"python": sys.version.split()[0], "jax": jax.__version__, "cpus": os.cpu_count(),
-            "load_1min": os.getloadavg()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    return {
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "cpus": os.cpu_count(),
+        "load_1min": os.getloadavg()[0],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,23 +200,31 @@ def main(argv: list[str] | None = None) -> int:
     if "devices" in parts:
         result["devices"] = device_scaling(tuple(int(x) for x in args.devices.split(",")), platform=args.platform)
         for r in result["devices"]["rows"]:
-            print(f"devices {r['devices']}: {r['var_per_s']:8.0f} var/s  speedup {r['speedup']:.2f}  "
-                  f"efficiency {r['efficiency']:.2f}")
+            print(
+                f"devices {r['devices']}: {r['var_per_s']:8.0f} var/s  speedup {r['speedup']:.2f}  "
+                f"efficiency {r['efficiency']:.2f}"
+            )
     if "processes" in parts:
         result["processes"] = process_scaling()
         for r in result["processes"]["rows"]:
-            print(f"processes {r['processes']}: {r['wall_s']:6.1f} s wall ({r['var_per_s']:.0f} var/s)  "
-                  f"speedup {r['speedup']:.2f}  efficiency {r['efficiency']:.2f}")
+            print(
+                f"processes {r['processes']}: {r['wall_s']:6.1f} s wall ({r['var_per_s']:.0f} var/s)  "
+                f"speedup {r['speedup']:.2f}  efficiency {r['efficiency']:.2f}"
+            )
         print(f"same table: {result['processes']['same_table']}")
     if "cost" in parts:
         result["cost"] = cost_model()
         c = result["cost"]
         for r in c["rows"]:
-            print(f"n={r['n']:4d} B={r['B']:3d} T={r['T']:4d}: {1e3 * r['s_per_variant']:.3f} ms/variant "
-                  f"(fit {1e3 * r['fit_s_per_variant']:.3f})")
+            print(
+                f"n={r['n']:4d} B={r['B']:3d} T={r['T']:4d}: {1e3 * r['s_per_variant']:.3f} ms/variant "
+                f"(fit {1e3 * r['fit_s_per_variant']:.3f})"
+            )
         pr = c["predict_n512"]
-        print(f"n=512, all {pr['K']:,} couplings, B=64, T=100: {1e3 * pr['s_per_variant']:.1f} ms/variant, "
-              f"{pr['hours_this_machine']:.1f} h on this machine")
+        print(
+            f"n=512, all {pr['K']:,} couplings, B=64, T=100: {1e3 * pr['s_per_variant']:.1f} ms/variant, "
+            f"{pr['hours_this_machine']:.1f} h on this machine"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"-> {args.out}")

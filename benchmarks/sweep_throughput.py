@@ -80,9 +80,12 @@ def trained_like_model(n: int, seed: int = 0) -> sj.TanhRNN:
     V = np.linalg.qr(rng.normal(size=(n, 3)))[0]
     W = 0.9 * G + U @ np.diag([1.6, 1.3, 1.1]) @ V.T
     return sj.TanhRNN.from_arrays(
-        rng.normal(size=(n, N_IN)) / np.sqrt(N_IN), W, rng.normal(size=n) * 0.1,
-        rng.normal(size=(N_OUT, n)) / np.sqrt(n), np.zeros(N_OUT),
-    )  # fmt: skip
+        rng.normal(size=(n, N_IN)) / np.sqrt(N_IN),
+        W,
+        rng.normal(size=n) * 0.1,
+        rng.normal(size=(N_OUT, n)) / np.sqrt(n),
+        np.zeros(N_OUT),
+    )
 
 
 def make_problem(*, n: int, K: int, B: int, T: int, family: str = "single", seed: int = 0):
@@ -275,8 +278,12 @@ def machine_info() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    versions = {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-                "schurjax": sj.__version__}  # fmt: skip
+    versions = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+        "schurjax": sj.__version__,
+    }
     try:
         import jaxlib
 
@@ -324,8 +331,13 @@ def measure(methods: dict, *, repeats: int = 3) -> dict[str, dict[str, Any]]:
     for name, (run, count) in methods.items():
         t0 = time.perf_counter()
         loss, dist = run()
-        results[name] = {"warmup_s": time.perf_counter() - t0, "times_s": [], "variants_timed": count,
-                         "loss": loss, "output_distance": dist}  # fmt: skip
+        results[name] = {
+            "warmup_s": time.perf_counter() - t0,
+            "times_s": [],
+            "variants_timed": count,
+            "loss": loss,
+            "output_distance": dist,
+        }
     for _ in range(repeats):
         for name, (run, _count) in methods.items():
             t0 = time.perf_counter()
@@ -346,8 +358,19 @@ def _case_problem(case: str, n, K, B, T, seed: int):
     return cfg, make_problem(n=cfg["n"], K=cfg["K"], B=cfg["B"], T=cfg["T"], family=cfg["family"], seed=seed)
 
 
-def run_case(case: str = "C1", *, n=None, K=None, B=None, T=None, methods=METHODS, repeats: int = 3,
-             loop_subset: int = 32, seed: int = 0, engine_kw: dict | None = None) -> dict[str, Any]:  # fmt: skip
+def run_case(
+    case: str = "C1",
+    *,
+    n=None,
+    K=None,
+    B=None,
+    T=None,
+    methods=METHODS,
+    repeats: int = 3,
+    loop_subset: int = 32,
+    seed: int = 0,
+    engine_kw: dict | None = None,
+) -> dict[str, Any]:
     """Build the case (flags override its sizes), measure the methods, cross-check their results; JSON-able dict."""
     if case not in CASES:
         raise ValueError(f"sweep_throughput: case must be one of {tuple(CASES)}, got {case!r}")
@@ -421,8 +444,16 @@ def _memory_child(n: int, B: int, T: int, seed: int) -> None:
     res = sj.evaluate(model, sf, variants, batch)
     dt = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"K": len(variants), "seconds": dt, "peak_rss_kib_self": peak_kib,
-                      "finite": bool(np.all(np.isfinite(res.loss)))}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "K": len(variants),
+                "seconds": dt,
+                "peak_rss_kib_self": peak_kib,
+                "finite": bool(np.all(np.isfinite(res.loss))),
+            }
+        )
+    )
 
 
 def memory_sweep(n: int = 256, B: int = 16, T: int = 20, seed: int = 0) -> dict[str, Any]:
@@ -430,8 +461,10 @@ def memory_sweep(n: int = 256, B: int = 16, T: int = 20, seed: int = 0) -> dict[
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import sweep_throughput as s; " \
-           f"s._memory_child({n}, {B}, {T}, {seed})"  # fmt: skip
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import sweep_throughput as s; "
+        f"s._memory_child({n}, {B}, {T}, {seed})"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -463,8 +496,9 @@ ERROR_METRICS = ("delta_loss", "output_distance", "hidden_distance", "loss")
 def relative_errors(res, ref) -> dict[str, np.ndarray]:
     """Per variant and metric: ``|x - ref| / max(|ref|, 1e-5 base_loss)`` (the error the engine's bound uses)."""
     floor = 1e-5 * ref.base_loss
-    return {m: np.abs(getattr(res, m) - getattr(ref, m)) / np.maximum(np.abs(getattr(ref, m)), floor)
-            for m in ERROR_METRICS}  # fmt: skip
+    return {
+        m: np.abs(getattr(res, m) - getattr(ref, m)) / np.maximum(np.abs(getattr(ref, m)), floor) for m in ERROR_METRICS
+    }
 
 
 def _form_rows(model, sf, variants, batch, precisions) -> list[dict[str, Any]]:
@@ -488,8 +522,18 @@ def _form_rows(model, sf, variants, batch, precisions) -> list[dict[str, Any]]:
     return rows
 
 
-def precision_check(case: str = "C1", *, n=None, K=None, B=None, T=None, seed: int = 0, zoo=(), trials: int = 64,
-                    precisions=("highest", "high", "default", "tf32")) -> dict[str, Any]:  # fmt: skip
+def precision_check(
+    case: str = "C1",
+    *,
+    n=None,
+    K=None,
+    B=None,
+    T=None,
+    seed: int = 0,
+    zoo=(),
+    trials: int = 64,
+    precisions=("highest", "high", "default", "tf32"),
+) -> dict[str, Any]:
     """Relative error of each rollout form and matmul precision against float64, per metric (median / max).
 
     The reference is ``evaluate(..., dtype=jnp.float64)`` (checked against an independent NumPy float64 rollout in
@@ -509,14 +553,23 @@ def precision_check(case: str = "C1", *, n=None, K=None, B=None, T=None, seed: i
         zsf = sj.ordered_schur(np.asarray(zmodel.W_rec, dtype=np.float64))
         zbatch = task.sample(jax.random.key(seed + 1), trials)
         problems[f"zoo:{spec}"] = _form_rows(zmodel, zsf, sj.ablate.single_couplings(zsf), zbatch, precisions)
-    return {"case": case, "config": cfg, "device": machine_info()["device"], "machine": machine_info(),
-            "reference": "evaluate(dtype=float64)", "error": "|x - ref| / max(|ref|, 1e-5 base_loss)",
-            "zoo_trials": trials, "problems": problems}  # fmt: skip
+    return {
+        "case": case,
+        "config": cfg,
+        "device": machine_info()["device"],
+        "machine": machine_info(),
+        "reference": "evaluate(dtype=float64)",
+        "error": "|x - ref| / max(|ref|, 1e-5 base_loss)",
+        "zoo_trials": trials,
+        "problems": problems,
+    }
 
 
 def format_precision(result: dict[str, Any]) -> str:
-    lines = [f"precision check ({result['device']}): relative error vs float64, |x - ref| / max(|ref|, 1e-5 "
-             "base_loss), median / max over variants"]  # fmt: skip
+    lines = [
+        f"precision check ({result['device']}): relative error vs float64, |x - ref| / max(|ref|, 1e-5 "
+        "base_loss), median / max over variants"
+    ]
     for problem, rows in result["problems"].items():
         lines.append(f"{problem}:")
         lines.append(f"  {'precision':<10}{'form':<30}" + "".join(f"{m:>22}" for m in ERROR_METRICS))
@@ -533,8 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--K", type=int)
     p.add_argument("--B", type=int)
     p.add_argument("--T", type=int)
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of {','.join(METHODS + EXTRA_METHODS)}")  # fmt: skip
+    p.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS + EXTRA_METHODS)}"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--loop-subset", type=int, default=32, help="variants timed for the one-at-a-time loop")
     p.add_argument("--chunk-size", default=None, help="engine chunk size (default auto)")
@@ -548,13 +602,16 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.memory:
         result = memory_sweep(n=a.n or 256, B=a.B or 16, T=a.T or 20, seed=a.seed)
-        print(f"memory: n={result['config']['n']} K={result['config']['K']} B={result['config']['B']} "
-              f"T={result['config']['T']}: peak RSS {result['peak_rss_bytes'] / 2**30:.2f} GiB, "
-              f"{result['seconds']:.1f} s ({result['variants_per_s']:.0f} var/s)")  # fmt: skip
+        print(
+            f"memory: n={result['config']['n']} K={result['config']['K']} B={result['config']['B']} "
+            f"T={result['config']['T']}: peak RSS {result['peak_rss_bytes'] / 2**30:.2f} GiB, "
+            f"{result['seconds']:.1f} s ({result['variants_per_s']:.0f} var/s)"
+        )
         out = Path(a.out) if a.out else RESULTS_DIR / "sweep_memory.json"
     elif a.precision_check:
-        result = precision_check(a.case, n=a.n, K=a.K, B=a.B, T=a.T, seed=a.seed,
-                                 zoo=[z for z in a.zoo.split(",") if z], trials=a.trials)  # fmt: skip
+        result = precision_check(
+            a.case, n=a.n, K=a.K, B=a.B, T=a.T, seed=a.seed, zoo=[z for z in a.zoo.split(",") if z], trials=a.trials
+        )
         print(format_precision(result))
         out = Path(a.out) if a.out else RESULTS_DIR / "sweep_precision.json"
     else:
@@ -563,8 +620,18 @@ def main(argv: list[str] | None = None) -> int:
             kw["chunk_size"] = a.chunk_size if a.chunk_size == "auto" else int(a.chunk_size)
         if a.path:
             kw["path"] = a.path
-        result = run_case(a.case, n=a.n, K=a.K, B=a.B, T=a.T, methods=[m for m in a.methods.split(",") if m],
-                          repeats=a.repeats, loop_subset=a.loop_subset, seed=a.seed, engine_kw=kw)  # fmt: skip
+        result = run_case(
+            a.case,
+            n=a.n,
+            K=a.K,
+            B=a.B,
+            T=a.T,
+            methods=[m for m in a.methods.split(",") if m],
+            repeats=a.repeats,
+            loop_subset=a.loop_subset,
+            seed=a.seed,
+            engine_kw=kw,
+        )
         print(format_table(result))
         out = Path(a.out) if a.out else RESULTS_DIR / f"sweep_{a.case}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

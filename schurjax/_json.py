@@ -13,8 +13,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_jsonable", "nonfinite_path", "finite_or_none", "dumps", "canonical", "atomic_write_bytes",
-           "atomic_write_json"]
+__all__ = [
+    "to_jsonable",
+    "nonfinite_path",
+    "finite_or_none",
+    "dumps",
+    "canonical",
+    "atomic_write_bytes",
+    "atomic_write_json",
+]
 
 
 def to_jsonable(x: Any) -> Any:

@@ -72,13 +72,24 @@ def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -
     W = np.asarray(model.W_rec, np.float64)
     err = float(np.linalg.norm(sf.reconstruct() - W)) / max(float(np.linalg.norm(W)), 1e-30)
     if err > 1e-5:
-        _fail(where, f"sf is not the Schur form of model.W_rec (relative reconstruction error {err:.2e}, expected "
-                     "<= 1e-5); pass sj.ordered_schur(model.W_rec)")  # fmt: skip
+        _fail(
+            where,
+            f"sf is not the Schur form of model.W_rec (relative reconstruction error {err:.2e}, expected "
+            "<= 1e-5); pass sj.ordered_schur(model.W_rec)",
+        )
     shapes = [np.shape(getattr(batch, f, None)) for f in ("inputs", "targets", "mask")]
-    if (not isinstance(batch, tuple) or len(shapes[0]) != 3 or shapes[0][2] != model.n_in
-            or shapes[1] != shapes[0][:2] + (model.n_out,) or shapes[2] != shapes[1]):  # fmt: skip
-        _fail(where, f"batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}) and targets/mask "
-                     f"(B, T, n_out={model.n_out}), got shapes {shapes}")  # fmt: skip
+    if (
+        not isinstance(batch, tuple)
+        or len(shapes[0]) != 3
+        or shapes[0][2] != model.n_in
+        or shapes[1] != shapes[0][:2] + (model.n_out,)
+        or shapes[2] != shapes[1]
+    ):
+        _fail(
+            where,
+            f"batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}) and targets/mask "
+            f"(B, T, n_out={model.n_out}), got shapes {shapes}",
+        )
     if task is not None and not callable(getattr(task, "loss", None)):
         raise TypeError(f"{where}: task must be a task with loss(y, batch), or None, got {type(task).__name__}")
     try:
@@ -193,8 +204,11 @@ def coupling_curvature(
     if probes is None:  # exact: one unit cotangent per masked output entry
         nz = np.flatnonzero(mask.ravel() != 0)
         if nz.size * mask.size > 50_000_000:
-            _fail(where, f"probes=None (exact) needs one backward pass per masked output entry, {nz.size} here; "
-                         "expected a small batch, or pass probes (an int) for the random estimate")  # fmt: skip
+            _fail(
+                where,
+                f"probes=None (exact) needs one backward pass per masked output entry, {nz.size} here; "
+                "expected a small batch, or pass probes (an int) for the random estimate",
+            )
         z = np.zeros((nz.size, int(np.prod(shape))))
         z[np.arange(nz.size), nz] = np.sqrt(mask.ravel()[nz])
         z = z.reshape((nz.size,) + shape)
@@ -323,8 +337,9 @@ def agreement(
     pred = np.asarray(pred, np.float64).ravel()
     exact = np.asarray(exact, np.float64).ravel()
     if pred.shape != exact.shape or pred.size < 2:
-        raise ValueError(f"agreement: pred and exact must be 1-D of the same length >= 2, got shapes "
-                         f"{pred.shape} and {exact.shape}")  # fmt: skip
+        raise ValueError(
+            f"agreement: pred and exact must be 1-D of the same length >= 2, got shapes {pred.shape} and {exact.shape}"
+        )
     nz = (pred != 0) & (exact != 0)
     out = {
         "spearman": float(stats.spearmanr(pred, exact).statistic),
@@ -465,9 +480,18 @@ def screen(
         prev = cur
         s = 2 * done
     seen = order[:done]
-    return ScreenResult(top=top, couplings=np.asarray(sf.couplings)[_variant_coupling_index(sf, variants)[top]],
-                        k=k, evaluated=seen.copy(), delta_loss=exact[seen], pred=pv, order=order, rounds=rounds,
-                        n_evaluated=int(done), K=K)  # fmt: skip
+    return ScreenResult(
+        top=top,
+        couplings=np.asarray(sf.couplings)[_variant_coupling_index(sf, variants)[top]],
+        k=k,
+        evaluated=seen.copy(),
+        delta_loss=exact[seen],
+        pred=pv,
+        order=order,
+        rounds=rounds,
+        n_evaluated=int(done),
+        K=K,
+    )
 
 
 def _variant_coupling_index(sf: SchurForm, variants) -> np.ndarray:

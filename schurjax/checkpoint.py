@@ -66,8 +66,9 @@ def save_model(path: str | Path, model: TanhRNN, metadata: dict[str, Any] | None
     sizes = {"n_in": model.n_in, "n_hidden": model.n_hidden, "n_out": model.n_out}
     for key, written in (("format", FORMAT), ("sizes", sizes)):
         if key in metadata and metadata[key] != written:
-            raise ValueError(f"save_model: metadata key {key!r} is reserved and must be {written!r} if given, "
-                             f"got {metadata[key]!r}")  # fmt: skip
+            raise ValueError(
+                f"save_model: metadata key {key!r} is reserved and must be {written!r} if given, got {metadata[key]!r}"
+            )
     metadata = {k: v for k, v in metadata.items() if k not in _RESERVED}
     from schurjax import __version__
 
@@ -156,8 +157,9 @@ def _expected_size(skeleton: TanhRNN, p: Path) -> int:
     return len(buf.getvalue())
 
 
-def import_torch(path: str | Path, out: str | Path, *, task: Any = None, prefix: str | None = None,
-                 readout_prefix: str | None = None) -> Path:  # fmt: skip
+def import_torch(
+    path: str | Path, out: str | Path, *, task: Any = None, prefix: str | None = None, readout_prefix: str | None = None
+) -> Path:
     """Convert a PyTorch checkpoint (``nn.RNN`` + ``nn.Linear`` state dict) into a ``.eqx`` model with its sidecar.
 
     What ``schurjax import model.pt --out model.eqx [--task NAME]`` runs. The file is read with
@@ -186,12 +188,20 @@ def import_torch(path: str | Path, out: str | Path, *, task: Any = None, prefix:
 
     _paths("import_torch", out)
     model = TanhRNN.from_torch(path, prefix=prefix, readout_prefix=readout_prefix)
-    meta: dict[str, Any] = {"source": {"torch_checkpoint": Path(path).name, "sha256": _sha256(Path(path)),
-                                       "prefix": prefix, "readout_prefix": readout_prefix}}  # fmt: skip
+    meta: dict[str, Any] = {
+        "source": {
+            "torch_checkpoint": Path(path).name,
+            "sha256": _sha256(Path(path)),
+            "prefix": prefix,
+            "readout_prefix": readout_prefix,
+        }
+    }
     if task is not None:
         t = tasks.get(task) if isinstance(task, str) else tasks.check_task(task, "import_torch")
         if (model.n_in, model.n_out) != (t.n_in, t.n_out):
-            raise ValueError(f"import_torch: the model has n_in={model.n_in}, n_out={model.n_out} but task "
-                             f"{t.name!r} has n_in={t.n_in}, n_out={t.n_out}; expected the task it was trained on")
+            raise ValueError(
+                f"import_torch: the model has n_in={model.n_in}, n_out={model.n_out} but task "
+                f"{t.name!r} has n_in={t.n_in}, n_out={t.n_out}; expected the task it was trained on"
+            )
         meta["task"] = {"name": t.name, "params": t.params()}
     return save_model(out, model, meta)

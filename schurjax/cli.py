@@ -59,16 +59,41 @@ class UsageError(ValueError):
     """Bad command-line input: printed as one line (``schurjax sweep: error: --trials: ...``), exit status 2."""
 
 
-FLAGS = {"models": "MODEL", "run": "RUN", "out": "--out", "task": "--task", "families": "--families",
-         "control_kinds": "--control-kinds", "controls": "--controls", "control_max": "--control-max",
-         "trials": "--trials", "order": "--order", "precision": "--precision", "dtype": "--dtype",
-         "chunk_size": "--chunk-size", "seed": "--seed", "deviation": "--deviation", "seeds": "--seeds",
-         "coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id",
-         "trials_file": "--trials-file", "devices": "--devices", "tasks": "--tasks", "sizes": "--sizes",
-         "tau": "--tau", "eps": "--eps",
-         "bootstrap": "--bootstrap", "null_draws": "--null-draws", "greedy_candidates": "--greedy-candidates",
-         "greedy_passes": "--greedy-passes", "restriction_max": "--restriction-max", "replay_r2": "--replay-r2",
-         "bins": "--bins", "margin": "--margin"}  # fmt: skip
+FLAGS = {
+    "models": "MODEL",
+    "run": "RUN",
+    "out": "--out",
+    "task": "--task",
+    "families": "--families",
+    "control_kinds": "--control-kinds",
+    "controls": "--controls",
+    "control_max": "--control-max",
+    "trials": "--trials",
+    "order": "--order",
+    "precision": "--precision",
+    "dtype": "--dtype",
+    "chunk_size": "--chunk-size",
+    "seed": "--seed",
+    "deviation": "--deviation",
+    "seeds": "--seeds",
+    "coordinator": "--coordinator",
+    "num_processes": "--num-processes",
+    "process_id": "--process-id",
+    "trials_file": "--trials-file",
+    "devices": "--devices",
+    "tasks": "--tasks",
+    "sizes": "--sizes",
+    "tau": "--tau",
+    "eps": "--eps",
+    "bootstrap": "--bootstrap",
+    "null_draws": "--null-draws",
+    "greedy_candidates": "--greedy-candidates",
+    "greedy_passes": "--greedy-passes",
+    "restriction_max": "--restriction-max",
+    "replay_r2": "--replay-r2",
+    "bins": "--bins",
+    "margin": "--margin",
+}
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
 
 
@@ -170,6 +195,8 @@ _positive_int = _int_at_least(1, "a positive int")
 def _devices_arg(text: str) -> str | int:
     """An argparse type: ``all`` or a positive int."""
     return "all" if text == "all" else _int_at_least(1, "'all' or a positive int")(text)
+
+
 _nonneg_int = _int_at_least(0, "an int >= 0")
 
 
@@ -193,27 +220,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("models", nargs="+", metavar="MODEL", help="model.eqx, zoo:TASK/SEED or zoo:TASK")
     _sweep_options(s, defaults={"families": "single,block,band,all_nonnormal", "controls": 1, "trials": 256})
     s.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
-    s.add_argument("--task", default=None, help="evaluate on this task instead of the one in the model's metadata: "
-                   "a task name, neurogym:<env_id> or module:Name (your own Task class)")
-    s.add_argument("--trials-file", default=None, metavar="F.npz",
-                   help="evaluate on these trials (arrays inputs, targets, optional mask, valid) instead of "
-                        "sampling --trials from the task")  # fmt: skip
-    s.add_argument("--devices", type=_devices_arg, default="all",
-                   help="local devices each chunk's variants are split across: all (default) or a count")
-    s.add_argument("--fixed-points", action="store_true",
-                   help="also find each variant's fixed points at zero input and add their columns (n_stable, lost, "
-                        "gained, max_displacement, ...) to the table; slow (about 10 variants/s at n = 64)")
+    s.add_argument(
+        "--task",
+        default=None,
+        help="evaluate on this task instead of the one in the model's metadata: "
+        "a task name, neurogym:<env_id> or module:Name (your own Task class)",
+    )
+    s.add_argument(
+        "--trials-file",
+        default=None,
+        metavar="F.npz",
+        help="evaluate on these trials (arrays inputs, targets, optional mask, valid) instead of "
+        "sampling --trials from the task",
+    )
+    s.add_argument(
+        "--devices",
+        type=_devices_arg,
+        default="all",
+        help="local devices each chunk's variants are split across: all (default) or a count",
+    )
+    s.add_argument(
+        "--fixed-points",
+        action="store_true",
+        help="also find each variant's fixed points at zero input and add their columns (n_stable, lost, "
+        "gained, max_displacement, ...) to the table; slow (about 10 variants/s at n = 64)",
+    )
     s.add_argument("--report", action="store_true", help="also write report.html when done")
-    s.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="run as one of several processes sharing --out: process 0's address (jax.distributed)")
+    s.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="run as one of several processes sharing --out: process 0's address (jax.distributed)",
+    )
     s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
     s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
 
     i = sub.add_parser("import", help="convert a PyTorch nn.RNN + nn.Linear checkpoint into a schurjax model (.eqx)")
     i.add_argument("checkpoint", metavar="MODEL.pt", help="a torch state dict file (read with weights_only=True)")
     i.add_argument("--out", required=True, help="the .eqx to write (its .json sidecar goes next to it)")
-    i.add_argument("--task", default=None, help="the task the model was trained on (name, neurogym:<env_id> or "
-                   "module:Name); recorded so that `schurjax sweep MODEL.eqx` finds it")
+    i.add_argument(
+        "--task",
+        default=None,
+        help="the task the model was trained on (name, neurogym:<env_id> or "
+        "module:Name); recorded so that `schurjax sweep MODEL.eqx` finds it",
+    )
     i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN in a whole model's state dict")
     i.add_argument("--readout-prefix", default=None, help="key prefix of the nn.Linear readout")
 
@@ -225,39 +275,66 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=DEMO["out"], help=f"run folder (default {DEMO['out']})")
     d.add_argument("--trials", type=_positive_int, default=DEMO["trials"], help=f"default {DEMO['trials']}")
     d.add_argument("--seeds-per-task", type=_positive_int, default=DEMO["seeds_per_task"])
-    d.add_argument("--control-max", type=_nonneg_int, default=DEMO["control_max"],
-                   help="at most this many ablations per family and model get a control (default all)")
+    d.add_argument(
+        "--control-max",
+        type=_nonneg_int,
+        default=DEMO["control_max"],
+        help="at most this many ablations per family and model get a control (default all)",
+    )
     d.add_argument("--tasks", default=",".join(DEMO["tasks"]), help="comma list of zoo tasks (default all four)")
-    d.add_argument("--families", default=",".join(DEMO["families"]),
-                   help="comma list of families (default %(default)s)")  # fmt: skip
+    d.add_argument(
+        "--families", default=",".join(DEMO["families"]), help="comma list of families (default %(default)s)"
+    )
     d.add_argument("--device", choices=("cpu", "gpu"), default=None)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    st = sub.add_parser("study", help="the research study: held-out keep shares with intervals, controls, "
-                        "compression, copy replay, task restriction, cross-seed profiles")  # fmt: skip
+    st = sub.add_parser(
+        "study",
+        help="the research study: held-out keep shares with intervals, controls, "
+        "compression, copy replay, task restriction, cross-seed profiles",
+    )
     st.add_argument("--quick", action="store_true", help="small preset for a first look (minutes on 2 CPU cores)")
-    st.add_argument("--out", default="runs/study", help="study folder (rerun the same command to resume; default "
-                    "%(default)s)")  # fmt: skip
-    st.add_argument("--models", nargs="+", metavar="MODEL", default=None,
-                    help="study these models (model.eqx, zoo:TASK/SEED) instead of the zoo's tasks x seeds x sizes")
+    st.add_argument(
+        "--out", default="runs/study", help="study folder (rerun the same command to resume; default %(default)s)"
+    )
+    st.add_argument(
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        default=None,
+        help="study these models (model.eqx, zoo:TASK/SEED) instead of the zoo's tasks x seeds x sizes",
+    )
     st.add_argument("--tasks", default=None, help="comma list of zoo tasks (default copy,flipflop,sine,context)")
     st.add_argument("--seeds", default=None, help="zoo seeds, e.g. 0-3 (default 0-3; --quick: 0-1)")
     st.add_argument("--sizes", default=None, help="hidden sizes, e.g. 64,128 (default: every size the zoo ships)")
     st.add_argument("--tau", type=float, default=None, help="loss criterion |dloss|/loss <= tau (default 0.05)")
     st.add_argument("--eps", type=float, default=None, help="score criterion: score drop <= eps (default 0.01)")
-    st.add_argument("--trials", type=_int_at_least(2, "an int >= 2"), default=None,
-                    help="trials in each of the selection and held-out batches (default 256; --quick: 128)")
-    st.add_argument("--bootstrap", type=_int_at_least(10, "an int >= 10"), default=None,
-                    help="bootstrap resamples (default 1000)")  # fmt: skip
+    st.add_argument(
+        "--trials",
+        type=_int_at_least(2, "an int >= 2"),
+        default=None,
+        help="trials in each of the selection and held-out batches (default 256; --quick: 128)",
+    )
+    st.add_argument(
+        "--bootstrap", type=_int_at_least(10, "an int >= 10"), default=None, help="bootstrap resamples (default 1000)"
+    )
     st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed (default 0)")
     st.add_argument("--control-kinds", default=None, help=f"comma list of {', '.join(CONTROL_KINDS)} (default all)")
-    st.add_argument("--control-max", type=_positive_int, default=None,
-                    help="ablations per family and model that get controls (default 256)")  # fmt: skip
+    st.add_argument(
+        "--control-max",
+        type=_positive_int,
+        default=None,
+        help="ablations per family and model that get controls (default 256)",
+    )
     st.add_argument("--greedy-candidates", type=_positive_int, default=None, help="couplings per greedy pass")
     st.add_argument("--greedy-passes", type=_nonneg_int, default=None, help="greedy passes of the compression")
-    st.add_argument("--margin", type=float, default=None,
-                    help="compression searches within (1 - margin) x tau / eps on the selection batch so that the "
-                         "set holds on held-out trials (default 0)")
+    st.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="compression searches within (1 - margin) x tau / eps on the selection batch so that the "
+        "set holds on held-out trials (default 0)",
+    )
     st.add_argument("--restriction-max", type=_positive_int, default=None, help="removals in the restriction part")
     st.add_argument("--null-draws", type=_int_at_least(10, "an int >= 10"), default=None, help="draws of the nulls")
     st.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
@@ -268,25 +345,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
-    s.add_argument("--families", default=defaults["families"],
-                   help=f"comma list of {', '.join(FAMILIES)} (default %(default)s)")  # fmt: skip
-    s.add_argument("--controls", type=_nonneg_int, default=defaults["controls"],
-                   help="random controls per ablation and kind (0: none; default %(default)s)")  # fmt: skip
-    s.add_argument("--control-kinds", default="matched_norm",
-                   help=f"comma list of {', '.join(CONTROL_KINDS)} (default matched_norm)")  # fmt: skip
-    s.add_argument("--control-max", type=_nonneg_int, default=None,
-                   help="at most this many ablations per family and model get controls (default all)")
+    s.add_argument(
+        "--families", default=defaults["families"], help=f"comma list of {', '.join(FAMILIES)} (default %(default)s)"
+    )
+    s.add_argument(
+        "--controls",
+        type=_nonneg_int,
+        default=defaults["controls"],
+        help="random controls per ablation and kind (0: none; default %(default)s)",
+    )
+    s.add_argument(
+        "--control-kinds",
+        default="matched_norm",
+        help=f"comma list of {', '.join(CONTROL_KINDS)} (default matched_norm)",
+    )
+    s.add_argument(
+        "--control-max",
+        type=_nonneg_int,
+        default=None,
+        help="at most this many ablations per family and model get controls (default all)",
+    )
     s.add_argument("--trials", type=_positive_int, default=defaults["trials"], help="batch size (default %(default)s)")
     s.add_argument("--order", choices=ORDERS, default="modulus", help="Schur block order")
-    s.add_argument("--precision", choices=PRECISIONS, default="highest",
-                   help="float32 matmul precision in the rollouts (default highest; the others lose small effects "
-                        "on GPUs)")  # fmt: skip
-    s.add_argument("--deviation", action=argparse.BooleanOptionalAction, default=None,
-                   help="carry h_k - h from the unablated trajectory in the rollouts (default): small loss changes "
-                        "keep their digits (error bound vs float64 in benchmarks/RESULTS.md); --no-deviation: the "
-                        "plain rollout, which differences two float32 trajectories")  # fmt: skip
-    s.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="rollout dtype (float64: for verification, slow)")  # fmt: skip
+    s.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="highest",
+        help="float32 matmul precision in the rollouts (default highest; the others lose small effects on GPUs)",
+    )
+    s.add_argument(
+        "--deviation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="carry h_k - h from the unablated trajectory in the rollouts (default): small loss changes "
+        "keep their digits (error bound vs float64 in benchmarks/RESULTS.md); --no-deviation: the "
+        "plain rollout, which differences two float32 trajectories",
+    )
+    s.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="rollout dtype (float64: for verification, slow)",
+    )
     s.add_argument("--chunk-size", type=_positive_int, default=512, help="variants per chunk file (default 512)")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="root seed of the batch and the controls")
     s.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
@@ -398,8 +498,10 @@ def _check_seeds_fit(n_seeds: int, task: Any, n: int, batch_size: int) -> None:
     per_seed = 4 * (4 * params + 6 * batch_size * task.steps * (n + task.n_in + 2 * task.n_out))
     fit = available_memory() // 2 // per_seed
     if n_seeds > fit:
-        raise UsageError(f"--seeds: {n_seeds:,} seeds need ~{n_seeds * per_seed / 2**30:.1f} GiB in one training "
-                         f"program; at most {fit:,} fit here (or lower --batch-size / --hidden)")  # fmt: skip
+        raise UsageError(
+            f"--seeds: {n_seeds:,} seeds need ~{n_seeds * per_seed / 2**30:.1f} GiB in one training "
+            f"program; at most {fit:,} fit here (or lower --batch-size / --hidden)"
+        )
 
 
 def _jsonable(x: Any) -> Any:
@@ -415,9 +517,19 @@ def _jsonable(x: Any) -> Any:
 
 def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The options of :func:`schurjax.sweep` from the sweep flags."""
-    return dict(families=args.families, controls=args.controls, control_kinds=args.control_kinds,
-                control_max=args.control_max, trials=args.trials, order=args.order, precision=args.precision,
-                dtype=args.dtype, chunk_size=args.chunk_size, seed=args.seed, deviation=args.deviation)  # fmt: skip
+    return dict(
+        families=args.families,
+        controls=args.controls,
+        control_kinds=args.control_kinds,
+        control_max=args.control_max,
+        trials=args.trials,
+        order=args.order,
+        precision=args.precision,
+        dtype=args.dtype,
+        chunk_size=args.chunk_size,
+        seed=args.seed,
+        deviation=args.deviation,
+    )
 
 
 def _summary_text(run: Any) -> str:
@@ -433,10 +545,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     initialize(args.coordinator, args.num_processes, args.process_id)  # before anything starts JAX's backend
     with _device(args.device):
-        run = sweep(args.models, out=args.out, task=args.task, progress=not args.quiet,
-                    extra_manifest={"command": ["schurjax", *args.argv]}, coordinator=args.coordinator,
-                    num_processes=args.num_processes, process_id=args.process_id, trials_file=args.trials_file,
-                    fixed_points=args.fixed_points, devices=args.devices, **_sweep_kwargs(args))  # fmt: skip
+        run = sweep(
+            args.models,
+            out=args.out,
+            task=args.task,
+            progress=not args.quiet,
+            extra_manifest={"command": ["schurjax", *args.argv]},
+            coordinator=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+            trials_file=args.trials_file,
+            fixed_points=args.fixed_points,
+            devices=args.devices,
+            **_sweep_kwargs(args),
+        )
     dt = time.perf_counter() - t0
     print(_summary_text(run))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
@@ -492,10 +614,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from schurjax.sweeps import sweep
 
     with _device(args.device):
-        run = sweep(specs, out=args.out, families=args.families, controls=DEMO["controls"],
-                    control_kinds=DEMO["control_kinds"], control_max=args.control_max, trials=args.trials,
-                    chunk_size=DEMO["chunk_size"], seed=DEMO["seed"], progress=not args.quiet,
-                    extra_manifest={"command": ["schurjax", *args.argv]})  # fmt: skip
+        run = sweep(
+            specs,
+            out=args.out,
+            families=args.families,
+            controls=DEMO["controls"],
+            control_kinds=DEMO["control_kinds"],
+            control_max=args.control_max,
+            trials=args.trials,
+            chunk_size=DEMO["chunk_size"],
+            seed=DEMO["seed"],
+            progress=not args.quiet,
+            extra_manifest={"command": ["schurjax", *args.argv]},
+        )
     t_sweep = time.perf_counter() - t0
     report = _write_report(run, quiet=True)
     dt = time.perf_counter() - t0
@@ -512,16 +643,36 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     kw: dict[str, Any] = {}
-    for name in ("tasks", "sizes", "tau", "eps", "trials", "bootstrap", "seed", "control_kinds", "control_max",
-                 "greedy_candidates", "greedy_passes", "restriction_max", "null_draws", "margin"):
+    for name in (
+        "tasks",
+        "sizes",
+        "tau",
+        "eps",
+        "trials",
+        "bootstrap",
+        "seed",
+        "control_kinds",
+        "control_max",
+        "greedy_candidates",
+        "greedy_passes",
+        "restriction_max",
+        "null_draws",
+        "margin",
+    ):
         value = getattr(args, name)
         if value is not None:
             kw[name] = value
     if args.seeds is not None:
         kw["seeds"] = parse_seeds(args.seeds)
     with _device(args.device):
-        st = study(out=args.out, quick=args.quick, models=args.models, progress=not args.quiet,
-                   extra_manifest={"command": ["schurjax", *args.argv]}, **kw)  # fmt: skip
+        st = study(
+            out=args.out,
+            quick=args.quick,
+            models=args.models,
+            progress=not args.quiet,
+            extra_manifest={"command": ["schurjax", *args.argv]},
+            **kw,
+        )
     dt = time.perf_counter() - t0
     print(st.report.read_text())
     print(f"study: {len(st.models)} models -> {st.path} (report.md, figure.png, tables/, compressed/)  ({dt:.0f}s)")
@@ -555,19 +706,28 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     with user_errors():
         try:
-            path = checkpoint.import_torch(args.checkpoint, args.out, task=args.task, prefix=args.prefix,
-                                           readout_prefix=args.readout_prefix)  # fmt: skip
+            path = checkpoint.import_torch(
+                args.checkpoint, args.out, task=args.task, prefix=args.prefix, readout_prefix=args.readout_prefix
+            )
         except ImportError as e:  # the torch extra is missing: the message names it
             raise UsageError(str(e).splitlines()[0]) from None
     model, meta = checkpoint.load_model(path)
     task = (meta.get("task") or {}).get("name", "none (pass --task to sweep it)")
-    print(f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; "
-          f"task {task})")
+    print(
+        f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; task {task})"
+    )
     return 0
 
 
-COMMANDS = {"train": cmd_train, "import": cmd_import, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo,
-            "study": cmd_study, "info": cmd_info}  # fmt: skip
+COMMANDS = {
+    "train": cmd_train,
+    "import": cmd_import,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "demo": cmd_demo,
+    "study": cmd_study,
+    "info": cmd_info,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -617,8 +777,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         traceback.print_exc(file=sys.stderr)
         first = str(e).splitlines()[0] if str(e) else ""
-        _err(f"{prefix}: internal error: {type(e).__name__}: {first} (a bug in schurjax; please report it with "
-             "the traceback above)")  # fmt: skip
+        _err(
+            f"{prefix}: internal error: {type(e).__name__}: {first} (a bug in schurjax; please report it with "
+            "the traceback above)"
+        )
         return 1
     except (KeyboardInterrupt, _Terminated) as e:
         if cmd == "train":

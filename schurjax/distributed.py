@@ -63,8 +63,9 @@ class Processes:
         return [(bytes(r[:-1].astype(np.uint8)).hex(), int(r[-1])) for r in rows]
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> Processes:  # fmt: skip
+def initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> Processes:
     """Join the processes of a sweep (``jax.distributed.initialize``); one process when nothing says otherwise.
 
     Args:
@@ -84,9 +85,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     if not any(given) and not cluster_environment():
         return Processes()
     if any(given) and not all(given):
-        raise InputError("sweep", "coordinator", "coordinator, num_processes and process_id go together: give all "
-                         f"three or none, got coordinator={coordinator!r}, num_processes={num_processes!r}, "
-                         f"process_id={process_id!r}")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "coordinator",
+            "coordinator, num_processes and process_id go together: give all "
+            f"three or none, got coordinator={coordinator!r}, num_processes={num_processes!r}, "
+            f"process_id={process_id!r}",
+        )
     if all(given):
         host, _, port = str(coordinator).rpartition(":")
         if not host or not port.isdigit():
@@ -104,6 +109,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         except RuntimeError as e:
             if "must be called before" not in str(e):
                 raise
-            raise InputError("sweep", "coordinator", "needs a fresh process: JAX's distributed runtime starts before "
-                             "any other JAX call (run the sweep first in a new Python process)") from None  # fmt: skip
+            raise InputError(
+                "sweep",
+                "coordinator",
+                "needs a fresh process: JAX's distributed runtime starts before "
+                "any other JAX call (run the sweep first in a new Python process)",
+            ) from None
     return Processes(jax.process_index(), jax.process_count())

@@ -80,5 +80,6 @@ def check_backend() -> None:
     except Exception as e:  # noqa: BLE001 - any failure to start the backend is an environment problem
         platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or "default"
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BackendError(f"JAX could not start the {platforms} backend: {why} (set JAX_PLATFORMS=cpu to run on "
-                           "the CPU)") from e  # fmt: skip
+        raise BackendError(
+            f"JAX could not start the {platforms} backend: {why} (set JAX_PLATFORMS=cpu to run on the CPU)"
+        ) from e

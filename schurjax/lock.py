@@ -54,8 +54,11 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "a multi-process sweep (see .lock-*)"
             os.close(fd)
-            raise InputError(self.where, "out", f"{path.parent} is being written by {holder}; wait for it to "
-                             "finish, stop it, or choose another folder") from None  # fmt: skip
+            raise InputError(
+                self.where,
+                "out",
+                f"{path.parent} is being written by {holder}; wait for it to finish, stop it, or choose another folder",
+            ) from None
         return fd
 
     def acquire(self) -> RunLock:
@@ -82,8 +85,12 @@ class RunLock:
             on_disk = None
         mine = os.fstat(self._fd)
         if on_disk is None or (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
-            raise InputError(self.where, "out", f"{self.path.parent} was deleted or replaced while this sweep was "
-                             "writing it; stopped without writing more (rerun to start it again)")  # fmt: skip
+            raise InputError(
+                self.where,
+                "out",
+                f"{self.path.parent} was deleted or replaced while this sweep was "
+                "writing it; stopped without writing more (rerun to start it again)",
+            )
 
     def release(self) -> None:
         """Let go of the lock (the files stay; they are only locks while some process holds them)."""

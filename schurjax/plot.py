@@ -63,10 +63,22 @@ FAMILY_ORDER = ("single", "block", "band", "eigen_group", "eigen_groups", "all_n
 # ls: median line in loss_vs_norm; pls: thin profile line in keep_profile (the models' own lines use -, --, -., :).
 CONTROL_STYLES = {
     "matched_norm": {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "norm"},
-    "matched_count": {"marker": "+", "color": "0.25", "ls": ":", "pls": (0, (1, 4)), "box": "#4d4d4d",
-                      "short": "count"},  # fmt: skip
-    "coupling_noise": {"marker": "1", "color": "0.5", "ls": "-.", "pls": (0, (4, 2, 1, 2, 1, 2)), "box": "#a6a6a6",
-                       "short": "noise"},  # fmt: skip
+    "matched_count": {
+        "marker": "+",
+        "color": "0.25",
+        "ls": ":",
+        "pls": (0, (1, 4)),
+        "box": "#4d4d4d",
+        "short": "count",
+    },
+    "coupling_noise": {
+        "marker": "1",
+        "color": "0.5",
+        "ls": "-.",
+        "pls": (0, (4, 2, 1, 2, 1, 2)),
+        "box": "#a6a6a6",
+        "short": "noise",
+    },
 }
 _OTHER_CONTROL = {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "ctrl"}
 TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
@@ -302,29 +314,61 @@ def loss_vs_norm(rows: Any, *, title: str | None = None) -> Any:
         if up.any():
             ax.scatter(x[up], ya[up], s=size, marker=marker, color=color, alpha=alpha, lw=0, label=label, zorder=z)
         if (~up).any():
-            ax.scatter(x[~up], ya[~up], s=size, marker=marker, facecolors="none", edgecolors=color, alpha=alpha,
-                       lw=0.8, label=None if up.any() else label, zorder=z)  # fmt: skip
+            ax.scatter(
+                x[~up],
+                ya[~up],
+                s=size,
+                marker=marker,
+                facecolors="none",
+                edgecolors=color,
+                alpha=alpha,
+                lw=0.8,
+                label=None if up.any() else label,
+                zorder=z,
+            )
 
     kinds = _kinds(ctrl)
     for kind in kinds:
         st = _style(kind)
-        draw([r for r in ctrl if _kind(r) == kind], st["color"], st["marker"],
-             f"random control: {_kind_name(kind)}", 14, 0.55, 4)  # fmt: skip
+        draw(
+            [r for r in ctrl if _kind(r) == kind],
+            st["color"],
+            st["marker"],
+            f"random control: {_kind_name(kind)}",
+            14,
+            0.55,
+            4,
+        )
     fams = [f for f in FAMILY_ORDER if any(r.get("family") == f for r in abl)]
     fams += sorted({str(r.get("family")) for r in abl} - set(fams))
     for fam in fams:
         rs = [r for r in abl if r.get("family") == fam]
         size = 10 if fam == "single" else 40 if fam in ("block", "eigen_group", "eigen_groups") else 70
-        draw(rs, FAMILY_COLORS.get(fam, "k"), "o" if fam != "all_nonnormal" else "*", f"Schur ablation: {fam}",
-             size * (2.5 if fam == "all_nonnormal" else 1), 0.75 if fam == "single" else 0.9, 3)  # fmt: skip
+        draw(
+            rs,
+            FAMILY_COLORS.get(fam, "k"),
+            "o" if fam != "all_nonnormal" else "*",
+            f"Schur ablation: {fam}",
+            size * (2.5 if fam == "all_nonnormal" else 1),
+            0.75 if fam == "single" else 0.9,
+            3,
+        )
     _binned_median(ax, abl, "k", "-", "median, Schur ablations", floor)
     for kind in kinds:
         st = _style(kind)
-        _binned_median(ax, [r for r in ctrl if _kind(r) == kind], "0.35", st["ls"],
-                       f"median, {_kind_name(kind)} controls", floor)  # fmt: skip
+        _binned_median(
+            ax, [r for r in ctrl if _kind(r) == kind], "0.35", st["ls"], f"median, {_kind_name(kind)} controls", floor
+        )
     ax.axhline(KEEP_TOL, color="k", ls="--", lw=0.8)
-    ax.text(0.99, KEEP_TOL, f"{100 * KEEP_TOL:.0f}% ", transform=ax.get_yaxis_transform(), va="bottom", ha="right",
-            fontsize=8)  # fmt: skip
+    ax.text(
+        0.99,
+        KEEP_TOL,
+        f"{100 * KEEP_TOL:.0f}% ",
+        transform=ax.get_yaxis_transform(),
+        va="bottom",
+        ha="right",
+        fontsize=8,
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("size of the weight change  ||ΔW||_F = ||ΔT||_F")
@@ -416,8 +460,9 @@ def family_distributions(table: Any, *, title: str | None = None) -> Any:
     table = records(table)
     models = _models_in(table)
     tasks = list(dict.fromkeys(m[1] for m in models))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.6, 3.6 * len(tasks)), 4.8), layout="constrained",
-                             sharey=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(max(6.6, 3.6 * len(tasks)), 4.8), layout="constrained", sharey=True, squeeze=False
+    )
     rel_all = np.abs(_arr(table, "rel_delta_loss"))
     rel_all = rel_all[np.isfinite(rel_all)]
     pos = rel_all[rel_all > 0]
@@ -475,9 +520,12 @@ def family_distributions(table: Any, *, title: str | None = None) -> Any:
         versus = f" vs their {_kind_name(kinds[0])} controls (grey)"
     else:
         versus = " vs controls (grey, one box per kind)" if kinds else ""
-    fig.suptitle(title or f"Loss change of Schur ablations by family (colour){versus}\n"
-                 f"boxes pool the seeds; points: one shade per seed; green band: within ±{100 * KEEP_TOL:.0f}%",
-                 fontsize=9.5)  # fmt: skip
+    fig.suptitle(
+        title
+        or f"Loss change of Schur ablations by family (colour){versus}\n"
+        f"boxes pool the seeds; points: one shade per seed; green band: within ±{100 * KEEP_TOL:.0f}%",
+        fontsize=9.5,
+    )
     return fig
 
 
@@ -514,9 +562,13 @@ def keep_profile(table: Any, *, title: str | None = None) -> Any:
     fams = [f for f in FAMILY_ORDER if any(r.get("family") == f and not _is_control(r) for r in table)]
     kinds = _kinds(table)
     n_cols = len(fams) * (1 + len(kinds))  # at most; the heat map widens with its columns
-    fig, (ax, axh) = plt.subplots(1, 2, figsize=(12.0 + max(0, 0.5 * (n_cols - 8)), 0.9 + max(3.6, 0.42 * len(models)
-                                  + 1.4)), layout="constrained",
-                                  gridspec_kw={"width_ratios": (1.25, max(1.0, n_cols / 8))})  # fmt: skip
+    fig, (ax, axh) = plt.subplots(
+        1,
+        2,
+        figsize=(12.0 + max(0, 0.5 * (n_cols - 8)), 0.9 + max(3.6, 0.42 * len(models) + 1.4)),
+        layout="constrained",
+        gridspec_kw={"width_ratios": (1.25, max(1.0, n_cols / 8))},
+    )
     grid = np.logspace(-5, 2, 200)
     styles = ["-", "--", "-.", ":"]
     by_task: dict[str, int] = {}
@@ -525,17 +577,23 @@ def keep_profile(table: Any, *, title: str | None = None) -> Any:
         k = by_task.get(task, 0)
         by_task[task] = k + 1
         color = TASK_COLORS.get(task, f"C{len(by_task) % 10}")
-        singles = np.abs(_arr([r for r in rows if r.get("family") == "single" and not _is_control(r)],
-                              "rel_delta_loss"))  # fmt: skip
+        singles = np.abs(
+            _arr([r for r in rows if r.get("family") == "single" and not _is_control(r)], "rel_delta_loss")
+        )
         if singles.size:
             ax.plot(grid, [np.mean(singles <= g) for g in grid], color=color, ls=styles[k % 4], lw=1.6, label=mid)
         single_ids = {r["row_id"] for r in rows if r.get("family") == "single" and not _is_control(r)}
         for kind in kinds:
-            ctrl = np.abs(_arr([r for r in rows if _is_control(r) and _kind(r) == kind and r["control_of"] in
-                                single_ids], "rel_delta_loss"))  # fmt: skip
+            ctrl = np.abs(
+                _arr(
+                    [r for r in rows if _is_control(r) and _kind(r) == kind and r["control_of"] in single_ids],
+                    "rel_delta_loss",
+                )
+            )
             if ctrl.size:
-                ax.plot(grid, [np.mean(ctrl <= g) for g in grid], color=color, ls=_style(kind)["pls"], lw=1.0,
-                        alpha=0.8)  # fmt: skip
+                ax.plot(
+                    grid, [np.mean(ctrl <= g) for g in grid], color=color, ls=_style(kind)["pls"], lw=1.0, alpha=0.8
+                )
     for kind in kinds:
         ax.plot([], [], color="0.4", ls=_style(kind)["pls"], lw=1.0, label=f"their {_kind_name(kind)} controls")
     ax.axvline(KEEP_TOL, color="k", lw=0.7, ls="--")
@@ -551,8 +609,11 @@ def keep_profile(table: Any, *, title: str | None = None) -> Any:
     cols: list[tuple[str, str | None]] = []
     for f in fams:
         cols.append((f, None))
-        cols += [(f, k) for k in kinds if any(_is_control(r) and _kind(r) == k and fam_of.get(r["control_of"]) == f
-                                              for r in table)]  # fmt: skip
+        cols += [
+            (f, k)
+            for k in kinds
+            if any(_is_control(r) and _kind(r) == k and fam_of.get(r["control_of"]) == f for r in table)
+        ]
     H = np.full((len(models), len(cols)), np.nan)
     for i, (mid, _task, _seed) in enumerate(models):
         rows = [r for r in table if r["model"] == mid]
@@ -568,11 +629,19 @@ def keep_profile(table: Any, *, title: str | None = None) -> Any:
     for i in range(H.shape[0]):
         for j in range(H.shape[1]):
             if np.isfinite(H[i, j]):
-                axh.text(j, i, f"{100 * H[i, j]:.0f}%", ha="center", va="center", fontsize=8,
-                         color="white" if H[i, j] > 0.6 else "black")  # fmt: skip
+                axh.text(
+                    j,
+                    i,
+                    f"{100 * H[i, j]:.0f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if H[i, j] > 0.6 else "black",
+                )
     axh.set_xticks(range(len(cols)))
-    axh.set_xticklabels([f.replace("_", "\n") if k is None else f"{_style(k)['short']}\nctrl" for f, k in cols],
-                        fontsize=8)  # fmt: skip
+    axh.set_xticklabels(
+        [f.replace("_", "\n") if k is None else f"{_style(k)['short']}\nctrl" for f, k in cols], fontsize=8
+    )
     for j, (_f, k) in enumerate(cols):
         if k is not None:
             axh.get_xticklabels()[j].set_color("0.4")
@@ -595,8 +664,9 @@ def to_png(fig: Any, *, dpi: int = 110) -> bytes:
 def model_figures(sf: Any, rows: Any, *, model_id: str = "") -> dict[str, Any]:
     """The per-model figures: ``schur``, ``importance``, ``loss_vs_norm``, ``eigenvalues`` (name -> Figure)."""
     rows = records(rows)
-    figs = {"schur": schur_heatmap(sf, title=f"{model_id}: ordered real Schur form |T| (n = {sf.n})"
-                                   if model_id else None)}  # fmt: skip
+    figs = {
+        "schur": schur_heatmap(sf, title=f"{model_id}: ordered real Schur form |T| (n = {sf.n})" if model_id else None)
+    }
     if any(r.get("family") in ("single", "block") and not _is_control(r) for r in rows):
         figs["importance"] = importance_map(sf, rows, model_id=model_id)
     if rows:

@@ -43,8 +43,17 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
 
     kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
     tol = f"≤{100 * KEEP_TOL:.0f}%"
-    head = ["model", "task", "seed", "base loss", "base score", "all-nonnormal score", f"single keep {tol}",
-            f"block keep {tol}", "all-nonnormal Δ"]  # fmt: skip
+    head = [
+        "model",
+        "task",
+        "seed",
+        "base loss",
+        "base score",
+        "all-nonnormal score",
+        f"single keep {tol}",
+        f"block keep {tol}",
+        "all-nonnormal Δ",
+    ]
     for kind in kinds:
         name = kind.replace("_", "-")
         head += [f"ablation median Δ ({name})", f"{name} control median Δ", f"ablation > {name} control"]
@@ -52,12 +61,24 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
     for s in summary:
         score, nn = (s.get(k) for k in ("base_score", "all_nonnormal_score"))
         score, nn = ("–" if x is None or x != x else f"{x:.3f}" for x in (score, nn))  # x != x: NaN
-        cells = [s["model"], s["task"], "–" if s["seed"] is None else s["seed"], f"{s['base_loss']:.3g}", score, nn,
-                 pct(s["single_keep"]), pct(s["block_keep"]), pct(s["all_nonnormal_rel"], True)]  # fmt: skip
+        cells = [
+            s["model"],
+            s["task"],
+            "–" if s["seed"] is None else s["seed"],
+            f"{s['base_loss']:.3g}",
+            score,
+            nn,
+            pct(s["single_keep"]),
+            pct(s["block_keep"]),
+            pct(s["all_nonnormal_rel"], True),
+        ]
         for kind in kinds:
             k = s.get("by_kind", {}).get(kind, {})
-            cells += [pct(k.get("ablation_median_rel"), True), pct(k.get("control_median_rel"), True),
-                      pct(k.get("frac_ablation_gt_control"))]  # fmt: skip
+            cells += [
+                pct(k.get("ablation_median_rel"), True),
+                pct(k.get("control_median_rel"), True),
+                pct(k.get("frac_ablation_gt_control")),
+            ]
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -130,8 +151,10 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         rows = [r for r in table if r["model"] == mid]
         if sf is None:
             continue
-        parts.append(f"<h2>{html.escape(mid)} <span class='note'>({html.escape(model.get('source', ''))}, "
-                     f"n = {sf.n}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>")  # fmt: skip
+        parts.append(
+            f"<h2>{html.escape(mid)} <span class='note'>({html.escape(model.get('source', ''))}, "
+            f"n = {sf.n}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>"
+        )
         for name, fig in model_figures(sf, rows, model_id=mid).items():
             parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
         parts.append("</div>")

@@ -83,8 +83,12 @@ def read_manifest(path: Path, where: str = "load") -> dict[str, Any]:
     repair = f"delete {path.parent} and rerun the sweep"
     manifest = _read_json(path, where, "schurjax manifest", repair)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
-        raise InputError(where, None, f"{path} is not a schurjax manifest (expected a JSON object with a "
-                         f"'config' entry, got {type(manifest).__name__}); {repair}")  # fmt: skip
+        raise InputError(
+            where,
+            None,
+            f"{path} is not a schurjax manifest (expected a JSON object with a "
+            f"'config' entry, got {type(manifest).__name__}); {repair}",
+        )
     return manifest
 
 
@@ -126,9 +130,13 @@ def load(path: str | os.PathLike) -> Run:
         record = _read_json(path / COMPLETE, "load", "completion record", "rerun the sweep command to rewrite it")
         want = record.get("table_sha256") if isinstance(record, dict) else None
         if want != _sha256(data):
-            raise InputError("load", None, f"{table_path} does not match the checksum in {path / COMPLETE} "
-                             "(truncated or edited); rerun the sweep command to rebuild it from the "
-                             "chunks")  # fmt: skip
+            raise InputError(
+                "load",
+                None,
+                f"{table_path} does not match the checksum in {path / COMPLETE} "
+                "(truncated or edited); rerun the sweep command to rebuild it from the "
+                "chunks",
+            )
     from schurjax.schur import SchurForm
 
     schurs = {}
@@ -138,12 +146,19 @@ def load(path: str | os.PathLike) -> Run:
             try:
                 schurs[model["id"]] = SchurForm.from_npz(f)
             except ValueError as e:
-                raise InputError("load", None, f"{f} is damaged ({str(e).splitlines()[0][-80:]}); rerun the sweep "
-                                 "command to rewrite it") from None  # fmt: skip
+                raise InputError(
+                    "load",
+                    None,
+                    f"{f} is damaged ({str(e).splitlines()[0][-80:]}); rerun the sweep command to rewrite it",
+                ) from None
     table = read_table(io.BytesIO(data))
     if complete and len(table) != record.get("rows"):
-        raise InputError("load", None, f"{table_path} holds {len(table)} rows but {path / COMPLETE} records "
-                         f"{record.get('rows')}; rerun the sweep command to rebuild it")  # fmt: skip
+        raise InputError(
+            "load",
+            None,
+            f"{table_path} holds {len(table)} rows but {path / COMPLETE} records "
+            f"{record.get('rows')}; rerun the sweep command to rebuild it",
+        )
     return Run(path, table, manifest, schurs, complete)
 
 
@@ -186,8 +201,9 @@ class RunFolder:
                 rf.write_chunk(0, 3, {"start": 0, "stop": 128, "loss": [...]})
     """
 
-    def __init__(self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1,
-                 kind: str = "sweep"):
+    def __init__(
+        self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1, kind: str = "sweep"
+    ):
         self.path = Path(path)
         self.where = where
         self.kind = kind
@@ -239,8 +255,9 @@ class RunFolder:
         """
         if self.path.exists() and not self.path.is_dir():
             raise InputError(self.where, "out", f"{self.path} is a file, expected a run folder")
-        fresh = not self.path.exists() or not any(p.name != ".DS_Store" and not p.name.startswith(LOCK_FILE)
-                                                  for p in self.path.iterdir())  # fmt: skip
+        fresh = not self.path.exists() or not any(
+            p.name != ".DS_Store" and not p.name.startswith(LOCK_FILE) for p in self.path.iterdir()
+        )
         self.path.mkdir(parents=True, exist_ok=True)
         self._acquire()
         new_cfg = to_jsonable(manifest["config"])
@@ -251,11 +268,15 @@ class RunFolder:
             return True
         if old is not None and self._chunk_files():
             diff = config_diff(old.get("config") or {}, new_cfg)
-            raise InputError(self.where, "out", f"{self.path} holds a different {self.kind} ({diff}); choose "
-                             "another folder or delete it")  # fmt: skip
+            raise InputError(
+                self.where,
+                "out",
+                f"{self.path} holds a different {self.kind} ({diff}); choose another folder or delete it",
+            )
         if old is None and not fresh:
-            raise InputError(self.where, "out", f"{self.path} exists, is not empty and holds no {MANIFEST}; choose "
-                             "another folder")  # fmt: skip
+            raise InputError(
+                self.where, "out", f"{self.path} exists, is not empty and holds no {MANIFEST}; choose another folder"
+            )
         for stale in (self.path / COMPLETE, self.path / TABLE_CSV):  # a manifest-only folder taken over
             stale.unlink(missing_ok=True)
         self._make_dirs()
@@ -292,8 +313,9 @@ class RunFolder:
     def chunk_path(self, model_index: int, chunk_index: int) -> Path:
         return self.path / CHUNK_DIR / f"{model_index:03d}-{chunk_index:05d}.json"
 
-    def chunk_problem(self, model_index: int, chunk_index: int, start: int, stop: int,
-                      names: Sequence[str]) -> str | None:  # fmt: skip
+    def chunk_problem(
+        self, model_index: int, chunk_index: int, start: int, stop: int, names: Sequence[str]
+    ) -> str | None:
         """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``),
         or None when it is whole, made by this config, covers ``start:stop`` and holds every metric in ``names``."""
         p = self.chunk_path(model_index, chunk_index)
@@ -317,8 +339,7 @@ class RunFolder:
             return f"damaged: {type(e).__name__}"
         return None
 
-    def write_chunk(self, model_index: int, chunk_index: int, payload: dict[str, Any],
-                    names: Sequence[str]) -> Path:  # fmt: skip
+    def write_chunk(self, model_index: int, chunk_index: int, payload: dict[str, Any], names: Sequence[str]) -> Path:
         """Write one chunk's metrics atomically, with the config fingerprint and a checksum of the content.
 
         Args:
@@ -355,8 +376,7 @@ class RunFolder:
         data = to_csv_bytes(rows)
         (self.path / COMPLETE).unlink(missing_ok=True)
         csv_path = atomic_write_bytes(self.path / TABLE_CSV, data)
-        atomic_write_json(self.path / COMPLETE, {"rows": len(rows), "table_sha256": _sha256(data),
-                                                 **(summary or {})})  # fmt: skip
+        atomic_write_json(self.path / COMPLETE, {"rows": len(rows), "table_sha256": _sha256(data), **(summary or {})})
         return csv_path
 
     @property

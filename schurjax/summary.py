@@ -159,8 +159,10 @@ def format_summary(summary: Sequence[dict[str, Any]], *, tol: float = KEEP_TOL) 
     """
     kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
     single_kind = len(kinds) == 1
-    head = (f"{'model':<16}{'seed':>5}{'base loss':>10}{'score base→NN':>14}{'single keep':>12}{'block keep':>11}"
-            f"{'all-NN Δ':>10}")  # fmt: skip
+    head = (
+        f"{'model':<16}{'seed':>5}{'base loss':>10}{'score base→NN':>14}{'single keep':>12}{'block keep':>11}"
+        f"{'all-NN Δ':>10}"
+    )
     if single_kind:
         head += f"{'abl med Δ':>10}{'ctrl med Δ':>11}{'abl>ctrl':>9}"
     lines = [
@@ -196,8 +198,9 @@ def format_summary(summary: Sequence[dict[str, Any]], *, tol: float = KEEP_TOL) 
                 )
             lines.append(line)
         if not single_kind and kinds:
-            lines.append(f"{'model':<16}{'control kind':<16}{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}"
-                         f"{'pairs':>8}")  # fmt: skip
+            lines.append(
+                f"{'model':<16}{'control kind':<16}{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}{'pairs':>8}"
+            )
             for s in items:
                 for kind in kinds:
                     k = s.get("by_kind", {}).get(kind)

@@ -23,19 +23,66 @@ from schurjax._json import atomic_write_bytes, to_jsonable
 __all__ = ["COLUMNS", "flatten_label", "table_columns", "to_csv_bytes", "write_table", "read_table", "records"]
 
 COLUMNS = (
-    "row_id", "model", "task", "model_seed", "family", "label", "control_of", "control_kind",
-    "n_removed", "delta_norm", "loss", "delta_loss", "rel_delta_loss", "output_distance", "hidden_distance",
-    "score", "base_loss", "base_score",
-)  # fmt: skip
+    "row_id",
+    "model",
+    "task",
+    "model_seed",
+    "family",
+    "label",
+    "control_of",
+    "control_kind",
+    "n_removed",
+    "delta_norm",
+    "loss",
+    "delta_loss",
+    "rel_delta_loss",
+    "output_distance",
+    "hidden_distance",
+    "score",
+    "base_loss",
+    "base_score",
+)
 """Leading columns of the tidy table, in this order; any other label keys follow, sorted."""
 
-INT_COLUMNS = ("row_id", "model_seed", "control_of", "n_removed", "n_changed", "row", "col", "target_block",
-               "source_block", "target_size", "source_size", "band", "n_pairs", "k", "p", "index", "rep",
-               "n_scaled", "n_fixed", "n_stable", "lost", "gained", "n_moved")  # fmt: skip
+INT_COLUMNS = (
+    "row_id",
+    "model_seed",
+    "control_of",
+    "n_removed",
+    "n_changed",
+    "row",
+    "col",
+    "target_block",
+    "source_block",
+    "target_size",
+    "source_size",
+    "band",
+    "n_pairs",
+    "k",
+    "p",
+    "index",
+    "rep",
+    "n_scaled",
+    "n_fixed",
+    "n_stable",
+    "lost",
+    "gained",
+    "n_moved",
+)
 """Columns read as integers (pandas ``Int64``) even when every cell is missing (e.g. ``control_of`` of a sweep
 without controls)."""
-TEXT_COLUMNS = ("model", "task", "family", "label", "control_kind", "entries", "controlled_family",
-                "controlled_label", "target_class", "source_class")  # fmt: skip
+TEXT_COLUMNS = (
+    "model",
+    "task",
+    "family",
+    "label",
+    "control_kind",
+    "entries",
+    "controlled_family",
+    "controlled_label",
+    "target_class",
+    "source_class",
+)
 """Columns read as text even when every cell is missing."""
 
 

@@ -26,8 +26,10 @@ import numpy as np
 
 __all__ = ["from_torch", "to_torch", "load_state", "SUPPORTED"]
 
-SUPPORTED = ("a one-layer unidirectional torch.nn.RNN(nonlinearity='tanh') (batch_first either way, bias or not) "
-             "with a torch.nn.Linear readout")  # fmt: skip
+SUPPORTED = (
+    "a one-layer unidirectional torch.nn.RNN(nonlinearity='tanh') (batch_first either way, bias or not) "
+    "with a torch.nn.Linear readout"
+)
 """What schurjax imports, as said in its error messages."""
 
 _W = "TanhRNN.from_torch"
@@ -120,12 +122,16 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
         text = str(err)
         if "allowed global" in text or "Unsupported global" in text:
-            _fail(f"{str(path)!r} holds pickled Python objects (saved with torch.save(model)?), which schurjax does "
-                  "not unpickle; save model.state_dict() instead")  # fmt: skip
+            _fail(
+                f"{str(path)!r} holds pickled Python objects (saved with torch.save(model)?), which schurjax does "
+                "not unpickle; save model.state_dict() instead"
+            )
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Check the documentation")]
         reason = lines[-1] if lines else ""
-        _fail(f"{str(path)!r} is not a PyTorch checkpoint (torch.load(weights_only=True): "
-              f"{type(err).__name__}: {reason[:120]})")  # fmt: skip
+        _fail(
+            f"{str(path)!r} is not a PyTorch checkpoint (torch.load(weights_only=True): "
+            f"{type(err).__name__}: {reason[:120]})"
+        )
     if not isinstance(obj, Mapping):
         _fail(f"{str(path)!r} holds a {type(obj).__name__}; expected a state dict (torch.save(model.state_dict()))")
     return _flatten(obj)
@@ -141,8 +147,10 @@ def _rnn_prefix(sd: Mapping[str, Any], prefix: str | None, where: str) -> str:
         return prefix
     if not cands:
         keys = sorted(sd)
-        _fail(f"{where} holds no torch.nn.RNN weights (no key ending in 'weight_hh_l0'); its keys: "
-              f"{keys[:8]}{' ...' if len(keys) > 8 else ''}")  # fmt: skip
+        _fail(
+            f"{where} holds no torch.nn.RNN weights (no key ending in 'weight_hh_l0'); its keys: "
+            f"{keys[:8]}{' ...' if len(keys) > 8 else ''}"
+        )
     if len(cands) > 1:
         _fail(f"{where} holds several recurrent layers, prefixes {cands}; pass prefix= to pick one")
     return cands[0]
@@ -154,8 +162,13 @@ def _rnn_arrays(sd: Mapping[str, Any], p: str, where: str) -> tuple[np.ndarray, 
         _fail(f"{where} has {p}weight_hh_l0 but no {p}weight_ih_l0; expected the state dict of {SUPPORTED}")
     extra = sorted(k for k in own if k not in _RNN_KEYS)
     if extra:
-        what = ("bidirectional" if any("reverse" in k for k in extra) else "an LSTM with proj_size" if any(
-            k.startswith("weight_hr") for k in extra) else "multi-layer")  # fmt: skip
+        what = (
+            "bidirectional"
+            if any("reverse" in k for k in extra)
+            else "an LSTM with proj_size"
+            if any(k.startswith("weight_hr") for k in extra)
+            else "multi-layer"
+        )
         _fail(f"{where} looks {what} (keys {[p + k for k in extra][:4]}); schurjax supports {SUPPORTED}")
     W_hh = _np(p + "weight_hh_l0", sd[p + "weight_hh_l0"])
     W_ih = _np(p + "weight_ih_l0", sd[p + "weight_ih_l0"])
@@ -164,8 +177,10 @@ def _rnn_arrays(sd: Mapping[str, Any], p: str, where: str) -> tuple[np.ndarray, 
     rows, n = W_hh.shape
     if rows in (3 * n, 4 * n) and rows != n:
         kind = "GRU" if rows == 3 * n else "LSTM"
-        _fail(f"{where} holds a torch.nn.{kind} ({p}weight_hh_l0 has shape {W_hh.shape} = ({rows // n}n, n)); "
-              f"schurjax supports {SUPPORTED}")  # fmt: skip
+        _fail(
+            f"{where} holds a torch.nn.{kind} ({p}weight_hh_l0 has shape {W_hh.shape} = ({rows // n}n, n)); "
+            f"schurjax supports {SUPPORTED}"
+        )
     if rows != n:
         _fail(f"{p}weight_hh_l0 must be square (n, n), got shape {W_hh.shape}")
     if W_ih.ndim != 2 or W_ih.shape[0] != n:
@@ -184,8 +199,11 @@ def _readout_prefix(sd: Mapping[str, Any], n: int, rnn_p: str, prefix: str | Non
     def is_weight(k: str) -> bool:
         return k == "weight" or k.endswith(".weight")
 
-    cands = sorted(k[: -len("weight")] for k in sd if is_weight(k) and np.ndim(sd[k]) == 2 and np.shape(sd[k])[1] == n
-                   and not k.startswith(rnn_p + "weight_"))  # fmt: skip
+    cands = sorted(
+        k[: -len("weight")]
+        for k in sd
+        if is_weight(k) and np.ndim(sd[k]) == 2 and np.shape(sd[k])[1] == n and not k.startswith(rnn_p + "weight_")
+    )
     if prefix is not None:
         if not isinstance(prefix, str):
             _fail(f"readout_prefix must be a str such as 'readout.', got {prefix!r}")
@@ -193,11 +211,15 @@ def _readout_prefix(sd: Mapping[str, Any], n: int, rnn_p: str, prefix: str | Non
             _fail(f"readout_prefix={prefix!r}: {where} has no key {prefix + 'weight'!r}; candidates: {cands}")
         return prefix
     if not cands:
-        _fail(f"{where} holds no torch.nn.Linear readout (a '<prefix>weight' of shape (n_out, n={n})); "
-              f"expected {SUPPORTED}")  # fmt: skip
+        _fail(
+            f"{where} holds no torch.nn.Linear readout (a '<prefix>weight' of shape (n_out, n={n})); "
+            f"expected {SUPPORTED}"
+        )
     if len(cands) > 1:
-        _fail(f"{where} holds several possible readouts (Linear weights of shape (n_out, {n})), prefixes {cands}; "
-              "pass readout_prefix= to pick one")  # fmt: skip
+        _fail(
+            f"{where} holds several possible readouts (Linear weights of shape (n_out, {n})), prefixes {cands}; "
+            "pass readout_prefix= to pick one"
+        )
     return cands[0]
 
 
@@ -218,8 +240,10 @@ def _state_of(name: str, obj: Any) -> dict[str, Any]:
         return dict(obj.state_dict())
     if isinstance(obj, Mapping):
         return _flatten(obj)
-    _fail(f"{name} must be a torch module, a state dict or (first argument only) a checkpoint path, got "
-          f"{type(obj).__name__}")  # fmt: skip
+    _fail(
+        f"{name} must be a torch module, a state dict or (first argument only) a checkpoint path, got "
+        f"{type(obj).__name__}"
+    )
     raise AssertionError  # unreachable
 
 
@@ -284,14 +308,18 @@ def from_torch(rnn: Any, readout: Any = None, *, prefix: str | None = None, read
         if prefix is None or readout_prefix is None:
             others = sorted(k for k in sd if k.endswith("weight") and np.ndim(sd[k]) >= 2 and k != q + "weight")
             if others:
-                _fail(f"{where} holds other weights {others[:4]} besides {p}* and {q}*; schurjax's model is "
-                      "x -> nn.RNN -> nn.Linear (pass prefix= and readout_prefix= to import those two alone)")
+                _fail(
+                    f"{where} holds other weights {others[:4]} besides {p}* and {q}*; schurjax's model is "
+                    "x -> nn.RNN -> nn.Linear (pass prefix= and readout_prefix= to import those two alone)"
+                )
         W_out, b_out = _readout_arrays(sd, q, n)
     else:
         rs = _state_of("rnn", rnn)
         if not any(k.endswith("weight_hh_l0") for k in rs):
-            _fail(f"rnn must be the state dict of a one-layer torch.nn.RNN with keys weight_ih_l0, weight_hh_l0"
-                  f"[, bias_ih_l0, bias_hh_l0], got keys {sorted(rs)[:8]}")  # fmt: skip
+            _fail(
+                f"rnn must be the state dict of a one-layer torch.nn.RNN with keys weight_ih_l0, weight_hh_l0"
+                f"[, bias_ih_l0, bias_hh_l0], got keys {sorted(rs)[:8]}"
+            )
         W_ih, W_hh, b = _rnn_arrays(rs, _rnn_prefix(rs, prefix, "rnn"), "rnn")
         if _is_module(readout) and not any(c.__name__ == "Linear" for c in type(readout).__mro__):
             _fail(f"readout must be a torch.nn.Linear, got torch.nn.{type(readout).__name__}")
@@ -315,8 +343,9 @@ def to_torch(model: Any, *, batch_first: bool = True) -> tuple[Any, Any]:
     try:
         import torch
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("TanhRNN.to_torch: torch is not installed; install the extra: pip install "
-                          "'schurjax[torch]'") from None  # fmt: skip
+        raise ImportError(
+            "TanhRNN.to_torch: torch is not installed; install the extra: pip install 'schurjax[torch]'"
+        ) from None
     if not isinstance(batch_first, bool):
         raise ValueError(f"TanhRNN.to_torch: batch_first must be True or False, got {batch_first!r}")
     rnn = torch.nn.RNN(model.n_in, model.n_hidden, num_layers=1, nonlinearity="tanh", batch_first=batch_first)

@@ -102,8 +102,16 @@ _CHUNK_CACHE: dict[Any, Any] = {}
 
 def _chunk_fn(task: Task, static: Any, opt_key: tuple, batch_size: int, seed_chunk: int | None):
     """Cached :func:`_make_chunk_fn` so that repeated calls with the same configuration reuse the compiled code."""
-    key = (task, jax.tree_util.tree_structure(static), static.n_in, static.n_hidden, static.n_out, opt_key,
-           batch_size, seed_chunk)
+    key = (
+        task,
+        jax.tree_util.tree_structure(static),
+        static.n_in,
+        static.n_hidden,
+        static.n_out,
+        opt_key,
+        batch_size,
+        seed_chunk,
+    )
     if key not in _CHUNK_CACHE:
         if len(_CHUNK_CACHE) > 32:
             _CHUNK_CACHE.clear()

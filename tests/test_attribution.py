@@ -73,11 +73,14 @@ def small():
     rng = np.random.default_rng(5)
     n, n_in, n_out, B, T = 8, 2, 2, 3, 6
     W_rec = rng.normal(size=(n, n)) * 1.2 / np.sqrt(n)
-    model = sj.TanhRNN.from_arrays(rng.normal(size=(n, n_in)), W_rec, rng.normal(size=n) * 0.1,
-                                   rng.normal(size=(n_out, n)), rng.normal(size=n_out))  # fmt: skip
-    batch = TaskBatch(jnp.asarray(rng.normal(size=(B, T, n_in)), jnp.float32),
-                      jnp.asarray(rng.normal(size=(B, T, n_out)), jnp.float32),
-                      jnp.asarray(rng.random((B, T, n_out)) < 0.7, jnp.float32))  # fmt: skip
+    model = sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, n_in)), W_rec, rng.normal(size=n) * 0.1, rng.normal(size=(n_out, n)), rng.normal(size=n_out)
+    )
+    batch = TaskBatch(
+        jnp.asarray(rng.normal(size=(B, T, n_in)), jnp.float32),
+        jnp.asarray(rng.normal(size=(B, T, n_out)), jnp.float32),
+        jnp.asarray(rng.random((B, T, n_out)) < 0.7, jnp.float32),
+    )
     return model, sj.ordered_schur(np.asarray(model.W_rec, np.float64)), batch
 
 

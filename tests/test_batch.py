@@ -24,9 +24,13 @@ def one_line(info) -> str:
 
 def random_model(n_in: int, n: int, n_out: int, seed: int) -> sj.TanhRNN:
     rng = np.random.default_rng(seed)
-    return sj.TanhRNN.from_arrays(rng.normal(size=(n, n_in)), rng.normal(size=(n, n)) * 1.3 / np.sqrt(n),
-                                  0.1 * rng.normal(size=n), rng.normal(size=(n_out, n)) / np.sqrt(n),
-                                  0.1 * rng.normal(size=n_out))  # fmt: skip
+    return sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, n_in)),
+        rng.normal(size=(n, n)) * 1.3 / np.sqrt(n),
+        0.1 * rng.normal(size=n),
+        rng.normal(size=(n_out, n)) / np.sqrt(n),
+        0.1 * rng.normal(size=n_out),
+    )
 
 
 def test_from_arrays_layouts_mask_and_padding():
@@ -178,8 +182,9 @@ def test_padded_trials_loss_and_score_match_each_trial_alone(padded_case):
     for f in ("loss", "delta_loss", "score"):
         want = sum(wi * getattr(r, f) for wi, r in zip(w, alone, strict=True)) / w.sum()
         np.testing.assert_allclose(getattr(res, f), want, rtol=2e-5, atol=1e-7)
-    np.testing.assert_allclose(res.base_loss, sum(wi * r.base_loss for wi, r in zip(w, alone, strict=True)) / w.sum(),
-                               rtol=2e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        res.base_loss, sum(wi * r.base_loss for wi, r in zip(w, alone, strict=True)) / w.sum(), rtol=2e-6
+    )
     assert np.ptp([r.base_loss for r in alone]) > 0.1  # the trials differ: a wrong weighting would show
 
 
@@ -201,16 +206,20 @@ def test_from_npz(tmp_path):
     for f in ("inputs", "targets", "mask", "valid"):
         np.testing.assert_array_equal(np.asarray(getattr(b, f)), np.asarray(getattr(ref, f)))
     np.savez(tmp_path / "tm.npz", inputs=x.swapaxes(0, 1), targets=y.swapaxes(0, 1))
-    np.testing.assert_array_equal(np.asarray(TaskBatch.from_npz(tmp_path / "tm.npz", time_major=True).inputs),
-                                  x.astype(np.float32))  # fmt: skip
+    np.testing.assert_array_equal(
+        np.asarray(TaskBatch.from_npz(tmp_path / "tm.npz", time_major=True).inputs), x.astype(np.float32)
+    )
     np.savez(tmp_path / "bad.npz", inputs=x, target=y)
     np.save(tmp_path / "one.npy", x)
     (tmp_path / "text.npz").write_text("hello")
     np.savez(tmp_path / "nan.npz", inputs=np.full_like(x, np.nan), targets=y)
     cases = [
         ("none.npz", r"no trial file at"),
-        ("bad.npz", r"holds arrays \['inputs', 'target'\]; expected inputs, targets\[, mask, valid\] \(missing "
-                    r"\['targets'\], unknown \['target'\]\)"),  # fmt: skip
+        (
+            "bad.npz",
+            r"holds arrays \['inputs', 'target'\]; expected inputs, targets\[, mask, valid\] \(missing "
+            r"\['targets'\], unknown \['target'\]\)",
+        ),
         ("one.npy", r"is not an \.npz archive of arrays"),
         ("text.npz", r"is not an \.npz archive of arrays"),
         ("nan.npz", r"nan\.npz': inputs holds 30 NaN/inf entries on real steps"),

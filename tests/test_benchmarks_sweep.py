@@ -41,8 +41,29 @@ def test_run_case_tiny(bench, case):
 
 def test_cli_writes_json(bench, tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert bench.main(["--case", "G1", "--n", "8", "--K", "6", "--B", "2", "--T", "4", "--methods", "engine,vmap",
-                       "--repeats", "1", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        bench.main(
+            [
+                "--case",
+                "G1",
+                "--n",
+                "8",
+                "--K",
+                "6",
+                "--B",
+                "2",
+                "--T",
+                "4",
+                "--methods",
+                "engine,vmap",
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["case"] == "G1" and data["config"]["K"] == 6 and set(data["figures"]) == {"engine", "vmap"}
     assert "var/s" in capsys.readouterr().out

@@ -17,9 +17,29 @@ def _module():
 def test_train_throughput_smoke(tmp_path, capsys):
     mod = _module()
     out = tmp_path / "tt.json"
-    assert mod.main(["--task", "copy", "--seeds", "2", "--steps", "4", "--n", "8", "--B", "4", "--repeats", "1",
-                     "--task-params", '{"length": 2, "delay": 0}',
-                     "--out", str(out)]) == 0
+    assert (
+        mod.main(
+            [
+                "--task",
+                "copy",
+                "--seeds",
+                "2",
+                "--steps",
+                "4",
+                "--n",
+                "8",
+                "--B",
+                "4",
+                "--repeats",
+                "1",
+                "--task-params",
+                '{"length": 2, "delay": 0}',
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert set(res["methods"]) == {"vmap", "map", "loop"} and res["n_seeds"] == 2
     for r in res["methods"].values():

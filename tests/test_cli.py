@@ -26,16 +26,26 @@ from schurjax.sweeps.progress import Progress
 from schurjax.table import records
 
 TRIALS = 8
-SWEEP = ["--families", "single,block,band,all_nonnormal", "--controls", "1", "--trials", str(TRIALS),
-         "--chunk-size", "16", "--quiet"]  # fmt: skip
+SWEEP = [
+    "--families",
+    "single,block,band,all_nonnormal",
+    "--controls",
+    "1",
+    "--trials",
+    str(TRIALS),
+    "--chunk-size",
+    "16",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two tiny copy-task models trained for a few steps by ``schurjax train``."""
     out = tmp_path_factory.mktemp("models")
-    rc = main(["train", "--task", "copy", "--seeds", "0-1", "--hidden", "8", "--steps", "4", "--out", str(out),
-               "--quiet"])  # fmt: skip
+    rc = main(
+        ["train", "--task", "copy", "--seeds", "0-1", "--hidden", "8", "--steps", "4", "--out", str(out), "--quiet"]
+    )
     assert rc == 0
     return out
 
@@ -152,7 +162,8 @@ def test_models_sharing_a_task_name_but_not_its_params_get_their_own_batch(tmp_p
             assert row["base_loss"] == pytest.approx(ref, rel=1e-4), (order, mid)
         keys = run.manifest["seeds"]["batch_keys"]
         assert sorted(json.dumps(b["params"], sort_keys=True) for b in keys) == sorted(
-            json.dumps(p, sort_keys=True) for p in (p6, p8))  # fmt: skip
+            json.dumps(p, sort_keys=True) for p in (p6, p8)
+        )
 
 
 def test_deviation_flag_gives_exact_small_loss_changes(trained, tmp_path, capsys):
@@ -203,8 +214,19 @@ def test_report_writes_self_contained_html(swept, capsys):
 
 def test_resume_after_kill_9_equals_uninterrupted_run(trained, tmp_path):
     model = str(trained / "copy-0.eqx")
-    argv = ["sweep", model, "--families", "single,all_nonnormal", "--controls", "1", "--trials", str(TRIALS),
-            "--chunk-size", "4", "--quiet"]  # fmt: skip
+    argv = [
+        "sweep",
+        model,
+        "--families",
+        "single,all_nonnormal",
+        "--controls",
+        "1",
+        "--trials",
+        str(TRIALS),
+        "--chunk-size",
+        "4",
+        "--quiet",
+    ]
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     assert main([*argv, "--out", str(ref)]) == 0
     total = len(list((ref / "chunks").glob("*.json")))
@@ -212,12 +234,13 @@ def test_resume_after_kill_9_equals_uninterrupted_run(trained, tmp_path):
 
     # the same sweep from Python in a subprocess that pauses after each chunk file (the on_chunk callback), so that
     # SIGKILL lands between two chunk files; then the same command line resumes it
-    script = (f"import time, schurjax as sj; sj.sweep([{model!r}], out={str(killed)!r}, "
-              f"families='single,all_nonnormal', controls=1, trials={TRIALS}, chunk_size=4, progress=False, "
-              "on_chunk=lambda *a: time.sleep(0.4))")
+    script = (
+        f"import time, schurjax as sj; sj.sweep([{model!r}], out={str(killed)!r}, "
+        f"families='single,all_nonnormal', controls=1, trials={TRIALS}, chunk_size=4, progress=False, "
+        "on_chunk=lambda *a: time.sleep(0.4))"
+    )
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     chunks = killed / "chunks"
     deadline = time.monotonic() + 120
     try:
@@ -288,8 +311,10 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     # chunks written by another schurjax version or results schema are never reused
     manifest_path = Path(out) / "manifest.json"
     original = manifest_path.read_text()
-    for key, old, now in (("schurjax_version", "0.0.1", sj.__version__),
-                          ("results_schema", 1, sj.results.SCHEMA_VERSION)):  # fmt: skip
+    for key, old, now in (
+        ("schurjax_version", "0.0.1", sj.__version__),
+        ("results_schema", 1, sj.results.SCHEMA_VERSION),
+    ):
         manifest = json.loads(original)
         manifest["config"][key] = old
         manifest_path.write_text(json.dumps(manifest))
@@ -308,11 +333,15 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     assert "models[0] weights_sha256" in line
     # families that give no variants: a diagonal W_rec has no Schur couplings at all
     m0, meta0 = sj.load_model(model)
-    diag = sj.TanhRNN.from_arrays(m0.W_in, np.diag(np.linspace(-0.9, 0.9, 8)).astype(np.float32), m0.b, m0.W_out,
-                                  m0.b_out)  # fmt: skip
+    diag = sj.TanhRNN.from_arrays(
+        m0.W_in, np.diag(np.linspace(-0.9, 0.9, 8)).astype(np.float32), m0.b, m0.W_out, m0.b_out
+    )
     sj.save_model(tmp_path / "diag.eqx", diag, {"task": meta0["task"]})
-    _bad(["sweep", model, str(tmp_path / "diag.eqx"), "--families", "single,block", "--out",
-                 str(tmp_path / "o3")], capsys, "--families: single,block give model diag no variants")  # fmt: skip
+    _bad(
+        ["sweep", model, str(tmp_path / "diag.eqx"), "--families", "single,block", "--out", str(tmp_path / "o3")],
+        capsys,
+        "--families: single,block give model diag no variants",
+    )
     (tmp_path / "afile").write_text("x")
     _bad(["sweep", model, *small, "--out", str(tmp_path / "afile")], capsys, "is a file, expected a run folder")
     Path(tmp_path / "junk").mkdir()
@@ -327,16 +356,42 @@ def test_unexpected_errors_are_internal_errors_with_traceback(trained, tmp_path,
         raise ValueError("shapes (3,) and (4,) not aligned")
 
     monkeypatch.setattr(sj.engine, "evaluate", broken)
-    rc = main(["sweep", str(trained / "copy-0.eqx"), "--families", "all_nonnormal", "--controls", "0", "--trials",
-               "4", "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+    rc = main(
+        [
+            "sweep",
+            str(trained / "copy-0.eqx"),
+            "--families",
+            "all_nonnormal",
+            "--controls",
+            "0",
+            "--trials",
+            "4",
+            "--quiet",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "Traceback" in err and "shapes (3,) and (4,) not aligned" in err
     assert err.strip().splitlines()[-1].startswith("schurjax sweep: internal error: ValueError")
     monkeypatch.setenv("SCHURJAX_DEBUG", "1")
     with pytest.raises(ValueError, match="not aligned"):
-        main(["sweep", str(trained / "copy-0.eqx"), "--families", "all_nonnormal", "--controls", "0", "--trials",
-              "4", "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+        main(
+            [
+                "sweep",
+                str(trained / "copy-0.eqx"),
+                "--families",
+                "all_nonnormal",
+                "--controls",
+                "0",
+                "--trials",
+                "4",
+                "--quiet",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
 
 
 def test_bad_zoo_model(capsys):
@@ -377,8 +432,20 @@ def test_demo_small(tmp_path, capsys):
     zoo = pytest.importorskip("schurjax.zoo")
     if not hasattr(zoo, "entries") or not zoo.entries():
         pytest.skip("no zoo models shipped")
-    argv = ["demo", "--tasks", "copy", "--seeds-per-task", "2", "--families", "band,all_nonnormal", "--trials", "4",
-            "--quiet", "--out", str(tmp_path / "demo")]  # fmt: skip
+    argv = [
+        "demo",
+        "--tasks",
+        "copy",
+        "--seeds-per-task",
+        "2",
+        "--families",
+        "band,all_nonnormal",
+        "--trials",
+        "4",
+        "--quiet",
+        "--out",
+        str(tmp_path / "demo"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "task copy" in out and "copy-0" in out and "copy-1" in out and "report ->" in out
@@ -400,8 +467,19 @@ def test_nonfinite_saved_model_is_refused_before_the_run_folder(tmp_path, capsys
     meta = {"task": {"name": "copy", "params": dict(zoo.task("copy").params())}, "seed": 0}
     path = sj.save_model(tmp_path / "nan.eqx", bad, meta)
     out = tmp_path / "o"
-    argv = ["sweep", str(path), "--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--quiet",
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "sweep",
+        str(path),
+        "--families",
+        "all_nonnormal",
+        "--controls",
+        "0",
+        "--trials",
+        "4",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     line = _bad(argv, capsys, "W_out holds 1 NaN/inf entries; expected finite weights")
     assert line.startswith("schurjax sweep: error: MODEL: ") and "nan.eqx" in line
     assert not out.exists() or not (out / "manifest.json").exists()
@@ -412,8 +490,17 @@ def test_table_does_not_depend_on_chunk_size(tmp_path):
     zoo = pytest.importorskip("schurjax.zoo")
     if not zoo.entries():
         pytest.skip("no zoo models shipped")
-    common = ["sweep", "zoo:flipflop/0", "--families", "band,all_nonnormal,eigen_groups", "--controls", "1",
-              "--trials", "8", "--quiet"]  # fmt: skip
+    common = [
+        "sweep",
+        "zoo:flipflop/0",
+        "--families",
+        "band,all_nonnormal,eigen_groups",
+        "--controls",
+        "1",
+        "--trials",
+        "8",
+        "--quiet",
+    ]
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert main([*common, "--chunk-size", "7", "--out", str(tmp_path / "c7")]) == 0
     default = (tmp_path / "default" / "table.csv").read_bytes()

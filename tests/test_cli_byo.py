@@ -13,7 +13,7 @@ from numpy_reference import rollout
 import schurjax as sj
 from schurjax.cli import main
 
-HOLD = textwrap.dedent('''
+HOLD = textwrap.dedent("""
     import equinox as eqx, jax, jax.numpy as jnp, schurjax as sj
 
     class Hold(sj.tasks.Task):
@@ -28,7 +28,7 @@ HOLD = textwrap.dedent('''
 
         def score(self, y, batch):
             return 1 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets ** 2)
-''')
+""")
 SMALL = ["--families", "block,all_nonnormal", "--controls", "1", "--trials", "8", "--quiet"]
 
 
@@ -60,8 +60,15 @@ def test_custom_task_through_sweep_cli_and_report(hold_model, capsys):
     assert (tmp_path / "run" / "report.html").read_text().count("data:image/png") >= 6
     # the same through the Python entry point with the task object: the same table
     task = sj.tasks.load_spec("hold_tasks:Hold")()
-    again = sj.sweep([(model, task, "m")], out=tmp_path / "py", families="block,all_nonnormal", controls=1,
-                     trials=8, progress=False, log=lambda s: None)  # fmt: skip
+    again = sj.sweep(
+        [(model, task, "m")],
+        out=tmp_path / "py",
+        families="block,all_nonnormal",
+        controls=1,
+        trials=8,
+        progress=False,
+        log=lambda s: None,
+    )
     assert again.table.drop(columns=["model_seed"]).equals(run.table.drop(columns=["model_seed"]))
     _one_line_error(["sweep", "m.eqx", "--task", "hold_tasks:Nope", *SMALL, "--out", "x"], capsys, "--task: ")
     _one_line_error(["sweep", "m.eqx", "--task", "no_such_module:Hold", *SMALL, "--out", "x"], capsys, "--task: ")
@@ -72,8 +79,26 @@ def test_trials_file_is_what_every_variant_sees(hold_model, capsys):
     task = sj.tasks.load_spec("hold_tasks:Hold")()
     batch = task.sample(jax.random.key(7), 5)
     np.savez(tmp_path / "trials.npz", inputs=np.asarray(batch.inputs), targets=np.asarray(batch.targets))
-    assert main(["sweep", "m.eqx", "--task", "hold_tasks:Hold", "--trials-file", "trials.npz", "--families",
-                 "all_nonnormal", "--controls", "0", "--quiet", "--out", "run"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sweep",
+                "m.eqx",
+                "--task",
+                "hold_tasks:Hold",
+                "--trials-file",
+                "trials.npz",
+                "--families",
+                "all_nonnormal",
+                "--controls",
+                "0",
+                "--quiet",
+                "--out",
+                "run",
+            ]
+        )
+        == 0
+    )
     run = sj.results.load(tmp_path / "run")
     assert run.manifest["config"]["trials"] == 5 and run.manifest["trials_file"]["trials"] == 5
     sf = sj.ordered_schur(model.W_rec)
@@ -83,11 +108,17 @@ def test_trials_file_is_what_every_variant_sees(hold_model, capsys):
     err = np.sum((rollout(model, batch.inputs, W)[0] - tgt) ** 2)  # independent float64 reference, the file's trials
     assert run.table.loss.iloc[0] == pytest.approx(err / tgt.size, rel=1e-4)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    _one_line_error(["sweep", "m.eqx", "--task", "hold_tasks:Hold", "--trials-file", "bad.npz", "--out", "y"], capsys,
-                    "--trials-file: ")  # fmt: skip
+    _one_line_error(
+        ["sweep", "m.eqx", "--task", "hold_tasks:Hold", "--trials-file", "bad.npz", "--out", "y"],
+        capsys,
+        "--trials-file: ",
+    )
     np.savez(tmp_path / "long.npz", inputs=np.zeros((2, 20, 1)), targets=np.zeros((2, 20, 1)))
-    _one_line_error(["sweep", "m.eqx", "--task", "hold_tasks:Hold", "--trials-file", "long.npz", "--out", "y"],
-                    capsys, "--trials-file: long.npz does not fit model m")  # fmt: skip
+    _one_line_error(
+        ["sweep", "m.eqx", "--task", "hold_tasks:Hold", "--trials-file", "long.npz", "--out", "y"],
+        capsys,
+        "--trials-file: long.npz does not fit model m",
+    )
 
 
 def test_import_a_torch_checkpoint_and_sweep_it(tmp_path, capsys):
@@ -103,6 +134,12 @@ def test_import_a_torch_checkpoint_and_sweep_it(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"\x00junk")
     _one_line_error(["import", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "j.eqx")], capsys, "junk.pt")
     gru = torch.nn.GRU(3, 12, batch_first=True)
-    torch.save({**{f"rnn.{k}": v for k, v in gru.state_dict().items()}, "readout.weight": torch.zeros(3, 12),
-                "readout.bias": torch.zeros(3)}, tmp_path / "gru.pt")  # fmt: skip
+    torch.save(
+        {
+            **{f"rnn.{k}": v for k, v in gru.state_dict().items()},
+            "readout.weight": torch.zeros(3, 12),
+            "readout.bias": torch.zeros(3),
+        },
+        tmp_path / "gru.pt",
+    )
     _one_line_error(["import", str(tmp_path / "gru.pt"), "--out", str(tmp_path / "g.eqx")], capsys, "tanh")

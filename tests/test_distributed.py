@@ -12,8 +12,18 @@ import pytest
 from schurjax.cli import main
 from schurjax.distributed import Processes, initialize
 
-ARGS = ["zoo:flipflop/0", "--families", "band,all_nonnormal,eigen_groups", "--controls", "1", "--trials", "8",
-        "--chunk-size", "8", "--quiet"]  # fmt: skip
+ARGS = [
+    "zoo:flipflop/0",
+    "--families",
+    "band,all_nonnormal,eigen_groups",
+    "--controls",
+    "1",
+    "--trials",
+    "8",
+    "--chunk-size",
+    "8",
+    "--quiet",
+]
 
 
 def _free_port() -> int:
@@ -26,11 +36,30 @@ def _processes(out, argvs):
     """Start one ``schurjax sweep`` per argv tail (each a process of one sweep over loopback); wait for all."""
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen([sys.executable, "-m", "schurjax.cli", "sweep", *argv, "--out", str(out),
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(len(argvs)),
-                               "--process-id", str(i)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
-             for i, argv in enumerate(argvs)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "schurjax.cli",
+                "sweep",
+                *argv,
+                "--out",
+                str(out),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                str(len(argvs)),
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, argv in enumerate(argvs)
+    ]
     out = []
     for p in procs:
         try:
@@ -74,13 +103,31 @@ def test_settings_go_together():
 def test_four_devices_give_the_table_of_one(tmp_path):
     """--devices 4 (forced CPU devices) splits each chunk's variants across them: the same table, byte for byte."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    argv = [sys.executable, "-m", "schurjax.cli", "sweep", "zoo:flipflop/0", "--families", "single,band,all_nonnormal",
-            "--controls", "1", "--control-max", "24", "--trials", "8", "--chunk-size", "48", "--quiet"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "schurjax.cli",
+        "sweep",
+        "zoo:flipflop/0",
+        "--families",
+        "single,band,all_nonnormal",
+        "--controls",
+        "1",
+        "--control-max",
+        "24",
+        "--trials",
+        "8",
+        "--chunk-size",
+        "48",
+        "--quiet",
+    ]
     for n in ("1", "4"):
-        out = subprocess.run([*argv, "--devices", n, "--out", str(tmp_path / n)], env=env, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+        out = subprocess.run(
+            [*argv, "--devices", n, "--out", str(tmp_path / n)], env=env, capture_output=True, text=True, timeout=300
+        )
         assert out.returncode == 0, out.stderr
     assert (tmp_path / "4" / "table.csv").read_bytes() == (tmp_path / "1" / "table.csv").read_bytes()
-    out = subprocess.run([*argv, "--devices", "5", "--out", str(tmp_path / "5")], env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [*argv, "--devices", "5", "--out", str(tmp_path / "5")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 2 and "--devices: must be 'all' or an int in 1..4" in out.stderr.strip().splitlines()[-1]

@@ -56,8 +56,7 @@ def flipflop():
     t_to_d = sj.ablate.all_nonnormal(sf)
     control = sj.ablate.matched_norm(jax.random.key(1), sf, t_to_d)
     variants = sj.ablate.Variants.concat(t_to_d, single[rng.choice(len(single), 3)], control)
-    fp = dynamics.fixed_points(model, sf, variants, key=jax.random.key(0), task=sj.zoo.task("flipflop"),
-                               n_starts=24)  # fmt: skip
+    fp = dynamics.fixed_points(model, sf, variants, key=jax.random.key(0), task=sj.zoo.task("flipflop"), n_starts=24)
     return model, sf, variants, fp
 
 
@@ -113,8 +112,9 @@ def test_analytic_decoupled_network():
     model = model_from(np.diag(a), np.zeros(3))
     sf = sj.ordered_schur(np.diag(a))
     v = sj.ablate.from_masks(np.ones((1, 3, 3)))  # an edit that changes nothing
-    fp = dynamics.fixed_points(model, sf, v, key=jax.random.key(2), n_starts=16, base_starts=512, n_trials=64,
-                               noise=0.3)
+    fp = dynamics.fixed_points(
+        model, sf, v, key=jax.random.key(2), n_starts=16, base_starts=512, n_trials=64, noise=0.3
+    )
     hstar = optimize.brentq(lambda h: np.tanh(1.5 * h) - h, 0.1, 1.0)
     expected = np.array([[s1, s2, 0.0] for s1 in (-hstar, 0, hstar) for s2 in (-hstar, 0, hstar)])
     got = fp.base.points
@@ -155,8 +155,9 @@ def test_rotational_point_and_its_frequency():
     model = model_from(W, np.zeros(2))
     sf = sj.ordered_schur(W)
     # the sizes of the test above, so that both share one compiled program
-    fp = dynamics.fixed_points(model, sf, sj.ablate.from_masks(np.ones((1, 2, 2))), key=jax.random.key(4),
-                               n_starts=16, base_starts=64)  # fmt: skip
+    fp = dynamics.fixed_points(
+        model, sf, sj.ablate.from_masks(np.ones((1, 2, 2))), key=jax.random.key(4), n_starts=16, base_starts=64
+    )
     (i,) = np.nonzero(np.linalg.norm(fp.base.points, axis=1) < 1e-9)[0]
     assert fp.base.kind[i] == "rotational" and not fp.base.stable[i]
     np.testing.assert_allclose(fp.base.leading[i], r * np.exp(1j * th), rtol=1e-12)
@@ -190,8 +191,9 @@ def test_benchmark_smoke(flipflop, tmp_path, capsys):
     sys.modules["fixed_points_bench"] = bench
     spec.loader.exec_module(bench)
     out = tmp_path / "fp.json"
-    rec = bench.main(["--parts", "single,scipy", "--limit", "6", "--n-starts", "24", "--scipy-sample", "2",
-                      "--out", str(out)])  # fmt: skip
+    rec = bench.main(
+        ["--parts", "single,scipy", "--limit", "6", "--n-starts", "24", "--scipy-sample", "2", "--out", str(out)]
+    )
     assert json.loads(out.read_text())["single"]["K"] == 6 == rec["single"]["K"]
     assert rec["single"]["var_per_s"] > 0 and rec["single"]["max_residual"] <= TOL
     assert rec["scipy"]["agree_1e-6"] and rec["single"]["base"]["n_stable"] == 8

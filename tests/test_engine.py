@@ -39,9 +39,12 @@ def random_model_for(task, n: int, seed: int) -> sj.TanhRNN:
     """A random n-unit TanhRNN whose input and output sizes fit ``task``."""
     rng = np.random.default_rng(seed)
     return sj.TanhRNN.from_arrays(
-        rng.normal(size=(n, task.n_in)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
-        rng.normal(size=(task.n_out, n)) / np.sqrt(n), np.zeros(task.n_out),
-    )  # fmt: skip
+        rng.normal(size=(n, task.n_in)),
+        rng.normal(size=(n, n)) / np.sqrt(n),
+        np.zeros(n),
+        rng.normal(size=(task.n_out, n)) / np.sqrt(n),
+        np.zeros(task.n_out),
+    )
 
 
 def schur_of(model) -> sj.SchurForm:
@@ -161,8 +164,9 @@ def test_valid_steps(setup, path, deviation):
     np.testing.assert_allclose(res.divergence, ref["divergence"], **tol)
     np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"], rtol=tol["rtol"], atol=1e-6)
     # every step valid is the same as no valid field at all
-    full = sj.evaluate(model, sf, v, batch._replace(valid=jnp.ones((B, T), bool)), path=path, deviation=deviation,
-                       chunk_size=8)  # fmt: skip
+    full = sj.evaluate(
+        model, sf, v, batch._replace(valid=jnp.ones((B, T), bool)), path=path, deviation=deviation, chunk_size=8
+    )
     plain = sj.evaluate(model, sf, v, batch, path=path, deviation=deviation, chunk_size=8)
     np.testing.assert_array_equal(full.delta_loss, plain.delta_loss)
     bad = batch._replace(valid=jnp.ones((B, T + 1)))
@@ -318,15 +322,26 @@ def test_bad_inputs(setup):
         (dict(path="fast"), r"path must be one of"),
         (dict(precision="float16"), r"precision must be one of"),
         (dict(chunk_size=0), r"chunk_size must be"),
-        (dict(model=sj.TanhRNN.from_arrays(model.W_in, model.W_rec.at[0, 0].set(jnp.nan), model.b, model.W_out,
-                                           model.b_out)), r"model\.W_rec holds 1 NaN/inf"),  # fmt: skip
+        (
+            dict(
+                model=sj.TanhRNN.from_arrays(
+                    model.W_in, model.W_rec.at[0, 0].set(jnp.nan), model.b, model.W_out, model.b_out
+                )
+            ),
+            r"model\.W_rec holds 1 NaN/inf",
+        ),
     ]
     base = dict(model=model, sf=sf, variants=variants, batch=batch)
     for change, msg in cases:
         kw = {**base, **change}
         with pytest.raises(ValueError, match=msg) as info:
-            sj.evaluate(kw["model"], kw["sf"], kw["variants"], kw["batch"], **{
-                k: v for k, v in change.items() if k in ("path", "precision", "chunk_size")})  # fmt: skip
+            sj.evaluate(
+                kw["model"],
+                kw["sf"],
+                kw["variants"],
+                kw["batch"],
+                **{k: v for k, v in change.items() if k in ("path", "precision", "chunk_size")},
+            )
         assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
     with pytest.raises(ValueError, match="for several models use evaluate_many"):
         sj.evaluate([model, model], [sf, sf], variants, batch)
@@ -348,8 +363,11 @@ def test_variants_tied_to_their_schur_form():
     batch = make_batch(9, 5, 11)
     v0, v1 = sj.ablate.all_nonnormal(sf0), sj.ablate.all_nonnormal(sf1)
     # the reviewer's case: m1 evaluated with variants built from m0's Schur form
-    with pytest.raises(ValueError, match=r"^evaluate: variants\[1\] were built from a different SchurForm than "
-                                         r"sf\[1\] \(") as info:  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^evaluate: variants\[1\] were built from a different SchurForm than "
+        r"sf\[1\] \(",
+    ) as info:
         sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v0], batch)
     assert "\n" not in str(info.value)
     # the same W, another block order: the edits index other entries of another T
@@ -396,8 +414,11 @@ def test_task_must_fit_the_batch():
     v = sj.ablate.single_couplings(sf)[:3]
     flip = sj.tasks.get("flipflop")
     for other in (flip, sj.tasks.get("sine", steps=13)):
-        with pytest.raises(ValueError, match=rf"task '{other.name}' has \(n_in, n_out, steps\) = "
-                                             rf"\({other.n_in}, {other.n_out}, {other.steps}\)") as info:  # fmt: skip
+        with pytest.raises(
+            ValueError,
+            match=rf"task '{other.name}' has \(n_in, n_out, steps\) = "
+            rf"\({other.n_in}, {other.n_out}, {other.steps}\)",
+        ) as info:
             sj.evaluate(model, sf, v, batch, task=other)
         assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
         assert f"batch has ({task.n_in}, {task.n_out}, 12)" in str(info.value)

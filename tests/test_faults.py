@@ -74,24 +74,30 @@ FAULTS = [
     ("truncated chunk", lambda run: _truncate(_chunk(run)), "sweep", "same"),
     ("empty chunk", lambda run: _chunk(run).write_bytes(b""), "sweep", "same"),
     ("symlinked chunk", _symlink_chunk, "sweep", "same"),
-    ("edited chunk value", lambda run: _edit_chunk(run, lambda d: d["loss"].__setitem__(0, 5.0), reseal=False),
-     "sweep", "same"),
+    (
+        "edited chunk value",
+        lambda run: _edit_chunk(run, lambda d: d["loss"].__setitem__(0, 5.0), reseal=False),
+        "sweep",
+        "same",
+    ),
     ("shortened array", lambda run: _edit_chunk(run, lambda d: d["loss"].pop(), reseal=True), "sweep", "same"),
     ("chunk of another config", _foreign_chunk, "sweep", "same"),
     ("chunks folder removed", lambda run: shutil.rmtree(run / "chunks"), "sweep", "same"),
     ("truncated table", lambda run: _truncate(run / "table.csv", 0.3), "report", "table.csv does not match"),
     ("truncated table, rerun", lambda run: _truncate(run / "table.csv", 0.3), "sweep", "same"),
-    ("edited table cell", lambda run: (run / "table.csv").write_text((run / "table.csv").read_text()
-                                                                       .replace("band", "bend", 1)),
-     "report", "table.csv does not match"),
+    (
+        "edited table cell",
+        lambda run: (run / "table.csv").write_text((run / "table.csv").read_text().replace("band", "bend", 1)),
+        "report",
+        "table.csv does not match",
+    ),
     ("truncated schur file", lambda run: _truncate(next((run / "schur").glob("*.npz"))), "report", "flipflop-0.npz"),
     ("truncated schur file, rerun", lambda run: _truncate(next((run / "schur").glob("*.npz"))), "sweep", "same"),
     ("manifest not an object", lambda run: (run / "manifest.json").write_text("[]"), "report", "manifest.json"),
-    ("manifest not an object, sweep", lambda run: (run / "manifest.json").write_text("[]"), "sweep",
-     "manifest.json"),
+    ("manifest not an object, sweep", lambda run: (run / "manifest.json").write_text("[]"), "sweep", "manifest.json"),
     ("truncated manifest", lambda run: _truncate(run / "manifest.json"), "report", "manifest.json"),
     ("truncated COMPLETE", lambda run: _truncate(run / "COMPLETE"), "report", "COMPLETE"),
-]  # fmt: skip
+]
 
 
 def _rerun(run: Path, command: str, capsys) -> tuple[int, list[str]]:
@@ -126,8 +132,9 @@ def test_damaged_chunk_is_reported_in_one_line(reference, tmp_path, capsys):
     _truncate(_chunk(run))
     rc, err = _rerun(run, "sweep", capsys)
     assert rc == 0
-    assert [line for line in err if "recomputing" in line] == [f"sweep: recomputing {_chunk(run)} (damaged: "
-                                                               "JSONDecodeError)"]  # fmt: skip
+    assert [line for line in err if "recomputing" in line] == [
+        f"sweep: recomputing {_chunk(run)} (damaged: JSONDecodeError)"
+    ]
 
 
 def test_load_refuses_a_table_that_does_not_match(reference, tmp_path):
@@ -152,10 +159,16 @@ def test_second_writer_is_refused_naming_the_first(reference, tmp_path, capsys):
 
 def _start_slow_sweep(out: Path, trials: int) -> subprocess.Popen:
     """``sj.sweep`` in a subprocess that sleeps after every chunk file."""
-    script = (f"import time, schurjax as sj; sj.sweep([{MODEL!r}], out={str(out)!r}, families='band,all_nonnormal', "
-              f"controls=1, trials={trials}, chunk_size=8, progress=False, on_chunk=lambda *a: time.sleep(0.5))")
-    return subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    script = (
+        f"import time, schurjax as sj; sj.sweep([{MODEL!r}], out={str(out)!r}, families='band,all_nonnormal', "
+        f"controls=1, trials={trials}, chunk_size=8, progress=False, on_chunk=lambda *a: time.sleep(0.5))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for_chunks(proc: subprocess.Popen, chunks: Path, n: int) -> None:
@@ -190,14 +203,20 @@ def test_stale_writer_cannot_mix_its_chunks_into_a_new_sweep(tmp_path, capsys):
 def test_sigterm_stops_with_one_line_and_the_rerun_resumes(reference, tmp_path):
     run = tmp_path / "run"
     # the command line of a sweep, with a pause after each chunk file so that SIGTERM lands in the middle
-    script = "\n".join([
-        "import sys, time, schurjax.cli as cli, schurjax.sweeps as sweeps",
-        "run_sweep = sweeps.run_sweep",
-        "sweeps.run_sweep = lambda *a, **k: run_sweep(*a, **{**k, 'on_chunk': lambda *x: time.sleep(0.5)})",
-        f"sys.exit(cli.main(['sweep', {MODEL!r}, *{ARGS!r}, '--out', {str(run)!r}]))",
-    ])  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    script = "\n".join(
+        [
+            "import sys, time, schurjax.cli as cli, schurjax.sweeps as sweeps",
+            "run_sweep = sweeps.run_sweep",
+            "sweeps.run_sweep = lambda *a, **k: run_sweep(*a, **{**k, 'on_chunk': lambda *x: time.sleep(0.5)})",
+            f"sys.exit(cli.main(['sweep', {MODEL!r}, *{ARGS!r}, '--out', {str(run)!r}]))",
+        ]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for_chunks(proc, run / "chunks", 1)
         proc.send_signal(signal.SIGTERM)
@@ -238,8 +257,17 @@ def test_model_paths_compare_by_content(tmp_path, capsys):
     model = sj.zoo.load("sine", seed=0)
     meta = {"task": {"name": "sine", "params": dict(sj.zoo.task("sine").params())}, "seed": 0}
     sj.save_model(tmp_path / "m.eqx", model, meta)
-    args = ["--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--quiet", "--out",
-            str(tmp_path / "run")]  # fmt: skip
+    args = [
+        "--families",
+        "all_nonnormal",
+        "--controls",
+        "0",
+        "--trials",
+        "4",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     cwd = os.getcwd()
     try:
         os.chdir(tmp_path)
@@ -275,8 +303,9 @@ def test_non_finite_task_parameters_are_refused(tmp_path, capsys, where):
 def test_backend_that_cannot_start_is_an_environment_error():
     env = dict(os.environ, JAX_PLATFORMS="bogus")
     for argv in (["info"], ["sweep", MODEL, "--out", "unused"]):
-        out = subprocess.run([sys.executable, "-m", "schurjax.cli", *argv], env=env, capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "schurjax.cli", *argv], env=env, capture_output=True, text=True, timeout=120
+        )
         lines = [x for x in out.stderr.splitlines() if x.strip()]
         assert out.returncode == 2 and len(lines) == 1, out.stderr
         assert "JAX could not start the bogus backend" in lines[0] and "internal error" not in lines[0]

@@ -35,11 +35,21 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
 
 
 def test_to_jsonable_handles_numpy_complex_and_read_only_mappings():
-    obj = {"a": np.float32(1.5), "b": np.arange(3), "c": 1 + 2j, "d": (np.int64(4), [np.bool_(True)]),
-           "e": MappingProxyType({"x": np.int32(2)})}  # fmt: skip
+    obj = {
+        "a": np.float32(1.5),
+        "b": np.arange(3),
+        "c": 1 + 2j,
+        "d": (np.int64(4), [np.bool_(True)]),
+        "e": MappingProxyType({"x": np.int32(2)}),
+    }
     out = _json.to_jsonable(obj)
-    assert json.loads(json.dumps(out)) == {"a": 1.5, "b": [0, 1, 2], "c": {"re": 1.0, "im": 2.0}, "d": [4, [True]],
-                                           "e": {"x": 2}}  # fmt: skip
+    assert json.loads(json.dumps(out)) == {
+        "a": 1.5,
+        "b": [0, 1, 2],
+        "c": {"re": 1.0, "im": 2.0},
+        "d": [4, [True]],
+        "e": {"x": 2},
+    }
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float32("nan")])

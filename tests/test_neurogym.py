@@ -17,6 +17,7 @@ import schurjax as sj
 ngym = pytest.importorskip("neurogym")
 gym = pytest.importorskip("gymnasium")
 
+
 @eqx.filter_jit
 def loss_and_score(task, y, batch):
     return task.loss(y, batch), task.score(y, batch)
@@ -119,8 +120,11 @@ def test_errors_are_one_line(monkeypatch):
             sj.tasks.neurogym(**kw)
         assert "\n" not in str(info.value)
     short = sj.tasks.neurogym("ContextDecisionMaking-v0", steps=15)
-    with pytest.raises(ValueError, match=r"neurogym:ContextDecisionMaking-v0\.sample: trial \d+ has \d+ steps, more "
-                                         r"than steps=15; pass a larger steps="):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"neurogym:ContextDecisionMaking-v0\.sample: trial \d+ has \d+ steps, more "
+        r"than steps=15; pass a larger steps=",
+    ):
         short.sample(jax.random.key(0), 64)
     with pytest.raises(ValueError, match=r"NeuroGym draws trials on the host, so sample cannot run under jax\.jit"):
         jax.jit(lambda k: short.sample(k, 2).inputs)(jax.random.key(0))

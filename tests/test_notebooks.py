@@ -32,8 +32,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     n_cells = len(nb.cells)
     # which interpreter ran the notebook: appended here, checked below
     nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
-    client = nbclient.NotebookClient(nb, timeout=300, km=_this_interpreter_kernel(tmp_path),
-                                     resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
+    client = nbclient.NotebookClient(
+        nb, timeout=300, km=_this_interpreter_kernel(tmp_path), resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on any error
     outputs = [o for cell in nb.cells[:n_cells] if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -51,8 +52,9 @@ def _this_interpreter_kernel(tmp_path: Path):
     spec_dir = tmp_path / "kernels" / "schurjax-test"
     spec_dir.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "schurjax test",
-                                                      "language": "python"}))  # fmt: skip
+    (spec_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "schurjax test", "language": "python"})
+    )
     ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
     return KernelManager(kernel_name="schurjax-test", kernel_spec_manager=ksm)
 

@@ -24,8 +24,9 @@ def fake():
     rng = np.random.default_rng(7)
     n = 10
     sf = sj.ordered_schur(rng.normal(size=(n, n)) / np.sqrt(n) * 1.2)
-    abl = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf), sj.ablate.block_couplings(sf),
-                                    sj.ablate.bands(sf), sj.ablate.all_nonnormal(sf))  # fmt: skip
+    abl = sj.ablate.Variants.concat(
+        sj.ablate.single_couplings(sf), sj.ablate.block_couplings(sf), sj.ablate.bands(sf), sj.ablate.all_nonnormal(sf)
+    )
     ctrl = sj.ablate.matched_norm(jax.random.key(0), sf, abl)
     v = sj.ablate.Variants.concat(abl, ctrl)
     rows = []
@@ -36,8 +37,14 @@ def fake():
             r.update(flatten_label(lab))
             r["control_of"] = None if lab.get("control_of") is None else off + lab["control_of"]
             rel = float(rng.normal() * 10.0 ** rng.uniform(-4, 0))
-            r.update(delta_norm=float(v.delta_norm[k]), rel_delta_loss=rel, delta_loss=rel * 0.5, loss=0.5 + rel * 0.5,
-                     base_loss=0.5, base_score=0.9)  # fmt: skip
+            r.update(
+                delta_norm=float(v.delta_norm[k]),
+                rel_delta_loss=rel,
+                delta_loss=rel * 0.5,
+                loss=0.5 + rel * 0.5,
+                base_loss=0.5,
+                base_score=0.9,
+            )
             rows.append(r)
     return sf, rows
 
@@ -128,10 +135,14 @@ def test_run_level_figures(fake):
     want = []
     for f in ("single", "block", "band"):
         want.append(np.median([r["rel_delta_loss"] for r in copy if r["family"] == f]))
-        want.append(np.median([r["rel_delta_loss"] for r in copy if r["control_of"] is not None
-                               and fam[r["control_of"]] == f]))  # fmt: skip
-    medians = [line.get_ydata()[0] for line in ax.get_lines() if len(line.get_xdata()) == 2
-               and line.get_xdata()[0] != line.get_xdata()[1] and line.get_linestyle() == "-"]  # fmt: skip
+        want.append(
+            np.median([r["rel_delta_loss"] for r in copy if r["control_of"] is not None and fam[r["control_of"]] == f])
+        )
+    medians = [
+        line.get_ydata()[0]
+        for line in ax.get_lines()
+        if len(line.get_xdata()) == 2 and line.get_xdata()[0] != line.get_xdata()[1] and line.get_linestyle() == "-"
+    ]
     for w in want:
         assert any(np.isclose(m, w) for m in medians), (w, medians)
     _png_ok(fig)
@@ -145,8 +156,12 @@ def test_run_level_figures(fake):
 def test_write_report_is_self_contained(fake, tmp_path):
     sf, table = fake
     rf = results.RunFolder(tmp_path / "run")
-    rf.start({"config": {"families": ["single"], "controls": 1, "control_kinds": ["matched_norm"]},
-              "models": [{"id": "copy-0", "source": "test"}, {"id": "sine-3", "source": "test"}]})  # fmt: skip
+    rf.start(
+        {
+            "config": {"families": ["single"], "controls": 1, "control_kinds": ["matched_norm"]},
+            "models": [{"id": "copy-0", "source": "test"}, {"id": "sine-3", "source": "test"}],
+        }
+    )
     rf.save_schur("copy-0", sf)
     rf.save_schur("sine-3", sf)
     rf.finish(table)
@@ -163,15 +178,22 @@ def two_kinds():
     rng = np.random.default_rng(3)
     sf = sj.ordered_schur(rng.normal(size=(8, 8)) / np.sqrt(8) * 1.2)
     abl = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf), sj.ablate.block_couplings(sf))
-    v = sj.ablate.Variants.concat(abl, sj.ablate.matched_norm(jax.random.key(1), sf, abl),
-                                  sj.ablate.coupling_noise(jax.random.key(2), sf, abl))  # fmt: skip
+    v = sj.ablate.Variants.concat(
+        abl, sj.ablate.matched_norm(jax.random.key(1), sf, abl), sj.ablate.coupling_noise(jax.random.key(2), sf, abl)
+    )
     rows = []
     for k, lab in enumerate(v.labels):
         r = {"row_id": k, "model": "flipflop-0", "task": "flipflop", "model_seed": 0, **flatten_label(lab)}
         r["control_of"] = lab.get("control_of")
         rel = float(rng.normal() * 10.0 ** rng.uniform(-4, 0))
-        r.update(delta_norm=float(v.delta_norm[k]), rel_delta_loss=rel, delta_loss=rel, loss=1 + rel, base_loss=1.0,
-                 base_score=0.9)  # fmt: skip
+        r.update(
+            delta_norm=float(v.delta_norm[k]),
+            rel_delta_loss=rel,
+            delta_loss=rel,
+            loss=1 + rel,
+            base_loss=1.0,
+            base_score=0.9,
+        )
         rows.append(r)
     return sf, rows
 
@@ -181,16 +203,16 @@ def test_control_kinds_are_never_pooled(two_kinds):
     fig = plot.loss_vs_norm(table)
     ax = fig.axes[0]
     assert "matched-norm" in ax.get_title() and "coupling-noise" in ax.get_title()
-    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles,
-                                              strict=True)}  # fmt: skip
+    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles, strict=True)}
     assert "random control: matched-norm" in legend and "random control: coupling-noise" in legend
     # each kind's scatter holds exactly that kind's rows (different markers: different paths)
     for kind in ("matched_norm", "coupling_noise"):
         want = sorted(r["delta_norm"] for r in table if r.get("control_kind") == kind and r["rel_delta_loss"] >= 0)
         (coll,) = [c for c in ax.collections if c.get_label() == f"random control: {kind.replace('_', '-')}"]
         np.testing.assert_allclose(np.sort(coll.get_offsets()[:, 0]), want)
-    paths = [legend[f"random control: {k}"].get_paths()[0].vertices.tolist() for k in ("matched-norm",
-                                                                                      "coupling-noise")]  # fmt: skip
+    paths = [
+        legend[f"random control: {k}"].get_paths()[0].vertices.tolist() for k in ("matched-norm", "coupling-noise")
+    ]
     assert paths[0] != paths[1]
     _png_ok(fig)
     fig = plot.keep_profile(table)
@@ -199,8 +221,16 @@ def test_control_kinds_are_never_pooled(two_kinds):
     assert labels == ["single", "norm\nctrl", "noise\nctrl", "block", "norm\nctrl", "noise\nctrl"]
     heat = axh.get_images()[0].get_array()
     fam = {r["row_id"]: r["family"] for r in table if r["control_of"] is None}
-    for j, (f, kind) in enumerate([("single", None), ("single", "matched_norm"), ("single", "coupling_noise"),
-                                   ("block", None), ("block", "matched_norm"), ("block", "coupling_noise")]):
+    for j, (f, kind) in enumerate(
+        [
+            ("single", None),
+            ("single", "matched_norm"),
+            ("single", "coupling_noise"),
+            ("block", None),
+            ("block", "matched_norm"),
+            ("block", "coupling_noise"),
+        ]
+    ):
         if kind is None:
             sel = [r for r in table if r["family"] == f]
         else:

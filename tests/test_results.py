@@ -67,8 +67,9 @@ def test_load_round_trip_with_schur_forms(tmp_path):
     rf.close()
     run = results.load(tmp_path / "run" / "manifest.json")
     assert run.complete and run.models == ["m0"]
-    assert sj.table.records(run.table) == [{"row_id": 0, "model": "m0", "family": "single", "control_of": None,
-                                            "loss": 0.5}]  # fmt: skip
+    assert sj.table.records(run.table) == [
+        {"row_id": 0, "model": "m0", "family": "single", "control_of": None, "loss": 0.5}
+    ]
     np.testing.assert_array_equal(run.schurs["m0"].T, sf.T)
     np.testing.assert_array_equal(run.schurs["m0"].Q, sf.Q)
     with pytest.raises(FileNotFoundError, match="missing manifest.json"):

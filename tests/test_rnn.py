@@ -46,8 +46,9 @@ def test_rollout_matches_numpy(n_in, n, n_out, T):
     np.testing.assert_allclose(np.asarray(h), h_ref, atol=2e-5)
     np.testing.assert_allclose(np.asarray(y), y_ref, atol=2e-5)
     np.testing.assert_allclose(np.asarray(m(jnp.asarray(x))), y_ref, atol=2e-5)
-    np.testing.assert_allclose(np.asarray(m.drive(jnp.asarray(x))), x @ np.asarray(m.W_in, np.float64).T + m.b,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(m.drive(jnp.asarray(x))), x @ np.asarray(m.W_in, np.float64).T + m.b, atol=1e-5
+    )
 
 
 def test_vmap_batch_matches_per_trial():
@@ -56,8 +57,9 @@ def test_vmap_batch_matches_per_trial():
     xs = rng.normal(size=(5, 12, 2)).astype(np.float32)
     ys = jax.vmap(m)(jnp.asarray(xs))
     for i in range(5):
-        np.testing.assert_allclose(np.asarray(ys[i]), numpy_rollout(m.W_in, m.W_rec, m.b, m.W_out, m.b_out, xs[i])[1],
-                                   atol=2e-5)
+        np.testing.assert_allclose(
+            np.asarray(ys[i]), numpy_rollout(m.W_in, m.W_rec, m.b, m.W_out, m.b_out, xs[i])[1], atol=2e-5
+        )
 
 
 def test_init_statistics_and_gain():

@@ -18,19 +18,42 @@ from schurjax.studies import compression
 from schurjax.studies.protocol import study_key
 from schurjax.sweeps.config import task_params
 
-TINY = {"trials": 12, "bootstrap": 20, "control_max": 6, "greedy_candidates": 6, "greedy_passes": 1,
-        "restriction_max": 6, "null_draws": 20}  # fmt: skip
-FLAGS = ["--trials", "12", "--bootstrap", "20", "--control-max", "6", "--greedy-candidates", "6", "--greedy-passes",
-         "1", "--restriction-max", "6", "--null-draws", "20"]  # fmt: skip
+TINY = {
+    "trials": 12,
+    "bootstrap": 20,
+    "control_max": 6,
+    "greedy_candidates": 6,
+    "greedy_passes": 1,
+    "restriction_max": 6,
+    "null_draws": 20,
+}
+FLAGS = [
+    "--trials",
+    "12",
+    "--bootstrap",
+    "20",
+    "--control-max",
+    "6",
+    "--greedy-candidates",
+    "6",
+    "--greedy-passes",
+    "1",
+    "--restriction-max",
+    "6",
+    "--null-draws",
+    "20",
+]
 
 
 def _models():
     """Three small random networks (two copy, one flip-flop) on short trials, saved as files too."""
     copy = sj.tasks.get("copy", length=3, delay=1)
     ff = sj.tasks.get("flipflop", bits=2, steps=10)
-    return [(sj.TanhRNN(3, 10, 2, key=jax.random.key(1), gain=1.2), copy, "copy-a"),
-            (sj.TanhRNN(3, 10, 2, key=jax.random.key(2), gain=1.2), copy, "copy-b"),
-            (sj.TanhRNN(2, 10, 2, key=jax.random.key(3), gain=1.2), ff, "flipflop-a")]  # fmt: skip
+    return [
+        (sj.TanhRNN(3, 10, 2, key=jax.random.key(1), gain=1.2), copy, "copy-a"),
+        (sj.TanhRNN(3, 10, 2, key=jax.random.key(2), gain=1.2), copy, "copy-b"),
+        (sj.TanhRNN(2, 10, 2, key=jax.random.key(3), gain=1.2), ff, "flipflop-a"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +61,9 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     out = []
     for model, task, name in _models():
-        out.append(str(sj.save_model(root / f"{name}.eqx", model, {"task": {"name": task.name,
-                                                                            "params": task_params(task)}})))
+        out.append(
+            str(sj.save_model(root / f"{name}.eqx", model, {"task": {"name": task.name, "params": task_params(task)}}))
+        )
     return out
 
 
@@ -54,8 +78,16 @@ def test_folder_tables_report_and_figure(tiny):
     assert [m["id"] for m in tiny.models] == ids
     assert (tiny.path / "COMPLETE").is_file() and tiny.figure.stat().st_size > 20_000
     text = tiny.report.read_text()
-    for head in ("Headline", "1. Loss-preserving", "2. Removing every", "3. Schur removals", "4. Compression",
-                 "5. What the copy replay needs", "6. Task restriction", "7. Do seeds need"):
+    for head in (
+        "Headline",
+        "1. Loss-preserving",
+        "2. Removing every",
+        "3. Schur removals",
+        "4. Compression",
+        "5. What the copy replay needs",
+        "6. Task restriction",
+        "7. Do seeds need",
+    ):
         assert head in text
     assert "Headlines use the score criterion" in text
     assert list(tiny.summary.model) == ids
@@ -111,8 +143,21 @@ def test_compressed_model_verified_by_float64_rollout(tiny, criterion):
 
 def test_compressed_model_loads_in_sweep_and_torch(tiny, tmp_path):
     path = tiny.compressed("flipflop-a-n10", "loss")
-    rc = cli.main(["sweep", str(path), "--families", "all_nonnormal", "--controls", "0", "--trials", "4", "--out",
-                   str(tmp_path / "sw"), "--quiet"])  # fmt: skip
+    rc = cli.main(
+        [
+            "sweep",
+            str(path),
+            "--families",
+            "all_nonnormal",
+            "--controls",
+            "0",
+            "--trials",
+            "4",
+            "--out",
+            str(tmp_path / "sw"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     run = sj.results.load(tmp_path / "sw")
     assert run.manifest["models"][0]["task"] == "flipflop" and len(run.table) == 1
@@ -189,4 +234,5 @@ def test_compression_holds_says_whether_the_held_out_batch_keeps_the_criterion(t
         assert r.holds == expected
     n_loss = int(c.holds[c.criterion == "loss"].sum())
     assert f"loss criterion: the found set holds on the held-out batch in {n_loss} of 3 networks" in (
-        tiny.report.read_text())
+        tiny.report.read_text()
+    )

@@ -152,8 +152,9 @@ def test_per_trial_sums_match_a_float64_rollout(deviation):
     v = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf)[:3], sj.ablate.bands(sf)[:2])
     batch = task.sample(jax.random.key(6), 9)
     parts = scoring.score_parts(task)
-    res = sj.evaluate(model, sf, v, batch, task=task, per_trial=True, trial_stats=parts.parts, deviation=deviation,
-                      dtype=jnp.float64)  # fmt: skip
+    res = sj.evaluate(
+        model, sf, v, batch, task=task, per_trial=True, trial_stats=parts.parts, deviation=deviation, dtype=jnp.float64
+    )
     x, t, m = (np.asarray(a, np.float64) for a in (batch.inputs, batch.targets, batch.mask))
     y0 = rollout(model, x, sf.reconstruct())[0]
     err0 = (m * (y0 - t) ** 2).sum(axis=(1, 2))
@@ -236,10 +237,16 @@ def test_agreement_sentences_follow_both_tests():
 
     from schurjax.studies.report import agreement
 
-    pr = pd.DataFrame({"cells": ["modulus"] * 4,
-                       "comparison": ["copy n=64", "sine n=64", "context n=64", "between tasks n=64"],
-                       "spearman": [0.8, 0.2, 0.6, 0.3], "p_null": [0.001, 0.001, 0.2, 0.001],
-                       "task_mean": [0.3, 0.3, 0.3, np.nan], "p_task": [0.004, 0.6, 0.01, np.nan]})  # fmt: skip
+    pr = pd.DataFrame(
+        {
+            "cells": ["modulus"] * 4,
+            "comparison": ["copy n=64", "sine n=64", "context n=64", "between tasks n=64"],
+            "spearman": [0.8, 0.2, 0.6, 0.3],
+            "p_null": [0.001, 0.001, 0.2, 0.001],
+            "task_mean": [0.3, 0.3, 0.3, np.nan],
+            "p_task": [0.004, 0.6, 0.01, np.nan],
+        }
+    )
     lines = agreement(pr)
     assert len(lines) == 3
     assert "copy n=64" in lines[0] and "beyond networks of any task (random groups: ρ 0.30, p 0.004)" in lines[0]
@@ -251,8 +258,10 @@ def _held(rng, nb, shared):
     """A held-out part of nb 1x1 blocks: every coupling (a, b), a < b, importance = shared(distance) + noise."""
     a, b = np.triu_indices(nb, 1)
     rel = shared((b - a) / (nb - 1)) + rng.normal(0, 0.3, size=a.size)
-    return {"single": {"target_block": a, "source_block": b, "rel": rel},
-            "blocks": {"abs_eig": np.sort(rng.uniform(0.2, 1.0, nb))[::-1]}}
+    return {
+        "single": {"target_block": a, "source_block": b, "rel": rel},
+        "blocks": {"abs_eig": np.sort(rng.uniform(0.2, 1.0, nb))[::-1]},
+    }
 
 
 def test_task_null_is_a_permutation_test_of_the_task_labels():
@@ -267,8 +276,14 @@ def test_task_null_is_a_permutation_test_of_the_task_labels():
     res = profiles.task_null(jax.random.key(0), parts, models, kind="distance", bins=4, draws=3000)
     assert set(res) == {"copy n=64", "sine n=64", "flipflop n=64"}
     # exact reference: every group of 4 of the 12 networks
-    prof = [profiles.profile(*profiles.cells(parts[m["id"]], "distance", 4)[:1],
-                             profiles.importance_ranks(parts[m["id"]]["single"]["rel"]), 8) for m in models]
+    prof = [
+        profiles.profile(
+            *profiles.cells(parts[m["id"]], "distance", 4)[:1],
+            profiles.importance_ranks(parts[m["id"]]["single"]["rel"]),
+            8,
+        )
+        for m in models
+    ]
     S = np.array([[stats.spearman(x, y) for y in prof] for x in prof])
 
     def mean_rho(g):
@@ -291,6 +306,7 @@ def test_distance_matched_chain_null_keeps_the_link_distances():
     # by hand: three distance-1 links drawn among 11 and one distance-4 link among 8; a line of 4 links needs the
     # three distance-1 links to be consecutive and the distance-4 link to continue them, which is rare
     assert np.mean(null == 4) < 0.05
+
     # three distance-1 links among the 11 adjacent pairs: the longest line is the longest run of consecutive
     # targets; its exact distribution over all C(11, 3) choices, counted by hand
     def run(c):

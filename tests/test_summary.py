@@ -15,9 +15,21 @@ def test_summarize_matches_hand_computation():
     # model a: 4 singles (rel 0.01, 0.2, -0.03, 1.0), all_nonnormal rel 2.0, one control per single
     rel = [0.01, 0.2, -0.03, 1.0]
     ctrl = [0.5, 0.1, 0.0, 0.2]
-    rows = [{"row_id": k, "model": "a", "task": "copy", "model_seed": 0, "family": "single", "control_of": None,
-             "rel_delta_loss": r, "delta_loss": r * 2, "base_loss": 2.0, "base_score": 1.0}
-            for k, r in enumerate(rel)]  # fmt: skip
+    rows = [
+        {
+            "row_id": k,
+            "model": "a",
+            "task": "copy",
+            "model_seed": 0,
+            "family": "single",
+            "control_of": None,
+            "rel_delta_loss": r,
+            "delta_loss": r * 2,
+            "base_loss": 2.0,
+            "base_score": 1.0,
+        }
+        for k, r in enumerate(rel)
+    ]
     rows.append(
         {
             "row_id": 4,
@@ -33,9 +45,21 @@ def test_summarize_matches_hand_computation():
             "score": 0.625,
         }
     )
-    rows += [{"row_id": 5 + k, "model": "a", "task": "copy", "model_seed": 0, "family": "control", "control_of": k,
-              "rel_delta_loss": c, "delta_loss": c * 2, "base_loss": 2.0, "base_score": 1.0}
-             for k, c in enumerate(ctrl)]  # fmt: skip
+    rows += [
+        {
+            "row_id": 5 + k,
+            "model": "a",
+            "task": "copy",
+            "model_seed": 0,
+            "family": "control",
+            "control_of": k,
+            "rel_delta_loss": c,
+            "delta_loss": c * 2,
+            "base_loss": 2.0,
+            "base_score": 1.0,
+        }
+        for k, c in enumerate(ctrl)
+    ]
     (s,) = summary.summarize(rows)
     assert summary.summarize(pd.DataFrame(rows).astype({"control_of": "Int64"})) == [s]  # a DataFrame reads the same
     assert s["n_single"] == 4
@@ -58,11 +82,23 @@ def test_summarize_reports_each_control_kind_separately():
     norm = [0.3, 0.0, -0.1]  # ablation > control: 0.4 > 0.0 only -> 1/3
     noise = [0.01, 0.02, -0.5]  # ablation > control: 0.1 > 0.01, 0.4 > 0.02, -0.2 > -0.5 -> 3/3
     base = {"model": "a", "task": "copy", "model_seed": 0, "base_loss": 1.0, "base_score": 1.0}
-    rows = [{**base, "row_id": k, "family": "single", "control_of": None, "rel_delta_loss": r, "delta_loss": r}
-            for k, r in enumerate(rel)]  # fmt: skip
+    rows = [
+        {**base, "row_id": k, "family": "single", "control_of": None, "rel_delta_loss": r, "delta_loss": r}
+        for k, r in enumerate(rel)
+    ]
     for off, kind, vals in ((3, "matched_norm", norm), (6, "coupling_noise", noise)):
-        rows += [{**base, "row_id": off + k, "family": "control", "control_of": k, "control_kind": kind,
-                  "rel_delta_loss": c, "delta_loss": c} for k, c in enumerate(vals)]  # fmt: skip
+        rows += [
+            {
+                **base,
+                "row_id": off + k,
+                "family": "control",
+                "control_of": k,
+                "control_kind": kind,
+                "rel_delta_loss": c,
+                "delta_loss": c,
+            }
+            for k, c in enumerate(vals)
+        ]
     (s,) = summary.summarize(rows)
     assert s["control_kinds"] == ["matched_norm", "coupling_noise"]
     assert s["by_kind"]["matched_norm"]["control_median_rel"] == pytest.approx(0.0)

@@ -26,8 +26,12 @@ def test_plan_chunks_cover_in_order_without_crossing_segments(segments, size):
 
 
 def test_family_and_control_names():
-    assert sweep_config.parse_families("single, block,band,all_nonnormal,single") == ["single", "block", "band",
-                                                                                      "all_nonnormal"]  # fmt: skip
+    assert sweep_config.parse_families("single, block,band,all_nonnormal,single") == [
+        "single",
+        "block",
+        "band",
+        "all_nonnormal",
+    ]
     with pytest.raises(sj.InputError, match="families: unknown name 'diagonal'") as e:
         sweep_config.parse_families("single,diagonal")
     assert e.value.arg == "families"
@@ -45,10 +49,18 @@ def test_family_and_control_names():
 
 @pytest.mark.parametrize(
     ("kwargs", "arg"),
-    [({"trials": 0}, "trials"), ({"trials": True}, "trials"), ({"chunk_size": 2.5}, "chunk_size"),
-     ({"seed": -1}, "seed"), ({"control_max": -2}, "control_max"), ({"order": "size"}, "order"),
-     ({"precision": "fast"}, "precision"), ({"dtype": "float16"}, "dtype"), ({"deviation": "yes"}, "deviation")],
-)  # fmt: skip
+    [
+        ({"trials": 0}, "trials"),
+        ({"trials": True}, "trials"),
+        ({"chunk_size": 2.5}, "chunk_size"),
+        ({"seed": -1}, "seed"),
+        ({"control_max": -2}, "control_max"),
+        ({"order": "size"}, "order"),
+        ({"precision": "fast"}, "precision"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"deviation": "yes"}, "deviation"),
+    ],
+)
 def test_config_errors_name_the_argument(kwargs, arg):
     with pytest.raises(sj.InputError) as e:
         sweep_config.SweepConfig(**kwargs)
@@ -88,9 +100,17 @@ def test_sweep_of_a_model_object_matches_float64_and_calls_back(tmp_path):
     task = sj.tasks.get("flipflop")
     model = sj.zoo.load("flipflop", seed=2)
     seen = []
-    run = sj.sweep([(model, task, "ff")], out=tmp_path / "run", families="block,all_nonnormal", controls=0,
-                   trials=8, chunk_size=16, progress=False, log=lambda s: None,
-                   on_chunk=lambda mid, c, a, b: seen.append((mid, c, a, b)))  # fmt: skip
+    run = sj.sweep(
+        [(model, task, "ff")],
+        out=tmp_path / "run",
+        families="block,all_nonnormal",
+        controls=0,
+        trials=8,
+        chunk_size=16,
+        progress=False,
+        log=lambda s: None,
+        on_chunk=lambda mid, c, a, b: seen.append((mid, c, a, b)),
+    )
     df = run.table
     assert run.complete and set(df.family) == {"block", "all_nonnormal"}
     assert seen and seen[0] == ("ff", 0, 0, 16) and seen[-1][3] == len(df)
@@ -102,13 +122,29 @@ def test_sweep_of_a_model_object_matches_float64_and_calls_back(tmp_path):
     assert row.loss == pytest.approx(_loss64(sf.Q @ D @ sf.Q.T, model, batch), rel=1e-4)
     assert row.base_loss == pytest.approx(_loss64(np.asarray(model.W_rec, np.float64), model, batch), rel=1e-4)
     # calling again with the same arguments resumes: nothing is recomputed
-    again = sj.sweep([(model, task, "ff")], out=tmp_path / "run", families="block,all_nonnormal", controls=0,
-                     trials=8, chunk_size=16, progress=False, log=lambda s: None,
-                     on_chunk=lambda *a: pytest.fail("a finished chunk was recomputed"))  # fmt: skip
+    again = sj.sweep(
+        [(model, task, "ff")],
+        out=tmp_path / "run",
+        families="block,all_nonnormal",
+        controls=0,
+        trials=8,
+        chunk_size=16,
+        progress=False,
+        log=lambda s: None,
+        on_chunk=lambda *a: pytest.fail("a finished chunk was recomputed"),
+    )
     assert again.table.equals(df)
     with pytest.raises(sj.InputError, match=r"out: .*holds a different sweep \(trials: 8 != 9\)"):
-        sj.sweep([(model, task, "ff")], out=tmp_path / "run", families="block,all_nonnormal", controls=0, trials=9,
-                 chunk_size=16, progress=False, log=lambda s: None)  # fmt: skip
+        sj.sweep(
+            [(model, task, "ff")],
+            out=tmp_path / "run",
+            families="block,all_nonnormal",
+            controls=0,
+            trials=9,
+            chunk_size=16,
+            progress=False,
+            log=lambda s: None,
+        )
 
 
 def test_fixed_point_columns_in_the_table(tmp_path):
@@ -117,13 +153,22 @@ def test_fixed_point_columns_in_the_table(tmp_path):
 
     task = sj.tasks.get("flipflop")
     model = sj.zoo.load("flipflop", seed=0)
-    run = sj.sweep([(model, task, "ff")], out=tmp_path / "run", families="all_nonnormal", controls=0, trials=8,
-                   fixed_points=True, progress=False, log=lambda s: None)  # fmt: skip
+    run = sj.sweep(
+        [(model, task, "ff")],
+        out=tmp_path / "run",
+        families="all_nonnormal",
+        controls=0,
+        trials=8,
+        fixed_points=True,
+        progress=False,
+        log=lambda s: None,
+    )
     row = run.table.iloc[0]
     assert row.n_stable == 8 and row.lost == 0  # the flip-flop's 2^3 attractors survive removing every coupling
     sf = run.schurs["ff"]
     batch = task.sample(sweep_config.batch_key(0, "flipflop", task.params()), 8)
-    cols = sj.dynamics.fixed_point_columns(model, sf, sj.ablate.all_nonnormal(sf), key=fixed_point_key(0, "ff"),
-                                           batch=batch)  # fmt: skip
+    cols = sj.dynamics.fixed_point_columns(
+        model, sf, sj.ablate.all_nonnormal(sf), key=fixed_point_key(0, "ff"), batch=batch
+    )
     for name in FIXED_POINT_COLUMNS:
         assert row[name] == pytest.approx(float(cols[name][0]), nan_ok=True), name

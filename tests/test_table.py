@@ -14,11 +14,27 @@ from schurjax import table
 
 
 def test_flatten_label():
-    lab = {"family": "single", "entries": [[0, 3]], "row": np.int64(0), "target_eig": [0.5, -0.25],
-           "z": 1 - 2j, "value": np.float64(0.125), "flag": None}  # fmt: skip
+    lab = {
+        "family": "single",
+        "entries": [[0, 3]],
+        "row": np.int64(0),
+        "target_eig": [0.5, -0.25],
+        "z": 1 - 2j,
+        "value": np.float64(0.125),
+        "flag": None,
+    }
     out = table.flatten_label(lab)
-    assert out == {"family": "single", "entries": "[[0,3]]", "row": 0, "target_eig_re": 0.5, "target_eig_im": -0.25,
-                   "z_re": 1.0, "z_im": -2.0, "value": 0.125, "flag": None}  # fmt: skip
+    assert out == {
+        "family": "single",
+        "entries": "[[0,3]]",
+        "row": 0,
+        "target_eig_re": 0.5,
+        "target_eig_im": -0.25,
+        "z_re": 1.0,
+        "z_im": -2.0,
+        "value": 0.125,
+        "flag": None,
+    }
     assert type(out["row"]) is int
 
 
@@ -43,8 +59,10 @@ def test_table_round_trip_exact(tmp_path_factory, data):
 
 
 def test_table_mixed_column_types_and_missing_cells(tmp_path):
-    rows = [{"row_id": 0, "control_of": None, "label": "T[0,1]", "x": 1.0},
-            {"row_id": 1, "control_of": 0, "label": "7", "x": float("nan")}]  # fmt: skip
+    rows = [
+        {"row_id": 0, "control_of": None, "label": "T[0,1]", "x": 1.0},
+        {"row_id": 1, "control_of": 0, "label": "7", "x": float("nan")},
+    ]
     table.write_table(rows, tmp_path / "t.csv")
     back = table.read_table(tmp_path / "t.csv")
     assert str(back["control_of"].dtype) == "Int64"  # integers with a missing cell stay integers

@@ -60,8 +60,9 @@ def test_register_get_names_and_evaluate():
     # registered task through sj.evaluate: score equals 1 - MSE of an independent NumPy rollout
     rng = np.random.default_rng(0)
     n = 6
-    model = sj.TanhRNN.from_arrays(rng.normal(size=(n, 1)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n),
-                                   rng.normal(size=(1, n)), np.zeros(1))  # fmt: skip
+    model = sj.TanhRNN.from_arrays(
+        rng.normal(size=(n, 1)), rng.normal(size=(n, n)) / np.sqrt(n), np.zeros(n), rng.normal(size=(1, n)), np.zeros(1)
+    )
     sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
     batch = task.sample(jax.random.key(2), 8)
     res = sj.evaluate(model, sf, sj.ablate.all_nonnormal(sf), batch, task=task)
@@ -93,8 +94,11 @@ def test_register_refusals():
     assert tasks.REGISTRY["hold"] is other
     # a factory whose product is not a task: the missing members are named
     tasks.register("broken", lambda: object())
-    with pytest.raises(ValueError, match=r"tasks\.get: a task must have name, .*; object is missing name, n_in, n_out, "
-                                         r"steps, sample, score, loss, params") as info:  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"tasks\.get: a task must have name, .*; object is missing name, n_in, n_out, "
+        r"steps, sample, score, loss, params",
+    ) as info:
         tasks.get("broken")
     one_line(info)
     with pytest.raises(ValueError, match=r"unknown task name 'nope', expected one of \['broken', 'context'"):
@@ -119,7 +123,7 @@ def test_builtin_parameter_errors_name_the_parameter():
     assert tasks.get("context", coherences=[0.5, 1.0]).coherences == (0.5, 1.0)
 
 
-MODULE = '''
+MODULE = """
 import equinox as eqx, jax, jax.numpy as jnp
 import schurjax as sj
 
@@ -140,7 +144,7 @@ class Fake(Ramp):
 
 RAMP5 = Ramp(steps=5)
 NOT_A_TASK = 3
-'''
+"""
 
 
 def test_load_spec_module_and_file(tmp_path, monkeypatch):

@@ -116,8 +116,12 @@ def test_refusals_say_what_is_supported(tmp_path):
         (lambda: TanhRNN.from_torch(gru, lin), r"rnn is a torch\.nn\.GRU; " + sup),
         (lambda: TanhRNN.from_torch(lstm, lin), r"is a torch\.nn\.LSTM; " + sup),
         (lambda: TanhRNN.from_torch(gru.state_dict(), lin.state_dict()), r"holds a torch\.nn\.GRU .*\(3n, n\)"),
-        (lambda: TanhRNN.from_torch({"rnn." + k: v for k, v in lstm.state_dict().items()} | {"fc.weight":
-                                    lin.weight}), r"holds a torch\.nn\.LSTM"),  # fmt: skip
+        (
+            lambda: TanhRNN.from_torch(
+                {"rnn." + k: v for k, v in lstm.state_dict().items()} | {"fc.weight": lin.weight}
+            ),
+            r"holds a torch\.nn\.LSTM",
+        ),
         (lambda: TanhRNN.from_torch(relu, lin), r"is a torch\.nn\.RNN\(nonlinearity='relu'\); " + sup),
         (lambda: TanhRNN.from_torch(two, lin), r"torch\.nn\.RNN\(num_layers=2\); " + sup),
         (lambda: TanhRNN.from_torch(two.state_dict(), lin.state_dict()), r"looks multi-layer .*weight_hh_l1"),
@@ -126,16 +130,27 @@ def test_refusals_say_what_is_supported(tmp_path):
         (lambda: TanhRNN.from_torch(eqx_file), r"m\.eqx' is not a PyTorch checkpoint"),
         (lambda: TanhRNN.from_torch(pickled), r"holds pickled Python objects .*save model\.state_dict\(\) instead"),
         (lambda: TanhRNN.from_torch(tmp_path / "none.pt"), r"no checkpoint file at"),
-        (lambda: TanhRNN.from_torch(TwoRNN().state_dict()), r"several recurrent layers, prefixes \['a\.', 'b\.'\]; "
-                                                             r"pass prefix="),  # fmt: skip
+        (
+            lambda: TanhRNN.from_torch(TwoRNN().state_dict()),
+            r"several recurrent layers, prefixes \['a\.', 'b\.'\]; "
+            r"pass prefix=",
+        ),
         (lambda: TanhRNN.from_torch(TwoRNN().state_dict(), prefix="c."), r"prefix='c\.' matches no .*\['a\.', 'b"),
         (lambda: TanhRNN.from_torch(WithEncoder().state_dict()), r"other weights \['encoder\.weight'\] besides rnn"),
         (lambda: TanhRNN.from_torch({"x": torch.zeros(2)}), r"holds no torch\.nn\.RNN weights"),
         (lambda: TanhRNN.from_torch(Net().rnn.state_dict()), r"holds no torch\.nn\.Linear readout"),
         (lambda: TanhRNN.from_torch(Net().rnn, relu), r"readout must be a torch\.nn\.Linear, got torch\.nn\.RNN"),
         (lambda: TanhRNN.from_torch(42), r"rnn must be a torch\.nn\.RNN, a model, a state dict or a checkpoint"),
-        (lambda: TanhRNN.from_torch({"rnn.weight_hh_l0": torch.full((8, 8), float("nan")), "rnn.weight_ih_l0":
-                                     torch.zeros(8, 3), "fc.weight": torch.zeros(2, 8)}), r"64 NaN/inf"),  # fmt: skip
+        (
+            lambda: TanhRNN.from_torch(
+                {
+                    "rnn.weight_hh_l0": torch.full((8, 8), float("nan")),
+                    "rnn.weight_ih_l0": torch.zeros(8, 3),
+                    "fc.weight": torch.zeros(2, 8),
+                }
+            ),
+            r"64 NaN/inf",
+        ),
     ]
     for call, msg in cases:
         with pytest.raises(ValueError, match=r"TanhRNN\.from_torch: .*" + msg) as info:
@@ -143,8 +158,10 @@ def test_refusals_say_what_is_supported(tmp_path):
         one_line(info)
     # giving both prefixes imports the RNN and readout of a bigger model (the encoder is the user's business)
     enc = WithEncoder()
-    assert same(TanhRNN.from_torch(enc.state_dict(), prefix="rnn.", readout_prefix="readout."),
-                TanhRNN.from_torch(enc.rnn, enc.readout))  # fmt: skip
+    assert same(
+        TanhRNN.from_torch(enc.state_dict(), prefix="rnn.", readout_prefix="readout."),
+        TanhRNN.from_torch(enc.rnn, enc.readout),
+    )
 
 
 def test_import_torch_writes_eqx_with_task(tmp_path):
@@ -157,8 +174,11 @@ def test_import_torch_writes_eqx_with_task(tmp_path):
     assert same(model, TanhRNN.from_torch(net.rnn, net.readout))
     assert meta["task"] == {"name": "flipflop", "params": sj.tasks.get("flipflop").params()}
     assert meta["source"]["torch_checkpoint"] == "model.pt" and len(meta["source"]["sha256"]) == 64
-    with pytest.raises(ValueError, match=r"import_torch: the model has n_in=3, n_out=3 but task 'copy' has n_in=3, "
-                                         r"n_out=2"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"import_torch: the model has n_in=3, n_out=3 but task 'copy' has n_in=3, "
+        r"n_out=2",
+    ):
         sj.checkpoint.import_torch(pt, tmp_path / "x.eqx", task="copy")
     with pytest.raises(ValueError, match=r"import_torch: path must end with '\.eqx'"):
         sj.checkpoint.import_torch(pt, tmp_path / "x.pt")

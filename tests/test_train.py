@@ -19,8 +19,7 @@ TINY = {
 @pytest.mark.parametrize("name", sorted(tasks.REGISTRY))
 def test_training_lowers_loss(name):
     task = tasks.get(name, **TINY[name])
-    res = train(task, [0, 1], n_hidden=16, steps=150, batch_size=32, learning_rate=1e-2, log_every=50,
-                progress=False)
+    res = train(task, [0, 1], n_hidden=16, steps=150, batch_size=32, learning_rate=1e-2, log_every=50, progress=False)
     assert isinstance(res, TrainResult)
     assert res.history.shape == res.scores.shape == (2, 3)
     assert list(res.log_steps) == [50, 100, 150]

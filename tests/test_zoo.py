@@ -88,9 +88,20 @@ def test_parse_spec(spec, parsed):
 
 
 @pytest.mark.parametrize(
-    "spec", ["zoo:", "zoo:flipflop/", "zoo:flipflop/x", "zoo:flipflop/-1", "zoo:flipflop/0@", "zoo:flipflop/0@0",
-             "zoo:flipflop@128/0", "flipflop/0", "zoo:flipflop/0@128 ", 3],
-)  # fmt: skip
+    "spec",
+    [
+        "zoo:",
+        "zoo:flipflop/",
+        "zoo:flipflop/x",
+        "zoo:flipflop/-1",
+        "zoo:flipflop/0@",
+        "zoo:flipflop/0@0",
+        "zoo:flipflop@128/0",
+        "flipflop/0",
+        "zoo:flipflop/0@128 ",
+        3,
+    ],
+)
 def test_parse_spec_errors(spec):
     with pytest.raises(ValueError, match=r"^zoo.parse_spec: expected zoo:TASK, .* got "):
         zoo.parse_spec(spec)
@@ -108,8 +119,10 @@ def test_sweep_zoo_specs_mean_n64_unless_sized():
     specs = resolve_models(["zoo:flipflop", "zoo:copy/1"])
     assert [(s.id, s.model.n_hidden) for s in specs] == [(f"flipflop-{s}", 64) for s in SEEDS] + [("copy-1", 64)]
     specs = resolve_models(["zoo:sine/2@128", "zoo:sine/2"])
-    assert [(s.id, s.source, s.model.n_hidden) for s in specs] == [("sine-2-n128", "zoo:sine/2@128", 128),
-                                                                   ("sine-2", "zoo:sine/2", 64)]  # fmt: skip
+    assert [(s.id, s.source, s.model.n_hidden) for s in specs] == [
+        ("sine-2-n128", "zoo:sine/2@128", 128),
+        ("sine-2", "zoo:sine/2", 64),
+    ]
     with pytest.raises(ValueError, match="the zoo has no n = 96 models"):
         resolve_models(["zoo:sine/2@96"])
 

@@ -71,10 +71,18 @@ def _control_labels(kind: str, variants: Variants, keys: np.ndarray, counts) -> 
     for (co, rep), c in zip(keys.tolist(), counts, strict=True):
         src = variants.labels[co]
         labels.append(
-            {"family": "control", "label": f"{kind}({src.get('label', co)})#{rep}", "control_kind": kind,
-             "control_of": co, "rep": rep, "controlled_family": src.get("family"),
-             "controlled_label": src.get("label"), "n_removed": int(c[0]), "n_changed": int(c[1])}
-        )  # fmt: skip
+            {
+                "family": "control",
+                "label": f"{kind}({src.get('label', co)})#{rep}",
+                "control_kind": kind,
+                "control_of": co,
+                "rep": rep,
+                "controlled_family": src.get("family"),
+                "controlled_label": src.get("label"),
+                "n_removed": int(c[0]),
+                "n_changed": int(c[1]),
+            }
+        )
     return labels
 
 
@@ -142,8 +150,10 @@ def matched_count(key: KeyLike, sf: SchurForm, variants: Variants, *, n_per: int
     sel = cval != 0.0
     counts = np.array([variants.labels[co].get("n_changed", int(variants.nnz[co])) for co in keys[:, 0]], np.int64)
     if counts.size and counts.max() > sel.sum():
-        raise ValueError(f"{kind}: a variant changes {counts.max()} entries but T has only {int(sel.sum())} nonzero "
-                         "couplings to draw from")  # fmt: skip
+        raise ValueError(
+            f"{kind}: a variant changes {counts.max()} entries but T has only {int(sel.sum())} nonzero "
+            "couplings to draw from"
+        )
     seg = _RandomSubset(entropy, _KIND_CODE[kind], keys, counts, ci[sel], cj[sel], cval[sel])
     labels = _control_labels(kind, variants, keys, [(c, c) for c in counts.tolist()])
     return Variants._from_segment(sf.n, seg, labels, sf.fingerprint)

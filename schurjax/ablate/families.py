@@ -88,10 +88,21 @@ def single_couplings(sf: SchurForm, *, include_zeros: bool = False, threshold: f
         a, b = bidx[i], bidx[j]
         nz = int(t != 0.0)
         labels.append(
-            {"family": "single", "label": f"T[{i},{j}]", "entries": ((i, j),), "row": i, "col": j, "value": t,
-             "target_block": a, "source_block": b, "target_eig": eig[a], "source_eig": eig[b],
-             "n_removed": nz, "n_changed": nz}
-        )  # fmt: skip
+            {
+                "family": "single",
+                "label": f"T[{i},{j}]",
+                "entries": ((i, j),),
+                "row": i,
+                "col": j,
+                "value": t,
+                "target_block": a,
+                "source_block": b,
+                "target_eig": eig[a],
+                "source_eig": eig[b],
+                "n_removed": nz,
+                "n_changed": nz,
+            }
+        )
     return Variants._from_segment(sf.n, seg, labels, sf.fingerprint)
 
 
@@ -127,10 +138,19 @@ def block_couplings(sf: SchurForm, *, include_zeros: bool = False) -> Variants:
             rr, cc = rr[nz], cc[nz]
             entries.append(_removal(sf, rr, cc))
             labels.append(
-                {"family": "block", "label": f"B{a}<-{b}", "target_block": a, "source_block": b,
-                 "target_eig": eig[a], "source_eig": eig[b], "target_size": za, "source_size": zb,
-                 "entries": tuple(zip(rr.tolist(), cc.tolist(), strict=True)), **_counts(T[rr, cc])}
-            )  # fmt: skip
+                {
+                    "family": "block",
+                    "label": f"B{a}<-{b}",
+                    "target_block": a,
+                    "source_block": b,
+                    "target_eig": eig[a],
+                    "source_eig": eig[b],
+                    "target_size": za,
+                    "source_size": zb,
+                    "entries": tuple(zip(rr.tolist(), cc.tolist(), strict=True)),
+                    **_counts(T[rr, cc]),
+                }
+            )
     return Variants._from_segment(sf.n, _Sparse.from_lists(entries), labels, sf.fingerprint)
 
 
@@ -227,9 +247,15 @@ def eigen_groups(sf: SchurForm, *, threshold: float = 0.9, include_zeros: bool =
                 continue
             entries.append(_removal(sf, ci[sel], cj[sel]))
             labels.append(
-                {"family": "eigen_groups", "label": f"{_CLASSES[t]}<-{_CLASSES[s]}", "target_class": _CLASSES[t],
-                 "source_class": _CLASSES[s], "threshold": thr, **_counts(cval[sel])}
-            )  # fmt: skip
+                {
+                    "family": "eigen_groups",
+                    "label": f"{_CLASSES[t]}<-{_CLASSES[s]}",
+                    "target_class": _CLASSES[t],
+                    "source_class": _CLASSES[s],
+                    "threshold": thr,
+                    **_counts(cval[sel]),
+                }
+            )
     return Variants._from_segment(sf.n, _Sparse.from_lists(entries), labels, sf.fingerprint)
 
 
@@ -268,10 +294,15 @@ def top_k(sf: SchurForm, ks: IntsLike) -> Variants:
     tv = cval[order]
     seg = _Prefix(ci[order], cj[order], tv, karr, -np.ones(karr.size))
     labels = [
-        {"family": "top_k", "label": f"top {k}", "k": int(k), "min_abs": float(abs(tv[k - 1])) if k else 0.0,
-         **_counts(tv[:k])}
+        {
+            "family": "top_k",
+            "label": f"top {k}",
+            "k": int(k),
+            "min_abs": float(abs(tv[k - 1])) if k else 0.0,
+            **_counts(tv[:k]),
+        }
         for k in karr
-    ]  # fmt: skip
+    ]
     return Variants._from_segment(sf.n, seg, labels, sf.fingerprint)
 
 
@@ -305,8 +336,9 @@ def _subset(sf: SchurForm, which, fn: str, name: str) -> np.ndarray:
             bad = arr[np.nonzero(idx < 0)[0][0]].tolist()
             raise ValueError(f"{fn}: {name} entry {bad} is not a coupling (on or below the block diagonal)")
     else:
-        raise ValueError(f"{fn}: {name} must be 1-D coupling indices, (p, 2) entries or a bool (n, n) mask, "
-                         f"got shape {arr.shape}")  # fmt: skip
+        raise ValueError(
+            f"{fn}: {name} must be 1-D coupling indices, (p, 2) entries or a bool (n, n) mask, got shape {arr.shape}"
+        )
     if np.unique(idx).size != idx.size:
         raise ValueError(f"{fn}: {name} must not repeat couplings")
     return idx
@@ -339,8 +371,9 @@ def cumulative(sf: SchurForm, order_idx: CouplingList, *, ks: IntsLike | None = 
         raise ValueError(f"{fn}: order_idx is empty, so there is no prefix to remove")
     tv = cval[idx]
     seg = _Prefix(ci[idx], cj[idx], tv, karr, -np.ones(karr.size))
-    labels = [{"family": "cumulative", "label": f"cum {k}", "k": int(k), "p": int(idx.size), **_counts(tv[:k])}
-              for k in karr]  # fmt: skip
+    labels = [
+        {"family": "cumulative", "label": f"cum {k}", "k": int(k), "p": int(idx.size), **_counts(tv[:k])} for k in karr
+    ]
     return Variants._from_segment(sf.n, seg, labels, sf.fingerprint)
 
 
@@ -383,8 +416,16 @@ def scaling(
     labels = []
     for al in a.tolist():
         c = int(idx.size) if al != 1.0 else 0
-        labels.append({"family": "scaling", "label": f"x{al:g}", "alpha": al, "n_scaled": int(idx.size),
-                       "n_removed": c if al == 0.0 else 0, "n_changed": c})  # fmt: skip
+        labels.append(
+            {
+                "family": "scaling",
+                "label": f"x{al:g}",
+                "alpha": al,
+                "n_scaled": int(idx.size),
+                "n_removed": c if al == 0.0 else 0,
+                "n_changed": c,
+            }
+        )
     return Variants._from_segment(sf.n, seg, labels, sf.fingerprint)
 
 
@@ -445,8 +486,12 @@ def from_masks(
         T = sf.T
     seg = _Mask(arr, T, allow_diagonal)
     removed = (arr == 0.0) if T is None else (arr == 0.0) & (T[None] != 0.0)
-    v = Variants._from_segment(n, seg, [{"family": family, "label": f"{family} {k}", "index": k} for k in range(K)],
-                               None if sf is None else sf.fingerprint)  # fmt: skip
+    v = Variants._from_segment(
+        n,
+        seg,
+        [{"family": family, "label": f"{family} {k}", "index": k} for k in range(K)],
+        None if sf is None else sf.fingerprint,
+    )
     counts = zip(v.labels, seg.nnz().tolist(), removed.reshape(K, -1).sum(axis=1).tolist(), strict=True)
     return v.with_labels([{**lab, "n_changed": int(c), "n_removed": int(r)} for lab, c, r in counts])
 

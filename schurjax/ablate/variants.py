@@ -145,10 +145,16 @@ class Variants:
                     delta_norm[p] = segment.norms()[loc[p]]
                     nnz[p] = segment.nnz()[loc[p]]
         out = object.__new__(cls)
-        fields = {"n": int(n), "labels": tuple(labels), "fingerprint": fingerprint, "_segments": tuple(segments),
-                  "delta_norm": _readonly(np.array(delta_norm, dtype=np.float64)),
-                  "nnz": _readonly(np.array(nnz, dtype=np.int64)), "_seg": _readonly(seg.copy()),
-                  "_loc": _readonly(loc.copy())}  # fmt: skip
+        fields = {
+            "n": int(n),
+            "labels": tuple(labels),
+            "fingerprint": fingerprint,
+            "_segments": tuple(segments),
+            "delta_norm": _readonly(np.array(delta_norm, dtype=np.float64)),
+            "nnz": _readonly(np.array(nnz, dtype=np.int64)),
+            "_seg": _readonly(seg.copy()),
+            "_loc": _readonly(loc.copy()),
+        }
         for name, value in fields.items():
             object.__setattr__(out, name, value)
         return out
@@ -165,8 +171,16 @@ class Variants:
         for lab, d in zip(labels, norms.tolist(), strict=True):
             lab["delta_norm"] = None if math.isnan(d) else d
             frozen.append(MappingProxyType(lab))
-        return cls._make(n, (segment,), np.zeros(segment.count, np.int64), np.arange(segment.count), frozen,
-                         fingerprint, norms, segment.nnz())  # fmt: skip
+        return cls._make(
+            n,
+            (segment,),
+            np.zeros(segment.count, np.int64),
+            np.arange(segment.count),
+            frozen,
+            fingerprint,
+            norms,
+            segment.nnz(),
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Variants is immutable (cannot set {name!r}): {_IMMUTABLE}")
@@ -215,9 +229,16 @@ class Variants:
     def __getitem__(self, idx: Index) -> Variants:
         """Sub-select variants (slice, int, 1-D int array or boolean mask) -> Variants sharing the storage."""
         ix = self._index(idx, "__getitem__")
-        return Variants._make(self.n, self._segments, self._seg[ix], self._loc[ix],
-                              tuple(self.labels[i] for i in ix.tolist()), self.fingerprint, self.delta_norm[ix],
-                              self.nnz[ix])  # fmt: skip
+        return Variants._make(
+            self.n,
+            self._segments,
+            self._seg[ix],
+            self._loc[ix],
+            tuple(self.labels[i] for i in ix.tolist()),
+            self.fingerprint,
+            self.delta_norm[ix],
+            self.nnz[ix],
+        )
 
     @staticmethod
     def concat(*variants: Variants) -> Variants:
@@ -243,10 +264,16 @@ class Variants:
         for v in variants:
             segs.append(v._seg + len(segments))
             segments.extend(v._segments)
-        return Variants._make(n, segments, np.concatenate(segs), np.concatenate([v._loc for v in variants]),
-                              tuple(lab for v in variants for lab in v.labels), fingerprint,
-                              np.concatenate([v.delta_norm for v in variants]),
-                              np.concatenate([v.nnz for v in variants]))  # fmt: skip
+        return Variants._make(
+            n,
+            segments,
+            np.concatenate(segs),
+            np.concatenate([v._loc for v in variants]),
+            tuple(lab for v in variants for lab in v.labels),
+            fingerprint,
+            np.concatenate([v.delta_norm for v in variants]),
+            np.concatenate([v.nnz for v in variants]),
+        )
 
     def with_labels(self, labels: Sequence[Mapping[str, Any]]) -> Variants:
         """The same edits with new labels (one mapping per variant), e.g. ``control_of`` pointing into a larger set.
@@ -269,8 +296,16 @@ class Variants:
         for lab in labels:
             if not isinstance(lab, Mapping):
                 raise TypeError(f"Variants.with_labels: labels must be mappings, got {type(lab).__name__}")
-        return Variants._make(self.n, self._segments, self._seg, self._loc, tuple(_frozen_label(lab) for lab in labels),
-                              self.fingerprint, self.delta_norm, self.nnz)  # fmt: skip
+        return Variants._make(
+            self.n,
+            self._segments,
+            self._seg,
+            self._loc,
+            tuple(_frozen_label(lab) for lab in labels),
+            self.fingerprint,
+            self.delta_norm,
+            self.nnz,
+        )
 
     def bind(self, sf: SchurForm) -> Variants:
         """Tie the variants to ``sf``: attach ``sf.T`` to ``from_masks`` variants made without ``sf``.
@@ -302,22 +337,28 @@ class Variants:
     def _bind(self, sf: SchurForm, fn: str, name: str, sf_name: str) -> Variants:
         """:meth:`bind` with the error messages of caller ``fn`` (argument names ``name`` and ``sf_name``)."""
         if not isinstance(sf, SchurForm):
-            raise TypeError(f"{fn}: {sf_name} must be a SchurForm (from schurjax.ordered_schur), "
-                            f"got {type(sf).__name__}")  # fmt: skip
+            raise TypeError(
+                f"{fn}: {sf_name} must be a SchurForm (from schurjax.ordered_schur), got {type(sf).__name__}"
+            )
         if sf.n != self.n:
             raise ValueError(f"{fn}: {sf_name} has n = {sf.n} but {name} have n = {self.n}; expected equal")
         if self.fingerprint == MIXED:
-            raise ValueError(f"{fn}: {name} mix variants built from different SchurForms (Variants.concat of sets "
-                             f"from different sf); build every part from {sf_name}")  # fmt: skip
+            raise ValueError(
+                f"{fn}: {name} mix variants built from different SchurForms (Variants.concat of sets "
+                f"from different sf); build every part from {sf_name}"
+            )
         fp = sf.fingerprint
         if self.fingerprint is not None and self.fingerprint != fp:
-            raise ValueError(f"{fn}: {name} were built from a different SchurForm than {sf_name} (fingerprint "
-                             f"{self.fingerprint[:12]} != {fp[:12]}); build the variants from the SchurForm you "
-                             f"pass as {sf_name}")  # fmt: skip
+            raise ValueError(
+                f"{fn}: {name} were built from a different SchurForm than {sf_name} (fingerprint "
+                f"{self.fingerprint[:12]} != {fp[:12]}); build the variants from the SchurForm you "
+                f"pass as {sf_name}"
+            )
         unbound = [s for s, seg in enumerate(self._segments) if isinstance(seg, _Mask) and seg.T is None]
         if not unbound:
-            return Variants._make(self.n, self._segments, self._seg, self._loc, self.labels, fp, self.delta_norm,
-                                  self.nnz)  # fmt: skip
+            return Variants._make(
+                self.n, self._segments, self._seg, self._loc, self.labels, fp, self.delta_norm, self.nnz
+            )
         segs = list(self._segments)
         labels = [dict(lab) for lab in self.labels]
         T = sf.T

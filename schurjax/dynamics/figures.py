@@ -107,25 +107,44 @@ def fixed_point_plane(
             P = proj(ps.points[sel])
             face = color if (filled or kind != "stable") else "none"
             big = who == "variant"
-            ax.scatter(*P.T, marker=marker, s=90 if big else 60, facecolors=face, edgecolors=color, linewidths=1.4,
-                       label=f"{who}: {kind} ({int(sel.sum())})", zorder=4 if big else 3)  # fmt: skip
+            ax.scatter(
+                *P.T,
+                marker=marker,
+                s=90 if big else 60,
+                facecolors=face,
+                edgecolors=color,
+                linewidths=1.4,
+                label=f"{who}: {kind} ({int(sel.sum())})",
+                zorder=4 if big else 3,
+            )
     A = base.points[base.stable]
     for a, j in enumerate(fp.match[k]):
         if j >= 0:
             ax.plot(*np.concatenate([proj(A[a]), proj(var.points[j])]).T, color=_VARIANT, lw=0.8, zorder=2)
     lost = fp.match[k] < 0
     if lost.any():
-        ax.scatter(*proj(A[lost]).T, s=320, facecolors="none", edgecolors=_LOST, linewidths=2.0,
-                   label=f"vanished ({int(lost.sum())})", zorder=5)  # fmt: skip
+        ax.scatter(
+            *proj(A[lost]).T,
+            s=320,
+            facecolors="none",
+            edgecolors=_LOST,
+            linewidths=2.0,
+            label=f"vanished ({int(lost.sum())})",
+            zorder=5,
+        )
     labels = [f"PC{i + 1} ({100 * s:.0f} %)" for i, s in enumerate(share)]
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     if dims == 3:
         ax.set_zlabel(labels[2])
     lab = fp.labels[k].get("label", f"variant {k}") if fp.labels else f"variant {k}"
-    ax.set_title(title if title is not None else
-                 f"{lab}: {int(fp.n_stable[k])} stable (base {int(base.stable.sum())}), "
-                 f"lost {int(fp.lost[k])}, gained {int(fp.gained[k])}", fontsize=10)  # fmt: skip
+    ax.set_title(
+        title
+        if title is not None
+        else f"{lab}: {int(fp.n_stable[k])} stable (base {int(base.stable.sum())}), "
+        f"lost {int(fp.lost[k])}, gained {int(fp.gained[k])}",
+        fontsize=10,
+    )
     ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.tight_layout()
     return fig
@@ -159,8 +178,9 @@ def attribution_scatter(
         series.append(("second order", np.asarray(pred2, np.float64), "#d62728"))
     for name, p, _ in series:
         if p.shape != exact.shape:
-            raise ValueError(f"attribution_scatter: {name} prediction must have the shape of exact {exact.shape}, "
-                             f"got {p.shape}")  # fmt: skip
+            raise ValueError(
+                f"attribution_scatter: {name} prediction must have the shape of exact {exact.shape}, got {p.shape}"
+            )
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.6, 5.0))
     else:
@@ -179,7 +199,7 @@ def attribution_scatter(
     first = math.ceil(math.log10(lin)) + 1  # whole decades clear of the linear band, every other one if many
 
     def decades(end):
-        d = 10.0 ** np.arange(first, math.floor(math.log10(end)) + 1) if end > 10 ** first else np.zeros(0)
+        d = 10.0 ** np.arange(first, math.floor(math.log10(end)) + 1) if end > 10**first else np.zeros(0)
         return d[(d.size - 1) % 2 :: 2] if d.size > 4 else d
 
     ticks = np.concatenate([-decades(-lo)[::-1], [0.0], decades(hi)])

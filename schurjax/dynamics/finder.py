@@ -67,8 +67,17 @@ from schurjax.tasks.base import check_key
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["KINDS", "STATUS", "PointSet", "FixedPoints", "fixed_points", "fixed_point_columns", "solve_points",
-           "classify", "trajectory_states"]  # fmt: skip
+__all__ = [
+    "KINDS",
+    "STATUS",
+    "PointSet",
+    "FixedPoints",
+    "fixed_points",
+    "fixed_point_columns",
+    "solve_points",
+    "classify",
+    "trajectory_states",
+]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _WHERE = "fixed_points"
@@ -214,8 +223,17 @@ def _run(solver, h0, args, max_steps: int):
 
 
 @eqx.filter_jit
-def _solve_flat(W: Float[Array, "c n n"], idx: Int[Array, " P"], u: Float[Array, " n"], starts: Float[Array, "P n"], *,
-                solver: str, max_steps: int, polish_steps: int, search_dtype: Any) -> Float[Array, "P n"]:  # fmt: skip
+def _solve_flat(
+    W: Float[Array, "c n n"],
+    idx: Int[Array, " P"],
+    u: Float[Array, " n"],
+    starts: Float[Array, "P n"],
+    *,
+    solver: str,
+    max_steps: int,
+    polish_steps: int,
+    search_dtype: Any,
+) -> Float[Array, "P n"]:
     """Problem p solves ``tanh(W[idx[p]] h + u) = h`` from ``starts[p]``: search in ``search_dtype``, then Newton
     polish in the dtype of ``W`` (float64 under x64). One program for any mix of variants and starts."""
     if solver != "newton":  # optimistix's trust-region solvers promote float32 to float64 under x64
@@ -240,8 +258,13 @@ def _launch(W: np.ndarray, idx: np.ndarray, u: np.ndarray, starts: np.ndarray, c
     idx_p = np.concatenate([idx, np.zeros(P - m, idx.dtype)]) if m < P else idx
     st_p = np.concatenate([starts, np.broadcast_to(starts[:1], (P - m, starts.shape[1]))]) if m < P else starts
     with jax.enable_x64(True):
-        return _solve_flat(jnp.asarray(Wp, jnp.float64), jnp.asarray(idx_p, jnp.int32), jnp.asarray(u, jnp.float64),
-                           jnp.asarray(st_p, jnp.float64), **solve)  # fmt: skip
+        return _solve_flat(
+            jnp.asarray(Wp, jnp.float64),
+            jnp.asarray(idx_p, jnp.int32),
+            jnp.asarray(u, jnp.float64),
+            jnp.asarray(st_p, jnp.float64),
+            **solve,
+        )
 
 
 def solve_points(
@@ -277,8 +300,9 @@ def solve_points(
     W = np.asarray(W, np.float64)
     starts = np.asarray(starts, np.float64)
     k, s = W.shape[0], starts.shape[0]
-    solve = dict(solver=solver, max_steps=int(max_steps), polish_steps=int(polish_steps),
-                 search_dtype=jnp.dtype(search_dtype))  # fmt: skip
+    solve = dict(
+        solver=solver, max_steps=int(max_steps), polish_steps=int(polish_steps), search_dtype=jnp.dtype(search_dtype)
+    )
     out = _launch(W, np.repeat(np.arange(k), s), u, np.tile(starts, (k, 1)), k, k * s, solve)
     return np.asarray(out, np.float64).reshape(k, s, -1)
 
@@ -324,8 +348,10 @@ def trajectory_states(
         inputs = getattr(batch, "inputs", None)
         if inputs is None or np.ndim(inputs) != 3 or np.shape(inputs)[2] != model.n_in:
             got = None if inputs is None else np.shape(inputs)
-            raise ValueError(f"{_WHERE}: batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}), got "
-                             f"{type(batch).__name__} with inputs shape {got}")  # fmt: skip
+            raise ValueError(
+                f"{_WHERE}: batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}), got "
+                f"{type(batch).__name__} with inputs shape {got}"
+            )
         hs, _ = jax.vmap(model.rollout)(jnp.asarray(inputs, jnp.float32))
         return np.asarray(hs, dtype=np.float32)
     u = jnp.asarray(_drive(model, _as_input(model, x)), jnp.float32)
@@ -344,8 +370,9 @@ def _as_input(model: TanhRNN, x: Any) -> np.ndarray:
         return np.zeros(model.n_in)
     arr = np.asarray(x, dtype=np.float64)
     if arr.shape != (model.n_in,) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{_WHERE}: x must be a finite constant input of shape (n_in={model.n_in},), got "
-                         f"shape {arr.shape}")  # fmt: skip
+        raise ValueError(
+            f"{_WHERE}: x must be a finite constant input of shape (n_in={model.n_in},), got shape {arr.shape}"
+        )
     return arr
 
 
@@ -386,8 +413,10 @@ def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
     W = np.asarray(model.W_rec, np.float64)
     err = float(np.linalg.norm(sf.reconstruct() - W)) / max(float(np.linalg.norm(W)), 1e-30)
     if err > 1e-5:
-        raise ValueError(f"{_WHERE}: sf is not the Schur form of model.W_rec (relative reconstruction error "
-                         f"{err:.2e}, expected <= 1e-5); pass sj.ordered_schur(model.W_rec)")  # fmt: skip
+        raise ValueError(
+            f"{_WHERE}: sf is not the Schur form of model.W_rec (relative reconstruction error "
+            f"{err:.2e}, expected <= 1e-5); pass sj.ordered_schur(model.W_rec)"
+        )
     if not isinstance(variants, Variants):
         raise TypeError(f"{_WHERE}: variants must be schurjax.ablate.Variants, got {type(variants).__name__}")
     if len(variants) == 0:
@@ -396,8 +425,10 @@ def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
         raise ValueError(f"{_WHERE}: variants have n = {variants.n} but sf has n = {sf.n}; expected equal")
     fp, want = variants.fingerprint, _fingerprint(sf)
     if fp is not None and fp != want:
-        raise ValueError(f"{_WHERE}: variants were built from a different SchurForm than sf (fingerprint "
-                         f"{str(fp)[:12]} != {want[:12]}); build them from sf")  # fmt: skip
+        raise ValueError(
+            f"{_WHERE}: variants were built from a different SchurForm than sf (fingerprint "
+            f"{str(fp)[:12]} != {want[:12]}); build them from sf"
+        )
     return variants.bind(sf)
 
 
@@ -556,8 +587,11 @@ def fixed_points(
         h_base.append(np.asarray(out)[: len(part)])
     base = _sets_from_chunk(W0[None], u, np.concatenate(h_base)[None], tol, dedupe_tol)[0]
     if len(base) == 0:  # a tanh map of [-1, 1]^n into itself always has one (Brouwer): the search missed it
-        warnings.warn(f"{_WHERE}: found no fixed point of the unablated network from {s_base.shape[0]} starts "
-                      "(one exists); try more base_starts, contract=1.0 or solver='lm'", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{_WHERE}: found no fixed point of the unablated network from {s_base.shape[0]} starts "
+            "(one exists); try more base_starts, contract=1.0 or solver='lm'",
+            stacklevel=2,
+        )
 
     # every variant: the same trajectory starts plus the base's fixed points
     A = base.points[base.stable]
@@ -623,12 +657,29 @@ def fixed_points(
     for arr in (match, disp, status, n_stable, lost, gained, max_disp, freq, rad):
         arr.setflags(write=False)
     return FixedPoints(
-        base=base, sets=sets, match=match, displacement=disp, status=status, n_stable=n_stable,
-        n_points=np.array([len(s) for s in sets], np.int64), lost=lost, gained=gained, max_displacement=max_disp,
-        leading_freq=freq, leading_radius=rad, reference=reference, labels=[dict(lab) for lab in variants.labels],
-        x=x, starts=starts, relax_steps=relax_steps, trajectories=traj, tol=tol, survive_tol=survive_tol,
-        match_radius=float(match_radius), seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+        base=base,
+        sets=sets,
+        match=match,
+        displacement=disp,
+        status=status,
+        n_stable=n_stable,
+        n_points=np.array([len(s) for s in sets], np.int64),
+        lost=lost,
+        gained=gained,
+        max_displacement=max_disp,
+        leading_freq=freq,
+        leading_radius=rad,
+        reference=reference,
+        labels=[dict(lab) for lab in variants.labels],
+        x=x,
+        starts=starts,
+        relax_steps=relax_steps,
+        trajectories=traj,
+        tol=tol,
+        survive_tol=survive_tol,
+        match_radius=float(match_radius),
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _relax(W: np.ndarray, u: np.ndarray, A: np.ndarray, steps: int) -> np.ndarray:

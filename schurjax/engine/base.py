@@ -39,16 +39,30 @@ def _base_rollout(models, Qs, Ws, batch, mask) -> dict[str, np.ndarray]:
     """
     stack = lambda arrs: jnp.asarray(np.stack([np.asarray(x, dtype=np.float64) for x in arrs]))  # noqa: E731
     with jax.enable_x64(True):
-        out = _kernels.base_rollout(stack(Ws), stack([m.W_in for m in models]), stack([m.b for m in models]),
-                                    stack([m.W_out for m in models]), stack([m.b_out for m in models]), stack(Qs),
-                                    jnp.asarray(np.asarray(batch.inputs, dtype=np.float64)))  # fmt: skip
+        out = _kernels.base_rollout(
+            stack(Ws),
+            stack([m.W_in for m in models]),
+            stack([m.b for m in models]),
+            stack([m.W_out for m in models]),
+            stack([m.b_out for m in models]),
+            stack(Qs),
+            jnp.asarray(np.asarray(batch.inputs, dtype=np.float64)),
+        )
         a, h, z, y0 = (np.asarray(x, dtype=np.float64) for x in out)
     h_prev = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
     tgt = np.swapaxes(np.asarray(batch.targets, dtype=np.float64), 0, 1)
     r0 = y0 - tgt[None]
     trial_sq_err = (mask[None] * r0**2).sum(axis=(1, 3))  # (M, B): each trial's share, for bootstraps
-    return {"a": a, "h": h, "h_prev": h_prev, "z": z, "y0": y0, "r0": r0, "sq_error": trial_sq_err.sum(1),
-            "trial_sq_error": trial_sq_err}  # fmt: skip
+    return {
+        "a": a,
+        "h": h,
+        "h_prev": h_prev,
+        "z": z,
+        "y0": y0,
+        "r0": r0,
+        "sq_error": trial_sq_err.sum(1),
+        "trial_sq_error": trial_sq_err,
+    }
 
 
 def _sech2(a: np.ndarray) -> np.ndarray:

@@ -87,8 +87,13 @@ PATHS = ("auto", "shared", "dense")
 PRECISIONS = ("highest", "high", "default", "tf32")
 """Accepted ``precision`` values (canonical; the CLI's ``--precision`` choices). ``"tensorfloat32"`` is also
 accepted as an alias of ``"tf32"``."""
-_MATMUL_PRECISION = {"highest": "highest", "high": "high", "default": "default", "tf32": "tensorfloat32",
-                     "tensorfloat32": "tensorfloat32"}  # fmt: skip
+_MATMUL_PRECISION = {
+    "highest": "highest",
+    "high": "high",
+    "default": "default",
+    "tf32": "tensorfloat32",
+    "tensorfloat32": "tensorfloat32",
+}
 """``precision`` value -> JAX matmul precision."""
 
 SHARED_MIN_NNZ = 8
@@ -125,8 +130,18 @@ def choose_path(max_nnz: int, n: int) -> str:
     return "shared" if max_nnz <= max(SHARED_MIN_NNZ, n // 4) else "dense"
 
 
-def auto_chunk_size(path: str, *, n: int, B: int, T: int, n_out: int, r: int = 1, models: int = 1,
-                    itemsize: int = 4, device: jax.Device | None = None) -> int:  # fmt: skip
+def auto_chunk_size(
+    path: str,
+    *,
+    n: int,
+    B: int,
+    T: int,
+    n_out: int,
+    r: int = 1,
+    models: int = 1,
+    itemsize: int = 4,
+    device: jax.Device | None = None,
+) -> int:
     """Variants per compiled chunk for ``chunk_size="auto"``.
 
     CPU: the chunk's working set is kept around the L2 size (2 MiB, rounded to a power of two: 128 variants at
@@ -173,8 +188,10 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
         _fail(f"path must be one of {PATHS}, got {path!r}")
     if not isinstance(precision, str) or precision not in _MATMUL_PRECISION:
         _fail(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if not (chunk_size == "auto" or (isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, bool)
-                                     and chunk_size >= 1)):  # fmt: skip
+    if not (
+        chunk_size == "auto"
+        or (isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, bool) and chunk_size >= 1)
+    ):
         _fail(f"chunk_size must be 'auto' or an int >= 1, got {chunk_size!r}")
     try:
         ok = dtype is not None and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
@@ -183,30 +200,38 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
     if not ok:
         _fail(f"dtype must be jnp.float32 or jnp.float64, got {dtype!r}")
     if len(schurs) != len(models) or len(variants) != len(models):
-        _fail(f"got {len(models)} model(s), {len(schurs)} SchurForm(s) and {len(variants)} variant set(s); "
-              "expected one of each per model")  # fmt: skip
+        _fail(
+            f"got {len(models)} model(s), {len(schurs)} SchurForm(s) and {len(variants)} variant set(s); "
+            "expected one of each per model"
+        )
     as_batch(batch, "evaluate", task=task)  # a TaskBatch, not any object with three attributes
     for name, field in (("inputs", 3), ("targets", 3), ("mask", 3)):
         if not hasattr(batch, name) or np.ndim(getattr(batch, name)) != field:
             _fail(f"batch.{name} must be a 3-D array (B, T, ...), got {np.shape(getattr(batch, name, None))}")
     Bsz, Tlen, n_in = np.shape(batch.inputs)
     if np.shape(batch.targets)[:2] != (Bsz, Tlen) or np.shape(batch.mask) != np.shape(batch.targets):
-        _fail(f"batch.targets {np.shape(batch.targets)} and batch.mask {np.shape(batch.mask)} must both have shape "
-              f"(B={Bsz}, T={Tlen}, n_out)")  # fmt: skip
+        _fail(
+            f"batch.targets {np.shape(batch.targets)} and batch.mask {np.shape(batch.mask)} must both have shape "
+            f"(B={Bsz}, T={Tlen}, n_out)"
+        )
     if Bsz == 0 or Tlen == 0:
         _fail(f"batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(Bsz, Tlen, n_in)}")
     valid = getattr(batch, "valid", None)
     if valid is not None:
         v = np.asarray(valid)
         if v.shape != (Bsz, Tlen) or not np.all((v == 0) | (v == 1)):
-            _fail(f"batch.valid must be None or a (B={Bsz}, T={Tlen}) array of 0/1 (or bool), got shape {v.shape}"
-                  + ("" if v.shape != (Bsz, Tlen) else " with values other than 0 and 1"))  # fmt: skip
+            _fail(
+                f"batch.valid must be None or a (B={Bsz}, T={Tlen}) array of 0/1 (or bool), got shape {v.shape}"
+                + ("" if v.shape != (Bsz, Tlen) else " with values other than 0 and 1")
+            )
     n_out = np.shape(batch.targets)[2]
     if task is not None:
         got = tuple(getattr(task, a, None) for a in ("n_in", "n_out", "steps"))
         if got != (n_in, n_out, Tlen):
-            _fail(f"task {getattr(task, 'name', type(task).__name__)!r} has (n_in, n_out, steps) = {got} but the batch "
-                  f"has {(n_in, n_out, Tlen)}; expected the task that sampled the batch")  # fmt: skip
+            _fail(
+                f"task {getattr(task, 'name', type(task).__name__)!r} has (n_in, n_out, steps) = {got} but the batch "
+                f"has {(n_in, n_out, Tlen)}; expected the task that sampled the batch"
+            )
     n0 = None
     K0 = None
     for i, (m, sf, v) in enumerate(zip(models, schurs, variants, strict=True)):
@@ -244,8 +269,10 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
         Wm = np.asarray(m.W_rec, dtype=np.float64)
         err = np.linalg.norm(W - Wm) / max(np.linalg.norm(Wm), 1e-30)
         if err > 1e-4:
-            _fail(f"sf{tag} does not belong to model{tag}: ||Q T Q^T - W_rec|| / ||W_rec|| = {err:.2g}; "
-                  "expected <= 1e-4 (pass ordered_schur(model.W_rec))")  # fmt: skip
+            _fail(
+                f"sf{tag} does not belong to model{tag}: ||Q T Q^T - W_rec|| / ||W_rec|| = {err:.2g}; "
+                "expected <= 1e-4 (pass ordered_schur(model.W_rec))"
+            )
     return n0, K0, Bsz, Tlen, n_out
 
 
@@ -329,12 +356,27 @@ def evaluate(
     """
     for name, value in (("model", model), ("sf", sf), ("variants", variants)):
         if isinstance(value, (list, tuple)):
-            _fail(f"{name} must be one {name} object, got a {type(value).__name__}; for several models use "
-                  "evaluate_many(models, sfs, variants, batch)")  # fmt: skip
-    return evaluate_many([model], [sf], [variants], batch, task=task, chunk_size=chunk_size, path=path,
-                         precision=precision, dtype=dtype, divergence=divergence, progress=progress,
-                         deviation=deviation, devices=devices, per_trial=per_trial,
-                         trial_stats=trial_stats)[0]  # fmt: skip
+            _fail(
+                f"{name} must be one {name} object, got a {type(value).__name__}; for several models use "
+                "evaluate_many(models, sfs, variants, batch)"
+            )
+    return evaluate_many(
+        [model],
+        [sf],
+        [variants],
+        batch,
+        task=task,
+        chunk_size=chunk_size,
+        path=path,
+        precision=precision,
+        dtype=dtype,
+        divergence=divergence,
+        progress=progress,
+        deviation=deviation,
+        devices=devices,
+        per_trial=per_trial,
+        trial_stats=trial_stats,
+    )[0]
 
 
 def evaluate_many(
@@ -361,8 +403,19 @@ def evaluate_many(
 
         res = sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v1], batch, task=task)
     """
-    allowed = ("task", "chunk_size", "path", "precision", "dtype", "divergence", "progress", "deviation", "devices",
-               "per_trial", "trial_stats")
+    allowed = (
+        "task",
+        "chunk_size",
+        "path",
+        "precision",
+        "dtype",
+        "divergence",
+        "progress",
+        "deviation",
+        "devices",
+        "per_trial",
+        "trial_stats",
+    )
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         _fail(f"unknown option {unknown[0]!r}; expected some of {', '.join(allowed)}")
@@ -390,8 +443,23 @@ def evaluate_many(
     token = _MESH.set(mesh)
     try:
         with jax.enable_x64(True) if x64 else contextlib.nullcontext():
-            return _evaluate(models, sfs, vsets, batch, task, chunk_size, path, precision, jnp.float64 if x64 else
-                             jnp.float32, divergence, progress, n, K, deviation, **extras)  # fmt: skip
+            return _evaluate(
+                models,
+                sfs,
+                vsets,
+                batch,
+                task,
+                chunk_size,
+                path,
+                precision,
+                jnp.float64 if x64 else jnp.float32,
+                divergence,
+                progress,
+                n,
+                K,
+                deviation,
+                **extras,
+            )
     finally:
         _MESH.reset(token)
 
@@ -426,14 +494,44 @@ def variant_mesh(devices: Any = "all") -> Any:
     return jax.sharding.Mesh(np.array(devs), ("variants",))
 
 
-def _evaluate(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, divergence, progress, n, K,
-              deviation, per_trial=False, trial_stats=None):  # fmt: skip
+def _evaluate(
+    models,
+    schurs,
+    vsets,
+    batch,
+    task,
+    chunk_size,
+    path,
+    precision,
+    dtype,
+    divergence,
+    progress,
+    n,
+    K,
+    deviation,
+    per_trial=False,
+    trial_stats=None,
+):
     max_nnz = max(v.max_nnz for v in vsets)
     if path == "auto":
         path = choose_path(max_nnz, n)
-    cat, fixed, steps, mask_sum = _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
-                                       progress, n, K, deviation, per_trial=per_trial,
-                                       trial_stats=trial_stats)  # fmt: skip
+    cat, fixed, steps, mask_sum = _run(
+        models,
+        schurs,
+        vsets,
+        batch,
+        task,
+        chunk_size,
+        path,
+        precision,
+        dtype,
+        progress,
+        n,
+        K,
+        deviation,
+        per_trial=per_trial,
+        trial_stats=trial_stats,
+    )
     if deviation and dtype == jnp.float32:
         _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial)
     return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence)
@@ -459,17 +557,49 @@ def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, 
     sub = [vsets[i][picks[i]] for i in sel]
     hb = {name: value[sel] for name, value in fixed["host_base"].items()}
     with jax.enable_x64(True):
-        fine, _, _, _ = _run([models[i] for i in sel], [schurs[i] for i in sel], sub, batch, task, _REFINE_CHUNK,
-                             path, precision, jnp.float64, None, n, max(len(v) for v in sub), True, pad=True,
-                             hb=hb, per_trial=per_trial)  # fmt: skip
+        fine, _, _, _ = _run(
+            [models[i] for i in sel],
+            [schurs[i] for i in sel],
+            sub,
+            batch,
+            task,
+            _REFINE_CHUNK,
+            path,
+            precision,
+            jnp.float64,
+            None,
+            n,
+            max(len(v) for v in sub),
+            True,
+            pad=True,
+            hb=hb,
+            per_trial=per_trial,
+        )
     for j, i in enumerate(sel):
         for name in cat:
             if name in fine:
                 cat[name][i, picks[i]] = fine[name][j, : picks[i].size]
 
 
-def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype, progress, n, K, deviation,
-         pad: bool = False, hb: dict | None = None, per_trial: bool = False, trial_stats=None):  # fmt: skip
+def _run(
+    models,
+    schurs,
+    vsets,
+    batch,
+    task,
+    chunk_size,
+    path,
+    precision,
+    dtype,
+    progress,
+    n,
+    K,
+    deviation,
+    pad: bool = False,
+    hb: dict | None = None,
+    per_trial: bool = False,
+    trial_stats=None,
+):
     """Roll out every chunk; returns the per-slot arrays concatenated over chunks (name -> (M, K, ...)), the base
     quantities, the entries per step (T,) and the mask sum. ``pad``: always use chunks of ``chunk_size`` slots.
     ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed. ``per_trial``, ``trial_stats``:
@@ -480,8 +610,7 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
     np_dtype = np.dtype(jnp.dtype(dtype).name)
     r = max(1, max(v.max_nnz for v in vsets))
     if chunk_size == "auto":
-        chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M,
-                                     itemsize=np_dtype.itemsize)  # fmt: skip
+        chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M, itemsize=np_dtype.itemsize)
     # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
     # different small K share compiled programs
     k = int(chunk_size) if K >= chunk_size or pad else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
@@ -497,6 +626,7 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
     def put(a):
         """An edit array (M, slots, ...) on the device(s): its slots split across the mesh when there is one."""
         return jnp.asarray(a) if split is None else jax.device_put(a, split)
+
     prec = _MATMUL_PRECISION[precision]
 
     Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]
@@ -525,8 +655,13 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
     if deviation:
         hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np)
         layout = (lambda a: np.swapaxes(a, 2, 3)) if dense else (lambda a: a)  # (M, T, n, B) on the dense path
-        base = {"a": layout(hb["a"]), "t0": layout(hb["h"]), "s0": layout(_sech2(hb["a"])), "r0": hb["r0"],
-                "y0": hb["y0"]}  # fmt: skip
+        base = {
+            "a": layout(hb["a"]),
+            "t0": layout(hb["h"]),
+            "s0": layout(_sech2(hb["a"])),
+            "r0": hb["r0"],
+            "y0": hb["y0"],
+        }
         base["h" if dense else "z"] = layout(hb["h_prev"]) if dense else hb["z"]
         base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
         fixed["base_sq_error"] = hb["sq_error"]
@@ -537,14 +672,16 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
         if task is not None:
             fixed["base_score"] = np.asarray(_kernels.scores(task, y0, score_batch), dtype=np.float64)[:, 0]
         if trial_stats is not None:
-            fixed["base_trial_stats"] = np.asarray(_kernels.trial_stats(trial_stats, y0, score_batch),
-                                                   dtype=np.float64)[:, 0]  # fmt: skip
+            fixed["base_trial_stats"] = np.asarray(
+                _kernels.trial_stats(trial_stats, y0, score_batch), dtype=np.float64
+            )[:, 0]
     else:
         b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
         W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
         b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
-        drive = _kernels.drive(jnp.asarray(batch.inputs, dtype), W_in, b, layout="TnB" if dense else "TBn",
-                               precision=prec)  # fmt: skip
+        drive = _kernels.drive(
+            jnp.asarray(batch.inputs, dtype), W_in, b, layout="TnB" if dense else "TBn", precision=prec
+        )
         targets = jnp.asarray(np.swapaxes(np.asarray(batch.targets), 0, 1), dtype)
 
     def prepare(a: int, b_: int):
@@ -572,11 +709,39 @@ def _run(models, schurs, vsets, batch, task, chunk_size, path, precision, dtype,
     def launch(a: int, b_: int):
         e1, e2 = prepare(a, b_)
         if deviation:
-            out = _kernels.chunk_dev(W, W_out, base, e1, e2, mask, valid_d, last_d, path=path, precision=prec,
-                                     unroll=_UNROLL, outputs=outputs, per_trial=per_trial)  # fmt: skip
+            out = _kernels.chunk_dev(
+                W,
+                W_out,
+                base,
+                e1,
+                e2,
+                mask,
+                valid_d,
+                last_d,
+                path=path,
+                precision=prec,
+                unroll=_UNROLL,
+                outputs=outputs,
+                per_trial=per_trial,
+            )
         else:
-            out = _kernels.chunk(W, W_out, b_out, drive, e1, e2, targets, mask, valid_d, last_d, path=path,
-                                 precision=prec, unroll=_UNROLL, outputs=outputs, per_trial=per_trial)  # fmt: skip
+            out = _kernels.chunk(
+                W,
+                W_out,
+                b_out,
+                drive,
+                e1,
+                e2,
+                targets,
+                mask,
+                valid_d,
+                last_d,
+                path=path,
+                precision=prec,
+                unroll=_UNROLL,
+                outputs=outputs,
+                per_trial=per_trial,
+            )
         if trial_stats is not None:
             out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
         if task is not None:
@@ -684,9 +849,11 @@ def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
                 base_score=float(fixed["base_score"][i]) if "base_score" in fixed else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
                 divergence=cat_i["sq_distance"] / np.maximum(steps, 1.0) if divergence else None,
-                trial_delta_loss=cat_i["trial_sq_error_change"] / mask_sum if "trial_sq_error_change" in cat_i
+                trial_delta_loss=cat_i["trial_sq_error_change"] / mask_sum
+                if "trial_sq_error_change" in cat_i
                 else None,
-                trial_base_loss=fixed["trial_base_sq_error"][i] / mask_sum if "trial_sq_error_change" in cat_i
+                trial_base_loss=fixed["trial_base_sq_error"][i] / mask_sum
+                if "trial_sq_error_change" in cat_i
                 else None,
                 trial_stats=cat_i.get("trial_stats"),
                 base_trial_stats=fixed["base_trial_stats"][i] if "base_trial_stats" in fixed else None,

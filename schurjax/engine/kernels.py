@@ -55,10 +55,22 @@ _SMALL_RANK = 4
 #   tanh(x) / x = 1 - 1.3e-7 for small x, a relative error that a deviation carried over many steps accumulates;
 # - of a + delta, where only absolute accuracy matters (|delta| >= 0.5): tanh(z) ~ z p(z^2) / q(z^2) on
 #   |z| <= _TANH_CLAMP and +-1 beyond (Eigen's rational approximation, the one XLA's CPU backend uses).
-_TANH_SMALL = (-0.333333283662796, 0.13332971930503845, -0.05390011519193649, 0.02130209468305111,
-               -0.006653830409049988)  # fmt: skip
-_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-           1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)  # fmt: skip
+_TANH_SMALL = (
+    -0.333333283662796,
+    0.13332971930503845,
+    -0.05390011519193649,
+    0.02130209468305111,
+    -0.006653830409049988,
+)
+_TANH_P = (
+    -2.76076847742355e-16,
+    2.00018790482477e-13,
+    -8.60467152213735e-11,
+    5.12229709037114e-08,
+    1.48572235717979e-05,
+    6.37261928875436e-04,
+    4.89352455891786e-03,
+)
 _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 _TANH_CLAMP = 7.90531110763549805
 _SMALL_DELTA = 0.5
@@ -218,8 +230,12 @@ def _one_model_dev(W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, o
         DT, yd = _rollout_dense_dev(W, e1, e2, base, W_out, last, unroll)
     change, change_abs, sq = _metrics(yd, base["r0"], mask, valid)
     # per-trial squared final-state distance (k, B); sqrt and the mean over trials are taken on the host in float64
-    out = {"sq_error_change": change, "sq_error_change_abs": change_abs, "sq_distance": sq,
-           "hidden_sq_distance": _pairwise_sum(DT * DT)}  # fmt: skip
+    out = {
+        "sq_error_change": change,
+        "sq_error_change_abs": change_abs,
+        "sq_distance": sq,
+        "hidden_sq_distance": _pairwise_sum(DT * DT),
+    }
     if outputs:
         out["outputs"] = jnp.transpose(base["y0"][:, None] + yd, (1, 2, 0, 3))  # (k, B, T, o)
     if per_trial:
@@ -319,8 +335,7 @@ def _rollout_dense(W, Q, dT, drive, W_out, b_out, last, unroll):
     return jnp.swapaxes(hT, 1, 2), y
 
 
-def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, path, unroll, outputs,
-               per_trial=False):  # fmt: skip
+def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, path, unroll, outputs, per_trial=False):
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
         hT, y = _rollout_shared(W, e1[rows] * vals[..., None], e1[cols], drive, W_out, b_out, last, unroll)
@@ -330,8 +345,12 @@ def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, pa
     r0 = y[:, :1] - targets[:, None]  # slot 0: the unablated model, by the same arithmetic
     change, _, sq = _metrics(y - y[:, :1], r0, mask, valid)
     err = _pairwise_sum((mask[:, None] * jnp.square(y - targets[:, None])).reshape(T, k1, B * o)).T
-    out = {"sq_error": err, "sq_error_change": change, "sq_distance": sq,
-           "hidden_sq_distance": _pairwise_sum(jnp.square(hT - hT[:1]))}  # fmt: skip
+    out = {
+        "sq_error": err,
+        "sq_error_change": change,
+        "sq_distance": sq,
+        "hidden_sq_distance": _pairwise_sum(jnp.square(hT - hT[:1])),
+    }
     if outputs:
         out["outputs"] = jnp.transpose(y, (1, 2, 0, 3))  # (k1, B, T, o)
     if per_trial:  # per trial, against slot 0; slot 0's own squared error per trial
@@ -408,8 +427,9 @@ def base_rollout(W, W_in, b, W_out, b_out, Q, inputs):
 
 
 @eqx.filter_jit  # layout and precision are static
-def drive(inputs: Float[Array, "B T i"], W_in: Float[Array, "*m n i"], b: Float[Array, "*m n"], *, layout: str,
-          precision: str) -> Array:  # fmt: skip
+def drive(
+    inputs: Float[Array, "B T i"], W_in: Float[Array, "*m n i"], b: Float[Array, "*m n"], *, layout: str, precision: str
+) -> Array:
     """Input drive ``W_in x_t + b`` of every model, (m, T, B, n) (``layout="TBn"``) or (m, T, n, B) (``"TnB"``)."""
     with jax.default_matmul_precision(precision):
         d = jnp.einsum("bti,mni->mtbn", inputs, W_in) + b[:, None, None, :]

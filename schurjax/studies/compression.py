@@ -75,8 +75,19 @@ def longest_prefix(evaluate: Any, order: np.ndarray, lo: int, hi: int) -> tuple[
     return lo, n_eval
 
 
-def search(model: Any, sf: Any, task: Any, batch: Any, order: np.ndarray, *, criterion: str = "loss",
-           tol: float = 0.05, candidates: int = 256, passes: int = 4, **options: Any) -> dict[str, Any]:  # fmt: skip
+def search(
+    model: Any,
+    sf: Any,
+    task: Any,
+    batch: Any,
+    order: np.ndarray,
+    *,
+    criterion: str = "loss",
+    tol: float = 0.05,
+    candidates: int = 256,
+    passes: int = 4,
+    **options: Any,
+) -> dict[str, Any]:
     """Find a large set of couplings whose joint removal keeps the criterion on ``batch`` (the module's search).
 
     Args:
@@ -132,13 +143,21 @@ def search(model: Any, sf: Any, task: Any, batch: Any, order: np.ndarray, *, cri
         res = measure(model, sf, ablate.cumulative(sf, removed, ks=[len(removed)]), batch, task, **options).res
         final = {"rel": float(res.rel_delta_loss[0]), "drop": float(res.base_score - res.score[0])}
         n_eval += 1
-    return {"criterion": criterion, "tol": float(tol), "removed": removed.tolist(), "prefix": int(prefix),
-            "greedy_added": added, "evaluations": int(n_eval), "selection": final,
-            "couplings": int(len(order))}  # fmt: skip
+    return {
+        "criterion": criterion,
+        "tol": float(tol),
+        "removed": removed.tolist(),
+        "prefix": int(prefix),
+        "greedy_added": added,
+        "evaluations": int(n_eval),
+        "selection": final,
+        "couplings": int(len(order)),
+    }
 
 
-def verify(model: Any, sf: Any, task: Any, batch: Any, key: Any, removed: np.ndarray, *, bootstrap: int,
-           **options: Any) -> dict[str, Any]:  # fmt: skip
+def verify(
+    model: Any, sf: Any, task: Any, batch: Any, key: Any, removed: np.ndarray, *, bootstrap: int, **options: Any
+) -> dict[str, Any]:
     """The found set on the held-out batch, with bootstrap intervals, next to random controls of the same size.
 
     Returns:
@@ -150,8 +169,18 @@ def verify(model: Any, sf: Any, task: Any, batch: Any, key: Any, removed: np.nda
 
     removed = np.asarray(removed, np.int64).reshape(-1, 2)
     if len(removed) == 0:
-        return {"rel": 0.0, "rel_lo": 0.0, "rel_hi": 0.0, "drop": 0.0, "drop_lo": 0.0, "drop_hi": 0.0,
-                "score": math.nan, "base_score": math.nan, "delta_norm": 0.0, "controls": {}}  # fmt: skip
+        return {
+            "rel": 0.0,
+            "rel_lo": 0.0,
+            "rel_hi": 0.0,
+            "drop": 0.0,
+            "drop_lo": 0.0,
+            "drop_hi": 0.0,
+            "score": math.nan,
+            "base_score": math.nan,
+            "delta_norm": 0.0,
+            "controls": {},
+        }
     k_ctrl, k_boot = jax.random.split(key)
     v = ablate.cumulative(sf, removed, ks=[len(removed)])
     kinds = ("matched_count", "matched_norm")
@@ -159,17 +188,29 @@ def verify(model: Any, sf: Any, task: Any, batch: Any, key: Any, removed: np.nda
     m = measure(model, sf, ablate.Variants.concat(v, ctrl), batch, task, **options)
     counts = stats.bootstrap_counts(k_boot, int(np.shape(batch.inputs)[0]), bootstrap)
     lo, hi = stats.percentile_interval(m.rel_replicates(counts, np.array([0]))[0])
-    out = {"rel": float(m.rel[0]), "rel_lo": float(lo), "rel_hi": float(hi), "drop": float(m.drop[0]),
-           "drop_lo": math.nan, "drop_hi": math.nan, "score": float(m.res.score[0]),
-           "base_score": float(m.res.base_score), "base_loss": float(m.res.base_loss),
-           "delta_norm": float(m.res.delta_norm[0]), "controls": {}}  # fmt: skip
+    out = {
+        "rel": float(m.rel[0]),
+        "rel_lo": float(lo),
+        "rel_hi": float(hi),
+        "drop": float(m.drop[0]),
+        "drop_lo": math.nan,
+        "drop_hi": math.nan,
+        "score": float(m.res.score[0]),
+        "base_score": float(m.res.base_score),
+        "base_loss": float(m.res.base_loss),
+        "delta_norm": float(m.res.delta_norm[0]),
+        "controls": {},
+    }
     drop_r = m.drop_replicates(counts, np.array([0]))
     if drop_r is not None:
         out["drop_lo"], out["drop_hi"] = (float(x) for x in stats.percentile_interval(drop_r[0]))
     for i, kind in enumerate(kinds):
         sel = 1 + i * VERIFY_CONTROLS + np.arange(VERIFY_CONTROLS)
-        out["controls"][kind] = {"rel": float(np.median(m.rel[sel])), "drop": float(np.median(m.drop[sel])),
-                                 "score": float(np.median(m.res.score[sel]))}  # fmt: skip
+        out["controls"][kind] = {
+            "rel": float(np.median(m.rel[sel])),
+            "drop": float(np.median(m.drop[sel])),
+            "score": float(np.median(m.res.score[sel])),
+        }
     return out
 
 
@@ -198,7 +239,10 @@ def export(path: str | Path, model: Any, sf: Any, removed: np.ndarray, metadata:
     from schurjax.checkpoint import save_model
 
     r = np.asarray(removed, np.int64).reshape(-1, 2)
-    meta = {**metadata, "removed_couplings": r.tolist(), "removed_count": int(len(r)),
-            "schur": {"order": sf.order, "fingerprint": sf.fingerprint,
-                      "couplings": int(len(sf.couplings))}}  # fmt: skip
+    meta = {
+        **metadata,
+        "removed_couplings": r.tolist(),
+        "removed_count": int(len(r)),
+        "schur": {"order": sf.order, "fingerprint": sf.fingerprint, "couplings": int(len(sf.couplings))},
+    }
     return save_model(path, model.with_recurrent(compressed_W(sf, r)), meta)

@@ -13,8 +13,16 @@ import numpy as np
 
 from schurjax.studies.protocol import OFF_CONDITIONS, StudyConfig
 
-__all__ = ["panel", "keep_panel", "versus_panel", "compression_panel", "replay_panel", "restriction_panel",
-           "profiles_panel", "TASK_COLORS"]  # fmt: skip
+__all__ = [
+    "panel",
+    "keep_panel",
+    "versus_panel",
+    "compression_panel",
+    "replay_panel",
+    "restriction_panel",
+    "profiles_panel",
+    "TASK_COLORS",
+]
 
 TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
 _KIND_MARK = {"matched_norm": "o", "matched_count": "s", "coupling_noise": "^"}
@@ -48,9 +56,18 @@ def keep_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any],
             x = gi + (si - (len(ms) - 1) / 2) * 0.12
             for crit, face, dx in (("score", _color(task), -0.03), ("loss", "white", 0.03)):
                 d = k[crit]
-                ax.errorbar(x + dx, d["share"], yerr=[[d["share"] - d["lo"]], [d["hi"] - d["share"]]]
-                            if np.isfinite(d["lo"]) else None, fmt="o", ms=4, mfc=face, mec=_color(task),
-                            ecolor=_color(task), elinewidth=0.8, capsize=0)  # fmt: skip
+                ax.errorbar(
+                    x + dx,
+                    d["share"],
+                    yerr=[[d["share"] - d["lo"]], [d["hi"] - d["share"]]] if np.isfinite(d["lo"]) else None,
+                    fmt="o",
+                    ms=4,
+                    mfc=face,
+                    mec=_color(task),
+                    ecolor=_color(task),
+                    elinewidth=0.8,
+                    capsize=0,
+                )
     _xticks(ax, groups)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel(f"share of {fam} removals kept")
@@ -63,11 +80,17 @@ def versus_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any
     groups = _groups(models)
     for gi, (task, _, ms) in enumerate(groups):
         for ki, kind in enumerate(kinds):
-            vals = [parts[m["id"]]["controls"].get("single", {}).get(kind, {}).get("median_ratio", np.nan)
-                    for m in ms]  # fmt: skip
+            vals = [parts[m["id"]]["controls"].get("single", {}).get(kind, {}).get("median_ratio", np.nan) for m in ms]
             x = gi + (ki - (len(kinds) - 1) / 2) * 0.22
-            ax.scatter(np.full(len(vals), x), vals, marker=_KIND_MARK.get(kind, "o"), s=16, color=_color(task),
-                       alpha=0.8, label=kind if gi == 0 else None)  # fmt: skip
+            ax.scatter(
+                np.full(len(vals), x),
+                vals,
+                marker=_KIND_MARK.get(kind, "o"),
+                s=16,
+                color=_color(task),
+                alpha=0.8,
+                label=kind if gi == 0 else None,
+            )
     ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
     ax.set_yscale("log")
     _xticks(ax, groups)
@@ -94,13 +117,20 @@ def compression_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str
             if held:
                 med = np.nanmedian(held)
                 text = f"{100 * med:+.0f}%" if crit == "loss" else f"{med:.3f}"
-                ax.annotate(text, (gi + (ci - 0.5) * 0.3, max(ys) + 0.03 + 0.04 * ci), ha="center", fontsize=6,
-                            color=_color(task))  # fmt: skip
+                ax.annotate(
+                    text,
+                    (gi + (ci - 0.5) * 0.3, max(ys) + 0.03 + 0.04 * ci),
+                    ha="center",
+                    fontsize=6,
+                    color=_color(task),
+                )
     _xticks(ax, groups)
     ax.set_ylim(-0.02, 1.1)
     ax.set_ylabel("share of couplings removed together")
-    ax.set_title("(c) compression: loss (hollow) / score (filled) sets;\nabove: median held-out Δloss/loss or "
-                 "score drop", fontsize=9)  # fmt: skip
+    ax.set_title(
+        "(c) compression: loss (hollow) / score (filled) sets;\nabove: median held-out Δloss/loss or score drop",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
 
 
@@ -119,27 +149,50 @@ def replay_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any
     top = 1.0
     for i, m in enumerate(copy):
         r = parts[m["id"]]["replay"]
-        ax.plot([i - 0.08, i - 0.08], [r["null_median"], r["null_p95"]], "-", color="0.6", lw=4,
-                solid_capstyle="butt", label="null: random links" if i == 0 else None)  # fmt: skip
+        ax.plot(
+            [i - 0.08, i - 0.08],
+            [r["null_median"], r["null_p95"]],
+            "-",
+            color="0.6",
+            lw=4,
+            solid_capstyle="butt",
+            label="null: random links" if i == 0 else None,
+        )
         ps = [r["p"]]
         d = matched.get(m["id"])
         if d is not None and np.isfinite(d.get("p_null_dist", np.nan)):
-            ax.plot([i + 0.08, i + 0.08], [d["null_dist_median"], d["null_dist_p95"]], "-", color=_color("copy"),
-                    alpha=0.4, lw=4, solid_capstyle="butt",
-                    label="null: links at the core's distances" if i == 0 else None)  # fmt: skip
+            ax.plot(
+                [i + 0.08, i + 0.08],
+                [d["null_dist_median"], d["null_dist_p95"]],
+                "-",
+                color=_color("copy"),
+                alpha=0.4,
+                lw=4,
+                solid_capstyle="butt",
+                label="null: links at the core's distances" if i == 0 else None,
+            )
             ps.append(d["p_null_dist"])
             top = max(top, d["null_dist_p95"])
         sig = all(np.isfinite(p) and p < 0.05 for p in ps)
         ax.plot(i, r["chain_links"], "o", ms=6, mec=_color("copy"), mfc=_color("copy") if sig else "white")
-        ax.annotate(f"core {r['core_size']}\np {' / '.join(f'{p:.2g}' for p in ps)}", (i, r["chain_links"]),
-                    textcoords="offset points", xytext=(9, 4), ha="left", fontsize=7)  # fmt: skip
+        ax.annotate(
+            f"core {r['core_size']}\np {' / '.join(f'{p:.2g}' for p in ps)}",
+            (i, r["chain_links"]),
+            textcoords="offset points",
+            xytext=(9, 4),
+            ha="left",
+            fontsize=7,
+        )
         top = max(top, r["chain_links"], r["null_p95"])
     ax.set_xticks(range(len(copy)))
     ax.set_xticklabels([m["id"].replace("copy-", "") for m in copy], fontsize=7, rotation=30)
     ax.set_ylabel("links on the longest feed-forward line")
     ax.set_ylim(0, top * 1.3 + 1)
-    ax.set_title("(d) copy replay: its core's longest line through the Schur modes\n"
-                 "vs random links (bars: median to 95th pct; filled: longer, p < 0.05)", fontsize=9)  # fmt: skip
+    ax.set_title(
+        "(d) copy replay: its core's longest line through the Schur modes\n"
+        "vs random links (bars: median to 95th pct; filled: longer, p < 0.05)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
 
@@ -183,24 +236,41 @@ def profiles_panel(ax: Any, prof: dict[str, Any]) -> None:
             if d is None:
                 continue
             y = i + dy
-            ax.plot([d["null_lo"], d["null_hi"]], [y - 0.05, y - 0.05], "-", color="0.75", lw=2,
-                    solid_capstyle="butt")  # fmt: skip
+            ax.plot([d["null_lo"], d["null_hi"]], [y - 0.05, y - 0.05], "-", color="0.75", lw=2, solid_capstyle="butt")
             if np.isfinite(d.get("task_lo", np.nan)):
-                ax.plot([d["task_lo"], d["task_hi"]], [y + 0.05, y + 0.05], "-", color=col, alpha=0.35, lw=2,
-                        solid_capstyle="butt")  # fmt: skip
+                ax.plot(
+                    [d["task_lo"], d["task_hi"]],
+                    [y + 0.05, y + 0.05],
+                    "-",
+                    color=col,
+                    alpha=0.35,
+                    lw=2,
+                    solid_capstyle="butt",
+                )
             sig = d["p"] < 0.05 and np.isfinite(d.get("p_task", np.nan)) and d["p_task"] < 0.05
             ax.plot(d["observed"], y, mk, ms=5, mec=col, mfc=col if sig else "white")
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=7)
     ax.set_xlabel("mean Spearman ρ of importance profiles")
-    ax.set_title("(f) seeds agree? ○ |λ| cells, □ distance cells; 95 % bars: shuffled\nnull (grey), random "
-                 "groups of any task (coloured); filled: above both", fontsize=9)  # fmt: skip
+    ax.set_title(
+        "(f) seeds agree? ○ |λ| cells, □ distance cells; 95 % bars: shuffled\nnull (grey), random "
+        "groups of any task (coloured); filled: above both",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
 
 
-def panel(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, Any], prof: dict[str, Any],
-          path: str | Path, *, dpi: int = 110, tables: dict[str, Any] | None = None) -> Path:  # fmt: skip
+def panel(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, Any],
+    prof: dict[str, Any],
+    path: str | Path,
+    *,
+    dpi: int = 110,
+    tables: dict[str, Any] | None = None,
+) -> Path:
     """Draw the six panels into one PNG at ``path`` (a pyplot-free figure: the caller's backend is left alone);
     ``tables`` (:func:`schurjax.studies.report.tables`) adds the distance-matched null to panel (d)."""
     from matplotlib.figure import Figure
@@ -213,8 +283,11 @@ def panel(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str
     replay_panel(axes[1, 0], models, parts, None if tables is None else tables.get("replay"))
     restriction_panel(axes[1, 1], models, parts)
     profiles_panel(axes[1, 2], prof)
-    fig.suptitle(f"Schur-coupling study: {len(models)} networks, held-out batch of {config.trials} trials "
-                 f"(score criterion ε = {config.eps:g}, loss criterion τ = {config.tau:g})", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"Schur-coupling study: {len(models)} networks, held-out batch of {config.trials} trials "
+        f"(score criterion ε = {config.eps:g}, loss criterion τ = {config.tau:g})",
+        fontsize=11,
+    )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)

@@ -62,8 +62,12 @@ def single_entries(variants: Any) -> np.ndarray:
 
 
 def _families(sf: Any) -> dict[str, Any]:
-    return {"single": ablate.single_couplings(sf), "block": ablate.block_couplings(sf), "band": ablate.bands(sf),
-            "all_nonnormal": ablate.all_nonnormal(sf)}  # fmt: skip
+    return {
+        "single": ablate.single_couplings(sf),
+        "block": ablate.block_couplings(sf),
+        "band": ablate.bands(sf),
+        "all_nonnormal": ablate.all_nonnormal(sf),
+    }
 
 
 def _slices(fams: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -93,8 +97,19 @@ def selection_part(model: Any, sf: Any, task: Any, batch: Any, **options: Any) -
     return out
 
 
-def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, sel_part: dict[str, Any], *, tau: float,
-                 eps: float, bootstrap: int, **options: Any) -> dict[str, Any]:  # fmt: skip
+def heldout_part(
+    model: Any,
+    sf: Any,
+    task: Any,
+    batch: Any,
+    key: Any,
+    sel_part: dict[str, Any],
+    *,
+    tau: float,
+    eps: float,
+    bootstrap: int,
+    **options: Any,
+) -> dict[str, Any]:
     """Every Schur family on the held-out batch: keep shares with intervals, per-variant figures, all-nonnormal.
 
     Args:
@@ -126,18 +141,27 @@ def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, sel_part:
     for name in ("single", "block", "band"):
         idx = sl[name]
         labs = fams[name].labels
-        d: dict[str, Any] = {"rel": _f(m.rel[idx]), "drop": _f(m.drop[idx]), "score": _f(res.score[idx]),
-                             "output_distance": _f(res.output_distance[idx]),
-                             "delta_norm": _f(res.delta_norm[idx])}  # fmt: skip
+        d: dict[str, Any] = {
+            "rel": _f(m.rel[idx]),
+            "drop": _f(m.drop[idx]),
+            "score": _f(res.score[idx]),
+            "output_distance": _f(res.output_distance[idx]),
+            "delta_norm": _f(res.delta_norm[idx]),
+        }
         if name == "single":
             e = single_entries(fams[name])
-            d.update(row=e[:, 0].tolist(), col=e[:, 1].tolist(),
-                     target_block=[int(lab["target_block"]) for lab in labs],
-                     source_block=[int(lab["source_block"]) for lab in labs])  # fmt: skip
+            d.update(
+                row=e[:, 0].tolist(),
+                col=e[:, 1].tolist(),
+                target_block=[int(lab["target_block"]) for lab in labs],
+                source_block=[int(lab["source_block"]) for lab in labs],
+            )
         elif name == "block":
-            d.update(target_block=[int(lab["target_block"]) for lab in labs],
-                     source_block=[int(lab["source_block"]) for lab in labs],
-                     n_removed=[int(lab["n_removed"]) for lab in labs])  # fmt: skip
+            d.update(
+                target_block=[int(lab["target_block"]) for lab in labs],
+                source_block=[int(lab["source_block"]) for lab in labs],
+                n_removed=[int(lab["n_removed"]) for lab in labs],
+            )
         else:
             d["band"] = [int(lab["band"]) for lab in labs]
         if name in ("single", "block") and len(idx):
@@ -147,12 +171,27 @@ def heldout_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, sel_part:
     rel_r = m.rel_replicates(counts, k)[0]
     drop_r = m.drop_replicates(counts, k)
     lo, hi = stats.percentile_interval(rel_r)
-    nn = {"rel": float(m.rel[k][0]), "rel_lo": float(lo), "rel_hi": float(hi), "score": float(res.score[k][0]),
-          "drop": float(m.drop[k][0]), "drop_lo": math.nan, "drop_hi": math.nan,
-          "delta_norm": float(res.delta_norm[k][0]), "keeps_loss": bool(keeps_loss(m.rel[k], tau)[0])}  # fmt: skip
+    nn = {
+        "rel": float(m.rel[k][0]),
+        "rel_lo": float(lo),
+        "rel_hi": float(hi),
+        "score": float(res.score[k][0]),
+        "drop": float(m.drop[k][0]),
+        "drop_lo": math.nan,
+        "drop_hi": math.nan,
+        "delta_norm": float(res.delta_norm[k][0]),
+        "keeps_loss": bool(keeps_loss(m.rel[k], tau)[0]),
+    }
     if drop_r is not None:
         nn["drop_lo"], nn["drop_hi"] = (float(x) for x in stats.percentile_interval(drop_r[0]))
     out["all_nonnormal"] = nn
-    out["curves"] = {name: {"k": ks.tolist(), "rel": _f(m.rel[sl[name]]), "drop": _f(m.drop[sl[name]]),
-                            "score": _f(res.score[sl[name]])} for name in orders}  # fmt: skip
+    out["curves"] = {
+        name: {
+            "k": ks.tolist(),
+            "rel": _f(m.rel[sl[name]]),
+            "drop": _f(m.drop[sl[name]]),
+            "score": _f(res.score[sl[name]]),
+        }
+        for name in orders
+    }
     return out

@@ -105,8 +105,9 @@ def measure(model: Any, sf: Any, variants: Any, batch: Any, task: Any, **options
     return Measurement(_join(results, order), parts)
 
 
-def _evaluate(model: Any, sf: Any, variants: Any, batch: Any, task: Any, parts: ScoreParts | None, path: str,
-              **options: Any) -> Any:  # fmt: skip
+def _evaluate(
+    model: Any, sf: Any, variants: Any, batch: Any, task: Any, parts: ScoreParts | None, path: str, **options: Any
+) -> Any:
     """One engine call on one path, padded with zero edits to a multiple of the chunk, cut back afterwards."""
     from schurjax import ablate, engine
 
@@ -114,14 +115,27 @@ def _evaluate(model: Any, sf: Any, variants: Any, batch: Any, task: Any, parts: 
     n, (B, T, _), n_out = int(sf.n), np.shape(batch.inputs), int(np.shape(batch.targets)[2])
     # shared path: MAX_CHUNK (fewer dispatches; faster than the cache-sized chunk on a loaded 2-core machine);
     # dense path: the engine's chunk (its chunks run concurrently on the cores), at most MAX_CHUNK
-    chunk = MAX_CHUNK if path == "shared" else min(MAX_CHUNK, engine.auto_chunk_size(path, n=n, B=int(B), T=int(T),
-                                                                                     n_out=n_out))  # fmt: skip
+    chunk = (
+        MAX_CHUNK
+        if path == "shared"
+        else min(MAX_CHUNK, engine.auto_chunk_size(path, n=n, B=int(B), T=int(T), n_out=n_out))
+    )
     pad = -K % chunk
     if pad:  # zero edits: a removal of no coupling (prefix of length 0)
         zero = ablate.cumulative(sf, np.asarray(sf.couplings[:1]), ks=np.zeros(pad, np.int64))
         variants = ablate.Variants.concat(variants, zero)
-    res = engine.evaluate(model, sf, variants, batch, task=task, per_trial=True, path=path, chunk_size=chunk,
-                          trial_stats=None if parts is None else parts.parts, **options)  # fmt: skip
+    res = engine.evaluate(
+        model,
+        sf,
+        variants,
+        batch,
+        task=task,
+        per_trial=True,
+        path=path,
+        chunk_size=chunk,
+        trial_stats=None if parts is None else parts.parts,
+        **options,
+    )
     return _cut(res, K) if pad else res
 
 
@@ -164,8 +178,12 @@ def summarize_keep(m: Measurement, idx: np.ndarray, counts: np.ndarray, *, tau: 
     drop_r = m.drop_replicates(counts, idx)
     point = keeps_score(m.drop[idx], eps)
     if drop_r is None:
-        out["score"] = {"share": float(point.mean()) if point.size else math.nan, "lo": math.nan, "hi": math.nan,
-                        "n": int(point.size)}  # fmt: skip
+        out["score"] = {
+            "share": float(point.mean()) if point.size else math.nan,
+            "lo": math.nan,
+            "hi": math.nan,
+            "n": int(point.size),
+        }
     else:
         out["score"] = stats.keep_share_interval(keeps_score(drop_r, eps), point)
     return out

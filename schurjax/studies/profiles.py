@@ -107,8 +107,15 @@ def jobs(models: list[dict[str, Any]]) -> dict[str, tuple[list[str], list[tuple[
     return {k: v for k, v in out.items() if v[1]}
 
 
-def compare(key: Any, parts: dict[str, dict[str, Any]], comparisons: dict[str, tuple[list[str], list[tuple[int, int]]]],
-            *, kind: str, bins: int, draws: int = 1000) -> dict[str, Any]:  # fmt: skip
+def compare(
+    key: Any,
+    parts: dict[str, dict[str, Any]],
+    comparisons: dict[str, tuple[list[str], list[tuple[int, int]]]],
+    *,
+    kind: str,
+    bins: int,
+    draws: int = 1000,
+) -> dict[str, Any]:
     """Profile similarity for each comparison (see :func:`jobs`), against the shuffled null.
 
     Args:
@@ -133,17 +140,26 @@ def compare(key: Any, parts: dict[str, dict[str, Any]], comparisons: dict[str, t
             c, n_cells = cells(parts[mid], kind, bins)
             cs.append(c)
             vs.append(importance_ranks(parts[mid]["single"]["rel"]))
-        res = stats.spearman_null(jax.random.fold_in(key, g), cs, vs, pairs,
-                                  lambda c, v, n=n_cells: profile(c, v, n), n_shuffles=draws)  # fmt: skip
-        out[name] = {"observed": res["observed"], "null_mean": res["null_mean"], "null_lo": res["null_lo"],
-                     "null_hi": res["null_hi"], "p": res["p"], "pairs": len(pairs),
-                     "per_pair": [float(x) for x in res["per_pair"]], "ids": list(ids),
-                     "profiles": [profile(c, v, n_cells).tolist() for c, v in zip(cs, vs, strict=True)]}  # fmt: skip
+        res = stats.spearman_null(
+            jax.random.fold_in(key, g), cs, vs, pairs, lambda c, v, n=n_cells: profile(c, v, n), n_shuffles=draws
+        )
+        out[name] = {
+            "observed": res["observed"],
+            "null_mean": res["null_mean"],
+            "null_lo": res["null_lo"],
+            "null_hi": res["null_hi"],
+            "p": res["p"],
+            "pairs": len(pairs),
+            "per_pair": [float(x) for x in res["per_pair"]],
+            "ids": list(ids),
+            "profiles": [profile(c, v, n_cells).tolist() for c, v in zip(cs, vs, strict=True)],
+        }
     return out
 
 
-def task_null(key: Any, parts: dict[str, dict[str, Any]], models: list[dict[str, Any]], *, kind: str, bins: int,
-              draws: int = 1000) -> dict[str, dict[str, float]]:  # fmt: skip
+def task_null(
+    key: Any, parts: dict[str, dict[str, Any]], models: list[dict[str, Any]], *, kind: str, bins: int, draws: int = 1000
+) -> dict[str, dict[str, float]]:
     """Permutation test of the task labels for each within-task comparison of :func:`jobs`.
 
     For ``"<task> n=<n>"`` (g seeds) the statistic is the mean pairwise Spearman correlation of their profiles; its
@@ -176,11 +192,14 @@ def task_null(key: Any, parts: dict[str, dict[str, Any]], models: list[dict[str,
     def result(observed: float, null: np.ndarray) -> dict[str, float]:
         null = null[np.isfinite(null)]
         if not null.size or not np.isfinite(observed):
-            return {"p_task": float("nan"), "task_mean": float("nan"), "task_lo": float("nan"),
-                    "task_hi": float("nan")}  # fmt: skip
+            return {"p_task": float("nan"), "task_mean": float("nan"), "task_lo": float("nan"), "task_hi": float("nan")}
         lo, hi = stats.percentile_interval(null)
-        return {"p_task": (1 + int(np.sum(null >= observed))) / (1 + null.size), "task_mean": float(null.mean()),
-                "task_lo": float(lo), "task_hi": float(hi)}  # fmt: skip
+        return {
+            "p_task": (1 + int(np.sum(null >= observed))) / (1 + null.size),
+            "task_mean": float(null.mean()),
+            "task_lo": float(lo),
+            "task_hi": float(hi),
+        }
 
     out: dict[str, dict[str, float]] = {}
     sizes = sorted(by_size)

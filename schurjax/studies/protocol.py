@@ -30,8 +30,17 @@ import numpy as np
 from schurjax.ablate import CONTROL_KINDS
 from schurjax.errors import InputError
 
-__all__ = ["StudyConfig", "QUICK", "study_key", "keeps_loss", "keeps_score", "HEADLINE", "DEFAULT_TASKS",
-           "off_distribution_batches", "OFF_CONDITIONS"]  # fmt: skip
+__all__ = [
+    "StudyConfig",
+    "QUICK",
+    "study_key",
+    "keeps_loss",
+    "keeps_score",
+    "HEADLINE",
+    "DEFAULT_TASKS",
+    "off_distribution_batches",
+    "OFF_CONDITIONS",
+]
 
 DEFAULT_TASKS = ("copy", "flipflop", "sine", "context")
 HEADLINE = "score"
@@ -101,8 +110,9 @@ class StudyConfig:
             object.__setattr__(self, name, tuple(dict.fromkeys(items)))
         for k in self.control_kinds:
             if k not in CONTROL_KINDS:
-                raise InputError("study", "control_kinds", f"unknown kind {k!r}; expected some of "
-                                 f"{', '.join(CONTROL_KINDS)}")  # fmt: skip
+                raise InputError(
+                    "study", "control_kinds", f"unknown kind {k!r}; expected some of {', '.join(CONTROL_KINDS)}"
+                )
         object.__setattr__(self, "seeds", _ints(self.seeds, "seeds", 0))
         if self.sizes is not None:
             object.__setattr__(self, "sizes", _ints(self.sizes, "sizes", 1))
@@ -111,8 +121,17 @@ class StudyConfig:
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise bad(name, "a finite number >= 0")
             object.__setattr__(self, name, float(v))
-        for name, lo in (("trials", 2), ("bootstrap", 10), ("seed", 0), ("control_max", 1), ("null_draws", 10),
-                         ("greedy_candidates", 1), ("greedy_passes", 0), ("restriction_max", 1), ("bins", 2)):
+        for name, lo in (
+            ("trials", 2),
+            ("bootstrap", 10),
+            ("seed", 0),
+            ("control_max", 1),
+            ("null_draws", 10),
+            ("greedy_candidates", 1),
+            ("greedy_passes", 0),
+            ("restriction_max", 1),
+            ("bins", 2),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise bad(name, f"an int >= {lo}")
@@ -155,8 +174,17 @@ def _ints(v: Any, arg: str, lo: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-QUICK: dict[str, Any] = {"seeds": (0, 1), "sizes": (64,), "trials": 128, "bootstrap": 200, "control_max": 64,
-                         "null_draws": 200, "greedy_candidates": 64, "greedy_passes": 2, "restriction_max": 64}
+QUICK: dict[str, Any] = {
+    "seeds": (0, 1),
+    "sizes": (64,),
+    "trials": 128,
+    "bootstrap": 200,
+    "control_max": 64,
+    "null_draws": 200,
+    "greedy_candidates": 64,
+    "greedy_passes": 2,
+    "restriction_max": 64,
+}
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 
 

@@ -79,8 +79,9 @@ def chain_null(key: Any, pairs: np.ndarray, n_links: int, n_blocks: int, *, draw
     return out
 
 
-def chain_null_matched(key: Any, pairs: np.ndarray, links: Sequence[tuple[int, int]], n_blocks: int, *,
-                       draws: int = 1000) -> np.ndarray:  # fmt: skip
+def chain_null_matched(
+    key: Any, pairs: np.ndarray, links: Sequence[tuple[int, int]], n_blocks: int, *, draws: int = 1000
+) -> np.ndarray:
     """As :func:`chain_null`, but each drawn link has the block distance ``b - a`` of one of ``links``: the null
     keeps the core's distance profile (short links chain more easily), and only where they sit is random.
 
@@ -97,16 +98,30 @@ def chain_null_matched(key: Any, pairs: np.ndarray, links: Sequence[tuple[int, i
     need = {int(d): int(k) for d, k in zip(*np.unique(links[:, 1] - links[:, 0], return_counts=True), strict=True)}
     pools = {d: pairs[dist == d] for d in need}
     for r in range(draws):
-        pick = [pools[d][rng.choice(len(pools[d]), size=min(k, len(pools[d])), replace=False)]
-                for d, k in need.items() if len(pools[d])]  # fmt: skip
+        pick = [
+            pools[d][rng.choice(len(pools[d]), size=min(k, len(pools[d])), replace=False)]
+            for d, k in need.items()
+            if len(pools[d])
+        ]
         drawn = np.concatenate(pick) if pick else np.zeros((0, 2), np.int64)
         out[r] = max(len(longest_chain([tuple(p) for p in drawn], n_blocks)) - 1, 0)
     return out
 
 
-def replay_part(model: Any, sf: Any, task: Any, selection: Any, heldout: Any, sel_part: dict[str, Any],
-                held_part: dict[str, Any], key: Any, *, replay_r2: float, draws: int = 1000,
-                **options: Any) -> dict[str, Any]:  # fmt: skip
+def replay_part(
+    model: Any,
+    sf: Any,
+    task: Any,
+    selection: Any,
+    heldout: Any,
+    sel_part: dict[str, Any],
+    held_part: dict[str, Any],
+    key: Any,
+    *,
+    replay_r2: float,
+    draws: int = 1000,
+    **options: Any,
+) -> dict[str, Any]:
     """What the replay needs (see the module docstring).
 
     Args:
@@ -165,10 +180,13 @@ def replay_part(model: Any, sf: Any, task: Any, selection: Any, heldout: Any, se
     return {
         "threshold": float(replay_r2),
         "base_score": float(held_part["base_score"]),
-        "individually": {"single": int(np.sum(s_score < replay_r2)), "block": int(np.sum(b_score < replay_r2)),
-                         "band": [int(d) for d, x in zip(hband["band"], band_score, strict=True) if x < replay_r2],
-                         "min_single_score": float(s_score.min()) if s_score.size else math.nan,
-                         "min_block_score": float(b_score.min()) if b_score.size else math.nan},
+        "individually": {
+            "single": int(np.sum(s_score < replay_r2)),
+            "block": int(np.sum(b_score < replay_r2)),
+            "band": [int(d) for d, x in zip(hband["band"], band_score, strict=True) if x < replay_r2],
+            "min_single_score": float(s_score.min()) if s_score.size else math.nan,
+            "min_block_score": float(b_score.min()) if b_score.size else math.nan,
+        },
         "couplings": int(len(entries)),
         "core_size": int(len(core)),
         "core": core.tolist(),

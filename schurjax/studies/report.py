@@ -17,18 +17,26 @@ from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, kee
 __all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds", "agreement"]
 
 
-def profile_comparisons(config: StudyConfig, models: Sequence[dict[str, Any]],
-                        parts: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+def profile_comparisons(
+    config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Cross-seed (and cross-size, cross-task) profile similarity with its null, for each cell kind."""
     have = [m for m in models if "heldout" in parts.get(m["id"], {})]
     comps = profiles.jobs(have)
     held = {m["id"]: parts[m["id"]]["heldout"] for m in have}
     out = {}
     for kind in profiles.CELL_KINDS:
-        out[kind] = profiles.compare(study_key(config.seed, "profiles", kind), held, comps, kind=kind,
-                                     bins=config.bins, draws=config.null_draws)  # fmt: skip
-        labels = profiles.task_null(study_key(config.seed, "profiles-tasks", kind), held, have, kind=kind,
-                                    bins=config.bins, draws=config.null_draws)  # fmt: skip
+        out[kind] = profiles.compare(
+            study_key(config.seed, "profiles", kind), held, comps, kind=kind, bins=config.bins, draws=config.null_draws
+        )
+        labels = profiles.task_null(
+            study_key(config.seed, "profiles-tasks", kind),
+            held,
+            have,
+            kind=kind,
+            bins=config.bins,
+            draws=config.null_draws,
+        )
         for name, d in labels.items():
             if name in out[kind]:
                 out[kind][name].update(d)
@@ -43,8 +51,9 @@ def _nan(x: Any) -> float:
     return v
 
 
-def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]],
-           prof: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def tables(
+    config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]], prof: dict[str, Any]
+) -> dict[str, Any]:
     """The study's tables as pandas DataFrames: ``keep``, ``nonnormal``, ``versus``, ``compression``,
     ``restriction``, ``replay``, ``profiles`` and ``across_seeds``."""
     import pandas as pd
@@ -65,86 +74,180 @@ def tables(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[st
                     ks, kh = np.abs(rel_s) <= config.tau, np.abs(rel_h) <= config.tau
                 else:
                     ks, kh = drop_s <= config.eps, drop_h <= config.eps
-                keep_rows.append({**base, "family": fam, "criterion": crit, "n": k[crit]["n"],
-                                  "share": k[crit]["share"], "lo": k[crit]["lo"], "hi": k[crit]["hi"],
-                                  "selection_share": float(ks.mean()) if ks.size else math.nan,
-                                  "replicated": float(kh[ks].mean()) if ks.any() else math.nan})  # fmt: skip
+                keep_rows.append(
+                    {
+                        **base,
+                        "family": fam,
+                        "criterion": crit,
+                        "n": k[crit]["n"],
+                        "share": k[crit]["share"],
+                        "lo": k[crit]["lo"],
+                        "hi": k[crit]["hi"],
+                        "selection_share": float(ks.mean()) if ks.size else math.nan,
+                        "replicated": float(kh[ks].mean()) if ks.any() else math.nan,
+                    }
+                )
         nn = h["all_nonnormal"]
-        nn_rows.append({**base, "base_loss": h["base_loss"], "base_score": h["base_score"], **{
-            k: nn[k] for k in ("rel", "rel_lo", "rel_hi", "score", "drop", "drop_lo", "drop_hi", "delta_norm")}})
+        nn_rows.append(
+            {
+                **base,
+                "base_loss": h["base_loss"],
+                "base_score": h["base_score"],
+                **{k: nn[k] for k in ("rel", "rel_lo", "rel_hi", "score", "drop", "drop_lo", "drop_hi", "delta_norm")},
+            }
+        )
         for fam in ("single", "block", "band", "all_nonnormal", "cumulative"):
             for kind in config.control_kinds:
                 d = p["controls"].get(fam, {}).get(kind)
                 if d is None or (fam, kind) in versus.SAME_EDIT:
                     continue
-                vs_rows.append({**base, "family": fam, "kind": kind, **{k: d[k] for k in (
-                    "pairs", "share_more", "share_lo", "share_hi", "median_ratio", "ratio_lo", "ratio_hi",
-                    "median_abl", "median_ctrl")}, "wilcoxon_p": d["wilcoxon"]["p"],
-                    "rank_biserial": d["wilcoxon"]["rank_biserial"]})  # fmt: skip
+                vs_rows.append(
+                    {
+                        **base,
+                        "family": fam,
+                        "kind": kind,
+                        **{
+                            k: d[k]
+                            for k in (
+                                "pairs",
+                                "share_more",
+                                "share_lo",
+                                "share_hi",
+                                "median_ratio",
+                                "ratio_lo",
+                                "ratio_hi",
+                                "median_abl",
+                                "median_ctrl",
+                            )
+                        },
+                        "wilcoxon_p": d["wilcoxon"]["p"],
+                        "rank_biserial": d["wilcoxon"]["rank_biserial"],
+                    }
+                )
         for crit in ("loss", "score"):
             c = p.get(f"compression-{crit}")
             if c is None:
                 continue
             hv = c["heldout"]
-            comp_rows.append({**base, "criterion": crit, "tol": c["tol"], "couplings": c["couplings"],
-                              "removed": len(c["removed"]),
-                              "share_removed": len(c["removed"]) / max(c["couplings"], 1), "prefix": c["prefix"],
-                              "greedy_added": sum(c["greedy_added"]), "selection_rel": c["selection"]["rel"],
-                              "selection_drop": c["selection"]["drop"], "heldout_rel": hv["rel"],
-                              "heldout_rel_lo": hv["rel_lo"], "heldout_rel_hi": hv["rel_hi"],
-                              "heldout_drop": hv["drop"], "heldout_drop_lo": hv["drop_lo"],
-                              "heldout_drop_hi": hv["drop_hi"], "heldout_score": hv["score"],
-                              "base_score": hv["base_score"], "delta_norm": hv["delta_norm"],
-                              "count_ctrl_rel": hv.get("controls", {}).get("matched_count", {}).get("rel", math.nan),
-                              "count_ctrl_score": hv.get("controls", {}).get("matched_count", {}).get("score",
-                                                                                                       math.nan),
-                              "norm_ctrl_rel": hv.get("controls", {}).get("matched_norm", {}).get("rel", math.nan),
-                              "norm_ctrl_score": hv.get("controls", {}).get("matched_norm", {}).get("score",
-                                                                                                     math.nan),
-                              "evaluations": c["evaluations"],
-                              "holds": bool(keeps_loss(hv["rel"], config.tau) if crit == "loss"
-                                            else keeps_score(hv["drop"], config.eps))})  # fmt: skip
+            comp_rows.append(
+                {
+                    **base,
+                    "criterion": crit,
+                    "tol": c["tol"],
+                    "couplings": c["couplings"],
+                    "removed": len(c["removed"]),
+                    "share_removed": len(c["removed"]) / max(c["couplings"], 1),
+                    "prefix": c["prefix"],
+                    "greedy_added": sum(c["greedy_added"]),
+                    "selection_rel": c["selection"]["rel"],
+                    "selection_drop": c["selection"]["drop"],
+                    "heldout_rel": hv["rel"],
+                    "heldout_rel_lo": hv["rel_lo"],
+                    "heldout_rel_hi": hv["rel_hi"],
+                    "heldout_drop": hv["drop"],
+                    "heldout_drop_lo": hv["drop_lo"],
+                    "heldout_drop_hi": hv["drop_hi"],
+                    "heldout_score": hv["score"],
+                    "base_score": hv["base_score"],
+                    "delta_norm": hv["delta_norm"],
+                    "count_ctrl_rel": hv.get("controls", {}).get("matched_count", {}).get("rel", math.nan),
+                    "count_ctrl_score": hv.get("controls", {}).get("matched_count", {}).get("score", math.nan),
+                    "norm_ctrl_rel": hv.get("controls", {}).get("matched_norm", {}).get("rel", math.nan),
+                    "norm_ctrl_score": hv.get("controls", {}).get("matched_norm", {}).get("score", math.nan),
+                    "evaluations": c["evaluations"],
+                    "holds": bool(
+                        keeps_loss(hv["rel"], config.tau) if crit == "loss" else keeps_score(hv["drop"], config.eps)
+                    ),
+                }
+            )
         r = p.get("restriction", {})
         for cond in r.get("conditions", []):
             d = r.get(cond, {})
-            res_rows.append({**base, "condition": cond, "n": r["n"], "keep": d.get("keep", math.nan),
-                             "control": d.get("control", math.nan), "compressed": d.get("compressed", math.nan),
-                             "amp_keep": d.get("amp_keep", math.nan), "amp_control": d.get("amp_control", math.nan),
-                             "amp_compressed": d.get("amp_compressed", math.nan),
-                             "share_amp_more": d.get("share_amp_more", math.nan),
-                             "wilcoxon_p": d.get("wilcoxon", {}).get("p", math.nan)})  # fmt: skip
+            res_rows.append(
+                {
+                    **base,
+                    "condition": cond,
+                    "n": r["n"],
+                    "keep": d.get("keep", math.nan),
+                    "control": d.get("control", math.nan),
+                    "compressed": d.get("compressed", math.nan),
+                    "amp_keep": d.get("amp_keep", math.nan),
+                    "amp_control": d.get("amp_control", math.nan),
+                    "amp_compressed": d.get("amp_compressed", math.nan),
+                    "share_amp_more": d.get("share_amp_more", math.nan),
+                    "wilcoxon_p": d.get("wilcoxon", {}).get("p", math.nan),
+                }
+            )
         rp = p.get("replay")
         if rp is not None:
             ind = rp["individually"]
             hb = h["block"]
             pairs = np.stack([np.asarray(hb["target_block"]), np.asarray(hb["source_block"])], axis=1)
-            null_d = replay.chain_null_matched(study_key(config.seed, "replay-null-distance", m["id"]), pairs,
-                                               rp["links"], rp["n_blocks"], draws=config.null_draws)  # fmt: skip
-            rep_rows.append({**base, "base_score": rp["base_score"], "couplings": rp["couplings"],
-                             "needed_single": ind["single"], "needed_block": ind["block"],
-                             "block_pairs": len(h["block"]["rel"]), "needed_bands": " ".join(map(str, ind["band"])),
-                             "min_single_score": ind["min_single_score"], "min_block_score": ind["min_block_score"],
-                             "core_size": rp["core_size"], "core_score": rp["core_score"],
-                             "rest_score": rp["rest_score"], "random_score": rp["random_score"],
-                             "links": len(rp["links"]), "chain_links": rp["chain_links"],
-                             "chain": "->".join(map(str, rp["chain"])), "null_median": rp["null_median"],
-                             "null_p95": rp["null_p95"], "p_null": rp["p"],
-                             "null_dist_median": float(np.median(null_d)),
-                             "null_dist_p95": float(np.percentile(null_d, 95)),
-                             "p_null_dist": float((1 + np.sum(null_d >= rp["chain_links"])) / (1 + null_d.size))
-                             if rp["links"] else math.nan, "median_distance": rp["median_distance"],
-                             "median_distance_all": rp["median_distance_all"]})  # fmt: skip
+            null_d = replay.chain_null_matched(
+                study_key(config.seed, "replay-null-distance", m["id"]),
+                pairs,
+                rp["links"],
+                rp["n_blocks"],
+                draws=config.null_draws,
+            )
+            rep_rows.append(
+                {
+                    **base,
+                    "base_score": rp["base_score"],
+                    "couplings": rp["couplings"],
+                    "needed_single": ind["single"],
+                    "needed_block": ind["block"],
+                    "block_pairs": len(h["block"]["rel"]),
+                    "needed_bands": " ".join(map(str, ind["band"])),
+                    "min_single_score": ind["min_single_score"],
+                    "min_block_score": ind["min_block_score"],
+                    "core_size": rp["core_size"],
+                    "core_score": rp["core_score"],
+                    "rest_score": rp["rest_score"],
+                    "random_score": rp["random_score"],
+                    "links": len(rp["links"]),
+                    "chain_links": rp["chain_links"],
+                    "chain": "->".join(map(str, rp["chain"])),
+                    "null_median": rp["null_median"],
+                    "null_p95": rp["null_p95"],
+                    "p_null": rp["p"],
+                    "null_dist_median": float(np.median(null_d)),
+                    "null_dist_p95": float(np.percentile(null_d, 95)),
+                    "p_null_dist": float((1 + np.sum(null_d >= rp["chain_links"])) / (1 + null_d.size))
+                    if rp["links"]
+                    else math.nan,
+                    "median_distance": rp["median_distance"],
+                    "median_distance_all": rp["median_distance_all"],
+                }
+            )
     prof_rows = []
     for kind, comps in prof.items():
         for name, d in comps.items():
-            prof_rows.append({"cells": kind, "comparison": name, "pairs": d["pairs"], "spearman": d["observed"],
-                              "null_mean": d["null_mean"], "null_lo": d["null_lo"], "null_hi": d["null_hi"],
-                              "p_null": d["p"], "task_mean": d.get("task_mean", math.nan),
-                              "task_lo": d.get("task_lo", math.nan), "task_hi": d.get("task_hi", math.nan),
-                              "p_task": d.get("p_task", math.nan)})  # fmt: skip
-    out = {"keep": pd.DataFrame(keep_rows), "nonnormal": pd.DataFrame(nn_rows), "versus": pd.DataFrame(vs_rows),
-           "compression": pd.DataFrame(comp_rows), "restriction": pd.DataFrame(res_rows),
-           "replay": pd.DataFrame(rep_rows), "profiles": pd.DataFrame(prof_rows)}  # fmt: skip
+            prof_rows.append(
+                {
+                    "cells": kind,
+                    "comparison": name,
+                    "pairs": d["pairs"],
+                    "spearman": d["observed"],
+                    "null_mean": d["null_mean"],
+                    "null_lo": d["null_lo"],
+                    "null_hi": d["null_hi"],
+                    "p_null": d["p"],
+                    "task_mean": d.get("task_mean", math.nan),
+                    "task_lo": d.get("task_lo", math.nan),
+                    "task_hi": d.get("task_hi", math.nan),
+                    "p_task": d.get("p_task", math.nan),
+                }
+            )
+    out = {
+        "keep": pd.DataFrame(keep_rows),
+        "nonnormal": pd.DataFrame(nn_rows),
+        "versus": pd.DataFrame(vs_rows),
+        "compression": pd.DataFrame(comp_rows),
+        "restriction": pd.DataFrame(res_rows),
+        "replay": pd.DataFrame(rep_rows),
+        "profiles": pd.DataFrame(prof_rows),
+    }
     out["across_seeds"] = across_seeds(out)
     return out
 
@@ -156,13 +259,13 @@ def across_seeds(t: dict[str, Any]) -> Any:
     rows = []
     keep, vs, comp, nn = t["keep"], t["versus"], t["compression"], t["nonnormal"]
     for (task, n), g in nn.groupby(["task", "n_hidden"], sort=False):
+
         def stat(name: str, x: Any) -> dict[str, float]:
             x = np.asarray(x, np.float64)
             x = x[np.isfinite(x)]
             if not x.size:
                 return {f"{name}_median": math.nan, f"{name}_min": math.nan, f"{name}_max": math.nan}
-            return {f"{name}_median": float(np.median(x)), f"{name}_min": float(x.min()),
-                    f"{name}_max": float(x.max())}  # fmt: skip
+            return {f"{name}_median": float(np.median(x)), f"{name}_min": float(x.min()), f"{name}_max": float(x.max())}
 
         row: dict[str, Any] = {"task": task, "n_hidden": n, "seeds": len(g)}
         for fam in ("single", "block"):
@@ -186,15 +289,22 @@ def across_seeds(t: dict[str, Any]) -> Any:
     return pd.DataFrame(rows)
 
 
-def summary_rows(config: StudyConfig, models: Sequence[dict[str, Any]],
-                 parts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+def summary_rows(
+    config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per model for ``table.csv``: the headline figures."""
     rows = []
     for m in models:
         p = parts[m["id"]]
         h = p["heldout"]
-        row: dict[str, Any] = {"model": m["id"], "task": m["task"], "seed": m["seed"], "n_hidden": m["n_hidden"],
-                               "base_loss": h["base_loss"], "base_score": h["base_score"]}  # fmt: skip
+        row: dict[str, Any] = {
+            "model": m["id"],
+            "task": m["task"],
+            "seed": m["seed"],
+            "n_hidden": m["n_hidden"],
+            "base_loss": h["base_loss"],
+            "base_score": h["base_score"],
+        }
         for fam in ("single", "block"):
             for crit in ("score", "loss"):
                 k = h[fam].get("keep", {}).get(crit, {})
@@ -238,11 +348,14 @@ def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
             elif not math.isfinite(pt):
                 verdict = "agree beyond the shuffled null"
             elif pt < alpha:
-                verdict = (f"agree beyond the null and beyond networks of any task (random groups: ρ {ref:.2f}, "
-                           f"p {_p(pt)})")
+                verdict = (
+                    f"agree beyond the null and beyond networks of any task (random groups: ρ {ref:.2f}, p {_p(pt)})"
+                )
             else:
-                verdict = (f"agree beyond the null, but no more than networks of any task do (random groups: "
-                           f"ρ {ref:.2f}, p {_p(pt)})")
+                verdict = (
+                    f"agree beyond the null, but no more than networks of any task do (random groups: "
+                    f"ρ {ref:.2f}, p {_p(pt)})"
+                )
             out.append(f"{name}, {cells} cells: ρ {rho:.2f} (p {_p(p)}): {verdict}.")
     return out
 
@@ -304,52 +417,90 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]],
-             prof: dict[str, Any], t: dict[str, Any]) -> str:  # fmt: skip
+def markdown(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> str:
     """The report: setup and criteria, the across-seed headline, then one section per question."""
     tau, eps = config.tau, config.eps
     L: list[str] = []
     sizes = sorted({int(m["n_hidden"]) for m in models})
     tasks = list(dict.fromkeys(m["task"] for m in models))
-    L += ["# Schur-coupling study", "",
-          "Which directed nonnormal Schur couplings of trained tanh RNNs can be removed without hurting the task, "
-          "how that compares with random edits of the same size, how much can go at once, what the copy replay "
-          "needs, whether the invariance holds off the task distribution, and whether seeds agree "
-          "(method: S. Dräger, *Task-Restricted Symmetries in Recurrent Weight Space*, arXiv:2606.18457).", "",
-          f"Models: {len(models)} ({', '.join(tasks)}; seeds {', '.join(map(str, config.seeds))}; "
-          f"n = {', '.join(map(str, sizes))}). Trials: {config.trials} in the selection batch and {config.trials} in "
-          f"a held-out batch drawn from another key; every figure below is on the held-out batch. Intervals: 95 % "
-          f"percentile intervals from {config.bootstrap} bootstrap resamples of the held-out trials. Root seed "
-          f"{config.seed}{' (quick preset)' if config.quick else ''}.", "",
-          "**Criteria.** A removal *keeps the score* when the task score (accuracy for flip-flop and context, R² "
-          f"for copy and sine) drops by at most ε = {eps:g}; it *keeps the loss* when "
-          f"|Δloss| / loss ≤ τ = {tau:g}. **Headlines use the score criterion**: it is in the task's own units, so "
-          "it means the same for every network of a task, while the loss criterion is relative to each network's "
-          "base loss and is therefore far stricter for networks with a near-zero loss (copy, sine) than for "
-          "networks whose loss is mostly irreducible trial noise (context). Both are reported everywhere.", ""]
+    L += [
+        "# Schur-coupling study",
+        "",
+        "Which directed nonnormal Schur couplings of trained tanh RNNs can be removed without hurting the task, "
+        "how that compares with random edits of the same size, how much can go at once, what the copy replay "
+        "needs, whether the invariance holds off the task distribution, and whether seeds agree "
+        "(method: S. Dräger, *Task-Restricted Symmetries in Recurrent Weight Space*, arXiv:2606.18457).",
+        "",
+        f"Models: {len(models)} ({', '.join(tasks)}; seeds {', '.join(map(str, config.seeds))}; "
+        f"n = {', '.join(map(str, sizes))}). Trials: {config.trials} in the selection batch and {config.trials} in "
+        f"a held-out batch drawn from another key; every figure below is on the held-out batch. Intervals: 95 % "
+        f"percentile intervals from {config.bootstrap} bootstrap resamples of the held-out trials. Root seed "
+        f"{config.seed}{' (quick preset)' if config.quick else ''}.",
+        "",
+        "**Criteria.** A removal *keeps the score* when the task score (accuracy for flip-flop and context, R² "
+        f"for copy and sine) drops by at most ε = {eps:g}; it *keeps the loss* when "
+        f"|Δloss| / loss ≤ τ = {tau:g}. **Headlines use the score criterion**: it is in the task's own units, so "
+        "it means the same for every network of a task, while the loss criterion is relative to each network's "
+        "base loss and is therefore far stricter for networks with a near-zero loss (copy, sine) than for "
+        "networks whose loss is mostly irreducible trial noise (context). Both are reported everywhere.",
+        "",
+    ]
     assert HEADLINE == "score"
     a = t["across_seeds"]
     L += ["## Headline (median over seeds, range in parentheses)", ""]
     kinds = [k for k in config.control_kinds]
-    head = ["task", "n", "seeds", "single keep (score)", "single keep (loss)", "block keep (score)",
-            "all-nonnormal score drop", *[f"single > {k}" for k in kinds], "compressed (loss)", "compressed (score)"]
+    head = [
+        "task",
+        "n",
+        "seeds",
+        "single keep (score)",
+        "single keep (loss)",
+        "block keep (score)",
+        "all-nonnormal score drop",
+        *[f"single > {k}" for k in kinds],
+        "compressed (loss)",
+        "compressed (score)",
+    ]
     rows = []
     for _, r in a.iterrows():
-        rows.append([r["task"], r["n_hidden"], r["seeds"], _range(r, "single_keep_score"),
-                     _range(r, "single_keep_loss"), _range(r, "block_keep_score"),
-                     _range(r, "nonnormal_drop", lambda x: _g(x, ".3f")),
-                     *[_range(r, f"single_vs_{k}_share") for k in kinds],
-                     _range(r, "compressed_loss_share"), _range(r, "compressed_score_share")])  # fmt: skip
-    L += [_table(head, rows), "",
-          "*single > kind*: share of (single-coupling removal, random control of that kind at equal ‖ΔW‖_F) pairs "
-          "in which the removal changes the loss more. *compressed*: share of the couplings removed together by "
-          "the compression search under that criterion.", ""]  # fmt: skip
+        rows.append(
+            [
+                r["task"],
+                r["n_hidden"],
+                r["seeds"],
+                _range(r, "single_keep_score"),
+                _range(r, "single_keep_loss"),
+                _range(r, "block_keep_score"),
+                _range(r, "nonnormal_drop", lambda x: _g(x, ".3f")),
+                *[_range(r, f"single_vs_{k}_share") for k in kinds],
+                _range(r, "compressed_loss_share"),
+                _range(r, "compressed_score_share"),
+            ]
+        )
+    L += [
+        _table(head, rows),
+        "",
+        "*single > kind*: share of (single-coupling removal, random control of that kind at equal ‖ΔW‖_F) pairs "
+        "in which the removal changes the loss more. *compressed*: share of the couplings removed together by "
+        "the compression search under that criterion.",
+        "",
+    ]
 
     k = t["keep"]
-    L += ["## 1. Loss-preserving shares per network", "",
-          "Share of single-coupling and block-coupling removals that keep the score / the loss on the held-out "
-          "batch, with the bootstrap interval; *replicated*: of the removals that kept the criterion on the "
-          "selection batch, the share that keep it on the held-out batch.", ""]  # fmt: skip
+    L += [
+        "## 1. Loss-preserving shares per network",
+        "",
+        "Share of single-coupling and block-coupling removals that keep the score / the loss on the held-out "
+        "batch, with the bootstrap interval; *replicated*: of the removals that kept the criterion on the "
+        "selection batch, the share that keep it on the held-out batch.",
+        "",
+    ]
     rows = []
     for m in models:
         sel = k[k.model == m["id"]]
@@ -364,109 +515,201 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
         cells.append(" / ".join(rep))
         n_single = int(sel[(sel.family == "single")].n.iloc[0]) if len(sel[sel.family == "single"]) else 0
         rows.append([m["id"], n_single, *cells])
-    L += [_table(["model", "couplings", "single (score)", "single (loss)", "block (score)", "block (loss)",
-                  "replicated (score / loss)"], rows), ""]  # fmt: skip
+    L += [
+        _table(
+            [
+                "model",
+                "couplings",
+                "single (score)",
+                "single (loss)",
+                "block (score)",
+                "block (loss)",
+                "replicated (score / loss)",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
     nn = t["nonnormal"]
     L += ["## 2. Removing every nonnormal coupling (T → D)", ""]
-    rows = [[r.model, _g(r.base_loss, ".3g"), f"{_g(r.base_score, '.3f')} → {_g(r.score, '.3f')}",
-             f"{_g(r.drop, '.3f')} [{_g(r.drop_lo, '.3f')}, {_g(r.drop_hi, '.3f')}]",
-             f"{_rel(r.rel)} [{_rel(r.rel_lo)}, {_rel(r.rel_hi)}]", _g(r.delta_norm, ".3g")]
-            for r in nn.itertuples()]  # fmt: skip
+    rows = [
+        [
+            r.model,
+            _g(r.base_loss, ".3g"),
+            f"{_g(r.base_score, '.3f')} → {_g(r.score, '.3f')}",
+            f"{_g(r.drop, '.3f')} [{_g(r.drop_lo, '.3f')}, {_g(r.drop_hi, '.3f')}]",
+            f"{_rel(r.rel)} [{_rel(r.rel_lo)}, {_rel(r.rel_hi)}]",
+            _g(r.delta_norm, ".3g"),
+        ]
+        for r in nn.itertuples()
+    ]
     L += [_table(["model", "base loss", "score", "score drop", "Δloss / loss", "‖ΔW‖_F"], rows), ""]
 
     vs = t["versus"]
-    L += ["## 3. Schur removals vs random edits of equal ‖ΔW‖_F", "",
-          f"Per family and control kind (at most {config.control_max} removals per family, a random subset): "
-          "*more*: share of pairs in which the Schur removal changes the loss more than its control [bootstrap "
-          "interval]; *ratio*: median of |Δloss(removal)| / |Δloss(control)| [interval]; *p*: paired Wilcoxon "
-          "signed-rank test of |Δloss(removal)| − |Δloss(control)|. matched_norm: dense Gaussian edit of W; "
-          "matched_count: as many random couplings removed; coupling_noise: Gaussian noise on the coupling entries "
-          "only (spectrum kept). The all-nonnormal removal is paired with 16 controls of each kind (not with "
-          "matched_count, which would remove every coupling too: the same edit); *cumulative*: prefixes of the "
-          "couplings ordered by importance on the selection batch (least important first). For single couplings, "
-          "matched_count removes one other coupling drawn at random, so about 50 % *more* is expected by "
-          "construction; it says something for the families that pick structured sets (block, band, cumulative).",
-          ""]
+    L += [
+        "## 3. Schur removals vs random edits of equal ‖ΔW‖_F",
+        "",
+        f"Per family and control kind (at most {config.control_max} removals per family, a random subset): "
+        "*more*: share of pairs in which the Schur removal changes the loss more than its control [bootstrap "
+        "interval]; *ratio*: median of |Δloss(removal)| / |Δloss(control)| [interval]; *p*: paired Wilcoxon "
+        "signed-rank test of |Δloss(removal)| − |Δloss(control)|. matched_norm: dense Gaussian edit of W; "
+        "matched_count: as many random couplings removed; coupling_noise: Gaussian noise on the coupling entries "
+        "only (spectrum kept). The all-nonnormal removal is paired with 16 controls of each kind (not with "
+        "matched_count, which would remove every coupling too: the same edit); *cumulative*: prefixes of the "
+        "couplings ordered by importance on the selection batch (least important first). For single couplings, "
+        "matched_count removes one other coupling drawn at random, so about 50 % *more* is expected by "
+        "construction; it says something for the families that pick structured sets (block, band, cumulative).",
+        "",
+    ]
     for fam in ("single", "block", "band", "all_nonnormal", "cumulative"):
         sub = vs[vs.family == fam] if len(vs) else vs
         if not len(sub):
             continue
-        rows = [[r.model, r.kind, r.pairs, _ci(r.share_more, r.share_lo, r.share_hi),
-                 f"{_g(r.median_ratio)} [{_g(r.ratio_lo)}, {_g(r.ratio_hi)}]", _p(r.wilcoxon_p)]
-                for r in sub.itertuples()]  # fmt: skip
+        rows = [
+            [
+                r.model,
+                r.kind,
+                r.pairs,
+                _ci(r.share_more, r.share_lo, r.share_hi),
+                f"{_g(r.median_ratio)} [{_g(r.ratio_lo)}, {_g(r.ratio_hi)}]",
+                _p(r.wilcoxon_p),
+            ]
+            for r in sub.itertuples()
+        ]
         L += [f"**{fam}**", "", _table(["model", "control", "pairs", "more", "ratio", "p"], rows), ""]
 
     c = t["compression"]
-    L += ["## 4. Compression: couplings removed together", "",
-          "The search (on the selection batch"
-          + (f", at {1 - config.margin:g} times each criterion's threshold (margin {config.margin:g})"
-             if config.margin else "")
-          + "): couplings ordered by single-removal importance (least first); the "
-          f"longest prefix whose joint removal keeps the criterion, by batched bisection ({16} prefix lengths per "
-          f"round); then up to {config.greedy_passes} greedy passes, each trying the next "
-          f"{config.greedy_candidates} untried couplings one by one on top of the set and adding the longest "
-          "passing prefix of those that pass. The found set is judged on the held-out batch, next to random "
-          "removals of as many couplings (*count ctrl*, median of 8) and dense edits of the same norm (*norm ctrl*). "
-          "*holds*: whether the set keeps its criterion on the held-out batch too (a set found at the edge of the "
-          "criterion on one batch can cross it on another). Exported to `compressed/<model>-<criterion>.eqx`.",
-          ""]  # fmt: skip
+    L += [
+        "## 4. Compression: couplings removed together",
+        "",
+        "The search (on the selection batch"
+        + (
+            f", at {1 - config.margin:g} times each criterion's threshold (margin {config.margin:g})"
+            if config.margin
+            else ""
+        )
+        + "): couplings ordered by single-removal importance (least first); the "
+        f"longest prefix whose joint removal keeps the criterion, by batched bisection ({16} prefix lengths per "
+        f"round); then up to {config.greedy_passes} greedy passes, each trying the next "
+        f"{config.greedy_candidates} untried couplings one by one on top of the set and adding the longest "
+        "passing prefix of those that pass. The found set is judged on the held-out batch, next to random "
+        "removals of as many couplings (*count ctrl*, median of 8) and dense edits of the same norm (*norm ctrl*). "
+        "*holds*: whether the set keeps its criterion on the held-out batch too (a set found at the edge of the "
+        "criterion on one batch can cross it on another). Exported to `compressed/<model>-<criterion>.eqx`.",
+        "",
+    ]
     if len(c):
         for crit in ("loss", "score"):
             hs = list(c.holds[c.criterion == crit])
             if hs:
-                L += [f"- {crit} criterion: the found set holds on the held-out batch in {sum(hs)} of {len(hs)} "
-                      "networks."]
+                L += [
+                    f"- {crit} criterion: the found set holds on the held-out batch in {sum(hs)} of {len(hs)} networks."
+                ]
         L += [""]
-    rows = [[r.model, r.criterion, f"{r.removed}/{r.couplings} ({_pct(r.share_removed)})",
-             f"{_rel(r.selection_rel)} / {_g(r.selection_drop, '.3f')}",
-             f"{_rel(r.heldout_rel)} [{_rel(r.heldout_rel_lo)}, {_rel(r.heldout_rel_hi)}]",
-             f"{_g(r.base_score, '.3f')} → {_g(r.heldout_score, '.3f')} (drop {_g(r.heldout_drop, '.3f')} "
-             f"[{_g(r.heldout_drop_lo, '.3f')}, {_g(r.heldout_drop_hi, '.3f')}])",
-             f"{_rel(r.count_ctrl_rel)} / {_g(r.count_ctrl_score, '.3f')}",
-             f"{_rel(r.norm_ctrl_rel)} / {_g(r.norm_ctrl_score, '.3f')}",
-             "yes" if r.holds else "no"] for r in c.itertuples()]  # fmt: skip
-    L += [_table(["model", "criterion", "removed", "selection Δloss/loss / drop", "held-out Δloss/loss",
-                  "held-out score", "count ctrl Δloss / score", "norm ctrl Δloss / score", "holds"], rows),
-          ""]  # fmt: skip
+    rows = [
+        [
+            r.model,
+            r.criterion,
+            f"{r.removed}/{r.couplings} ({_pct(r.share_removed)})",
+            f"{_rel(r.selection_rel)} / {_g(r.selection_drop, '.3f')}",
+            f"{_rel(r.heldout_rel)} [{_rel(r.heldout_rel_lo)}, {_rel(r.heldout_rel_hi)}]",
+            f"{_g(r.base_score, '.3f')} → {_g(r.heldout_score, '.3f')} (drop {_g(r.heldout_drop, '.3f')} "
+            f"[{_g(r.heldout_drop_lo, '.3f')}, {_g(r.heldout_drop_hi, '.3f')}])",
+            f"{_rel(r.count_ctrl_rel)} / {_g(r.count_ctrl_score, '.3f')}",
+            f"{_rel(r.norm_ctrl_rel)} / {_g(r.norm_ctrl_score, '.3f')}",
+            "yes" if r.holds else "no",
+        ]
+        for r in c.itertuples()
+    ]
+    L += [
+        _table(
+            [
+                "model",
+                "criterion",
+                "removed",
+                "selection Δloss/loss / drop",
+                "held-out Δloss/loss",
+                "held-out score",
+                "count ctrl Δloss / score",
+                "norm ctrl Δloss / score",
+                "holds",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
     rp = t["replay"]
     if len(rp):
-        L += ["## 5. What the copy replay needs", "",
-              f"A removal *breaks* the replay when the replay's R² on the held-out batch falls below "
-              f"{config.replay_r2:g}. *alone*: single couplings / block pairs whose removal alone breaks it (lowest "
-              "R² among them in parentheses) and the bands (block distances) that do. *core*: the shortest prefix of "
-              "the couplings ordered by importance on the selection batch (most important first) whose joint "
-              "removal breaks the replay there; held-out R² after removing the core, after removing every coupling "
-              "but the core, and (median of 8) after removing as many random couplings. *line*: the longest "
-              "feed-forward line (directed path b → a through the core's block links, blocks numbered by "
-              f"descending |λ|) against a null of as many links drawn among all coupled block pairs "
-              f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long); *matched*: the "
-              "same null with each drawn link at the block distance of one of the core's links (the core's links "
-              "are shorter than average, and short links chain more easily); *distance*: median block distance of "
-              "the core's links (of all coupled pairs).", ""]  # fmt: skip
-        rows = [[r.model, _g(r.base_score, ".4f"),
-                 f"{r.needed_single} ({_g(r.min_single_score, '.2f')}) / {r.needed_block} "
-                 f"({_g(r.min_block_score, '.2f')}); bands {_text(r.needed_bands)}",
-                 f"{r.core_size}/{r.couplings}", f"{_g(r.core_score, '.3f')} / {_g(r.rest_score, '.3f')} / "
-                 f"{_g(r.random_score, '.3f')}", f"{r.links}; {r.chain_links} ({r.chain})",
-                 f"{_g(r.null_median)} / {_g(r.null_p95)}", _p(r.p_null),
-                 f"{_g(r.null_dist_median)} / {_g(r.null_dist_p95)}", _p(r.p_null_dist),
-                 f"{_g(r.median_distance)} ({_g(r.median_distance_all)})"] for r in rp.itertuples()]  # fmt: skip
-        L += [_table(["model", "R²", "alone: single / block; bands", "core", "R² without core / with only core / "
-                      "random", "links; line (blocks)", "null", "p", "matched null", "p (matched)", "distance"],
-                     rows), ""]  # fmt: skip
+        L += [
+            "## 5. What the copy replay needs",
+            "",
+            f"A removal *breaks* the replay when the replay's R² on the held-out batch falls below "
+            f"{config.replay_r2:g}. *alone*: single couplings / block pairs whose removal alone breaks it (lowest "
+            "R² among them in parentheses) and the bands (block distances) that do. *core*: the shortest prefix of "
+            "the couplings ordered by importance on the selection batch (most important first) whose joint "
+            "removal breaks the replay there; held-out R² after removing the core, after removing every coupling "
+            "but the core, and (median of 8) after removing as many random couplings. *line*: the longest "
+            "feed-forward line (directed path b → a through the core's block links, blocks numbered by "
+            f"descending |λ|) against a null of as many links drawn among all coupled block pairs "
+            f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long); *matched*: the "
+            "same null with each drawn link at the block distance of one of the core's links (the core's links "
+            "are shorter than average, and short links chain more easily); *distance*: median block distance of "
+            "the core's links (of all coupled pairs).",
+            "",
+        ]
+        rows = [
+            [
+                r.model,
+                _g(r.base_score, ".4f"),
+                f"{r.needed_single} ({_g(r.min_single_score, '.2f')}) / {r.needed_block} "
+                f"({_g(r.min_block_score, '.2f')}); bands {_text(r.needed_bands)}",
+                f"{r.core_size}/{r.couplings}",
+                f"{_g(r.core_score, '.3f')} / {_g(r.rest_score, '.3f')} / {_g(r.random_score, '.3f')}",
+                f"{r.links}; {r.chain_links} ({r.chain})",
+                f"{_g(r.null_median)} / {_g(r.null_p95)}",
+                _p(r.p_null),
+                f"{_g(r.null_dist_median)} / {_g(r.null_dist_p95)}",
+                _p(r.p_null_dist),
+                f"{_g(r.median_distance)} ({_g(r.median_distance_all)})",
+            ]
+            for r in rp.itertuples()
+        ]
+        L += [
+            _table(
+                [
+                    "model",
+                    "R²",
+                    "alone: single / block; bands",
+                    "core",
+                    "R² without core / with only core / random",
+                    "links; line (blocks)",
+                    "null",
+                    "p",
+                    "matched null",
+                    "p (matched)",
+                    "distance",
+                ],
+                rows,
+            ),
+            "",
+        ]
 
     rs = t["restriction"]
     if len(rs):
-        L += ["## 6. Task restriction: output changes off the task distribution", "",
-              "For loss-keeping single removals (a random subset of at most "
-              f"{config.restriction_max}) and their matched-norm controls: the median output change relative to "
-              "the unablated network's own output (mean squared difference / mean squared output) on the held-out "
-              "trials (*task*) and off the distribution (*long*: trials twice as long; *amplitude*: inputs x1.5; "
-              "*noise*: white noise of the task's input variance). *amp*: median of off-distribution over on-task "
-              "output change per removal (removal / control); *more*: share of pairs where the removal's "
-              "amplification exceeds its control's; *p*: paired Wilcoxon test of the log amplifications.", ""]
+        L += [
+            "## 6. Task restriction: output changes off the task distribution",
+            "",
+            "For loss-keeping single removals (a random subset of at most "
+            f"{config.restriction_max}) and their matched-norm controls: the median output change relative to "
+            "the unablated network's own output (mean squared difference / mean squared output) on the held-out "
+            "trials (*task*) and off the distribution (*long*: trials twice as long; *amplitude*: inputs x1.5; "
+            "*noise*: white noise of the task's input variance). *amp*: median of off-distribution over on-task "
+            "output change per removal (removal / control); *more*: share of pairs where the removal's "
+            "amplification exceeds its control's; *p*: paired Wilcoxon test of the log amplifications.",
+            "",
+        ]
         rows = []
         for mid in rs.model.unique():
             sub = rs[rs.model == mid].set_index("condition")
@@ -476,35 +719,67 @@ def markdown(config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[
             for cond in OFF_CONDITIONS:
                 if cond in sub.index:
                     s = sub.loc[cond]
-                    row.append(f"{_g(s.keep)} / {_g(s.control)}; amp {_g(s.amp_keep)} / {_g(s.amp_control)}; "
-                               f"more {_pct(s.share_amp_more)}, p {_p(s.wilcoxon_p)}")  # fmt: skip
+                    row.append(
+                        f"{_g(s.keep)} / {_g(s.control)}; amp {_g(s.amp_keep)} / {_g(s.amp_control)}; "
+                        f"more {_pct(s.share_amp_more)}, p {_p(s.wilcoxon_p)}"
+                    )
                 else:
                     row.append("–")
             comp = sub.loc["task", "compressed"]
-            row.append(" / ".join(_g(sub.loc[cc, "compressed"]) for cc in ("task", *OFF_CONDITIONS)
-                                  if cc in sub.index) if math.isfinite(_nan(comp)) else "–")  # fmt: skip
+            row.append(
+                " / ".join(_g(sub.loc[cc, "compressed"]) for cc in ("task", *OFF_CONDITIONS) if cc in sub.index)
+                if math.isfinite(_nan(comp))
+                else "–"
+            )
             rows.append(row)
-        L += [_table(["model", "removals", "task: removal / control", *OFF_CONDITIONS,
-                      "compressed (task / long / amplitude / noise)"], rows), ""]  # fmt: skip
+        L += [
+            _table(
+                [
+                    "model",
+                    "removals",
+                    "task: removal / control",
+                    *OFF_CONDITIONS,
+                    "compressed (task / long / amplitude / noise)",
+                ],
+                rows,
+            ),
+            "",
+        ]
 
     pr = t["profiles"]
     if len(pr):
-        L += ["## 7. Do seeds need the same couplings? Basis-free profiles", "",
-              f"Each coupling is placed in a cell by its spectral context: *modulus*: the |λ| quantile bins "
-              f"({config.bins} per axis, per network) of its source and target blocks; *distance*: its block "
-              f"distance relative to the number of blocks ({2 * config.bins} bins). A network's profile is the mean "
-              "importance rank (0 least, 1 most important, by held-out |Δloss| / loss) of its couplings per cell. "
-              "*ρ*: mean Spearman correlation of profiles over the pairs compared; *null*: the same with importance "
-              f"shuffled among each network's couplings ({config.null_draws} draws; mean and 95 % range); *p*: "
-              "share of null draws at least as large; *any task*: the same mean over groups of as many networks "
-              "drawn at random from every task of the same sizes (a permutation test of the task labels; mean, 95 % "
-              "range and *p*). Profiles of any two trained networks share some structure, so only the second test "
-              "says that seeds of one task agree *more* than networks in general.", ""]  # fmt: skip
-        rows = [[r.comparison, r.cells, r.pairs, _g(r.spearman, ".2f"),
-                 f"{_g(r.null_mean, '.2f')} [{_g(r.null_lo, '.2f')}, {_g(r.null_hi, '.2f')}]", _p(r.p_null),
-                 (f"{_g(r.task_mean, '.2f')} [{_g(r.task_lo, '.2f')}, {_g(r.task_hi, '.2f')}]"
-                  if math.isfinite(_nan(r.task_mean)) else "–"), _p(r.p_task)]
-                for r in pr.sort_values(["comparison", "cells"]).itertuples()]  # fmt: skip
+        L += [
+            "## 7. Do seeds need the same couplings? Basis-free profiles",
+            "",
+            f"Each coupling is placed in a cell by its spectral context: *modulus*: the |λ| quantile bins "
+            f"({config.bins} per axis, per network) of its source and target blocks; *distance*: its block "
+            f"distance relative to the number of blocks ({2 * config.bins} bins). A network's profile is the mean "
+            "importance rank (0 least, 1 most important, by held-out |Δloss| / loss) of its couplings per cell. "
+            "*ρ*: mean Spearman correlation of profiles over the pairs compared; *null*: the same with importance "
+            f"shuffled among each network's couplings ({config.null_draws} draws; mean and 95 % range); *p*: "
+            "share of null draws at least as large; *any task*: the same mean over groups of as many networks "
+            "drawn at random from every task of the same sizes (a permutation test of the task labels; mean, 95 % "
+            "range and *p*). Profiles of any two trained networks share some structure, so only the second test "
+            "says that seeds of one task agree *more* than networks in general.",
+            "",
+        ]
+        rows = [
+            [
+                r.comparison,
+                r.cells,
+                r.pairs,
+                _g(r.spearman, ".2f"),
+                f"{_g(r.null_mean, '.2f')} [{_g(r.null_lo, '.2f')}, {_g(r.null_hi, '.2f')}]",
+                _p(r.p_null),
+                (
+                    f"{_g(r.task_mean, '.2f')} [{_g(r.task_lo, '.2f')}, {_g(r.task_hi, '.2f')}]"
+                    if math.isfinite(_nan(r.task_mean))
+                    else "–"
+                ),
+                _p(r.p_task),
+            ]
+            for r in pr.sort_values(["comparison", "cells"]).itertuples()
+        ]
         L += [_table(["comparison", "cells", "pairs", "ρ", "null", "p", "any task", "p (any task)"], rows), ""]
         L += ["In words (p < 0.05):", ""]
         L += [f"- {line}" for line in agreement(pr)] + [""]

@@ -29,8 +29,9 @@ __all__ = ["restriction_part", "output_power"]
 def output_power(model: Any, batch: Any) -> float:
     """``mean(y^2)`` of the unablated model's outputs on the batch (all steps, trials and outputs), from a float64
     NumPy rollout (no compilation)."""
-    W_in, W, b, W_out, b_out = (np.asarray(getattr(model, k), np.float64) for k in ("W_in", "W_rec", "b", "W_out",
-                                                                                     "b_out"))  # fmt: skip
+    W_in, W, b, W_out, b_out = (
+        np.asarray(getattr(model, k), np.float64) for k in ("W_in", "W_rec", "b", "W_out", "b_out")
+    )
     x = np.asarray(batch.inputs, np.float64)
     drive = x @ W_in.T + b
     h = np.zeros((x.shape[0], W.shape[0]))
@@ -48,9 +49,18 @@ def _median(x: np.ndarray) -> float:
     return float(np.median(x)) if x.size else math.nan
 
 
-def restriction_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, keepers: np.ndarray,
-                     compressed: np.ndarray | None, *, restriction_max: int,
-                     **options: Any) -> dict[str, Any]:  # fmt: skip
+def restriction_part(
+    model: Any,
+    sf: Any,
+    task: Any,
+    batch: Any,
+    key: Any,
+    keepers: np.ndarray,
+    compressed: np.ndarray | None,
+    *,
+    restriction_max: int,
+    **options: Any,
+) -> dict[str, Any]:
     """Output changes of loss-keeping removals and their controls on the task and off it.
 
     Args:
@@ -94,18 +104,24 @@ def restriction_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, keepe
         res = measure(model, sf, variants, b, task if cond != "long" else None, **options).res
         rel_out[cond] = np.asarray(res.output_distance, np.float64) / max(output_power(model, b), 1e-30)
     for cond, r in rel_out.items():
-        d: dict[str, Any] = {"keep": _median(r[:K]), "control": _median(r[K : 2 * K]),
-                             "compressed": float(r[-1]) if comp else math.nan,
-                             "keep_rel_out": [float(x) for x in r[:K]],
-                             "control_rel_out": [float(x) for x in r[K : 2 * K]]}  # fmt: skip
+        d: dict[str, Any] = {
+            "keep": _median(r[:K]),
+            "control": _median(r[K : 2 * K]),
+            "compressed": float(r[-1]) if comp else math.nan,
+            "keep_rel_out": [float(x) for x in r[:K]],
+            "control_rel_out": [float(x) for x in r[K : 2 * K]],
+        }
         if cond != "task" and K:
             with np.errstate(divide="ignore", invalid="ignore"):
                 amp_k = r[:K] / rel_out["task"][:K]
                 amp_c = r[K : 2 * K] / rel_out["task"][K : 2 * K]
             ok = np.isfinite(amp_k) & np.isfinite(amp_c) & (amp_k > 0) & (amp_c > 0)
-            d.update(amp_keep=_median(amp_k), amp_control=_median(amp_c),
-                     share_amp_more=float((amp_k[ok] > amp_c[ok]).mean()) if ok.any() else math.nan,
-                     wilcoxon=stats.wilcoxon_paired(np.log(amp_k[ok]), np.log(amp_c[ok])))  # fmt: skip
+            d.update(
+                amp_keep=_median(amp_k),
+                amp_control=_median(amp_c),
+                share_amp_more=float((amp_k[ok] > amp_c[ok]).mean()) if ok.any() else math.nan,
+                wilcoxon=stats.wilcoxon_paired(np.log(amp_k[ok]), np.log(amp_c[ok])),
+            )
             if comp:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     d["amp_compressed"] = float(r[-1] / rel_out["task"][-1])

@@ -56,8 +56,11 @@ class Study:
         for m in self.models:
             if m["id"] == model_id:
                 return m
-        raise InputError("Study", "model_id", f"no model {model_id!r} in {self.path}; it has "
-                         f"{', '.join(m['id'] for m in self.models)}")  # fmt: skip
+        raise InputError(
+            "Study",
+            "model_id",
+            f"no model {model_id!r} in {self.path}; it has {', '.join(m['id'] for m in self.models)}",
+        )
 
     def model(self, model_id: str) -> tuple[Any, Any]:
         """``(TanhRNN, Task)`` of a model of the study, loaded again from its source (zoo entry or file) and checked
@@ -103,10 +106,10 @@ class Context:
 
         ident = (purpose, task.name, canonical(task_params(task)))
         if ident not in self.batches:
-            self.batches[ident] = task.sample(study_key(self.config.seed, purpose, ident[1], ident[2]),
-                                              self.config.trials)  # fmt: skip
+            self.batches[ident] = task.sample(
+                study_key(self.config.seed, purpose, ident[1], ident[2]), self.config.trials
+            )
         return self.batches[ident]
-
 
 
 def decode(x: Any) -> Any:
@@ -116,7 +119,6 @@ def decode(x: Any) -> Any:
     if isinstance(x, list):
         return [decode(v) for v in x]
     return float("nan") if x is None else x
-
 
 
 def load(path: str | os.PathLike) -> Study:

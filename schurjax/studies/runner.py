@@ -47,9 +47,18 @@ COMPRESS_CRITERIA = ("loss", "score")
 PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
 """The parts of each model, in the order they run (``replay`` only for copy networks)."""
 
-SMALL: dict[str, Any] = {"tasks": ("copy",), "seeds": (0, 1), "trials": 16, "bootstrap": 50,
-                         "control_max": 8, "greedy_candidates": 8, "greedy_passes": 1, "restriction_max": 8,
-                         "null_draws": 50, "quick": True}  # fmt: skip
+SMALL: dict[str, Any] = {
+    "tasks": ("copy",),
+    "seeds": (0, 1),
+    "trials": 16,
+    "bootstrap": 50,
+    "control_max": 8,
+    "greedy_candidates": 8,
+    "greedy_passes": 1,
+    "restriction_max": 8,
+    "null_draws": 50,
+    "quick": True,
+}
 """A very small study (copy networks, whose trials are the shortest, two seeds, 16 trials) that runs in well under a
 minute: for executing the notebooks in the test suite (``SCHURJAX_QUICK=1``). Its figures are too noisy to read;
 ``quick=True`` and the full study are the ones to read."""
@@ -102,18 +111,26 @@ def _resolve(config: StudyConfig, models: Sequence[Any] | None) -> tuple[StudyCo
     out = []
     for task in config.tasks:
         if not any(t == task for t, _, _ in have):
-            raise InputError("study", "tasks", f"the zoo has no {task!r} models; it has "
-                             f"{', '.join(sorted({t for t, _, _ in have}))}")  # fmt: skip
+            raise InputError(
+                "study", "tasks", f"the zoo has no {task!r} models; it has {', '.join(sorted({t for t, _, _ in have}))}"
+            )
         for n in config.sizes:
             if not any(t == task and m == n for t, _, m in have):
                 got = sorted({m for t, _, m in have if t == task})
-                raise InputError("study", "sizes", f"the zoo has no {task!r} models with n_hidden={n}; it has "
-                                 f"{', '.join(map(str, got))}")  # fmt: skip
+                raise InputError(
+                    "study",
+                    "sizes",
+                    f"the zoo has no {task!r} models with n_hidden={n}; it has {', '.join(map(str, got))}",
+                )
             for seed in config.seeds:
                 if (task, seed, n) not in have:
                     got = sorted(s for t, s, m in have if t == task and m == n)
-                    raise InputError("study", "seeds", f"the zoo has no {task!r} model of seed {seed} at n={n}; "
-                                     f"seeds there: {', '.join(map(str, got))}")  # fmt: skip
+                    raise InputError(
+                        "study",
+                        "seeds",
+                        f"the zoo has no {task!r} model of seed {seed} at n={n}; "
+                        f"seeds there: {', '.join(map(str, got))}",
+                    )
                 spec = resolve_models([f"zoo:{task}/{seed}" + ("" if n == 64 else f"@{n}")])[0]
                 out.append(dataclasses.replace(spec, id=f"{task}-{seed}-n{n}"))
     return config, out
@@ -173,8 +190,17 @@ def study(
         st = sj.study(out="runs/study", quick=True)
         print(st.report.read_text())
     """
-    given = {"tasks": tasks, "seeds": seeds, "sizes": sizes, "tau": tau, "eps": eps, "trials": trials,
-             "bootstrap": bootstrap, "seed": seed, **settings}  # fmt: skip
+    given = {
+        "tasks": tasks,
+        "seeds": seeds,
+        "sizes": sizes,
+        "tau": tau,
+        "eps": eps,
+        "trials": trials,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        **settings,
+    }
     known = {f.name for f in dataclasses.fields(StudyConfig)} - {"quick"}
     unknown = sorted(set(given) - known)
     if unknown:
@@ -185,8 +211,14 @@ def study(
     config = StudyConfig(quick=bool(quick), **kw)
     config, specs = _resolve(config, models)
     log = log or _log_default
-    return _run(config, specs, Path(out), log=log if progress else (lambda s: None), on_part=on_part,
-                extra_manifest=extra_manifest)  # fmt: skip
+    return _run(
+        config,
+        specs,
+        Path(out),
+        log=log if progress else (lambda s: None),
+        on_part=on_part,
+        extra_manifest=extra_manifest,
+    )
 
 
 def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -195,20 +227,43 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
     from schurjax.sweeps.config import model_fingerprint, task_params
 
     cfg = config.to_dict()
-    cfg.update(schurjax_version=schurjax.__version__, study_schema=STUDY_SCHEMA,
-               models=[{"id": s.id, "task": s.task.name, "task_params": task_params(s.task),
-                        "weights_sha256": model_fingerprint(s.model)} for s in specs])  # fmt: skip
-    return {"schurjax_study": STUDY_SCHEMA, "config": cfg, "versions": versions(), "device": device_info(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parts": list(PARTS),
-            "models": [_model_record(s) for s in specs], **(extra or {})}  # fmt: skip
+    cfg.update(
+        schurjax_version=schurjax.__version__,
+        study_schema=STUDY_SCHEMA,
+        models=[
+            {
+                "id": s.id,
+                "task": s.task.name,
+                "task_params": task_params(s.task),
+                "weights_sha256": model_fingerprint(s.model),
+            }
+            for s in specs
+        ],
+    )
+    return {
+        "schurjax_study": STUDY_SCHEMA,
+        "config": cfg,
+        "versions": versions(),
+        "device": device_info(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "parts": list(PARTS),
+        "models": [_model_record(s) for s in specs],
+        **(extra or {}),
+    }
 
 
 def _model_record(spec: Any) -> dict[str, Any]:
     from schurjax.sweeps.config import model_fingerprint, task_params
 
-    return {"id": spec.id, "source": spec.source, "task": spec.task.name, "task_params": task_params(spec.task),
-            "seed": spec.seed, "n_hidden": int(spec.model.n_hidden),
-            "weights_sha256": model_fingerprint(spec.model)}  # fmt: skip
+    return {
+        "id": spec.id,
+        "source": spec.source,
+        "task": spec.task.name,
+        "task_params": task_params(spec.task),
+        "seed": spec.seed,
+        "n_hidden": int(spec.model.n_hidden),
+        "weights_sha256": model_fingerprint(spec.model),
+    }
 
 
 def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -219,31 +274,67 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
     if name == "selection":
         return keep.selection_part(model, sf, task, sel)
     if name == "heldout":
-        return keep.heldout_part(model, sf, task, held, key, done["selection"], tau=cfg.tau, eps=cfg.eps,
-                                 bootstrap=cfg.bootstrap)  # fmt: skip
+        return keep.heldout_part(
+            model, sf, task, held, key, done["selection"], tau=cfg.tau, eps=cfg.eps, bootstrap=cfg.bootstrap
+        )
     if name == "controls":
         order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
-        return versus.controls_part(model, sf, task, held, key, kinds=cfg.control_kinds, control_max=cfg.control_max,
-                                    bootstrap=cfg.bootstrap, order=order)  # fmt: skip
+        return versus.controls_part(
+            model,
+            sf,
+            task,
+            held,
+            key,
+            kinds=cfg.control_kinds,
+            control_max=cfg.control_max,
+            bootstrap=cfg.bootstrap,
+            order=order,
+        )
     if name.startswith("compression-"):
         criterion = name.split("-", 1)[1]
         order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
-        found = compression.search(model, sf, task, sel, order, criterion=criterion,
-                                   tol=cfg.search_tol(criterion),
-                                   candidates=cfg.greedy_candidates, passes=cfg.greedy_passes)  # fmt: skip
-        found["heldout"] = compression.verify(model, sf, task, held, key, np.asarray(found["removed"]),
-                                              bootstrap=cfg.bootstrap)  # fmt: skip
+        found = compression.search(
+            model,
+            sf,
+            task,
+            sel,
+            order,
+            criterion=criterion,
+            tol=cfg.search_tol(criterion),
+            candidates=cfg.greedy_candidates,
+            passes=cfg.greedy_passes,
+        )
+        found["heldout"] = compression.verify(
+            model, sf, task, held, key, np.asarray(found["removed"]), bootstrap=cfg.bootstrap
+        )
         _export(out, spec, sf, criterion, found, cfg)
         return found
     if name == "restriction":
         keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau))[0]
         comp = done.get("compression-loss", {}).get("removed")
-        return restriction.restriction_part(model, sf, task, held, key, keepers,
-                                            None if comp is None else np.asarray(comp),
-                                            restriction_max=cfg.restriction_max)  # fmt: skip
+        return restriction.restriction_part(
+            model,
+            sf,
+            task,
+            held,
+            key,
+            keepers,
+            None if comp is None else np.asarray(comp),
+            restriction_max=cfg.restriction_max,
+        )
     if name == "replay":
-        return replay.replay_part(model, sf, task, sel, held, done["selection"], done["heldout"], key,
-                                  replay_r2=cfg.replay_r2, draws=cfg.null_draws)  # fmt: skip
+        return replay.replay_part(
+            model,
+            sf,
+            task,
+            sel,
+            held,
+            done["selection"],
+            done["heldout"],
+            key,
+            replay_r2=cfg.replay_r2,
+            draws=cfg.null_draws,
+        )
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
 
@@ -253,18 +344,39 @@ def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any]
     meta = {
         "task": {"name": spec.task.name, "params": task_params(spec.task)},
         "seed": spec.seed,
-        "base_model": {"id": spec.id, "source": spec.source, "seed": spec.seed, "n_hidden": int(spec.model.n_hidden),
-                       "weights_sha256": model_fingerprint(spec.model)},
-        "compression": {"criterion": criterion, "tol": cfg.tau if criterion == "loss" else cfg.eps,
-                        "selection": found["selection"], "heldout": found["heldout"],
-                        "study_seed": cfg.seed, "trials": cfg.trials},
-    }  # fmt: skip
-    return compression.export(out / "compressed" / f"{spec.id}-{criterion}.eqx", spec.model, sf,
-                              np.asarray(found["removed"]), finite_or_none(meta))  # fmt: skip
+        "base_model": {
+            "id": spec.id,
+            "source": spec.source,
+            "seed": spec.seed,
+            "n_hidden": int(spec.model.n_hidden),
+            "weights_sha256": model_fingerprint(spec.model),
+        },
+        "compression": {
+            "criterion": criterion,
+            "tol": cfg.tau if criterion == "loss" else cfg.eps,
+            "selection": found["selection"],
+            "heldout": found["heldout"],
+            "study_seed": cfg.seed,
+            "trials": cfg.trials,
+        },
+    }
+    return compression.export(
+        out / "compressed" / f"{spec.id}-{criterion}.eqx",
+        spec.model,
+        sf,
+        np.asarray(found["removed"]),
+        finite_or_none(meta),
+    )
 
 
-def _check_exports(out: Path, specs: Sequence[Any], sfs: dict[str, Any], parts: dict[str, dict[str, Any]],
-                   cfg: StudyConfig, log: Callable[[str], None]) -> None:  # fmt: skip
+def _check_exports(
+    out: Path,
+    specs: Sequence[Any],
+    sfs: dict[str, Any],
+    parts: dict[str, dict[str, Any]],
+    cfg: StudyConfig,
+    log: Callable[[str], None],
+) -> None:
     """Rewrite any compressed model that is missing or does not load (its part holds everything needed)."""
     from schurjax.checkpoint import load_model
 
@@ -281,8 +393,15 @@ def _check_exports(out: Path, specs: Sequence[Any], sfs: dict[str, Any], parts: 
                 _export(out, spec, sfs[spec.id], criterion, found, cfg)
 
 
-def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str], None],
-         on_part: PartCallback | None, extra_manifest: dict[str, Any] | None) -> Study:  # fmt: skip
+def _run(
+    config: StudyConfig,
+    specs: list[Any],
+    out: Path,
+    *,
+    log: Callable[[str], None],
+    on_part: PartCallback | None,
+    extra_manifest: dict[str, Any] | None,
+) -> Study:
     from schurjax.results import RunFolder
     from schurjax.schur import ordered_schur
     from schurjax.studies import figures, report
@@ -310,8 +429,9 @@ def _run(config: StudyConfig, specs: list[Any], out: Path, *, log: Callable[[str
                     continue
                 t0 = time.perf_counter()
                 result = _compute(name, spec, sf, ctx, parts[spec.id], out)
-                folder.write_chunk(i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name,
-                                          "result": finite_or_none(result)}, ())  # fmt: skip
+                folder.write_chunk(
+                    i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name, "result": finite_or_none(result)}, ()
+                )
                 # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
                 parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))
                 dt = time.perf_counter() - t0

@@ -39,8 +39,15 @@ class ScoreParts:
 
 def _r2_parts(y, batch):
     m, t = batch.mask, batch.targets
-    return jnp.stack([jnp.sum(m * (y - t) ** 2, axis=(1, 2)), jnp.sum(m, axis=(1, 2)),
-                      jnp.sum(m * t, axis=(1, 2)), jnp.sum(m * t * t, axis=(1, 2))], axis=-1)  # fmt: skip
+    return jnp.stack(
+        [
+            jnp.sum(m * (y - t) ** 2, axis=(1, 2)),
+            jnp.sum(m, axis=(1, 2)),
+            jnp.sum(m * t, axis=(1, 2)),
+            jnp.sum(m * t * t, axis=(1, 2)),
+        ],
+        axis=-1,
+    )
 
 
 def _r2_combine(s: np.ndarray) -> np.ndarray:

@@ -107,9 +107,7 @@ def rel_change_replicates(counts: np.ndarray, trial_delta: np.ndarray, trial_bas
         return num / den[None, :]
 
 
-def keep_share_interval(
-    keep_replicates: np.ndarray, point: np.ndarray, *, level: float = 0.95
-) -> dict[str, float]:
+def keep_share_interval(keep_replicates: np.ndarray, point: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
     """Share of kept variants, with its bootstrap percentile interval.
 
     Args:
@@ -259,5 +257,12 @@ def spearman_null(
     finite = null[np.isfinite(null)]
     lo, hi = percentile_interval(finite) if finite.size else (math.nan, math.nan)
     p = (1 + int(np.sum(finite >= observed))) / (1 + finite.size) if math.isfinite(observed) else math.nan
-    return {"observed": observed, "per_pair": per_pair, "null": null, "null_lo": float(lo), "null_hi": float(hi),
-            "null_mean": float(finite.mean()) if finite.size else math.nan, "p": p}  # fmt: skip
+    return {
+        "observed": observed,
+        "per_pair": per_pair,
+        "null": null,
+        "null_lo": float(lo),
+        "null_hi": float(hi),
+        "null_mean": float(finite.mean()) if finite.size else math.nan,
+        "p": p,
+    }

@@ -53,19 +53,34 @@ def compare_pairs(abl: np.ndarray, ctrl: np.ndarray, abl_r: np.ndarray, ctrl_r: 
     s_lo, s_hi = stats.percentile_interval((ar > cr).mean(axis=0))
     r_lo, r_hi = stats.percentile_interval(np.nanmedian(np.where(np.isfinite(ratio_r), ratio_r, np.nan), axis=0))
     finite = ratio[np.isfinite(ratio)]
-    return {"pairs": int(a.size), "share_more": float((a > c).mean()) if a.size else math.nan,
-            "share_lo": float(s_lo), "share_hi": float(s_hi),
-            "median_ratio": float(np.median(finite)) if finite.size else math.nan,
-            "ratio_lo": float(r_lo), "ratio_hi": float(r_hi),
-            "median_abl": float(np.median(a)) if a.size else math.nan,
-            "median_ctrl": float(np.median(c)) if c.size else math.nan,
-            "wilcoxon": stats.wilcoxon_paired(a, c)}  # fmt: skip
+    return {
+        "pairs": int(a.size),
+        "share_more": float((a > c).mean()) if a.size else math.nan,
+        "share_lo": float(s_lo),
+        "share_hi": float(s_hi),
+        "median_ratio": float(np.median(finite)) if finite.size else math.nan,
+        "ratio_lo": float(r_lo),
+        "ratio_hi": float(r_hi),
+        "median_abl": float(np.median(a)) if a.size else math.nan,
+        "median_ctrl": float(np.median(c)) if c.size else math.nan,
+        "wilcoxon": stats.wilcoxon_paired(a, c),
+    }
 
 
-def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds: tuple[str, ...], control_max: int,
-                  bootstrap: int, order: np.ndarray | None = None,
-                  families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal", "cumulative"),
-                  **options: Any) -> dict[str, Any]:  # fmt: skip
+def controls_part(
+    model: Any,
+    sf: Any,
+    task: Any,
+    batch: Any,
+    key: Any,
+    *,
+    kinds: tuple[str, ...],
+    control_max: int,
+    bootstrap: int,
+    order: np.ndarray | None = None,
+    families: tuple[str, ...] = ("single", "block", "band", "all_nonnormal", "cumulative"),
+    **options: Any,
+) -> dict[str, Any]:
     """Schur ablations and their random controls of every kind on the held-out batch.
 
     Args:
@@ -86,8 +101,12 @@ def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds
     k_sub, k_ctrl, k_boot = jax.random.split(key, 3)
     from schurjax.studies.keep import curve_ks
 
-    makers = {"single": ablate.single_couplings, "block": ablate.block_couplings, "band": ablate.bands,
-              "all_nonnormal": ablate.all_nonnormal}  # fmt: skip
+    makers = {
+        "single": ablate.single_couplings,
+        "block": ablate.block_couplings,
+        "band": ablate.bands,
+        "all_nonnormal": ablate.all_nonnormal,
+    }
     if order is not None and len(order):
         makers["cumulative"] = lambda sf_: ablate.cumulative(sf_, order, ks=curve_ks(len(order)))
     pieces, plan = [], []
@@ -118,7 +137,10 @@ def controls_part(model: Any, sf: Any, task: Any, batch: Any, key: Any, *, kinds
     out: dict[str, Any] = {}
     for fam, kind, a, c in plan:
         d = compare_pairs(delta[a], delta[c], delta_r[a], delta_r[c])
-        d.update(abl=[float(x) for x in m.rel[a]], ctrl=[float(x) for x in m.rel[c]],
-                 norm=[float(x) for x in m.res.delta_norm[a]])  # fmt: skip
+        d.update(
+            abl=[float(x) for x in m.rel[a]],
+            ctrl=[float(x) for x in m.rel[c]],
+            norm=[float(x) for x in m.res.delta_norm[a]],
+        )
         out.setdefault(fam, {})[kind] = d
     return out

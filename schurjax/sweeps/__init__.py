@@ -31,8 +31,16 @@ from schurjax.sweeps.models import ModelSpec as ModelSpec
 from schurjax.sweeps.models import resolve_models as resolve_models
 from schurjax.sweeps.plan import plan_chunks as plan_chunks
 
-__all__ = ["sweep", "SweepConfig", "ModelSpec", "resolve_models", "run_sweep", "plan_chunks", "FAMILIES",
-           "CONTROL_KINDS"]  # fmt: skip
+__all__ = [
+    "sweep",
+    "SweepConfig",
+    "ModelSpec",
+    "resolve_models",
+    "run_sweep",
+    "plan_chunks",
+    "FAMILIES",
+    "CONTROL_KINDS",
+]
 
 
 def sweep(
@@ -116,10 +124,21 @@ def sweep(
     fixed = None if trials_file is None else TrialsFile.read(trials_file)
     if fixed is not None:
         trials = int(fixed.batch.inputs.shape[0])
-    config = SweepConfig(families=families, controls=controls, control_kinds=control_kinds, control_max=control_max,
-                         trials=trials, order=order, precision=precision, dtype=dtype, chunk_size=chunk_size,
-                         seed=seed, deviation=deviation, trials_file_sha256=fixed and fixed.sha256,
-                         fixed_points=fixed_points)  # fmt: skip
+    config = SweepConfig(
+        families=families,
+        controls=controls,
+        control_kinds=control_kinds,
+        control_max=control_max,
+        trials=trials,
+        order=order,
+        precision=precision,
+        dtype=dtype,
+        chunk_size=chunk_size,
+        seed=seed,
+        deviation=deviation,
+        trials_file_sha256=fixed and fixed.sha256,
+        fixed_points=fixed_points,
+    )
     processes = initialize(coordinator, num_processes, process_id)
     try:
         variant_mesh(devices)
@@ -129,7 +148,19 @@ def sweep(
     if fixed is not None:
         for spec in specs:
             fixed.check_fits(spec)
-        extra_manifest = {**(extra_manifest or {}), "trials_file": {"path": fixed.path, "sha256": fixed.sha256,
-                                                                    "trials": trials}}  # fmt: skip
-    return run_sweep(specs, config, out, progress=progress, log=log, on_chunk=on_chunk, extra_manifest=extra_manifest,
-                     processes=processes, trials=fixed and fixed.batch, devices=devices)  # fmt: skip
+        extra_manifest = {
+            **(extra_manifest or {}),
+            "trials_file": {"path": fixed.path, "sha256": fixed.sha256, "trials": trials},
+        }
+    return run_sweep(
+        specs,
+        config,
+        out,
+        progress=progress,
+        log=log,
+        on_chunk=on_chunk,
+        extra_manifest=extra_manifest,
+        processes=processes,
+        trials=fixed and fixed.batch,
+        devices=devices,
+    )

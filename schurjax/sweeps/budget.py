@@ -37,17 +37,29 @@ def check_sizes(plans: Sequence[Any], config: Any, *, memory: int | None = None)
     """
     memory = available_memory() if memory is None else int(memory)
     budget = max(memory // 2, 1)
-    worst = max(plans, key=lambda p: bytes_per_trial(int(p.sf.n), int(p.spec.task.steps), int(p.spec.task.n_in),
-                                                     int(p.spec.task.n_out)))  # fmt: skip
+    worst = max(
+        plans,
+        key=lambda p: bytes_per_trial(
+            int(p.sf.n), int(p.spec.task.steps), int(p.spec.task.n_in), int(p.spec.task.n_out)
+        ),
+    )
     task = worst.spec.task
     per_trial = bytes_per_trial(int(worst.sf.n), int(task.steps), int(task.n_in), int(task.n_out))
     max_trials = budget // per_trial
     if config.trials > max_trials:
-        raise InputError("sweep", "trials", f"must be at most {max_trials:,} here ({per_trial:,} bytes per trial of "
-                         f"{task.steps} steps at n = {worst.sf.n}; {memory / 2**30:.1f} GiB available), got "
-                         f"{config.trials:,}")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "trials",
+            f"must be at most {max_trials:,} here ({per_trial:,} bytes per trial of "
+            f"{task.steps} steps at n = {worst.sf.n}; {memory / 2**30:.1f} GiB available), got "
+            f"{config.trials:,}",
+        )
     per_variant = max(bytes_per_variant(int(p.spec.task.steps), config.trials) for p in plans)
     max_chunk = max(budget // 2 // per_variant, 1)
     if config.chunk_size > max_chunk:
-        raise InputError("sweep", "chunk_size", f"must be at most {max_chunk:,} here ({per_variant:,} bytes per "
-                         f"variant; {memory / 2**30:.1f} GiB available), got {config.chunk_size:,}")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "chunk_size",
+            f"must be at most {max_chunk:,} here ({per_variant:,} bytes per "
+            f"variant; {memory / 2**30:.1f} GiB available), got {config.chunk_size:,}",
+        )

@@ -164,8 +164,15 @@ class SweepConfig:
         d["families"] = list(self.families)
         d["control_kinds"] = list(self.control_kinds)
         # models are compared by content (weights and task), not by how their path was spelled
-        d["models"] = [{"id": m.id, "task": m.task.name, "task_params": task_params(m.task),
-                        "weights_sha256": model_fingerprint(m.model)} for m in models]  # fmt: skip
+        d["models"] = [
+            {
+                "id": m.id,
+                "task": m.task.name,
+                "task_params": task_params(m.task),
+                "weights_sha256": model_fingerprint(m.model),
+            }
+            for m in models
+        ]
         return to_jsonable(d)
 
 
@@ -196,8 +203,9 @@ class TrialsFile:
         try:
             as_batch(self.batch, "trials_file", task=spec.task)
         except ValueError as e:
-            raise InputError("sweep", "trials_file", f"{self.path} does not fit model {spec.id} ("
-                             f"{str(e).splitlines()[0]})") from None  # fmt: skip
+            raise InputError(
+                "sweep", "trials_file", f"{self.path} does not fit model {spec.id} ({str(e).splitlines()[0]})"
+            ) from None
 
 
 def model_fingerprint(model: Any) -> str:
@@ -239,8 +247,17 @@ def batch_key(seed: int, task_name: str, params: dict[str, Any]):
     return jax.random.fold_in(k, _stable_int(canonical(params)))
 
 
-FIXED_POINT_COLUMNS = ("n_fixed", "n_stable", "lost", "gained", "n_moved", "max_displacement", "leading_freq",
-                       "leading_radius", "max_residual")  # fmt: skip
+FIXED_POINT_COLUMNS = (
+    "n_fixed",
+    "n_stable",
+    "lost",
+    "gained",
+    "n_moved",
+    "max_displacement",
+    "leading_freq",
+    "leading_radius",
+    "max_residual",
+)
 """The table columns a sweep with ``fixed_points=True`` adds (see ``sj.dynamics.fixed_point_columns``)."""
 COUNT_COLUMNS = FIXED_POINT_COLUMNS[:5]
 """Those of them that count points (integers in the table)."""

@@ -44,8 +44,9 @@ ChunkCallback = Callable[[str, int, int, int], object]
 """``on_chunk(model_id, chunk_index, start, stop)``, called after each chunk file is written."""
 
 
-def _manifest(plans: Sequence[ModelPlan], config: SweepConfig, models: Sequence[ModelSpec],
-              extra: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+def _manifest(
+    plans: Sequence[ModelPlan], config: SweepConfig, models: Sequence[ModelSpec], extra: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
         "schurjax_run": 1,
         "config": config.to_dict(models),
@@ -55,12 +56,15 @@ def _manifest(plans: Sequence[ModelPlan], config: SweepConfig, models: Sequence[
         "seeds": {
             "seed": config.seed,
             "batch_keys": [
-                {"task": name, "params": json.loads(params),
-                 "key": f"fold_in(fold_in(fold_in(key({config.seed}), 0), crc32({name!r})), crc32({params!r}))"}
+                {
+                    "task": name,
+                    "params": json.loads(params),
+                    "key": f"fold_in(fold_in(fold_in(key({config.seed}), 0), crc32({name!r})), crc32({params!r}))",
+                }
                 for name, params in dict.fromkeys(task_identity(p.spec.task) for p in plans)
             ],
             "control_keys": f"fold_in(fold_in(fold_in(key({config.seed}), 1), crc32(model id)), crc32(kind))",
-        },  # fmt: skip
+        },
         "models": [
             {
                 "id": p.spec.id,
@@ -133,8 +137,12 @@ def run_sweep(
             raise InputError("sweep", "out", f"process 0 could not start {folder.path} (see its message)")
         other = [k for k, (sha, _) in enumerate(seen) if sha != seen[0][0]]
         if other:
-            raise InputError("sweep", "out", f"processes {other} were given another sweep than process 0 for "
-                             f"{folder.path}; every process must run the same command")  # fmt: skip
+            raise InputError(
+                "sweep",
+                "out",
+                f"processes {other} were given another sweep than process 0 for "
+                f"{folder.path}; every process must run the same command",
+            )
         if procs.index != 0:
             folder.join(manifest["config"])
         chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
@@ -145,8 +153,10 @@ def run_sweep(
         todo = [(i, c, a, b) for j, (i, c, a, b) in enumerate(chunks) if problems[i, c] is not None and procs.mine(j)]
         total = sum(len(p.variants) for p in plans)
         if resumed:
-            log(f"{tag}: resuming {folder.path}: {sum(x is None for x in problems.values())}/{len(chunks)} chunks "
-                "already done")  # fmt: skip
+            log(
+                f"{tag}: resuming {folder.path}: {sum(x is None for x in problems.values())}/{len(chunks)} chunks "
+                "already done"
+            )
         log(f"{tag}: {len(plans)} model(s), {total} variants in {len(chunks)} chunks, trials={config.trials}")
         mine = sum(b - a for j, (_, _, a, b) in enumerate(chunks) if procs.mine(j))
         bar = Progress(mine, label=tag, enabled=progress)
@@ -189,8 +199,11 @@ class _ChunkEvaluator:
         task = p.spec.task
         ident = task_identity(task)
         if ident not in self.batches:
-            self.batches[ident] = self.trials if self.trials is not None else task.sample(
-                batch_key(config.seed, ident[0], task_params(task)), config.trials)  # fmt: skip
+            self.batches[ident] = (
+                self.trials
+                if self.trials is not None
+                else task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
+            )
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
@@ -207,22 +220,33 @@ class _ChunkEvaluator:
             deviation=config.deviation,
             devices=self.devices,
         )
-        payload = {"model": p.spec.id, "start": a, "stop": b, "base_loss": float(res.base_loss),
-                   "base_score": float(res.base_score)}  # fmt: skip
+        payload = {
+            "model": p.spec.id,
+            "start": a,
+            "stop": b,
+            "base_loss": float(res.base_loss),
+            "base_score": float(res.base_score),
+        }
         for name in engine.METRICS:
             payload[name] = np.asarray(getattr(res, name), dtype=np.float64).tolist()
         if config.fixed_points:
             from schurjax.dynamics import fixed_point_columns
 
-            cols = fixed_point_columns(p.spec.model, p.sf, p.variants[np.arange(a, b, dtype=np.int64)],
-                                       key=fixed_point_key(config.seed, p.spec.id), batch=self.batches[ident])
+            cols = fixed_point_columns(
+                p.spec.model,
+                p.sf,
+                p.variants[np.arange(a, b, dtype=np.int64)],
+                key=fixed_point_key(config.seed, p.spec.id),
+                batch=self.batches[ident],
+            )
             for name in FIXED_POINT_COLUMNS:
                 payload[name] = np.asarray(cols[name], dtype=np.float64).tolist()
         return payload
 
 
-def _start(folder: RunFolder, manifest: dict[str, Any], plans: Sequence[ModelPlan],
-           procs: Processes) -> tuple[bool, InputError | None]:  # fmt: skip
+def _start(
+    folder: RunFolder, manifest: dict[str, Any], plans: Sequence[ModelPlan], procs: Processes
+) -> tuple[bool, InputError | None]:
     """Process 0 starts (or resumes) the folder and writes the Schur forms; returns (resumed, its error or None)."""
     if procs.index != 0:
         return False, None
@@ -245,9 +269,13 @@ def _check_same_plan(folder: RunFolder, manifest: dict[str, Any]) -> None:
     plan_old = [(m.get("id"), m.get("variants"), m.get("chunks")) for m in old.get("models", [])]
     plan_new = [(m["id"], m["variants"], m["chunks"]) for m in manifest["models"]]
     if plan_old != plan_new:
-        raise InputError("sweep", "out", f"{folder.path} holds a different sweep (its variant plan {plan_old[:2]}... "
-                         f"differs from {plan_new[:2]}...; was it made by another schurjax version?); choose another "
-                         "folder or delete it")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "out",
+            f"{folder.path} holds a different sweep (its variant plan {plan_old[:2]}... "
+            f"differs from {plan_new[:2]}...; was it made by another schurjax version?); choose another "
+            "folder or delete it",
+        )
 
 
 def build_rows(plans: Sequence[ModelPlan], folder: RunFolder, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -269,8 +297,12 @@ def build_rows(plans: Sequence[ModelPlan], folder: RunFolder, extra: Sequence[st
             metrics["base_loss"][a:b] = chunk["base_loss"]
             metrics["base_score"][a:b] = chunk["base_score"]
         for k, label in enumerate(p.variants.labels):
-            row: dict[str, Any] = {"row_id": offset + k, "model": p.spec.id, "task": p.spec.task.name,
-                                   "model_seed": p.spec.seed}  # fmt: skip
+            row: dict[str, Any] = {
+                "row_id": offset + k,
+                "model": p.spec.id,
+                "task": p.spec.task.name,
+                "model_seed": p.spec.seed,
+            }
             flat = flatten_label(label)
             ctrl = label.get("control_of")
             flat["control_of"] = None if ctrl is None or (isinstance(ctrl, int) and ctrl < 0) else offset + int(ctrl)

@@ -74,17 +74,25 @@ def check_fit(spec: ModelSpec) -> None:
     for attr in _WEIGHTS:
         bad = int((~np.isfinite(np.asarray(getattr(spec.model, attr), dtype=np.float64))).sum())
         if bad:
-            raise InputError("sweep", "models", f"{spec.source}: {attr} holds {bad} NaN/inf entries; expected "
-                             "finite weights")  # fmt: skip
+            raise InputError(
+                "sweep", "models", f"{spec.source}: {attr} holds {bad} NaN/inf entries; expected finite weights"
+            )
     task = spec.task
     bad = nonfinite_path(to_jsonable(dict(task.params())))
     if bad is not None:
-        raise InputError("sweep", "models", f"{spec.source}: task {task.name!r} parameter {bad} is not finite; "
-                         "expected finite task parameters")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "models",
+            f"{spec.source}: task {task.name!r} parameter {bad} is not finite; expected finite task parameters",
+        )
     n_in, n_out = int(spec.model.W_in.shape[1]), int(spec.model.W_out.shape[0])
     if (n_in, n_out) != (int(task.n_in), int(task.n_out)):
-        raise InputError("sweep", "models", f"{spec.source}: sizes n_in={n_in}, n_out={n_out} don't fit task "
-                         f"{task.name!r} (n_in={task.n_in}, n_out={task.n_out})")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "models",
+            f"{spec.source}: sizes n_in={n_in}, n_out={n_out} don't fit task "
+            f"{task.name!r} (n_in={task.n_in}, n_out={task.n_out})",
+        )
 
 
 def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[ModelSpec]:
@@ -121,8 +129,12 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
         elif isinstance(raw, str | Path):
             out.append(_resolve_path(str(raw), task))
         else:
-            raise InputError("sweep", "models", f"[{i}] must be a path, 'zoo:TASK/SEED', a (TanhRNN, Task) pair or a "
-                             f"ModelSpec, got {type(raw).__name__}")  # fmt: skip
+            raise InputError(
+                "sweep",
+                "models",
+                f"[{i}] must be a path, 'zoo:TASK/SEED', a (TanhRNN, Task) pair or a "
+                f"ModelSpec, got {type(raw).__name__}",
+            )
     if not out:
         raise InputError("sweep", "models", "no model given; expected at least one")
     seen: dict[str, int] = {}
@@ -150,10 +162,12 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
     if not entries:
         known = sorted({e.task for e in zoo.entries()})
         if task_name in known:
-            raise InputError("sweep", "models", f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are "
-                             f"{', '.join(map(str, zoo.sizes()))}")  # fmt: skip
-        raise InputError("sweep", "models", f"{raw!r}: unknown zoo task {task_name!r}; the zoo has "
-                         f"{', '.join(known)}")  # fmt: skip
+            raise InputError(
+                "sweep",
+                "models",
+                f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are {', '.join(map(str, zoo.sizes()))}",
+            )
+        raise InputError("sweep", "models", f"{raw!r}: unknown zoo task {task_name!r}; the zoo has {', '.join(known)}")
     chosen = sorted(entries, key=lambda e: int(e.seed)) if seed is None else [e for e in entries if e.seed == seed]
     if not chosen:
         have = ", ".join(str(e.seed) for e in entries)
@@ -166,8 +180,11 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
         task = _get_task(task_override, {}) if task_override and task_override != e.task else zoo.task(e.task)
         model = zoo.load(e.task, seed=int(e.seed), n_hidden=n_hidden)
         suffix = "" if n_hidden == zoo.DEFAULT_N_HIDDEN else f"-n{n_hidden}"
-        specs.append(ModelSpec(f"{e.task}-{int(e.seed)}{suffix}", zoo.format_spec(e.task, int(e.seed), n_hidden),
-                               model, task, meta))  # fmt: skip
+        specs.append(
+            ModelSpec(
+                f"{e.task}-{int(e.seed)}{suffix}", zoo.format_spec(e.task, int(e.seed), n_hidden), model, task, meta
+            )
+        )
     return specs
 
 

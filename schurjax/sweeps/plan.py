@@ -86,9 +86,11 @@ def _control_subset(config: SweepConfig, spec: ModelSpec, ablations: Any) -> np.
 def _remap_control_of(controls: Any, subset: np.ndarray) -> Any:
     """Point ``control_of`` of controls built on ``ablations[subset]`` back into the full ablation set."""
     return controls.with_labels(
-        [{**lab, "control_of": int(subset[int(lab["control_of"])])} if lab.get("control_of") is not None else lab
-         for lab in controls.labels]
-    )  # fmt: skip
+        [
+            {**lab, "control_of": int(subset[int(lab["control_of"])])} if lab.get("control_of") is not None else lab
+            for lab in controls.labels
+        ]
+    )
 
 
 def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
@@ -106,9 +108,13 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
             parts.append(v)
         family_counts[fam] = len(v)
     if not parts:
-        raise InputError("sweep", "families", f"{','.join(config.families)} give model {spec.id} no variants (its "
-                         "W_rec has no nonzero Schur couplings of these kinds, e.g. a normal W); choose other "
-                         "families")  # fmt: skip
+        raise InputError(
+            "sweep",
+            "families",
+            f"{','.join(config.families)} give model {spec.id} no variants (its "
+            "W_rec has no nonzero Schur couplings of these kinds, e.g. a normal W); choose other "
+            "families",
+        )
     ablations = ablate.Variants.concat(*parts) if len(parts) > 1 else parts[0]
     segments = [len(p) for p in parts]
     controls = []
@@ -123,5 +129,12 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
             segments.append(len(c))
             family_counts[f"control:{kind}"] = len(c)
     variants = ablate.Variants.concat(ablations, *controls) if controls else ablations
-    return ModelPlan(spec, sf, variants, len(ablations), plan_chunks(segments, config.chunk_size), family_counts,
-                     _segment_bounds(segments))  # fmt: skip
+    return ModelPlan(
+        spec,
+        sf,
+        variants,
+        len(ablations),
+        plan_chunks(segments, config.chunk_size),
+        family_counts,
+        _segment_bounds(segments),
+    )

@@ -22,8 +22,9 @@ class Progress:
         enabled: False silences it.
     """
 
-    def __init__(self, total: int, *, label: str = "sweep", stream: Any = None, enabled: bool = True,
-                 every: float = 5.0):  # fmt: skip
+    def __init__(
+        self, total: int, *, label: str = "sweep", stream: Any = None, enabled: bool = True, every: float = 5.0
+    ):
         self.total = int(total)
         self.label = label
         self.stream = stream or sys.stderr

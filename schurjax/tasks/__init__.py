@@ -96,8 +96,10 @@ def register(name: str, factory: Callable[..., Any], *, overwrite: bool = False)
     if name in BUILTIN and REGISTRY.get(name) is not factory:
         raise ValueError(f"tasks.register: {name!r} is a built-in task; expected another name")
     if name in REGISTRY and REGISTRY[name] is not factory and not overwrite:
-        raise ValueError(f"tasks.register: {name!r} is already registered to {_describe(REGISTRY[name])}; "
-                         "pass overwrite=True to replace it")  # fmt: skip
+        raise ValueError(
+            f"tasks.register: {name!r} is already registered to {_describe(REGISTRY[name])}; "
+            "pass overwrite=True to replace it"
+        )
     REGISTRY[name] = factory
     return factory
 
@@ -134,10 +136,14 @@ def load_spec(spec: str) -> Callable[..., Any]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Task)
-                           and v.__module__ == module.__name__)  # fmt: skip
-            raise ValueError(f"{w}: {mod_name!r} has no attribute {attr!r} (from {spec!r}); its Task classes: "
-                             f"{found or 'none'}")  # fmt: skip
+            found = sorted(
+                k
+                for k, v in vars(module).items()
+                if isinstance(v, type) and issubclass(v, Task) and v.__module__ == module.__name__
+            )
+            raise ValueError(
+                f"{w}: {mod_name!r} has no attribute {attr!r} (from {spec!r}); its Task classes: {found or 'none'}"
+            )
         obj = getattr(obj, part)
     if isinstance(obj, type) or (callable(obj) and not _is_task(obj)):
         return obj
@@ -153,8 +159,10 @@ def _is_task(obj: Any) -> bool:
 def _instance_factory(task: Any) -> Callable[..., Any]:
     def factory(**params: Any) -> Any:
         if params and params != task.params():
-            raise ValueError(f"tasks.get: {task.name!r} was imported as a task instance; it takes no other "
-                             f"parameters than its own {task.params()}, got {params}")  # fmt: skip
+            raise ValueError(
+                f"tasks.get: {task.name!r} was imported as a task instance; it takes no other "
+                f"parameters than its own {task.params()}, got {params}"
+            )
         return task
 
     factory.__qualname__ = f"<instance {task.name}>"
@@ -191,8 +199,10 @@ def _import(w: str, spec: str, mod_name: str):
             finally:
                 sys.path.remove(os.getcwd())
     except ModuleNotFoundError as err:
-        raise ValueError(f"{w}: cannot import {mod_name!r} (from {spec!r}): {_first(err)}; expected a module on "
-                         "sys.path or in the current folder") from None  # fmt: skip
+        raise ValueError(
+            f"{w}: cannot import {mod_name!r} (from {spec!r}): {_first(err)}; expected a module on "
+            "sys.path or in the current folder"
+        ) from None
     except Exception as err:  # noqa: BLE001 - any failure in the user's module, said in one line
         raise ValueError(f"{w}: importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
 
@@ -236,8 +246,9 @@ def get(name: str, **params: Any) -> Any:
     elif ":" in name:
         spec, factory = name, load_spec(name)
     else:
-        raise ValueError(f"{w}: unknown task name {name!r}, expected one of {names()}, 'neurogym:<env_id>' or "
-                         "'module:Name'")  # fmt: skip
+        raise ValueError(
+            f"{w}: unknown task name {name!r}, expected one of {names()}, 'neurogym:<env_id>' or 'module:Name'"
+        )
     accepted = _accepted(factory)
     if accepted is not None:
         unknown = sorted(set(params) - set(accepted))
@@ -251,8 +262,10 @@ def get(name: str, **params: Any) -> Any:
     task = check_task(task, w)
     if spec is not None:
         if REGISTRY.get(task.name, factory) is not factory and not _rebuilds(REGISTRY[task.name], task):
-            raise ValueError(f"{w}: the task from {spec!r} is named {task.name!r}, which is already registered to "
-                             f"{_describe(REGISTRY[task.name])}; expected another name")  # fmt: skip
+            raise ValueError(
+                f"{w}: the task from {spec!r} is named {task.name!r}, which is already registered to "
+                f"{_describe(REGISTRY[task.name])}; expected another name"
+            )
         if ":" not in task.name:
             REGISTRY.setdefault(task.name, factory)
     return task

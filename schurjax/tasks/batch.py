@@ -48,8 +48,9 @@ class TaskBatch(NamedTuple):
     valid: Bool[Array, "B T"] | None = None
 
     @classmethod
-    def from_arrays(cls, inputs: Any, targets: Any, mask: Any = None, *, valid: Any = None,
-                    time_major: bool = False) -> TaskBatch:  # fmt: skip
+    def from_arrays(
+        cls, inputs: Any, targets: Any, mask: Any = None, *, valid: Any = None, time_major: bool = False
+    ) -> TaskBatch:
         """Check and convert NumPy/JAX/torch arrays into a ``TaskBatch`` (host side, float32).
 
         Args:
@@ -93,8 +94,10 @@ class TaskBatch(NamedTuple):
         if B == 0 or T == 0:
             raise ValueError(f"{where}: inputs must hold B >= 1 trials of T >= 1 steps, got B={B}, T={T}")
         if y.shape[:2] != (B, T):
-            raise ValueError(f"{where}: targets must have shape {_lay(time_major, B, T, 'n_out')} like inputs, got "
-                             f"{_raw(y, time_major)}{_swap_hint(y.shape[:2], B, T)}")  # fmt: skip
+            raise ValueError(
+                f"{where}: targets must have shape {_lay(time_major, B, T, 'n_out')} like inputs, got "
+                f"{_raw(y, time_major)}{_swap_hint(y.shape[:2], B, T)}"
+            )
         n_out = y.shape[2]
         v = None
         if valid is not None:
@@ -104,8 +107,10 @@ class TaskBatch(NamedTuple):
             if time_major:
                 v = v.swapaxes(0, 1)
             if v.shape != (B, T):
-                raise ValueError(f"{where}: valid must have shape {_lay(time_major, B, T)}, got "
-                                 f"{_raw(v, time_major)}{_swap_hint(v.shape, B, T)}")  # fmt: skip
+                raise ValueError(
+                    f"{where}: valid must have shape {_lay(time_major, B, T)}, got "
+                    f"{_raw(v, time_major)}{_swap_hint(v.shape, B, T)}"
+                )
             if not np.all((v == 0) | (v == 1)):
                 raise ValueError(f"{where}: valid must hold only 0/1 (or bool), got values {np.unique(v)[:5]}")
             v = v.astype(bool)
@@ -115,16 +120,20 @@ class TaskBatch(NamedTuple):
         else:
             m = _host(where, "mask", mask)
             if m.ndim not in (2, 3):
-                raise ValueError(f"{where}: mask must be None, {_lay(time_major, B, T)} or "
-                                 f"{_lay(time_major, B, T, 'n_out')}, got shape {m.shape}")  # fmt: skip
+                raise ValueError(
+                    f"{where}: mask must be None, {_lay(time_major, B, T)} or "
+                    f"{_lay(time_major, B, T, 'n_out')}, got shape {m.shape}"
+                )
             if time_major:
                 m = m.swapaxes(0, 1)
             if m.ndim == 2:
                 m = m[:, :, None]
             if m.shape[:2] != (B, T) or m.shape[2] not in (1, n_out):
-                raise ValueError(f"{where}: mask must have shape {_lay(time_major, B, T)} or "
-                                 f"{_lay(time_major, B, T, n_out)}, got {_raw(m, time_major)}"
-                                 f"{_swap_hint(m.shape[:2], B, T)}")  # fmt: skip
+                raise ValueError(
+                    f"{where}: mask must have shape {_lay(time_major, B, T)} or "
+                    f"{_lay(time_major, B, T, n_out)}, got {_raw(m, time_major)}"
+                    f"{_swap_hint(m.shape[:2], B, T)}"
+                )
             m = np.broadcast_to(m, (B, T, n_out))
         real = np.ones((B, T), bool) if v is None else v
         for arg, a in (("inputs", x), ("targets", y), ("mask", m)):
@@ -165,16 +174,25 @@ class TaskBatch(NamedTuple):
             with z:
                 arrays = {k: z[k] for k in z.files}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-            raise ValueError(f"{where}: {str(path)!r} is not an .npz archive of arrays ({str(err).splitlines()[0]}); "
-                             "expected np.savez(path, inputs=..., targets=...[, mask=..., valid=...])") from None
+            raise ValueError(
+                f"{where}: {str(path)!r} is not an .npz archive of arrays ({str(err).splitlines()[0]}); "
+                "expected np.savez(path, inputs=..., targets=...[, mask=..., valid=...])"
+            ) from None
         missing = [k for k in ("inputs", "targets") if k not in arrays]
         unknown = sorted(set(arrays) - {"inputs", "targets", "mask", "valid"})
         if missing or unknown:
-            raise ValueError(f"{where}: {str(path)!r} holds arrays {sorted(arrays)}; expected inputs, targets"
-                             f"[, mask, valid] (missing {missing}, unknown {unknown})")  # fmt: skip
+            raise ValueError(
+                f"{where}: {str(path)!r} holds arrays {sorted(arrays)}; expected inputs, targets"
+                f"[, mask, valid] (missing {missing}, unknown {unknown})"
+            )
         try:
-            return cls.from_arrays(arrays["inputs"], arrays["targets"], arrays.get("mask"), valid=arrays.get("valid"),
-                                   time_major=time_major)  # fmt: skip
+            return cls.from_arrays(
+                arrays["inputs"],
+                arrays["targets"],
+                arrays.get("mask"),
+                valid=arrays.get("valid"),
+                time_major=time_major,
+            )
         except ValueError as err:
             raise ValueError(f"{where}: {str(path)!r}: {str(err).removeprefix('TaskBatch.from_arrays: ')}") from None
 
@@ -218,8 +236,10 @@ def _host(where: str, arg: str, value: Any) -> np.ndarray:
     try:
         a = np.asarray(value)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{where}: {arg} must be a rectangular numeric array, got {type(value).__name__} "
-                         f"({str(err).splitlines()[0]})") from None  # fmt: skip
+        raise ValueError(
+            f"{where}: {arg} must be a rectangular numeric array, got {type(value).__name__} "
+            f"({str(err).splitlines()[0]})"
+        ) from None
     if a.dtype == bool:
         return a
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
@@ -237,8 +257,10 @@ def _check_prefix(where: str, arg: str, v: np.ndarray) -> None:
     bad = np.nonzero(np.any(v != prefix, axis=1))[0]
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{where}: {arg} row {i} is not ones then zeros (trials are padded at the end), got "
-                         f"{v[i].astype(int).tolist()[:40]}")  # fmt: skip
+        raise ValueError(
+            f"{where}: {arg} row {i} is not ones then zeros (trials are padded at the end), got "
+            f"{v[i].astype(int).tolist()[:40]}"
+        )
 
 
 def _check_finite(where: str, arg: str, a: np.ndarray, real: np.ndarray) -> None:
@@ -247,8 +269,10 @@ def _check_finite(where: str, arg: str, a: np.ndarray, real: np.ndarray) -> None
         bad = bad & real[:, :, None]
     if np.any(bad):
         i, t = (int(k) for k in np.argwhere(bad)[0][:2])
-        raise ValueError(f"{where}: {arg} holds {int(bad.sum())} NaN/inf entries on real steps (first: trial {i}, "
-                         f"step {t}); expected finite values (mark padding with valid=)")  # fmt: skip
+        raise ValueError(
+            f"{where}: {arg} holds {int(bad.sum())} NaN/inf entries on real steps (first: trial {i}, "
+            f"step {t}); expected finite values (mark padding with valid=)"
+        )
 
 
 def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
@@ -281,8 +305,11 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
         if isinstance(obj, dict):
             keys = sorted(map(str, obj))
             missing = [f for f in _FIELDS if f not in obj]
-            what = f"missing field {missing[0]!r}" if len(missing) == 1 else (
-                f"missing fields {missing}" if missing else "a dict's layout is unknown")  # fmt: skip
+            what = (
+                f"missing field {missing[0]!r}"
+                if len(missing) == 1
+                else (f"missing fields {missing}" if missing else "a dict's layout is unknown")
+            )
             raise ValueError(f"{where}: batch must be a TaskBatch, got a dict with keys {keys} ({what}); {build}")
         missing = [f for f in _FIELDS if not hasattr(obj, f)]
         got = type(obj).__name__ + (f" (missing field {missing[0]!r})" if missing else "")
@@ -290,16 +317,19 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
     for f in _FIELDS:
         a = getattr(obj, f)
         if a is None or np.ndim(a) != 3:
-            raise ValueError(f"{where}: batch.{f} must be a 3-D array (B, T, ...), got "
-                             f"{'None' if a is None else np.shape(a)}")  # fmt: skip
+            raise ValueError(
+                f"{where}: batch.{f} must be a 3-D array (B, T, ...), got {'None' if a is None else np.shape(a)}"
+            )
         dt = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
         if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or dt == np.dtype(bool)):
             raise ValueError(f"{where}: batch.{f} must be a real numeric array, got dtype {dt}")
     B, T, n_in = np.shape(obj.inputs)
     n_out = np.shape(obj.targets)[2]
     if np.shape(obj.targets)[:2] != (B, T) or np.shape(obj.mask) != np.shape(obj.targets):
-        raise ValueError(f"{where}: batch.targets {np.shape(obj.targets)} and batch.mask {np.shape(obj.mask)} must "
-                         f"both have shape (B={B}, T={T}, n_out)")  # fmt: skip
+        raise ValueError(
+            f"{where}: batch.targets {np.shape(obj.targets)} and batch.mask {np.shape(obj.mask)} must "
+            f"both have shape (B={B}, T={T}, n_out)"
+        )
     if B == 0 or T == 0:
         raise ValueError(f"{where}: batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(B, T, n_in)}")
     if obj.valid is not None and np.shape(obj.valid) != (B, T):
@@ -309,11 +339,15 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
         if got != (n_in, n_out, T):
             hint = ""
             if got[:2] == (n_in, n_out) and B == got[2] and T != got[2]:
-                hint = (f" (batch axes look time-major (T={B}, B={T}): build it with "
-                        "sj.TaskBatch.from_arrays(..., time_major=True))")  # fmt: skip
+                hint = (
+                    f" (batch axes look time-major (T={B}, B={T}): build it with "
+                    "sj.TaskBatch.from_arrays(..., time_major=True))"
+                )
             name = getattr(task, "name", type(task).__name__)
-            raise ValueError(f"{where}: task {name!r} has (n_in, n_out, steps) = {got} but the batch has "
-                             f"{(n_in, n_out, T)}; expected the task that sampled the batch{hint}")  # fmt: skip
+            raise ValueError(
+                f"{where}: task {name!r} has (n_in, n_out, steps) = {got} but the batch has "
+                f"{(n_in, n_out, T)}; expected the task that sampled the batch{hint}"
+            )
     if any(isinstance(a, jax.core.Tracer) for a in obj if a is not None):
         return obj  # values unknown under tracing; shapes were checked
     real = np.ones((B, T), bool)
@@ -329,6 +363,8 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
     if np.any(m < 0):
         raise ValueError(f"{where}: batch.mask must be >= 0, got min {float(m.min())!r}")
     if np.any(m[~real] != 0):
-        raise ValueError(f"{where}: batch.mask must be 0 on padded steps (valid False); "
-                         "sj.TaskBatch.from_arrays(..., valid=...) does this")  # fmt: skip
+        raise ValueError(
+            f"{where}: batch.mask must be 0 on padded steps (valid False); "
+            "sj.TaskBatch.from_arrays(..., valid=...) does this"
+        )
     return obj

@@ -64,8 +64,11 @@ class ContextTask(Task):
         if isinstance(self.noise, bool) or not isinstance(self.noise, int | float) or not self.noise >= 0:
             raise ValueError(f"context: noise must be a float >= 0, got {self.noise!r}")
         coh = self.coherences
-        if not isinstance(coh, tuple) or not coh or any(isinstance(c, bool) or not isinstance(c, int | float)
-                                                        or not c > 0 for c in coh):  # fmt: skip
+        if (
+            not isinstance(coh, tuple)
+            or not coh
+            or any(isinstance(c, bool) or not isinstance(c, int | float) or not c > 0 for c in coh)
+        ):
             raise ValueError(f"context: coherences must be a non-empty sequence of floats > 0, got {self.coherences!r}")
 
     @property

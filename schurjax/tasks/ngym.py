@@ -52,8 +52,9 @@ def _modules():
         import gymnasium
         import neurogym
     except ImportError as err:
-        raise ImportError(f"{_W}: NeuroGym is not installed ({err}); install the extra: "
-                          "pip install 'schurjax[neurogym]'") from None  # fmt: skip
+        raise ImportError(
+            f"{_W}: NeuroGym is not installed ({err}); install the extra: pip install 'schurjax[neurogym]'"
+        ) from None
     return gymnasium, neurogym
 
 
@@ -73,8 +74,10 @@ def _freeze(where: str, kwargs: dict[str, Any]) -> str:
             return {str(k): walk(f"{path}[{k!r}]", x) for k, x in v.items()}
         if isinstance(v, list | tuple | range):
             return [walk(f"{path}[{i}]", x) for i, x in enumerate(v)]
-        raise ValueError(f"{where}: {path} must be JSON-able (numbers, str, lists, dicts) so the task can be rebuilt "
-                         f"by name, got {type(v).__name__}")  # fmt: skip
+        raise ValueError(
+            f"{where}: {path} must be JSON-able (numbers, str, lists, dicts) so the task can be rebuilt "
+            f"by name, got {type(v).__name__}"
+        )
 
     return json.dumps({k: walk(k, v) for k, v in kwargs.items()}, sort_keys=True, separators=(",", ":"))
 
@@ -86,15 +89,20 @@ def _make_env(env_id: str, kwargs: dict[str, Any]):
         try:
             env = gym.make(env_id, disable_env_checker=True, **kwargs)
         except gym.error.Error as err:
-            raise ValueError(f"{_W}: unknown env_id {env_id!r} ({str(err).splitlines()[0]}); expected a NeuroGym "
-                             "id such as 'PerceptualDecisionMaking-v0' (neurogym.all_envs() lists them)") from None
+            raise ValueError(
+                f"{_W}: unknown env_id {env_id!r} ({str(err).splitlines()[0]}); expected a NeuroGym "
+                "id such as 'PerceptualDecisionMaking-v0' (neurogym.all_envs() lists them)"
+            ) from None
         except TypeError as err:
-            raise ValueError(f"{_W}: {env_id} does not accept env_kwargs {sorted(kwargs)} "
-                             f"({str(err).splitlines()[0]})") from None  # fmt: skip
+            raise ValueError(
+                f"{_W}: {env_id} does not accept env_kwargs {sorted(kwargs)} ({str(err).splitlines()[0]})"
+            ) from None
     env = env.unwrapped
     if not all(hasattr(env, a) for a in ("new_trial", "timing", "dt", "start_ind", "end_ind")):
-        raise ValueError(f"{_W}: {env_id} is not a NeuroGym trial environment (neurogym.TrialEnv); "
-                         "schurjax draws whole trials with env.new_trial()")  # fmt: skip
+        raise ValueError(
+            f"{_W}: {env_id} is not a NeuroGym trial environment (neurogym.TrialEnv); "
+            "schurjax draws whole trials with env.new_trial()"
+        )
     return env
 
 
@@ -151,21 +159,27 @@ class NeuroGymTask(Task):
         env = _make_env(env_id, json.loads(frozen))
         obs, act = env.observation_space, env.action_space
         if len(getattr(obs, "shape", ()) or ()) != 1 or not isinstance(getattr(act, "n", None), numbers.Integral):
-            raise ValueError(f"{_W}: {env_id} has observation space {obs} and action space {act}; schurjax supports "
-                             "a 1-D Box observation and a Discrete action space")  # fmt: skip
+            raise ValueError(
+                f"{_W}: {env_id} has observation space {obs} and action space {act}; schurjax supports "
+                "a 1-D Box observation and a Discrete action space"
+            )
         dt = float(env.dt)
         timing = dict(env.timing)
         dec = timing.get("decision")
         if not isinstance(dec, numbers.Real) or int(dec // dt) < 1:
             what = f"periods {sorted(timing)}" if dec is None else f"'decision' timing {dec!r}"
-            raise ValueError(f"{_W}: {env_id} has {what}; the decision-period score needs a 'decision' period of a "
-                             f"fixed duration >= dt={dt:g} ms")  # fmt: skip
+            raise ValueError(
+                f"{_W}: {env_id} has {what}; the decision-period score needs a 'decision' period of a "
+                f"fixed duration >= dt={dt:g} ms"
+            )
         if steps is None:
             bounds = {p: _max_ms(s) for p, s in timing.items()}
             open_ = sorted(p for p, b in bounds.items() if b is None)
             if open_:
-                raise ValueError(f"{_W}: {env_id}'s period(s) {open_} have no upper bound on their duration; "
-                                 "pass steps= (the padded trial length)")  # fmt: skip
+                raise ValueError(
+                    f"{_W}: {env_id}'s period(s) {open_} have no upper bound on their duration; "
+                    "pass steps= (the padded trial length)"
+                )
             steps = sum(int(b // dt) for b in bounds.values())
         self.env_id = env_id
         self.env_kwargs = frozen
@@ -205,8 +219,10 @@ class NeuroGymTask(Task):
         B = check_batch_size(where, batch_size)
         check_key(where, key)
         if isinstance(key, jax.core.Tracer):
-            raise ValueError(f"{where}: NeuroGym draws trials on the host, so sample cannot run under jax.jit (nor "
-                             "inside sj.train); call it outside jit, or train in PyTorch and import the model")
+            raise ValueError(
+                f"{where}: NeuroGym draws trials on the host, so sample cannot run under jax.jit (nor "
+                "inside sj.train); call it outside jit, or train in PyTorch and import the model"
+            )
         seed = int(np.asarray(jax.random.bits(key, (), jnp.uint32)))
         env = _make_env(self.env_id, json.loads(self.env_kwargs))
         env.seed(seed)
@@ -219,17 +235,23 @@ class NeuroGymTask(Task):
             ob, gt = np.asarray(env.ob, np.float32), np.asarray(env.gt)
             L = ob.shape[0]
             if ob.shape != (L, n_in) or gt.shape != (L,) or not np.issubdtype(gt.dtype, np.integer):
-                raise ValueError(f"{where}: trial {i} has ob {ob.shape} and gt {gt.shape} ({gt.dtype}); expected "
-                                 f"ob (L, {n_in}) and integer gt (L,)")  # fmt: skip
+                raise ValueError(
+                    f"{where}: trial {i} has ob {ob.shape} and gt {gt.shape} ({gt.dtype}); expected "
+                    f"ob (L, {n_in}) and integer gt (L,)"
+                )
             if L > T:
                 raise ValueError(f"{where}: trial {i} has {L} steps, more than steps={T}; pass a larger steps=")
             if not 1 <= L or gt.min() < 0 or gt.max() >= n_out or not np.all(np.isfinite(ob)):
-                raise ValueError(f"{where}: trial {i} has {L} steps, actions {np.unique(gt).tolist()} (expected "
-                                 f"0..{n_out - 1}) and {int((~np.isfinite(ob)).sum())} non-finite inputs")  # fmt: skip
+                raise ValueError(
+                    f"{where}: trial {i} has {L} steps, actions {np.unique(gt).tolist()} (expected "
+                    f"0..{n_out - 1}) and {int((~np.isfinite(ob)).sum())} non-finite inputs"
+                )
             s, e = env.start_ind.get("decision"), env.end_ind.get("decision")
             if (s, e) != (L - d, L):
-                raise ValueError(f"{where}: trial {i}'s decision period is steps [{s}, {e}) of {L}; the decision-"
-                                 f"period score needs it to be the last {d} steps")  # fmt: skip
+                raise ValueError(
+                    f"{where}: trial {i}'s decision period is steps [{s}, {e}) of {L}; the decision-"
+                    f"period score needs it to be the last {d} steps"
+                )
             x[i, :L] = ob
             y[i, np.arange(L), gt] = 1.0
             valid[i, :L] = True

@@ -58,8 +58,10 @@ def check_task(task: Any, where: str) -> Any:
     kind = type(task).__name__
     missing = [m for m in _MEMBERS if not hasattr(task, m)]
     if missing:
-        raise ValueError(f"{where}: a task must have {', '.join(_MEMBERS)}; {kind} is missing {', '.join(missing)} "
-                         "(subclass sj.tasks.Task to inherit loss and params)")  # fmt: skip
+        raise ValueError(
+            f"{where}: a task must have {', '.join(_MEMBERS)}; {kind} is missing {', '.join(missing)} "
+            "(subclass sj.tasks.Task to inherit loss and params)"
+        )
     if not isinstance(task.name, str) or not task.name:
         raise ValueError(f"{where}: task.name must be a non-empty str, got {task.name!r} ({kind})")
     for attr in ("n_in", "n_out", "steps"):
@@ -76,6 +78,8 @@ def check_task(task: Any, where: str) -> Any:
         try:
             hash(task)
         except TypeError:
-            raise ValueError(f"{where}: task {task.name!r} ({kind}) must be hashable: make it an eqx.Module with "
-                             "static fields or a frozen dataclass") from None  # fmt: skip
+            raise ValueError(
+                f"{where}: task {task.name!r} ({kind}) must be hashable: make it an eqx.Module with "
+                "static fields or a frozen dataclass"
+            ) from None
     return task

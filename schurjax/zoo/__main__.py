@@ -27,8 +27,14 @@ def main(argv: list[str] | None = None) -> int:
         paths = []
         try:
             for n in args.sizes or SIZES:
-                paths += build(args.out, args.tasks, args.seeds or SEEDS, n_hidden=n, progress=not args.quiet,
-                               steps_scale=args.steps_scale)
+                paths += build(
+                    args.out,
+                    args.tasks,
+                    args.seeds or SEEDS,
+                    n_hidden=n,
+                    progress=not args.quiet,
+                    steps_scale=args.steps_scale,
+                )
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
