@@ -25,6 +25,8 @@ from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
 from schurjax.errors import InputError as InputError
+from schurjax import rnn as rnn
+from schurjax.rnn import RateRNN as RateRNN
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
@@ -53,6 +55,8 @@ __all__ = [
     "study",
     "SweepResult",
     "InputError",
+    "rnn",
+    "RateRNN",
     "TanhRNN",
     "TaskBatch",
     "SchurForm",
