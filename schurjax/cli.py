@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import signal
@@ -36,6 +37,7 @@ from typing import Any
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
+from schurjax.summary import CRITERIA
 from schurjax.sweeps import CONTROL_KINDS, FAMILIES
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
@@ -93,6 +95,8 @@ FLAGS = {
     "replay_r2": "--replay-r2",
     "bins": "--bins",
     "margin": "--margin",
+    "task_params": "--task-param",
+    "criterion": "--criterion",
 }
 """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
 
@@ -227,6 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
         "a task name, neurogym:<env_id> or module:Name (your own Task class)",
     )
     s.add_argument(
+        "--task-param",
+        action="append",
+        default=[],
+        type=_task_param,
+        metavar="KEY=VALUE",
+        help="a parameter of --task (repeatable; VALUE is JSON or a string; dotted keys nest, e.g. dt=20 "
+        "timing.delay=200 for NeuroGym env arguments); recorded in the manifest",
+    )
+    s.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="auto",
+        help="what 'keeps' means in the summary: score (task score drop <= 0.01), loss (dloss/loss <= 5%%) or "
+        "auto (default: the score where the task has one)",
+    )
+    s.add_argument(
         "--trials-file",
         default=None,
         metavar="F.npz",
@@ -270,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write RUN/report.html (embedded figures) and print a summary")
     r.add_argument("run", metavar="RUN", help="a run folder written by sweep or demo")
     r.add_argument("--no-figures", action="store_true", help="text summary only")
+    r.add_argument(
+        "--criterion", choices=CRITERIA, default="auto", help="what 'keeps' means: score, loss or auto (default)"
+    )
 
     d = sub.add_parser("demo", help="the main job: zoo models of all four tasks, couplings vs random controls")
     d.add_argument("--out", default=DEMO["out"], help=f"run folder (default {DEMO['out']})")
@@ -532,10 +555,38 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _summary_text(run: Any) -> str:
+def _summary_text(run: Any, criterion: str = "auto") -> str:
     from schurjax.summary import format_summary, summarize
 
-    return format_summary(summarize(run.table))
+    return format_summary(summarize(run.table, criterion=criterion))
+
+
+def _task_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--task-param``: VALUE read as JSON (numbers, true/false, lists) or else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. dt=20 or timing.delay=200), got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed
+
+
+def _task_params(pairs: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    """Nest ``[("timing.delay", 200), ("dt", 20)]`` into ``{"timing": {"delay": 200}, "dt": 20}``."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--task-param: {key} sets a key inside {part!r}, which already has a value")
+        if last in node:
+            raise UsageError(f"--task-param: {key} is given twice")
+        node[last] = value
+    return out or None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -549,6 +600,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             args.models,
             out=args.out,
             task=args.task,
+            task_params=_task_params(args.task_param),
             progress=not args.quiet,
             extra_manifest={"command": ["schurjax", *args.argv]},
             coordinator=args.coordinator,
@@ -560,7 +612,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             **_sweep_kwargs(args),
         )
     dt = time.perf_counter() - t0
-    print(_summary_text(run))
+    print(_summary_text(run, args.criterion))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
     if args.report:
         _write_report(run, quiet=True)
@@ -591,7 +643,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN: {path} is incomplete (no {results.TABLE_CSV}); rerun its sweep command to finish it")
     with user_errors():
         run = results.load(path)
-    print(_summary_text(run))
+    print(_summary_text(run, args.criterion))
     if not args.no_figures:
         _write_report(run)
     return 0

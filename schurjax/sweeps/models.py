@@ -95,7 +95,9 @@ def check_fit(spec: ModelSpec) -> None:
         )
 
 
-def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[ModelSpec]:
+def resolve_models(
+    models: Sequence[Any], *, task: str | None = None, task_params: dict[str, Any] | None = None
+) -> list[ModelSpec]:
     """Turn what the user named into :class:`ModelSpec` s (ids unique).
 
     Args:
@@ -103,6 +105,7 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
             (every shipped seed of that task), a ``(TanhRNN, Task)`` pair (id ``<task>-m<i>``), a
             ``(TanhRNN, Task, id)`` triple, or a :class:`ModelSpec`.
         task: evaluate every model named by a string on this task (default: the task in its metadata).
+        task_params: parameters of ``task`` (e.g. NeuroGym env arguments ``{"dt": 20, "timing": {"delay": 200}}``).
 
     Returns:
         One spec per model.
@@ -137,6 +140,11 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
             )
     if not out:
         raise InputError("sweep", "models", "no model given; expected at least one")
+    if task_params:
+        if task is None:
+            raise InputError("sweep", "task_params", f"{task_params!r} needs task= (the task they are parameters of)")
+        override = _get_task(task, dict(task_params))
+        out = [s if s.source == "object" else dataclasses.replace(s, task=override) for s in out]
     seen: dict[str, int] = {}
     unique = []
     for spec in out:
