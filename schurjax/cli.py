@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -61,51 +62,43 @@ class UsageError(ValueError):
     """Bad command-line input: printed as one line (``schurjax sweep: error: --trials: ...``), exit status 2."""
 
 
-FLAGS = {
-    "models": "MODEL",
-    "run": "RUN",
-    "out": "--out",
-    "task": "--task",
-    "families": "--families",
-    "control_kinds": "--control-kinds",
-    "controls": "--controls",
-    "control_max": "--control-max",
-    "trials": "--trials",
-    "order": "--order",
-    "precision": "--precision",
-    "dtype": "--dtype",
-    "chunk_size": "--chunk-size",
-    "seed": "--seed",
-    "deviation": "--deviation",
-    "seeds": "--seeds",
-    "coordinator": "--coordinator",
-    "num_processes": "--num-processes",
-    "process_id": "--process-id",
-    "trials_file": "--trials-file",
-    "devices": "--devices",
-    "tasks": "--tasks",
-    "sizes": "--sizes",
-    "tau": "--tau",
-    "eps": "--eps",
-    "bootstrap": "--bootstrap",
-    "null_draws": "--null-draws",
-    "greedy_candidates": "--greedy-candidates",
-    "greedy_passes": "--greedy-passes",
-    "restriction_max": "--restriction-max",
-    "replay_r2": "--replay-r2",
-    "bins": "--bins",
-    "margin": "--margin",
-    "task_params": "--task-param",
-    "criterion": "--criterion",
-}
-"""Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
+_FLAG_ALIASES = {"task_params": "task_param"}
+"""Python argument names that differ from the CLI's ``dest`` (``sj.sweep(task_params=)`` <- ``--task-param``)."""
+
+
+@functools.cache
+def flags() -> dict[str, str]:
+    """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it, read from the
+    parser itself (every subcommand's options), so that no flag name is written twice.
+
+    Example:
+        >>> flags()["trials_file"], flags()["models"], flags()["task_params"]
+        ('--trials-file', 'MODEL', '--task-param')
+    """
+    out: dict[str, str] = {}
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in subs:
+        for sp in sub.choices.values():
+            for action in sp._actions:
+                if action.dest in ("help", argparse.SUPPRESS):
+                    continue
+                if action.option_strings:
+                    flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+                else:
+                    flag = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
+                out.setdefault(action.dest, flag)
+    for name, dest in _FLAG_ALIASES.items():
+        if dest in out:
+            out[name] = out[dest]
+    return out
 
 
 def _flag_message(e: InputError) -> str:
     """An :class:`InputError` in the command's terms: ``--out: runs/x holds a different sweep ...``."""
     if e.arg is None:
         return e.detail
-    return f"{FLAGS.get(e.arg, e.arg)}: {e.detail}"
+    return f"{flags().get(e.arg, e.arg)}: {e.detail}"
 
 
 @contextlib.contextmanager
