@@ -71,7 +71,14 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
 
 def check_fit(spec: ModelSpec) -> None:
     """Refuse a model with non-finite weights or task parameters, or whose sizes don't fit its task (one line)."""
-    for attr in _WEIGHTS:
+    if not all(hasattr(spec.model, a) for a in _WEIGHTS):
+        raise InputError(
+            "sweep",
+            "models",
+            f"{spec.source}: a {type(spec.model).__name__} is not a model; expected an sj.RateRNN "
+            "(or sj.TanhRNN): build one with sj.RateRNN.from_arrays(...) or sj.TanhRNN.from_torch(...)",
+        )
+    for attr in _WEIGHTS + (("h0",) if getattr(spec.model, "h0", None) is not None else ()):
         bad = int((~np.isfinite(np.asarray(getattr(spec.model, attr), dtype=np.float64))).sum())
         if bad:
             raise InputError(
