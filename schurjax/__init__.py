@@ -13,6 +13,7 @@ from schurjax import attribution as attribution
 from schurjax import dynamics as dynamics
 from schurjax import engine as engine
 from schurjax import results as results
+from schurjax import rnn as rnn
 from schurjax import studies as studies
 from schurjax import summary as summary
 from schurjax import table as table
@@ -25,7 +26,6 @@ from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
 from schurjax.errors import InputError as InputError
-from schurjax import rnn as rnn
 from schurjax.rnn import RateRNN as RateRNN
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
