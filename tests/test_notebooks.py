@@ -25,6 +25,8 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("SCHURJAX_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
+    for extra in nb.metadata.get("schurjax", {}).get("requires", []):  # optional packages a notebook needs
+        pytest.importorskip(extra)
     n_cells = len(nb.cells)
     # which interpreter ran the notebook: appended here, checked below
     nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
