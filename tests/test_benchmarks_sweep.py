@@ -76,7 +76,6 @@ def test_cli_writes_json(bench, tmp_path, capsys):
 def test_memory_sweep_tiny(bench):
     res = bench.memory_sweep(n=12, B=2, T=3)
     assert res["config"]["K"] > 10 and res["all_finite"]
-    assert res["peak_rss_bytes"] > 10 * 2**20
 
 
 def test_precision_check_tiny(bench):

@@ -4,7 +4,6 @@ import jax
 import numpy as np
 import pytest
 
-import schurjax as sj
 from schurjax import tasks
 from schurjax.train import TrainResult, evaluate_models, init_models, train
 
@@ -73,4 +72,3 @@ def test_bad_arguments():
         train("copy", [])
     with pytest.raises(ValueError, match="schedule must be 'constant' or 'cosine'"):
         train("copy", [0], schedule="linear")
-    assert sj.train.train is train

@@ -2,12 +2,12 @@
 
 ``sj.sweep(models, out=..., ...)`` is the entry point for scripts and notebooks; ``schurjax sweep`` calls it.
 
-- :mod:`schurjax.sweeps.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
-- :mod:`schurjax.sweeps.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
-- :mod:`schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
-- :mod:`schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
-- :mod:`schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
-- :mod:`schurjax.sweeps.progress`: the progress line.
+- :mod:`~schurjax.sweeps.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
+- :mod:`~schurjax.sweeps.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
+- :mod:`~schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
+- :mod:`~schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
+- :mod:`~schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
+- :mod:`~schurjax.sweeps.progress`: the progress line.
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """

@@ -8,6 +8,9 @@ held-out loss and score, the ideal observer's score for "context", package versi
 A zoo model is named by a spec ``zoo:TASK[/SEED][@N]``: ``zoo:flipflop/0`` is the n = 64 model of seed 0,
 ``zoo:flipflop/0@128`` its n = 128 sibling, ``zoo:flipflop`` every seed (see :func:`parse_spec`).
 
+- :mod:`~schurjax.zoo.build`: build the zoo, one vmapped training program per task and size;
+- :mod:`~schurjax.zoo.__main__`: ``python -m schurjax.zoo build|list``.
+
 Example:
     >>> import schurjax
     >>> model = schurjax.zoo.load("flipflop", seed=0)                 # n = 64
