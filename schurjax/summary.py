@@ -299,7 +299,7 @@ def format_summary(summary: Sequence[dict[str, Any]]) -> str:
         head += f"{'abl med Δ':>10}{'ctrl med Δ':>11}{'abl>ctrl':>9}"
     crits = list(dict.fromkeys(s["criterion"].describe() for s in summary if s.get("criterion") is not None))
     lines = [
-        f"criterion: {'; '.join(crits) or Criterion('loss').describe()} (single/block keep: share of removals that keep)",
+        f"criterion: {'; '.join(crits) or Criterion('loss').describe()} (keep: share of removals that keep)",
         "Δ = relative loss change (xK: loss multiplied by K)",
         "score base→NN = task score (0-1) of the unablated model → after removing all nonnormal couplings (all-NN)",
     ]
