@@ -447,4 +447,7 @@ def import_model(
                 f"{t.name!r} has n_in={t.n_in}, n_out={t.n_out}; expected the task it was trained on"
             )
         meta["task"] = {"name": t.name, "params": t.params()}
-    return save_model(out, model, meta, force=True)
+    try:
+        return save_model(out, model, meta, force=True)
+    except OSError as err:  # disk full, permissions: nothing half-written remains (see _write_pair)
+        raise ValueError(f"{where}: could not write {str(p)!r} ({type(err).__name__}: {err})") from None
