@@ -357,9 +357,17 @@ def _state_of(name: str, obj: Any) -> dict[str, Any]:
     raise AssertionError  # unreachable
 
 
+def _strip_common_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"model.wi": ..., "model.m": ...}`` -> ``{"wi": ..., "m": ...}`` (a checkpoint nesting one state dict)."""
+    sd = dict(sd)
+    while sd and all("." in k for k in sd) and len({k.split(".", 1)[0] for k in sd}) == 1:
+        sd = {k.split(".", 1)[1]: v for k, v in sd.items()}
+    return sd
+
+
 def _detect_torch(sd: Mapping[str, Any]) -> str:
     """Which torch layout a flat state dict holds: "schurjax", "neurogym", "lowrank" or "torch-rnn"."""
-    keys = set(sd)
+    keys = set(_strip_common_prefix(sd))
     if {"W_in", "W_rec", "W_out"} <= keys:
         return "schurjax"
     if any(k.endswith("h2h.weight") for k in keys) and any(k.endswith("input2h.weight") for k in keys):
@@ -446,13 +454,15 @@ def from_torch(
             sd, where_sd = _flatten(rnn), "the state dict"
         else:
             _fail(f"rnn must be a torch.nn.RNN, a model, a state dict or a checkpoint path, got {type(rnn).__name__}")
+        if not whole and not tanh_only and _detect_torch(sd) == "neurogym":
+            return from_ctrnn(rnn, readout, alpha=alpha, nonlinearity=nonlinearity)
         kind = _detect_torch(sd) if whole else "torch-rnn"
         if kind != "torch-rnn" and not tanh_only:
             if prefix is not None or readout_prefix is not None:
                 _fail(f"prefix=/readout_prefix= apply to a torch.nn.RNN; {where_sd} holds a {kind} network")
             src = module if module is not None else sd
             if kind == "schurjax":
-                return _from_schurjax_state(src, where)
+                return _from_schurjax_state(module if module is not None else _strip_common_prefix(sd), where)
             if kind == "neurogym":
                 return from_ctrnn(src, alpha=alpha, nonlinearity=nonlinearity)
             return from_lowrank(src, alpha=alpha, nonlinearity=nonlinearity or "tanh")
@@ -747,7 +757,7 @@ def from_lowrank(
         if bias not in ("refuse", "shift"):
             _fail(f"bias must be 'refuse' or 'shift', got {bias!r}")
         sd, module, src = _source_state(net, "a low-rank RNN")
-        sd = {k: v for k, v in sd.items() if k != "rec_noise"}
+        sd = {k: v for k, v in _strip_common_prefix(sd).items() if k != "rec_noise"}
         unknown = sorted(k for k in sd if k not in _LOWRANK_KEYS)
         if unknown:
             _fail(
@@ -938,6 +948,11 @@ def from_npz(
         model = from_npz("psychrnn_weights.npz", layout="psychrnn", alpha=0.1)
         model = from_npz("mine.npz", alpha=0.2, form="rate", keys={"W_rec": "J"})
     """
+    return _from_npz(path, layout, alpha, nonlinearity, form, keys, dale)[0]
+
+
+def _from_npz(path, layout, alpha, nonlinearity, form, keys, dale):
+    """:func:`from_npz`, returning ``(model, layout)`` (the layout it read the file as)."""
     from schurjax.rnn import FORMS, RateRNN
 
     where = "from_npz"
@@ -965,7 +980,7 @@ def from_npz(
                 "save it as a numeric array"
             )
         if layout == "psychrnn":
-            return _from_psychrnn(arrays, objects, src, given, nonlinearity, form, dale)
+            return _from_psychrnn(arrays, objects, src, given, nonlinearity, form, dale), layout
         if dale is not None:
             _fail("dale= applies to layout 'psychrnn' only")
         mapping = {k: k for k in _NPZ_NAMES}
@@ -1004,7 +1019,7 @@ def from_npz(
             _fail(f"W_in and W_out must be 2-D, got shapes {W_in.shape} and {W_out.shape}")
         _check_sizes(W_in, W_rec, W_out)
         opt = {k: _np(mapping[k], got[k]) for k in ("b", "b_out", "h0") if k in got}
-        return RateRNN.from_arrays(
+        model = RateRNN.from_arrays(
             W_in=W_in,
             W_rec=W_rec,
             b=opt.get("b"),
@@ -1015,6 +1030,7 @@ def from_npz(
             form=f,
             h0=opt.get("h0"),
         )
+        return model, layout
 
 
 def _from_psychrnn(arrays, objects, src, given, nonlinearity, form, dale):
@@ -1157,17 +1173,10 @@ def load_file(
     if layout not in LAYOUTS:
         raise ValueError(f"{where}: layout must be one of {', '.join(map(repr, LAYOUTS))}, got {layout!r}")
     p = Path(path)
-    if layout in ("psychrnn", "npz") or (layout == "auto" and p.suffix == ".npz"):
+    if layout in ("psychrnn", "npz") or (layout == "auto" and (p.suffix == ".npz" or _looks_npz(p))):
         if prefix is not None or readout_prefix is not None:
             raise ValueError(f"{where}: prefix/readout_prefix apply to torch checkpoints, not to {p.name}")
-        model = from_npz(
-            p, layout="auto" if layout == "auto" else layout, alpha=alpha, nonlinearity=nonlinearity, form=form
-        )
-        return model, (
-            "psychrnn"
-            if model.form == "current" and layout != "npz" and _is_psychrnn(set(read_npz(p)[0]) | set(read_npz(p)[1]))
-            else "npz"
-        )
+        return _from_npz(p, layout, alpha, nonlinearity, form, None, None)
     sd = load_state(p)
     kind = {"torch-rnn": "torch-rnn", "neurogym": "neurogym", "lowrank": "lowrank"}.get(layout) or _detect_torch(sd)
     expected_form = {"torch-rnn": "rate", "neurogym": "post", "lowrank": "current", "schurjax": form}[kind]
@@ -1187,6 +1196,16 @@ def load_file(
     else:
         model = _from_schurjax_state(sd, where)
     return model, kind
+
+
+def _looks_npz(p: Path) -> bool:
+    """A zip of ``.npy`` members (an ``.npz`` under another name); torch's zip files hold ``data.pkl``."""
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
 
 
 @functools.cache

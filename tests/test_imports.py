@@ -128,7 +128,7 @@ def test_neurogym_ctrnn_module_state_dict_and_file(tmp_path):
         net.rnn.h2h.bias.normal_()
     model = RateRNN.from_torch(net)
     assert model.dynamics == sj.rnn.Dynamics(0.2, "relu", "post") and model.h0 is None
-    assert same(model, torch_io.from_ctrnn(net.rnn, net.fc))
+    assert same(model, torch_io.from_ctrnn(net.rnn, net.fc)) and same(model, RateRNN.from_torch(net.rnn, net.fc))
     assert same(model, torch_io.from_ctrnn(net.state_dict(), alpha=0.2))
     torch.save({"model": net.state_dict(), "epoch": 3}, tmp_path / "ctrnn.pt")
     assert same(model, torch_io.load_file(tmp_path / "ctrnn.pt", alpha=0.2)[0])
@@ -456,7 +456,7 @@ def test_lowrank_state_dict_module_and_file(tmp_path):
         y64 = _torch64(net)(x).numpy()
     assert close(outputs(model, x.numpy()), y64) and np.abs(np.diff(y64, axis=1)).max() > 0.05
     # their file, as they save it (with the rec_noise buffer some versions keep)
-    torch.save({**sd, "rec_noise": torch.tensor(0.05)}, tmp_path / "rank2.pt")
+    torch.save({"model": {**sd, "rec_noise": torch.tensor(0.05)}, "epoch": 9}, tmp_path / "rank2.pt")
     out = tmp_path / "lr.eqx"
     assert main(["import", str(tmp_path / "rank2.pt"), "--out", str(out), "--alpha", "0.2"]) == 0
     loaded, meta = sj.load_model(out)
