@@ -44,6 +44,7 @@ NeuroGym's example ``CTRNN`` (:func:`from_ctrnn`, layout ``"neurogym"``), ``h' =
   ``dale_ratio`` is a number; PsychRNN writes ``dale_ratio=None`` and ``transfer_function`` as pickled object
   arrays, which are never unpickled: such a ``dale_ratio`` counts as None (``dale=`` overrides) and the transfer
   function is ``nonlinearity=`` (default "relu", PsychRNN's default). ``alpha`` (``dt / tau``) must be given.
+  Optimizer slots that ``RNN.save`` also writes (``W_rec/Adam``, ``W_rec/Adam_1``, ...) are ignored.
   Recurrent noise is not imported (the analysis is deterministic).
 
 Low-rank RNN state dicts (:func:`from_lowrank`, layout ``"lowrank"``) as the low-rank literature ships them
@@ -1036,6 +1037,8 @@ def _from_npz(path, layout, alpha, nonlinearity, form, keys, dale):
 def _from_psychrnn(arrays, objects, src, given, nonlinearity, form, dale):
     from schurjax.rnn import RateRNN
 
+    slots = [k for k in arrays if "/" in k and k.split("/", 1)[0] in _PSYCHRNN_KEYS]  # optimizer state: W_rec/Adam
+    arrays = {k: v for k, v in arrays.items() if k not in slots}
     unknown = sorted(k for k in arrays if k not in _PSYCHRNN_KEYS)
     if unknown:
         _fail(

@@ -295,9 +295,11 @@ def test_psychrnn_npz_with_dale_masks(tmp_path):
     for m in (m_raw, m_saved):
         assert close(outputs(m, x), ref)
     assert np.abs(np.diff(ref, axis=1)).max() > 0.05
-    # Dale's law off (dale_ratio absent and no numeric one): the masks only
+    # Dale's law off (PsychRNN writes dale_ratio=None as an object array, never read), with the optimizer slots
+    # that its RNN.save also writes: the masks only
     w_off = {k: v for k, v in w.items() if k != "dale_ratio"}
-    np.savez(tmp_path / "off.npz", **w_off)
+    slots = {f"{k}/Adam{s}": np.zeros_like(w[k]) for k in ("W_rec", "b_rec") for s in ("", "_1")}
+    np.savez(tmp_path / "off.npz", **w_off, **slots, dale_ratio=np.array(None, dtype=object))
     m_off = torch_io.from_npz(tmp_path / "off.npz", alpha=alpha)
     np.testing.assert_allclose(np.asarray(m_off.W_rec), w["W_rec"] * w["rec_connectivity"], atol=1e-7)
     assert same(torch_io.from_npz(tmp_path / "off.npz", alpha=alpha, dale=True), m_raw)
