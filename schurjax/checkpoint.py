@@ -35,7 +35,16 @@ import numpy as np
 from schurjax._json import finite_or_none
 from schurjax.rnn import FORMS, NONLINEARITIES, RateRNN, TanhRNN, check_alpha
 
-__all__ = ["save_model", "load_model", "import_torch", "import_model", "FORMAT", "FORMAT_RATE", "FORMATS"]
+__all__ = [
+    "save_model",
+    "load_model",
+    "import_torch",
+    "import_model",
+    "written_by_schurjax",
+    "FORMAT",
+    "FORMAT_RATE",
+    "FORMATS",
+]
 
 FORMAT = "schurjax.TanhRNN/1"
 """Format tag of a saved ``TanhRNN`` (written to, and required in, its sidecar)."""

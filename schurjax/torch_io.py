@@ -853,10 +853,17 @@ def read_npz(path: str | os.PathLike, where: str = "from_npz") -> tuple[dict[str
         with zipfile.ZipFile(p) as zf:
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
-                    raise ValueError(f"{where}: {str(path)!r} holds {info.filename!r}, which is not a .npy array")
+                    torch_hint = "; a PyTorch checkpoint?" if info.filename.endswith("data.pkl") else ""
+                    raise ValueError(
+                        f"{where}: {str(path)!r} is not an .npz file (it holds {info.filename!r}, not a .npy array"
+                        f"{torch_hint})"
+                    )
                 with zf.open(info) as f:
                     version = np.lib.format.read_magic(f)
-                    shape, _, dtype = np.lib.format._read_array_header(f, version)  # header only, no data
+                    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                    if version not in read:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                    shape, _, dtype = read[version](f)  # the header only, no data
                 meta[info.filename[: -len(".npy")]] = (tuple(shape), dtype)
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(
@@ -1186,10 +1193,14 @@ def load_file(
     if form is not None and form != expected_form:
         raise ValueError(f"{where}: layout {kind!r} is the {expected_form!r} form, got --form {form}")
     if kind == "torch-rnn":
-        with _renamed("TanhRNN.from_torch"):
-            model = from_torch(
-                sd, prefix=prefix, readout_prefix=readout_prefix, nonlinearity=nonlinearity, alpha=alpha, cls=None
-            )
+        found = _detect_torch(sd)
+        if found != "torch-rnn":
+            shown = {"schurjax": "schurjax export", "neurogym": "NeuroGym CTRNN", "lowrank": "low-rank RNN"}[found]
+            hint = f"; import it with --layout {found}" if found != "schurjax" else ""
+            raise ValueError(f"{where}: {str(path)!r} holds a {shown}, not a torch.nn.RNN{hint}")
+        model = from_torch(
+            sd, prefix=prefix, readout_prefix=readout_prefix, nonlinearity=nonlinearity, alpha=alpha, cls=None
+        )
     elif kind == "neurogym":
         model = from_ctrnn(sd, alpha=alpha, nonlinearity=nonlinearity, prefix=prefix, readout_prefix=readout_prefix)
     elif kind == "lowrank":
@@ -1197,7 +1208,11 @@ def load_file(
             raise ValueError(f"{where}: prefix/readout_prefix do not apply to a low-rank state dict")
         model = from_lowrank(sd, alpha=alpha, nonlinearity=nonlinearity)
     else:
-        model = _from_schurjax_state(sd, where)
+        with _renamed(where):
+            model = _from_schurjax_state(_strip_common_prefix(sd), where)
+    for name, given, got in (("alpha", alpha, model.alpha), ("nonlinearity", nonlinearity, model.nonlinearity)):
+        if given is not None and given != got:
+            raise ValueError(f"{where}: --{name} {given} was given but {str(path)!r} holds a model with {name} {got}")
     return model, kind
 
 

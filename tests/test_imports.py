@@ -645,6 +645,8 @@ def test_cli_layout_and_form_mismatches(tmp_path, capsys):
         (["--form", "rate", "--alpha", "0.2"], "layout 'neurogym' is the 'post' form, got --form rate"),
         (["--layout", "lowrank", "--alpha", "0.2"], "that a low-rank RNN does not have"),
         ([], "does not store alpha"),
+        (["--layout", "torch-rnn"], "holds a NeuroGym CTRNN, not a torch.nn.RNN; import it with --layout neurogym"),
+        (["--layout", "psychrnn", "--alpha", "0.2"], "is not an .npz file"),
     ):
         capsys.readouterr()
         assert main(["import", str(tmp_path / "c.pt"), "--out", str(tmp_path / "x.eqx"), *extra]) == 2
