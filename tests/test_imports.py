@@ -177,6 +177,10 @@ def test_neurogym_refusals():
         with pytest.raises(ValueError) as info:
             call()
         one_line(info, frag)
+    # a CTRNN variant that stores dt and tau but no alpha
+    del net.rnn.alpha
+    net.rnn.dt = 5
+    assert torch_io.from_ctrnn(net).alpha == 0.05
 
 
 # ------------------------------------------------------------------------------------------------ torch nn.RNN
@@ -514,15 +518,17 @@ def test_lowrank_bias_refused_or_shifted():
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("nonlinearity", tuple(NONLINEARITIES))
 def test_to_torch_every_form_matches_live_torch(form, nonlinearity):
-    key = jax.random.key(FORMS.index(form) * 3 + tuple(NONLINEARITIES).index(nonlinearity))
-    model = RateRNN(3, 12, 2, alpha=0.5, nonlinearity=nonlinearity, form=form, learn_h0=True, key=key, gain=1.5)
+    f, g = FORMS.index(form), tuple(NONLINEARITIES).index(nonlinearity)
+    key, alpha = jax.random.key(3 * f + g), (1.0, 0.5, 0.2)[(f + g) % 3]  # a Latin square: each form and each
+    # nonlinearity meets each alpha
+    model = RateRNN(3, 12, 2, alpha=alpha, nonlinearity=nonlinearity, form=form, learn_h0=True, key=key, gain=1.5)
     model = RateRNN.from_arrays(
         W_in=model.W_in,
         W_rec=model.W_rec,
         b=np.linspace(-0.5, 0.5, 12),
         W_out=model.W_out,
         b_out=[0.1, -0.2],
-        alpha=0.5,
+        alpha=alpha,
         nonlinearity=nonlinearity,
         form=form,
         h0=np.linspace(-1, 1, 12),
