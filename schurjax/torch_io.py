@@ -558,7 +558,7 @@ def _pick_alpha(given: float | None, stored: float | None, source: str) -> float
             _fail(f"alpha={given!r} was given but {source} stores alpha={stored!r}")
         return stored
     if given is None:
-        _fail(f"{source} does not store alpha (= dt / tau); pass alpha=")
+        _fail(f"{source} does not store alpha (= dt / tau); pass alpha= (schurjax import: --alpha)")
     return float(given)
 
 
@@ -1019,7 +1019,7 @@ def _from_npz(path, layout, alpha, nonlinearity, form, keys, dale):
         nl = _nl_arg(_scalar_arg(got, "nonlinearity", src) if "nonlinearity" in got else nonlinearity, "tanh")
         f = _scalar_arg(got, "form", src) if "form" in got else form
         if f is None:
-            _fail(f"{src} does not say its form; pass form= ('rate', 'post' or 'current')")
+            _fail(f"{src} does not say its form; pass form= (schurjax import: --form) 'rate', 'post' or 'current'")
         if f not in FORMS:
             _fail(f"{src} form must be one of {', '.join(map(repr, FORMS))}, got {f!r}")
         W_in, W_rec, W_out = (_np(mapping[k], got[k]) for k in ("W_in", "W_rec", "W_out"))
@@ -1058,7 +1058,7 @@ def _from_psychrnn(arrays, objects, src, given, nonlinearity, form, dale):
     if form not in (None, "current"):
         _fail(f"PsychRNN's model is the 'current' form, got form={form!r}")
     if given is None:
-        _fail(f"{src} (PsychRNN) does not store alpha = dt / tau; pass alpha=")
+        _fail(f"{src} (PsychRNN) does not store alpha = dt / tau; pass alpha= (schurjax import: --alpha)")
     nl = _nl_arg(nonlinearity, "relu")
     W_in, W_rec, W_out = (_np(k, arrays[k]) for k in ("W_in", "W_rec", "W_out"))
     if W_rec.ndim != 2 or W_rec.shape[0] != W_rec.shape[1]:
