@@ -838,8 +838,8 @@ def read_npz(path: str | os.PathLike, where: str = "from_npz") -> tuple[dict[str
         never read (unpickling them could run code).
 
     Raises:
-        ValueError: one line: no such file, not an ``.npz``, a member that is not an array, or an array whose header
-            declares more than 2**28 elements (refused before anything is read).
+        ValueError: one line: no such file, not an ``.npz``, a member that is not an array, an array whose header
+            declares more than 2**28 elements, or more than 4 GiB in all (refused before anything is read).
 
     Example::
 
@@ -876,6 +876,9 @@ def read_npz(path: str | os.PathLike, where: str = "from_npz") -> tuple[dict[str
     for key, (shape, _) in meta.items():
         if math.prod(shape) > _MAX_ELEMENTS:
             raise ValueError(f"{where}: {str(path)!r} array {key!r} declares shape {shape}, more than 2**28 elements")
+    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in meta.values() if not dtype.hasobject)
+    if total > 4 * _MAX_ELEMENTS * 4:
+        raise ValueError(f"{where}: {str(path)!r} declares {total / 2**30:.1f} GiB of arrays, more than 4 GiB")
     objects = sorted(k for k, (_, dt) in meta.items() if dt.hasobject)
     arrays: dict[str, np.ndarray] = {}
     with np.load(p, allow_pickle=False) as z:

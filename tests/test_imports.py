@@ -375,6 +375,12 @@ def test_named_npz_layout(tmp_path):
         buf = io.BytesIO()
         np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 100)})
         zf.writestr("W_rec.npy", buf.getvalue())
+    many = tmp_path / "many.npz"
+    with zipfile.ZipFile(many, "w") as zf:  # 20 headers of 2**28 float32 each (20 GiB), no data
+        for i in range(20):
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (2**28,)})
+            zf.writestr(f"a{i}.npy", buf.getvalue())
     (tmp_path / "text.npz").write_text("not a zip\n")
     cases = [
         (lambda: torch_io.from_npz(tmp_path / "j.npz", alpha=0.5, form="rate"), "holds keys ['J']"),
@@ -384,6 +390,7 @@ def test_named_npz_layout(tmp_path):
         (lambda: torch_io.from_npz(tmp_path / "self.npz", form="post"), "form='post' was given but"),
         (lambda: torch_io.from_npz(header_bomb, alpha=0.5, form="rate"), "more than 2**28 elements"),
         (lambda: torch_io.from_npz(tmp_path / "text.npz", alpha=0.5, form="rate"), "is not an .npz file"),
+        (lambda: torch_io.from_npz(many, alpha=0.5, form="rate"), "20.0 GiB of arrays, more than 4 GiB"),
         (lambda: torch_io.from_npz(tmp_path / "none.npz"), "no .npz file at"),
     ]
     for call, frag in cases:
