@@ -4,6 +4,7 @@
     schurjax sweep MODEL... --families single,block,band,all_nonnormal --controls 4 --trials 256 --out runs/x
     schurjax sweep model.eqx --task mytasks:Ramp --trials-file trials.npz --out runs/y
     schurjax import model.pt --out model.eqx --task neurogym:GoNogo-v0
+    schurjax import ctrnn.pt --out ctrnn.eqx --layout neurogym --alpha 0.2    (also psychrnn, npz, lowrank)
     schurjax sweep MODEL... --no-deviation --out runs/x     (the plain rollout: loses the smallest effects)
     schurjax report runs/x
     schurjax demo
@@ -268,8 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
     s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
 
-    i = sub.add_parser("import", help="convert a PyTorch nn.RNN + nn.Linear checkpoint into a schurjax model (.eqx)")
-    i.add_argument("checkpoint", metavar="MODEL.pt", help="a torch state dict file (read with weights_only=True)")
+    i = sub.add_parser(
+        "import",
+        help="convert a trained network (torch nn.RNN, NeuroGym CTRNN, PsychRNN .npz, low-rank RNN, .npz) into a "
+        "schurjax model (.eqx)",
+    )
+    i.add_argument(
+        "checkpoint",
+        metavar="FILE",
+        help="a torch state dict file (.pt, read with weights_only=True) or an .npz (read with allow_pickle=False)",
+    )
     i.add_argument("--out", required=True, help="the .eqx to write (its .json sidecar goes next to it)")
     i.add_argument(
         "--task",
@@ -277,8 +286,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task the model was trained on (name, neurogym:<env_id> or "
         "module:Name); recorded so that `schurjax sweep MODEL.eqx` finds it",
     )
-    i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN in a whole model's state dict")
+    i.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "torch-rnn", "neurogym", "psychrnn", "npz", "lowrank"),
+        help="what the file holds (default auto: told apart by suffix and keys)",
+    )
+    i.add_argument("--alpha", type=float, default=None, help="dt / tau in (0, 1], where the file does not store it")
+    i.add_argument(
+        "--form",
+        default=None,
+        choices=("rate", "post", "current"),
+        help="the step (see schurjax.rnn); each layout but npz has its own",
+    )
+    i.add_argument(
+        "--nonlinearity",
+        default=None,
+        choices=("tanh", "relu", "softplus"),
+        help="phi, which a state dict does not record (defaults: torch-rnn/npz/lowrank tanh, neurogym/psychrnn relu)",
+    )
+    i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN (or CTRNN) in a whole model's state dict")
     i.add_argument("--readout-prefix", default=None, help="key prefix of the nn.Linear readout")
+    i.add_argument("--force", action="store_true", help="replace an existing --out .eqx/.json")
 
     r = sub.add_parser("report", help="write RUN/report.html (embedded figures) and print a summary")
     r.add_argument("run", metavar="RUN", help="a run folder written by sweep or demo")
@@ -751,15 +780,26 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     with user_errors():
         try:
-            path = checkpoint.import_torch(
-                args.checkpoint, args.out, task=args.task, prefix=args.prefix, readout_prefix=args.readout_prefix
+            path = checkpoint.import_model(
+                args.checkpoint,
+                args.out,
+                layout=args.layout,
+                alpha=args.alpha,
+                form=args.form,
+                nonlinearity=args.nonlinearity,
+                task=args.task,
+                prefix=args.prefix,
+                readout_prefix=args.readout_prefix,
+                force=args.force,
             )
         except ImportError as e:  # the torch extra is missing: the message names it
             raise UsageError(str(e).splitlines()[0]) from None
     model, meta = checkpoint.load_model(path)
     task = (meta.get("task") or {}).get("name", "none (pass --task to sweep it)")
     print(
-        f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; task {task})"
+        f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; "
+        f"{model.dynamics.describe()}{', learned h0' if model.h0 is not None else ''}; layout "
+        f"{meta['source']['layout']}; task {task})"
     )
     return 0
 
