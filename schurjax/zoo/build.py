@@ -74,7 +74,10 @@ LEAKY_ALPHA = 0.2
 # The leaky family (n = 64): the same task parameters, bars and held-out keys as the paper's zoo. With alpha = 0.2 a
 # unit moves at most a fifth of the way to its target per step, and training was slower per step than at alpha = 1
 # (flip-flop: training loss 0.16 after a 400-step cosine run, against 0.06 at alpha = 1), so every task gets more
-# steps. The step (alpha, nonlinearity, form) is part of the training configuration.
+# steps. The step (alpha, nonlinearity, form) is part of the training configuration. Held-out scores of the shipped
+# build (seeds 0-3): copy R² 0.996-0.998, flip-flop 0.9999-1.0000, sine R² 0.998-0.999, context accuracy 0.994-0.996
+# (ideal observer 0.995-0.996). Measured wall time of ``build --alpha 0.2`` on the 2 shared CPU cores (load average
+# 6-17, six other developers' jobs): 2535 s (copy 30 s, flip-flop 210 s, sine 749 s, context 1501 s).
 _LEAKY_STEP = dict(alpha=LEAKY_ALPHA, nonlinearity="tanh", form="rate")
 CONFIGS_LEAKY: dict[str, dict[str, Any]] = {
     "copy": {"params": {}, "train": dict(steps=6000, batch_size=64, learning_rate=3e-3, gain=1.0, **_LEAKY_STEP)},
