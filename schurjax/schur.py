@@ -485,6 +485,16 @@ class SchurForm:
         """``max |lam|``."""
         return float(np.abs(self.eigvals).max())
 
+    @property
+    def order_spec(self) -> str | tuple[str, float]:
+        """The ``order`` argument that reproduces this form: ``"modulus"`` etc., or ``("decay", alpha)``.
+
+        Example:
+            >>> ordered_schur(np.eye(2), order="decay", alpha=0.2).order_spec
+            ('decay', 0.2)
+        """
+        return self.order if self.alpha is None else (self.order, self.alpha)
+
     def step_decay(self, alpha: float | None = None) -> Float[np.ndarray, " n"]:
         """(n,) per-step decay ``|1 - alpha + alpha lam|`` of each eigenvalue, in diagonal order (aligned with eigvals).
 

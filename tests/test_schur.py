@@ -727,6 +727,8 @@ def test_decay_form_records_round_trip_and_errors(tmp_path):
     sf = sj.ordered_schur(W, order="decay", alpha=0.25)
     back = sj.SchurForm.from_npz(sf.to_npz(tmp_path / "d.npz"))
     assert (back.order, back.alpha) == ("decay", 0.25) and back.fingerprint == sf.fingerprint
+    assert sf.order_spec == ("decay", 0.25) and sj.ordered_schur(W, order=sf.order_spec).fingerprint == sf.fingerprint
+    assert sj.ordered_schur(W, order="real").order_spec == "real"
     assert np.array_equal(back.T, sf.T)
     d = sf.summary_dict()
     assert d["alpha"] == 0.25 and np.allclose(d["step_decay"], sf.step_decay())
@@ -797,3 +799,19 @@ def test_property_random_shapes_and_scales(n, seed, log_scale, kind, order):
     if kind == "gauss":
         ref = np.linalg.eigvals(W)
         assert match_eigs(sf.eigvals, ref) <= 1e-6 * np.abs(ref).max()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 30),
+    seed=st.integers(0, 2**32 - 1),
+    log_scale=st.floats(-2, 2),
+    alpha=st.floats(0.01, 1.0),
+    kind=st.sampled_from(["gauss", "int", "lowrank", "orthogonal", "skew", "triangular"]),
+)
+def test_property_decay_order(n, seed, log_scale, alpha, kind):
+    W = _matrix(kind, n, seed, 10.0**log_scale)
+    sf = sj.ordered_schur(W, order="decay", alpha=alpha)
+    check_form(sf, W, "decay", alpha=alpha)
+    again = sj.ordered_schur(W.copy(), order=("decay", alpha))
+    assert np.array_equal(sf.Q, again.Q) and np.array_equal(sf.T, again.T) and sf.fingerprint == again.fingerprint
