@@ -10,7 +10,7 @@ import pytest
 import schurjax as sj
 from schurjax import zoo
 from schurjax.checkpoint import FORMAT
-from schurjax.zoo.build import CONFIGS, CONFIGS_BY_SIZE, SIZES, build
+from schurjax.zoo.build import CONFIGS, CONFIGS_BY_SIZE, CONFIGS_LEAKY, LEAKY_ALPHA, SIZES, build
 
 SEEDS = [0, 1, 2, 3]
 FRESH = 7_777_777  # never used by training (fold_in of the seed keys) nor by the build's held-out keys
@@ -187,4 +187,73 @@ def test_cli_list(capsys):
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.count("seed") == 32 and out.count("n=128") == 16 and "ideal" in out
+    assert out.count("seed") == 48 and out.count("n=128") == 16 and "ideal" in out
+    assert out.count("alpha=0.2") == 16  # the leaky family is listed too
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the leaky family: alpha = 0.2 tanh rate networks, n = 64
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_leaky_entries_complete_and_loadable():
+    es = zoo.entries(alpha=LEAKY_ALPHA)
+    want = sorted((t, s, 64) for t in sj.tasks.names() for s in SEEDS)
+    assert sorted((e.task, e.seed, e.n_hidden) for e in es) == want
+    assert all(e.alpha == LEAKY_ALPHA for e in es) and zoo.alphas() == [LEAKY_ALPHA, 1.0]
+    assert zoo.entries(alpha=None) == zoo.entries() + es  # the paper's first, as before
+    assert zoo.sizes(alpha=LEAKY_ALPHA) == [64]
+    for e in es:
+        m = e.metadata
+        assert m["format"] == FORMAT and m["dynamics"] == {"alpha": 0.2, "nonlinearity": "tanh", "form": "rate"}
+        assert e.path == zoo.path_for(e.task, e.seed, alpha=LEAKY_ALPHA) and e.path.name.endswith(
+            f"_alpha0.2_seed{e.seed}.eqx"
+        )
+        cfg = CONFIGS_LEAKY[e.task]["train"]
+        assert {k: m["train"][k] for k in cfg} == cfg and m["train"]["alpha"] == 0.2
+        assert m["task"]["params"] == sj.tasks.get(e.task).params()
+        model = zoo.load(e.task, e.seed, alpha=LEAKY_ALPHA)
+        assert type(model) is sj.RateRNN and model.dynamics == sj.rnn.Dynamics(0.2, "tanh", "rate") and model.h0 is None
+        raw, _ = sj.load_model(e.path)  # the weights are stored as a TanhRNN's leaves
+        for f in ("W_in", "W_rec", "b", "W_out", "b_out"):
+            np.testing.assert_array_equal(np.asarray(getattr(model, f)), np.asarray(getattr(raw, f)))
+    assert zoo.load("copy", 1, alpha=0.2) is zoo.load("copy", 1, alpha=LEAKY_ALPHA)
+    assert zoo.metadata("copy", 1, alpha=0.2)["dynamics"]["alpha"] == 0.2
+    assert zoo.load("copy", 1) is not zoo.load("copy", 1, alpha=0.2) and zoo.load("copy", 1).alpha == 1.0
+    with pytest.raises(ValueError, match=r"^zoo.load: no models with alpha=0.5, the zoo has alpha in \[0.2, 1.0\]$"):
+        zoo.load("copy", 0, alpha=0.5)
+    with pytest.raises(
+        ValueError, match=r"no 'copy' models with n_hidden=128 \(alpha=0.2\), available sizes are \[64\]$"
+    ):
+        zoo.load("copy", 0, n_hidden=128, alpha=0.2)
+    with pytest.raises(ValueError, match=r"no 'copy' model for seed 9 \(alpha=0.2\), expected one of \[0, 1, 2, 3\]$"):
+        zoo.load("copy", 9, alpha=0.2)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS_LEAKY))
+def test_leaky_quality_on_fresh_keys(name):
+    task = zoo.task(name)
+    models = [zoo.load(name, s, alpha=LEAKY_ALPHA) for s in SEEDS]
+    stacked = _stacked(models)
+    (loss, score), batch = _evaluate(task, stacked, jax.random.key(FRESH), BATCH[name] // 2)
+    score = np.asarray(score)
+    assert np.all(score >= BARS[name]), (name, score)
+    if name == "context":
+        assert float(eqx.filter_jit(task.ideal_observer_score)(batch)) >= 0.97
+    m = zoo.metadata(name, 0, alpha=LEAKY_ALPHA)["metrics"]
+    (l_rec, s_rec), _ = _evaluate(task, _stacked(models[:1]), jax.random.key(m["heldout_key"]), m["heldout_batch"])
+    np.testing.assert_allclose(float(l_rec[0]), m["heldout_loss"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(float(s_rec[0]), m["heldout_score"], atol=1e-4)
+
+
+def test_leaky_build_is_reproducible(tmp_path):
+    a = build(tmp_path / "a", ["flipflop"], seeds=[0], progress=False, steps_scale=0.004, alpha=LEAKY_ALPHA)
+    b = build(tmp_path / "b", ["flipflop"], seeds=[0], progress=False, steps_scale=0.004, alpha=LEAKY_ALPHA)
+    assert a[0].name == "flipflop_alpha0.2_seed0.eqx" and a[0].read_bytes() == b[0].read_bytes()
+    meta = json.loads(a[0].with_suffix(".json").read_text())
+    assert meta == json.loads(b[0].with_suffix(".json").read_text())
+    assert meta["dynamics"]["alpha"] == 0.2 and meta["train"]["steps"] == 18 and meta["train"]["form"] == "rate"
+    with pytest.raises(ValueError, match=r"no configuration for alpha=0.5, expected one of \[1.0, 0.2\]"):
+        build(tmp_path / "c", ["flipflop"], alpha=0.5)
+    with pytest.raises(ValueError, match=r"no configuration for n_hidden=128 at alpha=0.2, expected one of \[64\]"):
+        build(tmp_path / "c", ["flipflop"], n_hidden=128, alpha=LEAKY_ALPHA)
