@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+import schurjax as sj
 from schurjax import tasks
 from schurjax.train import TrainResult, evaluate_models, init_models, train
 

@@ -9,7 +9,7 @@ import pytest
 
 import schurjax as sj
 from schurjax import zoo
-from schurjax.checkpoint import FORMAT
+from schurjax.checkpoint import FORMAT, FORMAT_RATE
 from schurjax.zoo.build import CONFIGS, CONFIGS_BY_SIZE, CONFIGS_LEAKY, LEAKY_ALPHA, SIZES, build
 
 SEEDS = [0, 1, 2, 3]
@@ -175,6 +175,18 @@ def test_build_is_reproducible(tmp_path):
         build(tmp_path / "c", ["flipflop"], n_hidden=999)
 
 
+@pytest.mark.slow
+def test_leaky_build_rebuilds_the_shipped_files_bit_for_bit(tmp_path):
+    paths = build(tmp_path, ["copy"], seeds=SEEDS, progress=False, alpha=LEAKY_ALPHA)
+    for p in paths:
+        shipped = zoo.path_for("copy", int(p.stem.split("seed")[1]), alpha=LEAKY_ALPHA)
+        assert p.name == shipped.name and p.read_bytes() == shipped.read_bytes()
+        got, want = (json.loads(q.with_suffix(".json").read_text()) for q in (p, shipped))
+        for k in ("schurjax_version",):
+            got.pop(k), want.pop(k)
+        assert got == want
+
+
 def test_build_n128(tmp_path):
     (p,) = build(tmp_path, ["copy"], seeds=[0], n_hidden=128, progress=False, steps_scale=0.005)
     assert p == zoo.path_for("copy", 0, tmp_path, n_hidden=128)
@@ -205,7 +217,8 @@ def test_leaky_entries_complete_and_loadable():
     assert zoo.sizes(alpha=LEAKY_ALPHA) == [64]
     for e in es:
         m = e.metadata
-        assert m["format"] == FORMAT and m["dynamics"] == {"alpha": 0.2, "nonlinearity": "tanh", "form": "rate"}
+        assert m["format"] == FORMAT_RATE
+        assert m["dynamics"] == {"alpha": 0.2, "nonlinearity": "tanh", "form": "rate", "h0": False}
         assert e.path == zoo.path_for(e.task, e.seed, alpha=LEAKY_ALPHA) and e.path.name.endswith(
             f"_alpha0.2_seed{e.seed}.eqx"
         )
@@ -214,7 +227,8 @@ def test_leaky_entries_complete_and_loadable():
         assert m["task"]["params"] == sj.tasks.get(e.task).params()
         model = zoo.load(e.task, e.seed, alpha=LEAKY_ALPHA)
         assert type(model) is sj.RateRNN and model.dynamics == sj.rnn.Dynamics(0.2, "tanh", "rate") and model.h0 is None
-        raw, _ = sj.load_model(e.path)  # the weights are stored as a TanhRNN's leaves
+        raw, _ = sj.load_model(e.path)  # a RateRNN file: load_model gives the same network
+        assert type(raw) is sj.RateRNN and raw.dynamics == model.dynamics
         for f in ("W_in", "W_rec", "b", "W_out", "b_out"):
             np.testing.assert_array_equal(np.asarray(getattr(model, f)), np.asarray(getattr(raw, f)))
     assert zoo.load("copy", 1, alpha=0.2) is zoo.load("copy", 1, alpha=LEAKY_ALPHA)

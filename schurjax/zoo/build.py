@@ -23,7 +23,6 @@ import numpy as np
 
 from schurjax import tasks as _tasks
 from schurjax.checkpoint import save_model
-from schurjax.rnn import TanhRNN
 from schurjax.train import evaluate_models, train
 
 __all__ = [
@@ -145,7 +144,6 @@ def build(
         task = _tasks.get(name, **cfg["params"])
         tcfg = dict(cfg["train"])
         tcfg["steps"] = max(1, int(round(tcfg["steps"] * steps_scale)))
-        step = {k: tcfg[k] for k in ("alpha", "nonlinearity", "form") if k in tcfg}
         t0 = time.perf_counter()
         res = train(task, list(seeds), n_hidden=n_hidden, progress=progress, **tcfg)
         seconds = time.perf_counter() - t0
@@ -170,14 +168,6 @@ def build(
                 "metrics": metrics,
                 "history": {"steps": res.log_steps.tolist(), "loss": np.round(res.history[i], 7).tolist()},
             }
-            if step:
-                # the step goes into the sidecar; the weights are a TanhRNN's leaves (h0 is None), stored as one
-                meta["dynamics"] = {
-                    "alpha": float(step["alpha"]),
-                    "nonlinearity": step["nonlinearity"],
-                    "form": step["form"],
-                }
-                model = TanhRNN.from_arrays(model.W_in, model.W_rec, model.b, model.W_out, model.b_out)
             path = save_model(path_for(name, seed, out, n_hidden=n_hidden, alpha=alpha), model, meta)
             written.append(path)
             if progress:
