@@ -74,11 +74,13 @@ def test_load_and_errors():
 @pytest.mark.parametrize(
     ("spec", "parsed"),
     [
-        ("zoo:flipflop/0", ("flipflop", 0, 64)),
-        ("zoo:flipflop/0@128", ("flipflop", 0, 128)),
-        ("zoo:flipflop/3@64", ("flipflop", 3, 64)),
-        ("zoo:copy", ("copy", None, 64)),
-        ("zoo:copy@128", ("copy", None, 128)),
+        ("zoo:flipflop/0", ("flipflop", 0, 64, 1.0)),
+        ("zoo:flipflop/0@128", ("flipflop", 0, 128, 1.0)),
+        ("zoo:flipflop/3@64", ("flipflop", 3, 64, 1.0)),
+        ("zoo:copy", ("copy", None, 64, 1.0)),
+        ("zoo:copy@128", ("copy", None, 128, 1.0)),
+        ("zoo:copy/2@alpha0.2", ("copy", 2, 64, 0.2)),
+        ("zoo:sine@64@alpha0.2", ("sine", None, 64, 0.2)),
     ],
 )
 def test_parse_spec(spec, parsed):
@@ -99,6 +101,9 @@ def test_parse_spec(spec, parsed):
         "zoo:flipflop@128/0",
         "flipflop/0",
         "zoo:flipflop/0@128 ",
+        "zoo:flipflop/0@alpha0",
+        "zoo:flipflop/0@alpha1.5",
+        "zoo:flipflop/0@alpha0.2@128",
         3,
     ],
 )
@@ -108,9 +113,9 @@ def test_parse_spec_errors(spec):
 
 
 def test_specs_name_every_entry():
-    for e in zoo.entries():
-        task, seed, n = zoo.parse_spec(zoo.format_spec(e.task, e.seed, e.n_hidden))
-        assert zoo.load(task, seed, n) is zoo.load(e.task, e.seed, n_hidden=e.n_hidden)
+    for e in zoo.entries(alpha=None):
+        task, seed, n, alpha = zoo.parse_spec(zoo.format_spec(e.task, e.seed, e.n_hidden, e.alpha))
+        assert zoo.load(task, seed, n, alpha) is zoo.load(e.task, e.seed, n_hidden=e.n_hidden, alpha=e.alpha)
 
 
 def test_sweep_zoo_specs_mean_n64_unless_sized():

@@ -166,22 +166,23 @@ def resolve_models(
 
 
 def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
-    """``zoo:TASK[/SEED][@N]``: ids ``flipflop-0`` (n = 64, the default) and ``flipflop-0-n128``."""
+    """``zoo:TASK[/SEED][@N][@alphaA]``: ids ``flipflop-0`` (n = 64, the default), ``flipflop-0-n128`` and
+    ``flipflop-0-a0.2`` (the leaky family)."""
     from schurjax import zoo
 
     try:
-        task_name, seed, n_hidden = zoo.parse_spec(raw)
+        task_name, seed, n_hidden, alpha = zoo.parse_spec(raw)
     except ValueError as e:
         raise InputError("sweep", "models", str(e).splitlines()[0]) from None
-    entries = [e for e in zoo.entries(n_hidden=n_hidden) if e.task == task_name]
+    if alpha not in zoo.alphas():
+        have = ", ".join(f"{a:g}" for a in zoo.alphas())
+        raise InputError("sweep", "models", f"{raw!r}: the zoo has no models with alpha={alpha:g}; it has {have}")
+    entries = [e for e in zoo.entries(n_hidden=n_hidden, alpha=alpha) if e.task == task_name]
     if not entries:
-        known = sorted({e.task for e in zoo.entries()})
+        known = sorted({e.task for e in zoo.entries(alpha=alpha)})
         if task_name in known:
-            raise InputError(
-                "sweep",
-                "models",
-                f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are {', '.join(map(str, zoo.sizes()))}",
-            )
+            sizes = ", ".join(map(str, zoo.sizes(alpha=alpha)))
+            raise InputError("sweep", "models", f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are {sizes}")
         raise InputError("sweep", "models", f"{raw!r}: unknown zoo task {task_name!r}; the zoo has {', '.join(known)}")
     chosen = sorted(entries, key=lambda e: int(e.seed)) if seed is None else [e for e in entries if e.seed == seed]
     if not chosen:
@@ -189,17 +190,15 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
         raise InputError("sweep", "models", f"{raw!r} is not in the zoo; seeds of {task_name!r} are {have}")
     specs = []
     for e in chosen:
-        meta = dict(zoo.metadata(e.task, seed=int(e.seed), n_hidden=n_hidden))
+        meta = dict(zoo.metadata(e.task, seed=int(e.seed), n_hidden=n_hidden, alpha=alpha))
         meta.setdefault("seed", int(e.seed))
         meta.setdefault("task", e.task)
         task = _get_task(task_override, {}) if task_override and task_override != e.task else zoo.task(e.task)
-        model = zoo.load(e.task, seed=int(e.seed), n_hidden=n_hidden)
+        model = zoo.load(e.task, seed=int(e.seed), n_hidden=n_hidden, alpha=alpha)
         suffix = "" if n_hidden == zoo.DEFAULT_N_HIDDEN else f"-n{n_hidden}"
-        specs.append(
-            ModelSpec(
-                f"{e.task}-{int(e.seed)}{suffix}", zoo.format_spec(e.task, int(e.seed), n_hidden), model, task, meta
-            )
-        )
+        suffix += "" if alpha == zoo.DEFAULT_ALPHA else f"-a{alpha:g}"
+        source = zoo.format_spec(e.task, int(e.seed), n_hidden, alpha)
+        specs.append(ModelSpec(f"{e.task}-{int(e.seed)}{suffix}", source, model, task, meta))
     return specs
 
 

@@ -44,7 +44,7 @@ import json
 import numbers
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from schurjax.rnn import RateRNN
 from schurjax.tasks.base import Task
@@ -61,6 +61,7 @@ __all__ = [
     "task",
     "path_for",
     "parse_spec",
+    "ZooSpec",
     "format_spec",
 ]
 
@@ -74,7 +75,7 @@ DEFAULT_ALPHA = 1.0
 _NAME = re.compile(
     r"^(?P<task>[a-z0-9]+(?:_[a-z0-9]+)*?)(?:_n(?P<n>\d+))?(?:_alpha(?P<alpha>\d+(?:\.\d+)?))?_seed(?P<seed>\d+)\.json$"
 )
-_SPEC = re.compile(r"^zoo:(?P<task>[a-z0-9_]+)(?:/(?P<seed>\d+))?(?:@(?P<n>\d+))?$")
+_SPEC = re.compile(r"^zoo:(?P<task>[a-z0-9_]+)(?:/(?P<seed>\d+))?(?:@(?P<n>\d+))?(?:@alpha(?P<alpha>\d+(?:\.\d+)?))?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,37 +254,54 @@ def task(name: str) -> Task:
     return _tasks.get(meta["task"]["name"], **meta["task"]["params"])
 
 
-def parse_spec(spec: str) -> tuple[str, int | None, int]:
-    """Split a zoo spec ``zoo:TASK[/SEED][@N]`` into ``(task, seed, n_hidden)``.
+class ZooSpec(NamedTuple):
+    """A parsed zoo spec: task, seed (None: every seed), hidden size and ``alpha`` (1: the paper's networks)."""
+
+    task: str
+    seed: int | None
+    n_hidden: int
+    alpha: float = DEFAULT_ALPHA
+
+
+def parse_spec(spec: str) -> ZooSpec:
+    """Split a zoo spec ``zoo:TASK[/SEED][@N][@alphaA]`` into :class:`ZooSpec` ``(task, seed, n_hidden, alpha)``.
 
     ``seed`` is None when the spec names every seed (``zoo:flipflop``); ``n_hidden`` is
-    :data:`DEFAULT_N_HIDDEN` (64) without ``@N``. Only the syntax is checked here; whether the zoo has the model
-    is checked by :func:`load` / :func:`entries`.
+    :data:`DEFAULT_N_HIDDEN` (64) without ``@N``; ``alpha`` is 1 (the paper's networks) without ``@alphaA``
+    (``zoo:flipflop/0@alpha0.2`` is the leaky family's seed 0). Only the syntax is checked here; whether the zoo has
+    the model is checked by :func:`load` / :func:`entries`.
 
     Raises:
         ValueError: a spec that is not of that form (one line).
 
     Example:
-        >>> parse_spec("zoo:flipflop/0"), parse_spec("zoo:flipflop/0@128"), parse_spec("zoo:copy@128")
-        (('flipflop', 0, 64), ('flipflop', 0, 128), ('copy', None, 128))
+        >>> parse_spec("zoo:flipflop/0")
+        ZooSpec(task='flipflop', seed=0, n_hidden=64, alpha=1.0)
+        >>> tuple(parse_spec("zoo:flipflop/0@128")), tuple(parse_spec("zoo:copy@alpha0.2"))
+        (('flipflop', 0, 128, 1.0), ('copy', None, 64, 0.2))
     """
     m = _SPEC.match(spec) if isinstance(spec, str) else None
-    if m is None or (m["n"] is not None and int(m["n"]) < 1):
+    alpha = DEFAULT_ALPHA if m is None or m["alpha"] is None else float(m["alpha"])
+    if m is None or (m["n"] is not None and int(m["n"]) < 1) or not 0.0 < alpha <= 1.0:
         raise ValueError(
-            f"zoo.parse_spec: expected zoo:TASK, zoo:TASK/SEED, zoo:TASK@N or zoo:TASK/SEED@N (SEED and N "
-            f"non-negative ints, N >= 1), got {spec!r}"
+            f"zoo.parse_spec: expected zoo:TASK, zoo:TASK/SEED, zoo:TASK@N or zoo:TASK/SEED@N, each optionally "
+            f"followed by @alphaA (SEED and N non-negative ints, N >= 1, 0 < A <= 1), got {spec!r}"
         )
     seed = None if m["seed"] is None else int(m["seed"])
-    return m["task"], seed, DEFAULT_N_HIDDEN if m["n"] is None else int(m["n"])
+    return ZooSpec(m["task"], seed, DEFAULT_N_HIDDEN if m["n"] is None else int(m["n"]), alpha)
 
 
-def format_spec(task: str, seed: int | None = None, n_hidden: int = DEFAULT_N_HIDDEN) -> str:
-    """The canonical spec of a zoo model (the inverse of :func:`parse_spec`; ``@N`` only for non-default sizes).
+def format_spec(
+    task: str, seed: int | None = None, n_hidden: int = DEFAULT_N_HIDDEN, alpha: float = DEFAULT_ALPHA
+) -> str:
+    """The canonical spec of a zoo model (the inverse of :func:`parse_spec`; ``@N`` only for non-default sizes,
+    ``@alphaA`` only for leaky families).
 
     Example:
-        >>> format_spec("flipflop", 0), format_spec("flipflop", 0, 128)
-        ('zoo:flipflop/0', 'zoo:flipflop/0@128')
+        >>> format_spec("flipflop", 0), format_spec("flipflop", 0, 128), format_spec("copy", 1, alpha=0.2)
+        ('zoo:flipflop/0', 'zoo:flipflop/0@128', 'zoo:copy/1@alpha0.2')
     """
     seed_part = "" if seed is None else f"/{int(seed)}"
     size_part = "" if int(n_hidden) == DEFAULT_N_HIDDEN else f"@{int(n_hidden)}"
-    return f"zoo:{task}{seed_part}{size_part}"
+    alpha_part = "" if float(alpha) == DEFAULT_ALPHA else f"@alpha{float(alpha):g}"
+    return f"zoo:{task}{seed_part}{size_part}{alpha_part}"
