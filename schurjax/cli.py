@@ -38,9 +38,9 @@ from typing import Any
 
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
-from schurjax.schur import ORDERS
 from schurjax.summary import CRITERIA
 from schurjax.sweeps import CONTROL_KINDS, FAMILIES
+from schurjax.sweeps.config import SWEEP_ORDERS
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
 
@@ -411,7 +411,12 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
         help="at most this many ablations per family and model get controls (default all)",
     )
     s.add_argument("--trials", type=_positive_int, default=defaults["trials"], help="batch size (default %(default)s)")
-    s.add_argument("--order", choices=ORDERS, default="modulus", help="Schur block order")
+    s.add_argument(
+        "--order",
+        choices=SWEEP_ORDERS,
+        default=None,
+        help="Schur block order (default: modulus, or decay |1 - alpha + alpha lam| for leaky models)",
+    )
     s.add_argument(
         "--precision",
         choices=PRECISIONS,

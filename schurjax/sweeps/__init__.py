@@ -14,6 +14,7 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,7 +53,7 @@ def sweep(
     control_kinds: str | Sequence[str] = ("matched_norm",),
     control_max: int | None = None,
     trials: int = 256,
-    order: str = "modulus",
+    order: str | None = None,
     precision: str = "highest",
     dtype: str = "float32",
     chunk_size: int = 512,
@@ -87,7 +88,9 @@ def sweep(
         control_kinds: names from :data:`CONTROL_KINDS`.
         control_max: at most this many ablations per family and model get controls (None: all).
         trials: trials in the shared batch of each task.
-        order: Schur block order, ``"modulus"`` (default), ``"real"`` or ``"angle"``.
+        order: Schur block order: ``"modulus"``, ``"real"``, ``"angle"``, ``"decay"`` (per-step decay with each
+            model's alpha) or ``"auto"``; None (default): ``"modulus"`` when no model is leaky, else ``"auto"``
+            (``"decay"`` for leaky models, ``"modulus"`` for the others). The manifest records it per model.
         precision: matmul precision of the rollouts (``engine.PRECISIONS``).
         dtype: ``"float32"`` or ``"float64"`` (verification).
         chunk_size: variants per chunk file.
@@ -133,7 +136,7 @@ def sweep(
         control_kinds=control_kinds,
         control_max=control_max,
         trials=trials,
-        order=order,
+        order="modulus" if order is None else order,
         precision=precision,
         dtype=dtype,
         chunk_size=chunk_size,
@@ -148,6 +151,9 @@ def sweep(
     except ValueError as e:
         raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
     specs = resolve_models(models, task=task, task_params=task_params)
+    if order is None:  # "modulus" for networks without leak (as every earlier sweep), "auto" once one is leaky
+        leaky = any(float(getattr(s.model, "alpha", 1.0)) != 1.0 for s in specs)
+        config = dataclasses.replace(config, order="auto" if leaky else "modulus")
     if fixed is not None:
         for spec in specs:
             fixed.check_fits(spec)

@@ -21,6 +21,9 @@ from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
 
+SWEEP_ORDERS = (*ORDERS, "decay", "auto")
+"""Accepted ``order`` values of a sweep (the CLI's ``--order`` choices)."""
+
 __all__ = [
     "FAMILIES",
     "CONTROL_KINDS",
@@ -93,7 +96,9 @@ class SweepConfig:
         control_max: at most this many ablations per family and model get controls (None: all); which ones is
             a seeded random choice.
         trials: batch size B of the shared task batch.
-        order: Schur block order (one of ``schurjax.schur.ORDERS``).
+        order: Schur block order: one of ``schurjax.schur.ORDERS``, ``"decay"`` (descending per-step decay
+            ``|1 - alpha + alpha lam|`` with each model's own alpha) or ``"auto"`` (``"modulus"`` for a network
+            without leak, ``"decay"`` for a leaky one: :func:`schurjax.schur.order_for`).
         precision: matmul precision inside the rollouts (one of ``engine.PRECISIONS``).
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
@@ -144,8 +149,8 @@ class SweepConfig:
             isinstance(self.control_max, bool) or not isinstance(self.control_max, int) or self.control_max < 0
         ):
             raise bad("control_max", "None or an int >= 0")
-        if self.order not in ORDERS:
-            raise bad("order", f"one of {', '.join(ORDERS)}")
+        if self.order not in SWEEP_ORDERS:
+            raise bad("order", f"one of {', '.join(SWEEP_ORDERS)}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"one of {', '.join(PRECISIONS)}")
         if self.dtype not in ("float32", "float64"):
@@ -164,15 +169,18 @@ class SweepConfig:
         d["families"] = list(self.families)
         d["control_kinds"] = list(self.control_kinds)
         # models are compared by content (weights and task), not by how their path was spelled
-        d["models"] = [
-            {
+        d["models"] = []
+        for m in models:
+            entry = {
                 "id": m.id,
                 "task": m.task.name,
                 "task_params": task_params(m.task),
                 "weights_sha256": model_fingerprint(m.model),
             }
-            for m in models
-        ]
+            order = order_of(self.order, m.model)
+            if order != self.order:  # the order this model's Schur form used ("auto", "decay")
+                entry["order"] = list(order) if isinstance(order, tuple) else order
+            d["models"].append(entry)
         return to_jsonable(d)
 
 
@@ -206,6 +214,23 @@ class TrialsFile:
             raise InputError(
                 "sweep", "trials_file", f"{self.path} does not fit model {spec.id} ({str(e).splitlines()[0]})"
             ) from None
+
+
+def order_of(order: str, model: Any) -> Any:
+    """The ``ordered_schur`` order of ``model`` under the sweep's ``order`` (``"auto"``/``"decay"`` use its alpha).
+
+    Example:
+        >>> import jax, schurjax as sj
+        >>> order_of("auto", sj.RateRNN(1, 4, 1, alpha=0.2, key=jax.random.key(0)))
+        ('decay', 0.2)
+    """
+    from schurjax.schur import order_for
+
+    if order == "auto":
+        return order_for(model)
+    if order == "decay":
+        return ("decay", float(getattr(model, "alpha", 1.0)))
+    return order
 
 
 def model_fingerprint(model: Any) -> str:

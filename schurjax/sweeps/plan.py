@@ -12,7 +12,7 @@ import numpy as np
 from schurjax import ablate
 from schurjax.errors import InputError
 from schurjax.schur import ordered_schur
-from schurjax.sweeps.config import SweepConfig, _stable_int, control_key
+from schurjax.sweeps.config import SweepConfig, _stable_int, control_key, order_of
 from schurjax.sweeps.models import ModelSpec
 
 __all__ = ["ModelPlan", "plan_model", "plan_chunks"]
@@ -99,7 +99,7 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
     Raises:
         InputError: the families give the model no variants (e.g. a normal W has no couplings).
     """
-    sf = ordered_schur(np.asarray(spec.model.W_rec, dtype=np.float64), order=config.order)
+    sf = ordered_schur(np.asarray(spec.model.W_rec, dtype=np.float64), order=order_of(config.order, spec.model))
     parts = []
     family_counts: dict[str, int] = {}
     for fam in config.families:
