@@ -250,7 +250,7 @@ def off_distribution_batches(key: Any, task: Any, batch: Any) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from schurjax.tasks import TaskBatch, get
+    from schurjax.tasks import TaskBatch, from_record
 
     k_long, k_noise = jax.random.split(key)
     x = np.asarray(batch.inputs, np.float32)
@@ -259,7 +259,7 @@ def off_distribution_batches(key: Any, task: Any, batch: Any) -> dict[str, Any]:
     params = dict(task.params())
     if isinstance(params.get("steps"), int):
         try:
-            long = get(task.name, **{**params, "steps": 2 * params["steps"]}).sample(k_long, B)
+            long = from_record(task.name, {**params, "steps": 2 * params["steps"]}).sample(k_long, B)
         except (ValueError, TypeError):
             long = None
     if long is None:

@@ -61,12 +61,17 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
         saved = saved.get("name")
     else:
         params = dict(meta.get("task_params") or {})
-    name = task_override or saved
-    if task_override and task_override != saved:
-        params = {}
-    if not name:
+    if task_override:
+        # named by the user in this call: may import their code (module:Name)
+        return _get_task(task_override, params if task_override == saved else {})
+    if not saved:
         raise InputError("sweep", "task", f"the metadata of {where} names no task; pass a task")
-    return _get_task(name, params)
+    from schurjax import tasks
+
+    try:  # named inside a file: registered tasks and NeuroGym ids only, never an import
+        return tasks.from_record(saved, params, where=f"{where}: its metadata")
+    except ValueError as e:
+        raise InputError("sweep", "models", str(e).splitlines()[0]) from None
 
 
 def check_fit(spec: ModelSpec) -> None:
