@@ -101,3 +101,45 @@ def test_study_model_does_not_import_from_the_sidecar(hostile):
     with pytest.raises(sj.errors.InputError, match="names code to import"):
         dataclasses.replace(study).model("m")
     assert not (hostile / "CANARY").exists()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A small finished sweep; cases copy it."""
+    out = tmp_path_factory.mktemp("sec") / "run"
+    assert main(["sweep", "zoo:flipflop/0", *SMALL, "--out", str(out)]) == 0
+    return out
+
+
+def _copy(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to, symlinks=True)
+    return to
+
+
+XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "\"'><svg onload=alert(1)>"]
+
+
+def test_report_escapes_every_value_from_the_manifest(finished, tmp_path, capsys):
+    import json
+
+    run = _copy(finished, tmp_path / "run")
+    p = run / "manifest.json"
+    m = json.loads(p.read_text())
+    cfg = m["config"]
+    cfg["order"], cfg["controls"], cfg["control_max"] = XSS
+    cfg["trials"], cfg["precision"], cfg["seed"] = XSS
+    cfg["families"] = XSS
+    cfg["control_kinds"] = [XSS[1]]
+    m["versions"]["jax"], m["device"]["backend"] = XSS[:2]
+    for model in m["models"]:
+        model["source"] = XSS[2]
+    p.write_text(json.dumps(m))
+    rc = main(["report", str(run)])
+    capsys.readouterr()
+    html = (run / "report.html").read_text() if (run / "report.html").exists() else ""
+    assert rc == 0, rc
+    for bad in ("<script", "<img src=x", "<svg", "\"'>"):
+        assert bad not in html, bad
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
