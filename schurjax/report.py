@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from schurjax import _safe_io
 from schurjax._json import atomic_write_bytes
 from schurjax.plot import model_figures, run_figures, to_png
 from schurjax.summary import KEEP_TOL, fmt_rel, fmt_share, format_summary, summarize
@@ -116,16 +117,16 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         from schurjax.report import write_report
         write_report(sj.results.load("runs/demo"))
     """
-    path = Path(path) if path is not None else Path(run.path) / "report.html"
-    fig_dir = Path(run.path) / "figures"
-    if save_pngs:
-        fig_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(run.path)
+    if save_pngs:  # a symlinked figures/ is refused, never followed
+        _safe_io.mkdirs(root, "figures", where="report")
     summary = summarize(run.table)
 
     def render(fig, name):
         png = to_png(fig, dpi=dpi)
         if save_pngs:
-            atomic_write_bytes(fig_dir / f"{name}.png", png)
+            file = _safe_io.check_name("report", None, f"{name}.png")
+            _safe_io.write_bytes(root, ("figures", file), png, where="report")
         return png
 
     m = run.manifest
@@ -174,5 +175,7 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
             parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
         parts.append("</div>")
     parts.append(f"<h2>Text summary</h2><pre>{_e(format_summary(summary))}</pre></body></html>")
-    atomic_write_bytes(path, "\n".join(parts).encode())
-    return path
+    data = "\n".join(parts).encode()
+    if path is None:
+        return _safe_io.write_bytes(root, "report.html", data, where="report")
+    return atomic_write_bytes(Path(path), data)

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from schurjax._json import atomic_write_bytes, atomic_write_json, canonical, to_jsonable
+from schurjax import _safe_io
+from schurjax._json import canonical, dumps, to_jsonable
 from schurjax.errors import InputError
 from schurjax.lock import LOCK_FILE, RunLock
 from schurjax.table import read_table, to_csv_bytes
@@ -281,7 +282,7 @@ class RunFolder:
             stale.unlink(missing_ok=True)
         self._make_dirs()
         self._lock.check()
-        atomic_write_json(self.manifest_path, manifest)
+        _safe_io.write_bytes(self.path, MANIFEST, (dumps(manifest, indent=1) + "\n").encode(), where=self.where)
         return False
 
     def _acquire(self) -> None:
@@ -295,20 +296,15 @@ class RunFolder:
         self._make_dirs()
 
     def _make_dirs(self) -> None:
-        (self.path / CHUNK_DIR).mkdir(exist_ok=True)
-        (self.path / SCHUR_DIR).mkdir(exist_ok=True)
+        for d in (CHUNK_DIR, SCHUR_DIR):  # a symlinked chunks/ or schur/ is refused, never followed
+            _safe_io.mkdirs(self.path, d, where=self.where)
 
     def save_schur(self, model_id: str, sf: Any) -> Path:
         """Save one model's SchurForm as ``schur/<model_id>.npz`` (atomically)."""
         self._lock.check()
-        dest = self.path / SCHUR_DIR / f"{model_id}.npz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.stem}.tmp.npz")
-        sf.to_npz(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        return dest
+        name = _safe_io.check_name(self.where, "models", f"{model_id}.npz")
+        _safe_io.write_files(self.path, SCHUR_DIR, lambda tmp: sf.to_npz(tmp / name), where=self.where)
+        return self.path / SCHUR_DIR / name
 
     def chunk_path(self, model_index: int, chunk_index: int) -> Path:
         return self.path / CHUNK_DIR / f"{model_index:03d}-{chunk_index:05d}.json"
@@ -355,10 +351,8 @@ class RunFolder:
         body["sha256"] = _sha256(canonical(body).encode())
         self._lock.check()  # a writer whose folder was deleted or replaced stops here
         dest = self.chunk_path(model_index, chunk_index)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_symlink():
-            dest.unlink()
-        return atomic_write_bytes(dest, canonical(body).encode())
+        # a symlink at dest is replaced, never written through; a symlinked chunks/ is refused
+        return _safe_io.write_bytes(self.path, (CHUNK_DIR, dest.name), canonical(body).encode(), where=self.where)
 
     def read_chunk(self, model_index: int, chunk_index: int, names: Sequence[str]) -> dict[str, Any]:
         """Read one chunk (check it first with :meth:`chunk_problem`); floats round-trip exactly."""
@@ -375,8 +369,9 @@ class RunFolder:
         self._lock.check()
         data = to_csv_bytes(rows)
         (self.path / COMPLETE).unlink(missing_ok=True)
-        csv_path = atomic_write_bytes(self.path / TABLE_CSV, data)
-        atomic_write_json(self.path / COMPLETE, {"rows": len(rows), "table_sha256": _sha256(data), **(summary or {})})
+        csv_path = _safe_io.write_bytes(self.path, TABLE_CSV, data, where=self.where)
+        record = {"rows": len(rows), "table_sha256": _sha256(data), **(summary or {})}
+        _safe_io.write_bytes(self.path, COMPLETE, (dumps(record, indent=1) + "\n").encode(), where=self.where)
         return csv_path
 
     @property

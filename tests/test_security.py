@@ -143,3 +143,96 @@ def test_report_escapes_every_value_from_the_manifest(finished, tmp_path, capsys
     for bad in ("<script", "<img src=x", "<svg", "\"'>"):
         assert bad not in html, bad
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+# ---- writes stay inside the folder ------------------------------------------------------------------------------
+
+
+def _outside(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """A folder outside the run with a victim file; returns it, the file and a snapshot of the folder."""
+    out = tmp_path / "outside"
+    out.mkdir(exist_ok=True)
+    victim = out / "victim.txt"
+    victim.write_text("precious\n")
+    return out, victim, _snapshot(out)
+
+
+def _snapshot(d: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def _file_link(run: Path, rel: str, victim: Path) -> None:
+    p = run / rel
+    if p.exists() or p.is_symlink():
+        p.unlink()
+    p.symlink_to(victim)
+
+
+def _dir_link(run: Path, rel: str, outside: Path) -> None:
+    import shutil
+
+    p = run / rel
+    if p.is_dir() and not p.is_symlink():
+        for f in p.iterdir():
+            shutil.copy(f, outside / f.name) if f.is_file() else None
+        shutil.rmtree(p)
+    p.symlink_to(outside, target_is_directory=True)
+
+
+SWEEP_LINKS = [
+    ("lock file", lambda run, o, v: _file_link(run, ".lock", v), "sweep", "symlink"),
+    ("schur temp file", lambda run, o, v: _file_link(run, "schur/.flipflop-0.tmp.npz", v), "sweep", None),
+    ("chunk file", lambda run, o, v: _file_link(run, "chunks/000-00000.json", v), "sweep", None),
+    ("table.csv", lambda run, o, v: _file_link(run, "table.csv", v), "sweep", None),
+    ("manifest-less COMPLETE", lambda run, o, v: _file_link(run, "COMPLETE", v), "sweep", None),
+    ("chunks folder", lambda run, o, v: _dir_link(run, "chunks", o), "sweep", "symlink"),
+    ("schur folder", lambda run, o, v: _dir_link(run, "schur", o), "sweep", "symlink"),
+    ("figures folder", lambda run, o, v: _dir_link(run, "figures", o), "report", "symlink"),
+    ("report.html", lambda run, o, v: _file_link(run, "report.html", v), "report", None),
+    ("figure file", lambda run, o, v: _file_link(run, "figures/keep_by_family.png", v), "report", None),
+]
+
+
+@pytest.mark.parametrize("damage,command,expect", [c[1:] for c in SWEEP_LINKS], ids=[c[0] for c in SWEEP_LINKS])
+def test_sweep_writes_stay_inside_the_run(finished, tmp_path, capsys, damage, command, expect):
+    run = _copy(finished, tmp_path / "run")
+    (run / "figures").mkdir(exist_ok=True)
+    outside, victim, before = _outside(tmp_path)
+    if command == "sweep" and expect is None:  # a rerun that must rewrite: drop a chunk and the table
+        (run / "COMPLETE").unlink(missing_ok=True)
+    damage(run, outside, victim)
+    before = _snapshot(outside)
+    argv = ["sweep", "zoo:flipflop/0", *SMALL, "--out", str(run)] if command == "sweep" else ["report", str(run)]
+    if expect is None:
+        capsys.readouterr()
+        assert main(argv) == 0
+    else:
+        _one_line(argv, capsys, expect)
+    assert _snapshot(outside) == before, "a write landed outside the run folder"
+    assert victim.read_text() == "precious\n"
+
+
+def test_safe_io_refuses_every_symlinked_component(tmp_path):
+    from schurjax import _safe_io
+
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    outside, victim, before = _outside(tmp_path)
+    (root / "a" / "b").symlink_to(outside, target_is_directory=True)
+    for rel in ("a/b/x.json", "a/b/c/x.json"):
+        with pytest.raises(sj.errors.InputError, match="is a symlink") as info:
+            _safe_io.write_bytes(root, rel, b"x")
+        assert "\n" not in str(info.value)
+    with pytest.raises(sj.errors.InputError, match="is a symlink"):
+        _safe_io.mkdirs(root, "a/b/c")
+    with pytest.raises(sj.errors.InputError, match="not inside"):
+        _safe_io.write_bytes(root, "/etc/x", b"x")
+    with pytest.raises(sj.errors.InputError, match="not a path inside"):
+        _safe_io.write_bytes(root, "a/../../x", b"x")
+    (root / "a" / "f").symlink_to(victim)
+    _safe_io.write_bytes(root, "a/f", b"new")  # the link is replaced, never written through
+    assert not (root / "a" / "f").is_symlink() and (root / "a" / "f").read_bytes() == b"new"
+    assert _snapshot(outside) == before
+    with pytest.raises(sj.errors.InputError, match="symlink"):
+        _safe_io.read_bytes(root, "a/b/victim.txt")
+    assert [p.name for p in (root / "a").iterdir() if p.name.endswith(".tmp")] == []

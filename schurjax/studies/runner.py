@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import ablate
-from schurjax._json import atomic_write_json, canonical, finite_or_none
+from schurjax import _safe_io, ablate
+from schurjax._json import canonical, dumps, finite_or_none
 from schurjax.errors import InputError
 from schurjax.studies import compression, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
@@ -360,13 +360,16 @@ def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any]
             "trials": cfg.trials,
         },
     }
-    return compression.export(
-        out / "compressed" / f"{spec.id}-{criterion}.eqx",
-        spec.model,
-        sf,
-        np.asarray(found["removed"]),
-        finite_or_none(meta),
+    name = _safe_io.check_name("study", "models", f"{spec.id}-{criterion}.eqx")
+    # written into a fresh private folder, then moved into compressed/ (a symlinked compressed/ or file is refused
+    # or replaced, never written through)
+    _safe_io.write_files(
+        out,
+        "compressed",
+        lambda tmp: compression.export(tmp / name, spec.model, sf, np.asarray(found["removed"]), finite_or_none(meta)),
+        where="study",
     )
+    return out / "compressed" / name
 
 
 def _check_exports(
@@ -436,7 +439,7 @@ def _run(
                 parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))
                 dt = time.perf_counter() - t0
                 timings[f"{spec.id}/{name}"] = round(dt, 3)
-                atomic_write_json(timings_path, timings)
+                _safe_io.write_bytes(out, "timings.json", (dumps(timings, indent=1) + "\n").encode(), where="study")
                 log(f"study: [{done_n}/{todo_total}] {spec.id} {name} ({dt:.1f} s)")
                 if on_part is not None:
                     on_part(spec.id, name)
@@ -444,12 +447,13 @@ def _run(
         models = [_model_record(s) for s in specs]
         prof = report.profile_comparisons(config, models, parts)
         tables = report.tables(config, models, parts, prof)
-        (out / "tables").mkdir(exist_ok=True)
+        _safe_io.mkdirs(out, "tables", where="study")  # a symlinked tables/ is refused, never followed
         for name, df in tables.items():
-            df.to_csv(out / "tables" / f"{name}.csv", index=False)
+            file = _safe_io.check_name("study", None, f"{name}.csv")
+            _safe_io.write_bytes(out, ("tables", file), df.to_csv(index=False).encode(), where="study")
         figures.panel(config, models, parts, prof, out / "figure.png", tables=tables)
         text = report.markdown(config, models, parts, prof, tables)
-        (out / "report.md").write_text(text)
+        _safe_io.write_bytes(out, "report.md", text.encode(), where="study")
         rows = report.summary_rows(config, models, parts)
         folder.finish(rows, {"models": len(specs), "parts": todo_total})
     from schurjax.table import read_table
