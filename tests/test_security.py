@@ -236,3 +236,52 @@ def test_safe_io_refuses_every_symlinked_component(tmp_path):
     with pytest.raises(sj.errors.InputError, match="symlink"):
         _safe_io.read_bytes(root, "a/b/victim.txt")
     assert [p.name for p in (root / "a").iterdir() if p.name.endswith(".tmp")] == []
+
+
+STUDY_TINY = {
+    "trials": 8,
+    "bootstrap": 10,
+    "control_max": 3,
+    "greedy_candidates": 3,
+    "greedy_passes": 1,
+    "restriction_max": 3,
+    "null_draws": 10,
+}
+
+
+def _study_models():
+    return [(sj.TanhRNN(3, 8, 2, key=jax.random.key(1), gain=1.2), sj.tasks.get("copy", length=2, delay=1), "c")]
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("secstudy") / "s"
+    sj.study(out=out, models=_study_models(), progress=False, log=lambda s: None, **STUDY_TINY)
+    return out
+
+
+STUDY_LINKS = [
+    ("report.md", lambda s, o, v: _file_link(s, "report.md", v), None),
+    ("figure.png", lambda s, o, v: _file_link(s, "figure.png", v), None),
+    ("table csv", lambda s, o, v: _file_link(s, "tables/keep.csv", v), None),
+    ("compressed json", lambda s, o, v: _file_link(s, "compressed/c-loss.json", v), None),
+    ("tables folder", lambda s, o, v: _dir_link(s, "tables", o), "symlink"),
+    ("compressed folder", lambda s, o, v: _dir_link(s, "compressed", o), "symlink"),
+]
+
+
+@pytest.mark.parametrize("damage,expect", [c[1:] for c in STUDY_LINKS], ids=[c[0] for c in STUDY_LINKS])
+def test_study_writes_stay_inside_the_folder(finished_study, tmp_path, damage, expect):
+    st = _copy(finished_study, tmp_path / "s")
+    outside, victim, _ = _outside(tmp_path)
+    damage(st, outside, victim)
+    before = _snapshot(outside)
+    run = lambda: sj.study(out=st, models=_study_models(), progress=False, log=lambda s: None, **STUDY_TINY)  # noqa: E731
+    if expect is None:
+        run()
+    else:
+        with pytest.raises(sj.errors.InputError, match=expect) as info:
+            run()
+        assert "\n" not in str(info.value)
+    assert _snapshot(outside) == before, "a write landed outside the study folder"
+    assert victim.read_text() == "precious\n"

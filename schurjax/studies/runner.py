@@ -383,6 +383,8 @@ def _check_exports(
     """Rewrite any compressed model that is missing or does not load (its part holds everything needed)."""
     from schurjax.checkpoint import load_model
 
+    if any(f"compression-{c}" in parts[s.id] for s in specs for c in COMPRESS_CRITERIA):
+        _safe_io.mkdirs(out, "compressed", where="study")  # a symlinked compressed/ is refused, never read or written
     for spec in specs:
         for criterion in COMPRESS_CRITERIA:
             found = parts[spec.id].get(f"compression-{criterion}")
@@ -390,6 +392,8 @@ def _check_exports(
                 continue
             path = out / "compressed" / f"{spec.id}-{criterion}.eqx"
             try:
+                if path.is_symlink() or path.with_suffix(".json").is_symlink():
+                    raise ValueError("a symlink, replaced by the model itself")
                 load_model(path)
             except ValueError as e:
                 log(f"study: rewriting {path} ({str(e).splitlines()[0][:80]})")
