@@ -285,3 +285,81 @@ def test_study_writes_stay_inside_the_folder(finished_study, tmp_path, damage, e
         assert "\n" not in str(info.value)
     assert _snapshot(outside) == before, "a write landed outside the study folder"
     assert victim.read_text() == "precious\n"
+
+
+# ---- memory before loading ------------------------------------------------------------------------------------
+
+
+def _npz_declaring(path: Path, shape: tuple, *, real: int = 10) -> Path:
+    """An .npz whose inputs.npy header declares ``shape`` but holds only ``real`` values (a 10 KB file)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    def member(shape_, data: bytes) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape_})
+        return buf.getvalue() + data
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("inputs.npy", member(shape, b"\0" * 4 * real))
+        zf.writestr("targets.npy", member(shape, b"\0" * 4 * real))
+    return path
+
+
+def test_trials_file_declaring_a_huge_shape_is_refused_before_loading(tmp_path, capsys):
+    f = _npz_declaring(tmp_path / "huge.npz", (10**12, 100, 3))
+    assert f.stat().st_size < 20_000
+    line = _one_line(
+        ["sweep", "zoo:flipflop/0", *SMALL, "--trials-file", str(f), "--out", str(tmp_path / "r")],
+        capsys,
+        "--trials-file",
+    )
+    assert "huge.npz" in line
+    with pytest.raises(ValueError, match="huge.npz"):
+        sj.TaskBatch.from_npz(f)
+    assert not (tmp_path / "r").exists()
+
+
+def test_compressed_trials_file_is_bounded_by_the_sweep_before_loading(tmp_path, capsys, monkeypatch):
+    """A small compressed file that expands to 400 MB: refused from its headers, naming --trials-file."""
+    import resource
+
+    import numpy as np
+
+    f = tmp_path / "bomb.npz"
+    x = np.zeros((250_000, 100, 3), np.float32)  # 300 MB of zeros, compressed to well under 1 MB
+    np.savez_compressed(f, inputs=x, targets=np.zeros((250_000, 100, 1), np.float32))
+    del x
+    assert f.stat().st_size < 2_000_000
+    monkeypatch.setattr("schurjax.environment.available_memory", lambda *a, **k: 16 * 2**30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    line = _one_line(
+        ["sweep", "zoo:flipflop/0", *SMALL, "--trials-file", str(f), "--out", str(tmp_path / "r")],
+        capsys,
+        "--trials-file",
+    )
+    assert "bomb.npz" in line and "250,000 trials" in line, line
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing was loaded
+
+
+def test_trials_file_that_is_text_or_pickle(tmp_path, capsys):
+    import numpy as np
+
+    text = tmp_path / "notes.npz"
+    text.write_text("these are my notes\n")
+    line = _one_line(
+        ["sweep", "zoo:flipflop/0", *SMALL, "--trials-file", str(text), "--out", str(tmp_path / "r")],
+        capsys,
+        "not an .npz archive",
+    )
+    assert "allow_pickle" not in line and "notes.npz" in line
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, inputs=np.array([{"a": 1}], dtype=object), targets=np.zeros((1, 2, 3)))
+    line = _one_line(
+        ["sweep", "zoo:flipflop/0", *SMALL, "--trials-file", str(obj), "--out", str(tmp_path / "r")],
+        capsys,
+        "pickled objects",
+    )
+    assert "allow_pickle" not in line

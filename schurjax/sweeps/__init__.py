@@ -121,9 +121,10 @@ def sweep(
         run = sj.sweep(["zoo:flipflop/0"], out="runs/ff", trials=64)
         run.table.groupby("family").rel_delta_loss.median()
     """
-    fixed = None if trials_file is None else TrialsFile.read(trials_file)
-    if fixed is not None:
-        trials = int(fixed.batch.inputs.shape[0])
+    fixed = None
+    if trials_file is not None:  # the declared shapes first: nothing is loaded before they are bounded
+        trials = TrialsFile.declared(trials_file)[0]
+        digest = TrialsFile.digest(trials_file)
     config = SweepConfig(
         families=families,
         controls=controls,
@@ -136,7 +137,7 @@ def sweep(
         chunk_size=chunk_size,
         seed=seed,
         deviation=deviation,
-        trials_file_sha256=fixed and fixed.sha256,
+        trials_file_sha256=None if trials_file is None else digest,
         fixed_points=fixed_points,
     )
     processes = initialize(coordinator, num_processes, process_id)
@@ -145,7 +146,11 @@ def sweep(
     except ValueError as e:
         raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
     specs = resolve_models(models, task=task)
-    if fixed is not None:
+    if trials_file is not None:
+        TrialsFile.check_budget(trials_file, specs)
+        fixed = TrialsFile.read(trials_file)
+        if fixed.sha256 != digest:
+            raise InputError("sweep", "trials_file", f"{trials_file} changed while the sweep read it; rerun")
         for spec in specs:
             fixed.check_fits(spec)
         extra_manifest = {

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,6 +183,48 @@ class TrialsFile:
     sha256: str
     batch: Any
 
+    @staticmethod
+    def declared(path: str | Any) -> tuple[int, int]:
+        """``(trials, steps)`` that a trial file's ``inputs`` declares, from the ``.npy`` headers alone (nothing is
+        loaded); one-line :class:`InputError` naming ``trials_file`` for a file that is not an ``.npz`` of arrays."""
+        import os
+
+        from schurjax.tasks.batch import _check_declared, npz_shapes
+
+        where = "TaskBatch.from_npz"
+        try:
+            if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
+                raise ValueError(f"no trial file at {str(path)!r}")
+            shapes = npz_shapes(path, where)
+            _check_declared(where, path, shapes)
+        except ValueError as e:
+            raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
+        shape = shapes.get("inputs", ((0, 0, 0), None))[0]
+        if len(shape) != 3:
+            raise InputError("sweep", "trials_file", f"{path}: inputs must be (B, T, n_in), declared {shape}")
+        return int(shape[0]), int(shape[1])
+
+    @staticmethod
+    def check_budget(path: str | Any, specs: Any, *, memory: int | None = None) -> None:
+        """Refuse a trial file whose declared trials cannot be evaluated here, before it is loaded (one line)."""
+        from schurjax.environment import available_memory
+        from schurjax.sweeps.budget import bytes_per_trial
+
+        B, T = TrialsFile.declared(path)
+        memory = available_memory() if memory is None else int(memory)
+        per = max(
+            bytes_per_trial(int(s.model.W_rec.shape[0]), T, int(s.model.W_in.shape[1]), int(s.model.W_out.shape[0]))
+            for s in specs
+        )
+        fit = max(memory // 2, 1) // per
+        if B > fit:
+            raise InputError(
+                "sweep",
+                "trials_file",
+                f"{path} holds {B:,} trials of {T} steps; at most {fit:,} fit here ({per:,} bytes per trial; "
+                f"{memory / 2**30:.1f} GiB available); expected a smaller file",
+            )
+
     @classmethod
     def read(cls, path: str | Any) -> TrialsFile:
         """Read and check a trial file; one-line :class:`InputError` naming ``trials_file`` otherwise."""
@@ -191,10 +232,21 @@ class TrialsFile:
 
         try:
             batch = TaskBatch.from_npz(path)
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except (ValueError, OSError) as e:
             raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
-        return cls(str(path), digest, batch)
+        return cls(str(path), cls.digest(path), batch)
+
+    @staticmethod
+    def digest(path: str | Any) -> str:
+        """SHA-256 of the file, read in blocks (never whole into memory)."""
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as e:
+            raise InputError("sweep", "trials_file", f"cannot read {path}: {e.strerror}") from None
+        return h.hexdigest()
 
     def check_fits(self, spec: Any) -> None:
         """The model's task must fit the file's trials (n_in, n_out, steps)."""
