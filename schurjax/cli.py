@@ -173,6 +173,8 @@ def _int_at_least(minimum: int, expected: str):
             v = minimum - 1
         if v < minimum:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        if v > 2**63 - 1:  # nothing schurjax counts or seeds goes beyond 63 bits
+            raise argparse.ArgumentTypeError(f"expected {expected} below 2**63, got {text!r}")
         return v
 
     return parse

@@ -363,3 +363,68 @@ def test_trials_file_that_is_text_or_pickle(tmp_path, capsys):
         "pickled objects",
     )
     assert "allow_pickle" not in line
+
+
+# ---- seeds and sizes ------------------------------------------------------------------------------------------
+
+
+def test_seeds_are_injective_and_bounded(tmp_path, capsys):
+    from schurjax._seeds import root_key
+    from schurjax.sweeps.config import batch_key
+
+    assert jax.random.key_data(root_key(7)).tolist() == jax.random.key_data(jax.random.key(7)).tolist()
+    datas = {tuple(jax.random.key_data(root_key(s)).tolist()) for s in (0, 1, 2**32, 2**32 + 1, 2**63 - 1, 2**62)}
+    assert len(datas) == 6
+    a, b = (jax.random.key_data(batch_key(s, "copy", {})).tolist() for s in (0, 2**32))
+    assert a != b
+    common = ["sweep", "zoo:flipflop/0", *SMALL]
+    assert main([*common, "--seed", "0", "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--seed", str(2**32), "--out", str(tmp_path / "b")]) == 0
+    ta, tb = (sj.results.load(tmp_path / x).table for x in "ab")
+    assert not ta.base_loss.equals(tb.base_loss), "--seed 2**32 gave the table of --seed 0"
+    _one_line([*common, "--seed", "9223372036854775808", "--out", str(tmp_path / "c")], capsys, "--seed")
+    for bad in (2**70, 2**63, -1):
+        with pytest.raises(sj.errors.InputError, match=r"seed: must be an int") as info:
+            sj.sweep(["zoo:flipflop/0"], out=tmp_path / "d", seed=bad, progress=False, log=lambda s: None)
+        assert "\n" not in str(info.value)
+    _one_line(["study", "--quick", "--seed", str(2**64), "--out", str(tmp_path / "e")], capsys, "--seed")
+    with pytest.raises(sj.errors.InputError, match="seed"):
+        sj.study(out=tmp_path / "f", seed=2**64)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs,arg",
+    [({"controls": 10**9}, "controls"), ({"controls": 10**23}, "controls"), ({"trials": 10**12}, "trials")],
+)
+def test_sweep_sizes_refused_before_allocating(tmp_path, kwargs, arg):
+    with pytest.raises(sj.errors.InputError, match=rf"sweep: {arg}: must be") as info:
+        sj.sweep(["zoo:flipflop/0"], out=tmp_path / "r", progress=False, log=lambda s: None, **kwargs)
+    assert "\n" not in str(info.value) and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--controls", "1e23"), ("--controls", "10000000"), ("--num-processes", "99999999999999999999")],
+)
+def test_sweep_size_flags(tmp_path, capsys, flag, value):
+    _one_line(["sweep", "zoo:flipflop/0", *SMALL, flag, value, "--out", str(tmp_path / "r")], capsys, flag)
+
+
+@pytest.mark.parametrize("flag", ["--bootstrap", "--null-draws", "--trials"])
+def test_study_sizes_refused_before_allocating(tmp_path, capsys, flag):
+    _one_line(["study", "--quick", flag, "1000000000", "--out", str(tmp_path / "s")], capsys, flag)
+    _one_line(["study", "--quick", flag, "1e9", "--out", str(tmp_path / "s")], capsys, flag)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("n_hidden", [10**6, 30000, 1e6])
+def test_sidecar_sizes_bounded_before_loading(hostile, capsys, n_hidden):
+    import json
+
+    m = _model_naming(hostile / "m.eqx", {"name": "flipflop", "params": {}})
+    side = m.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    meta["sizes"]["n_hidden"] = n_hidden
+    side.write_text(json.dumps(meta))
+    _one_line(["sweep", str(m), *SMALL, "--out", "run"], capsys, "m.json")

@@ -17,6 +17,7 @@ import numpy as np
 from schurjax import ablate
 from schurjax._json import canonical, to_jsonable
 from schurjax.engine import PRECISIONS
+from schurjax._seeds import SEED_MAX, root_key
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
 
@@ -138,6 +139,8 @@ class SweepConfig:
             lo = 0 if name in ("controls", "seed") else 1
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
                 raise bad(name, f"an int >= {lo}")
+            if v > _MAX[name]:
+                raise bad(name, f"an int in [{lo}, {_MAX[name]:,}] ({_WHY[name]})")
             object.__setattr__(self, name, int(v))
         if self.control_max is not None and (
             isinstance(self.control_max, bool) or not isinstance(self.control_max, int) or self.control_max < 0
@@ -284,6 +287,16 @@ def task_identity(task: Any) -> tuple[str, str]:
     return str(task.name), canonical(task_params(task))
 
 
+_MAX = {"controls": 1_000, "trials": 100_000_000, "chunk_size": 100_000_000, "seed": SEED_MAX}
+"""Upper bounds of the integer settings, checked before anything is allocated (memory bounds come later)."""
+_WHY = {
+    "controls": "random controls per ablation and kind",
+    "trials": "the device's memory bounds it further",
+    "chunk_size": "the device's memory bounds it further",
+    "seed": "seeds are 63-bit; each maps to its own key",
+}
+
+
 def batch_key(seed: int, task_name: str, params: dict[str, Any]):
     """The key of the shared batch of one task: every model of that task (same name *and* params) sees the same
     trials, and tasks with different params (e.g. ``copy(length=8)`` vs ``copy(length=6)``) get different keys.
@@ -295,7 +308,7 @@ def batch_key(seed: int, task_name: str, params: dict[str, Any]):
     """
     import jax
 
-    k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), _stable_int(task_name))
+    k = jax.random.fold_in(jax.random.fold_in(root_key(seed), 0), _stable_int(task_name))
     return jax.random.fold_in(k, _stable_int(canonical(params)))
 
 
@@ -319,12 +332,12 @@ def fixed_point_key(seed: int, model_id: str):
     """The key of one model's fixed-point search (its starts), the same for every chunk."""
     import jax
 
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 2), _stable_int(model_id))
+    return jax.random.fold_in(jax.random.fold_in(root_key(seed), 2), _stable_int(model_id))
 
 
 def control_key(seed: int, model_id: str, kind: str):
     """The key of one model's controls of one kind."""
     import jax
 
-    k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), _stable_int(model_id))
+    k = jax.random.fold_in(jax.random.fold_in(root_key(seed), 1), _stable_int(model_id))
     return jax.random.fold_in(k, _stable_int(kind))

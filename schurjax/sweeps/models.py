@@ -203,6 +203,7 @@ def _resolve_path(raw: str, task_override: str | None) -> ModelSpec:
         path = path.with_suffix(".eqx")
     if not path.exists():
         raise InputError("sweep", "models", f"no such file: {raw}")
+    _check_declared_sizes(path)
     try:
         model, meta = checkpoint.load_model(path)
     except (ValueError, TypeError) as e:
@@ -210,3 +211,38 @@ def _resolve_path(raw: str, task_override: str | None) -> ModelSpec:
     meta = dict(meta or {})
     task = _task_from_metadata(meta, raw, task_override)
     return ModelSpec(path.stem, str(path), model, task, meta)
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse a sidecar whose sizes the ``.eqx`` cannot hold, or that cannot fit in memory, before anything is
+    allocated (an edited ``n_hidden = 1e6`` in a 1 KB sidecar)."""
+    import json
+    import numbers
+
+    from schurjax.environment import available_memory
+
+    side = path.with_suffix(".json")
+    try:
+        sizes = json.loads(side.read_bytes()).get("sizes")
+        dims = [sizes[k] for k in ("n_in", "n_hidden", "n_out")]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return  # load_model says what is wrong with the sidecar
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 0 <= d < 2**31 for d in dims):
+        raise InputError("sweep", "models", f"{side}: sizes must be non-negative ints, got {sizes!r}")
+    n_in, n, n_out = (int(d) for d in dims)
+    values = n * n + n * (n_in + 1) + n_out * (n + 1)
+    if 4 * values > path.stat().st_size:
+        raise InputError(
+            "sweep",
+            "models",
+            f"{side}: sizes n_in={n_in}, n_hidden={n}, n_out={n_out} declare {4 * values:,} bytes of weights but "
+            f"{path.name} holds {path.stat().st_size:,}; expected the sidecar written with the model",
+        )
+    need, have = 8 * 24 * n * n, available_memory()
+    if need > have // 2:
+        raise InputError(
+            "sweep",
+            "models",
+            f"{path}: n_hidden={n} needs ~{need / 2**30:.1f} GiB to analyse, more than the "
+            f"{have / 2**31:.1f} GiB this machine can spare",
+        )
