@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from schurjax.ablate import CONTROL_KINDS
 from schurjax._seeds import SEED_MAX, root_key
+from schurjax.ablate import CONTROL_KINDS
 from schurjax.errors import InputError
 
 __all__ = [

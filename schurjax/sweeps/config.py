@@ -16,8 +16,8 @@ import numpy as np
 
 from schurjax import ablate
 from schurjax._json import canonical, to_jsonable
-from schurjax.engine import PRECISIONS
 from schurjax._seeds import SEED_MAX, root_key
+from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
 
