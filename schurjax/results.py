@@ -205,6 +205,8 @@ class RunFolder:
     def __init__(
         self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1, kind: str = "sweep"
     ):
+        if not isinstance(path, str | os.PathLike) or not os.fspath(path).strip():
+            raise InputError(where, "out", f"must name a folder, got {path!r}")  # "" would be the current folder
         self.path = Path(path)
         self.where = where
         self.kind = kind

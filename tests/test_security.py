@@ -428,3 +428,35 @@ def test_sidecar_sizes_bounded_before_loading(hostile, capsys, n_hidden):
     meta["sizes"]["n_hidden"] = n_hidden
     side.write_text(json.dumps(meta))
     _one_line(["sweep", str(m), *SMALL, "--out", "run"], capsys, "m.json")
+
+
+# ---- Python inputs ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mid", ["../../../escaped_id", "a/b", ".hidden", "", "x\0y"])
+def test_model_ids_are_safe_file_names(tmp_path, monkeypatch, mid):
+    monkeypatch.chdir(tmp_path)
+    model, task = sj.zoo.load("flipflop", seed=0), sj.zoo.task("flipflop")
+    with pytest.raises(sj.errors.InputError, match="models: .*not a safe file name") as info:
+        sj.sweep(
+            [(model, task, mid)],
+            out=tmp_path / "a" / "b" / "run",
+            families="all_nonnormal",
+            trials=4,
+            progress=False,
+            log=lambda s: None,
+        )
+    assert "\n" not in str(info.value).replace("\\n", "")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_empty_out_and_reserved_manifest_entries(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kw = dict(families="all_nonnormal", trials=4, progress=False, log=lambda s: None)
+    with pytest.raises(sj.errors.InputError, match="out: must name a folder"):
+        sj.sweep(["zoo:flipflop/0"], out="", **kw)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(sj.errors.InputError, match="extra_manifest: must not replace .*config"):
+        sj.sweep(["zoo:flipflop/0"], out=tmp_path / "r", extra_manifest={"config": {"x": 1}}, **kw)
+    run = sj.sweep(["zoo:flipflop/0"], out=tmp_path / "r", extra_manifest={"note": "<mine>"}, **kw)
+    assert run.manifest["note"] == "<mine>" and sj.results.load(tmp_path / "r").manifest["config"]["trials"] == 4

@@ -240,7 +240,9 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
             for s in specs
         ],
     )
-    return {
+    from schurjax.sweeps.loop import _with_extra
+
+    manifest = {
         "schurjax_study": STUDY_SCHEMA,
         "config": cfg,
         "versions": versions(),
@@ -248,8 +250,8 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parts": list(PARTS),
         "models": [_model_record(s) for s in specs],
-        **(extra or {}),
     }
+    return _with_extra(manifest, extra, "study")
 
 
 def _model_record(spec: Any) -> dict[str, Any]:

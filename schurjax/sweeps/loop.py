@@ -47,7 +47,7 @@ ChunkCallback = Callable[[str, int, int, int], object]
 def _manifest(
     plans: Sequence[ModelPlan], config: SweepConfig, models: Sequence[ModelSpec], extra: dict[str, Any] | None
 ) -> dict[str, Any]:
-    return {
+    manifest = {
         "schurjax_run": 1,
         "config": config.to_dict(models),
         "versions": versions(),
@@ -82,8 +82,22 @@ def _manifest(
             }
             for p in plans
         ],
-        **(extra or {}),
     }
+    return _with_extra(manifest, extra, "sweep")
+
+
+def _with_extra(manifest: dict[str, Any], extra: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    """``manifest`` plus the caller's ``extra_manifest`` entries, which never replace one schurjax writes."""
+    if extra is None:
+        return manifest
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise InputError(where, "extra_manifest", f"must be a dict with str keys, got {type(extra).__name__}")
+    clash = sorted(set(extra) & set(manifest))
+    if clash:
+        raise InputError(
+            where, "extra_manifest", f"must not replace the entries schurjax writes ({', '.join(clash)}); rename them"
+        )
+    return {**manifest, **extra}
 
 
 def run_sweep(

@@ -145,6 +145,9 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
     seen: dict[str, int] = {}
     unique = []
     for spec in out:
+        from schurjax._safe_io import check_name
+
+        check_name("sweep", "models", spec.id)  # ids name files (schur/<id>.npz, figures/<id>_*.png)
         if spec.id in seen:
             seen[spec.id] += 1
             spec = dataclasses.replace(spec, id=f"{spec.id}~{seen[spec.id]}")
