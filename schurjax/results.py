@@ -311,11 +311,30 @@ class RunFolder:
     def chunk_path(self, model_index: int, chunk_index: int) -> Path:
         return self.path / CHUNK_DIR / f"{model_index:03d}-{chunk_index:05d}.json"
 
+    @staticmethod
+    def chunk_identity(
+        model_index: int, chunk_index: int, start: int, stop: int, identity: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What a chunk file says it is (inside its checksum): its slot, its range and the caller's identity
+        (model id and weights fingerprint, part name), so that a chunk copied under another chunk's name is refused.
+        """
+        return to_jsonable(
+            {"model_index": int(model_index), "chunk_index": int(chunk_index), "start": int(start), "stop": int(stop)}
+            | dict(identity or {})
+        )
+
     def chunk_problem(
-        self, model_index: int, chunk_index: int, start: int, stop: int, names: Sequence[str]
+        self,
+        model_index: int,
+        chunk_index: int,
+        start: int,
+        stop: int,
+        names: Sequence[str],
+        identity: dict[str, Any] | None = None,
     ) -> str | None:
-        """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``),
-        or None when it is whole, made by this config, covers ``start:stop`` and holds every metric in ``names``."""
+        """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``,
+        ``"made for another chunk"``), or None when it is whole, made by this config for this very chunk
+        (:meth:`chunk_identity`), covers ``start:stop`` and holds every metric in ``names``."""
         p = self.chunk_path(model_index, chunk_index)
         if p.is_symlink() or (p.exists() and not p.is_file()):
             return "damaged: not a regular file"
@@ -328,6 +347,10 @@ class RunFolder:
                 return "damaged: checksum mismatch"
             if chunk.get("config_sha256") != self.config_sha256:
                 return "made by another config"
+            want = self.chunk_identity(model_index, chunk_index, start, stop, identity)
+            if chunk.get("identity") != want:
+                got = chunk.get("identity")
+                return f"made for another chunk ({_identity_diff(got, want)})"
             if (chunk.get("start"), chunk.get("stop")) != (start, stop):
                 return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
             for name in names:
@@ -337,7 +360,14 @@ class RunFolder:
             return f"damaged: {type(e).__name__}"
         return None
 
-    def write_chunk(self, model_index: int, chunk_index: int, payload: dict[str, Any], names: Sequence[str]) -> Path:
+    def write_chunk(
+        self,
+        model_index: int,
+        chunk_index: int,
+        payload: dict[str, Any],
+        names: Sequence[str],
+        identity: dict[str, Any] | None = None,
+    ) -> Path:
         """Write one chunk's metrics atomically, with the config fingerprint and a checksum of the content.
 
         Args:
@@ -347,6 +377,7 @@ class RunFolder:
         """
         body = {k: (_encode(v) if k in names else v) for k, v in to_jsonable(payload).items()}
         body["config_sha256"] = self.config_sha256
+        body["identity"] = self.chunk_identity(model_index, chunk_index, body["start"], body["stop"], identity)
         for k, v in body.items():
             if isinstance(v, float) and not math.isfinite(v):
                 body[k] = repr(v)
@@ -379,6 +410,14 @@ class RunFolder:
     @property
     def complete(self) -> bool:
         return (self.path / COMPLETE).is_file()
+
+
+def _identity_diff(got: Any, want: dict[str, Any]) -> str:
+    if not isinstance(got, dict):
+        return "it records no identity"
+    diff = [f"{k} {got.get(k)!r} != {want[k]!r}" for k in want if got.get(k) != want[k]]
+    text = ", ".join(diff[:2]) or "other entries"
+    return text if len(text) < 160 else text[:157] + "..."
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:

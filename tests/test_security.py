@@ -460,3 +460,36 @@ def test_empty_out_and_reserved_manifest_entries(tmp_path, monkeypatch):
         sj.sweep(["zoo:flipflop/0"], out=tmp_path / "r", extra_manifest={"config": {"x": 1}}, **kw)
     run = sj.sweep(["zoo:flipflop/0"], out=tmp_path / "r", extra_manifest={"note": "<mine>"}, **kw)
     assert run.manifest["note"] == "<mine>" and sj.results.load(tmp_path / "r").manifest["config"]["trials"] == 4
+
+
+# ---- chunk identity -----------------------------------------------------------------------------------------------
+
+
+def test_sweep_chunk_copied_under_another_name_is_recomputed(tmp_path, capsys):
+    import shutil
+
+    argv = ["sweep", "zoo:flipflop/0", "zoo:flipflop/1", *SMALL, "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    run = tmp_path / "run"
+    table = (run / "table.csv").read_bytes()
+    shutil.copy(run / "chunks" / "000-00000.json", run / "chunks" / "001-00000.json")
+    (run / "COMPLETE").unlink()
+    capsys.readouterr()
+    assert main([*argv[:-2], "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "made for another chunk" in err and "001-00000" in err, err
+    assert (run / "table.csv").read_bytes() == table
+
+
+def test_study_part_copied_into_another_slot_is_recomputed(finished_study, tmp_path):
+    import shutil
+
+    st = _copy(finished_study, tmp_path / "s")
+    table = (st / "table.csv").read_bytes()
+    chunks = sorted((st / "chunks").glob("*.json"))
+    shutil.copy(chunks[0], chunks[1])  # selection over held-out
+    shutil.copy(chunks[0], chunks[2])  # selection over controls
+    log: list[str] = []
+    sj.study(out=st, models=_study_models(), progress=True, log=log.append, **STUDY_TINY)
+    assert sum("made for another chunk" in x for x in log) == 2, log
+    assert (st / "table.csv").read_bytes() == table

@@ -414,6 +414,7 @@ def _run(
     from schurjax.results import RunFolder
     from schurjax.schur import ordered_schur
     from schurjax.studies import figures, report
+    from schurjax.sweeps.config import model_fingerprint
 
     manifest = _manifest(config, specs, extra_manifest)
     ctx = Context(config)
@@ -430,16 +431,24 @@ def _run(
             sfs[spec.id] = sf
             folder.save_schur(spec.id, sf)
             parts[spec.id] = {}
+            ident = {"model": spec.id, "weights_sha256": model_fingerprint(spec.model)}
             for name in _parts_of(spec):
                 c = PARTS.index(name)
                 done_n += 1
-                if folder.chunk_problem(i, c, 0, 0, ()) is None:
+                why = folder.chunk_problem(i, c, 0, 0, (), {**ident, "part": name})
+                if why not in (None, "missing"):
+                    log(f"study: recomputing {folder.chunk_path(i, c)} ({why})")
+                if why is None:
                     parts[spec.id][name] = decode(folder.read_chunk(i, c, ())["result"])
                     continue
                 t0 = time.perf_counter()
                 result = _compute(name, spec, sf, ctx, parts[spec.id], out)
                 folder.write_chunk(
-                    i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name, "result": finite_or_none(result)}, ()
+                    i,
+                    c,
+                    {"start": 0, "stop": 0, "model": spec.id, "part": name, "result": finite_or_none(result)},
+                    (),
+                    {**ident, "part": name},
                 )
                 # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
                 parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))

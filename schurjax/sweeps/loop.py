@@ -30,6 +30,7 @@ from schurjax.sweeps.config import (
     SweepConfig,
     batch_key,
     fixed_point_key,
+    model_fingerprint,
     task_identity,
     task_params,
 )
@@ -160,7 +161,8 @@ def run_sweep(
         if procs.index != 0:
             folder.join(manifest["config"])
         chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
-        problems = {(i, c): folder.chunk_problem(i, c, a, b, names) for i, c, a, b in chunks}
+        ident = [{"model": p.spec.id, "weights_sha256": model_fingerprint(p.spec.model)} for p in plans]
+        problems = {(i, c): folder.chunk_problem(i, c, a, b, names, ident[i]) for i, c, a, b in chunks}
         for (i, c), why in problems.items():
             if why not in (None, "missing"):
                 log(f"{tag}: recomputing {folder.chunk_path(i, c)} ({why})")
@@ -177,7 +179,7 @@ def run_sweep(
         bar.update(mine - sum(b - a for _, _, a, b in todo), computed=False)
         evaluate = _ChunkEvaluator(plans, config, trials, devices)
         for i, c, a, b in todo:
-            folder.write_chunk(i, c, evaluate(i, a, b), names)
+            folder.write_chunk(i, c, evaluate(i, a, b), names, ident[i])
             bar.update(b - a, note=plans[i].spec.id)
             if on_chunk is not None:
                 on_chunk(plans[i].spec.id, c, a, b)
@@ -185,11 +187,15 @@ def run_sweep(
         procs.barrier("schurjax sweep: every process wrote its chunks")
         if procs.index == 0:
             for _ in range(3):  # the table is assembled from chunks checked once more (a stale writer may strike)
-                bad = [(i, c, a, b) for i, c, a, b in chunks if folder.chunk_problem(i, c, a, b, names) is not None]
+                bad = [
+                    (i, c, a, b)
+                    for i, c, a, b in chunks
+                    if folder.chunk_problem(i, c, a, b, names, ident[i]) is not None
+                ]
                 for i, c, a, b in bad:
-                    why = folder.chunk_problem(i, c, a, b, names)
+                    why = folder.chunk_problem(i, c, a, b, names, ident[i])
                     log(f"{tag}: recomputing {folder.chunk_path(i, c)} ({why})")
-                    folder.write_chunk(i, c, evaluate(i, a, b), names)
+                    folder.write_chunk(i, c, evaluate(i, a, b), names, ident[i])
                 if not bad:
                     break
             rows = build_rows(plans, folder, FIXED_POINT_COLUMNS if config.fixed_points else ())
