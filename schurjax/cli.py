@@ -163,8 +163,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _int_at_least(minimum: int, expected: str):
-    """An argparse type: an int >= ``minimum``, else a one-line error naming ``expected``."""
+def _int_at_least(minimum: int, expected: str, maximum: int | None = None):
+    """An argparse type: an int >= ``minimum`` (and <= ``maximum``), else a one-line error naming ``expected``."""
 
     def parse(text: str) -> int:
         try:
@@ -173,8 +173,8 @@ def _int_at_least(minimum: int, expected: str):
             v = minimum - 1
         if v < minimum:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        if v > 2**63 - 1:  # nothing schurjax counts or seeds goes beyond 63 bits
-            raise argparse.ArgumentTypeError(f"expected {expected} below 2**63, got {text!r}")
+        if maximum is not None and v > maximum:
+            raise argparse.ArgumentTypeError(f"expected {expected} <= {maximum:,}, got {text!r}")
         return v
 
     return parse
@@ -254,8 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="run as one of several processes sharing --out: process 0's address (jax.distributed)",
     )
-    s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
-    s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
+    s.add_argument(
+        "--num-processes",
+        type=_int_at_least(1, "a positive int", 65_536),
+        default=None,
+        help="number of processes (with --coordinator)",
+    )
+    s.add_argument(
+        "--process-id",
+        type=_int_at_least(0, "an int >= 0", 65_535),
+        default=None,
+        help="this process's index (with --coordinator)",
+    )
 
     i = sub.add_parser("import", help="convert a PyTorch nn.RNN + nn.Linear checkpoint into a schurjax model (.eqx)")
     i.add_argument("checkpoint", metavar="MODEL.pt", help="a torch state dict file (read with weights_only=True)")

@@ -347,12 +347,12 @@ class RunFolder:
                 return "damaged: checksum mismatch"
             if chunk.get("config_sha256") != self.config_sha256:
                 return "made by another config"
+            if (chunk.get("start"), chunk.get("stop")) != (start, stop):
+                return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
             want = self.chunk_identity(model_index, chunk_index, start, stop, identity)
             if chunk.get("identity") != want:
                 got = chunk.get("identity")
                 return f"made for another chunk ({_identity_diff(got, want)})"
-            if (chunk.get("start"), chunk.get("stop")) != (start, stop):
-                return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
             for name in names:
                 if len(chunk[name]) != stop - start:
                     return f"damaged: {name} holds {len(chunk[name])} values, expected {stop - start}"

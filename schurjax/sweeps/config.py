@@ -139,7 +139,7 @@ class SweepConfig:
             lo = 0 if name in ("controls", "seed") else 1
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
                 raise bad(name, f"an int >= {lo}")
-            if v > _MAX[name]:
+            if name in _MAX and v > _MAX[name]:
                 raise bad(name, f"an int in [{lo}, {_MAX[name]:,}] ({_WHY[name]})")
             object.__setattr__(self, name, int(v))
         if self.control_max is not None and (
@@ -287,14 +287,10 @@ def task_identity(task: Any) -> tuple[str, str]:
     return str(task.name), canonical(task_params(task))
 
 
-_MAX = {"controls": 1_000, "trials": 100_000_000, "chunk_size": 100_000_000, "seed": SEED_MAX}
-"""Upper bounds of the integer settings, checked before anything is allocated (memory bounds come later)."""
-_WHY = {
-    "controls": "random controls per ablation and kind",
-    "trials": "the device's memory bounds it further",
-    "chunk_size": "the device's memory bounds it further",
-    "seed": "seeds are 63-bit; each maps to its own key",
-}
+_MAX = {"controls": 1_000, "seed": SEED_MAX}
+"""Upper bounds of integer settings, checked before anything is allocated (``trials`` and ``chunk_size`` are
+bounded by the device's memory in :mod:`schurjax.sweeps.budget`)."""
+_WHY = {"controls": "random controls per ablation and kind", "seed": "seeds are 63-bit; each maps to its own key"}
 
 
 def batch_key(seed: int, task_name: str, params: dict[str, Any]):
