@@ -397,6 +397,11 @@ class RunFolder:
                 chunk[k] = float(v)
         return chunk
 
+    def check(self) -> None:
+        """Raise :class:`InputError` if this writer no longer holds the folder (it was deleted or replaced)."""
+        if self._lock is not None:
+            self._lock.check()
+
     def finish(self, rows: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> Path:
         """Write the final table, then the complete marker with the table's row count and SHA-256 (last)."""
         self._lock.check()

@@ -264,7 +264,7 @@ STUDY_LINKS = [
     ("report.md", lambda s, o, v: _file_link(s, "report.md", v), None),
     ("figure.png", lambda s, o, v: _file_link(s, "figure.png", v), None),
     ("table csv", lambda s, o, v: _file_link(s, "tables/keep.csv", v), None),
-    ("compressed json", lambda s, o, v: _file_link(s, "compressed/c-loss.json", v), None),
+    ("compressed json", lambda s, o, v: _file_link(s, "compressed/c-n8-loss.json", v), None),
     ("tables folder", lambda s, o, v: _dir_link(s, "tables", o), "symlink"),
     ("compressed folder", lambda s, o, v: _dir_link(s, "compressed", o), "symlink"),
 ]
@@ -493,3 +493,52 @@ def test_study_part_copied_into_another_slot_is_recomputed(finished_study, tmp_p
     sj.study(out=st, models=_study_models(), progress=True, log=log.append, **STUDY_TINY)
     assert sum("made for another chunk" in x for x in log) == 2, log
     assert (st / "table.csv").read_bytes() == table
+
+
+# ---- study folders: COMPLETE vouches for every file ------------------------------------------------------------
+
+
+def _edit_part(st: Path) -> None:
+    import json
+
+    p = sorted((st / "chunks").glob("*.json"))[0]
+    d = json.loads(p.read_text())
+    d["result"] = {"x": 1}
+    p.write_text(json.dumps(d))
+
+
+STUDY_DAMAGE = [
+    ("truncated table.csv", lambda st: (st / "table.csv").write_bytes((st / "table.csv").read_bytes()[:60])),
+    ("edited keep.csv", lambda st: (st / "tables" / "keep.csv").write_text("model\nforged\n")),
+    ("edited part", _edit_part),
+    ("torn figure", lambda st: (st / "figure.png").write_bytes((st / "figure.png").read_bytes()[:1000])),
+    ("foreign table", lambda st: (st / "tables" / "forged.csv").write_text("a\n1\n")),
+    (
+        "swapped compressed models",
+        lambda st: [
+            (st / "compressed" / "c-n8-loss.eqx").rename(st / "compressed" / "tmp"),
+            (st / "compressed" / "c-n8-score.eqx").rename(st / "compressed" / "c-n8-loss.eqx"),
+            (st / "compressed" / "tmp").rename(st / "compressed" / "c-n8-score.eqx"),
+        ],
+    ),
+]
+
+
+def test_single_model_study_loads(finished_study):
+    st = sj.studies.load(finished_study)
+    assert len(st.summary) == 1 and "keep" in st.tables
+
+
+@pytest.mark.parametrize("damage", [c[1] for c in STUDY_DAMAGE], ids=[c[0] for c in STUDY_DAMAGE])
+def test_study_load_refuses_damage_and_rerun_repairs(finished_study, tmp_path, damage):
+    st = _copy(finished_study, tmp_path / "s")
+    files = {p.relative_to(st): p.read_bytes() for p in st.rglob("*") if p.is_file() and p.parent.name != "chunks"}
+    damage(st)
+    with pytest.raises((sj.errors.InputError, ValueError)) as info:
+        sj.studies.load(st)
+    assert "\n" not in str(info.value)
+    sj.study(out=st, models=_study_models(), progress=False, log=lambda s: None, **STUDY_TINY)
+    again = sj.studies.load(st)
+    assert len(again.summary) == 1
+    for rel in ("table.csv", "tables/keep.csv", "compressed/c-n8-loss.eqx", "compressed/c-n8-score.eqx"):
+        assert (st / rel).read_bytes() == files[Path(rel)], rel

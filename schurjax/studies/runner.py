@@ -340,10 +340,10 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
 
-def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> Path:
+def _export_meta(spec: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
     from schurjax.sweeps.config import model_fingerprint, task_params
 
-    meta = {
+    return {
         "task": {"name": spec.task.name, "params": task_params(spec.task)},
         "seed": spec.seed,
         "base_model": {
@@ -362,6 +362,10 @@ def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any]
             "trials": cfg.trials,
         },
     }
+
+
+def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> Path:
+    meta = _export_meta(spec, criterion, found, cfg)
     name = _safe_io.check_name("study", "models", f"{spec.id}-{criterion}.eqx")
     # written into a fresh private folder, then moved into compressed/ (a symlinked compressed/ or file is refused
     # or replaced, never written through)
@@ -372,6 +376,22 @@ def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any]
         where="study",
     )
     return out / "compressed" / name
+
+
+def _check_export(loaded: tuple[Any, dict[str, Any]], spec: Any, sf: Any, criterion: str, found: Any, cfg: Any) -> None:
+    """Raise ValueError unless a compressed model on disk is the one this study's part describes: its weights,
+    removed couplings, base model and criterion (a swapped or stale export is rewritten, never kept)."""
+    from schurjax.sweeps.config import model_fingerprint
+
+    model, meta = loaded
+    removed = np.asarray(found["removed"], np.int64).reshape(-1, 2)
+    want = json.loads(canonical(finite_or_none(_export_meta(spec, criterion, found, cfg))))
+    got = json.loads(canonical(finite_or_none({k: meta.get(k) for k in want})))
+    if got != want or meta.get("removed_couplings") != removed.tolist():
+        raise ValueError("its metadata is not this study's (another model, criterion or setting)")
+    expected = spec.model.with_recurrent(compression.compressed_W(sf, removed))
+    if model_fingerprint(model) != model_fingerprint(expected):
+        raise ValueError("its weights are not this study's compressed model")
 
 
 def _check_exports(
@@ -396,7 +416,7 @@ def _check_exports(
             try:
                 if path.is_symlink() or path.with_suffix(".json").is_symlink():
                     raise ValueError("a symlink, replaced by the model itself")
-                load_model(path)
+                _check_export(load_model(path), spec, sfs[spec.id], criterion, found, cfg)
             except ValueError as e:
                 log(f"study: rewriting {path} ({str(e).splitlines()[0][:80]})")
                 _export(out, spec, sfs[spec.id], criterion, found, cfg)
@@ -458,22 +478,41 @@ def _run(
                 log(f"study: [{done_n}/{todo_total}] {spec.id} {name} ({dt:.1f} s)")
                 if on_part is not None:
                     on_part(spec.id, name)
+        (out / "COMPLETE").unlink(missing_ok=True)  # what COMPLETE vouches for is rewritten below
+        folder.check()  # a stale writer (its folder deleted or replaced) stops before it writes
         _check_exports(out, specs, sfs, parts, config, log)
         models = [_model_record(s) for s in specs]
         prof = report.profile_comparisons(config, models, parts)
         tables = report.tables(config, models, parts, prof)
         _safe_io.mkdirs(out, "tables", where="study")  # a symlinked tables/ is refused, never followed
+        folder.check()
         for name, df in tables.items():
             file = _safe_io.check_name("study", None, f"{name}.csv")
             _safe_io.write_bytes(out, ("tables", file), df.to_csv(index=False).encode(), where="study")
+        for stale in (out / "tables").glob("*.csv"):  # a table this study did not write is not one of its files
+            if stale.stem not in tables:
+                stale.unlink()
         figures.panel(config, models, parts, prof, out / "figure.png", tables=tables)
         text = report.markdown(config, models, parts, prof, tables)
         _safe_io.write_bytes(out, "report.md", text.encode(), where="study")
         rows = report.summary_rows(config, models, parts)
-        folder.finish(rows, {"models": len(specs), "parts": todo_total})
+        folder.finish(rows, {"models": len(specs), "parts": todo_total, "files": _checksums(out, specs, tables)})
     from schurjax.table import read_table
 
     return Study(out, config, models, parts, read_table(out / "table.csv"), tables, prof)
+
+
+def _checksums(out: Path, specs: Sequence[Any], tables: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every file the study's COMPLETE vouches for: tables, figure, report and compressed models."""
+    import hashlib
+
+    files = [f"tables/{name}.csv" for name in tables] + ["figure.png", "report.md"]
+    for spec in specs:
+        for criterion in COMPRESS_CRITERIA:
+            for ext in (".eqx", ".json"):
+                if (out / "compressed" / f"{spec.id}-{criterion}{ext}").is_file():
+                    files.append(f"compressed/{spec.id}-{criterion}{ext}")
+    return {f: hashlib.sha256(_safe_io.read_bytes(out, f, where="study")).hexdigest() for f in sorted(files)}
 
 
 def _read_timings(path: Path) -> dict[str, float]:
