@@ -599,6 +599,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN: no such folder: {path}")
     if not (path / results.MANIFEST).is_file():
         raise UsageError(f"RUN: {path} is not a run folder (no {results.MANIFEST})")
+    with user_errors():
+        study = "schurjax_study" in results.read_manifest(path / results.MANIFEST, "report")
+    if study:  # a study folder: its report is written by the study; check it and show it
+        from schurjax import studies
+
+        with user_errors():
+            try:
+                st = studies.load(path)
+            except FileNotFoundError as e:
+                raise UsageError(f"RUN: {str(e).removeprefix('study.load: ')}; rerun its study command") from None
+        print(st.report.read_text())
+        print(f"report: {st.report}\nfigure: {st.figure}")
+        return 0
     if not (path / results.TABLE_CSV).is_file():
         raise UsageError(f"RUN: {path} is incomplete (no {results.TABLE_CSV}); rerun its sweep command to finish it")
     with user_errors():

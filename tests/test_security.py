@@ -542,3 +542,134 @@ def test_study_load_refuses_damage_and_rerun_repairs(finished_study, tmp_path, d
     assert len(again.summary) == 1
     for rel in ("table.csv", "tables/keep.csv", "compressed/c-n8-loss.eqx", "compressed/c-n8-score.eqx"):
         assert (st / rel).read_bytes() == files[Path(rel)], rel
+
+
+# ---- user task errors and degenerate input ---------------------------------------------------------------------
+
+BAD_TASKS = """
+import jax.numpy as jnp
+import numpy as np
+import schurjax as sj
+
+
+class Base(sj.tasks.Task):
+    name = "base"
+    n_in = 3
+    n_out = 3
+    steps = 5
+    def sample(self, key, batch_size):
+        x = np.ones((batch_size, 5, 3), np.float32)
+        return sj.TaskBatch.from_arrays(x, x)
+    def score(self, y, batch):
+        return 1.0 - sj.tasks.masked_mse(y, batch)
+
+class Raises(Base):
+    name = "raises"
+    def sample(self, key, batch_size):
+        raise RuntimeError("my bug")
+
+class Eleven(Base):
+    name = "eleven"
+    def sample(self, key, batch_size):
+        return Base.sample(self, key, 11)
+
+class Nan(Base):
+    name = "nan"
+    def sample(self, key, batch_size):
+        b = Base.sample(self, key, batch_size)
+        return sj.TaskBatch(b.inputs.at[0, 0, 0].set(jnp.nan), b.targets, b.mask)
+
+class Dict(Base):
+    name = "dict"
+    def sample(self, key, batch_size):
+        b = Base.sample(self, key, batch_size)
+        return {"inputs": b.inputs, "targets": b.targets}
+
+class Tuple(Base):
+    name = "tuple"
+    def sample(self, key, batch_size):
+        b = Base.sample(self, key, batch_size)
+        return (b.inputs, b.targets, b.mask)
+
+class Zero(Base):
+    name = "zero"
+    def sample(self, key, batch_size):
+        x = np.ones((batch_size, 5, 3), np.float32)
+        return sj.TaskBatch.from_arrays(x, x, np.zeros_like(x))
+
+class Short(Base):
+    name = "short"
+    def sample(self, key, batch_size):
+        x = np.ones((batch_size, 4, 3), np.float32)
+        return sj.TaskBatch.from_arrays(x, x)
+
+class ScoreRaises(Base):
+    name = "score_raises"
+    def score(self, y, batch):
+        raise ValueError("score bug")
+
+class ScoreVector(Base):
+    name = "score_vector"
+    def score(self, y, batch):
+        return jnp.ones(3)
+
+class LossInf(Base):
+    name = "loss_inf"
+    def loss(self, y, batch):
+        return jnp.inf
+"""
+
+
+@pytest.mark.parametrize(
+    "cls,expect",
+    [
+        ("Raises", "Raises ('raises'): sample(key, 4) failed: RuntimeError: my bug"),
+        ("Eleven", "returned 11 trials; expected exactly 4"),
+        ("Nan", "NaN"),
+        ("Dict", "got a dict"),
+        ("Tuple", "got tuple"),
+        ("Zero", "mask of its batch is all zero"),
+        ("Short", "Short"),
+        ("ScoreRaises", "score(y, batch) failed: ValueError: score bug"),
+        ("ScoreVector", "returned shape (3,)"),
+        ("LossInf", "is inf"),
+    ],
+)
+def test_user_task_errors_are_user_errors(hostile, capsys, cls, expect):
+    (hostile / "bad_tasks_sj.py").write_text(BAD_TASKS)
+    model = sj.TanhRNN(3, 6, 3, key=jax.random.key(0))
+    sj.save_model(hostile / "m.eqx", model, {})
+    capsys.readouterr()
+    rc = main(["sweep", "m.eqx", "--task", f"bad_tasks_sj:{cls}", *SMALL, "--out", "run"])
+    err = capsys.readouterr().err
+    errors = [x for x in err.splitlines() if "error" in x]
+    assert rc == 2 and len(errors) == 1 and "Traceback" not in err and "--task: " in errors[0], err
+    line = errors[0]
+    assert expect in line and "internal error" not in line, line
+    import sys
+
+    sys.modules.pop("bad_tasks_sj", None)
+
+
+def test_all_zero_mask_in_a_trials_file(tmp_path, capsys):
+    import numpy as np
+
+    task = sj.zoo.task("flipflop")
+    b = task.sample(jax.random.key(0), 4)
+    f = tmp_path / "zero.npz"
+    np.savez(f, inputs=np.asarray(b.inputs), targets=np.asarray(b.targets), mask=np.zeros(np.shape(b.targets)))
+    _one_line(
+        ["sweep", "zoo:flipflop/0", *SMALL, "--trials-file", str(f), "--out", str(tmp_path / "r")],
+        capsys,
+        "mask is all zero",
+    )
+
+
+def test_report_of_a_study_folder(finished_study, tmp_path, capsys):
+    st = _copy(finished_study, tmp_path / "s")
+    capsys.readouterr()
+    assert main(["report", str(st)]) == 0
+    out = capsys.readouterr().out
+    assert "Schur-coupling study" in out and "figure.png" in out
+    (st / "tables" / "keep.csv").write_text("forged\n")
+    _one_line(["report", str(st)], capsys, "keep.csv")

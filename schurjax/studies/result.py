@@ -105,8 +105,10 @@ class Context:
 
         ident = (purpose, task.name, canonical(task_params(task)))
         if ident not in self.batches:
-            self.batches[ident] = task.sample(
-                study_key(self.config.seed, purpose, ident[1], ident[2]), self.config.trials
+            from schurjax.tasks.protocol import checked_sample
+
+            self.batches[ident] = checked_sample(
+                task, study_key(self.config.seed, purpose, ident[1], ident[2]), self.config.trials, "study"
             )
         return self.batches[ident]
 

@@ -385,9 +385,16 @@ def _check_export(loaded: tuple[Any, dict[str, Any]], spec: Any, sf: Any, criter
 
     model, meta = loaded
     removed = np.asarray(found["removed"], np.int64).reshape(-1, 2)
-    want = json.loads(canonical(finite_or_none(_export_meta(spec, criterion, found, cfg))))
-    got = json.loads(canonical(finite_or_none({k: meta.get(k) for k in want})))
-    if got != want or meta.get("removed_couplings") != removed.tolist():
+
+    def what(m: dict[str, Any]) -> Any:  # the export's identity (not how the user spelled its source)
+        base = m.get("base_model") if isinstance(m.get("base_model"), dict) else {}
+        ident = {"task": m.get("task"), "compression": m.get("compression"), "base": base.get("weights_sha256")}
+        return json.loads(canonical(finite_or_none(ident)))
+
+    if (
+        what(meta) != what(_export_meta(spec, criterion, found, cfg))
+        or meta.get("removed_couplings") != removed.tolist()
+    ):
         raise ValueError("its metadata is not this study's (another model, criterion or setting)")
     expected = spec.model.with_recurrent(compression.compressed_W(sf, removed))
     if model_fingerprint(model) != model_fingerprint(expected):

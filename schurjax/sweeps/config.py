@@ -237,6 +237,13 @@ class TrialsFile:
             batch = TaskBatch.from_npz(path)
         except (ValueError, OSError) as e:
             raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
+        if not np.any(np.asarray(batch.mask) > 0):
+            raise InputError(
+                "sweep",
+                "trials_file",
+                f"{path}: the mask is all zero, so no step counts in the loss (every loss is 0 and every relative "
+                "change undefined); expected a mask with some steps > 0",
+            )
         return cls(str(path), cls.digest(path), batch)
 
     @staticmethod

@@ -219,11 +219,14 @@ class _ChunkEvaluator:
         task = p.spec.task
         ident = task_identity(task)
         if ident not in self.batches:
+            from schurjax.tasks.protocol import check_outputs, checked_sample
+
             self.batches[ident] = (
                 self.trials
                 if self.trials is not None
-                else task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
+                else checked_sample(task, batch_key(config.seed, ident[0], task_params(task)), config.trials, "sweep")
             )
+            check_outputs(task, p.spec.model, self.batches[ident], "sweep")
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
