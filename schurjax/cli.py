@@ -708,21 +708,41 @@ class _Terminated(BaseException):
     """SIGTERM arrived (a scheduler stopping the job): stop like Ctrl-C, with one line saying what was kept."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
+class _Signals:
+    """The signals that arrived while a command ran. A handler's exception can be swallowed where Python cannot
+    propagate it (XLA's garbage-collection callback prints "Exception ignored ..."), so the command's end checks
+    here too: a signal always stops the process with its own exit status."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        self.reraise()
+
+    def reraise(self) -> None:
+        if self.received == signal.SIGTERM:
+            raise _Terminated()
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt()
 
 
-def _catch_sigterm() -> Any:
-    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread only); returns the old handler."""
+def _catch_sigterm(signals: _Signals | None = None) -> Any:
+    """Turn SIGTERM into :class:`_Terminated` (and SIGINT into KeyboardInterrupt, recorded) while a command runs
+    (main thread only); returns the old handlers."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+    signals = signals or _Signals()
+    return {sig: signal.signal(sig, signals.handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _restore_sigterm(old: Any) -> None:
-    if old is not None:
+    if isinstance(old, dict):
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    elif old is not None:
         signal.signal(signal.SIGTERM, old)
 
 
@@ -768,18 +788,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from schurjax.environment import BackendError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    old_handler = _catch_sigterm()
+    signals = _Signals()
+    old_handler = _catch_sigterm(signals)
     parser = build_parser()
     debug = os.environ.get("SCHURJAX_DEBUG", "") not in ("", "0")
     cmd = argv[0] if argv and argv[0] in COMMANDS else None
     prefix = f"schurjax {cmd}" if cmd else "schurjax"
     try:
-        args = parser.parse_args(argv)
-        args.argv = argv
-        if args.command is None:
-            parser.print_help()
-            return 2
-        return COMMANDS[args.command](args)
+        try:
+            args = parser.parse_args(argv)
+            args.argv = argv
+            if args.command is None:
+                parser.print_help()
+                return 2
+            rc = COMMANDS[args.command](args)
+        except Exception:
+            signals.reraise()  # a signal swallowed on the way and then an error: the signal wins
+            raise
+        signals.reraise()  # a signal whose exception was swallowed (e.g. in XLA's gc callback) still stops it
+        return rc
     except (UsageError, InputError) as e:
         if debug:
             raise

@@ -673,3 +673,24 @@ def test_report_of_a_study_folder(finished_study, tmp_path, capsys):
     assert "Schur-coupling study" in out and "figure.png" in out
     (st / "tables" / "keep.csv").write_text("forged\n")
     _one_line(["report", str(st)], capsys, "keep.csv")
+
+
+@pytest.mark.parametrize("sig,rc", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_swallowed_signal_still_stops_the_command(monkeypatch, capsys, sig, rc):
+    """XLA's gc callback swallows a handler's exception ("Exception ignored in _xla_gc_callback"): the command
+    must still end with the signal's exit status, never 0."""
+    import signal
+
+    from schurjax import cli
+
+    def swallowing(args):
+        try:
+            signal.raise_signal(getattr(signal, sig))
+        except BaseException:  # noqa: BLE001 - what the gc callback does
+            pass
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "info", swallowing)
+    assert main(["info"]) == rc
+    assert "terminated" in capsys.readouterr().err or sig == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
