@@ -79,6 +79,7 @@ FLAGS = {
     "coordinator": "--coordinator",
     "num_processes": "--num-processes",
     "process_id": "--process-id",
+    "timeout": "--timeout",
     "trials_file": "--trials-file",
     "devices": "--devices",
     "tasks": "--tasks",
@@ -265,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(0, "an int >= 0", 65_535),
         default=None,
         help="this process's index (with --coordinator)",
+    )
+    s.add_argument(
+        "--timeout",
+        type=_int_at_least(1, "seconds (an int >= 1)", 86_400),
+        default=None,
+        help="seconds a process waits for the others before it stops (with --coordinator; default 120)",
     )
 
     i = sub.add_parser("import", help="convert a PyTorch nn.RNN + nn.Linear checkpoint into a schurjax model (.eqx)")
@@ -555,7 +562,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from schurjax.sweeps import sweep
 
     t0 = time.perf_counter()
-    initialize(args.coordinator, args.num_processes, args.process_id)  # before anything starts JAX's backend
+    # before anything starts JAX's backend
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout)
     with _device(args.device):
         run = sweep(
             args.models,
@@ -566,6 +574,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             coordinator=args.coordinator,
             num_processes=args.num_processes,
             process_id=args.process_id,
+            timeout=args.timeout,
             trials_file=args.trials_file,
             fixed_points=args.fixed_points,
             devices=args.devices,

@@ -694,3 +694,30 @@ def test_a_swallowed_signal_still_stops_the_command(monkeypatch, capsys, sig, rc
     assert main(["info"]) == rc
     assert "terminated" in capsys.readouterr().err or sig == "SIGINT"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---- several processes ------------------------------------------------------------------------------------------
+
+
+def test_coordinator_checks_are_bounded(tmp_path, capsys):
+    import time
+
+    base = ["sweep", "zoo:flipflop/0", *SMALL, "--out", str(tmp_path / "r")]
+    _one_line(
+        [*base, "--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "1"],
+        capsys,
+        "port in 1..65535",
+    )
+    _one_line(
+        [*base, "--coordinator", "127.0.0.1:1", "--num-processes", "99999999999999999999", "--process-id", "1"],
+        capsys,
+        "--num-processes",
+    )
+    t0 = time.monotonic()
+    line = _one_line(
+        [*base, "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1", "--timeout", "2"],
+        capsys,
+        "--coordinator: process 1 of 2 could not reach 127.0.0.1:1 within 2 s",
+    )
+    assert time.monotonic() - t0 < 30 and "rerun" in line
+    assert not (tmp_path / "r").exists()

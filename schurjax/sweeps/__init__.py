@@ -66,6 +66,7 @@ def sweep(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    timeout: float | None = None,
     trials_file: str | os.PathLike | None = None,
     fixed_points: bool = False,
     devices: Any = "all",
@@ -109,6 +110,7 @@ def sweep(
             of ``jax.distributed.initialize``; omit them where SLURM or Open MPI sets them). Each process
             evaluates its share of the chunks; process 0 assembles the table. Every process gets the same
             arguments otherwise, and returns the same run.
+        timeout: seconds a process waits for the others to join (default 120; ``distributed.DEFAULT_TIMEOUT``).
 
     Returns:
         :class:`schurjax.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
@@ -140,7 +142,7 @@ def sweep(
         trials_file_sha256=None if trials_file is None else digest,
         fixed_points=fixed_points,
     )
-    processes = initialize(coordinator, num_processes, process_id)
+    processes = initialize(coordinator, num_processes, process_id, timeout=timeout)
     try:
         variant_mesh(devices)
     except ValueError as e:
