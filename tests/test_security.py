@@ -721,3 +721,53 @@ def test_coordinator_checks_are_bounded(tmp_path, capsys):
     )
     assert time.monotonic() - t0 < 30 and "rerun" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_resumed_sweep_never_mixes_trials_of_edited_task_code(hostile, capsys, monkeypatch):
+    """A custom task's sample edited between a stopped sweep and its resume: the chunks of the old trials are
+    recomputed (their identity holds the trials' SHA-256), so the table holds one base loss per model."""
+    import sys
+
+    src = BAD_TASKS.replace("np.ones((batch_size, 5, 3), np.float32)", "np.full((batch_size, 5, 3), SCALE, np.float32)")
+    model = sj.TanhRNN(3, 6, 3, key=jax.random.key(0))
+    sj.save_model(hostile / "m.eqx", model, {})
+    argv = [
+        "sweep",
+        "m.eqx",
+        "--task",
+        "trial_code_sj:Base",
+        "--families",
+        "block,all_nonnormal",
+        "--controls",
+        "0",
+        "--trials",
+        "4",
+        "--chunk-size",
+        "2",
+        "--quiet",
+        "--out",
+        "run",
+    ]
+    (hostile / "trial_code_sj.py").write_text("SCALE = 1.0\n" + src)
+    stop = {"n": 0}
+
+    def on_chunk(*a):
+        stop["n"] += 1
+        if stop["n"] == 1:
+            raise KeyboardInterrupt
+
+    import schurjax.sweeps.loop as loop
+
+    orig = loop.run_sweep
+    with monkeypatch.context() as mp:
+        mp.setattr("schurjax.sweeps.run_sweep", lambda *a, **k: orig(*a, **{**k, "on_chunk": on_chunk}))
+        assert main(argv) == 130
+    sys.modules.pop("trial_code_sj", None)
+    sj.tasks.REGISTRY.pop("base", None)
+    (hostile / "trial_code_sj.py").write_text("SCALE = 0.5\n" + src)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "made for another chunk" in capsys.readouterr().err
+    table = sj.results.load(hostile / "run").table
+    assert table.base_loss.nunique() == 1, table.base_loss.tolist()
+    sys.modules.pop("trial_code_sj", None)

@@ -161,7 +161,11 @@ def run_sweep(
         if procs.index != 0:
             folder.join(manifest["config"])
         chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
-        ident = [{"model": p.spec.id, "weights_sha256": model_fingerprint(p.spec.model)} for p in plans]
+        evaluate = _ChunkEvaluator(plans, config, trials, devices)
+        ident = [
+            {"model": p.spec.id, "weights_sha256": model_fingerprint(p.spec.model), **evaluate.trials_identity(i)}
+            for i, p in enumerate(plans)
+        ]
         problems = {(i, c): folder.chunk_problem(i, c, a, b, names, ident[i]) for i, c, a, b in chunks}
         for (i, c), why in problems.items():
             if why not in (None, "missing"):
@@ -177,7 +181,6 @@ def run_sweep(
         mine = sum(b - a for j, (_, _, a, b) in enumerate(chunks) if procs.mine(j))
         bar = Progress(mine, label=tag, enabled=progress)
         bar.update(mine - sum(b - a for _, _, a, b in todo), computed=False)
-        evaluate = _ChunkEvaluator(plans, config, trials, devices)
         for i, c, a, b in todo:
             folder.write_chunk(i, c, evaluate(i, a, b), names, ident[i])
             bar.update(b - a, note=plans[i].spec.id)
@@ -212,9 +215,8 @@ class _ChunkEvaluator:
         self.batches: dict[tuple[str, str], Any] = {}
         self.paths: dict[tuple[int, int, int], str] = {}
 
-    def __call__(self, i: int, a: int, b: int) -> dict[str, Any]:
-        import jax.numpy as jnp
-
+    def batch(self, i: int) -> Any:
+        """The shared batch of model ``i``'s task (sampled and checked once per task identity)."""
         p, config = self.plans[i], self.config
         task = p.spec.task
         ident = task_identity(task)
@@ -227,6 +229,37 @@ class _ChunkEvaluator:
                 else checked_sample(task, batch_key(config.seed, ident[0], task_params(task)), config.trials, "sweep")
             )
             check_outputs(task, p.spec.model, self.batches[ident], "sweep")
+        return self.batches[ident]
+
+    def trials_identity(self, i: int) -> dict[str, str]:
+        """For a task whose trials come from code outside schurjax (your task, NeuroGym), the SHA-256 of the
+        trials themselves: a resumed sweep never mixes chunks of trials from edited task code or an upgraded
+        NeuroGym. Empty for the built-in tasks (their code is the schurjax version in the config) and trial files
+        (their SHA-256 is in the config)."""
+        import hashlib
+
+        from schurjax.tasks.ngym import NeuroGymTask
+
+        task = self.plans[i].spec.task
+        if self.trials is not None or (
+            type(task).__module__.startswith("schurjax.") and not isinstance(task, NeuroGymTask)
+        ):
+            return {}
+        b = self.batch(i)
+        h = hashlib.sha256()
+        for a in (b.inputs, b.targets, b.mask, *(() if b.valid is None else (b.valid,))):
+            a = np.ascontiguousarray(np.asarray(a))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        return {"trials_sha256": h.hexdigest()}
+
+    def __call__(self, i: int, a: int, b: int) -> dict[str, Any]:
+        import jax.numpy as jnp
+
+        p, config = self.plans[i], self.config
+        task = p.spec.task
+        ident = task_identity(task)
+        self.batch(i)
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
