@@ -197,7 +197,13 @@ def write_files(
         os.mkdir(tmp, 0o700, dir_fd=dfd)
         tmp_path = root.joinpath(*parts, tmp)
         try:
-            writer(tmp_path)
+            try:
+                writer(tmp_path)
+            except Exception as err:  # noqa: BLE001 - a writer's wrapped OSError (a full disk) is said as one
+                cause = _os_error(err)
+                if cause is None:
+                    raise
+                raise _refusal(where, root, parts, cause) from None
             with _dir_fd(root, (*parts, tmp), create=False, where=where) as tfd:
                 for name in sorted(os.listdir(tfd)):
                     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=tfd)
@@ -215,6 +221,16 @@ def write_files(
             if os.path.isdir(tmp_path) and not os.path.islink(tmp_path):
                 shutil.rmtree(tmp_path, ignore_errors=True)
     return out
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err`` (itself, or its cause or context, e.g. inside equinox's TreePathError)."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def open_lock(root: str | os.PathLike, name: str, *, where: str = "sweep") -> int:

@@ -771,3 +771,31 @@ def test_resumed_sweep_never_mixes_trials_of_edited_task_code(hostile, capsys, m
     table = sj.results.load(hostile / "run").table
     assert table.base_loss.nunique() == 1, table.base_loss.tolist()
     sys.modules.pop("trial_code_sj", None)
+
+
+def test_python_model_pairs_are_checked(tmp_path):
+    model, task = sj.zoo.load("flipflop", seed=0), sj.zoo.task("flipflop")
+    kw = dict(out=tmp_path / "r", families="all_nonnormal", trials=4, progress=False, log=lambda s: None)
+    with pytest.raises(sj.errors.InputError, match=r"models: \[0\] holds a dict where a TanhRNN"):
+        sj.sweep([({"W_rec": 1}, task)], **kw)
+    with pytest.raises(sj.errors.InputError, match=r"models: \[0\] needs a task object or name"):
+        sj.sweep([(model, 3)], **kw)
+    run = sj.sweep([(model, "flipflop")], **kw)  # a task name given here resolves
+    assert set(run.table.task) == {"flipflop"}
+
+
+def test_a_full_disk_during_an_export_is_one_line(tmp_path):
+    import errno
+
+    from schurjax import _safe_io
+
+    def writer(tmp):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise RuntimeError("TreePathError-like wrapper") from e
+
+    with pytest.raises(sj.errors.InputError, match="No space left on device") as info:
+        _safe_io.write_files(tmp_path, "compressed", writer)
+    assert "\n" not in str(info.value)
+    assert list((tmp_path / "compressed").iterdir()) == []

@@ -74,6 +74,19 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
         raise InputError("sweep", "models", str(e).splitlines()[0]) from None
 
 
+def _pair_task(i: int, task: Any) -> Any:
+    """The task of a ``(model, task)`` pair: a task object, or a name given here (resolved like ``task=``)."""
+    from schurjax import tasks
+
+    if isinstance(task, str):
+        return _get_task(task, {})
+    try:
+        return tasks.check_task(task, "sweep")
+    except ValueError as e:
+        detail = str(e).splitlines()[0].removeprefix("sweep: ")
+        raise InputError("sweep", "models", f"[{i}] needs a task object or name as its second item: {detail}") from None
+
+
 def check_fit(spec: ModelSpec) -> None:
     """Refuse a model with non-finite weights or task parameters, or whose sizes don't fit its task (one line)."""
     for attr in _WEIGHTS:
@@ -126,8 +139,17 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
         if isinstance(raw, ModelSpec):
             out.append(raw)
         elif isinstance(raw, tuple) and len(raw) in (2, 3):
-            model, task_obj = raw[0], raw[1]
-            mid = str(raw[2]) if len(raw) == 3 else f"{task_obj.name}-m{i}"
+            model, task_obj = raw[0], _pair_task(i, raw[1])
+            if not all(hasattr(model, a) for a in _WEIGHTS) or not hasattr(model, "with_recurrent"):
+                raise InputError(
+                    "sweep",
+                    "models",
+                    f"[{i}] holds a {type(model).__name__} where a TanhRNN or RateRNN belongs (convert a torch "
+                    "module with sj.TanhRNN.from_torch)",
+                )
+            mid = raw[2] if len(raw) == 3 else f"{task_obj.name}-m{i}"
+            if not isinstance(mid, str):
+                raise InputError("sweep", "models", f"[{i}]: the id must be a str, got {type(mid).__name__}")
             out.append(ModelSpec(mid, "object", model, task_obj, {}))
         elif isinstance(raw, str | Path) and str(raw).startswith("zoo:"):
             out.extend(_resolve_zoo(str(raw), task))
