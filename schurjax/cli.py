@@ -564,6 +564,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # before anything starts JAX's backend
     initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout)
+    if args.trials_file is not None and any(a == "--trials" or a.startswith("--trials=") for a in args.argv):
+        from schurjax.sweeps.config import TrialsFile
+
+        held = TrialsFile.declared(args.trials_file)[0]  # the headers only
+        if held != args.trials:
+            raise UsageError(
+                f"--trials: {args.trials:,} disagrees with --trials-file {args.trials_file}, which holds {held:,} "
+                "trials; drop --trials (the file's trials are used) or pass a file of that many"
+            )
     with _device(args.device):
         run = sweep(
             args.models,

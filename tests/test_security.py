@@ -799,3 +799,18 @@ def test_a_full_disk_during_an_export_is_one_line(tmp_path):
         _safe_io.write_files(tmp_path, "compressed", writer)
     assert "\n" not in str(info.value)
     assert list((tmp_path / "compressed").iterdir()) == []
+
+
+def test_trials_flag_disagreeing_with_the_trials_file(tmp_path, capsys):
+    import numpy as np
+
+    b = sj.zoo.task("flipflop").sample(jax.random.key(0), 8)
+    f = tmp_path / "good.npz"
+    np.savez(f, inputs=np.asarray(b.inputs), targets=np.asarray(b.targets))
+    argv = ["sweep", "zoo:flipflop/0", "--families", "all_nonnormal", "--controls", "0", "--quiet"]
+    _one_line(
+        [*argv, "--trials", "16", "--trials-file", str(f), "--out", str(tmp_path / "r")],
+        capsys,
+        "--trials: 16 disagrees with --trials-file",
+    )
+    assert main([*argv, "--trials", "8", "--trials-file", str(f), "--out", str(tmp_path / "r")]) == 0
