@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--bootstrap", type=_int_at_least(10, "an int >= 10"), default=None, help="bootstrap resamples (default 1000)"
     )
-    st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed (default 0)")
+    st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed, 0 <= seed < 2**63 (default 0)")
     st.add_argument("--control-kinds", default=None, help=f"comma list of {', '.join(CONTROL_KINDS)} (default all)")
     st.add_argument(
         "--control-max",
@@ -407,7 +407,9 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
         help="rollout dtype (float64: for verification, slow)",
     )
     s.add_argument("--chunk-size", type=_positive_int, default=512, help="variants per chunk file (default 512)")
-    s.add_argument("--seed", type=_nonneg_int, default=0, help="root seed of the batch and the controls")
+    s.add_argument(
+        "--seed", type=_nonneg_int, default=0, help="root seed of the batch and the controls, 0 <= seed < 2**63"
+    )
     s.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 

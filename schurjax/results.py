@@ -69,6 +69,41 @@ class Run:
         """Model ids in manifest order."""
         return [m["id"] for m in self.manifest.get("models", [])]
 
+    def batch(self, model_id: str) -> Any:
+        """The trial batch the sweep evaluated ``model_id`` on: drawn again from its key, or read again from the
+        trial file (checked against the SHA-256 the config records), so that any row can be checked by hand.
+
+        The task is resolved from the manifest like a task named in a file: registered tasks and NeuroGym ids only
+        (register your own task first, or name it with ``--task``, in this process).
+
+        Raises:
+            InputError: an unknown id, a trial file that moved or changed, or a task that does not resolve.
+
+        Example::
+
+            run = sj.results.load("runs/ff"); batch = run.batch("flipflop-0")
+        """
+        from schurjax import tasks
+        from schurjax.sweeps.config import TrialsFile, batch_key
+        from schurjax.tasks.protocol import checked_sample
+
+        rec = next((m for m in self.manifest.get("models", []) if m.get("id") == model_id), None)
+        if rec is None:
+            raise InputError("Run.batch", "model_id", f"no model {model_id!r} in {self.path}; it has {self.models}")
+        cfg = self.manifest["config"]
+        if cfg.get("trials_file_sha256"):
+            path = (self.manifest.get("trials_file") or {}).get("path")
+            fixed = TrialsFile.read(path)
+            if fixed.sha256 != cfg["trials_file_sha256"]:
+                raise InputError("Run.batch", None, f"{path} is no longer the trial file the sweep used (SHA-256)")
+            return fixed.batch
+        try:
+            task = tasks.from_record(rec.get("task"), rec.get("task_params"), where=f"{self.path / MANIFEST}")
+        except ValueError as e:
+            raise InputError("Run.batch", None, str(e).splitlines()[0]) from None
+        key = batch_key(int(cfg["seed"]), rec["task"], rec.get("task_params") or {})
+        return checked_sample(task, key, int(cfg["trials"]), "Run.batch")
+
 
 def _read_json(path: Path, where: str, what: str, repair: str) -> Any:
     """Parse a JSON file that schurjax wrote, or raise a one-line :class:`InputError` naming it and the repair."""

@@ -814,3 +814,16 @@ def test_trials_flag_disagreeing_with_the_trials_file(tmp_path, capsys):
         "--trials: 16 disagrees with --trials-file",
     )
     assert main([*argv, "--trials", "8", "--trials-file", str(f), "--out", str(tmp_path / "r")]) == 0
+
+
+def test_run_batch_gives_back_the_trials_of_a_row(finished):
+    import numpy as np
+
+    run = sj.results.load(finished)
+    batch = run.batch("flipflop-0")
+    model, task = sj.zoo.load("flipflop", seed=0), sj.zoo.task("flipflop")
+    y = jax.vmap(model)(batch.inputs)
+    base = float(run.table.base_loss.iloc[0])
+    assert np.isclose(float(task.loss(y, batch)), base, rtol=1e-3), (float(task.loss(y, batch)), base)
+    with pytest.raises(sj.errors.InputError, match="no model"):
+        run.batch("nope")

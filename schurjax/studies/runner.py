@@ -168,7 +168,7 @@ def study(
         eps: score criterion, score drop ``<= eps`` (default 0.01).
         trials: trials in each of the selection and held-out batches (default 256).
         bootstrap: resamples of the held-out trials (default 1000).
-        seed: root seed (default 0).
+        seed: root seed (default 0), an int in [0, 2**63) (each seed its own key).
         quick: the small preset :data:`schurjax.studies.protocol.QUICK` for the settings not given.
         models: instead of zoo models: model specs as :func:`schurjax.sweep` takes them (paths, ``(TanhRNN, Task)``
             pairs, ...).

@@ -91,7 +91,7 @@ def sweep(
         precision: matmul precision of the rollouts (``engine.PRECISIONS``).
         dtype: ``"float32"`` or ``"float64"`` (verification).
         chunk_size: variants per chunk file.
-        seed: root seed of the batches and controls.
+        seed: root seed of the batches and controls, an int in [0, 2**63) (each seed its own key).
         deviation: see :func:`schurjax.evaluate` (None: the engine's default).
         task: evaluate every model named by a string on this task instead of the one in its metadata.
         progress: draw a progress line on stderr.
