@@ -97,7 +97,7 @@ class SweepConfig:
         precision: matmul precision inside the rollouts (one of ``engine.PRECISIONS``).
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
-        seed: root seed in [0, 2**63); the batch and control keys are derived from it (:func:`schurjax._seeds.root_key`).
+        seed: root seed in [0, 2**63); the batch and control keys derive from it (``_seeds.root_key``).
         deviation: carry the deviations ``h_k - h`` from the unablated trajectory in the rollouts
             (``engine.evaluate(deviation=...)``): small loss changes keep their digits (error bound vs float64 in
             benchmarks/RESULTS.md). False: the plain rollout, which differences two float32 trajectories and
