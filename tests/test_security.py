@@ -827,3 +827,26 @@ def test_run_batch_gives_back_the_trials_of_a_row(finished):
     assert np.isclose(float(task.loss(y, batch)), base, rtol=1e-3), (float(task.loss(y, batch)), base)
     with pytest.raises(sj.errors.InputError, match="no model"):
         run.batch("nope")
+
+
+def test_trial_stats_reading_valid_align_with_single_variants():
+    """``evaluate(trial_stats=fn)`` with ``fn`` reading ``batch.valid``, in chunks of 4 over 6 variants: each row
+    equals evaluating that variant alone (the issue saw rows 4 and 5 repeat rows 0 and 1)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    task, model = sj.tasks.get("flipflop"), sj.zoo.load("flipflop", seed=0)
+    sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+    v = sj.ablate.block_couplings(sf)[np.arange(6)]
+    b = task.sample(jax.random.key(0), 5)
+    valid = np.ones((5, b.inputs.shape[1]), bool)
+    valid[:, -3:] = False
+    b = sj.TaskBatch.from_arrays(np.asarray(b.inputs), np.asarray(b.targets), np.asarray(b.mask), valid=valid)
+
+    def fn(y, batch):
+        return jnp.sum(y**2 * batch.valid[:, :, None], axis=(1, 2))[:, None]
+
+    res = np.asarray(sj.evaluate(model, sf, v, b, trial_stats=fn, chunk_size=4).trial_stats)
+    for k in range(6):
+        alone = np.asarray(sj.evaluate(model, sf, v[np.array([k])], b, trial_stats=fn).trial_stats[0])
+        np.testing.assert_allclose(res[k], alone, rtol=1e-4)
