@@ -268,8 +268,17 @@ def _model_record(spec: Any) -> dict[str, Any]:
     }
 
 
-def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Compute one part of one model (``done`` holds the model's finished parts)."""
+def _compute(
+    name: str,
+    spec: Any,
+    sf: Any,
+    ctx: Context,
+    done: dict[str, Any],
+    out: Path,
+    check: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Compute one part of one model (``done`` holds the model's finished parts; ``check()`` raises when this
+    writer no longer holds the folder, and runs before anything is written)."""
     cfg, task, model = ctx.config, spec.task, spec.model
     sel, held = ctx.batch("selection", task), ctx.batch("heldout", task)
     key = study_key(cfg.seed, name, spec.id)
@@ -309,6 +318,7 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
         found["heldout"] = compression.verify(
             model, sf, task, held, key, np.asarray(found["removed"]), bootstrap=cfg.bootstrap
         )
+        check()  # a stale writer (its folder deleted and restarted) stops before it exports
         _export(out, spec, sf, criterion, found, cfg)
         return found
     if name == "restriction":
@@ -469,7 +479,7 @@ def _run(
                     parts[spec.id][name] = decode(folder.read_chunk(i, c, ())["result"])
                     continue
                 t0 = time.perf_counter()
-                result = _compute(name, spec, sf, ctx, parts[spec.id], out)
+                result = _compute(name, spec, sf, ctx, parts[spec.id], out, folder.check)
                 folder.write_chunk(
                     i,
                     c,
