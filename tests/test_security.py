@@ -850,3 +850,14 @@ def test_trial_stats_reading_valid_align_with_single_variants():
     for k in range(6):
         alone = np.asarray(sj.evaluate(model, sf, v[np.array([k])], b, trial_stats=fn).trial_stats[0])
         np.testing.assert_allclose(res[k], alone, rtol=1e-4)
+
+
+def test_a_task_too_long_for_memory_names_the_task(tmp_path):
+    from types import SimpleNamespace
+
+    from schurjax.sweeps.budget import check_sizes
+
+    task = SimpleNamespace(name="huge", steps=10**12, n_in=3, n_out=3)
+    plan = SimpleNamespace(spec=SimpleNamespace(task=task), sf=SimpleNamespace(n=64))
+    with pytest.raises(sj.errors.InputError, match=r"sweep: task: task 'huge': one trial of"):
+        check_sizes([plan], SimpleNamespace(trials=8, chunk_size=8), memory=2**30)
