@@ -177,6 +177,7 @@ def load(path: str | os.PathLike) -> Run:
 
     schurs = {}
     for model in manifest.get("models", []):
+        _safe_io.check_name("load", None, str(model.get("id")))  # an id from the manifest names a file below path
         f = path / SCHUR_DIR / f"{model['id']}.npz"
         if f.is_file():
             try:

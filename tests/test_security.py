@@ -861,3 +861,13 @@ def test_a_task_too_long_for_memory_names_the_task(tmp_path):
     plan = SimpleNamespace(spec=SimpleNamespace(task=task), sf=SimpleNamespace(n=64))
     with pytest.raises(sj.errors.InputError, match=r"sweep: task: task 'huge': one trial of"):
         check_sizes([plan], SimpleNamespace(trials=8, chunk_size=8), memory=2**30)
+
+
+def test_a_manifest_model_id_cannot_name_a_path(finished, tmp_path, capsys):
+    import json
+
+    run = _copy(finished, tmp_path / "run")
+    m = json.loads((run / "manifest.json").read_text())
+    m["models"][0]["id"] = "../../../../etc/passwd"
+    (run / "manifest.json").write_text(json.dumps(m))
+    _one_line(["report", str(run)], capsys, "not a safe file name")
