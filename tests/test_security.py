@@ -871,3 +871,19 @@ def test_a_manifest_model_id_cannot_name_a_path(finished, tmp_path, capsys):
     m["models"][0]["id"] = "../../../../etc/passwd"
     (run / "manifest.json").write_text(json.dumps(m))
     _one_line(["report", str(run)], capsys, "not a safe file name")
+
+
+def test_trials_file_sweeps_a_model_that_names_no_task(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    model = sj.TanhRNN(2, 6, 1, key=jax.random.key(0))
+    sj.save_model(tmp_path / "m.eqx", model, {"seed": 1})
+    x = np.asarray(jax.random.normal(jax.random.key(1), (4, 7, 2)))
+    np.savez(tmp_path / "trials.npz", inputs=x, targets=x[:, :, :1])
+    capsys.readouterr()
+    argv = ["sweep", "m.eqx", "--trials-file", "trials.npz", "--families", "all_nonnormal", "--controls", "0"]
+    assert main([*argv, "--quiet", "--out", "run"]) == 0
+    assert "names no task" in capsys.readouterr().err
+    table = sj.results.load(tmp_path / "run").table
+    assert np.isfinite(table.base_loss).all() and table.base_score.isna().all()

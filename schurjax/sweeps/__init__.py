@@ -15,6 +15,7 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -147,7 +148,14 @@ def sweep(
         variant_mesh(devices)
     except ValueError as e:
         raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
-    specs = resolve_models(models, task=task)
+    fallback = None if trials_file is None else TrialsFile.task(trials_file)
+    specs = resolve_models(models, task=task, fallback_task=fallback)
+    for spec in specs:
+        if fallback is not None and spec.task is fallback:
+            (log or (lambda s: print(s, file=sys.stderr, flush=True)))(
+                f"sweep: {spec.source} names no task: evaluated on the trials of {trials_file} (loss from its targets "
+                "and mask; no task, so the score columns stay empty)"
+            )
     if trials_file is not None:
         TrialsFile.check_budget(trials_file, specs)
         fixed = TrialsFile.read(trials_file)

@@ -10,8 +10,9 @@ import dataclasses
 import hashlib
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+import equinox as eqx
 import numpy as np
 
 from schurjax import ablate
@@ -20,6 +21,7 @@ from schurjax._seeds import SEED_MAX, root_key
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
+from schurjax.tasks.base import Task
 
 __all__ = [
     "FAMILIES",
@@ -178,6 +180,36 @@ class SweepConfig:
         return to_jsonable(d)
 
 
+class TrialsFileTask(Task):
+    """The task of a model that names none, swept on a trial file: the file's sizes, the masked-MSE loss and no
+    score (the score columns stay empty: nothing says what a correct output is beyond the targets)."""
+
+    name: ClassVar[str] = "trials-file"
+    inputs: int = eqx.field(static=True)
+    outputs: int = eqx.field(static=True)
+    length: int = eqx.field(static=True)
+
+    @property
+    def n_in(self) -> int:
+        return self.inputs
+
+    @property
+    def n_out(self) -> int:
+        return self.outputs
+
+    @property
+    def steps(self) -> int:
+        return self.length
+
+    def sample(self, key: Any, batch_size: int) -> Any:
+        raise ValueError("trials-file: this task draws no trials; its trials are the --trials-file")
+
+    def score(self, y: Any, batch: Any) -> Any:
+        import jax.numpy as jnp
+
+        return jnp.asarray(jnp.nan, jnp.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialsFile:
     """Fixed trials from a file (``--trials-file``): its path, SHA-256 and the batch (see ``TaskBatch.from_npz``)."""
@@ -206,6 +238,19 @@ class TrialsFile:
         if len(shape) != 3:
             raise InputError("sweep", "trials_file", f"{path}: inputs must be (B, T, n_in), declared {shape}")
         return int(shape[0]), int(shape[1])
+
+    @staticmethod
+    def task(path: str | Any) -> Any:
+        """The task of a model whose metadata names none, evaluated on this file: sizes from the file's headers,
+        the masked-MSE loss, no score (:class:`TrialsFileTask`)."""
+        from schurjax.tasks.batch import npz_shapes
+
+        try:
+            shapes = npz_shapes(path, "TaskBatch.from_npz")
+        except ValueError as e:
+            raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
+        (_, T, n_in), (t_shape, _) = shapes["inputs"][0], shapes.get("targets", ((0, 0, 0), None))
+        return TrialsFileTask(inputs=int(n_in), outputs=int(t_shape[-1]), length=int(T))
 
     @staticmethod
     def check_budget(path: str | Any, specs: Any, *, memory: int | None = None) -> None:

@@ -54,7 +54,7 @@ def _get_task(name: str, params: dict[str, Any]) -> Any:
         raise InputError("sweep", "task", detail.removeprefix("tasks.get: ")) from None
 
 
-def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None) -> Any:
+def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None, fallback: Any = None) -> Any:
     saved = meta.get("task") or meta.get("task_name")
     if isinstance(saved, dict):  # {"name": ..., "params": ...} as written by `schurjax train`
         params = dict(saved.get("params") or {})
@@ -64,8 +64,10 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
     if task_override:
         # named by the user in this call: may import their code (module:Name)
         return _get_task(task_override, params if task_override == saved else {})
+    if not saved and fallback is not None:
+        return fallback  # a trial file's trials: the loss needs no task, the score columns stay empty
     if not saved:
-        raise InputError("sweep", "task", f"the metadata of {where} names no task; pass a task")
+        raise InputError("sweep", "task", f"the metadata of {where} names no task; pass a task (or --trials-file)")
     from schurjax import tasks
 
     try:  # named inside a file: registered tasks and NeuroGym ids only, never an import
@@ -113,7 +115,7 @@ def check_fit(spec: ModelSpec) -> None:
         )
 
 
-def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[ModelSpec]:
+def resolve_models(models: Sequence[Any], *, task: str | None = None, fallback_task: Any = None) -> list[ModelSpec]:
     """Turn what the user named into :class:`ModelSpec` s (ids unique).
 
     Args:
@@ -121,6 +123,7 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
             (every shipped seed of that task), a ``(TanhRNN, Task)`` pair (id ``<task>-m<i>``), a
             ``(TanhRNN, Task, id)`` triple, or a :class:`ModelSpec`.
         task: evaluate every model named by a string on this task (default: the task in its metadata).
+        fallback_task: the task of a saved model whose metadata names none (a trial file's task), else an error.
 
     Returns:
         One spec per model.
@@ -154,7 +157,7 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
         elif isinstance(raw, str | Path) and str(raw).startswith("zoo:"):
             out.extend(_resolve_zoo(str(raw), task))
         elif isinstance(raw, str | Path):
-            out.append(_resolve_path(str(raw), task))
+            out.append(_resolve_path(str(raw), task, fallback_task))
         else:
             raise InputError(
                 "sweep",
@@ -218,7 +221,7 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
     return specs
 
 
-def _resolve_path(raw: str, task_override: str | None) -> ModelSpec:
+def _resolve_path(raw: str, task_override: str | None, fallback: Any = None) -> ModelSpec:
     from schurjax import checkpoint
 
     path = Path(raw)
@@ -234,7 +237,7 @@ def _resolve_path(raw: str, task_override: str | None) -> ModelSpec:
     except (ValueError, TypeError) as e:
         raise InputError("sweep", "models", str(e).splitlines()[0]) from e
     meta = dict(meta or {})
-    task = _task_from_metadata(meta, raw, task_override)
+    task = _task_from_metadata(meta, raw, task_override, fallback)
     return ModelSpec(path.stem, str(path), model, task, meta)
 
 
