@@ -161,8 +161,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _int_at_least(minimum: int, expected: str):
-    """An argparse type: an int >= ``minimum``, else a one-line error naming ``expected``."""
+def _int_at_least(minimum: int, expected: str, maximum: int | None = None):
+    """An argparse type: an int >= ``minimum`` (and <= ``maximum``), else a one-line error naming ``expected``."""
 
     def parse(text: str) -> int:
         try:
@@ -171,6 +171,8 @@ def _int_at_least(minimum: int, expected: str):
             v = minimum - 1
         if v < minimum:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        if maximum is not None and v > maximum:
+            raise argparse.ArgumentTypeError(f"expected {expected} <= {maximum:,}, got {text!r}")
         return v
 
     return parse
@@ -266,8 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="run as one of several processes sharing --out: process 0's address (jax.distributed)",
     )
-    s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
-    s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
+    s.add_argument(
+        "--num-processes",
+        type=_int_at_least(1, "a positive int", 65_536),
+        default=None,
+        help="number of processes (with --coordinator)",
+    )
+    s.add_argument(
+        "--process-id",
+        type=_int_at_least(0, "an int >= 0", 65_535),
+        default=None,
+        help="this process's index (with --coordinator)",
+    )
+    s.add_argument(
+        "--timeout",
+        type=_int_at_least(1, "seconds (an int >= 1)", 86_400),
+        default=None,
+        help="seconds a process waits for the others before it stops (with --coordinator; default 120)",
+    )
 
     i = sub.add_parser(
         "import",
@@ -363,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--bootstrap", type=_int_at_least(10, "an int >= 10"), default=None, help="bootstrap resamples (default 1000)"
     )
-    st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed (default 0)")
+    st.add_argument("--seed", type=_nonneg_int, default=None, help="root seed, 0 <= seed < 2**63 (default 0)")
     st.add_argument("--control-kinds", default=None, help=f"comma list of {', '.join(CONTROL_KINDS)} (default all)")
     st.add_argument(
         "--control-max",
@@ -438,7 +456,9 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
         help="rollout dtype (float64: for verification, slow)",
     )
     s.add_argument("--chunk-size", type=_positive_int, default=512, help="variants per chunk file (default 512)")
-    s.add_argument("--seed", type=_nonneg_int, default=0, help="root seed of the batch and the controls")
+    s.add_argument(
+        "--seed", type=_nonneg_int, default=0, help="root seed of the batch and the controls, 0 <= seed < 2**63"
+    )
     s.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -621,7 +641,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from schurjax.sweeps import sweep
 
     t0 = time.perf_counter()
-    initialize(args.coordinator, args.num_processes, args.process_id)  # before anything starts JAX's backend
+    # before anything starts JAX's backend
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout)
+    if args.trials_file is not None and any(a == "--trials" or a.startswith("--trials=") for a in args.argv):
+        from schurjax.sweeps.config import TrialsFile
+
+        held = TrialsFile.declared(args.trials_file)[0]  # the headers only
+        if held != args.trials:
+            raise UsageError(
+                f"--trials: {args.trials:,} disagrees with --trials-file {args.trials_file}, which holds {held:,} "
+                "trials; drop --trials (the file's trials are used) or pass a file of that many"
+            )
     with _device(args.device):
         run = sweep(
             args.models,
@@ -633,6 +663,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             coordinator=args.coordinator,
             num_processes=args.num_processes,
             process_id=args.process_id,
+            timeout=args.timeout,
             trials_file=args.trials_file,
             fixed_points=args.fixed_points,
             devices=args.devices,
@@ -666,6 +697,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN: no such folder: {path}")
     if not (path / results.MANIFEST).is_file():
         raise UsageError(f"RUN: {path} is not a run folder (no {results.MANIFEST})")
+    with user_errors():
+        study = "schurjax_study" in results.read_manifest(path / results.MANIFEST, "report")
+    if study:  # a study folder: its report is written by the study; check it and show it
+        from schurjax import studies
+
+        with user_errors():
+            try:
+                st = studies.load(path)
+            except FileNotFoundError as e:
+                raise UsageError(f"RUN: {str(e).removeprefix('study.load: ')}; rerun its study command") from None
+        print(st.report.read_text())
+        print(f"report: {st.report}\nfigure: {st.figure}")
+        return 0
     if not (path / results.TABLE_CSV).is_file():
         raise UsageError(f"RUN: {path} is incomplete (no {results.TABLE_CSV}); rerun its sweep command to finish it")
     with user_errors():
@@ -762,21 +806,41 @@ class _Terminated(BaseException):
     """SIGTERM arrived (a scheduler stopping the job): stop like Ctrl-C, with one line saying what was kept."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
+class _Signals:
+    """The signals that arrived while a command ran. A handler's exception can be swallowed where Python cannot
+    propagate it (XLA's garbage-collection callback prints "Exception ignored ..."), so the command's end checks
+    here too: a signal always stops the process with its own exit status."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        self.reraise()
+
+    def reraise(self) -> None:
+        if self.received == signal.SIGTERM:
+            raise _Terminated()
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt()
 
 
-def _catch_sigterm() -> Any:
-    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread only); returns the old handler."""
+def _catch_sigterm(signals: _Signals | None = None) -> Any:
+    """Turn SIGTERM into :class:`_Terminated` (and SIGINT into KeyboardInterrupt, recorded) while a command runs
+    (main thread only); returns the old handlers."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+    signals = signals or _Signals()
+    return {sig: signal.signal(sig, signals.handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _restore_sigterm(old: Any) -> None:
-    if old is not None:
+    if isinstance(old, dict):
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    elif old is not None:
         signal.signal(signal.SIGTERM, old)
 
 
@@ -833,18 +897,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from schurjax.environment import BackendError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    old_handler = _catch_sigterm()
+    signals = _Signals()
+    old_handler = _catch_sigterm(signals)
     parser = build_parser()
     debug = os.environ.get("SCHURJAX_DEBUG", "") not in ("", "0")
     cmd = argv[0] if argv and argv[0] in COMMANDS else None
     prefix = f"schurjax {cmd}" if cmd else "schurjax"
     try:
-        args = parser.parse_args(argv)
-        args.argv = argv
-        if args.command is None:
-            parser.print_help()
-            return 2
-        return COMMANDS[args.command](args)
+        try:
+            args = parser.parse_args(argv)
+            args.argv = argv
+            if args.command is None:
+                parser.print_help()
+                return 2
+            rc = COMMANDS[args.command](args)
+        except Exception:
+            signals.reraise()  # a signal swallowed on the way and then an error: the signal wins
+            raise
+        signals.reraise()  # a signal whose exception was swallowed (e.g. in XLA's gc callback) still stops it
+        return rc
     except (UsageError, InputError) as e:
         if debug:
             raise

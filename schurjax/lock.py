@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import stat
 from pathlib import Path
 
 from schurjax.errors import InputError
@@ -48,7 +49,12 @@ class RunLock:
         self._main_fd: int | None = None
 
     def _take(self, path: Path, mode: int) -> int:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        from schurjax._safe_io import open_lock
+
+        fd = open_lock(path.parent, path.name, where=self.where)  # never through a symlink
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InputError(self.where, "out", f"{path} is not a regular file; remove it and rerun")
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -80,7 +86,7 @@ class RunLock:
         if self._fd is None:
             raise RuntimeError("RunLock.check: the lock is not held")
         try:
-            on_disk = os.stat(self.path)
+            on_disk = os.lstat(self.path)
         except FileNotFoundError:
             on_disk = None
         mine = os.fstat(self._fd)

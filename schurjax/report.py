@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from schurjax import _safe_io
 from schurjax._json import atomic_write_bytes
 from schurjax.plot import model_figures, run_figures, to_png
 from schurjax.summary import KEEP_TOL, fmt_rel, fmt_share, format_summary, summarize
@@ -31,6 +32,21 @@ text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-alig
 .wide img{max-width:100%;width:auto} pre{background:#f8f8f8;padding:.6em;font-size:.8em;overflow-x:auto}
 .note{color:#555;font-size:.9em}
 """
+
+
+def _e(x: Any) -> str:
+    """Any value from a manifest, table or file name, as HTML text (quotes too): nothing from data is markup."""
+    return html.escape(str(x), quote=True)
+
+
+def _list(xs: Any) -> str:
+    return _e(", ".join(map(str, xs)) if isinstance(xs, list | tuple) else xs)
+
+
+def _get(m: Any, *keys: str) -> Any:
+    for k in keys:
+        m = m.get(k) if isinstance(m, dict) else None
+    return m
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -57,7 +73,7 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
     for kind in kinds:
         name = kind.replace("_", "-")
         head += [f"ablation median Δ ({name})", f"{name} control median Δ", f"ablation > {name} control"]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for s in summary:
         score, nn = (s.get(k) for k in ("base_score", "all_nonnormal_score"))
         score, nn = ("–" if x is None or x != x else f"{x:.3f}" for x in (score, nn))  # x != x: NaN
@@ -79,7 +95,7 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
                 pct(k.get("control_median_rel"), True),
                 pct(k.get("frac_ablation_gt_control")),
             ]
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -101,37 +117,37 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         from schurjax.report import write_report
         write_report(sj.results.load("runs/demo"))
     """
-    path = Path(path) if path is not None else Path(run.path) / "report.html"
-    fig_dir = Path(run.path) / "figures"
-    if save_pngs:
-        fig_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(run.path)
+    if save_pngs:  # a symlinked figures/ is refused, never followed
+        _safe_io.mkdirs(root, "figures", where="report")
     summary = summarize(run.table)
 
     def render(fig, name):
         png = to_png(fig, dpi=dpi)
         if save_pngs:
-            atomic_write_bytes(fig_dir / f"{name}.png", png)
+            file = _safe_io.check_name("report", None, f"{name}.png")
+            _safe_io.write_bytes(root, ("figures", file), png, where="report")
         return png
 
     m = run.manifest
     table = records(run.table)
-    cfg = m.get("config", {})
+    cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>schurjax report</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>schurjax sweep report: {html.escape(str(run.path))}</h1>",
+        f"<h1>schurjax sweep report: {_e(run.path)}</h1>",
         "<p class='note'>Directed nonnormal couplings of each trained recurrent matrix, written in ordered real "
         "Schur coordinates W = Q T Q<sup>T</sup>, are removed one family at a time; every edit keeps the spectrum. "
         "Random controls, reported per kind: matched-norm (a dense Gaussian edit of W with the same Frobenius "
         "norm), matched-count (as many random couplings removed), coupling-noise (a Gaussian edit on the coupling "
         "positions with the same norm). Method: S. Dräger, <i>Task-Restricted Symmetries in "
         "Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
-        f"<p class='note'>families: {html.escape(', '.join(cfg.get('families', [])))}; controls per ablation: "
-        f"{cfg.get('controls')} ({html.escape(', '.join(cfg.get('control_kinds', [])))}, at most "
-        f"{cfg.get('control_max') or 'all'} ablations per family and model); trials: {cfg.get('trials')}; order: "
-        f"{cfg.get('order')}; precision: {cfg.get('precision')}; seed: {cfg.get('seed')}; rows: {len(run.table)}; "
-        f"complete: {run.complete}; JAX {html.escape(str(m.get('versions', {}).get('jax')))} on "
-        f"{html.escape(str(m.get('device', {}).get('backend')))}.</p>",
+        f"<p class='note'>families: {_list(cfg.get('families'))}; controls per ablation: "
+        f"{_e(cfg.get('controls'))} ({_list(cfg.get('control_kinds'))}, at most "
+        f"{_e(cfg.get('control_max') or 'all')} ablations per family and model); trials: {_e(cfg.get('trials'))}; "
+        f"order: {_e(cfg.get('order'))}; precision: {_e(cfg.get('precision'))}; seed: {_e(cfg.get('seed'))}; "
+        f"rows: {len(run.table)}; complete: {_e(run.complete)}; JAX {_e(_get(m, 'versions', 'jax'))} on "
+        f"{_e(_get(m, 'device', 'backend'))}.</p>",
         "<h2>Summary</h2>",
         f"<p class='note'>keep = share of removals with |Δloss|/loss ≤ {100 * KEEP_TOL:.0f}%; "
         "Δ = relative loss change; "
@@ -152,12 +168,14 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         if sf is None:
             continue
         parts.append(
-            f"<h2>{html.escape(mid)} <span class='note'>({html.escape(model.get('source', ''))}, "
-            f"n = {sf.n}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>"
+            f"<h2>{_e(mid)} <span class='note'>({_e(model.get('source', ''))}, "
+            f"n = {_e(sf.n)}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>"
         )
         for name, fig in model_figures(sf, rows, model_id=mid).items():
             parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
         parts.append("</div>")
-    parts.append(f"<h2>Text summary</h2><pre>{html.escape(format_summary(summary))}</pre></body></html>")
-    atomic_write_bytes(path, "\n".join(parts).encode())
-    return path
+    parts.append(f"<h2>Text summary</h2><pre>{_e(format_summary(summary))}</pre></body></html>")
+    data = "\n".join(parts).encode()
+    if path is None:
+        return _safe_io.write_bytes(root, "report.html", data, where="report")
+    return atomic_write_bytes(Path(path), data)

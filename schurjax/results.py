@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from schurjax._json import atomic_write_bytes, atomic_write_json, canonical, to_jsonable
+from schurjax import _safe_io
+from schurjax._json import canonical, dumps, to_jsonable
 from schurjax.errors import InputError
 from schurjax.lock import LOCK_FILE, RunLock
 from schurjax.table import read_table, to_csv_bytes
@@ -67,6 +68,41 @@ class Run:
     def models(self) -> list[str]:
         """Model ids in manifest order."""
         return [m["id"] for m in self.manifest.get("models", [])]
+
+    def batch(self, model_id: str) -> Any:
+        """The trial batch the sweep evaluated ``model_id`` on: drawn again from its key, or read again from the
+        trial file (checked against the SHA-256 the config records), so that any row can be checked by hand.
+
+        The task is resolved from the manifest like a task named in a file: registered tasks and NeuroGym ids only
+        (register your own task first, or name it with ``--task``, in this process).
+
+        Raises:
+            InputError: an unknown id, a trial file that moved or changed, or a task that does not resolve.
+
+        Example::
+
+            run = sj.results.load("runs/ff"); batch = run.batch("flipflop-0")
+        """
+        from schurjax import tasks
+        from schurjax.sweeps.config import TrialsFile, batch_key
+        from schurjax.tasks.protocol import checked_sample
+
+        rec = next((m for m in self.manifest.get("models", []) if m.get("id") == model_id), None)
+        if rec is None:
+            raise InputError("Run.batch", "model_id", f"no model {model_id!r} in {self.path}; it has {self.models}")
+        cfg = self.manifest["config"]
+        if cfg.get("trials_file_sha256"):
+            path = (self.manifest.get("trials_file") or {}).get("path")
+            fixed = TrialsFile.read(path)
+            if fixed.sha256 != cfg["trials_file_sha256"]:
+                raise InputError("Run.batch", None, f"{path} is no longer the trial file the sweep used (SHA-256)")
+            return fixed.batch
+        try:
+            task = tasks.from_record(rec.get("task"), rec.get("task_params"), where=f"{self.path / MANIFEST}")
+        except ValueError as e:
+            raise InputError("Run.batch", None, str(e).splitlines()[0]) from None
+        key = batch_key(int(cfg["seed"]), rec["task"], rec.get("task_params") or {})
+        return checked_sample(task, key, int(cfg["trials"]), "Run.batch")
 
 
 def _read_json(path: Path, where: str, what: str, repair: str) -> Any:
@@ -141,6 +177,7 @@ def load(path: str | os.PathLike) -> Run:
 
     schurs = {}
     for model in manifest.get("models", []):
+        _safe_io.check_name("load", None, str(model.get("id")))  # an id from the manifest names a file below path
         f = path / SCHUR_DIR / f"{model['id']}.npz"
         if f.is_file():
             try:
@@ -204,6 +241,8 @@ class RunFolder:
     def __init__(
         self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1, kind: str = "sweep"
     ):
+        if not isinstance(path, str | os.PathLike) or not os.fspath(path).strip():
+            raise InputError(where, "out", f"must name a folder, got {path!r}")  # "" would be the current folder
         self.path = Path(path)
         self.where = where
         self.kind = kind
@@ -281,7 +320,7 @@ class RunFolder:
             stale.unlink(missing_ok=True)
         self._make_dirs()
         self._lock.check()
-        atomic_write_json(self.manifest_path, manifest)
+        _safe_io.write_bytes(self.path, MANIFEST, (dumps(manifest, indent=1) + "\n").encode(), where=self.where)
         return False
 
     def _acquire(self) -> None:
@@ -295,29 +334,43 @@ class RunFolder:
         self._make_dirs()
 
     def _make_dirs(self) -> None:
-        (self.path / CHUNK_DIR).mkdir(exist_ok=True)
-        (self.path / SCHUR_DIR).mkdir(exist_ok=True)
+        for d in (CHUNK_DIR, SCHUR_DIR):  # a symlinked chunks/ or schur/ is refused, never followed
+            _safe_io.mkdirs(self.path, d, where=self.where)
 
     def save_schur(self, model_id: str, sf: Any) -> Path:
         """Save one model's SchurForm as ``schur/<model_id>.npz`` (atomically)."""
         self._lock.check()
-        dest = self.path / SCHUR_DIR / f"{model_id}.npz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.stem}.tmp.npz")
-        sf.to_npz(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        return dest
+        name = _safe_io.check_name(self.where, "models", f"{model_id}.npz")
+        _safe_io.write_files(self.path, SCHUR_DIR, lambda tmp: sf.to_npz(tmp / name), where=self.where)
+        return self.path / SCHUR_DIR / name
 
     def chunk_path(self, model_index: int, chunk_index: int) -> Path:
         return self.path / CHUNK_DIR / f"{model_index:03d}-{chunk_index:05d}.json"
 
+    @staticmethod
+    def chunk_identity(
+        model_index: int, chunk_index: int, start: int, stop: int, identity: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What a chunk file says it is (inside its checksum): its slot, its range and the caller's identity
+        (model id and weights fingerprint, part name), so that a chunk copied under another chunk's name is refused.
+        """
+        return to_jsonable(
+            {"model_index": int(model_index), "chunk_index": int(chunk_index), "start": int(start), "stop": int(stop)}
+            | dict(identity or {})
+        )
+
     def chunk_problem(
-        self, model_index: int, chunk_index: int, start: int, stop: int, names: Sequence[str]
+        self,
+        model_index: int,
+        chunk_index: int,
+        start: int,
+        stop: int,
+        names: Sequence[str],
+        identity: dict[str, Any] | None = None,
     ) -> str | None:
-        """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``),
-        or None when it is whole, made by this config, covers ``start:stop`` and holds every metric in ``names``."""
+        """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``,
+        ``"made for another chunk"``), or None when it is whole, made by this config for this very chunk
+        (:meth:`chunk_identity`), covers ``start:stop`` and holds every metric in ``names``."""
         p = self.chunk_path(model_index, chunk_index)
         if p.is_symlink() or (p.exists() and not p.is_file()):
             return "damaged: not a regular file"
@@ -332,6 +385,10 @@ class RunFolder:
                 return "made by another config"
             if (chunk.get("start"), chunk.get("stop")) != (start, stop):
                 return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
+            want = self.chunk_identity(model_index, chunk_index, start, stop, identity)
+            if chunk.get("identity") != want:
+                got = chunk.get("identity")
+                return f"made for another chunk ({_identity_diff(got, want)})"
             for name in names:
                 if len(chunk[name]) != stop - start:
                     return f"damaged: {name} holds {len(chunk[name])} values, expected {stop - start}"
@@ -339,7 +396,14 @@ class RunFolder:
             return f"damaged: {type(e).__name__}"
         return None
 
-    def write_chunk(self, model_index: int, chunk_index: int, payload: dict[str, Any], names: Sequence[str]) -> Path:
+    def write_chunk(
+        self,
+        model_index: int,
+        chunk_index: int,
+        payload: dict[str, Any],
+        names: Sequence[str],
+        identity: dict[str, Any] | None = None,
+    ) -> Path:
         """Write one chunk's metrics atomically, with the config fingerprint and a checksum of the content.
 
         Args:
@@ -349,16 +413,15 @@ class RunFolder:
         """
         body = {k: (_encode(v) if k in names else v) for k, v in to_jsonable(payload).items()}
         body["config_sha256"] = self.config_sha256
+        body["identity"] = self.chunk_identity(model_index, chunk_index, body["start"], body["stop"], identity)
         for k, v in body.items():
             if isinstance(v, float) and not math.isfinite(v):
                 body[k] = repr(v)
         body["sha256"] = _sha256(canonical(body).encode())
         self._lock.check()  # a writer whose folder was deleted or replaced stops here
         dest = self.chunk_path(model_index, chunk_index)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_symlink():
-            dest.unlink()
-        return atomic_write_bytes(dest, canonical(body).encode())
+        # a symlink at dest is replaced, never written through; a symlinked chunks/ is refused
+        return _safe_io.write_bytes(self.path, (CHUNK_DIR, dest.name), canonical(body).encode(), where=self.where)
 
     def read_chunk(self, model_index: int, chunk_index: int, names: Sequence[str]) -> dict[str, Any]:
         """Read one chunk (check it first with :meth:`chunk_problem`); floats round-trip exactly."""
@@ -370,18 +433,32 @@ class RunFolder:
                 chunk[k] = float(v)
         return chunk
 
+    def check(self) -> None:
+        """Raise :class:`InputError` if this writer no longer holds the folder (it was deleted or replaced)."""
+        if self._lock is not None:
+            self._lock.check()
+
     def finish(self, rows: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> Path:
         """Write the final table, then the complete marker with the table's row count and SHA-256 (last)."""
         self._lock.check()
         data = to_csv_bytes(rows)
         (self.path / COMPLETE).unlink(missing_ok=True)
-        csv_path = atomic_write_bytes(self.path / TABLE_CSV, data)
-        atomic_write_json(self.path / COMPLETE, {"rows": len(rows), "table_sha256": _sha256(data), **(summary or {})})
+        csv_path = _safe_io.write_bytes(self.path, TABLE_CSV, data, where=self.where)
+        record = {"rows": len(rows), "table_sha256": _sha256(data), **(summary or {})}
+        _safe_io.write_bytes(self.path, COMPLETE, (dumps(record, indent=1) + "\n").encode(), where=self.where)
         return csv_path
 
     @property
     def complete(self) -> bool:
         return (self.path / COMPLETE).is_file()
+
+
+def _identity_diff(got: Any, want: dict[str, Any]) -> str:
+    if not isinstance(got, dict):
+        return "it records no identity"
+    diff = [f"{k} {got.get(k)!r} != {want[k]!r}" for k in want if got.get(k) != want[k]]
+    text = ", ".join(diff[:2]) or "other entries"
+    return text if len(text) < 160 else text[:157] + "..."
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from schurjax import _safe_io
 from schurjax.studies.protocol import OFF_CONDITIONS, StudyConfig
 
 __all__ = [
@@ -290,5 +291,6 @@ def panel(
     )
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    # atomic and never through a symlink: figure.png is written next to the folder's other files
+    _safe_io.write_with(path.parent, path.name, lambda f: fig.savefig(f, dpi=dpi, format="png"), where="study")
     return path

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from schurjax._seeds import SEED_MAX, root_key
 from schurjax.ablate import CONTROL_KINDS
 from schurjax.errors import InputError
 
@@ -121,20 +122,22 @@ class StudyConfig:
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise bad(name, "a finite number >= 0")
             object.__setattr__(self, name, float(v))
-        for name, lo in (
-            ("trials", 2),
-            ("bootstrap", 10),
-            ("seed", 0),
-            ("control_max", 1),
-            ("null_draws", 10),
-            ("greedy_candidates", 1),
-            ("greedy_passes", 0),
-            ("restriction_max", 1),
-            ("bins", 2),
+        for name, lo, hi in (
+            ("trials", 2, 100_000),
+            ("bootstrap", 10, 100_000),
+            ("seed", 0, SEED_MAX),
+            ("control_max", 1, 1_000_000),
+            ("null_draws", 10, 100_000),
+            ("greedy_candidates", 1, 1_000_000),
+            ("greedy_passes", 0, 1_000),
+            ("restriction_max", 1, 1_000_000),
+            ("bins", 2, 1_000),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise bad(name, f"an int >= {lo}")
+            if v > hi:
+                raise bad(name, f"an int in [{lo}, {hi:,}]")
             object.__setattr__(self, name, int(v))
         object.__setattr__(self, "quick", bool(self.quick))
         m = self.margin
@@ -200,7 +203,7 @@ def study_key(seed: int, purpose: str, *names: str):
     """
     import jax
 
-    k = jax.random.fold_in(jax.random.key(seed), _crc("schurjax.studies:" + purpose))
+    k = jax.random.fold_in(root_key(seed), _crc("schurjax.studies:" + purpose))
     for name in names:
         k = jax.random.fold_in(k, _crc(str(name)))
     return k
@@ -250,7 +253,7 @@ def off_distribution_batches(key: Any, task: Any, batch: Any) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from schurjax.tasks import TaskBatch, get
+    from schurjax.tasks import TaskBatch, from_record
 
     k_long, k_noise = jax.random.split(key)
     x = np.asarray(batch.inputs, np.float32)
@@ -259,7 +262,7 @@ def off_distribution_batches(key: Any, task: Any, batch: Any) -> dict[str, Any]:
     params = dict(task.params())
     if isinstance(params.get("steps"), int):
         try:
-            long = get(task.name, **{**params, "steps": 2 * params["steps"]}).sample(k_long, B)
+            long = from_record(task.name, {**params, "steps": 2 * params["steps"]}).sample(k_long, B)
         except (ValueError, TypeError):
             long = None
     if long is None:

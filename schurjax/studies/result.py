@@ -6,7 +6,6 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -106,8 +105,10 @@ class Context:
 
         ident = (purpose, task.name, canonical(task_params(task)))
         if ident not in self.batches:
-            self.batches[ident] = task.sample(
-                study_key(self.config.seed, purpose, ident[1], ident[2]), self.config.trials
+            from schurjax.tasks.protocol import checked_sample
+
+            self.batches[ident] = checked_sample(
+                task, study_key(self.config.seed, purpose, ident[1], ident[2]), self.config.trials, "study"
             )
         return self.batches[ident]
 
@@ -122,35 +123,86 @@ def decode(x: Any) -> Any:
 
 
 def load(path: str | os.PathLike) -> Study:
-    """Load a finished study folder (its parts and tables; nothing is recomputed).
+    """Load a finished study folder (its parts and tables; nothing is recomputed), checked against its records.
+
+    ``COMPLETE`` records the SHA-256 of ``table.csv`` and of every table, figure, report and compressed model;
+    every part must be whole and made for its slot (model, weights, part). Anything else is refused in one line.
 
     Raises:
         FileNotFoundError: no study there, or it is not complete.
+        InputError: a truncated or edited table, export or part, a part copied into another slot.
 
     Example::
 
         st = sj.study_load("runs/study"); st.tables["keep"]
     """
-    from schurjax.results import COMPLETE, RunFolder, read_manifest
-    from schurjax.table import read_table
+    from schurjax.results import COMPLETE, RunFolder, _read_json, _sha256, config_fingerprint, read_manifest
 
     path = Path(path)
     if not (path / COMPLETE).is_file():
         raise FileNotFoundError(f"study.load: no finished study at {path} (missing {COMPLETE}); run sj.study first")
     manifest = read_manifest(path / "manifest.json", "study.load")
+    repair = "rerun the study command to rebuild it"
+    record = _read_json(path / COMPLETE, "study.load", "completion record", repair)
+    if not isinstance(record, dict):
+        raise InputError("study.load", None, f"{path / COMPLETE} is not a completion record; {repair}")
     cfg = {k: v for k, v in manifest["config"].items() if k in {f.name for f in dataclasses.fields(StudyConfig)}}
     config = StudyConfig(**cfg)
     folder = RunFolder(path, where="study.load")
+    folder.config_sha256 = config_fingerprint(manifest["config"])
+
+    def verified(rel: str, want: Any) -> bytes:
+        from schurjax import _safe_io
+
+        try:
+            data = _safe_io.read_bytes(path, rel, where="study.load")
+        except FileNotFoundError:
+            raise InputError("study.load", None, f"{path / rel} is missing; {repair}") from None
+        if want != _sha256(data):
+            raise InputError(
+                "study.load", None, f"{path / rel} does not match its checksum in {path / COMPLETE}; {repair}"
+            )
+        return data
+
+    summary = _csv(verified("table.csv", record.get("table_sha256")))
+    if len(summary) != record.get("rows"):
+        raise InputError(
+            "study.load", None, f"{path / 'table.csv'} holds {len(summary)} rows, not {record.get('rows')}"
+        )
+    files = record.get("files")
+    listed = sorted(f"tables/{p.name}" for p in (path / "tables").glob("*.csv")) if (path / "tables").is_dir() else []
+    if isinstance(files, dict):  # written by a schurjax that records every file COMPLETE vouches for
+        extra = sorted(set(listed) - set(files))
+        if extra:
+            raise InputError("study.load", None, f"{path / extra[0]} is not one of the study's files; {repair}")
+        data = {rel: verified(rel, want) for rel, want in files.items()}
+    else:
+        data = {rel: (path / rel).read_bytes() for rel in listed}
     models = manifest["models"]
     parts: dict[str, dict[str, Any]] = {}
     for i, m in enumerate(models):
         parts[m["id"]] = {}
         for c, name in enumerate(manifest["parts"]):
-            p = folder.chunk_path(i, c)
-            if p.is_file():
-                parts[m["id"]][name] = decode(json.loads(p.read_bytes())["result"])
-    tables = {p.stem: read_table(p) for p in sorted((path / "tables").glob("*.csv"))}
+            ident = {"model": m["id"], "weights_sha256": m.get("weights_sha256"), "part": name}
+            why = folder.chunk_problem(i, c, 0, 0, (), ident)
+            if why == "missing":
+                continue
+            if why is not None:
+                raise InputError("study.load", None, f"{folder.chunk_path(i, c)} is {why}; {repair}")
+            parts[m["id"]][name] = decode(folder.read_chunk(i, c, ())["result"])
+    tables = {Path(rel).stem: _csv(b) for rel, b in sorted(data.items()) if rel.startswith("tables/")}
     from schurjax.studies import report
 
     prof = report.profile_comparisons(config, models, parts)
-    return Study(path, config, models, parts, read_table(path / "table.csv"), tables, prof)
+    return Study(path, config, models, parts, summary, tables, prof)
+
+
+def _csv(data: bytes) -> Any:
+    """A table from CSV bytes; an empty table (a study of one model has no cross-seed profiles) is empty."""
+    import io
+
+    import pandas as pd
+
+    from schurjax.table import read_table
+
+    return read_table(io.BytesIO(data)) if data.strip() else pd.DataFrame()

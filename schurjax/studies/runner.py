@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import ablate
-from schurjax._json import atomic_write_json, canonical, finite_or_none
+from schurjax import _safe_io, ablate
+from schurjax._json import canonical, dumps, finite_or_none
 from schurjax.errors import InputError
 from schurjax.studies import compression, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
@@ -168,7 +168,7 @@ def study(
         eps: score criterion, score drop ``<= eps`` (default 0.01).
         trials: trials in each of the selection and held-out batches (default 256).
         bootstrap: resamples of the held-out trials (default 1000).
-        seed: root seed (default 0).
+        seed: root seed (default 0), an int in [0, 2**63) (each seed its own key).
         quick: the small preset :data:`schurjax.studies.protocol.QUICK` for the settings not given.
         models: instead of zoo models: model specs as :func:`schurjax.sweep` takes them (paths, ``(TanhRNN, Task)``
             pairs, ...).
@@ -240,7 +240,9 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
             for s in specs
         ],
     )
-    return {
+    from schurjax.sweeps.loop import _with_extra
+
+    manifest = {
         "schurjax_study": STUDY_SCHEMA,
         "config": cfg,
         "versions": versions(),
@@ -248,8 +250,8 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parts": list(PARTS),
         "models": [_model_record(s) for s in specs],
-        **(extra or {}),
     }
+    return _with_extra(manifest, extra, "study")
 
 
 def _model_record(spec: Any) -> dict[str, Any]:
@@ -266,8 +268,17 @@ def _model_record(spec: Any) -> dict[str, Any]:
     }
 
 
-def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Compute one part of one model (``done`` holds the model's finished parts)."""
+def _compute(
+    name: str,
+    spec: Any,
+    sf: Any,
+    ctx: Context,
+    done: dict[str, Any],
+    out: Path,
+    check: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Compute one part of one model (``done`` holds the model's finished parts; ``check()`` raises when this
+    writer no longer holds the folder, and runs before anything is written)."""
     cfg, task, model = ctx.config, spec.task, spec.model
     sel, held = ctx.batch("selection", task), ctx.batch("heldout", task)
     key = study_key(cfg.seed, name, spec.id)
@@ -307,6 +318,7 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
         found["heldout"] = compression.verify(
             model, sf, task, held, key, np.asarray(found["removed"]), bootstrap=cfg.bootstrap
         )
+        check()  # a stale writer (its folder deleted and restarted) stops before it exports
         _export(out, spec, sf, criterion, found, cfg)
         return found
     if name == "restriction":
@@ -338,10 +350,10 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
 
-def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> Path:
+def _export_meta(spec: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
     from schurjax.sweeps.config import model_fingerprint, task_params
 
-    meta = {
+    return {
         "task": {"name": spec.task.name, "params": task_params(spec.task)},
         "seed": spec.seed,
         "base_model": {
@@ -360,13 +372,43 @@ def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any]
             "trials": cfg.trials,
         },
     }
-    return compression.export(
-        out / "compressed" / f"{spec.id}-{criterion}.eqx",
-        spec.model,
-        sf,
-        np.asarray(found["removed"]),
-        finite_or_none(meta),
+
+
+def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> Path:
+    meta = _export_meta(spec, criterion, found, cfg)
+    name = _safe_io.check_name("study", "models", f"{spec.id}-{criterion}.eqx")
+    # written into a fresh private folder, then moved into compressed/ (a symlinked compressed/ or file is refused
+    # or replaced, never written through)
+    _safe_io.write_files(
+        out,
+        "compressed",
+        lambda tmp: compression.export(tmp / name, spec.model, sf, np.asarray(found["removed"]), finite_or_none(meta)),
+        where="study",
     )
+    return out / "compressed" / name
+
+
+def _check_export(loaded: tuple[Any, dict[str, Any]], spec: Any, sf: Any, criterion: str, found: Any, cfg: Any) -> None:
+    """Raise ValueError unless a compressed model on disk is the one this study's part describes: its weights,
+    removed couplings, base model and criterion (a swapped or stale export is rewritten, never kept)."""
+    from schurjax.sweeps.config import model_fingerprint
+
+    model, meta = loaded
+    removed = np.asarray(found["removed"], np.int64).reshape(-1, 2)
+
+    def what(m: dict[str, Any]) -> Any:  # the export's identity (not how the user spelled its source)
+        base = m.get("base_model") if isinstance(m.get("base_model"), dict) else {}
+        ident = {"task": m.get("task"), "compression": m.get("compression"), "base": base.get("weights_sha256")}
+        return json.loads(canonical(finite_or_none(ident)))
+
+    if (
+        what(meta) != what(_export_meta(spec, criterion, found, cfg))
+        or meta.get("removed_couplings") != removed.tolist()
+    ):
+        raise ValueError("its metadata is not this study's (another model, criterion or setting)")
+    expected = spec.model.with_recurrent(compression.compressed_W(sf, removed))
+    if model_fingerprint(model) != model_fingerprint(expected):
+        raise ValueError("its weights are not this study's compressed model")
 
 
 def _check_exports(
@@ -380,6 +422,8 @@ def _check_exports(
     """Rewrite any compressed model that is missing or does not load (its part holds everything needed)."""
     from schurjax.checkpoint import load_model
 
+    if any(f"compression-{c}" in parts[s.id] for s in specs for c in COMPRESS_CRITERIA):
+        _safe_io.mkdirs(out, "compressed", where="study")  # a symlinked compressed/ is refused, never read or written
     for spec in specs:
         for criterion in COMPRESS_CRITERIA:
             found = parts[spec.id].get(f"compression-{criterion}")
@@ -387,7 +431,9 @@ def _check_exports(
                 continue
             path = out / "compressed" / f"{spec.id}-{criterion}.eqx"
             try:
-                load_model(path)
+                if path.is_symlink() or path.with_suffix(".json").is_symlink():
+                    raise ValueError("a symlink, replaced by the model itself")
+                _check_export(load_model(path), spec, sfs[spec.id], criterion, found, cfg)
             except ValueError as e:
                 log(f"study: rewriting {path} ({str(e).splitlines()[0][:80]})")
                 _export(out, spec, sfs[spec.id], criterion, found, cfg)
@@ -405,6 +451,7 @@ def _run(
     from schurjax.results import RunFolder
     from schurjax.schur import ordered_schur
     from schurjax.studies import figures, report
+    from schurjax.sweeps.config import model_fingerprint
 
     manifest = _manifest(config, specs, extra_manifest)
     ctx = Context(config)
@@ -421,40 +468,68 @@ def _run(
             sfs[spec.id] = sf
             folder.save_schur(spec.id, sf)
             parts[spec.id] = {}
+            ident = {"model": spec.id, "weights_sha256": model_fingerprint(spec.model)}
             for name in _parts_of(spec):
                 c = PARTS.index(name)
                 done_n += 1
-                if folder.chunk_problem(i, c, 0, 0, ()) is None:
+                why = folder.chunk_problem(i, c, 0, 0, (), {**ident, "part": name})
+                if why not in (None, "missing"):
+                    log(f"study: recomputing {folder.chunk_path(i, c)} ({why})")
+                if why is None:
                     parts[spec.id][name] = decode(folder.read_chunk(i, c, ())["result"])
                     continue
                 t0 = time.perf_counter()
-                result = _compute(name, spec, sf, ctx, parts[spec.id], out)
+                result = _compute(name, spec, sf, ctx, parts[spec.id], out, folder.check)
                 folder.write_chunk(
-                    i, c, {"start": 0, "stop": 0, "model": spec.id, "part": name, "result": finite_or_none(result)}, ()
+                    i,
+                    c,
+                    {"start": 0, "stop": 0, "model": spec.id, "part": name, "result": finite_or_none(result)},
+                    (),
+                    {**ident, "part": name},
                 )
                 # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
                 parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))
                 dt = time.perf_counter() - t0
                 timings[f"{spec.id}/{name}"] = round(dt, 3)
-                atomic_write_json(timings_path, timings)
+                _safe_io.write_bytes(out, "timings.json", (dumps(timings, indent=1) + "\n").encode(), where="study")
                 log(f"study: [{done_n}/{todo_total}] {spec.id} {name} ({dt:.1f} s)")
                 if on_part is not None:
                     on_part(spec.id, name)
+        (out / "COMPLETE").unlink(missing_ok=True)  # what COMPLETE vouches for is rewritten below
+        folder.check()  # a stale writer (its folder deleted or replaced) stops before it writes
         _check_exports(out, specs, sfs, parts, config, log)
         models = [_model_record(s) for s in specs]
         prof = report.profile_comparisons(config, models, parts)
         tables = report.tables(config, models, parts, prof)
-        (out / "tables").mkdir(exist_ok=True)
+        _safe_io.mkdirs(out, "tables", where="study")  # a symlinked tables/ is refused, never followed
+        folder.check()
         for name, df in tables.items():
-            df.to_csv(out / "tables" / f"{name}.csv", index=False)
+            file = _safe_io.check_name("study", None, f"{name}.csv")
+            _safe_io.write_bytes(out, ("tables", file), df.to_csv(index=False).encode(), where="study")
+        for stale in (out / "tables").glob("*.csv"):  # a table this study did not write is not one of its files
+            if stale.stem not in tables:
+                stale.unlink()
         figures.panel(config, models, parts, prof, out / "figure.png", tables=tables)
         text = report.markdown(config, models, parts, prof, tables)
-        (out / "report.md").write_text(text)
+        _safe_io.write_bytes(out, "report.md", text.encode(), where="study")
         rows = report.summary_rows(config, models, parts)
-        folder.finish(rows, {"models": len(specs), "parts": todo_total})
+        folder.finish(rows, {"models": len(specs), "parts": todo_total, "files": _checksums(out, specs, tables)})
     from schurjax.table import read_table
 
     return Study(out, config, models, parts, read_table(out / "table.csv"), tables, prof)
+
+
+def _checksums(out: Path, specs: Sequence[Any], tables: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every file the study's COMPLETE vouches for: tables, figure, report and compressed models."""
+    import hashlib
+
+    files = [f"tables/{name}.csv" for name in tables] + ["figure.png", "report.md"]
+    for spec in specs:
+        for criterion in COMPRESS_CRITERIA:
+            for ext in (".eqx", ".json"):
+                if (out / "compressed" / f"{spec.id}-{criterion}{ext}").is_file():
+                    files.append(f"compressed/{spec.id}-{criterion}{ext}")
+    return {f: hashlib.sha256(_safe_io.read_bytes(out, f, where="study")).hexdigest() for f in sorted(files)}
 
 
 def _read_timings(path: Path) -> dict[str, float]:

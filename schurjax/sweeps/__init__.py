@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,6 +69,7 @@ def sweep(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    timeout: float | None = None,
     trials_file: str | os.PathLike | None = None,
     fixed_points: bool = False,
     devices: Any = "all",
@@ -94,7 +96,7 @@ def sweep(
         precision: matmul precision of the rollouts (``engine.PRECISIONS``).
         dtype: ``"float32"`` or ``"float64"`` (verification).
         chunk_size: variants per chunk file.
-        seed: root seed of the batches and controls.
+        seed: root seed of the batches and controls, an int in [0, 2**63) (each seed its own key).
         deviation: see :func:`schurjax.evaluate` (None: the engine's default).
         task: evaluate every model named by a string on this task instead of the one in its metadata.
         task_params: parameters of ``task`` (NeuroGym env arguments included, e.g. ``{"dt": 20, "timing": {"delay":
@@ -115,6 +117,7 @@ def sweep(
             of ``jax.distributed.initialize``; omit them where SLURM or Open MPI sets them). Each process
             evaluates its share of the chunks; process 0 assembles the table. Every process gets the same
             arguments otherwise, and returns the same run.
+        timeout: seconds a process waits for the others to join (default 120; ``distributed.DEFAULT_TIMEOUT``).
 
     Returns:
         :class:`schurjax.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
@@ -127,9 +130,10 @@ def sweep(
         run = sj.sweep(["zoo:flipflop/0"], out="runs/ff", trials=64)
         run.table.groupby("family").rel_delta_loss.median()
     """
-    fixed = None if trials_file is None else TrialsFile.read(trials_file)
-    if fixed is not None:
-        trials = int(fixed.batch.inputs.shape[0])
+    fixed = None
+    if trials_file is not None:  # the declared shapes first: nothing is loaded before they are bounded
+        trials = TrialsFile.declared(trials_file)[0]
+        digest = TrialsFile.digest(trials_file)
     config = SweepConfig(
         families=families,
         controls=controls,
@@ -142,19 +146,30 @@ def sweep(
         chunk_size=chunk_size,
         seed=seed,
         deviation=deviation,
-        trials_file_sha256=fixed and fixed.sha256,
+        trials_file_sha256=None if trials_file is None else digest,
         fixed_points=fixed_points,
     )
-    processes = initialize(coordinator, num_processes, process_id)
+    processes = initialize(coordinator, num_processes, process_id, timeout=timeout)
     try:
         variant_mesh(devices)
     except ValueError as e:
         raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
-    specs = resolve_models(models, task=task, task_params=task_params)
+    fallback = None if trials_file is None else TrialsFile.task(trials_file)
+    specs = resolve_models(models, task=task, task_params=task_params, fallback_task=fallback)
+    for spec in specs:
+        if fallback is not None and spec.task is fallback:
+            (log or (lambda s: print(s, file=sys.stderr, flush=True)))(
+                f"sweep: {spec.source} names no task: evaluated on the trials of {trials_file} (loss from its targets "
+                "and mask; no task, so the score columns stay empty)"
+            )
     if order is None:  # "modulus" for networks without leak (as every earlier sweep), "auto" once one is leaky
         leaky = any(float(getattr(s.model, "alpha", 1.0)) != 1.0 for s in specs)
         config = dataclasses.replace(config, order="auto" if leaky else "modulus")
-    if fixed is not None:
+    if trials_file is not None:
+        TrialsFile.check_budget(trials_file, specs)
+        fixed = TrialsFile.read(trials_file)
+        if fixed.sha256 != digest:
+            raise InputError("sweep", "trials_file", f"{trials_file} changed while the sweep read it; rerun")
         for spec in specs:
             fixed.check_fits(spec)
         extra_manifest = {

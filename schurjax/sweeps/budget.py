@@ -46,6 +46,13 @@ def check_sizes(plans: Sequence[Any], config: Any, *, memory: int | None = None)
     task = worst.spec.task
     per_trial = bytes_per_trial(int(worst.sf.n), int(task.steps), int(task.n_in), int(task.n_out))
     max_trials = budget // per_trial
+    if max_trials < 1:  # not one trial fits: the task's length (or the model's size) is what is too large
+        raise InputError(
+            "sweep",
+            "task",
+            f"task {task.name!r}: one trial of {task.steps:,} steps at n = {worst.sf.n} needs {per_trial:,} bytes, "
+            f"more than the {memory / 2**30:.1f} GiB available; expected a task with fewer steps",
+        )
     if config.trials > max_trials:
         raise InputError(
             "sweep",

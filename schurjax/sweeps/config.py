@@ -10,16 +10,18 @@ import dataclasses
 import hashlib
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import equinox as eqx
 import numpy as np
 
 from schurjax import ablate
 from schurjax._json import canonical, to_jsonable
+from schurjax._seeds import SEED_MAX, root_key
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
+from schurjax.tasks.base import Task
 
 SWEEP_ORDERS = (*ORDERS, "decay", "auto")
 """Accepted ``order`` values of a sweep (the CLI's ``--order`` choices)."""
@@ -102,7 +104,7 @@ class SweepConfig:
         precision: matmul precision inside the rollouts (one of ``engine.PRECISIONS``).
         dtype: rollout dtype, "float32" (default) or "float64" (verification).
         chunk_size: variants per chunk file (and per engine call).
-        seed: root seed; the batch and control keys are derived from it.
+        seed: root seed in [0, 2**63); the batch and control keys derive from it (``_seeds.root_key``).
         deviation: carry the deviations ``h_k - h`` from the unablated trajectory in the rollouts
             (``engine.evaluate(deviation=...)``): small loss changes keep their digits (error bound vs float64 in
             benchmarks/RESULTS.md). False: the plain rollout, which differences two float32 trajectories and
@@ -144,6 +146,8 @@ class SweepConfig:
             lo = 0 if name in ("controls", "seed") else 1
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
                 raise bad(name, f"an int >= {lo}")
+            if name in _MAX and v > _MAX[name]:
+                raise bad(name, f"an int in [{lo}, {_MAX[name]:,}] ({_WHY[name]})")
             object.__setattr__(self, name, int(v))
         if self.control_max is not None and (
             isinstance(self.control_max, bool) or not isinstance(self.control_max, int) or self.control_max < 0
@@ -184,6 +188,36 @@ class SweepConfig:
         return to_jsonable(d)
 
 
+class TrialsFileTask(Task):
+    """The task of a model that names none, swept on a trial file: the file's sizes, the masked-MSE loss and no
+    score (the score columns stay empty: nothing says what a correct output is beyond the targets)."""
+
+    name: ClassVar[str] = "trials-file"
+    inputs: int = eqx.field(static=True)
+    outputs: int = eqx.field(static=True)
+    length: int = eqx.field(static=True)
+
+    @property
+    def n_in(self) -> int:
+        return self.inputs
+
+    @property
+    def n_out(self) -> int:
+        return self.outputs
+
+    @property
+    def steps(self) -> int:
+        return self.length
+
+    def sample(self, key: Any, batch_size: int) -> Any:
+        raise ValueError("trials-file: this task draws no trials; its trials are the --trials-file")
+
+    def score(self, y: Any, batch: Any) -> Any:
+        import jax.numpy as jnp
+
+        return jnp.asarray(jnp.nan, jnp.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialsFile:
     """Fixed trials from a file (``--trials-file``): its path, SHA-256 and the batch (see ``TaskBatch.from_npz``)."""
@@ -192,6 +226,61 @@ class TrialsFile:
     sha256: str
     batch: Any
 
+    @staticmethod
+    def declared(path: str | Any) -> tuple[int, int]:
+        """``(trials, steps)`` that a trial file's ``inputs`` declares, from the ``.npy`` headers alone (nothing is
+        loaded); one-line :class:`InputError` naming ``trials_file`` for a file that is not an ``.npz`` of arrays."""
+        import os
+
+        from schurjax.tasks.batch import _check_declared, npz_shapes
+
+        where = "TaskBatch.from_npz"
+        try:
+            if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
+                raise ValueError(f"no trial file at {str(path)!r}")
+            shapes = npz_shapes(path, where)
+            _check_declared(where, path, shapes)
+        except ValueError as e:
+            raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
+        shape = shapes.get("inputs", ((0, 0, 0), None))[0]
+        if len(shape) != 3:
+            raise InputError("sweep", "trials_file", f"{path}: inputs must be (B, T, n_in), declared {shape}")
+        return int(shape[0]), int(shape[1])
+
+    @staticmethod
+    def task(path: str | Any) -> Any:
+        """The task of a model whose metadata names none, evaluated on this file: sizes from the file's headers,
+        the masked-MSE loss, no score (:class:`TrialsFileTask`)."""
+        from schurjax.tasks.batch import npz_shapes
+
+        try:
+            shapes = npz_shapes(path, "TaskBatch.from_npz")
+        except ValueError as e:
+            raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
+        (_, T, n_in), (t_shape, _) = shapes["inputs"][0], shapes.get("targets", ((0, 0, 0), None))
+        return TrialsFileTask(inputs=int(n_in), outputs=int(t_shape[-1]), length=int(T))
+
+    @staticmethod
+    def check_budget(path: str | Any, specs: Any, *, memory: int | None = None) -> None:
+        """Refuse a trial file whose declared trials cannot be evaluated here, before it is loaded (one line)."""
+        from schurjax.environment import available_memory
+        from schurjax.sweeps.budget import bytes_per_trial
+
+        B, T = TrialsFile.declared(path)
+        memory = available_memory() if memory is None else int(memory)
+        per = max(
+            bytes_per_trial(int(s.model.W_rec.shape[0]), T, int(s.model.W_in.shape[1]), int(s.model.W_out.shape[0]))
+            for s in specs
+        )
+        fit = max(memory // 2, 1) // per
+        if B > fit:
+            raise InputError(
+                "sweep",
+                "trials_file",
+                f"{path} holds {B:,} trials of {T} steps; at most {fit:,} fit here ({per:,} bytes per trial; "
+                f"{memory / 2**30:.1f} GiB available); expected a smaller file",
+            )
+
     @classmethod
     def read(cls, path: str | Any) -> TrialsFile:
         """Read and check a trial file; one-line :class:`InputError` naming ``trials_file`` otherwise."""
@@ -199,10 +288,28 @@ class TrialsFile:
 
         try:
             batch = TaskBatch.from_npz(path)
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except (ValueError, OSError) as e:
             raise InputError("sweep", "trials_file", str(e).splitlines()[0]) from None
-        return cls(str(path), digest, batch)
+        if not np.any(np.asarray(batch.mask) > 0):
+            raise InputError(
+                "sweep",
+                "trials_file",
+                f"{path}: the mask is all zero, so no step counts in the loss (every loss is 0 and every relative "
+                "change undefined); expected a mask with some steps > 0",
+            )
+        return cls(str(path), cls.digest(path), batch)
+
+    @staticmethod
+    def digest(path: str | Any) -> str:
+        """SHA-256 of the file, read in blocks (never whole into memory)."""
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as e:
+            raise InputError("sweep", "trials_file", f"cannot read {path}: {e.strerror}") from None
+        return h.hexdigest()
 
     def check_fits(self, spec: Any) -> None:
         """The model's task must fit the file's trials (n_in, n_out, steps)."""
@@ -268,6 +375,12 @@ def task_identity(task: Any) -> tuple[str, str]:
     return str(task.name), canonical(task_params(task))
 
 
+_MAX = {"controls": 1_000, "seed": SEED_MAX}
+"""Upper bounds of integer settings, checked before anything is allocated (``trials`` and ``chunk_size`` are
+bounded by the device's memory in :mod:`schurjax.sweeps.budget`)."""
+_WHY = {"controls": "random controls per ablation and kind", "seed": "seeds are 63-bit; each maps to its own key"}
+
+
 def batch_key(seed: int, task_name: str, params: dict[str, Any]):
     """The key of the shared batch of one task: every model of that task (same name *and* params) sees the same
     trials, and tasks with different params (e.g. ``copy(length=8)`` vs ``copy(length=6)``) get different keys.
@@ -279,7 +392,7 @@ def batch_key(seed: int, task_name: str, params: dict[str, Any]):
     """
     import jax
 
-    k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), _stable_int(task_name))
+    k = jax.random.fold_in(jax.random.fold_in(root_key(seed), 0), _stable_int(task_name))
     return jax.random.fold_in(k, _stable_int(canonical(params)))
 
 
@@ -303,12 +416,12 @@ def fixed_point_key(seed: int, model_id: str):
     """The key of one model's fixed-point search (its starts), the same for every chunk."""
     import jax
 
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 2), _stable_int(model_id))
+    return jax.random.fold_in(jax.random.fold_in(root_key(seed), 2), _stable_int(model_id))
 
 
 def control_key(seed: int, model_id: str, kind: str):
     """The key of one model's controls of one kind."""
     import jax
 
-    k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), _stable_int(model_id))
+    k = jax.random.fold_in(jax.random.fold_in(root_key(seed), 1), _stable_int(model_id))
     return jax.random.fold_in(k, _stable_int(kind))

@@ -30,6 +30,7 @@ from schurjax.sweeps.config import (
     SweepConfig,
     batch_key,
     fixed_point_key,
+    model_fingerprint,
     task_identity,
     task_params,
 )
@@ -47,7 +48,7 @@ ChunkCallback = Callable[[str, int, int, int], object]
 def _manifest(
     plans: Sequence[ModelPlan], config: SweepConfig, models: Sequence[ModelSpec], extra: dict[str, Any] | None
 ) -> dict[str, Any]:
-    return {
+    manifest = {
         "schurjax_run": 1,
         "config": config.to_dict(models),
         "versions": versions(),
@@ -82,8 +83,22 @@ def _manifest(
             }
             for p in plans
         ],
-        **(extra or {}),
     }
+    return _with_extra(manifest, extra, "sweep")
+
+
+def _with_extra(manifest: dict[str, Any], extra: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    """``manifest`` plus the caller's ``extra_manifest`` entries, which never replace one schurjax writes."""
+    if extra is None:
+        return manifest
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise InputError(where, "extra_manifest", f"must be a dict with str keys, got {type(extra).__name__}")
+    clash = sorted(set(extra) & set(manifest))
+    if clash:
+        raise InputError(
+            where, "extra_manifest", f"must not replace the entries schurjax writes ({', '.join(clash)}); rename them"
+        )
+    return {**manifest, **extra}
 
 
 def run_sweep(
@@ -146,7 +161,12 @@ def run_sweep(
         if procs.index != 0:
             folder.join(manifest["config"])
         chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
-        problems = {(i, c): folder.chunk_problem(i, c, a, b, names) for i, c, a, b in chunks}
+        evaluate = _ChunkEvaluator(plans, config, trials, devices)
+        ident = [
+            {"model": p.spec.id, "weights_sha256": model_fingerprint(p.spec.model), **evaluate.trials_identity(i)}
+            for i, p in enumerate(plans)
+        ]
+        problems = {(i, c): folder.chunk_problem(i, c, a, b, names, ident[i]) for i, c, a, b in chunks}
         for (i, c), why in problems.items():
             if why not in (None, "missing"):
                 log(f"{tag}: recomputing {folder.chunk_path(i, c)} ({why})")
@@ -161,9 +181,8 @@ def run_sweep(
         mine = sum(b - a for j, (_, _, a, b) in enumerate(chunks) if procs.mine(j))
         bar = Progress(mine, label=tag, enabled=progress)
         bar.update(mine - sum(b - a for _, _, a, b in todo), computed=False)
-        evaluate = _ChunkEvaluator(plans, config, trials, devices)
         for i, c, a, b in todo:
-            folder.write_chunk(i, c, evaluate(i, a, b), names)
+            folder.write_chunk(i, c, evaluate(i, a, b), names, ident[i])
             bar.update(b - a, note=plans[i].spec.id)
             if on_chunk is not None:
                 on_chunk(plans[i].spec.id, c, a, b)
@@ -171,11 +190,15 @@ def run_sweep(
         procs.barrier("schurjax sweep: every process wrote its chunks")
         if procs.index == 0:
             for _ in range(3):  # the table is assembled from chunks checked once more (a stale writer may strike)
-                bad = [(i, c, a, b) for i, c, a, b in chunks if folder.chunk_problem(i, c, a, b, names) is not None]
+                bad = [
+                    (i, c, a, b)
+                    for i, c, a, b in chunks
+                    if folder.chunk_problem(i, c, a, b, names, ident[i]) is not None
+                ]
                 for i, c, a, b in bad:
-                    why = folder.chunk_problem(i, c, a, b, names)
+                    why = folder.chunk_problem(i, c, a, b, names, ident[i])
                     log(f"{tag}: recomputing {folder.chunk_path(i, c)} ({why})")
-                    folder.write_chunk(i, c, evaluate(i, a, b), names)
+                    folder.write_chunk(i, c, evaluate(i, a, b), names, ident[i])
                 if not bad:
                     break
             rows = build_rows(plans, folder, FIXED_POINT_COLUMNS if config.fixed_points else ())
@@ -192,18 +215,51 @@ class _ChunkEvaluator:
         self.batches: dict[tuple[str, str], Any] = {}
         self.paths: dict[tuple[int, int, int], str] = {}
 
+    def batch(self, i: int) -> Any:
+        """The shared batch of model ``i``'s task (sampled and checked once per task identity)."""
+        p, config = self.plans[i], self.config
+        task = p.spec.task
+        ident = task_identity(task)
+        if ident not in self.batches:
+            from schurjax.tasks.protocol import check_outputs, checked_sample
+
+            self.batches[ident] = (
+                self.trials
+                if self.trials is not None
+                else checked_sample(task, batch_key(config.seed, ident[0], task_params(task)), config.trials, "sweep")
+            )
+            check_outputs(task, p.spec.model, self.batches[ident], "sweep")
+        return self.batches[ident]
+
+    def trials_identity(self, i: int) -> dict[str, str]:
+        """For a task whose trials come from code outside schurjax (your task, NeuroGym), the SHA-256 of the
+        trials themselves: a resumed sweep never mixes chunks of trials from edited task code or an upgraded
+        NeuroGym. Empty for the built-in tasks (their code is the schurjax version in the config) and trial files
+        (their SHA-256 is in the config)."""
+        import hashlib
+
+        from schurjax.tasks.ngym import NeuroGymTask
+
+        task = self.plans[i].spec.task
+        if self.trials is not None or (
+            type(task).__module__.startswith("schurjax.") and not isinstance(task, NeuroGymTask)
+        ):
+            return {}
+        b = self.batch(i)
+        h = hashlib.sha256()
+        for a in (b.inputs, b.targets, b.mask, *(() if b.valid is None else (b.valid,))):
+            a = np.ascontiguousarray(np.asarray(a))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        return {"trials_sha256": h.hexdigest()}
+
     def __call__(self, i: int, a: int, b: int) -> dict[str, Any]:
         import jax.numpy as jnp
 
         p, config = self.plans[i], self.config
         task = p.spec.task
         ident = task_identity(task)
-        if ident not in self.batches:
-            self.batches[ident] = (
-                self.trials
-                if self.trials is not None
-                else task.sample(batch_key(config.seed, ident[0], task_params(task)), config.trials)
-            )
+        self.batch(i)
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))

@@ -54,19 +54,39 @@ def _get_task(name: str, params: dict[str, Any]) -> Any:
         raise InputError("sweep", "task", detail.removeprefix("tasks.get: ")) from None
 
 
-def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None) -> Any:
+def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None, fallback: Any = None) -> Any:
     saved = meta.get("task") or meta.get("task_name")
     if isinstance(saved, dict):  # {"name": ..., "params": ...} as written by `schurjax train`
         params = dict(saved.get("params") or {})
         saved = saved.get("name")
     else:
         params = dict(meta.get("task_params") or {})
-    name = task_override or saved
-    if task_override and task_override != saved:
-        params = {}
-    if not name:
-        raise InputError("sweep", "task", f"the metadata of {where} names no task; pass a task")
-    return _get_task(name, params)
+    if task_override:
+        # named by the user in this call: may import their code (module:Name)
+        return _get_task(task_override, params if task_override == saved else {})
+    if not saved and fallback is not None:
+        return fallback  # a trial file's trials: the loss needs no task, the score columns stay empty
+    if not saved:
+        raise InputError("sweep", "task", f"the metadata of {where} names no task; pass a task (or --trials-file)")
+    from schurjax import tasks
+
+    try:  # named inside a file: registered tasks and NeuroGym ids only, never an import
+        return tasks.from_record(saved, params, where=f"{where}: its metadata")
+    except ValueError as e:
+        raise InputError("sweep", "models", str(e).splitlines()[0]) from None
+
+
+def _pair_task(i: int, task: Any) -> Any:
+    """The task of a ``(model, task)`` pair: a task object, or a name given here (resolved like ``task=``)."""
+    from schurjax import tasks
+
+    if isinstance(task, str):
+        return _get_task(task, {})
+    try:
+        return tasks.check_task(task, "sweep")
+    except ValueError as e:
+        detail = str(e).splitlines()[0].removeprefix("sweep: ")
+        raise InputError("sweep", "models", f"[{i}] needs a task object or name as its second item: {detail}") from None
 
 
 def check_fit(spec: ModelSpec) -> None:
@@ -103,7 +123,11 @@ def check_fit(spec: ModelSpec) -> None:
 
 
 def resolve_models(
-    models: Sequence[Any], *, task: str | None = None, task_params: dict[str, Any] | None = None
+    models: Sequence[Any],
+    *,
+    task: str | None = None,
+    task_params: dict[str, Any] | None = None,
+    fallback_task: Any = None,
 ) -> list[ModelSpec]:
     """Turn what the user named into :class:`ModelSpec` s (ids unique).
 
@@ -113,6 +137,7 @@ def resolve_models(
             ``(TanhRNN, Task, id)`` triple, or a :class:`ModelSpec`.
         task: evaluate every model named by a string on this task (default: the task in its metadata).
         task_params: parameters of ``task`` (e.g. NeuroGym env arguments ``{"dt": 20, "timing": {"delay": 200}}``).
+        fallback_task: the task of a saved model whose metadata names none (a trial file's task), else an error.
 
     Returns:
         One spec per model.
@@ -131,13 +156,22 @@ def resolve_models(
         if isinstance(raw, ModelSpec):
             out.append(raw)
         elif isinstance(raw, tuple) and len(raw) in (2, 3):
-            model, task_obj = raw[0], raw[1]
-            mid = str(raw[2]) if len(raw) == 3 else f"{task_obj.name}-m{i}"
+            model, task_obj = raw[0], _pair_task(i, raw[1])
+            if not all(hasattr(model, a) for a in _WEIGHTS) or not hasattr(model, "with_recurrent"):
+                raise InputError(
+                    "sweep",
+                    "models",
+                    f"[{i}] holds a {type(model).__name__} where a TanhRNN or RateRNN belongs (convert a torch "
+                    "module with sj.TanhRNN.from_torch)",
+                )
+            mid = raw[2] if len(raw) == 3 else f"{task_obj.name}-m{i}"
+            if not isinstance(mid, str):
+                raise InputError("sweep", "models", f"[{i}]: the id must be a str, got {type(mid).__name__}")
             out.append(ModelSpec(mid, "object", model, task_obj, {}))
         elif isinstance(raw, str | Path) and str(raw).startswith("zoo:"):
             out.extend(_resolve_zoo(str(raw), task))
         elif isinstance(raw, str | Path):
-            out.append(_resolve_path(str(raw), task))
+            out.append(_resolve_path(str(raw), task, fallback_task))
         else:
             raise InputError(
                 "sweep",
@@ -155,6 +189,9 @@ def resolve_models(
     seen: dict[str, int] = {}
     unique = []
     for spec in out:
+        from schurjax._safe_io import check_name
+
+        check_name("sweep", "models", spec.id)  # ids name files (schur/<id>.npz, figures/<id>_*.png)
         if spec.id in seen:
             seen[spec.id] += 1
             spec = dataclasses.replace(spec, id=f"{spec.id}~{seen[spec.id]}")
@@ -202,7 +239,7 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
     return specs
 
 
-def _resolve_path(raw: str, task_override: str | None) -> ModelSpec:
+def _resolve_path(raw: str, task_override: str | None, fallback: Any = None) -> ModelSpec:
     from schurjax import checkpoint
 
     path = Path(raw)
@@ -212,10 +249,46 @@ def _resolve_path(raw: str, task_override: str | None) -> ModelSpec:
         path = path.with_suffix(".eqx")
     if not path.exists():
         raise InputError("sweep", "models", f"no such file: {raw}")
+    _check_declared_sizes(path)
     try:
         model, meta = checkpoint.load_model(path)
     except (ValueError, TypeError) as e:
         raise InputError("sweep", "models", str(e).splitlines()[0]) from e
     meta = dict(meta or {})
-    task = _task_from_metadata(meta, raw, task_override)
+    task = _task_from_metadata(meta, raw, task_override, fallback)
     return ModelSpec(path.stem, str(path), model, task, meta)
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse a sidecar whose sizes the ``.eqx`` cannot hold, or that cannot fit in memory, before anything is
+    allocated (an edited ``n_hidden = 1e6`` in a 1 KB sidecar)."""
+    import json
+    import numbers
+
+    from schurjax.environment import available_memory
+
+    side = path.with_suffix(".json")
+    try:
+        sizes = json.loads(side.read_bytes()).get("sizes")
+        dims = [sizes[k] for k in ("n_in", "n_hidden", "n_out")]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return  # load_model says what is wrong with the sidecar
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 0 <= d < 2**31 for d in dims):
+        raise InputError("sweep", "models", f"{side}: sizes must be non-negative ints, got {sizes!r}")
+    n_in, n, n_out = (int(d) for d in dims)
+    values = n * n + n * (n_in + 1) + n_out * (n + 1)
+    if 4 * values > path.stat().st_size:
+        raise InputError(
+            "sweep",
+            "models",
+            f"{side}: sizes n_in={n_in}, n_hidden={n}, n_out={n_out} declare {4 * values:,} bytes of weights but "
+            f"{path.name} holds {path.stat().st_size:,}; expected the sidecar written with the model",
+        )
+    need, have = 8 * 24 * n * n, available_memory()
+    if need > have // 2:
+        raise InputError(
+            "sweep",
+            "models",
+            f"{path}: n_hidden={n} needs ~{need / 2**30:.1f} GiB to analyse, more than the "
+            f"{have / 2**31:.1f} GiB this machine can spare",
+        )

@@ -58,6 +58,7 @@ __all__ = [
     "names",
     "register",
     "load_spec",
+    "from_record",
     "neurogym",
     "as_batch",
     "check_task",
@@ -154,15 +155,75 @@ def load_spec(spec: str) -> Callable[..., Any]:
                 f"{w}: {mod_name!r} has no attribute {attr!r} (from {spec!r}); its Task classes: {found or 'none'}"
             )
         obj = getattr(obj, part)
-    if isinstance(obj, type) or (callable(obj) and not _is_task(obj)):
-        return obj
+    if isinstance(obj, type):
+        if issubclass(obj, Task) or all(hasattr(obj, m) for m in _PROTOCOL):
+            return obj
+        raise ValueError(
+            f"{w}: {spec!r} is the class {obj.__qualname__}, which is not a Task (no {_missing(obj)}); "
+            "expected a Task class"
+        )
     if _is_task(obj):
         return _instance_factory(obj)
-    raise ValueError(f"{w}: {spec!r} is a {type(obj).__name__}; expected a Task class, a factory or a task")
+    raise ValueError(
+        f"{w}: {spec!r} is a {type(obj).__name__}; expected a Task class (a subclass of sj.tasks.Task or a class "
+        "with the task protocol), never a function"
+    )
+
+
+_PROTOCOL = ("name", "n_in", "n_out", "steps", "sample", "score", "loss", "params")
+
+
+def _missing(cls: type) -> str:
+    return ", ".join(m for m in _PROTOCOL if not hasattr(cls, m))
 
 
 def _is_task(obj: Any) -> bool:
     return not isinstance(obj, type) and all(hasattr(obj, m) for m in ("name", "n_in", "sample", "score"))
+
+
+def from_record(name: Any, params: Any = None, *, where: str = "tasks.from_record") -> Any:
+    """Build a task named inside a file (a model's sidecar, a run manifest, a study config): never imports code.
+
+    Only registered names (:func:`names`) and ``"neurogym:<env_id>"`` resolve. A ``"module:Name"`` or
+    ``"file.py:Name"`` read from a file is refused: user code is imported only when the user names it in this
+    call (``tasks.get``, ``--task``), after which the task is registered under its name and resolves here too.
+
+    Args:
+        name: the recorded task name.
+        params: its recorded keyword parameters (a dict, or None).
+        where: the file or record the name came from (for the error message).
+
+    Returns:
+        The task.
+
+    Raises:
+        ValueError: one line: a name that would import code, an unknown name, bad parameters.
+
+    Example::
+
+        from_record("copy", {"length": 4}).steps
+    """
+    if params is None:
+        params = {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ValueError(f"{where}: task params must be a JSON object, got {type(params).__name__}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: task name must be a non-empty str, got {name!r}")
+    if name not in REGISTRY and not name.startswith("neurogym:"):
+        if ":" in name:
+            raise ValueError(
+                f"{where}: task {name!r} names code to import; a task named in a file resolves only to a "
+                f"registered task ({', '.join(names())}) or 'neurogym:<env_id>'; to use your own task, name it "
+                "yourself (--task module:Name, or pass the task object)"
+            )
+        raise ValueError(
+            f"{where}: unknown task name {name!r}, expected one of {names()} or 'neurogym:<env_id>' "
+            "(register your own task first, or pass --task module:Name)"
+        )
+    try:
+        return get(name, **params)
+    except (ValueError, TypeError, ImportError) as err:
+        raise ValueError(f"{where}: {_first(err).removeprefix('tasks.get: ')}") from None
 
 
 def _instance_factory(task: Any) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -167,6 +168,8 @@ class TaskBatch(NamedTuple):
         where = "TaskBatch.from_npz"
         if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
             raise ValueError(f"{where}: no trial file at {str(path)!r}")
+        shapes = npz_shapes(path, where)  # declared shapes, read and bounded before anything is loaded
+        _check_declared(where, path, shapes)
         try:
             z = np.load(path, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
@@ -208,6 +211,86 @@ class TaskBatch(NamedTuple):
         """Copy with ``inputs``, ``targets`` and ``mask`` as JAX arrays of ``dtype`` (``valid`` stays bool)."""
         v = None if self.valid is None else jnp.asarray(self.valid, bool)
         return TaskBatch(*(jnp.asarray(getattr(self, f), dtype) for f in _FIELDS), v)
+
+
+def npz_shapes(path: Any, where: str = "TaskBatch.from_npz") -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The arrays an ``.npz`` declares, ``name -> (shape, dtype)``, read from each member's ``.npy`` header only.
+
+    Nothing is decompressed beyond the headers, so a file whose header declares 1e12 trials costs nothing.
+
+    Raises:
+        ValueError: one line: not a zip archive (a text file, a single ``.npy``), a member that is not a ``.npy``
+            array, an object (pickle) dtype, or a header that declares more bytes than the member holds.
+
+    Example::
+
+        npz_shapes("trials.npz")["inputs"][0]      # (B, T, n_in)
+    """
+    import zipfile
+
+    p = str(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read {p!r}: {err.strerror}") from None
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(
+            f"{where}: {p!r} is not an .npz archive of arrays (a single .npy array); expected "
+            "np.savez(path, inputs=..., targets=...)"
+        )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{where}: {p!r} is not an .npz archive of arrays (not a zip file: starts with {head[:8]!r}); expected "
+            "np.savez(path, inputs=..., targets=...[, mask=..., valid=...])"
+        )
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename.removesuffix(".npy")
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"member {info.filename!r} is not a .npy array")
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"member {info.filename!r} has .npy format {version}; expected 1.0 or 2.0")
+                if dtype.hasobject:
+                    raise ValueError(f"array {name!r} has dtype {dtype} (pickled objects); expected numbers")
+                count = math.prod(int(d) for d in shape)
+                if count * dtype.itemsize > info.file_size:
+                    raise ValueError(
+                        f"array {name!r} declares shape {tuple(shape)} ({count * dtype.itemsize:,} bytes) but its "
+                        f"member holds {info.file_size:,} bytes"
+                    )
+                out[name] = (tuple(int(d) for d in shape), dtype)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{where}: {p!r} is not an .npz archive of arrays that can be read ({text})") from None
+    return out
+
+
+_LOAD_COPIES = 8
+"""How many float64 copies of its arrays reading a trial file may hold at once (load, convert, pad, mask)."""
+
+
+def _check_declared(where: str, path: Any, shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Refuse a trial file whose declared arrays cannot be read into this machine's memory (before reading)."""
+    from schurjax.environment import available_memory
+
+    count = sum(math.prod(s) for s, _ in shapes.values())
+    need = _LOAD_COPIES * 8 * count
+    have = available_memory()
+    if need > have // 2:
+        dims = ", ".join(f"{k} {s}" for k, (s, _) in sorted(shapes.items()))
+        raise ValueError(
+            f"{where}: {str(path)!r} declares {count:,} values ({dims}); reading them needs ~{need / 2**30:,.1f} GiB, "
+            f"more than the {have / 2**31:,.1f} GiB this machine can spare; expected a smaller trial file"
+        )
 
 
 def _lay(time_major: bool, B: int, T: int, last: Any = None) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 import warnings
 from typing import Any
 
@@ -92,7 +93,12 @@ def _freeze(where: str, kwargs: dict[str, Any]) -> str:
     return json.dumps({k: walk(k, v) for k, v in kwargs.items()}, sort_keys=True, separators=(",", ":"))
 
 
+_ENV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+
+
 def _make_env(env_id: str, kwargs: dict[str, Any]):
+    if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
+        raise ValueError(f"{_W}: env_id must be a NeuroGym id without ':', got {env_id!r}")
     gym, _ = _modules()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -173,8 +179,12 @@ class NeuroGymTask(Task):
             raise ValueError(f"{_W}: loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
         if loss_steps not in LOSS_STEPS:
             raise ValueError(f"{_W}: loss_steps must be one of {', '.join(map(repr, LOSS_STEPS))}, got {loss_steps!r}")
-        if not isinstance(env_id, str) or not env_id:
-            raise ValueError(f"{_W}: env_id must be a NeuroGym id like 'PerceptualDecisionMaking-v0', got {env_id!r}")
+        if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
+            # gymnasium imports ``mod`` for an id ``mod:Env``: an id is a plain name, never a module path
+            raise ValueError(
+                f"{_W}: env_id must be a NeuroGym id like 'PerceptualDecisionMaking-v0' (letters, digits, '.', '_', "
+                f"'-', '/'; no ':'), got {env_id!r}"
+            )
         frozen = _freeze(_W, env_kwargs)
         env = _make_env(env_id, json.loads(frozen))
         obs, act = env.observation_space, env.action_space

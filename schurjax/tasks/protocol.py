@@ -83,3 +83,94 @@ def check_task(task: Any, where: str) -> Any:
                 "static fields or a frozen dataclass"
             ) from None
     return task
+
+
+def _is_user_task(task: Any) -> bool:
+    return not type(task).__module__.startswith("schurjax.")
+
+
+def _user_failure(task: Any, method: str, where: str, err: BaseException) -> Exception:
+    from schurjax.errors import InputError
+
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    cls = type(task).__qualname__
+    return InputError(
+        where, "task", f"your task {cls} ({task.name!r}): {method} failed: {type(err).__name__}: {text}"[:400]
+    )
+
+
+def checked_sample(task: Any, key: Any, batch_size: int, where: str) -> TaskBatch:
+    """``task.sample(key, batch_size)``, checked: a TaskBatch of exactly ``batch_size`` trials of the task's sizes,
+    finite, with at least one step that counts in the loss. A user task's failure (an exception, a wrong shape or
+    length, NaN, a dict or tuple) is an :class:`~schurjax.errors.InputError` naming its class and method.
+
+    Example::
+
+        batch = checked_sample(task, jax.random.key(0), 8, "sweep")
+    """
+    import numpy as np
+
+    from schurjax.errors import InputError
+    from schurjax.tasks.batch import as_batch
+
+    user = _is_user_task(task)
+    try:
+        batch = task.sample(key, batch_size)
+    except Exception as err:  # noqa: BLE001 - a user's sample that raises is the user's error
+        if not user:
+            raise
+        raise _user_failure(task, f"sample(key, {batch_size})", where, err) from None
+    try:
+        as_batch(batch, f"{type(task).__qualname__}.sample", task=task)
+    except ValueError as err:
+        if not user:
+            raise
+        raise _user_failure(task, f"sample(key, {batch_size})", where, err) from None
+    got = int(np.shape(batch.inputs)[0])
+    if got != batch_size:
+        raise InputError(
+            where,
+            "task",
+            f"task {task.name!r} ({type(task).__qualname__}): sample(key, {batch_size}) returned {got} trials; "
+            f"expected exactly {batch_size}",
+        )
+    if not np.any(np.asarray(batch.mask) > 0):
+        raise InputError(
+            where,
+            "task",
+            f"task {task.name!r} ({type(task).__qualname__}): the mask of its batch is all zero, so no step counts "
+            "in the loss (every loss is 0 and every relative change undefined); expected a mask with some steps > 0",
+        )
+    return batch
+
+
+def check_outputs(task: Any, model: Any, batch: TaskBatch, where: str) -> None:
+    """Run a user task's ``loss`` and ``score`` once on the unablated model's outputs: each must return one finite
+    number (a user task is checked here, so that its failure is named as its own, never as schurjax's)."""
+    import jax
+    import numpy as np
+
+    from schurjax.errors import InputError
+
+    if not _is_user_task(task):
+        return
+    y = jax.vmap(model)(batch.inputs)
+    for method in ("loss", "score"):
+        try:
+            v = np.asarray(getattr(task, method)(y, batch))
+        except Exception as err:  # noqa: BLE001 - the user's code failed
+            raise _user_failure(task, f"{method}(y, batch)", where, err) from None
+        if v.shape != () or not np.issubdtype(v.dtype, np.number):
+            raise InputError(
+                where,
+                "task",
+                f"your task {type(task).__qualname__} ({task.name!r}): {method}(y, batch) returned "
+                f"{'shape ' + str(v.shape) if v.shape else v.dtype}; expected one number",
+            )
+        if not np.isfinite(v):
+            raise InputError(
+                where,
+                "task",
+                f"your task {type(task).__qualname__} ({task.name!r}): {method}(y, batch) of the unablated model "
+                f"is {float(v)!r}; expected a finite number",
+            )

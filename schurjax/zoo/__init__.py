@@ -251,7 +251,7 @@ def task(name: str) -> Task:
 
     here = [e for e in _scan() if e.task == name]
     meta = _entry(name, here[0].seed if here else 0, here[0].n_hidden if here else DEFAULT_N_HIDDEN, "task").metadata
-    return _tasks.get(meta["task"]["name"], **meta["task"]["params"])
+    return _tasks.from_record(meta["task"]["name"], meta["task"]["params"], where=f"zoo.task({name!r})")
 
 
 class ZooSpec(NamedTuple):

@@ -1,0 +1,42 @@
+"""Root seeds: ints in ``[0, 2**63)``, mapped to PRNG keys injectively.
+
+``jax.random.key(seed)`` keeps only the low 32 bits of a seed unless x64 is enabled, so ``seed = 2**32`` would give
+the draws of ``seed = 0``. :func:`root_key` keeps ``jax.random.key(seed)`` for ``seed < 2**32`` (the keys every
+earlier run used) and folds the high 32 bits into the key of the low 32 bits above that.
+
+Example::
+
+    root_key(0)            # == jax.random.key(0)
+    root_key(2**32)        # != root_key(0)
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from schurjax.errors import InputError
+
+__all__ = ["SEED_MAX", "check_seed", "root_key"]
+
+SEED_MAX = 2**63 - 1
+"""The largest root seed (seeds are 63-bit non-negative ints)."""
+
+
+def check_seed(where: str, arg: str, seed: Any) -> int:
+    """``seed`` as an int in ``[0, SEED_MAX]``, or a one-line :class:`InputError` naming ``arg``."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= SEED_MAX:
+        shown = repr(seed) if len(repr(seed)) <= 40 else repr(seed)[:37] + "..."
+        raise InputError(where, arg, f"must be an int in [0, 2**63 - 1], got {shown}")
+    return int(seed)
+
+
+def root_key(seed: int):
+    """The PRNG key of a root seed in ``[0, 2**63)``: ``jax.random.key(seed)`` below ``2**32``, else the key of the
+    low 32 bits with the high 32 bits folded in (distinct seeds give distinct keys)."""
+    import jax
+
+    seed = check_seed("root_key", "seed", seed)
+    lo, hi = seed & 0xFFFFFFFF, seed >> 32
+    key = jax.random.key(lo)
+    return key if hi == 0 else jax.random.fold_in(jax.random.fold_in(key, 0x5EED5EED), hi)
