@@ -99,11 +99,41 @@ def test_folder_tables_report_and_figure(tiny):
     h = tiny.parts["copy-a-n10"]["heldout"]
     keep = tiny.tables["keep"].set_index(["model", "family", "criterion"])
     rel = np.asarray(h["single"]["rel"])
-    assert keep.loc[("copy-a-n10", "single", "loss"), "share"] == pytest.approx(np.mean(np.abs(rel) <= 0.05))
+    # the loss criterion is one-sided by default: a removal that lowers the loss keeps it
+    assert keep.loc[("copy-a-n10", "single", "loss"), "share"] == pytest.approx(np.mean(rel <= 0.05))
+    assert "one-sided" in text
     drop = np.asarray(h["block"]["drop"])
     assert keep.loc[("copy-a-n10", "block", "score"), "share"] == pytest.approx(np.mean(drop <= 0.01))
     row = keep.loc[("copy-a-n10", "single", "loss")]
     assert row.lo <= row.share <= row.hi
+    # every reported interval contains its own point estimate
+    t = tiny.tables
+    for name, point, lo, hi in (
+        ("keep", "share", "lo", "hi"),
+        ("nonnormal", "rel", "rel_lo", "rel_hi"),
+        ("nonnormal", "drop", "drop_lo", "drop_hi"),
+        ("versus", "share_more", "share_lo", "share_hi"),
+        ("versus", "median_ratio", "ratio_lo", "ratio_hi"),
+    ):
+        df = t[name]
+        ok = np.isfinite(df[lo].astype(float)) & np.isfinite(df[point].astype(float))
+        assert ok.any(), (name, point)
+        assert np.all(df[lo][ok] <= df[point][ok] + 1e-12) and np.all(df[point][ok] <= df[hi][ok] + 1e-12), name
+    # every control kind for every network; several draws per removal; the T -> D test is one-sample
+    vs = t["versus"]
+    for mid in ids:
+        assert set(vs[(vs.model == mid) & (vs.family == "single")].kind) == set(sj.ablate.CONTROL_KINDS)
+    assert set(vs[vs.family == "single"].draws) == {sj.studies.StudyConfig().control_draws}
+    assert set(vs[vs.family == "all_nonnormal"].test) == {"one-sample signed-rank"}
+    # adjusted p beside every raw p, never below it, and the sentences quote the adjusted ones
+    for name, col in (("versus", "wilcoxon_p"), ("restriction", "wilcoxon_p"), ("replay", "p_null"), ("profiles", "p_null")):
+        df = t[name]
+        raw, adj = df[col].astype(float), df[f"{col}_adj"].astype(float)
+        fin = np.isfinite(raw)
+        assert np.all(adj[fin] >= raw[fin] - 1e-15) and np.all(np.isnan(adj[~fin])), name
+        assert df[f"{col}_method"].iloc[0].split()[0] in ("holm", "bh")
+    assert "adjusted p" in text and "p adj" in text
+    assert {"n_eff", "base_n_eff", "few_trials"} <= set(t["nonnormal"].columns)
     # load reads the same back
     again = sj.studies.load(tiny.path)
     assert json.dumps(again.parts, sort_keys=True) == json.dumps(tiny.parts, sort_keys=True)

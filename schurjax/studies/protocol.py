@@ -7,12 +7,15 @@ Definitions (fixed, so that every figure of a study means one thing):
 * **Two batches per task.** A *selection* batch decides everything that is chosen (rankings, the compression
   search) and a *held-out* batch, drawn from another key with the same task parameters and size, gives every
   reported figure.
-* **Two criteria.** A removal *keeps the loss* when its relative loss change is small, ``|Δloss| / loss <= tau``
-  (default 5 %), and *keeps the score* when the task score (accuracy or R²) drops by at most ``eps`` (default
-  0.01). The loss criterion is relative to each network's own base loss, so it is strict for networks with a
-  near-zero loss (a copy network at loss 4e-4) and lenient for noisy tasks; the score criterion is in the task's
-  own units and means the same for every network of a task. Study headlines use the score criterion.
-* **Intervals.** 95 % percentile intervals from ``bootstrap`` resamples of the held-out trials.
+* **Two criteria.** A removal *keeps the loss* when its relative loss change is small: by default one-sided,
+  ``Δloss / loss <= tau`` (default 5 %; a removal that lowers the loss keeps it), or two-sided,
+  ``|Δloss| / loss <= tau`` (``loss_sides="two"``); and *keeps the score* when the task score (accuracy or R²)
+  drops by at most ``eps`` (default 0.01). The loss criterion is relative to each network's own base loss, so it
+  is strict for networks with a near-zero loss (a copy network at loss 4e-4) and lenient for noisy tasks; the
+  score criterion is in the task's own units and means the same for every network of a task. Study headlines use
+  the score criterion.
+* **Intervals.** 95 % BCa intervals (:func:`schurjax.studies.stats.bca_interval`) from ``bootstrap`` resamples of
+  the held-out trials, and, where removals are compared with controls, of the removals with their control draws.
 * **Keys.** Every random draw derives from the root ``seed`` through :func:`study_key`, by purpose and names.
 """
 
@@ -40,9 +43,13 @@ __all__ = [
     "DEFAULT_TASKS",
     "off_distribution_batches",
     "OFF_CONDITIONS",
+    "LOSS_SIDES",
 ]
 
 DEFAULT_TASKS = ("copy", "flipflop", "sine", "context")
+LOSS_SIDES = ("one", "two")
+"""The forms of the loss criterion: one-sided ``Δloss / loss <= tau`` (default) or two-sided
+``|Δloss| / loss <= tau``."""
 HEADLINE = "score"
 """The criterion the headline figures use: ``"score"`` (task-score drop <= eps), see the module docstring."""
 OFF_CONDITIONS = ("long", "amplitude", "noise")
@@ -58,7 +65,7 @@ class StudyConfig:
         tasks: zoo tasks.
         seeds: zoo seeds per task.
         sizes: hidden sizes (zoo sizes); None: every size the zoo ships.
-        tau: loss criterion, ``|Δloss| / loss <= tau``.
+        tau: loss criterion, ``Δloss / loss <= tau`` (one-sided) or ``|Δloss| / loss <= tau`` (two-sided).
         eps: score criterion, ``score drop <= eps``.
         trials: trials in each of the selection and held-out batches.
         bootstrap: bootstrap resamples of the held-out trials (percentile intervals).
@@ -73,6 +80,9 @@ class StudyConfig:
         bins: quantile bins of |λ| per axis in the basis-free profiles.
         quick: a small preset for a first look (see :data:`QUICK`); recorded so that quick and full studies never
             share a folder.
+        control_draws: random controls per ablation and kind in the controls part (the all-nonnormal ablation gets
+            16), so that intervals cover the variation between control draws.
+        loss_sides: ``"one"`` (default: ``Δloss / loss <= tau``) or ``"two"`` (``|Δloss| / loss <= tau``).
         margin: the compression search accepts a set only within ``(1 - margin) tau`` (loss) or
             ``(1 - margin) eps`` (score) on the selection batch, so that it is more likely to hold on the held-out
             batch, which is still judged at tau and eps. 0 (the default) searches at the criterion itself.
@@ -96,6 +106,8 @@ class StudyConfig:
     bins: int = 4
     quick: bool = False
     margin: float = 0.0
+    control_draws: int = 4
+    loss_sides: str = "one"
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -131,12 +143,15 @@ class StudyConfig:
             ("greedy_passes", 0),
             ("restriction_max", 1),
             ("bins", 2),
+            ("control_draws", 1),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise bad(name, f"an int >= {lo}")
             object.__setattr__(self, name, int(v))
         object.__setattr__(self, "quick", bool(self.quick))
+        if self.loss_sides not in LOSS_SIDES:
+            raise bad("loss_sides", f"one of {', '.join(LOSS_SIDES)}")
         m = self.margin
         if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1:
             raise bad("margin", "a number in [0, 1)")
@@ -184,6 +199,7 @@ QUICK: dict[str, Any] = {
     "greedy_candidates": 64,
     "greedy_passes": 2,
     "restriction_max": 64,
+    "control_draws": 2,
 }
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 
@@ -206,15 +222,21 @@ def study_key(seed: int, purpose: str, *names: str):
     return k
 
 
-def keeps_loss(rel_delta_loss: np.ndarray, tau: float) -> np.ndarray:
-    """The loss criterion: ``|Δloss| / loss <= tau`` (NaN never keeps).
+def keeps_loss(rel_delta_loss: np.ndarray, tau: float, sides: str = "one") -> np.ndarray:
+    """The loss criterion: ``Δloss / loss <= tau`` (``sides="one"``, the default: lowering the loss keeps it) or
+    ``|Δloss| / loss <= tau`` (``sides="two"``). NaN never keeps.
 
     Example:
         >>> keeps_loss(np.array([0.01, -0.2, np.nan]), 0.05).tolist()
+        [True, True, False]
+        >>> keeps_loss(np.array([0.01, -0.2, np.nan]), 0.05, sides="two").tolist()
         [True, False, False]
     """
+    x = np.asarray(rel_delta_loss, np.float64)
+    if sides not in LOSS_SIDES:
+        raise ValueError(f"keeps_loss: sides must be one of {LOSS_SIDES}, got {sides!r}")
     with np.errstate(invalid="ignore"):
-        return np.abs(np.asarray(rel_delta_loss, np.float64)) <= tau
+        return (np.abs(x) if sides == "two" else x) <= tau
 
 
 def keeps_score(score_drop: np.ndarray, eps: float) -> np.ndarray:

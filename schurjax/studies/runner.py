@@ -40,8 +40,9 @@ from schurjax.studies.result import Context, Study, decode
 
 __all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
 
-STUDY_SCHEMA = 2
-"""Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout)."""
+STUDY_SCHEMA = 3
+"""Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout;
+3: several control draws, rank-matched and Schur-basis controls, BCa intervals, one-sided loss criterion)."""
 COMPRESS_CRITERIA = ("loss", "score")
 """The compression search runs once per criterion (loss within tau; score drop within eps)."""
 PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
@@ -275,7 +276,16 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
         return keep.selection_part(model, sf, task, sel)
     if name == "heldout":
         return keep.heldout_part(
-            model, sf, task, held, key, done["selection"], tau=cfg.tau, eps=cfg.eps, bootstrap=cfg.bootstrap
+            model,
+            sf,
+            task,
+            held,
+            key,
+            done["selection"],
+            tau=cfg.tau,
+            eps=cfg.eps,
+            bootstrap=cfg.bootstrap,
+            sides=cfg.loss_sides,
         )
     if name == "controls":
         order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
@@ -288,6 +298,7 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
             kinds=cfg.control_kinds,
             control_max=cfg.control_max,
             bootstrap=cfg.bootstrap,
+            control_draws=cfg.control_draws,
             order=order,
         )
     if name.startswith("compression-"):
@@ -310,7 +321,7 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
         _export(out, spec, sf, criterion, found, cfg)
         return found
     if name == "restriction":
-        keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau))[0]
+        keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau, cfg.loss_sides))[0]
         comp = done.get("compression-loss", {}).get("removed")
         return restriction.restriction_part(
             model,
@@ -321,6 +332,8 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
             keepers,
             None if comp is None else np.asarray(comp),
             restriction_max=cfg.restriction_max,
+            tau=cfg.tau,
+            sides=cfg.loss_sides,
         )
     if name == "replay":
         return replay.replay_part(

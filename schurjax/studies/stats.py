@@ -497,6 +497,7 @@ def two_way_pairs(
     level: float = 0.95,
     trial_abl: np.ndarray | None = None,
     trial_ctrl: np.ndarray | None = None,
+    resample_units: bool | None = None,
 ) -> dict[str, float]:
     """BCa intervals of the pair share and median ratio that cover trials, control draws and the removal subset.
 
@@ -511,6 +512,8 @@ def two_way_pairs(
         level: interval level.
         trial_abl: (P, B) per-trial loss changes of the removals; trial_ctrl: (P, J, B) of the controls (optional;
             ``abl = trial_abl.sum(-1)`` up to a common normalisation).
+        resample_units: resample the removals too (default: when there are at least 2); with one removal and its
+            J controls (a one-sample comparison) only the trials are resampled.
 
     Returns:
         ``share_more``, ``share_lo``, ``share_hi``, ``median_ratio``, ``ratio_lo``, ``ratio_hi``.
@@ -524,7 +527,9 @@ def two_way_pairs(
     out = {"share_more": float(share0[0]), "median_ratio": float(ratio0[0])}
     if P == 0:
         return {**out, "share_lo": math.nan, "share_hi": math.nan, "ratio_lo": math.nan, "ratio_hi": math.nan}
-    units = bootstrap_counts(k_u, P, n_resamples).T  # (P, R)
+    if resample_units is None:
+        resample_units = P >= 2
+    units = bootstrap_counts(k_u, P, n_resamples).T if resample_units else np.ones((P, n_resamples))  # (P, R)
     if trial_abl is not None:
         B = trial_abl.shape[-1]
         tc = bootstrap_counts(k_t, B, n_resamples)
@@ -536,10 +541,17 @@ def two_way_pairs(
         ar, cr = np.repeat(abl[:, None], n_resamples, 1), np.repeat(ctrl[:, :, None], n_resamples, 2)
         sj_t = rj_t = None
     share_r, ratio_r = pair_statistics(ar, cr, units)
-    ju = jackknife_counts(P).T  # (P, P): column i leaves removal i out
-    sj_u, rj_u = pair_statistics(np.repeat(abl[:, None], P, 1), np.repeat(ctrl[:, :, None], P, 2), ju)
-    js = [sj_u] if sj_t is None else [sj_t, sj_u]
-    jr = [rj_u] if rj_t is None else [rj_t, rj_u]
+    js, jr = [], []
+    if sj_t is not None:
+        js.append(sj_t)
+        jr.append(rj_t)
+    if resample_units:
+        ju = jackknife_counts(P).T  # (P, P): column i leaves removal i out
+        sj_u, rj_u = pair_statistics(np.repeat(abl[:, None], P, 1), np.repeat(ctrl[:, :, None], P, 2), ju)
+        js.append(sj_u)
+        jr.append(rj_u)
+    if not js:
+        js = jr = [np.zeros((1, 1))]
     out["share_lo"], out["share_hi"] = (float(x) for x in bca_interval(share0[0], share_r, js, level=level))
     out["ratio_lo"], out["ratio_hi"] = (float(x) for x in bca_interval(ratio0[0], ratio_r, jr, level=level))
     return out
