@@ -32,7 +32,8 @@ User masks: :func:`from_masks` (``family="mask"`` unless given). Controls, repro
 ``"control"``, ``control_kind`` one of :data:`CONTROL_KINDS`): :func:`matched_norm`, :func:`matched_count`,
 :func:`coupling_noise`, :func:`rank_matched` (a random edit of the removal's rank and singular values),
 :func:`schur_rank1` (a random rank-1 edit inside the removal's two invariant subspaces), or several at once with
-:func:`controls`.
+:func:`controls`. The worst edit of a given size (projected gradient ascent in JAX): :func:`worst_case`, and the
+largest size at which it still keeps the loss: :func:`robustness_radius`.
 
 Every :class:`Variants` remembers the SchurForm it was built from (``SchurForm.fingerprint``);
 :func:`schurjax.evaluate` and the controls refuse another one.
@@ -81,6 +82,7 @@ from schurjax.ablate.families import (
     top_k,
 )
 from schurjax.ablate.variants import Variants
+from schurjax.ablate.worst import WORST_KINDS, RobustnessRadius, WorstCase, robustness_radius, worst_case
 
 __all__ = [
     "Variants",
@@ -101,6 +103,11 @@ __all__ = [
     "edit_singular_values",
     "controls",
     "CONTROL_KINDS",
+    "worst_case",
+    "robustness_radius",
+    "WorstCase",
+    "RobustnessRadius",
+    "WORST_KINDS",
     "FAMILIES",
     "SF_ONLY_FAMILIES",
 ]
