@@ -83,6 +83,9 @@ class StudyConfig:
         control_draws: random controls per ablation and kind in the controls part (the all-nonnormal ablation gets
             16), so that intervals cover the variation between control draws.
         loss_sides: ``"one"`` (default: ``Δloss / loss <= tau``) or ``"two"`` (``|Δloss| / loss <= tau``).
+        worst_starts, worst_steps: starts and gradient steps of each worst-case search (fragility part).
+        radius_iters: worst-case searches of the robustness-radius bisection.
+        rotations: random rotations inside the 2x2 blocks in the coordinates part (besides the other orders).
         margin: the compression search accepts a set only within ``(1 - margin) tau`` (loss) or
             ``(1 - margin) eps`` (score) on the selection batch, so that it is more likely to hold on the held-out
             batch, which is still judged at tau and eps. 0 (the default) searches at the criterion itself.
@@ -108,6 +111,10 @@ class StudyConfig:
     margin: float = 0.0
     control_draws: int = 4
     loss_sides: str = "one"
+    worst_starts: int = 8
+    worst_steps: int = 40
+    radius_iters: int = 8
+    rotations: int = 2
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -144,6 +151,10 @@ class StudyConfig:
             ("restriction_max", 1),
             ("bins", 2),
             ("control_draws", 1),
+            ("worst_starts", 1),
+            ("worst_steps", 0),
+            ("radius_iters", 1),
+            ("rotations", 0),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
@@ -200,6 +211,10 @@ QUICK: dict[str, Any] = {
     "greedy_passes": 2,
     "restriction_max": 64,
     "control_draws": 2,
+    "worst_starts": 4,
+    "worst_steps": 20,
+    "radius_iters": 5,
+    "rotations": 1,
 }
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from schurjax.studies import profiles, replay, stats, versus
+from schurjax.ablate import WORST_KINDS
+from schurjax.studies import coordinates, profiles, replay, stats, versus
 from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, keeps_loss, keeps_score, study_key
 
 __all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds", "agreement"]
@@ -74,6 +75,7 @@ def tables(
     import pandas as pd
 
     keep_rows, nn_rows, vs_rows, comp_rows, res_rows, rep_rows = [], [], [], [], [], []
+    frag_rows, radius_rows, coord_rows = [], [], []
     for m in models:
         p = parts[m["id"]]
         base = {"model": m["id"], "task": m["task"], "seed": m["seed"], "n_hidden": m["n_hidden"]}
@@ -210,6 +212,44 @@ def tables(
                     "wilcoxon_p_unfiltered": d.get("wilcoxon_unfiltered", {}).get("p", math.nan),
                 }
             )
+        fr = p.get("fragility")
+        if fr is not None:
+            for size, d in fr["sizes"].items():
+                for kind in WORST_KINDS:
+                    if kind in d:
+                        frag_rows.append(
+                            {
+                                **base,
+                                "size": size,
+                                "radius": d["radius"],
+                                "removal_rel": d["removal_rel"],
+                                "kind": kind,
+                                "worst_rel": d[kind]["worst_rel"],
+                                "median_worst_rel": d[kind]["median_rel"],
+                                "selection_worst_rel": d[kind]["selection_worst_rel"],
+                            }
+                        )
+            rr = fr["radius"]
+            radius_rows.append(
+                {
+                    **base,
+                    "radius": rr["radius"],
+                    "failing": rr["failing"],
+                    "henrici": rr["henrici"],
+                    "radius_over_henrici": rr["radius_over_henrici"],
+                }
+            )
+        co = p.get("coordinates")
+        if co is not None:
+            for name, fig in {"default": co["default"], **co["variants"]}.items():
+                coord_rows.append(
+                    {
+                        **base,
+                        "coordinates": name,
+                        **{h: fig[h] for h in coordinates.HEADLINES},
+                        **{f"{h}_move": fig[h] - co["default"][h] for h in coordinates.HEADLINES},
+                    }
+                )
         rp = p.get("replay")
         if rp is not None:
             ind = rp["individually"]
@@ -279,6 +319,9 @@ def tables(
         "restriction": adjust_table(pd.DataFrame(res_rows), ["wilcoxon_p", "wilcoxon_p_unfiltered"]),
         "replay": adjust_table(pd.DataFrame(rep_rows), ["p_null", "p_null_dist"]),
         "profiles": adjust_table(pd.DataFrame(prof_rows), ["p_null", "p_task"]),
+        "fragility": pd.DataFrame(frag_rows),
+        "robustness": pd.DataFrame(radius_rows),
+        "coordinates": pd.DataFrame(coord_rows),
     }
     out["across_seeds"] = across_seeds(out)
     return out
@@ -868,5 +911,79 @@ def markdown(
         L += [_table(["comparison", "cells", "pairs", "ρ", "null", "p", "any task", "p (any task)"], rows), ""]
         L += ["In words (adjusted p < 0.05):", ""]
         L += [f"- {line}" for line in agreement(pr)] + [""]
+    fr, rob = t.get("fragility"), t.get("robustness")
+    if fr is not None and len(fr):
+        L += [
+            "## 8. The worst edit of the same size",
+            "",
+            "Random controls sample directions; here the edit of the same ‖ΔW‖_F that raises the loss most, found "
+            f"by projected gradient ascent ({config.worst_starts} starts, {config.worst_steps} steps) on the "
+            "selection batch and judged on the held-out batch: at the size of T → D (*dense*: any edit; "
+            "*coupling*: edits of the coupling entries only, spectrum kept; *rank1*: u vᵀ) and at the median size "
+            "of a single-coupling removal (rank-1 edits, the removal's rank). *removal*: the Schur removal's "
+            "Δloss / loss at that size (median over single removals). *radius*: the largest ‖ΔW‖_F at which the "
+            "worst dense edit still keeps the loss criterion on the selection batch (bisection, "
+            f"{config.radius_iters} searches), and as a fraction of ‖N‖_F (the size of T → D).",
+            "",
+        ]
+        rows = []
+        for mid in dict.fromkeys(fr.model):
+            sub = fr[fr.model == mid]
+            cells = [mid]
+            for size in ("all_nonnormal", "single_median"):
+                s = sub[sub["size"] == size]
+                if not len(s):
+                    cells.append("–")
+                    continue
+                worst = "; ".join(f"{r.kind} {_rel(r.worst_rel)}" for r in s.itertuples())
+                cells.append(f"‖ΔW‖ {_g(s.radius.iloc[0])}: removal {_rel(s.removal_rel.iloc[0])}; worst {worst}")
+            if rob is not None and len(rob[rob.model == mid]):
+                r = rob[rob.model == mid].iloc[0]
+                cells.append(f"{_g(r.radius)} ({_pct(r.radius_over_henrici)} of ‖N‖_F)")
+            else:
+                cells.append("–")
+            rows.append(cells)
+        L += [_table(["model", "size of T → D", "median size of a single removal", "robustness radius"], rows), ""]
+    co = t.get("coordinates")
+    if co is not None and len(co):
+        L += [
+            "## 9. Sensitivity to the coordinates",
+            "",
+            "The headline figures rerun on the held-out batch in other real Schur bases of the same W: the other "
+            "mode orders (*real*: descending Re λ; *angle*; *unsorted*: LAPACK's own order) and "
+            f"{config.rotations} random rotation(s) inside every 2×2 block (the basis of a complex pair is fixed "
+            "only up to a rotation). *move*: the largest change from the default coordinates over those bases, "
+            "per network; a claim survives when its figure moves less than its own interval's half-width.",
+            "",
+        ]
+        rows = []
+        for mid in dict.fromkeys(co.model):
+            sub = co[(co.model == mid) & (co.coordinates != "default")]
+            d = co[(co.model == mid) & (co.coordinates == "default")].iloc[0]
+            cells = [mid]
+            for h in coordinates.HEADLINES:
+                mv = np.nanmax(np.abs(sub[f"{h}_move"].astype(float))) if len(sub) else math.nan
+                fmt = _pct if "keep" in h else _rel
+                cells.append(f"{fmt(d[h])} (move {fmt(mv)})")
+            rows.append(cells)
+        L += [_table(["model", *coordinates.HEADLINES], rows), ""]
+        k = t["keep"]
+        for fam, crit in (("single", "score"), ("single", "loss"), ("block", "score")):
+            h = f"{fam}_keep_{crit}"
+            moves, halfw = [], []
+            for mid in dict.fromkeys(co.model):
+                sub = co[(co.model == mid) & (co.coordinates != "default")]
+                kk = k[(k.model == mid) & (k.family == fam) & (k.criterion == crit)]
+                if len(sub) and len(kk):
+                    moves.append(float(np.nanmax(np.abs(sub[f"{h}_move"].astype(float)))))
+                    halfw.append(float(kk.hi.iloc[0] - kk.lo.iloc[0]) / 2)
+            if moves:
+                inside = sum(m <= w for m, w in zip(moves, halfw, strict=True))
+                L += [
+                    f"- {fam} keep share ({crit}): moves by at most {_pct(max(moves), 1)} (median "
+                    f"{_pct(float(np.median(moves)), 1)}) across bases; within its interval's half-width in "
+                    f"{inside} of {len(moves)} networks."
+                ]
+        L += [""]
     L += ["Tables as CSV: `tables/`; per-model summary: `table.csv`; figure: `figure.png`.", ""]
     return "\n".join(L)

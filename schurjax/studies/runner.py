@@ -13,8 +13,9 @@ Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so 
     <study>/report.md, figure.png, timings.json
     <study>/table.csv, COMPLETE  one summary row per model; COMPLETE (written last) records its checksum
 
-Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``
-and, for copy networks, ``replay``. The report is a function of the parts and the config only (timings go to
+Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``,
+for copy networks ``replay``, then ``fragility`` (worst-case edits, robustness radius) and ``coordinates``
+(the headlines under other Schur bases). The report is a function of the parts and the config only (timings go to
 ``timings.json``), so an interrupted and resumed study writes the same report as an uninterrupted one.
 """
 
@@ -34,7 +35,7 @@ import numpy as np
 from schurjax import ablate
 from schurjax._json import atomic_write_json, canonical, finite_or_none
 from schurjax.errors import InputError
-from schurjax.studies import compression, keep, replay, restriction, versus
+from schurjax.studies import compression, coordinates, fragility, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
 from schurjax.studies.result import Context, Study, decode
 
@@ -45,7 +46,17 @@ STUDY_SCHEMA = 3
 3: several control draws, rank-matched and Schur-basis controls, BCa intervals, one-sided loss criterion)."""
 COMPRESS_CRITERIA = ("loss", "score")
 """The compression search runs once per criterion (loss within tau; score drop within eps)."""
-PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
+PARTS = (
+    "selection",
+    "heldout",
+    "controls",
+    "compression-loss",
+    "compression-score",
+    "restriction",
+    "replay",
+    "fragility",
+    "coordinates",
+)
 """The parts of each model, in the order they run (``replay`` only for copy networks)."""
 
 SMALL: dict[str, Any] = {
@@ -58,6 +69,10 @@ SMALL: dict[str, Any] = {
     "greedy_passes": 1,
     "restriction_max": 8,
     "null_draws": 50,
+    "worst_starts": 2,
+    "worst_steps": 5,
+    "radius_iters": 2,
+    "rotations": 1,
     "quick": True,
 }
 """A very small study (copy networks, whose trials are the shortest, two seeds, 16 trials) that runs in well under a
@@ -347,6 +362,25 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
             key,
             replay_r2=cfg.replay_r2,
             draws=cfg.null_draws,
+        )
+    if name == "fragility":
+        return fragility.fragility_part(
+            model,
+            sf,
+            task,
+            sel,
+            held,
+            key,
+            done["heldout"],
+            tau=cfg.tau,
+            sides=cfg.loss_sides,
+            starts=cfg.worst_starts,
+            steps=cfg.worst_steps,
+            iters=cfg.radius_iters,
+        )
+    if name == "coordinates":
+        return coordinates.coordinates_part(
+            model, sf, task, held, key, tau=cfg.tau, eps=cfg.eps, sides=cfg.loss_sides, rotations=cfg.rotations
         )
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
