@@ -26,6 +26,10 @@ TINY = {
     "greedy_passes": 1,
     "restriction_max": 6,
     "null_draws": 20,
+    "worst_starts": 2,
+    "worst_steps": 4,
+    "radius_iters": 2,
+    "rotations": 1,
 }
 FLAGS = [
     "--trials",
@@ -42,6 +46,14 @@ FLAGS = [
     "6",
     "--null-draws",
     "20",
+    "--worst-starts",
+    "2",
+    "--worst-steps",
+    "4",
+    "--radius-iters",
+    "2",
+    "--rotations",
+    "1",
 ]
 
 
@@ -87,6 +99,8 @@ def test_folder_tables_report_and_figure(tiny):
         "5. What the copy replay needs",
         "6. Task restriction",
         "7. Do seeds need",
+        "8. The worst edit",
+        "9. Sensitivity to the coordinates",
     ):
         assert head in text
     assert "Headlines use the score criterion" in text
@@ -126,7 +140,12 @@ def test_folder_tables_report_and_figure(tiny):
     assert set(vs[vs.family == "single"].draws) == {sj.studies.StudyConfig().control_draws}
     assert set(vs[vs.family == "all_nonnormal"].test) == {"one-sample signed-rank"}
     # adjusted p beside every raw p, never below it, and the sentences quote the adjusted ones
-    for name, col in (("versus", "wilcoxon_p"), ("restriction", "wilcoxon_p"), ("replay", "p_null"), ("profiles", "p_null")):
+    for name, col in (
+        ("versus", "wilcoxon_p"),
+        ("restriction", "wilcoxon_p"),
+        ("replay", "p_null"),
+        ("profiles", "p_null"),
+    ):
         df = t[name]
         raw, adj = df[col].astype(float), df[f"{col}_adj"].astype(float)
         fin = np.isfinite(raw)
@@ -134,6 +153,14 @@ def test_folder_tables_report_and_figure(tiny):
         assert df[f"{col}_method"].iloc[0].split()[0] in ("holm", "bh")
     assert "adjusted p" in text and "p adj" in text
     assert {"n_eff", "base_n_eff", "few_trials"} <= set(t["nonnormal"].columns)
+    # worst case and robustness radius for every network; the worst dense edit of T -> D's size is at least as bad
+    # on the selection batch as the removal itself is on the held-out batch only by chance, so compare medians loosely
+    fr, rob, co = t["fragility"], t["robustness"], t["coordinates"]
+    assert set(fr.model) == set(rob.model) == set(co.model) == set(ids)
+    assert set(fr[fr["size"] == "all_nonnormal"].kind) == set(sj.ablate.WORST_KINDS)
+    assert np.all(rob.radius >= 0)
+    assert set(co.coordinates) == {"default", "real", "angle", "unsorted", "rotation-0"}
+    assert np.all(co[co.coordinates == "default"].single_keep_score_move == 0)
     # load reads the same back
     again = sj.studies.load(tiny.path)
     assert json.dumps(again.parts, sort_keys=True) == json.dumps(tiny.parts, sort_keys=True)
