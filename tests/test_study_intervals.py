@@ -138,3 +138,48 @@ def test_adjust_p_matches_the_definitions(m):
     assert stats.family_method(stats.BH_ABOVE) == "holm" and stats.family_method(stats.BH_ABOVE + 1) == "bh"
     with pytest.raises(ValueError, match="method"):
         stats.adjust_p(p, "bonferroni")
+
+
+def test_versus_rank1_comparison_matches_a_float64_rollout():
+    """The controls part's removals and rank-1 controls against losses from an independent float64 NumPy rollout of
+    the edited matrices on the same trials, and its share from those float64 losses."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from numpy_reference import rollout
+
+    import schurjax as sj
+    from schurjax.studies import versus
+
+    task = sj.tasks.get("copy", length=3, delay=1)
+    model = sj.TanhRNN(3, 8, 2, key=jax.random.key(2), gain=1.2)
+    sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+    batch = task.sample(jax.random.key(3), 16)
+    key = jax.random.key(9)
+    kinds = ("rank_matched", "schur_rank1")
+    out = versus.controls_part(
+        model, sf, task, batch, key, kinds=kinds, control_max=500, bootstrap=100, control_draws=3, families=("single",)
+    )
+    m, t = np.asarray(batch.mask, np.float64), np.asarray(batch.targets, np.float64)
+
+    def loss(W):
+        y = rollout(model, batch.inputs, W)[0]
+        return np.sum(m * (y - t) ** 2, axis=(-3, -2, -1)) / m.sum()
+
+    base = loss(sf.Q @ sf.T @ sf.Q.T)
+    singles = sj.ablate.single_couplings(sf)
+    abl = (loss(sf.Q @ (sf.T + singles.delta_T()) @ sf.Q.T) - base) / base
+    k_ctrl = jax.random.split(key, 3)[1]
+    for kind in kinds:
+        d = out["single"][kind]
+        ctrl = sj.ablate.controls(jax.random.fold_in(k_ctrl, 0), sf, singles, kinds=(kind,), n_per=3)
+        c64 = (loss(sf.Q @ (sf.T + ctrl.delta_T()) @ sf.Q.T) - base) / base
+        a64 = np.repeat(abl, 3)
+        np.testing.assert_allclose(d["abl"], a64, rtol=2e-3, atol=1e-6)
+        np.testing.assert_allclose(d["ctrl"], c64, rtol=2e-3, atol=1e-6)
+        clear = np.abs(np.abs(a64) - np.abs(c64)) > 1e-3 * np.abs(a64)
+        more = np.abs(np.asarray(d["abl"])) > np.abs(np.asarray(d["ctrl"]))
+        np.testing.assert_array_equal(more[clear], (np.abs(a64) > np.abs(c64))[clear])
+        assert d["share_lo"] <= d["share_more"] <= d["share_hi"] and d["draws"] == 3
+        assert d["share_more"] == pytest.approx(float(more.mean()))
