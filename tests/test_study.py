@@ -242,7 +242,7 @@ def test_resume_after_interruption_gives_the_same_report(tiny, tmp_path):
     log = []
     st = sj.study(out=out, models=_models(), log=log.append, **TINY)
     computed = [line.split("] ")[1].rsplit(" (", 1)[0] for line in log if line.startswith("study: [")]
-    assert len(computed) == 20 - 9  # 7 parts per copy network, 6 for flip-flop: only the missing ones ran
+    assert len(computed) == 26 - 9  # 9 parts per copy network, 8 for flip-flop: only the missing ones ran
     assert not {f"{m} {p}" for m, p in seen} & set(computed)
     assert st.report.read_text() == tiny.report.read_text()
     assert (out / "table.csv").read_bytes() == (tiny.path / "table.csv").read_bytes()
