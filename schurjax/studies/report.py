@@ -407,8 +407,11 @@ def summary_rows(
 
 def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
     """One plain sentence per within-task comparison (seeds of one size, or sizes): do the profiles agree beyond
-    the shuffled null, and beyond groups of networks drawn from every task (the task-label test, ``p_task``)?"""
+    the shuffled null, and beyond groups of networks drawn from every task (the task-label test, ``p_task``)? The
+    adjusted p-values (``p_null_adj``, ``p_task_adj``, :func:`adjust_table`) are used where the table has them."""
     out = []
+    adj = "p_null_adj" in getattr(pr, "columns", ())
+    pw = "adjusted p" if adj else "p"
     for cells in sorted(set(pr.cells)):
         sub = pr[pr.cells == cells].set_index("comparison")
         for name, r in sub.iterrows():
@@ -426,15 +429,14 @@ def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
                 verdict = "agree beyond the shuffled null"
             elif pt < alpha:
                 verdict = (
-                    f"agree beyond the null and beyond networks of any task (random groups: ρ {ref:.2f}, "
-                    f"adjusted p {_p(pt)})"
+                    f"agree beyond the null and beyond networks of any task (random groups: ρ {ref:.2f}, {pw} {_p(pt)})"
                 )
             else:
                 verdict = (
                     f"agree beyond the null, but no more than networks of any task do (random groups: "
-                    f"ρ {ref:.2f}, adjusted p {_p(pt)})"
+                    f"ρ {ref:.2f}, {pw} {_p(pt)})"
                 )
-            out.append(f"{name}, {cells} cells: ρ {rho:.2f} (adjusted p {_p(p)}): {verdict}.")
+            out.append(f"{name}, {cells} cells: ρ {rho:.2f} ({pw} {_p(p)}): {verdict}.")
     return out
 
 
