@@ -13,6 +13,7 @@ criterion on the selection batch (:func:`schurjax.ablate.robustness_radius`), al
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -24,22 +25,31 @@ __all__ = ["fragility_part", "edited_loss"]
 
 
 def edited_loss(model: Any, sf: Any, dT: np.ndarray, batch: Any, task: Any) -> np.ndarray:
-    """(S,) loss of the model with each edit ``W + Q dT_s Q^T`` on ``batch`` (the task's loss; JAX, model's own
-    step)."""
-    import equinox as eqx
-    import jax
+    """(S,) loss of the model with each edit ``W + Q dT_s Q^T`` on ``batch`` (the task's loss; JAX, the model's own
+    step; one compiled program per shape, reused across networks)."""
     import jax.numpy as jnp
 
     W0 = jnp.asarray(model.W_rec)
     Q = jnp.asarray(sf.Q, W0.dtype)
-    dW = jnp.einsum("ia,sab,jb->sij", Q, jnp.asarray(dT, W0.dtype), Q)
+    return np.asarray(_edited()(model, Q, jnp.asarray(dT, W0.dtype), batch, task), np.float64)
 
-    @jax.jit
+
+def _edited_impl(model: Any, Q: Any, dT: Any, batch: Any, task: Any) -> Any:
+    import equinox as eqx
+    import jax
+
     def one(d):
-        m = eqx.tree_at(lambda mm: mm.W_rec, model, W0 + d)
+        m = eqx.tree_at(lambda mm: mm.W_rec, model, model.W_rec + Q @ d @ Q.T)
         return task.loss(jax.vmap(m)(batch.inputs), batch)
 
-    return np.array([float(one(d)) for d in dW])
+    return jax.lax.map(one, dT)
+
+
+@functools.cache
+def _edited() -> Any:
+    import equinox as eqx
+
+    return eqx.filter_jit(_edited_impl)
 
 
 def fragility_part(
