@@ -359,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--rotations", type=_nonneg_int, default=None, help="random 2x2 rotations in the coordinates part (default 2)"
     )
+    st.add_argument(
+        "--coordinate-trials",
+        type=_int_at_least(2, "an int >= 2"),
+        default=None,
+        help="held-out trials of the coordinates part (default 256; --quick: 64)",
+    )
     st.add_argument("--null-draws", type=_int_at_least(10, "an int >= 10"), default=None, help="draws of the nulls")
     st.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
     st.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -687,6 +693,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         "worst_steps",
         "radius_iters",
         "rotations",
+        "coordinate_trials",
     ):
         value = getattr(args, name)
         if value is not None:

@@ -287,8 +287,9 @@ def robustness_radius(
 
     The criterion is that of the study: ``Δloss / loss <= tau`` (``sides="one"``) or ``|Δloss| / loss <= tau``
     (the worst case raises the loss, so the two agree unless no edit raises it). Starting at ``r_start`` (default:
-    the Frobenius norm of T's couplings, the size of removing them all), the radius is halved or doubled until the
-    criterion changes, then bisected; ``iters`` evaluations in all, each a :func:`worst_case` of ``starts`` starts.
+    the Frobenius norm of T's couplings, the size of removing them all), the radius is divided or multiplied by 4
+    until the criterion changes, then bisected geometrically; ``iters`` evaluations in all, each a
+    :func:`worst_case` of ``starts`` starts. ``radius`` is 0 when every radius tried fails.
 
     Args:
         key: ``jax.random.key(seed)``, a raw uint32 key or an int seed (one subkey per evaluation).
@@ -326,5 +327,5 @@ def robustness_radius(
             lo = max(lo, r)
         else:
             hi = min(hi, r)
-        r = 2 * r if math.isinf(hi) else (r / 2 if lo == 0.0 else 0.5 * (lo + hi))
+        r = 4 * r if math.isinf(hi) else (r / 4 if lo == 0.0 else math.sqrt(lo * hi))
     return RobustnessRadius(lo, hi, float(tau), kind, tuple(radii), tuple(worst))

@@ -8,7 +8,8 @@ is searched on the *selection* batch and its loss change reported on the *held-o
 removing every coupling (T → D; dense, coupling-space and rank-1 edits) and the median size of a single-coupling
 removal (rank-1 edits, the single removal's rank). Beside them, the Schur removals of those sizes on the held-out
 batch. The *robustness radius* is the largest ``||ΔW||_F`` at which the worst dense edit still keeps the loss
-criterion on the selection batch (:func:`schurjax.ablate.robustness_radius`), also as a fraction of ``||N||_F``.
+criterion on the selection batch (:func:`schurjax.ablate.robustness_radius`, started at the median single removal's
+size), also as a fraction of ``||N||_F``.
 """
 
 from __future__ import annotations
@@ -121,8 +122,20 @@ def fragility_part(
                 "selection_worst_rel": wc.worst_rel,
             }
         out["sizes"][name] = d
+    r0 = float(np.median(single_norm)) if single_norm.size else None  # the size of one removal: a typical start
     rr = ablate.robustness_radius(
-        k_rad, model, sf, sel, tau=tau, kind="dense", iters=iters, starts=starts, steps=steps, task=task, sides=sides
+        k_rad,
+        model,
+        sf,
+        sel,
+        tau=tau,
+        kind="dense",
+        r_start=r0,
+        iters=iters,
+        starts=starts,
+        steps=steps,
+        task=task,
+        sides=sides,
     )
     henrici = float(np.linalg.norm(sf.T[sf.coupling_mask]))
     out["radius"] = {

@@ -86,6 +86,8 @@ class StudyConfig:
         worst_starts, worst_steps: starts and gradient steps of each worst-case search (fragility part).
         radius_iters: worst-case searches of the robustness-radius bisection.
         rotations: random rotations inside the 2x2 blocks in the coordinates part (besides the other orders).
+        coordinate_trials: the coordinates part reruns the headlines (default coordinates included) on the first
+            ``min(trials, coordinate_trials)`` held-out trials.
         margin: the compression search accepts a set only within ``(1 - margin) tau`` (loss) or
             ``(1 - margin) eps`` (score) on the selection batch, so that it is more likely to hold on the held-out
             batch, which is still judged at tau and eps. 0 (the default) searches at the criterion itself.
@@ -115,6 +117,7 @@ class StudyConfig:
     worst_steps: int = 40
     radius_iters: int = 8
     rotations: int = 2
+    coordinate_trials: int = 256
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -155,6 +158,7 @@ class StudyConfig:
             ("worst_steps", 0),
             ("radius_iters", 1),
             ("rotations", 0),
+            ("coordinate_trials", 2),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
@@ -215,6 +219,7 @@ QUICK: dict[str, Any] = {
     "worst_steps": 20,
     "radius_iters": 5,
     "rotations": 1,
+    "coordinate_trials": 64,
 }
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 

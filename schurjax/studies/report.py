@@ -951,7 +951,8 @@ def markdown(
         L += [
             "## 9. Sensitivity to the coordinates",
             "",
-            "The headline figures rerun on the held-out batch in other real Schur bases of the same W: the other "
+            f"The headline figures rerun on {min(config.trials, config.coordinate_trials)} held-out trials (the "
+            "default coordinates too, on the same trials) in other real Schur bases of the same W: the other "
             "mode orders (*real*: descending Re λ; *angle*; *unsorted*: LAPACK's own order) and "
             f"{config.rotations} random rotation(s) inside every 2×2 block (the basis of a complex pair is fixed "
             "only up to a rotation). *move*: the largest change from the default coordinates over those bases, "
@@ -965,7 +966,7 @@ def markdown(
             cells = [mid]
             for h in coordinates.HEADLINES:
                 mv = np.nanmax(np.abs(sub[f"{h}_move"].astype(float))) if len(sub) else math.nan
-                fmt = _pct if "keep" in h else _rel
+                fmt = _pct if "keep" in h else (_rel if h == "nonnormal_rel" else (lambda x: _g(x, ".3f")))
                 cells.append(f"{fmt(d[h])} (move {fmt(mv)})")
             rows.append(cells)
         L += [_table(["model", *coordinates.HEADLINES], rows), ""]

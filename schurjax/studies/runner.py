@@ -379,8 +379,10 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
             iters=cfg.radius_iters,
         )
     if name == "coordinates":
+        k = min(cfg.trials, cfg.coordinate_trials)
+        sub = held if k >= cfg.trials else type(held)(*(None if a is None else a[:k] for a in held))
         return coordinates.coordinates_part(
-            model, sf, task, held, key, tau=cfg.tau, eps=cfg.eps, sides=cfg.loss_sides, rotations=cfg.rotations
+            model, sf, task, sub, key, tau=cfg.tau, eps=cfg.eps, sides=cfg.loss_sides, rotations=cfg.rotations
         )
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
