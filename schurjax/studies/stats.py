@@ -6,7 +6,13 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 Every figure of a study is computed on a batch of trials. Its uncertainty from the finite batch is estimated by
 resampling trials with replacement (:func:`bootstrap_counts`) and recomputing the figure from per-trial sums
 (``engine.evaluate(..., per_trial=True)``): a resample is a vector of trial multiplicities ``c`` (B,), and every
-sum over trials ``sum_b x_b`` becomes ``sum_b c_b x_b``. Intervals are percentile intervals (95 % by default).
+sum over trials ``sum_b x_b`` becomes ``sum_b c_b x_b``. The study's intervals are BCa intervals
+(:func:`bca_interval`; the jackknife that sets their acceleration leaves one trial out, ``c = 1 - e_b``), which
+contain their point estimate; comparisons of removals with controls resample the trials and, independently, the
+removals with all their control draws (:func:`two_way_pairs`). :func:`percentile_interval` and
+:func:`keep_share_interval` are the plain percentile intervals (biased for thresholded statistics: their interval need
+not contain the point). Within a reported family of tests, p-values are adjusted by :func:`adjust_p` (Holm, or
+Benjamini-Hochberg above :data:`BH_ABOVE` tests); :func:`effective_trials` says how many trials a loss rests on.
 """
 
 from __future__ import annotations
@@ -118,7 +124,9 @@ def rel_change_replicates(counts: np.ndarray, trial_delta: np.ndarray, trial_bas
 
 
 def keep_share_interval(keep_replicates: np.ndarray, point: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
-    """Share of kept variants, with its bootstrap percentile interval.
+    """Share of kept variants, with its bootstrap percentile interval (the study uses BCa intervals instead,
+    :func:`schurjax.studies.measure.summarize_keep`: a percentile interval of a thresholded share need not contain
+    the share, as in the example).
 
     Args:
         keep_replicates: (K, R) bool, whether variant k is kept on resample r.
