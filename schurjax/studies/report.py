@@ -941,7 +941,7 @@ def markdown(
                 cells.append(f"‖ΔW‖ {_g(s.radius.iloc[0])}: removal {_rel(s.removal_rel.iloc[0])}; worst {worst}")
             if rob is not None and len(rob[rob.model == mid]):
                 r = rob[rob.model == mid].iloc[0]
-                cells.append(f"{_g(r.radius)} ({_pct(r.radius_over_henrici)} of ‖N‖_F)")
+                cells.append(f"{_g(r.radius)} ({_g(r.radius_over_henrici)} × ‖N‖_F)")
             else:
                 cells.append("–")
             rows.append(cells)
