@@ -183,3 +183,24 @@ def test_versus_rank1_comparison_matches_a_float64_rollout():
         np.testing.assert_array_equal(more[clear], (np.abs(a64) > np.abs(c64))[clear])
         assert d["share_lo"] <= d["share_more"] <= d["share_hi"] and d["draws"] == 3
         assert d["share_more"] == pytest.approx(float(more.mean()))
+
+
+def test_output_power_follows_every_network_form():
+    """The restriction part's output power from the model's own step, against the float64 reference rollout."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from numpy_reference import rollout
+
+    import schurjax as sj
+    from schurjax.studies.restriction import output_power
+
+    task = sj.tasks.get("flipflop", bits=1, steps=8)
+    batch = task.sample(jax.random.key(1), 8)
+    for model in (
+        sj.TanhRNN(1, 6, 1, key=jax.random.key(0)),
+        sj.RateRNN(1, 6, 1, alpha=0.2, nonlinearity="relu", form="current", key=jax.random.key(1)),
+    ):
+        y = rollout(model, batch.inputs)[0]
+        assert output_power(model, batch) == pytest.approx(float(np.mean(y * y)), rel=1e-5)

@@ -19,6 +19,7 @@ unfiltered, the former one-sided filter) with ``_removal_filtered``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -32,20 +33,24 @@ __all__ = ["restriction_part", "output_power"]
 
 
 def output_power(model: Any, batch: Any) -> float:
-    """``mean(y^2)`` of the unablated model's outputs on the batch (all steps, trials and outputs), from a float64
-    NumPy rollout (no compilation)."""
-    W_in, W, b, W_out, b_out = (
-        np.asarray(getattr(model, k), np.float64) for k in ("W_in", "W_rec", "b", "W_out", "b_out")
-    )
-    x = np.asarray(batch.inputs, np.float64)
-    drive = x @ W_in.T + b
-    h = np.zeros((x.shape[0], W.shape[0]))
-    total = 0.0
-    for t in range(x.shape[1]):
-        h = np.tanh(h @ W.T + drive[:, t])
-        y = h @ W_out.T + b_out
-        total += float(np.sum(y * y))
-    return total / (x.shape[0] * x.shape[1] * W_out.shape[0])
+    """``mean(y^2)`` of the unablated model's outputs on the batch (all steps, trials and outputs), from the model's
+    own step (``model(x)``, any network form), summed in float64."""
+    y = np.asarray(_outputs()(model, batch.inputs), np.float64)
+    return float(np.mean(y * y))
+
+
+def _outputs_impl(model: Any, x: Any) -> Any:
+    import jax
+
+    return jax.vmap(model)(x)
+
+
+@functools.cache
+def _outputs() -> Any:
+    """One jitted rollout (the model is an argument, so networks of one shape share the compilation)."""
+    import equinox as eqx
+
+    return eqx.filter_jit(_outputs_impl)
 
 
 def _median(x: np.ndarray) -> float:
