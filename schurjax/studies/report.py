@@ -925,7 +925,8 @@ def markdown(
             "of a single-coupling removal (rank-1 edits, the removal's rank). *removal*: the Schur removal's "
             "Δloss / loss at that size (median over single removals). *radius*: the largest ‖ΔW‖_F at which the "
             "worst dense edit still keeps the loss criterion on the selection batch (bisection, "
-            f"{config.radius_iters} searches), and as a fraction of ‖N‖_F (the size of T → D).",
+            f"{config.radius_iters} searches; *< r*: every radius tried failed, the smallest being r), and as a "
+            "fraction of ‖N‖_F (the size of T → D).",
             "",
         ]
         rows = []
@@ -941,7 +942,10 @@ def markdown(
                 cells.append(f"‖ΔW‖ {_g(s.radius.iloc[0])}: removal {_rel(s.removal_rel.iloc[0])}; worst {worst}")
             if rob is not None and len(rob[rob.model == mid]):
                 r = rob[rob.model == mid].iloc[0]
-                cells.append(f"{_g(r.radius)} ({_g(r.radius_over_henrici)} × ‖N‖_F)")
+                if r.radius > 0:
+                    cells.append(f"{_g(r.radius)} ({_g(r.radius_over_henrici)} × ‖N‖_F)")
+                else:  # every radius tried failed: the radius lies below the smallest one
+                    cells.append(f"< {_g(r.failing)} (< {_g(_nan(r.failing) / _nan(r.henrici))} × ‖N‖_F)")
             else:
                 cells.append("–")
             rows.append(cells)
