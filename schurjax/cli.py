@@ -370,7 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--tasks", default=None, help="comma list of zoo tasks (default copy,flipflop,sine,context)")
     st.add_argument("--seeds", default=None, help="zoo seeds, e.g. 0-3 (default 0-3; --quick: 0-1)")
     st.add_argument("--sizes", default=None, help="hidden sizes, e.g. 64,128 (default: every size the zoo ships)")
-    st.add_argument("--tau", type=float, default=None, help="loss criterion |dloss|/loss <= tau (default 0.05)")
+    st.add_argument(
+        "--tau", type=float, default=None, help="loss criterion dloss/loss <= tau, one-sided (default 0.05)"
+    )
+    st.add_argument(
+        "--loss-sides",
+        choices=("one", "two"),
+        default=None,
+        help="loss criterion one-sided (dloss/loss <= tau, default) or two-sided (|dloss|/loss <= tau)",
+    )
     st.add_argument("--eps", type=float, default=None, help="score criterion: score drop <= eps (default 0.01)")
     st.add_argument(
         "--trials",
@@ -399,6 +407,27 @@ def build_parser() -> argparse.ArgumentParser:
         "set holds on held-out trials (default 0)",
     )
     st.add_argument("--restriction-max", type=_positive_int, default=None, help="removals in the restriction part")
+    st.add_argument(
+        "--control-draws", type=_positive_int, default=None, help="controls per removal and kind (default 4)"
+    )
+    st.add_argument(
+        "--worst-starts", type=_positive_int, default=None, help="starts of each worst-case search (default 8)"
+    )
+    st.add_argument(
+        "--worst-steps", type=_nonneg_int, default=None, help="gradient steps of each worst-case search (default 40)"
+    )
+    st.add_argument(
+        "--radius-iters", type=_positive_int, default=None, help="searches of the robustness radius (default 8)"
+    )
+    st.add_argument(
+        "--rotations", type=_nonneg_int, default=None, help="random 2x2 rotations in the coordinates part (default 2)"
+    )
+    st.add_argument(
+        "--coordinate-trials",
+        type=_int_at_least(2, "an int >= 2"),
+        default=None,
+        help="held-out trials of the coordinates part (default 256; --quick: 64)",
+    )
     st.add_argument("--null-draws", type=_int_at_least(10, "an int >= 10"), default=None, help="draws of the nulls")
     st.add_argument("--device", choices=("cpu", "gpu"), default=None, help="JAX platform (default: JAX's default)")
     st.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -781,6 +810,13 @@ def cmd_study(args: argparse.Namespace) -> int:
         "restriction_max",
         "null_draws",
         "margin",
+        "loss_sides",
+        "control_draws",
+        "worst_starts",
+        "worst_steps",
+        "radius_iters",
+        "rotations",
+        "coordinate_trials",
     ):
         value = getattr(args, name)
         if value is not None:

@@ -421,13 +421,16 @@ def test_controls_norms_counts_support(seed, n, n_per):
             want = np.array([np.linalg.norm(Variants.delta_T(base, c)[0]) for c in co])
             np.testing.assert_allclose(norms, want, rtol=1e-12)
             np.testing.assert_allclose(ctrl.delta_norm, want, rtol=1e-12)
+            if kind == "schur_rank1":  # a coupling's control stays on the couplings of its block pair
+                pair = np.array(["target_block" in base.labels[c] for c in co], bool)
+                assert not np.any(dT[pair][:, ~C])
             if kind == "coupling_noise":
                 assert not np.any(dT[:, ~C])
                 Q = sf.Q
                 for k in range(len(ctrl)):
                     lam = np.linalg.eigvals(Q @ T @ Q.T)
                     assert spectrum_close(np.linalg.eigvals(Q @ (T + dT[k]) @ Q.T), lam, 1e-6)
-            else:  # dense Gaussian: nonzero almost everywhere
+            elif kind != "schur_rank1":  # dense: nonzero almost everywhere
                 assert np.all(dT[norms > 0] != 0)
         json.dumps([dict(lab) for lab in ctrl.labels])
 
@@ -448,12 +451,80 @@ def test_controls_reproducible_from_key():
         np.testing.assert_array_equal(a, d)
         np.testing.assert_array_equal(a[::2], one)  # rep 0 does not depend on n_per
         assert not np.array_equal(a, e)
-        assert not np.array_equal(a[0], a[1])  # two reps of one variant differ
+        if kind != "schur_rank1":  # between two 1x1 blocks schur_rank1 is the entry with a random sign
+            assert not np.array_equal(a[0], a[1])  # two reps of one variant differ
     # kinds draw different streams from the same key
     n1 = ablate.matched_norm(3, sf, v).delta_T()
     n2 = ablate.coupling_noise(3, sf, v).delta_T()
     C = coupling_positions(sf)
     assert not np.allclose(n1[:, C], n2[:, C])
+
+
+def _removal_dW(sf, v, k):
+    """W - W_k of variant k, from the masks and the Schur factors (float64)."""
+    M = v.masks(k)[0]
+    return sf.Q @ (sf.T - sf.T * M) @ sf.Q.T
+
+
+@pytest.mark.parametrize("n", [6, 9])
+def test_rank_matched_has_the_removals_rank_and_singular_values(n):
+    from scipy.linalg import svdvals
+
+    sf = schur_of(rand_W(20 + n, n))
+    base = Variants.concat(ablate.single_couplings(sf)[:4], ablate.block_couplings(sf), ablate.all_nonnormal(sf))
+    ctrl = ablate.rank_matched(jax.random.key(n), sf, base, n_per=2)
+    for k, lab in enumerate(ctrl.labels):
+        dW_ctrl = sf.Q @ ctrl.delta_T(k)[0] @ sf.Q.T
+        dW_abl = -_removal_dW(sf, base, lab["control_of"])
+        s_abl, s_ctrl = svdvals(dW_abl), svdvals(dW_ctrl)
+        r = int(np.sum(s_abl > 1e-10 * s_abl[0]))
+        assert lab["rank"] == r == int(np.sum(s_ctrl > 1e-10 * max(s_ctrl[0], 1e-300)))
+        np.testing.assert_allclose(s_ctrl[:r], s_abl[:r], rtol=1e-10, atol=1e-13)
+        if base.labels[lab["control_of"]]["family"] == "single":
+            assert r == 1
+    np.testing.assert_allclose(ctrl.delta_norm, np.repeat(base.delta_norm, 2), rtol=1e-12)
+
+
+def test_rank_matched_directions_are_isotropic():
+    # E[u u^T] = I / n for a Haar-random unit vector: the left singular vectors of rank-1 controls average to I / n
+    n, draws = 5, 4000
+    sf = schur_of(rand_W(3, n))
+    ctrl = ablate.rank_matched(0, sf, ablate.single_couplings(sf)[:1], n_per=draws)
+    dW = np.einsum("ia,kab,jb->kij", sf.Q, ctrl.delta_T(), sf.Q)
+    u = np.linalg.svd(dW)[0][:, :, 0]
+    np.testing.assert_allclose(np.einsum("ki,kj->ij", u, u) / draws, np.eye(n) / n, atol=4 / np.sqrt(draws) / n)
+
+
+def test_schur_rank1_lies_in_the_two_invariant_subspaces():
+    from scipy.linalg import eigvals, svdvals
+
+    sf = schur_of(rand_W(5, 10))
+    two = [b for b, (_, z) in enumerate(sf.blocks) if z == 2]
+    assert two, "the test matrix needs a complex pair"
+    base = Variants.concat(ablate.single_couplings(sf), ablate.block_couplings(sf))
+    ctrl = ablate.schur_rank1(jax.random.key(2), sf, base, n_per=3)
+    W = sf.Q @ sf.T @ sf.Q.T
+    lam = eigvals(W)
+    for k, lab in enumerate(ctrl.labels):
+        src = base.labels[lab["control_of"]]
+        dW = sf.Q @ ctrl.delta_T(k)[0] @ sf.Q.T
+        s = svdvals(dW)
+        assert s[1] <= 1e-12 * s[0]  # rank 1
+        np.testing.assert_allclose(s[0], np.linalg.norm(_removal_dW(sf, base, lab["control_of"])), rtol=1e-12)
+        U, _, Vt = np.linalg.svd(dW)
+        for vec, blk in ((U[:, 0], src["target_block"]), (Vt[0], src["source_block"])):
+            st_, z = sf.blocks[blk]
+            P = sf.Q[:, st_ : st_ + z]
+            np.testing.assert_allclose(np.linalg.norm(P @ (P.T @ vec)), 1.0, rtol=1e-10)  # inside span(Q[:, block])
+        assert spectrum_close(eigvals(W + dW), lam, 1e-6)
+    # inside a 2x2 source block the direction is uniform: E[v v^T] = P P^T / 2
+    blk = two[-1]
+    j = next(k for k, lab in enumerate(base.labels) if lab["family"] == "block" and lab["source_block"] == blk)
+    many = ablate.schur_rank1(9, sf, base[[j]], n_per=3000)
+    dT = many.delta_T()
+    st_, z = sf.blocks[blk]
+    v = np.linalg.svd(dT)[2][:, 0, st_ : st_ + 2]
+    np.testing.assert_allclose(np.einsum("ki,kj->ij", v, v) / 3000, np.eye(2) / 2, atol=0.04)
 
 
 def test_controls_refuse_mismatch():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -172,3 +173,27 @@ def test_fixed_point_columns_in_the_table(tmp_path):
     )
     for name in FIXED_POINT_COLUMNS:
         assert row[name] == pytest.approx(float(cols[name][0]), nan_ok=True), name
+
+
+def test_sweep_takes_the_rank_matched_and_schur_rank1_controls(tmp_path):
+    task = sj.tasks.get("flipflop", bits=1, steps=8)
+    model = sj.TanhRNN(1, 6, 1, key=jax.random.key(0))
+    assert sweep_config.parse_control_kinds("rank-matched,schur-rank1") == ["rank_matched", "schur_rank1"]
+    sj.sweep(
+        [(model, task)],
+        families=["single"],
+        controls=2,
+        control_kinds=["rank_matched", "schur_rank1"],
+        trials=8,
+        out=tmp_path / "r",
+        progress=False,
+    )
+    t = sj.results.load(tmp_path / "r").table
+    sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+    m = len(sj.ablate.single_couplings(sf))
+    for kind in ("rank_matched", "schur_rank1"):
+        rows = t[t.control_kind == kind]
+        assert len(rows) == 2 * m
+        # each control's ||dW||_F is its removal's (the removals' rows come first, in order)
+        norms = np.asarray(t[t.family == "single"].delta_norm, np.float64)
+        np.testing.assert_allclose(np.asarray(rows.delta_norm, np.float64), np.repeat(norms, 2), rtol=1e-6)

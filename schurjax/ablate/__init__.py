@@ -30,7 +30,10 @@ name / ``family``  function                  arguments besides ``sf``
 
 User masks: :func:`from_masks` (``family="mask"`` unless given). Controls, reproducible from a key (``family``
 ``"control"``, ``control_kind`` one of :data:`CONTROL_KINDS`): :func:`matched_norm`, :func:`matched_count`,
-:func:`coupling_noise`, or several at once with :func:`controls`.
+:func:`coupling_noise`, :func:`rank_matched` (a random edit of the removal's rank and singular values),
+:func:`schur_rank1` (a random rank-1 edit inside the removal's two invariant subspaces), or several at once with
+:func:`controls`. The worst edit of a given size (projected gradient ascent in JAX): :func:`worst_case`, and the
+largest size at which it still keeps the loss: :func:`robustness_radius`.
 
 Every :class:`Variants` remembers the SchurForm it was built from (``SchurForm.fingerprint``);
 :func:`schurjax.evaluate` and the controls refuse another one.
@@ -56,7 +59,16 @@ Example:
     (4, 8, 8)
 """
 
-from schurjax.ablate.controls import CONTROL_KINDS, controls, coupling_noise, matched_count, matched_norm
+from schurjax.ablate.controls import (
+    CONTROL_KINDS,
+    controls,
+    coupling_noise,
+    edit_singular_values,
+    matched_count,
+    matched_norm,
+    rank_matched,
+    schur_rank1,
+)
 from schurjax.ablate.families import (
     FAMILIES,
     SF_ONLY_FAMILIES,
@@ -71,6 +83,7 @@ from schurjax.ablate.families import (
     top_k,
 )
 from schurjax.ablate.variants import Variants
+from schurjax.ablate.worst import WORST_KINDS, RobustnessRadius, WorstCase, robustness_radius, worst_case
 
 __all__ = [
     "Variants",
@@ -86,8 +99,16 @@ __all__ = [
     "matched_norm",
     "matched_count",
     "coupling_noise",
+    "rank_matched",
+    "schur_rank1",
+    "edit_singular_values",
     "controls",
     "CONTROL_KINDS",
+    "worst_case",
+    "robustness_radius",
+    "WorstCase",
+    "RobustnessRadius",
+    "WORST_KINDS",
     "FAMILIES",
     "SF_ONLY_FAMILIES",
 ]

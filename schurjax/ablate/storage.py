@@ -269,3 +269,75 @@ class _RandomSubset:
 
     def mult_coo(self, loc):
         return self._gather(loc, lambda cat: np.zeros(cat.size))
+
+
+def _haar(rng: np.random.Generator, p: int, r: int) -> np.ndarray:
+    """(p, r) matrix with orthonormal columns, Haar-distributed (QR of a Gaussian with the sign of R's diagonal)."""
+    g = rng.standard_normal((p, r))
+    q, rr = np.linalg.qr(g)
+    d = np.sign(np.diag(rr))
+    d[d == 0] = 1.0
+    return q * d[None, :]
+
+
+class _LowRank:
+    """Random low-rank dT = U diag(s) V^T on a row support x column support, drawn on demand from (entropy, key).
+
+    Variant j lives on the rows ``rows[j]`` and columns ``cols[j]`` (index arrays) with singular values ``svals[j]``;
+    U (p, r) and V (q, r) are Haar-random orthonormal frames, so ``||dT||_F = ||s||_2`` and ``rank(dT) = r``.
+    """
+
+    def __init__(self, entropy, code, keys, rows, cols, svals, n):
+        self.entropy = tuple(int(e) for e in entropy)
+        self.code = int(code)
+        self.keys = np.asarray(keys, dtype=np.int64).reshape(-1, 2)
+        self.rows = [np.asarray(r, dtype=np.int64) for r in rows]
+        self.cols = [np.asarray(c, dtype=np.int64) for c in cols]
+        self.svals = [np.asarray(s, dtype=np.float64) for s in svals]
+        self.n = int(n)
+        self.count = int(self.keys.shape[0])
+
+    def nnz(self) -> np.ndarray:
+        return np.array(
+            [r.size * c.size if s.size else 0 for r, c, s in zip(self.rows, self.cols, self.svals, strict=True)],
+            dtype=np.int64,
+        )
+
+    def norms(self) -> np.ndarray:
+        return np.array([float(np.linalg.norm(s)) for s in self.svals])
+
+    def draw(self, j: int) -> np.ndarray:
+        """(p, q) values of variant ``j`` on its rows x cols."""
+        s = self.svals[j]
+        p, q = self.rows[j].size, self.cols[j].size
+        if s.size == 0:
+            return np.zeros((p, q))
+        rng = _stream(self.entropy, self.code, self.keys[j])
+        u, v = _haar(rng, p, s.size), _haar(rng, q, s.size)
+        return (u * s[None, :]) @ v.T
+
+    def dense(self, loc, T):
+        out = np.zeros((len(loc), self.n, self.n))
+        for p, j in enumerate(loc):
+            j = int(j)
+            if self.svals[j].size:
+                out[p][np.ix_(self.rows[j], self.cols[j])] = self.draw(j)
+        return out
+
+    def coo(self, loc, T):
+        counts, rr, cc, vv = [], [], [], []
+        for j in loc:
+            j = int(j)
+            if self.svals[j].size == 0:
+                counts.append(0)
+                continue
+            r, c = np.meshgrid(self.rows[j], self.cols[j], indexing="ij")
+            rr.append(r.ravel())
+            cc.append(c.ravel())
+            vv.append(self.draw(j).ravel())
+            counts.append(r.size)
+
+        def cat(xs, dt):
+            return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
+
+        return np.array(counts, np.int64), cat(rr, np.int64), cat(cc, np.int64), cat(vv, np.float64)

@@ -26,7 +26,14 @@ __all__ = [
 ]
 
 TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
-_KIND_MARK = {"matched_norm": "o", "matched_count": "s", "coupling_noise": "^"}
+_KIND_MARK = {
+    "matched_norm": "o",
+    "matched_count": "s",
+    "coupling_noise": "^",
+    "rank_matched": "D",
+    "schur_rank1": "v",
+    "worst rank-1": "x",
+}
 
 
 def _color(task: str) -> str:
@@ -77,12 +84,23 @@ def keep_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any],
 
 
 def versus_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any], kinds: Sequence[str]) -> None:
-    """Median |Δloss| ratio of single removals to their controls, per kind (log scale)."""
+    """Median |Δloss| ratio of single removals to their controls, per kind, and to the worst rank-1 edit of the
+    median single removal's size (fragility part), on a log scale."""
     groups = _groups(models)
+    kinds = [*kinds, "worst rank-1"]
     for gi, (task, _, ms) in enumerate(groups):
         for ki, kind in enumerate(kinds):
-            vals = [parts[m["id"]]["controls"].get("single", {}).get(kind, {}).get("median_ratio", np.nan) for m in ms]
-            x = gi + (ki - (len(kinds) - 1) / 2) * 0.22
+            if kind == "worst rank-1":
+                vals = []
+                for m in ms:
+                    d = parts[m["id"]].get("fragility", {}).get("sizes", {}).get("single_median", {})
+                    w = d.get("rank1", {}).get("worst_rel", np.nan)
+                    vals.append(abs(d.get("removal_rel", np.nan)) / abs(w) if w else np.nan)
+            else:
+                vals = [
+                    parts[m["id"]]["controls"].get("single", {}).get(kind, {}).get("median_ratio", np.nan) for m in ms
+                ]
+            x = gi + (ki - (len(kinds) - 1) / 2) * (0.8 / max(len(kinds), 1))
             ax.scatter(
                 np.full(len(vals), x),
                 vals,
@@ -96,7 +114,7 @@ def versus_panel(ax: Any, models: Sequence[dict[str, Any]], parts: dict[str, Any
     ax.set_yscale("log")
     _xticks(ax, groups)
     ax.set_ylabel("median |Δloss| removal / control")
-    ax.set_title("(b) single removals vs random edits of equal ‖ΔW‖", fontsize=9)
+    ax.set_title("(b) single removals vs random and worst-case edits of equal ‖ΔW‖", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3, which="both")
 

@@ -108,6 +108,7 @@ def heldout_part(
     tau: float,
     eps: float,
     bootstrap: int,
+    sides: str = "one",
     **options: Any,
 ) -> dict[str, Any]:
     """Every Schur family on the held-out batch: keep shares with intervals, per-variant figures, all-nonnormal.
@@ -118,9 +119,12 @@ def heldout_part(
         sel_part: the selection part (the order of the cumulative curves).
         tau, eps: the criteria.
         bootstrap: resamples.
+        sides: the loss criterion's form (``"one"``: ``Δloss / loss <= tau``; ``"two"``: ``|Δloss| / loss <= tau``).
 
     Returns:
-        ``base_loss``, ``base_score``, ``blocks`` (|λ| and size of each diagonal block), and per family the
+        ``base_loss``, ``base_score``, ``n_eff`` (effective trials behind the base loss,
+        :func:`schurjax.studies.stats.effective_trials`), ``blocks`` (|λ| and size of each diagonal block), and
+        per family the
         per-variant figures (``rel``, ``drop``, ``score``, ``output_distance``, and the coupling's position for
         ``single``/``block``), ``keep`` (shares under both criteria) for ``single`` and ``block``, and the
         all-nonnormal change with intervals; ``curves``: cumulative removal of the couplings least important first
@@ -137,7 +141,12 @@ def heldout_part(
     counts = stats.bootstrap_counts(key, int(np.shape(batch.inputs)[0]), bootstrap)
     sl = _slices(fams)
     blocks = {"abs_eig": _f(np.abs(sf.block_eigvals)), "size": sf.block_sizes.tolist()}
-    out: dict[str, Any] = {"base_loss": float(res.base_loss), "base_score": float(res.base_score), "blocks": blocks}
+    out: dict[str, Any] = {
+        "base_loss": float(res.base_loss),
+        "base_score": float(res.base_score),
+        "n_eff": float(stats.effective_trials(res.trial_base_loss)),
+        "blocks": blocks,
+    }
     for name in ("single", "block", "band"):
         idx = sl[name]
         labs = fams[name].labels
@@ -165,12 +174,13 @@ def heldout_part(
         else:
             d["band"] = [int(lab["band"]) for lab in labs]
         if name in ("single", "block") and len(idx):
-            d["keep"] = summarize_keep(m, idx, counts, tau=tau, eps=eps)
+            d["keep"] = summarize_keep(m, idx, counts, tau=tau, eps=eps, sides=sides)
         out[name] = d
     k = sl["all_nonnormal"]
+    jack = stats.jackknife_counts(int(np.shape(batch.inputs)[0]))
     rel_r = m.rel_replicates(counts, k)[0]
     drop_r = m.drop_replicates(counts, k)
-    lo, hi = stats.percentile_interval(rel_r)
+    lo, hi = stats.bca_interval(m.rel[k][0], rel_r, m.rel_replicates(jack, k)[0])
     nn = {
         "rel": float(m.rel[k][0]),
         "rel_lo": float(lo),
@@ -180,10 +190,12 @@ def heldout_part(
         "drop_lo": math.nan,
         "drop_hi": math.nan,
         "delta_norm": float(res.delta_norm[k][0]),
-        "keeps_loss": bool(keeps_loss(m.rel[k], tau)[0]),
+        "keeps_loss": bool(keeps_loss(m.rel[k], tau, sides)[0]),
+        "n_eff": float(stats.effective_trials(res.trial_delta_loss[k][0])),
     }
     if drop_r is not None:
-        nn["drop_lo"], nn["drop_hi"] = (float(x) for x in stats.percentile_interval(drop_r[0]))
+        drop_j = m.drop_replicates(jack, k)[0]
+        nn["drop_lo"], nn["drop_hi"] = (float(x) for x in stats.bca_interval(m.drop[k][0], drop_r[0], drop_j))
     out["all_nonnormal"] = nn
     out["curves"] = {
         name: {

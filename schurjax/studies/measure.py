@@ -165,16 +165,35 @@ def _cut(res: Any, K: int) -> Any:
     return type(res)(**fields)
 
 
-def summarize_keep(m: Measurement, idx: np.ndarray, counts: np.ndarray, *, tau: float, eps: float) -> dict[str, Any]:
-    """Keep shares of the variants ``idx`` under both criteria, with bootstrap intervals.
+def summarize_keep(
+    m: Measurement, idx: np.ndarray, counts: np.ndarray, *, tau: float, eps: float, sides: str = "one"
+) -> dict[str, Any]:
+    """Keep shares of the variants ``idx`` under both criteria, with BCa intervals over the trials.
+
+    Args:
+        m: the measurement; idx: the variants; counts: (R, B) bootstrap multiplicities of the trials.
+        tau, eps: the criteria; sides: the loss criterion's form (:func:`schurjax.studies.protocol.keeps_loss`).
 
     Returns:
         ``{"loss": {share, lo, hi, n}, "score": {share, lo, hi, n}}`` (score interval NaN without score parts).
     """
     idx = np.asarray(idx, np.int64)
+    B = counts.shape[1]
+    jack = stats.jackknife_counts(B)
     out: dict[str, Any] = {}
-    rel_r = m.rel_replicates(counts, idx)
-    out["loss"] = stats.keep_share_interval(keeps_loss(rel_r, tau), keeps_loss(m.rel[idx], tau))
+
+    def share(point, reps, jk):
+        if point.size == 0:
+            return {"share": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+        p = float(point.mean())
+        lo, hi = stats.bca_interval(p, reps.mean(axis=0), jk.mean(axis=0))
+        return {"share": p, "lo": float(lo), "hi": float(hi), "n": int(point.size)}
+
+    out["loss"] = share(
+        keeps_loss(m.rel[idx], tau, sides),
+        keeps_loss(m.rel_replicates(counts, idx), tau, sides),
+        keeps_loss(m.rel_replicates(jack, idx), tau, sides),
+    )
     drop_r = m.drop_replicates(counts, idx)
     point = keeps_score(m.drop[idx], eps)
     if drop_r is None:
@@ -185,5 +204,5 @@ def summarize_keep(m: Measurement, idx: np.ndarray, counts: np.ndarray, *, tau: 
             "n": int(point.size),
         }
     else:
-        out["score"] = stats.keep_share_interval(keeps_score(drop_r, eps), point)
+        out["score"] = share(point, keeps_score(drop_r, eps), keeps_score(m.drop_replicates(jack, idx), eps))
     return out

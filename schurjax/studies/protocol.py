@@ -7,12 +7,15 @@ Definitions (fixed, so that every figure of a study means one thing):
 * **Two batches per task.** A *selection* batch decides everything that is chosen (rankings, the compression
   search) and a *held-out* batch, drawn from another key with the same task parameters and size, gives every
   reported figure.
-* **Two criteria.** A removal *keeps the loss* when its relative loss change is small, ``|Δloss| / loss <= tau``
-  (default 5 %), and *keeps the score* when the task score (accuracy or R²) drops by at most ``eps`` (default
-  0.01). The loss criterion is relative to each network's own base loss, so it is strict for networks with a
-  near-zero loss (a copy network at loss 4e-4) and lenient for noisy tasks; the score criterion is in the task's
-  own units and means the same for every network of a task. Study headlines use the score criterion.
-* **Intervals.** 95 % percentile intervals from ``bootstrap`` resamples of the held-out trials.
+* **Two criteria.** A removal *keeps the loss* when its relative loss change is small: by default one-sided,
+  ``Δloss / loss <= tau`` (default 5 %; a removal that lowers the loss keeps it), or two-sided,
+  ``|Δloss| / loss <= tau`` (``loss_sides="two"``); and *keeps the score* when the task score (accuracy or R²)
+  drops by at most ``eps`` (default 0.01). The loss criterion is relative to each network's own base loss, so it
+  is strict for networks with a near-zero loss (a copy network at loss 4e-4) and lenient for noisy tasks; the
+  score criterion is in the task's own units and means the same for every network of a task. Study headlines use
+  the score criterion.
+* **Intervals.** 95 % BCa intervals (:func:`schurjax.studies.stats.bca_interval`) from ``bootstrap`` resamples of
+  the held-out trials, and, where removals are compared with controls, of the removals with their control draws.
 * **Keys.** Every random draw derives from the root ``seed`` through :func:`study_key`, by purpose and names.
 """
 
@@ -41,9 +44,13 @@ __all__ = [
     "DEFAULT_TASKS",
     "off_distribution_batches",
     "OFF_CONDITIONS",
+    "LOSS_SIDES",
 ]
 
 DEFAULT_TASKS = ("copy", "flipflop", "sine", "context")
+LOSS_SIDES = ("one", "two")
+"""The forms of the loss criterion: one-sided ``Δloss / loss <= tau`` (default) or two-sided
+``|Δloss| / loss <= tau``."""
 HEADLINE = "score"
 """The criterion the headline figures use: ``"score"`` (task-score drop <= eps), see the module docstring."""
 OFF_CONDITIONS = ("long", "amplitude", "noise")
@@ -59,7 +66,7 @@ class StudyConfig:
         tasks: zoo tasks.
         seeds: zoo seeds per task.
         sizes: hidden sizes (zoo sizes); None: every size the zoo ships.
-        tau: loss criterion, ``|Δloss| / loss <= tau``.
+        tau: loss criterion, ``Δloss / loss <= tau`` (one-sided) or ``|Δloss| / loss <= tau`` (two-sided).
         eps: score criterion, ``score drop <= eps``.
         trials: trials in each of the selection and held-out batches.
         bootstrap: bootstrap resamples of the held-out trials (percentile intervals).
@@ -74,6 +81,14 @@ class StudyConfig:
         bins: quantile bins of |λ| per axis in the basis-free profiles.
         quick: a small preset for a first look (see :data:`QUICK`); recorded so that quick and full studies never
             share a folder.
+        control_draws: random controls per ablation and kind in the controls part (the all-nonnormal ablation gets
+            16), so that intervals cover the variation between control draws.
+        loss_sides: ``"one"`` (default: ``Δloss / loss <= tau``) or ``"two"`` (``|Δloss| / loss <= tau``).
+        worst_starts, worst_steps: starts and gradient steps of each worst-case search (fragility part).
+        radius_iters: worst-case searches of the robustness-radius bisection.
+        rotations: random rotations inside the 2x2 blocks in the coordinates part (besides the other orders).
+        coordinate_trials: the coordinates part reruns the headlines (default coordinates included) on the first
+            ``min(trials, coordinate_trials)`` held-out trials.
         margin: the compression search accepts a set only within ``(1 - margin) tau`` (loss) or
             ``(1 - margin) eps`` (score) on the selection batch, so that it is more likely to hold on the held-out
             batch, which is still judged at tau and eps. 0 (the default) searches at the criterion itself.
@@ -97,6 +112,13 @@ class StudyConfig:
     bins: int = 4
     quick: bool = False
     margin: float = 0.0
+    control_draws: int = 4
+    loss_sides: str = "one"
+    worst_starts: int = 8
+    worst_steps: int = 40
+    radius_iters: int = 8
+    rotations: int = 2
+    coordinate_trials: int = 256
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -132,6 +154,12 @@ class StudyConfig:
             ("greedy_passes", 0, 1_000),
             ("restriction_max", 1, 1_000_000),
             ("bins", 2, 1_000),
+            ("control_draws", 1, 1_000),
+            ("worst_starts", 1, 10_000),
+            ("worst_steps", 0, 100_000),
+            ("radius_iters", 1, 100),
+            ("rotations", 0, 1_000),
+            ("coordinate_trials", 2, 100_000),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
@@ -140,6 +168,8 @@ class StudyConfig:
                 raise bad(name, f"an int in [{lo}, {hi:,}]")
             object.__setattr__(self, name, int(v))
         object.__setattr__(self, "quick", bool(self.quick))
+        if self.loss_sides not in LOSS_SIDES:
+            raise bad("loss_sides", f"one of {', '.join(LOSS_SIDES)}")
         m = self.margin
         if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1:
             raise bad("margin", "a number in [0, 1)")
@@ -187,6 +217,12 @@ QUICK: dict[str, Any] = {
     "greedy_candidates": 64,
     "greedy_passes": 2,
     "restriction_max": 64,
+    "control_draws": 2,
+    "worst_starts": 4,
+    "worst_steps": 20,
+    "radius_iters": 5,
+    "rotations": 1,
+    "coordinate_trials": 64,
 }
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 
@@ -209,15 +245,21 @@ def study_key(seed: int, purpose: str, *names: str):
     return k
 
 
-def keeps_loss(rel_delta_loss: np.ndarray, tau: float) -> np.ndarray:
-    """The loss criterion: ``|Δloss| / loss <= tau`` (NaN never keeps).
+def keeps_loss(rel_delta_loss: np.ndarray, tau: float, sides: str = "one") -> np.ndarray:
+    """The loss criterion: ``Δloss / loss <= tau`` (``sides="one"``, the default: lowering the loss keeps it) or
+    ``|Δloss| / loss <= tau`` (``sides="two"``). NaN never keeps.
 
     Example:
         >>> keeps_loss(np.array([0.01, -0.2, np.nan]), 0.05).tolist()
+        [True, True, False]
+        >>> keeps_loss(np.array([0.01, -0.2, np.nan]), 0.05, sides="two").tolist()
         [True, False, False]
     """
+    x = np.asarray(rel_delta_loss, np.float64)
+    if sides not in LOSS_SIDES:
+        raise ValueError(f"keeps_loss: sides must be one of {LOSS_SIDES}, got {sides!r}")
     with np.errstate(invalid="ignore"):
-        return np.abs(np.asarray(rel_delta_loss, np.float64)) <= tau
+        return (np.abs(x) if sides == "two" else x) <= tau
 
 
 def keeps_score(score_drop: np.ndarray, eps: float) -> np.ndarray:

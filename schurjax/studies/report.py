@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from schurjax.studies import profiles, replay, versus
+from schurjax.ablate import WORST_KINDS
+from schurjax.studies import coordinates, profiles, replay, stats, versus
 from schurjax.studies.protocol import HEADLINE, OFF_CONDITIONS, StudyConfig, keeps_loss, keeps_score, study_key
 
 __all__ = ["profile_comparisons", "tables", "markdown", "summary_rows", "across_seeds", "agreement"]
@@ -51,6 +52,21 @@ def _nan(x: Any) -> float:
     return v
 
 
+def adjust_table(df: Any, cols: Sequence[str]) -> Any:
+    """Add ``<col>_adj`` beside each p-value column of a table: the p-values adjusted within the table (one family of
+    tests per column: Holm up to :data:`schurjax.studies.stats.BH_ABOVE` tests, Benjamini-Hochberg above), and
+    ``<col>_method`` naming the adjustment and the family size."""
+    for col in cols:
+        if col not in getattr(df, "columns", ()):
+            continue
+        p = np.asarray(df[col], np.float64)
+        m = int(np.isfinite(p).sum())
+        method = stats.family_method(m)
+        df[f"{col}_adj"] = stats.adjust_p(p, method)
+        df[f"{col}_method"] = f"{method} ({m} tests)"
+    return df
+
+
 def tables(
     config: StudyConfig, models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]], prof: dict[str, Any]
 ) -> dict[str, Any]:
@@ -59,6 +75,7 @@ def tables(
     import pandas as pd
 
     keep_rows, nn_rows, vs_rows, comp_rows, res_rows, rep_rows = [], [], [], [], [], []
+    frag_rows, radius_rows, coord_rows = [], [], []
     for m in models:
         p = parts[m["id"]]
         base = {"model": m["id"], "task": m["task"], "seed": m["seed"], "n_hidden": m["n_hidden"]}
@@ -71,7 +88,8 @@ def tables(
             rel_h, drop_h = np.asarray(h[fam]["rel"]), np.asarray(h[fam]["drop"])
             for crit in ("loss", "score"):
                 if crit == "loss":
-                    ks, kh = np.abs(rel_s) <= config.tau, np.abs(rel_h) <= config.tau
+                    ks = keeps_loss(rel_s, config.tau, config.loss_sides)
+                    kh = keeps_loss(rel_h, config.tau, config.loss_sides)
                 else:
                     ks, kh = drop_s <= config.eps, drop_h <= config.eps
                 keep_rows.append(
@@ -94,6 +112,9 @@ def tables(
                 "base_loss": h["base_loss"],
                 "base_score": h["base_score"],
                 **{k: nn[k] for k in ("rel", "rel_lo", "rel_hi", "score", "drop", "drop_lo", "drop_hi", "delta_norm")},
+                "base_n_eff": h.get("n_eff", math.nan),
+                "n_eff": nn.get("n_eff", math.nan),
+                "few_trials": bool(min(_nan(h.get("n_eff")), _nan(nn.get("n_eff"))) < stats.FEW_TRIALS),
             }
         )
         for fam in ("single", "block", "band", "all_nonnormal", "cumulative"):
@@ -120,6 +141,9 @@ def tables(
                                 "median_ctrl",
                             )
                         },
+                        "removals": d.get("removals", d["pairs"]),
+                        "draws": d.get("draws", 1),
+                        "test": d.get("test", "paired signed-rank"),
                         "wilcoxon_p": d["wilcoxon"]["p"],
                         "rank_biserial": d["wilcoxon"]["rank_biserial"],
                     }
@@ -156,7 +180,9 @@ def tables(
                     "norm_ctrl_score": hv.get("controls", {}).get("matched_norm", {}).get("score", math.nan),
                     "evaluations": c["evaluations"],
                     "holds": bool(
-                        keeps_loss(hv["rel"], config.tau) if crit == "loss" else keeps_score(hv["drop"], config.eps)
+                        keeps_loss(hv["rel"], config.tau, config.loss_sides)
+                        if crit == "loss"
+                        else keeps_score(hv["drop"], config.eps)
                     ),
                 }
             )
@@ -176,8 +202,54 @@ def tables(
                     "amp_compressed": d.get("amp_compressed", math.nan),
                     "share_amp_more": d.get("share_amp_more", math.nan),
                     "wilcoxon_p": d.get("wilcoxon", {}).get("p", math.nan),
+                    "n_subset": r.get("n_subset", r["n"]),
+                    "n_removal_filtered": r.get("n_removal_filtered", r["n"]),
+                    **{
+                        f"{k}{sfx}": d.get(f"{k}{sfx}", math.nan)
+                        for sfx in ("_unfiltered", "_removal_filtered")
+                        for k in ("keep", "control", "amp_keep", "amp_control", "share_amp_more")
+                    },
+                    "wilcoxon_p_unfiltered": d.get("wilcoxon_unfiltered", {}).get("p", math.nan),
                 }
             )
+        fr = p.get("fragility")
+        if fr is not None:
+            for size, d in fr["sizes"].items():
+                for kind in WORST_KINDS:
+                    if kind in d:
+                        frag_rows.append(
+                            {
+                                **base,
+                                "size": size,
+                                "radius": d["radius"],
+                                "removal_rel": d["removal_rel"],
+                                "kind": kind,
+                                "worst_rel": d[kind]["worst_rel"],
+                                "median_worst_rel": d[kind]["median_rel"],
+                                "selection_worst_rel": d[kind]["selection_worst_rel"],
+                            }
+                        )
+            rr = fr["radius"]
+            radius_rows.append(
+                {
+                    **base,
+                    "radius": rr["radius"],
+                    "failing": rr["failing"],
+                    "henrici": rr["henrici"],
+                    "radius_over_henrici": rr["radius_over_henrici"],
+                }
+            )
+        co = p.get("coordinates")
+        if co is not None:
+            for name, fig in {"default": co["default"], **co["variants"]}.items():
+                coord_rows.append(
+                    {
+                        **base,
+                        "coordinates": name,
+                        **{h: fig[h] for h in coordinates.HEADLINES},
+                        **{f"{h}_move": fig[h] - co["default"][h] for h in coordinates.HEADLINES},
+                    }
+                )
         rp = p.get("replay")
         if rp is not None:
             ind = rp["individually"]
@@ -242,11 +314,14 @@ def tables(
     out = {
         "keep": pd.DataFrame(keep_rows),
         "nonnormal": pd.DataFrame(nn_rows),
-        "versus": pd.DataFrame(vs_rows),
+        "versus": adjust_table(pd.DataFrame(vs_rows), ["wilcoxon_p"]),
         "compression": pd.DataFrame(comp_rows),
-        "restriction": pd.DataFrame(res_rows),
-        "replay": pd.DataFrame(rep_rows),
-        "profiles": pd.DataFrame(prof_rows),
+        "restriction": adjust_table(pd.DataFrame(res_rows), ["wilcoxon_p", "wilcoxon_p_unfiltered"]),
+        "replay": adjust_table(pd.DataFrame(rep_rows), ["p_null", "p_null_dist"]),
+        "profiles": adjust_table(pd.DataFrame(prof_rows), ["p_null", "p_task"]),
+        "fragility": pd.DataFrame(frag_rows),
+        "robustness": pd.DataFrame(radius_rows),
+        "coordinates": pd.DataFrame(coord_rows),
     }
     out["across_seeds"] = across_seeds(out)
     return out
@@ -332,14 +407,19 @@ def summary_rows(
 
 def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
     """One plain sentence per within-task comparison (seeds of one size, or sizes): do the profiles agree beyond
-    the shuffled null, and beyond groups of networks drawn from every task (the task-label test, ``p_task``)?"""
+    the shuffled null, and beyond groups of networks drawn from every task (the task-label test, ``p_task``)? The
+    adjusted p-values (``p_null_adj``, ``p_task_adj``, :func:`adjust_table`) are used where the table has them."""
     out = []
+    adj = "p_null_adj" in getattr(pr, "columns", ())
+    pw = "adjusted p" if adj else "p"
     for cells in sorted(set(pr.cells)):
         sub = pr[pr.cells == cells].set_index("comparison")
         for name, r in sub.iterrows():
             if name.startswith("between tasks"):
                 continue
-            rho, p, pt = _nan(r.spearman), _nan(r.p_null), _nan(getattr(r, "p_task", math.nan))
+            rho = _nan(r.spearman)
+            p = _nan(getattr(r, "p_null_adj", r.p_null))
+            pt = _nan(getattr(r, "p_task_adj", getattr(r, "p_task", math.nan)))
             if not math.isfinite(rho):
                 continue
             ref = _nan(getattr(r, "task_mean", math.nan))
@@ -349,14 +429,14 @@ def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
                 verdict = "agree beyond the shuffled null"
             elif pt < alpha:
                 verdict = (
-                    f"agree beyond the null and beyond networks of any task (random groups: ρ {ref:.2f}, p {_p(pt)})"
+                    f"agree beyond the null and beyond networks of any task (random groups: ρ {ref:.2f}, {pw} {_p(pt)})"
                 )
             else:
                 verdict = (
                     f"agree beyond the null, but no more than networks of any task do (random groups: "
-                    f"ρ {ref:.2f}, p {_p(pt)})"
+                    f"ρ {ref:.2f}, {pw} {_p(pt)})"
                 )
-            out.append(f"{name}, {cells} cells: ρ {rho:.2f} (p {_p(p)}): {verdict}.")
+            out.append(f"{name}, {cells} cells: ρ {rho:.2f} ({pw} {_p(p)}): {verdict}.")
     return out
 
 
@@ -440,12 +520,21 @@ def markdown(
         f"Models: {len(models)} ({', '.join(tasks)}; seeds {', '.join(map(str, config.seeds))}; "
         f"n = {', '.join(map(str, sizes))}). Trials: {config.trials} in the selection batch and {config.trials} in "
         f"a held-out batch drawn from another key; every figure below is on the held-out batch. Intervals: 95 % "
-        f"percentile intervals from {config.bootstrap} bootstrap resamples of the held-out trials. Root seed "
+        f"BCa intervals from {config.bootstrap} bootstrap resamples of the held-out trials and, where removals are "
+        f"compared with controls, of the removals with their {config.control_draws} control draws each (so they "
+        "cover trials, control draws and the subset of removals). Every p-value in a sentence is adjusted "
+        "within its table's family of tests (Holm for up to "
+        f"{stats.BH_ABOVE} tests, Benjamini-Hochberg above; the tables hold raw and adjusted p). Root seed "
         f"{config.seed}{' (quick preset)' if config.quick else ''}.",
         "",
         "**Criteria.** A removal *keeps the score* when the task score (accuracy for flip-flop and context, R² "
         f"for copy and sine) drops by at most ε = {eps:g}; it *keeps the loss* when "
-        f"|Δloss| / loss ≤ τ = {tau:g}. **Headlines use the score criterion**: it is in the task's own units, so "
+        + (
+            f"Δloss / loss ≤ τ = {tau:g} (one-sided: a removal that lowers the loss keeps it). "
+            if config.loss_sides == "one"
+            else f"|Δloss| / loss ≤ τ = {tau:g} (two-sided). "
+        )
+        + "**Headlines use the score criterion**: it is in the task's own units, so "
         "it means the same for every network of a task, while the loss criterion is relative to each network's "
         "base loss and is therefore far stricter for networks with a near-zero loss (copy, sine) than for "
         "networks whose loss is mostly irreducible trial noise (context). Both are reported everywhere.",
@@ -541,19 +630,35 @@ def markdown(
             f"{_g(r.drop, '.3f')} [{_g(r.drop_lo, '.3f')}, {_g(r.drop_hi, '.3f')}]",
             f"{_rel(r.rel)} [{_rel(r.rel_lo)}, {_rel(r.rel_hi)}]",
             _g(r.delta_norm, ".3g"),
+            f"{_g(getattr(r, 'base_n_eff', math.nan), '.0f')} / {_g(getattr(r, 'n_eff', math.nan), '.0f')}"
+            + (" ⚠" if getattr(r, "few_trials", False) else ""),
         ]
         for r in nn.itertuples()
     ]
-    L += [_table(["model", "base loss", "score", "score drop", "Δloss / loss", "‖ΔW‖_F"], rows), ""]
+    L += [
+        _table(["model", "base loss", "score", "score drop", "Δloss / loss", "‖ΔW‖_F", "effective trials"], rows),
+        "",
+        "*effective trials*: (Σ w)² / Σ w² of the per-trial base losses / of the per-trial loss changes, i.e. how "
+        f"many trials the loss figure rests on; ⚠ below {stats.FEW_TRIALS} (a few trials carry the loss, so its "
+        "interval is less reliable).",
+        "",
+    ]
 
     vs = t["versus"]
     L += [
         "## 3. Schur removals vs random edits of equal ‖ΔW‖_F",
         "",
-        f"Per family and control kind (at most {config.control_max} removals per family, a random subset): "
-        "*more*: share of pairs in which the Schur removal changes the loss more than its control [bootstrap "
-        "interval]; *ratio*: median of |Δloss(removal)| / |Δloss(control)| [interval]; *p*: paired Wilcoxon "
-        "signed-rank test of |Δloss(removal)| − |Δloss(control)|. matched_norm: dense Gaussian edit of W; "
+        f"Per family and control kind (at most {config.control_max} removals per family, a random subset; "
+        f"{config.control_draws} control draws per removal): *more*: share of (removal, control) pairs in which the "
+        "Schur removal changes the loss more than its control [BCa interval over trials, removals and control "
+        "draws]; *ratio*: median of |Δloss(removal)| / |Δloss(control)| [interval]; *p*: signed-rank test of "
+        "|Δloss(removal)| against the mean |Δloss| of its controls, paired over removals (for the single "
+        "all-nonnormal removal: a *one-sample* signed-rank test of |Δloss(T → D)| − |Δloss(control)| over its 16 "
+        "controls); *p adj*: adjusted within the table. matched_norm: dense Gaussian edit of W; "
+        "rank_matched: a random edit of W of the removal's rank and singular values (rank 1 for a single "
+        "coupling), so that low rank alone cannot make a removal look gentle; schur_rank1: a random rank-1 edit "
+        "u vᵀ with u and v inside the removal's target and source invariant subspaces (for a single coupling "
+        "between two real modes this is the coupling's own entry with a random sign); "
         "matched_count: as many random couplings removed; coupling_noise: Gaussian noise on the coupling entries "
         "only (spectrum kept). The all-nonnormal removal is paired with 16 controls of each kind (not with "
         "matched_count, which would remove every coupling too: the same edit); *cumulative*: prefixes of the "
@@ -574,10 +679,22 @@ def markdown(
                 _ci(r.share_more, r.share_lo, r.share_hi),
                 f"{_g(r.median_ratio)} [{_g(r.ratio_lo)}, {_g(r.ratio_hi)}]",
                 _p(r.wilcoxon_p),
+                _p(getattr(r, "wilcoxon_p_adj", math.nan)),
             ]
             for r in sub.itertuples()
         ]
-        L += [f"**{fam}**", "", _table(["model", "control", "pairs", "more", "ratio", "p"], rows), ""]
+        L += [f"**{fam}**", "", _table(["model", "control", "pairs", "more", "ratio", "p", "p adj"], rows), ""]
+    if len(vs):
+        L += [f"Adjustment: {vs.wilcoxon_p_method.iloc[0]} over this table.", ""]
+        for kind in dict.fromkeys(vs.kind):
+            sub = vs[(vs.family == "single") & (vs.kind == kind)]
+            if len(sub):
+                sig = sub[(sub.wilcoxon_p_adj < 0.05) & (sub.share_more < 0.5)]
+                L += [
+                    f"- single vs {kind}: the removal changes the loss less than its control (adjusted p < 0.05) in "
+                    f"{len(sig)} of {len(sub)} networks."
+                ]
+        L += [""]
 
     c = t["compression"]
     L += [
@@ -653,7 +770,8 @@ def markdown(
             "but the core, and (median of 8) after removing as many random couplings. *line*: the longest "
             "feed-forward line (directed path b → a through the core's block links, blocks numbered by "
             f"descending |λ|) against a null of as many links drawn among all coupled block pairs "
-            f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long); *matched*: the "
+            f"({config.null_draws} draws; median / 95th percentile; *p*: share at least as long, adjusted within "
+            "the table); *matched*: the "
             "same null with each drawn link at the block distance of one of the core's links (the core's links "
             "are shorter than average, and short links chain more easily); *distance*: median block distance of "
             "the core's links (of all coupled pairs).",
@@ -669,9 +787,9 @@ def markdown(
                 f"{_g(r.core_score, '.3f')} / {_g(r.rest_score, '.3f')} / {_g(r.random_score, '.3f')}",
                 f"{r.links}; {r.chain_links} ({r.chain})",
                 f"{_g(r.null_median)} / {_g(r.null_p95)}",
-                _p(r.p_null),
+                _p(getattr(r, "p_null_adj", r.p_null)),
                 f"{_g(r.null_dist_median)} / {_g(r.null_dist_p95)}",
-                _p(r.p_null_dist),
+                _p(getattr(r, "p_null_dist_adj", r.p_null_dist)),
                 f"{_g(r.median_distance)} ({_g(r.median_distance_all)})",
             ]
             for r in rp.itertuples()
@@ -701,13 +819,16 @@ def markdown(
         L += [
             "## 6. Task restriction: output changes off the task distribution",
             "",
-            "For loss-keeping single removals (a random subset of at most "
-            f"{config.restriction_max}) and their matched-norm controls: the median output change relative to "
-            "the unablated network's own output (mean squared difference / mean squared output) on the held-out "
-            "trials (*task*) and off the distribution (*long*: trials twice as long; *amplitude*: inputs x1.5; "
-            "*noise*: white noise of the task's input variance). *amp*: median of off-distribution over on-task "
-            "output change per removal (removal / control); *more*: share of pairs where the removal's "
-            "amplification exceeds its control's; *p*: paired Wilcoxon test of the log amplifications.",
+            f"For a random subset of at most {config.restriction_max} single removals and their matched-norm "
+            "controls, filtered alike: the headline columns use the pairs in which *both* the removal and its "
+            "control keep the loss on the held-out batch (*removals*: their number); the same comparison over every "
+            "pair of the subset is in the last column (*unfiltered*). The figures: the median output change "
+            "relative to the unablated network's own output (mean squared difference / mean squared output) on the "
+            "held-out trials (*task*) and off the distribution (*long*: trials twice as long; *amplitude*: inputs "
+            "x1.5; *noise*: white noise of the task's input variance). *amp*: median of off-distribution over "
+            "on-task output change per removal (removal / control); *more*: share of pairs where the removal's "
+            "amplification exceeds its control's; *p*: paired Wilcoxon test of the log amplifications, adjusted "
+            "within the table.",
             "",
         ]
         rows = []
@@ -721,16 +842,23 @@ def markdown(
                     s = sub.loc[cond]
                     row.append(
                         f"{_g(s.keep)} / {_g(s.control)}; amp {_g(s.amp_keep)} / {_g(s.amp_control)}; "
-                        f"more {_pct(s.share_amp_more)}, p {_p(s.wilcoxon_p)}"
+                        f"more {_pct(s.share_amp_more)}, p {_p(getattr(s, 'wilcoxon_p_adj', s.wilcoxon_p))}"
                     )
                 else:
                     row.append("–")
+            unf = [
+                f"{cond}: amp {_g(sub.loc[cond].get('amp_keep_unfiltered'))} / "
+                f"{_g(sub.loc[cond].get('amp_control_unfiltered'))}"
+                for cond in OFF_CONDITIONS
+                if cond in sub.index
+            ]
             comp = sub.loc["task", "compressed"]
             row.append(
                 " / ".join(_g(sub.loc[cc, "compressed"]) for cc in ("task", *OFF_CONDITIONS) if cc in sub.index)
                 if math.isfinite(_nan(comp))
                 else "–"
             )
+            row.append(f"{int(_nan(sub.n_subset.iloc[0]))} pairs; " + "; ".join(unf) if "n_subset" in sub else "–")
             rows.append(row)
         L += [
             _table(
@@ -740,6 +868,7 @@ def markdown(
                     "task: removal / control",
                     *OFF_CONDITIONS,
                     "compressed (task / long / amplitude / noise)",
+                    "unfiltered",
                 ],
                 rows,
             ),
@@ -757,7 +886,8 @@ def markdown(
             "importance rank (0 least, 1 most important, by held-out |Δloss| / loss) of its couplings per cell. "
             "*ρ*: mean Spearman correlation of profiles over the pairs compared; *null*: the same with importance "
             f"shuffled among each network's couplings ({config.null_draws} draws; mean and 95 % range); *p*: "
-            "share of null draws at least as large; *any task*: the same mean over groups of as many networks "
+            "share of null draws at least as large, adjusted within the table; *any task*: the same mean over "
+            "groups of as many networks "
             "drawn at random from every task of the same sizes (a permutation test of the task labels; mean, 95 % "
             "range and *p*). Profiles of any two trained networks share some structure, so only the second test "
             "says that seeds of one task agree *more* than networks in general.",
@@ -770,18 +900,97 @@ def markdown(
                 r.pairs,
                 _g(r.spearman, ".2f"),
                 f"{_g(r.null_mean, '.2f')} [{_g(r.null_lo, '.2f')}, {_g(r.null_hi, '.2f')}]",
-                _p(r.p_null),
+                _p(getattr(r, "p_null_adj", r.p_null)),
                 (
                     f"{_g(r.task_mean, '.2f')} [{_g(r.task_lo, '.2f')}, {_g(r.task_hi, '.2f')}]"
                     if math.isfinite(_nan(r.task_mean))
                     else "–"
                 ),
-                _p(r.p_task),
+                _p(getattr(r, "p_task_adj", r.p_task)),
             ]
             for r in pr.sort_values(["comparison", "cells"]).itertuples()
         ]
         L += [_table(["comparison", "cells", "pairs", "ρ", "null", "p", "any task", "p (any task)"], rows), ""]
-        L += ["In words (p < 0.05):", ""]
+        L += ["In words (adjusted p < 0.05):", ""]
         L += [f"- {line}" for line in agreement(pr)] + [""]
+    fr, rob = t.get("fragility"), t.get("robustness")
+    if fr is not None and len(fr):
+        L += [
+            "## 8. The worst edit of the same size",
+            "",
+            "Random controls sample directions; here the edit of the same ‖ΔW‖_F that raises the loss most, found "
+            f"by projected gradient ascent ({config.worst_starts} starts, {config.worst_steps} steps) on the "
+            "selection batch and judged on the held-out batch: at the size of T → D (*dense*: any edit; "
+            "*coupling*: edits of the coupling entries only, spectrum kept; *rank1*: u vᵀ) and at the median size "
+            "of a single-coupling removal (rank-1 edits, the removal's rank). *removal*: the Schur removal's "
+            "Δloss / loss at that size (median over single removals). *radius*: the largest ‖ΔW‖_F at which the "
+            "worst dense edit still keeps the loss criterion on the selection batch (bisection, "
+            f"{config.radius_iters} searches; *< r*: every radius tried failed, the smallest being r), and as a "
+            "fraction of ‖N‖_F (the size of T → D).",
+            "",
+        ]
+        rows = []
+        for mid in dict.fromkeys(fr.model):
+            sub = fr[fr.model == mid]
+            cells = [mid]
+            for size in ("all_nonnormal", "single_median"):
+                s = sub[sub["size"] == size]
+                if not len(s):
+                    cells.append("–")
+                    continue
+                worst = "; ".join(f"{r.kind} {_rel(r.worst_rel)}" for r in s.itertuples())
+                cells.append(f"‖ΔW‖ {_g(s.radius.iloc[0])}: removal {_rel(s.removal_rel.iloc[0])}; worst {worst}")
+            if rob is not None and len(rob[rob.model == mid]):
+                r = rob[rob.model == mid].iloc[0]
+                if r.radius > 0:
+                    cells.append(f"{_g(r.radius)} ({_g(r.radius_over_henrici)} × ‖N‖_F)")
+                else:  # every radius tried failed: the radius lies below the smallest one
+                    cells.append(f"< {_g(r.failing)} (< {_g(_nan(r.failing) / _nan(r.henrici))} × ‖N‖_F)")
+            else:
+                cells.append("–")
+            rows.append(cells)
+        L += [_table(["model", "size of T → D", "median size of a single removal", "robustness radius"], rows), ""]
+    co = t.get("coordinates")
+    if co is not None and len(co):
+        L += [
+            "## 9. Sensitivity to the coordinates",
+            "",
+            f"The headline figures rerun on {min(config.trials, config.coordinate_trials)} held-out trials (the "
+            "default coordinates too, on the same trials) in other real Schur bases of the same W: the other "
+            "mode orders (*real*: descending Re λ; *angle*; *unsorted*: LAPACK's own order) and "
+            f"{config.rotations} random rotation(s) inside every 2×2 block (the basis of a complex pair is fixed "
+            "only up to a rotation). *move*: the largest change from the default coordinates over those bases, "
+            "per network; a claim survives when its figure moves less than its own interval's half-width.",
+            "",
+        ]
+        rows = []
+        for mid in dict.fromkeys(co.model):
+            sub = co[(co.model == mid) & (co.coordinates != "default")]
+            d = co[(co.model == mid) & (co.coordinates == "default")].iloc[0]
+            cells = [mid]
+            for h in coordinates.HEADLINES:
+                mv = np.nanmax(np.abs(sub[f"{h}_move"].astype(float))) if len(sub) else math.nan
+                fmt = _pct if "keep" in h else (_rel if h == "nonnormal_rel" else (lambda x: _g(x, ".3f")))
+                cells.append(f"{fmt(d[h])} (move {fmt(mv)})")
+            rows.append(cells)
+        L += [_table(["model", *coordinates.HEADLINES], rows), ""]
+        k = t["keep"]
+        for fam, crit in (("single", "score"), ("single", "loss"), ("block", "score")):
+            h = f"{fam}_keep_{crit}"
+            moves, halfw = [], []
+            for mid in dict.fromkeys(co.model):
+                sub = co[(co.model == mid) & (co.coordinates != "default")]
+                kk = k[(k.model == mid) & (k.family == fam) & (k.criterion == crit)]
+                if len(sub) and len(kk):
+                    moves.append(float(np.nanmax(np.abs(sub[f"{h}_move"].astype(float)))))
+                    halfw.append(float(kk.hi.iloc[0] - kk.lo.iloc[0]) / 2)
+            if moves:
+                inside = sum(m <= w for m, w in zip(moves, halfw, strict=True))
+                L += [
+                    f"- {fam} keep share ({crit}): moves by at most {_pct(max(moves), 1)} (median "
+                    f"{_pct(float(np.median(moves)), 1)}) across bases; within its interval's half-width in "
+                    f"{inside} of {len(moves)} networks."
+                ]
+        L += [""]
     L += ["Tables as CSV: `tables/`; per-model summary: `table.csv`; figure: `figure.png`.", ""]
     return "\n".join(L)

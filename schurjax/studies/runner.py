@@ -13,8 +13,9 @@ Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so 
     <study>/report.md, figure.png, timings.json
     <study>/table.csv, COMPLETE  one summary row per model; COMPLETE (written last) records its checksum
 
-Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``
-and, for copy networks, ``replay``. The report is a function of the parts and the config only (timings go to
+Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``,
+for copy networks ``replay``, then ``fragility`` (worst-case edits, robustness radius) and ``coordinates``
+(the headlines under other Schur bases). The report is a function of the parts and the config only (timings go to
 ``timings.json``), so an interrupted and resumed study writes the same report as an uninterrupted one.
 """
 
@@ -34,17 +35,28 @@ import numpy as np
 from schurjax import _safe_io, ablate
 from schurjax._json import canonical, dumps, finite_or_none
 from schurjax.errors import InputError
-from schurjax.studies import compression, keep, replay, restriction, versus
+from schurjax.studies import compression, coordinates, fragility, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
 from schurjax.studies.result import Context, Study, decode
 
 __all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
 
-STUDY_SCHEMA = 2
-"""Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout)."""
+STUDY_SCHEMA = 3
+"""Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout;
+3: several control draws, rank-matched and Schur-basis controls, BCa intervals, one-sided loss criterion)."""
 COMPRESS_CRITERIA = ("loss", "score")
 """The compression search runs once per criterion (loss within tau; score drop within eps)."""
-PARTS = ("selection", "heldout", "controls", "compression-loss", "compression-score", "restriction", "replay")
+PARTS = (
+    "selection",
+    "heldout",
+    "controls",
+    "compression-loss",
+    "compression-score",
+    "restriction",
+    "replay",
+    "fragility",
+    "coordinates",
+)
 """The parts of each model, in the order they run (``replay`` only for copy networks)."""
 
 SMALL: dict[str, Any] = {
@@ -57,6 +69,10 @@ SMALL: dict[str, Any] = {
     "greedy_passes": 1,
     "restriction_max": 8,
     "null_draws": 50,
+    "worst_starts": 2,
+    "worst_steps": 5,
+    "radius_iters": 2,
+    "rotations": 1,
     "quick": True,
 }
 """A very small study (copy networks, whose trials are the shortest, two seeds, 16 trials) that runs in well under a
@@ -286,7 +302,16 @@ def _compute(
         return keep.selection_part(model, sf, task, sel)
     if name == "heldout":
         return keep.heldout_part(
-            model, sf, task, held, key, done["selection"], tau=cfg.tau, eps=cfg.eps, bootstrap=cfg.bootstrap
+            model,
+            sf,
+            task,
+            held,
+            key,
+            done["selection"],
+            tau=cfg.tau,
+            eps=cfg.eps,
+            bootstrap=cfg.bootstrap,
+            sides=cfg.loss_sides,
         )
     if name == "controls":
         order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
@@ -299,6 +324,7 @@ def _compute(
             kinds=cfg.control_kinds,
             control_max=cfg.control_max,
             bootstrap=cfg.bootstrap,
+            control_draws=cfg.control_draws,
             order=order,
         )
     if name.startswith("compression-"):
@@ -322,7 +348,7 @@ def _compute(
         _export(out, spec, sf, criterion, found, cfg)
         return found
     if name == "restriction":
-        keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau))[0]
+        keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau, cfg.loss_sides))[0]
         comp = done.get("compression-loss", {}).get("removed")
         return restriction.restriction_part(
             model,
@@ -333,6 +359,8 @@ def _compute(
             keepers,
             None if comp is None else np.asarray(comp),
             restriction_max=cfg.restriction_max,
+            tau=cfg.tau,
+            sides=cfg.loss_sides,
         )
     if name == "replay":
         return replay.replay_part(
@@ -346,6 +374,27 @@ def _compute(
             key,
             replay_r2=cfg.replay_r2,
             draws=cfg.null_draws,
+        )
+    if name == "fragility":
+        return fragility.fragility_part(
+            model,
+            sf,
+            task,
+            sel,
+            held,
+            key,
+            done["heldout"],
+            tau=cfg.tau,
+            sides=cfg.loss_sides,
+            starts=cfg.worst_starts,
+            steps=cfg.worst_steps,
+            iters=cfg.radius_iters,
+        )
+    if name == "coordinates":
+        k = min(cfg.trials, cfg.coordinate_trials)
+        sub = held if k >= cfg.trials else type(held)(*(None if a is None else a[:k] for a in held))
+        return coordinates.coordinates_part(
+            model, sf, task, sub, key, tau=cfg.tau, eps=cfg.eps, sides=cfg.loss_sides, rotations=cfg.rotations
         )
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 

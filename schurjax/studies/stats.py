@@ -6,7 +6,13 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 Every figure of a study is computed on a batch of trials. Its uncertainty from the finite batch is estimated by
 resampling trials with replacement (:func:`bootstrap_counts`) and recomputing the figure from per-trial sums
 (``engine.evaluate(..., per_trial=True)``): a resample is a vector of trial multiplicities ``c`` (B,), and every
-sum over trials ``sum_b x_b`` becomes ``sum_b c_b x_b``. Intervals are percentile intervals (95 % by default).
+sum over trials ``sum_b x_b`` becomes ``sum_b c_b x_b``. The study's intervals are BCa intervals
+(:func:`bca_interval`; the jackknife that sets their acceleration leaves one trial out, ``c = 1 - e_b``), which
+contain their point estimate; comparisons of removals with controls resample the trials and, independently, the
+removals with all their control draws (:func:`two_way_pairs`). :func:`percentile_interval` and
+:func:`keep_share_interval` are the plain percentile intervals (biased for thresholded statistics: their interval need
+not contain the point). Within a reported family of tests, p-values are adjusted by :func:`adjust_p` (Holm, or
+Benjamini-Hochberg above :data:`BH_ABOVE` tests); :func:`effective_trials` says how many trials a loss rests on.
 """
 
 from __future__ import annotations
@@ -28,6 +34,16 @@ __all__ = [
     "spearman",
     "spearman_null",
     "KEY_WORDS",
+    "bca_interval",
+    "jackknife_counts",
+    "effective_trials",
+    "FEW_TRIALS",
+    "adjust_p",
+    "family_method",
+    "BH_ABOVE",
+    "weighted_median_rows",
+    "pair_statistics",
+    "two_way_pairs",
 ]
 
 KEY_WORDS = 2
@@ -108,7 +124,9 @@ def rel_change_replicates(counts: np.ndarray, trial_delta: np.ndarray, trial_bas
 
 
 def keep_share_interval(keep_replicates: np.ndarray, point: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
-    """Share of kept variants, with its bootstrap percentile interval.
+    """Share of kept variants, with its bootstrap percentile interval (the study uses BCa intervals instead,
+    :func:`schurjax.studies.measure.summarize_keep`: a percentile interval of a thresholded share need not contain
+    the share, as in the example).
 
     Args:
         keep_replicates: (K, R) bool, whether variant k is kept on resample r.
@@ -266,3 +284,282 @@ def spearman_null(
         "null_mean": float(finite.mean()) if finite.size else math.nan,
         "p": p,
     }
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# BCa intervals, two-way (trials x removals) resampling, effective trials, multiplicity
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def jackknife_counts(n: int) -> np.ndarray:
+    """(n, n) leave-one-out multiplicities: row i is all ones but a zero at i.
+
+    Example:
+        >>> jackknife_counts(3).tolist()
+        [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    """
+    return 1.0 - np.eye(int(n))
+
+
+def _influence(jack: np.ndarray) -> np.ndarray:
+    """Jackknife influence values ``(n - 1) (mean - theta_(i))`` along the last axis (NaN leave-outs ignored)."""
+    jack = np.asarray(jack, np.float64)
+    n = np.isfinite(jack).sum(axis=-1, keepdims=True)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (n - 1) * (np.nanmean(jack, axis=-1, keepdims=True) - jack)
+
+
+def _ndtr(x):
+    from scipy.special import ndtr
+
+    return ndtr(x)
+
+
+def _ndtri(x):
+    from scipy.special import ndtri
+
+    return ndtri(x)
+
+
+def _quantile_rows(rep: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per row of ``rep`` (M, R), the quantile ``q[m]`` of its finite entries (linear interpolation, NumPy's rule)."""
+    s = np.sort(np.where(np.isfinite(rep), rep, np.inf), axis=1)
+    nf = np.isfinite(rep).sum(axis=1)
+    out = np.full(rep.shape[0], np.nan)
+    ok = (nf > 0) & np.isfinite(q)
+    pos = np.clip(q[ok], 0.0, 1.0) * (nf[ok] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, nf[ok] - 1)
+    rows = np.flatnonzero(ok)
+    frac = pos - lo
+    out[ok] = s[rows, lo] * (1 - frac) + s[rows, hi] * frac
+    return out
+
+
+def bca_interval(
+    point: Any, replicates: np.ndarray, jackknives: Any, *, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bias-corrected and accelerated (BCa) bootstrap interval, vectorised over leading axes.
+
+    Efron's BCa interval: ``z0 = Φ⁻¹(share of replicates below the point, ties counted half)``; the acceleration
+    ``a = Σ U³ / (6 (Σ U²)^{3/2})`` from the jackknife influence values ``U`` of every resampled source (pass
+    one leave-one-out array per source, e.g. trials and removals; their influence values are pooled); the ends are
+    the replicates' quantiles at ``Φ(z0 + (z0 + z) / (1 - a (z0 + z)))`` for ``z = ±Φ⁻¹((1 + level) / 2)``.
+    An interval is widened to contain its point estimate where it would not (possible only when nearly every
+    replicate lies on one side of it); NaN replicates are ignored.
+
+    Args:
+        point: (...) the statistic on the data.
+        replicates: (..., R) the statistic on each bootstrap resample.
+        jackknives: one array (..., n) or a sequence of arrays (..., n_s) of leave-one-out statistics.
+        level: interval level.
+
+    Returns:
+        ``(lo, hi)``, each of shape (...).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.exponential(size=40)
+        >>> reps = np.array([rng.choice(x, x.size).mean() for _ in range(2000)])
+        >>> jack = np.array([np.delete(x, i).mean() for i in range(x.size)])
+        >>> lo, hi = bca_interval(x.mean(), reps, jack)
+        >>> bool(lo < x.mean() < hi)
+        True
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"bca_interval: level must lie in (0, 1), got {level!r}")
+    point = np.asarray(point, np.float64)
+    rep = np.asarray(replicates, np.float64)
+    shape = rep.shape[:-1]
+    rep = rep.reshape(-1, rep.shape[-1])
+    pt = np.broadcast_to(point, shape).reshape(-1)
+    jl = [jackknives] if isinstance(jackknives, np.ndarray) else list(jackknives)
+    U = np.concatenate([_influence(np.asarray(j, np.float64).reshape(rep.shape[0], -1)) for j in jl], axis=1)
+    with np.errstate(all="ignore"):
+        num = np.nansum(U**3, axis=1)
+        den = 6.0 * np.nansum(U**2, axis=1) ** 1.5
+        a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        fin = np.isfinite(rep)
+        nf = fin.sum(axis=1)
+        below = (np.where(fin, rep, np.inf) < pt[:, None]).sum(axis=1) + 0.5 * (rep == pt[:, None]).sum(axis=1)
+        frac = np.clip(below / np.maximum(nf, 1), 0.5 / np.maximum(nf, 1), 1 - 0.5 / np.maximum(nf, 1))
+        z0 = _ndtri(frac)
+        z = _ndtri((1 + level) / 2)
+        q = [_ndtr(z0 + (z0 + zz) / (1 - a * (z0 + zz))) for zz in (-z, z)]
+    lo, hi = (_quantile_rows(rep, qq) for qq in q)
+    bad = ~np.isfinite(pt) | (nf == 0)
+    lo = np.where(bad, np.nan, np.fmin(lo, pt))
+    hi = np.where(bad, np.nan, np.fmax(hi, pt))
+    return lo.reshape(shape), hi.reshape(shape)
+
+
+def effective_trials(w: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Effective number of trials behind a sum of per-trial losses: ``(Σ w)² / Σ w²`` (``|w|`` used).
+
+    B when every trial carries the same loss, 1 when one trial carries all of it.
+
+    Example:
+        >>> float(effective_trials(np.ones(8))), float(effective_trials(np.array([1.0, 0, 0, 0])))
+        (8.0, 1.0)
+    """
+    w = np.abs(np.asarray(w, np.float64))
+    with np.errstate(all="ignore"):
+        return np.sum(w, axis=axis) ** 2 / np.sum(w * w, axis=axis)
+
+
+FEW_TRIALS = 30
+"""A loss figure resting on fewer effective trials than this (:func:`effective_trials`) is flagged in the report."""
+
+
+def adjust_p(p: Any, method: str = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values within one family of tests (NaN entries are left out and stay NaN).
+
+    ``"holm"``: Holm's step-down adjustment (controls the family-wise error rate); ``"bh"``: Benjamini-Hochberg
+    (controls the false discovery rate; SciPy's ``false_discovery_control``).
+
+    Example:
+        >>> adjust_p([0.01, 0.04, 0.03], "holm").round(3).tolist()
+        [0.03, 0.06, 0.06]
+        >>> adjust_p([0.01, 0.04, 0.03, float("nan")], "bh").round(3).tolist()
+        [0.03, 0.04, 0.04, nan]
+    """
+    p = np.asarray(p, np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    x = p[ok]
+    if x.size == 0:
+        return out
+    if method == "holm":
+        m = x.size
+        order = np.argsort(x, kind="stable")
+        adj = np.maximum.accumulate((m - np.arange(m)) * x[order])
+        res = np.empty(m)
+        res[order] = np.minimum(adj, 1.0)
+    elif method == "bh":
+        from scipy.stats import false_discovery_control
+
+        res = false_discovery_control(x, method="bh")
+    else:
+        raise ValueError(f"adjust_p: method must be 'holm' or 'bh', got {method!r}")
+    out[ok] = res
+    return out
+
+
+def family_method(m: int) -> str:
+    """The adjustment of a family of ``m`` tests: Holm up to :data:`BH_ABOVE` tests, Benjamini-Hochberg above."""
+    return "holm" if m <= BH_ABOVE else "bh"
+
+
+BH_ABOVE = 20
+"""Families of more tests than this are adjusted by Benjamini-Hochberg (false discovery rate), smaller ones by Holm."""
+
+
+def weighted_median_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per column r, the weighted median of ``x[:, r]`` with weights ``w[:, r]`` (NaN entries left out): the
+    smallest value whose cumulative weight reaches half the total.
+
+    Example:
+        >>> weighted_median_rows(np.array([[1.0], [2.0], [10.0]]), np.array([[1.0], [1.0], [3.0]])).tolist()
+        [10.0]
+    """
+    x = np.asarray(x, np.float64)
+    w = np.where(np.isfinite(x), np.asarray(w, np.float64), 0.0)
+    order = np.argsort(np.where(np.isfinite(x), x, np.inf), axis=0)
+    xs, ws = np.take_along_axis(x, order, 0), np.take_along_axis(w, order, 0)
+    cw = np.cumsum(ws, axis=0)
+    tot = cw[-1]
+    first = np.argmax(cw >= 0.5 * tot[None, :] - 1e-12 * tot[None, :], axis=0)
+    out = xs[first, np.arange(x.shape[1])]
+    return np.where(tot > 0, out, np.nan)
+
+
+def pair_statistics(a: np.ndarray, c: np.ndarray, unit_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of pairs where ``|a| > |c|`` and median ``|a| / |c|``, each removal weighted by ``unit_w``.
+
+    Args:
+        a: (P, S) loss change of each of P removals in S settings (resamples).
+        c: (P, J, S) loss changes of its J controls.
+        unit_w: (P, S) multiplicity of each removal (1 on the data, bootstrap or jackknife counts).
+
+    Returns:
+        ``share`` (S,) and ``ratio`` (S,); every (removal, control) pair counts ``unit_w / J``.
+    """
+    a, c = np.abs(a), np.abs(c)
+    J = c.shape[1]
+    more = (a[:, None, :] > c).mean(axis=1)
+    with np.errstate(all="ignore"):
+        share = np.sum(unit_w * more, axis=0) / np.sum(unit_w, axis=0)
+        ratio = a[:, None, :] / c
+    ratio = np.where(np.isfinite(ratio), ratio, np.nan).reshape(-1, a.shape[1])
+    ratio_w = np.repeat(unit_w, J, axis=0) / J
+    return share, weighted_median_rows(ratio, ratio_w)
+
+
+def two_way_pairs(
+    key: Any,
+    abl: np.ndarray,
+    ctrl: np.ndarray,
+    *,
+    n_resamples: int,
+    level: float = 0.95,
+    trial_abl: np.ndarray | None = None,
+    trial_ctrl: np.ndarray | None = None,
+    resample_units: bool | None = None,
+) -> dict[str, float]:
+    """BCa intervals of the pair share and median ratio that cover trials, control draws and the removal subset.
+
+    Each bootstrap resample draws the trials (when per-trial sums are given) and, independently, the removals with
+    replacement, each removal with all its J controls (so the variation between control draws and between removals
+    enters every replicate). The jackknife for the acceleration leaves out one trial and one removal at a time.
+
+    Args:
+        key: ``jax.random.key``.
+        abl: (P,) loss change of each removal; ctrl: (P, J) of its controls.
+        n_resamples: R.
+        level: interval level.
+        trial_abl: (P, B) per-trial loss changes of the removals; trial_ctrl: (P, J, B) of the controls (optional;
+            ``abl = trial_abl.sum(-1)`` up to a common normalisation).
+        resample_units: resample the removals too (default: when there are at least 2); with one removal and its
+            J controls (a one-sample comparison) only the trials are resampled.
+
+    Returns:
+        ``share_more``, ``share_lo``, ``share_hi``, ``median_ratio``, ``ratio_lo``, ``ratio_hi``.
+    """
+    import jax
+
+    abl, ctrl = np.asarray(abl, np.float64), np.asarray(ctrl, np.float64)
+    P, J = ctrl.shape
+    k_t, k_u = jax.random.split(key)
+    share0, ratio0 = pair_statistics(abl[:, None], ctrl[:, :, None], np.ones((P, 1)))
+    out = {"share_more": float(share0[0]), "median_ratio": float(ratio0[0])}
+    if P == 0:
+        return {**out, "share_lo": math.nan, "share_hi": math.nan, "ratio_lo": math.nan, "ratio_hi": math.nan}
+    if resample_units is None:
+        resample_units = P >= 2
+    units = bootstrap_counts(k_u, P, n_resamples).T if resample_units else np.ones((P, n_resamples))  # (P, R)
+    if trial_abl is not None:
+        B = trial_abl.shape[-1]
+        tc = bootstrap_counts(k_t, B, n_resamples)
+        ar, cr = np.asarray(trial_abl, np.float64) @ tc.T, np.asarray(trial_ctrl, np.float64) @ tc.T
+        jt = jackknife_counts(B)
+        aj, cj = np.asarray(trial_abl) @ jt.T, np.asarray(trial_ctrl) @ jt.T
+        sj_t, rj_t = pair_statistics(aj, cj, np.ones((P, B)))
+    else:
+        ar, cr = np.repeat(abl[:, None], n_resamples, 1), np.repeat(ctrl[:, :, None], n_resamples, 2)
+        sj_t = rj_t = None
+    share_r, ratio_r = pair_statistics(ar, cr, units)
+    js, jr = [], []
+    if sj_t is not None:
+        js.append(sj_t)
+        jr.append(rj_t)
+    if resample_units:
+        ju = jackknife_counts(P).T  # (P, P): column i leaves removal i out
+        sj_u, rj_u = pair_statistics(np.repeat(abl[:, None], P, 1), np.repeat(ctrl[:, :, None], P, 2), ju)
+        js.append(sj_u)
+        jr.append(rj_u)
+    if not js:
+        js = jr = [np.zeros((1, 1))]
+    out["share_lo"], out["share_hi"] = (float(x) for x in bca_interval(share0[0], share_r, js, level=level))
+    out["ratio_lo"], out["ratio_hi"] = (float(x) for x in bca_interval(ratio0[0], ratio_r, jr, level=level))
+    return out
