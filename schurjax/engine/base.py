@@ -50,11 +50,14 @@ def _log_softmax(y: np.ndarray) -> np.ndarray:
     return y - m - np.log(np.exp(y - m).sum(axis=-1, keepdims=True))
 
 
-def _base_rollout(models, Qs, Ws, batch, mask, dyn=_kernels._TANH, loss: str = "mse") -> dict[str, np.ndarray]:
+def _base_rollout(
+    models, Qs, Ws, batch, mask, dyn=_kernels._TANH, loss: str = "mse", alphas=None
+) -> dict[str, np.ndarray]:
     """The unablated trajectory of every model, in float64 (once per batch).
 
     Args: the models (sharing ``dyn = (alpha, nonlinearity, form)``), their Schur vectors and ``W = Q T Q^T``, the
-    batch, ``mask`` (T, B, o) the loss weights (:func:`loss_weights`), ``loss`` ``"mse"`` or ``"ce"``.
+    batch, ``mask`` (T, B, o) the loss weights (:func:`loss_weights`), ``loss`` ``"mse"`` or ``"ce"``, ``alphas``
+    (M, 2) each model's ``(alpha, 1 - alpha)`` when ``dyn``'s alpha is None (``kernels._TANH``).
 
     Returns (M models), as NumPy float64: a (M, T, B, n) the argument of ``phi`` at each step (pre-activations;
     the states for the current form), pa = phi(a), h_prev (M, T, B, n) what W multiplies at each step (the
@@ -76,6 +79,7 @@ def _base_rollout(models, Qs, Ws, batch, mask, dyn=_kernels._TANH, loss: str = "
             stack(Qs),
             jnp.asarray(np.asarray(batch.inputs, dtype=np.float64)),
             None if all(h is None for h in h0s) else stack([np.zeros(n) if h is None else h for h in h0s]),
+            None if alphas is None else jnp.asarray(np.asarray(alphas, np.float64)),
             dyn=tuple(dyn),
         )
         a, pa, h_prev, z, y0 = (np.asarray(x, dtype=np.float64) for x in out)

@@ -303,10 +303,10 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
             )
         if not 0.0 < dyn.alpha <= 1.0:
             _fail(f"model{tag}.alpha must be in (0, 1], got {dyn.alpha!r}")
-        if dyn != dyn0:
+        if dyn[1:] != dyn0[1:]:
             _fail(
-                f"all models of one call must share their step, got {dyn0.describe()} (model[0]) and "
-                f"{dyn.describe()} (model{tag}); evaluate them in separate calls"
+                f"all models of one call must share their nonlinearity and form, got {dyn0.describe()} (model[0]) "
+                f"and {dyn.describe()} (model{tag}); evaluate them in separate calls"
             )
         if not hasattr(sf, "Q") or not hasattr(sf, "T"):
             _fail(f"sf{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
@@ -711,7 +711,12 @@ def _run(
         mask_np = mask_np * valid[:, :, None]
     mask_sum = loss_denominator(mask_np, loss)
     mask_np = loss_weights(batch, mask_np, loss)  # the loss sums' weights: the mask, or weighted targets (ce)
-    dyn = tuple(_dynamics(models[0]))
+    dyns = [_dynamics(m) for m in models]
+    # alpha = 1 for every model: the step without the leak (static); else each model's (alpha, 1 - alpha), traced
+    leaky = any(d.alpha != 1.0 for d in dyns)
+    dyn = (None if leaky else 1.0, dyns[0].nonlinearity, dyns[0].form)
+    alphas64 = np.array([[d.alpha, 1.0 - d.alpha] for d in dyns]) if leaky else None
+    alphas = None if alphas64 is None else jnp.asarray(alphas64.astype(np_dtype))
     W = jnp.asarray(np.stack(Ws).astype(np_dtype))
     W_out = jnp.asarray(np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype))
     mask = jnp.asarray(mask_np, dtype)
@@ -728,7 +733,7 @@ def _run(
         score_batch = batch.astype(dtype)  # valid (None or bool) is kept as it is
     fixed: dict[str, Any] = {}
     if deviation:
-        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np, dyn, loss)
+        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np, dyn, loss, alphas64)
         layout = (lambda a: np.swapaxes(a, 2, 3)) if dense else (lambda a: a)  # (M, T, n, B) on the dense path
         base = {"a": layout(hb["a"]), **{name: layout(v) for name, v in aux(dyn[1], hb).items()}, "y0": hb["y0"]}
         base.update({name: hb[name] for name in (("p0", "lp0") if loss == "ce" else ("r0",))})
@@ -799,6 +804,7 @@ def _run(
                 per_trial=per_trial,
                 dyn=dyn,
                 loss=loss,
+                alphas=alphas,
             )
         else:
             out = _kernels.chunk(
@@ -820,6 +826,7 @@ def _run(
                 dyn=dyn,
                 loss=loss,
                 h0=h0,
+                alphas=alphas,
             )
         if trial_stats is not None:
             out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)

@@ -78,7 +78,17 @@ _SMALL_DELTA = 0.5
 
 _TANH = (1.0, "tanh", "rate")
 """The paper's step (``alpha = 1``, tanh, rate form): the default ``dyn`` (alpha, nonlinearity, form) of the
-kernels."""
+kernels. ``alpha`` in ``dyn`` is static: ``1.0`` (no leak, the step without the leak's arithmetic) or ``None``
+(leaky: each model's ``(alpha, 1 - alpha)`` is a traced (m, 2) argument, so that every ``alpha`` shares one
+compiled program)."""
+
+
+def _leak(alpha, old, new):
+    """``(1 - alpha) old + alpha new``: ``alpha`` the static 1.0 (then ``new``) or a traced ``(alpha, 1 - alpha)``
+    pair (both from float64)."""
+    if isinstance(alpha, float):
+        return new if alpha == 1.0 else (1.0 - alpha) * old + alpha * new
+    return alpha[1] * old + alpha[0] * new
 
 
 def _horner(coeffs, x):
@@ -176,14 +186,13 @@ def _dev_advance(dyn, carry, delta, a, aux):
     """
     alpha, nl, form = dyn
     if form == "rate":  # h' = (1-a) h + a phi(W h + u): D' = (1-a) D + a dphi(pre, delta)
-        d = phi_diff(nl, a, aux, delta)
-        D = d if alpha == 1.0 else (1.0 - alpha) * carry + alpha * d
+        D = _leak(alpha, carry, phi_diff(nl, a, aux, delta))
         return D, D
     if form == "post":  # h' = phi((1-a) h + a (W h + u)): D' = dphi(pre, (1-a) D + a delta)
-        D = phi_diff(nl, a, aux, delta if alpha == 1.0 else (1.0 - alpha) * carry + alpha * delta)
+        D = phi_diff(nl, a, aux, _leak(alpha, carry, delta))
         return D, D
     D, _ = carry  # current: x' = (1-a) x + a (W phi(x) + u): D' = (1-a) D + a delta; Dr' = dphi(x', D')
-    D = delta if alpha == 1.0 else (1.0 - alpha) * D + alpha * delta
+    D = _leak(alpha, D, delta)
     Dr = phi_diff(nl, a, aux, D)
     return (D, Dr), Dr
 
@@ -207,11 +216,10 @@ def _plain_update(dyn, H, p):
     """The plain step from state ``H`` given ``p = W x + u`` (``x`` from :func:`_plain_input`)."""
     alpha, nl, form = dyn
     if form == "rate":
-        new = _phi(nl, p)
-        return new if alpha == 1.0 else (1.0 - alpha) * H + alpha * new
+        return _leak(alpha, H, _phi(nl, p))
     if form == "post":
-        return _phi(nl, p if alpha == 1.0 else (1.0 - alpha) * H + alpha * p)
-    return p if alpha == 1.0 else (1.0 - alpha) * H + alpha * p
+        return _phi(nl, _leak(alpha, H, p))
+    return _leak(alpha, H, p)
 
 
 def _plain_rates(dyn, H):
@@ -395,9 +403,24 @@ def _rollout_dense_dev(W, Q, dT, base, W_out, last, unroll, dyn):
 
 
 def _one_model_dev(
-    W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, outputs, per_trial=False, dyn=None, loss="mse"
+    W,
+    W_out,
+    base,
+    e1,
+    e2,
+    mask,
+    valid,
+    last,
+    alpha=None,
+    *,
+    path,
+    unroll,
+    outputs,
+    per_trial=False,
+    dyn=_TANH,
+    loss="mse",
 ):
-    dyn = _TANH if dyn is None else dyn
+    dyn = dyn if alpha is None else (alpha, *dyn[1:])
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
         DT, yd = _rollout_shared_dev(W, e1[rows] * vals[..., None], e1[cols], cols, base, W_out, last, unroll, dyn)
@@ -437,6 +460,7 @@ def chunk_dev(
     per_trial: bool = False,
     dyn: tuple = _TANH,
     loss: str = "mse",
+    alphas: Float[Array, "m 2"] | None = None,
 ) -> dict[str, Array]:
     """Roll out the deviations of one chunk of ``k`` variants and reduce their metrics (compiled once per shape).
 
@@ -455,8 +479,9 @@ def chunk_dev(
         precision: matmul precision of ``W D_k`` (the edit and the readout run at HIGHEST).
         unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs ``y0 + yd`` (for task scores).
         per_trial: also return trial_loss_change (k, B), the change of the loss sum per trial.
-        dyn: ``(alpha, nonlinearity, form)`` of the models (:class:`schurjax.rnn.Dynamics`).
+        dyn: ``(alpha, nonlinearity, form)`` of the models, alpha 1.0 or None (see :data:`_TANH`).
         loss: ``"mse"`` (masked squared error) or ``"ce"`` (cross-entropy of the logits).
+        alphas: (m, 2) each model's ``(alpha, 1 - alpha)`` when ``dyn``'s alpha is None.
 
     Returns:
         dict of per-slot arrays, all with the leading model axis: loss_change (k, T) (change of the loss sum
@@ -472,9 +497,10 @@ def chunk_dev(
     )
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
-            return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None, None, None))(W, W_out, base, e1, e2, mask, valid, last)
+            axes = (0, 0, 0, 0, 0, None, None, None, None if alphas is None else 0)
+            return jax.vmap(fn, in_axes=axes)(W, W_out, base, e1, e2, mask, valid, last, alphas)
         first = functools.partial(jax.tree.map, lambda a: a[0])
-        out = fn(W[0], W_out[0], first(base), e1[0], first(e2), mask, valid, last)
+        out = fn(W[0], W_out[0], first(base), e1[0], first(e2), mask, valid, last, first(alphas))
         return {name: value[None] for name, value in out.items()}
 
 
@@ -540,6 +566,7 @@ def _one_model(
     mask,
     valid,
     last,
+    alpha=None,
     *,
     path,
     unroll,
@@ -548,6 +575,7 @@ def _one_model(
     dyn=_TANH,
     loss="mse",
 ):
+    dyn = dyn if alpha is None else (alpha, *dyn[1:])
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
         hT, y = _rollout_shared(W, e1[rows] * vals[..., None], e1[cols], drive, W_out, b_out, last, unroll, dyn, h0)
@@ -598,12 +626,13 @@ def chunk(
     dyn: tuple = _TANH,
     loss: str = "mse",
     h0: Float[Array, "m n"] | None = None,
+    alphas: Float[Array, "m 2"] | None = None,
 ) -> dict[str, Array]:
     """Roll out the states of one chunk (slot 0: the unablated model) and reduce its metrics (plain form).
 
     Args as :func:`chunk_dev`, except: b_out (m, o) the readout bias; drive: ``W_in x_t + b``, (m, T, B, n) for
     ``shared`` and (m, T, n, B) for ``dense``; targets (T, B, o); the edits have ``k1 = k + 1`` slots, slot 0 zero;
-    h0 (m, n) the initial states (None: zero).
+    h0 (m, n) the initial states (None: zero); alphas as :func:`chunk_dev`.
 
     Returns:
         as :func:`chunk_dev` (against slot 0, without loss_change_abs), plus loss_sum (k1, T) (the loss sum over
@@ -616,29 +645,32 @@ def chunk(
     )
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
-            axes = (0, 0, 0, None if h0 is None else 0, 0, 0, 0, None, None, None, None)
-            return jax.vmap(fn, in_axes=axes)(W, W_out, b_out, h0, drive, e1, e2, targets, mask, valid, last)
+            axes = (0, 0, 0, None if h0 is None else 0, 0, 0, 0, None, None, None, None, None if alphas is None else 0)
+            return jax.vmap(fn, in_axes=axes)(W, W_out, b_out, h0, drive, e1, e2, targets, mask, valid, last, alphas)
         first = functools.partial(jax.tree.map, lambda a: a[0])
-        h0_0 = None if h0 is None else h0[0]
-        out = fn(W[0], W_out[0], b_out[0], h0_0, drive[0], e1[0], first(e2), targets, mask, valid, last)
+        out = fn(
+            W[0], W_out[0], b_out[0], first(h0), drive[0], e1[0], first(e2), targets, mask, valid, last, first(alphas)
+        )
         return {name: value[None] for name, value in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("dyn",))
-def base_rollout(W, W_in, b, W_out, b_out, Q, inputs, h0=None, *, dyn=_TANH):
+@eqx.filter_jit  # dyn is static
+def base_rollout(W, W_in, b, W_out, b_out, Q, inputs, h0=None, alphas=None, *, dyn=_TANH):
     """The unablated trajectory of every model, at the dtype of the inputs (float64 in the engine).
 
     Args: W (m, n, n), W_in (m, n, i), b (m, n), W_out (m, o, n), b_out (m, o), Q (m, n, n); inputs (B, T, i);
-    h0 (m, n) initial states (None: zero); dyn ``(alpha, nonlinearity, form)``.
+    h0 (m, n) initial states (None: zero); dyn ``(alpha, nonlinearity, form)``; alphas (m, 2) each model's
+    ``(alpha, 1 - alpha)`` when ``dyn``'s alpha is None (see :data:`_TANH`).
     Returns, each (m, T, B, n): a (the argument of ``phi`` at each step: the pre-activation; the state for the
     current form), pa = phi(a), x_prev (what W multiplies at each step: the previous state, or its rates for the
     current form; from ``h_0``), z = Q^T x_prev (its Schur coordinates); and y0 (outputs) (m, T, B, o). Run by
     XLA rather than host BLAS, whose idle threads would compete with the chunk programs for the cores.
     """
     hi = jax.lax.Precision.HIGHEST
-    alpha, nl, form = dyn
+    _, nl, form = dyn
 
-    def one(W, W_in, b, W_out, b_out, Q, h0):
+    def one(W, W_in, b, W_out, b_out, Q, h0, alpha):
+        alpha = dyn[0] if alpha is None else alpha
         drive = jnp.einsum("bti,ni->tbn", inputs, W_in, precision=hi) + b
         shape = (inputs.shape[0], W.shape[0])
         h_init = jnp.zeros(shape, W.dtype) if h0 is None else jnp.broadcast_to(h0, shape).astype(W.dtype)
@@ -648,22 +680,23 @@ def base_rollout(W, W_in, b, W_out, b_out, Q, inputs, h0=None, *, dyn=_TANH):
             p = jnp.dot(x, W.T, precision=hi) + d
             if form == "rate":
                 a = p
-                h_new = _phi(nl, a) if alpha == 1.0 else (1.0 - alpha) * h + alpha * _phi(nl, a)
+                h_new = _leak(alpha, h, _phi(nl, a))
             elif form == "post":
-                a = p if alpha == 1.0 else (1.0 - alpha) * h + alpha * p
+                a = _leak(alpha, h, p)
                 h_new = _phi(nl, a)
             else:
-                h_new = p if alpha == 1.0 else (1.0 - alpha) * h + alpha * p
+                h_new = _leak(alpha, h, p)
                 a = h_new
             return h_new, (a, x, h_new)
 
         _, (a, x_prev, h) = jax.lax.scan(step, h_init, drive)
         pa = _phi(nl, a)
-        r = h if form == "rate" and alpha != 1.0 else pa  # what the readout reads (phi(a) unless leaky rate form)
+        leaky_rate = form == "rate" and not (isinstance(alpha, float) and alpha == 1.0)
+        r = h if leaky_rate else pa  # what the readout reads (phi(a), except the leaky rate form's states)
         return a, pa, x_prev, jnp.dot(x_prev, Q, precision=hi), jnp.dot(r, W_out.T, precision=hi) + b_out
 
-    axes = (0, 0, 0, 0, 0, 0, None if h0 is None else 0)
-    return jax.vmap(one, in_axes=axes)(W, W_in, b, W_out, b_out, Q, h0)
+    axes = (0, 0, 0, 0, 0, 0, None if h0 is None else 0, None if alphas is None else 0)
+    return jax.vmap(one, in_axes=axes)(W, W_in, b, W_out, b_out, Q, h0, alphas)
 
 
 @eqx.filter_jit  # layout and precision are static
