@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 
 import equinox as eqx
 import jax
@@ -122,6 +123,19 @@ def _tanh_diff(a, t0, s0, delta):
     return jnp.where(small, ts * s0, p - t0 * q) / jnp.where(small, 1.0 + t0 * ts, q)
 
 
+_EXPM1_TAYLOR = tuple(1.0 / math.factorial(j) for j in range(10, 1, -1))
+"""Taylor coefficients 1/10! ... 1/2! of ``(expm1(x) - x) / x^2`` (truncation < 1e-9 relative for |x| <= 0.5)."""
+
+
+def _expm1(x):
+    """``expm1`` with full relative accuracy and no bias for ``|x| <= 0.5`` (``x + x^2 P(x)``, P the Taylor
+    polynomial: ~1 ulp), the library's beyond. XLA's float32 ``expm1`` errs by up to 6 ulp there, with a bias of
+    -9e-8 relative (a deviation carried over many steps would accumulate it)."""
+    small = jnp.abs(x) <= 0.5
+    xs = jnp.where(small, x, 0.0)
+    return jnp.where(small, xs + xs * xs * _horner(_EXPM1_TAYLOR, xs), jnp.expm1(x))
+
+
 def _relu_diff(a, delta):
     """``relu(a + delta) - relu(a)`` exactly piecewise: ``delta`` where both sides are positive, 0 where both are
     ``<= 0``, else the plain difference (``a + delta`` or ``-a``, no cancellation there)."""
@@ -141,14 +155,20 @@ def _softplus_diff(a, sp0, sig0, delta):
 
     ``log1p(sigmoid(a) expm1(delta))`` (exact: ``(1 + e^(a+d)) / (1 + e^a) = 1 + sigmoid(a) (e^d - 1)``) wherever
     its argument is ``> -0.5`` (every ``delta >= 0``; ``delta < 0`` unless the unit is on and drops by more than
-    ~0.7): relative error a few ulp. Elsewhere (a large drop, or ``delta > 80``) the plain difference
-    ``softplus(a + delta) - sp0``, whose result is then at least ~0.7 in size (no cancellation). Measured against
-    float64 in ``tests/test_precision.py``.
+    ~0.7): relative error a few ulp. A larger drop that leaves the unit on (``a + delta >= 0``): the mirrored
+    identity ``delta + log1p(sigmoid(-a) expm1(-delta))`` (``sigmoid(-a) = sigmoid(a) e^-a``); one that turns it
+    off, or ``delta > 80``: the plain difference ``softplus(a + delta) - sp0`` (the result is then at least ~0.7
+    and about ``-sp0`` or ``delta`` in size: no cancellation). Measured against float64 in
+    ``tests/test_precision.py``.
     """
-    x = sig0 * jnp.expm1(jnp.minimum(delta, _SOFTPLUS_EXPM1_MAX))
+    x = sig0 * _expm1(jnp.minimum(delta, _SOFTPLUS_EXPM1_MAX))
     direct = (x > -0.5) & (delta <= _SOFTPLUS_EXPM1_MAX)
+    mirror = ~direct & (a + delta >= 0.0) & (delta < 0.0)
+    am = jnp.where(mirror, a, 0.0)
+    xm = sig0 * jnp.exp(-am) * _expm1(jnp.where(mirror, -delta, 0.0))  # sigmoid(-a) expm1(-delta) >= 0
     plain = jax.nn.softplus(a + delta) - sp0
-    return jnp.where(direct, jnp.log1p(jnp.where(direct, x, 0.0)), plain)
+    out = jnp.where(mirror, delta + jnp.log1p(xm), plain)
+    return jnp.where(direct, jnp.log1p(jnp.where(direct, x, 0.0)), out)
 
 
 AUX = {"tanh": ("t0", "s0"), "softplus": ("t0", "s0"), "relu": ()}
@@ -275,16 +295,23 @@ def _ce_change(yd, p0, lp0, wt):
     softmax and log-softmax (T, B, o) (or (T, k, B, o)); wt (T, B, o) the targets times the step weight.
 
     Per (step, trial): ``(sum_o wt) log(sum_o p0_o e^yd_o) - sum_o wt_o yd_o``, the log as
-    ``log1p(sum_o p0_o expm1(yd_o))`` where every ``|yd_o| < 0.5`` (else the log-sum-exp of ``lp0 + yd``).
-    Returns the change and the sum of the absolute values of its two terms, each (T, k, B).
+    ``log1p(S)``, ``S = sum_o p0_o expm1(yd_o)``, wherever ``S > -0.5`` (its error is then a few ulp of
+    ``sum_o p0_o |expm1(yd_o)|``), else ``m + log(sum_o p0_o e^(yd_o - m))`` with ``m = max_o yd_o`` (a drop of the
+    log-partition by more than ``log 2``: no cancellation).
+    Returns the change and the sum of the absolute values of its terms, ``(sum_o wt) sum_o p0_o |expm1(yd_o)| +
+    sum_o |wt_o yd_o|`` (what the float64 re-run is keyed on), each (T, k, B).
     """
     p0, lp0, wt = _expand(p0, 4), _expand(lp0, 4), wt[:, None]
-    small = jnp.max(jnp.abs(yd), axis=-1) < 0.5
-    log_small = jnp.log1p(_pairwise_sum(p0 * jnp.expm1(jnp.clip(yd, -0.5, 0.5))))
-    log_big = _logsumexp(lp0 + yd)
-    first = _pairwise_sum(wt) * jnp.where(small, log_small, log_big)
+    e = _expm1(jnp.minimum(yd, _SOFTPLUS_EXPM1_MAX))
+    S = _pairwise_sum(p0 * e)
+    small = (S > -0.5) & (jnp.max(yd, axis=-1) <= _SOFTPLUS_EXPM1_MAX)
+    log_small = jnp.log1p(jnp.where(small, S, 0.0))
+    tsum = _pairwise_sum(wt)
+    m = jax.lax.stop_gradient(jnp.max(yd, axis=-1))
+    log_big = m + jnp.log(_pairwise_sum(p0 * jnp.exp(yd - m[..., None])))
+    first = tsum * jnp.where(small, log_small, log_big)
     lin = _pairwise_sum(wt * yd)
-    return first - lin, jnp.abs(first) + jnp.abs(lin)
+    return first - lin, tsum * _pairwise_sum(p0 * jnp.abs(e)) + _pairwise_sum(jnp.abs(wt * yd))
 
 
 def _logsumexp(x):
