@@ -23,15 +23,24 @@ Paths (``path="auto"`` picks one for the whole call):
   ``(variants, n, B)`` layout. XLA:CPU runs that matmul on about one core, so on the CPU the dense path runs one
   chunk per core concurrently from host threads (``DENSE_CPU_WORKERS``).
 
+Models: every form of :mod:`schurjax.rnn` (``TanhRNN``; ``RateRNN`` rate/post/current, tanh/relu/softplus, any
+``alpha``, with or without a learned ``h0``). The models of one call share nonlinearity and form; their alphas may
+differ.
+
+Loss: the task's (``task.loss_type``, or ``loss=``): masked MSE, or the cross-entropy of the outputs as logits
+against the targets as class probabilities on the steps that count (``schurjax.tasks.masked_ce``).
+
 Rollout form (``deviation=True``, the default): the unablated *base* trajectory is computed once per batch, in
-float64, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with the exact
-identity ``tanh(a + delta) - tanh(a)`` written without cancellation (``a`` the base pre-activation, ``delta`` the
-change of it). The loss change is summed from the output deviations against the float64 base residual,
-``yd * (2 (y_0 - target) + yd)``, so the first-order terms that nearly cancel at a trained minimum keep their digits;
-``loss`` is ``base_loss + delta_loss``. Rounding errors are thus relative to the effect of each edit. Where the
-loss change itself is a near-cancellation (its terms add up, in absolute value, to more than
-``REFINE_CONDITION`` times the change: an edit that moves the outputs but hardly the loss), the variant is rolled
-out again in float64. The resulting bound per metric, measured against float64, is in ``benchmarks/RESULTS.md``.
+float64, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with exact identities such as
+``phi(a + delta) - phi(a)`` written without cancellation (``a`` the base's argument of the nonlinearity, ``delta``
+the change of it; per form in :mod:`schurjax.engine.kernels`). The loss change is summed from the output deviations
+against the float64 base: ``yd * (2 (y_0 - target) + yd)`` for the squared error, ``(sum_o t) log1p(sum_o p0_o
+expm1(yd_o)) - sum_o t_o yd_o`` (``p0`` the base's softmax) for the cross-entropy, so the first-order terms that
+nearly cancel at a trained minimum keep their digits; ``loss`` is ``base_loss + delta_loss``. Rounding errors are
+thus relative to the effect of each edit. Where the loss change itself is a near-cancellation (its terms add up, in
+absolute value, to more than ``REFINE_CONDITION`` times the change: an edit that moves the outputs but hardly the
+loss), the variant is rolled out again in float64, with the same loss. The resulting bound per metric, form and
+nonlinearity, measured against float64, is in ``benchmarks/RESULTS.md``.
 ``deviation=False`` is the plain rollout, kept as an opt-out and a cross-check: every variant carries its own state
 and the metrics difference two float32 trajectories (slot 0 of each chunk is the unablated model), which loses the
 small effects.

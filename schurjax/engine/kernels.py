@@ -4,14 +4,23 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 
 One compiled program rolls out one *chunk*: ``k`` weight variants of ``M`` models on the same ``B`` trials (common
 random numbers), with a ``lax.scan`` over the ``T`` time steps, and reduces the per-variant metrics in the same
-program. Two rollout forms:
+program. Every network form of :mod:`schurjax.rnn` runs (``dyn = (alpha, nonlinearity, form)``, static; a leaky
+``alpha`` is a traced per-model argument, so every alpha shares one program; an initial state ``h0`` is the base's
+and every variant's). Two rollout forms:
 
 * *deviation* (default, :func:`chunk_dev`): the base (unablated) trajectory ``h`` is computed once per batch, in
-  float64 (:func:`base_rollout`), and every slot carries its deviation ``D_k = h_k - h``, updated with the exact
-  identity ``D_k <- tanh(a + delta_k) - tanh(a)`` (``a`` the base pre-activation, ``delta_k`` the pre-activation
-  change, :func:`_tanh_diff`). Rounding errors are then relative to the effect of an edit, not to the states, so the
-  smallest effects keep their digits. The output deviations ``W_out D_k`` are reduced after the scan against the
-  base residual ``y0 - target`` (float64, rounded once).
+  float64 (:func:`base_rollout`), and every slot carries its deviation ``D_k = h_k - h``, updated with exact
+  identities (``a`` the base's argument of ``phi``, ``delta_k`` the change of the recurrent product
+  ``W_k X_k + dW_k x``, ``x`` what W multiplies, ``dphi(a, d) = phi(a + d) - phi(a)`` without cancellation,
+  :func:`phi_diff`)::
+
+      rate     D' = (1 - alpha) D + alpha dphi(a, delta)                    a = W h + u, X = D
+      post     D' = dphi(a, (1 - alpha) D + alpha delta)                    a = (1 - alpha) h + alpha (W h + u)
+      current  D' = (1 - alpha) D + alpha delta,  Dr' = dphi(h', D')        X = Dr (the rates' deviation), x = phi(h)
+
+  Rounding errors are then relative to the effect of an edit, not to the states, so the smallest effects keep their
+  digits. The output deviations ``W_out D_k`` (``W_out Dr_k``) are reduced after the scan against the float64
+  base: the residual ``y0 - target`` (squared error) or the softmax of ``y0`` (cross-entropy, :func:`_ce_change`).
 * *plain* (:func:`chunk`, opt-out): every slot carries its state ``h_k``; slot 0 is the unablated model (its edit is
   exactly zero) and the metrics difference each slot's outputs against it.
 
