@@ -176,3 +176,16 @@ def test_cross_entropy_matches_float64(monkeypatch):
     fine = sj.engine.evaluate_many(models, sfs, vsets, batch, loss="ce")[1]
     err = np.abs(fine.delta_loss - ref["delta_loss"]) / np.maximum(np.abs(ref["delta_loss"]), 1e-5 * ref["base_loss"])
     assert (err < 1e-9).mean() > 0.5  # most were re-run, in float64, with the cross-entropy
+
+
+def test_models_of_one_call_share_nonlinearity_and_form():
+    """Alphas may differ within a call (tested above); nonlinearity or form may not: a one-line error."""
+    rng = np.random.default_rng()
+    a, b = make_model(rng, 0.2, "tanh", "rate"), make_model(rng, 0.2, "relu", "rate")
+    sfs = [sj.ordered_schur(np.asarray(m.W_rec, np.float64)) for m in (a, b)]
+    vsets = [sj.ablate.all_nonnormal(sf) for sf in sfs]
+    with pytest.raises(ValueError, match=r"share their nonlinearity and form.*model\[1\]") as info:
+        sj.engine.evaluate_many([a, b], sfs, vsets, make_batch(rng))
+    assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
+    with pytest.raises(ValueError, match="loss must be None or one of 'mse', 'ce', got 'nll'"):
+        sj.evaluate(a, sfs[0], vsets[0], make_batch(rng), loss="nll")
