@@ -138,7 +138,7 @@ def test_masked_ce_and_task_loss_against_numpy():
     assert float(sj.tasks.masked_ce(jnp.asarray(y, jnp.float32), batch)) == pytest.approx(want, rel=1e-5)
     assert float(Decide().loss(jnp.asarray(y, jnp.float32), batch)) == pytest.approx(want, rel=1e-5)
     assert sj.tasks.get("flipflop").loss_type == "mse"  # the built-in regression tasks keep the masked MSE
-    with pytest.raises(ValueError, match="loss_type must be 'mse' or 'ce'"):
+    with pytest.raises(ValueError, match="loss_type must be 'mse', 'ce' or 'custom'"):
         sj.tasks.check_task(type("Odd", (Decide,), {"loss_type": "hinge"})(), "tests")
 
 
@@ -187,5 +187,38 @@ def test_models_of_one_call_share_nonlinearity_and_form():
     with pytest.raises(ValueError, match=r"share their nonlinearity and form.*model\[1\]") as info:
         sj.engine.evaluate_many([a, b], sfs, vsets, make_batch(rng))
     assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
-    with pytest.raises(ValueError, match="loss must be None or one of 'mse', 'ce', got 'nll'"):
+    with pytest.raises(ValueError, match="loss must be None or one of 'mse', 'ce', 'custom', got 'nll'"):
         sj.evaluate(a, sfs[0], vsets[0], make_batch(rng), loss="nll")
+
+
+class Absolute(Decide):
+    """A task with its own per-trial loss (``loss_type = "custom"``): the masked absolute error per trial."""
+
+    name = "absolute"
+    loss_type = "custom"
+
+    def trial_loss(self, y, batch):
+        return jnp.sum(batch.mask * jnp.abs(y - batch.targets), axis=(1, 2)) / self.steps
+
+
+def test_custom_trial_loss_of_a_task():
+    rng = np.random.default_rng()
+    m = make_model(rng, 0.2, "softplus", "current")
+    sf = sj.ordered_schur(np.asarray(m.W_rec, np.float64))
+    v = variants_of(sf, dense=False)[:12]
+    batch = make_batch(rng)
+    Q, Tm = np.asarray(sf.Q), np.asarray(sf.T)
+    y, _ = rollout(m, batch.inputs, np.concatenate([(Q @ Tm @ Q.T)[None], Q @ (Tm + v.delta_T(T=Tm)) @ Q.T]))
+    tgt, msk = np.asarray(batch.targets, np.float64), np.asarray(batch.mask, np.float64)
+    trial = (msk * np.abs(y - tgt)).sum(axis=(2, 3)) / T  # (1 + K, B)
+    assert float(Absolute().loss(jnp.asarray(y[0], jnp.float32), batch)) == pytest.approx(trial[0].mean(), rel=1e-5)
+    for deviation in (True, False):
+        res = sj.evaluate(m, sf, v, batch, task=Absolute(), per_trial=True, deviation=deviation)
+        assert res.loss_type == "custom"
+        assert res.base_loss == pytest.approx(trial[0].mean(), rel=1e-5)
+        np.testing.assert_allclose(res.loss, trial[1:].mean(axis=1), rtol=1e-5)
+        np.testing.assert_allclose(res.delta_loss, (trial[1:] - trial[0]).mean(axis=1), atol=1e-5 * res.base_loss)
+        np.testing.assert_allclose(res.trial_delta_loss.sum(axis=1), res.delta_loss, rtol=1e-9, atol=1e-12)
+        assert res.trial_base_loss.sum() == pytest.approx(res.base_loss, rel=1e-9)
+    with pytest.raises(ValueError, match="needs a task with a trial_loss"):
+        sj.evaluate(m, sf, v, batch, loss="custom")

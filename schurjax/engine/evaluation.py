@@ -102,8 +102,9 @@ __all__ = [
     "loss_type_of",
 ]
 
-LOSSES = ("mse", "ce")
-"""Accepted loss types: masked mean squared error, cross-entropy of the output logits (``Task.loss_type``)."""
+LOSSES = ("mse", "ce", "custom")
+"""Accepted loss types (``Task.loss_type``): masked mean squared error, cross-entropy of the output logits, or the
+mean over trials of the task's own ``trial_loss(y, batch) -> (B,)``."""
 
 PATHS = ("auto", "shared", "dense")
 """Accepted ``path`` values (canonical; the CLI's ``--path`` choices)."""
@@ -225,9 +226,11 @@ def loss_type_of(task: Any = None, loss: str | None = None) -> str:
         loss = getattr(task, "loss_type", "mse") if task is not None else "mse"
         where = f"task {getattr(task, 'name', type(task).__name__)!r} has loss_type"
     else:
-        where = "loss must be None or one of 'mse', 'ce', got"
+        where = "loss must be None or one of 'mse', 'ce', 'custom', got"
     if not isinstance(loss, str) or loss not in LOSSES:
         _fail(f"{where} {loss!r}; expected one of {', '.join(map(repr, LOSSES))}")
+    if loss == "custom" and not callable(getattr(task, "trial_loss", None)):
+        _fail("loss 'custom' needs a task with a trial_loss(y, batch) -> (B,) method, got task=" + repr(task)[:80])
     return loss
 
 
@@ -405,10 +408,12 @@ def evaluate(
             fills ``trial_stats`` (K, B, p) for every variant and ``base_trial_stats`` (B, p) for the unablated
             model (for example the additive parts of a task score).
         loss: ``None`` (default: the task's ``loss_type``, ``"mse"`` without a task), ``"mse"`` (masked mean
-            squared error) or ``"ce"`` (cross-entropy of the outputs as logits against the targets as class
-            probabilities, per step weighted by ``max_o mask``, as :func:`schurjax.tasks.masked_ce`); given, it
-            overrides the task's. In the deviation form the cross-entropy change is summed without cancellation
-            from the float64 base's softmax.
+            squared error), ``"ce"`` (cross-entropy of the outputs as logits against the targets as class
+            probabilities, per step weighted by ``max_o mask``, as :func:`schurjax.tasks.masked_ce`) or
+            ``"custom"`` (the mean over trials of ``task.trial_loss(y, batch) -> (B,)``, pure JAX, evaluated
+            from each variant's full outputs and differenced per trial in the rollout dtype: no cancellation-free
+            form and no float64 re-run); given, it overrides the task's. In the deviation form the cross-entropy
+            change is summed without cancellation from the float64 base's softmax.
 
     Returns:
         SweepResult: loss (the task's loss, ``loss_type``), delta_loss, rel_delta_loss, output_distance,
@@ -610,7 +615,7 @@ def _evaluate(
         trial_stats=trial_stats,
         loss=loss,
     )
-    if deviation and dtype == jnp.float32:
+    if deviation and dtype == jnp.float32 and loss != "custom":  # (custom: no condition to key a re-run on)
         _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial, loss)
     return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence, loss)
 
@@ -718,6 +723,8 @@ def _run(
     mask_np = np.swapaxes(np.asarray(batch.mask, dtype=np.float64), 0, 1)  # (T, B, o)
     if valid is not None:
         mask_np = mask_np * valid[:, :, None]
+    custom = loss == "custom"  # the task's own per-trial loss, from the full outputs; the kernels sum the MSE
+    loss = "mse" if custom else loss
     mask_sum = loss_denominator(mask_np, loss)
     mask_np = loss_weights(batch, mask_np, loss)  # the loss sums' weights: the mask, or weighted targets (ce)
     dyns = [_dynamics(m) for m in models]
@@ -759,6 +766,8 @@ def _run(
             fixed["base_trial_stats"] = np.asarray(
                 _kernels.trial_stats(trial_stats, y0, score_batch), dtype=np.float64
             )[:, 0]
+        if custom:
+            fixed["base_trial_custom"] = np.asarray(_kernels.trial_losses(task, y0, score_batch), np.float64)[:, 0]
     else:
         b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
         W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
@@ -841,6 +850,8 @@ def _run(
             out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
         if task is not None:
             out["score"] = _kernels.scores(task, out["outputs"], score_batch)
+        if custom:
+            out["trial_custom"] = _kernels.trial_losses(task, out["outputs"], score_batch)
         out.pop("outputs", None)
         return a, b_, out
 
@@ -849,6 +860,7 @@ def _run(
     names += ["score"] if task is not None else []
     names += ["trial_loss_change"] if per_trial else []
     names += ["trial_stats"] if trial_stats is not None else []
+    names += ["trial_custom"] if custom else []
     acc = {name: [] for name in names}
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
 
@@ -863,6 +875,8 @@ def _run(
                 fixed["trial_base_loss_sum"] = np.asarray(out["trial_loss_sum"], dtype=np.float64)
             if trial_stats is not None:
                 fixed["base_trial_stats"] = host["trial_stats"][:, 0]
+            if custom:
+                fixed["base_trial_custom"] = host["trial_custom"][:, 0]
         for name in names:
             acc[name].append(host[name][:, base_slot : base_slot + pb - pa])
         if progress is not None:
@@ -927,6 +941,14 @@ def _results(cat, fixed, vsets, M, steps, mask_sum, divergence, loss="mse"):
         delta = cat_i["loss_change"].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
         # the plain form sums each variant's own loss; the deviation form has only the change
         value = cat_i["loss_sum"].sum(axis=-1) / mask_sum if "loss_sum" in cat_i else base_loss + delta
+        trial_delta = trial_base = None
+        if "trial_loss_change" in cat_i:
+            trial_delta, trial_base = cat_i["trial_loss_change"] / mask_sum, fixed["trial_base_loss_sum"][i] / mask_sum
+        if loss == "custom":  # the mean over trials of the task's trial_loss, differenced per trial
+            tl, tl0 = cat_i["trial_custom"], fixed["base_trial_custom"][i]
+            base_loss, value, delta = float(tl0.mean()), tl.mean(axis=-1), (tl - tl0).mean(axis=-1)
+            if trial_delta is not None:
+                trial_delta, trial_base = (tl - tl0) / tl.shape[1], tl0 / tl.shape[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = delta / base_loss
         K = value.shape[0]
@@ -944,8 +966,8 @@ def _results(cat, fixed, vsets, M, steps, mask_sum, divergence, loss="mse"):
                 base_score=float(fixed["base_score"][i]) if "base_score" in fixed else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
                 divergence=cat_i["sq_distance"] / np.maximum(steps, 1.0) if divergence else None,
-                trial_delta_loss=cat_i["trial_loss_change"] / mask_sum if "trial_loss_change" in cat_i else None,
-                trial_base_loss=fixed["trial_base_loss_sum"][i] / mask_sum if "trial_loss_change" in cat_i else None,
+                trial_delta_loss=trial_delta,
+                trial_base_loss=trial_base,
                 trial_stats=cat_i.get("trial_stats"),
                 base_trial_stats=fixed["base_trial_stats"][i] if "base_trial_stats" in fixed else None,
                 loss_type=loss,

@@ -752,6 +752,12 @@ def trial_stats(fn, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "
 
 
 @eqx.filter_jit
+def trial_losses(task, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "m k B"]:
+    """``task.trial_loss(y, batch)`` (B,) of every slot of every model on the shared batch."""
+    return jax.vmap(jax.vmap(lambda y: task.trial_loss(y, batch)))(outputs)
+
+
+@eqx.filter_jit
 def scores(task, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "m k"]:
     """``task.score`` of every slot of every model on the shared batch."""
     return jax.vmap(jax.vmap(lambda y: task.score(y, batch)))(outputs)

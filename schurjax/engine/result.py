@@ -37,7 +37,8 @@ class SweepResult:
         trial_stats, base_trial_stats: (K, B, p) and (B, p) per-trial statistics ``fn(y, batch)`` of each variant's
             and of the unablated outputs, or None unless ``evaluate(..., trial_stats=fn)``.
         loss_type: the loss that ``loss``, ``delta_loss``, ``base_loss`` and the per-trial sums mean: ``"mse"``
-            (masked mean squared error) or ``"ce"`` (cross-entropy of the output logits).
+            (masked mean squared error), ``"ce"`` (cross-entropy of the output logits) or ``"custom"`` (the mean
+            over trials of the task's ``trial_loss``).
 
     Example::
 

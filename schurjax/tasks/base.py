@@ -135,9 +135,12 @@ class Task(eqx.Module):
     * ``n_in``, ``n_out``, ``steps`` (ints): sizes of its batches, inputs ``(B, steps, n_in)``.
     * ``sample(key, batch_size) -> TaskBatch``: deterministic per key (keys first; jit-able for built-ins).
     * ``score(y, batch) -> scalar``: pure JAX (it runs inside ``sj.evaluate``'s compiled program), ``y (B, T, n_out)``.
-    * ``loss_type`` (class attribute or static field): ``"mse"`` (default) or ``"ce"``, the loss the network is
-      trained with; ``sj.evaluate(..., task=task)`` sums that loss (a task without it counts as ``"mse"``).
-    * ``loss(y, batch)``: here :func:`masked_mse` or :func:`masked_ce`, as ``loss_type`` says.
+    * ``loss_type`` (class attribute or static field): ``"mse"`` (default), ``"ce"`` or ``"custom"``, the loss the
+      network is trained with; ``sj.evaluate(..., task=task)`` sums that loss (a task without it counts as
+      ``"mse"``). ``"custom"``: the task defines ``trial_loss(y, batch) -> (B,)`` (pure JAX), the loss is its
+      mean over trials.
+    * ``loss(y, batch)``: here :func:`masked_mse`, :func:`masked_ce` or the mean of ``trial_loss``, as
+      ``loss_type`` says.
     * ``params() -> dict``: JSON-able parameters, its identity next to ``name``; here: the dataclass fields.
 
     Subclass it as an ``eqx.Module`` with static fields (``name`` a class attribute); ``__check_init__`` refuses
@@ -192,14 +195,16 @@ class Task(eqx.Module):
 
     def loss(self, y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
         """The task's loss, by ``loss_type``: masked mean squared error ``sum(mask*(y-targets)^2)/sum(mask)``
-        (``"mse"``) or :func:`masked_ce` (``"ce"``).
+        (``"mse"``), :func:`masked_ce` (``"ce"``) or the mean over trials of ``self.trial_loss`` (``"custom"``).
 
         Example::
 
             task.loss(jax.vmap(model)(batch.inputs), batch)
         """
         check_y(f"{self.name}.loss", y, batch)
-        if self.loss_type not in LOSS_TYPES:
+        if self.loss_type == "custom":
+            return jnp.mean(self.trial_loss(y, batch))
+        if self.loss_type not in LOSS_TYPES:  # (a task built around the checks)
             raise ValueError(
                 f"{self.name}: loss_type must be one of {', '.join(map(repr, LOSS_TYPES))}, got {self.loss_type!r}"
             )

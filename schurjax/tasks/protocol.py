@@ -41,7 +41,8 @@ class TaskLike(Protocol):
 
 
 def loss_type(task: Any) -> str:
-    """A task's declared loss type: its ``loss_type`` (``"mse"`` or ``"ce"``), ``"mse"`` when it has none.
+    """A task's declared loss type: its ``loss_type`` (``"mse"``, ``"ce"`` or ``"custom"``), ``"mse"`` when it has
+    none.
 
     Example::
 
@@ -58,7 +59,8 @@ def check_task(task: Any, where: str) -> Any:
 
     Checked: every member of :class:`TaskLike` exists; ``name`` is a non-empty str; ``n_in``, ``n_out``, ``steps``
     are ints >= 1; ``sample``, ``score``, ``loss``, ``params`` are callable; ``params()`` is a dict; ``loss_type``,
-    where the task has one, is ``"mse"`` or ``"ce"`` (a task without it counts as ``"mse"``); the task is
+    where the task has one, is ``"mse"``, ``"ce"`` or ``"custom"`` (which needs a callable ``trial_loss``; a task
+    without it counts as ``"mse"``); the task is
     hashable (``sj.evaluate`` passes it to a compiled function as a static argument) unless it is an
     ``eqx.Module``.
 
@@ -82,10 +84,12 @@ def check_task(task: Any, where: str) -> Any:
     for attr in ("sample", "score", "loss", "params"):
         if not callable(getattr(task, attr)):
             raise ValueError(f"{where}: task.{attr} must be callable ({kind} {task.name!r})")
-    if loss_type(task) not in ("mse", "ce"):
+    if loss_type(task) not in ("mse", "ce", "custom"):
         raise ValueError(
-            f"{where}: task.loss_type must be 'mse' or 'ce', got {loss_type(task)!r} ({kind} {task.name!r})"
+            f"{where}: task.loss_type must be 'mse', 'ce' or 'custom', got {loss_type(task)!r} ({kind} {task.name!r})"
         )
+    if loss_type(task) == "custom" and not callable(getattr(task, "trial_loss", None)):
+        raise ValueError(f"{where}: task.loss_type is 'custom' but {kind} {task.name!r} has no trial_loss(y, batch)")
     params = task.params()
     if not isinstance(params, dict):
         raise ValueError(f"{where}: task.params() must return a dict, got {type(params).__name__} ({task.name!r})")
