@@ -39,6 +39,7 @@ Cases: ``C1`` (CPU: n=128, K=1024 single couplings, B=32, T=60), ``C1dense`` (C1
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -60,7 +61,7 @@ CASES: dict[str, dict[str, Any]] = {
     "C1dense": dict(n=128, K=1024, B=32, T=60, family="masks"),
     "G1": dict(n=128, K=8128, B=64, T=100, family="single"),
 }
-METHODS = ("loop", "vmap", "engine", "engine_leaky", "torch_bmm")
+METHODS = ("loop", "vmap", "engine", "engine_leaky", "torch_bmm", "bare")
 LEAKY_ALPHA = 0.2
 """``alpha`` of the ``engine_leaky`` method."""
 EXTRA_METHODS = ("torch_bmm_1t", "engine_plain")  # torch bmm on one thread: less sensitive to background load
@@ -213,6 +214,38 @@ def method_engine(model, sf, variants, batch, **kw):
     return run, len(variants)
 
 
+@functools.partial(jax.jit, static_argnames=("K",))
+def _bare_kernel(W, drive, *, K: int):
+    """The machine's floor: one shared GEMM + tanh per step over all ``K * B`` states (no edits, no metrics)."""
+    T, B, n = drive.shape
+    WT = W.T
+
+    def step(H, d):
+        H = jnp.tanh((H.reshape(K * B, n) @ WT).reshape(K, B, n) + d[None])
+        return H, None
+
+    with jax.default_matmul_precision("highest"):
+        H, _ = jax.lax.scan(step, jnp.zeros((K, B, n), drive.dtype), drive)
+    return H
+
+
+def method_bare(model, sf, variants, batch, *, slab: int = 512):
+    """The bare kernel (:func:`_bare_kernel`) for ``len(variants)`` slots in slabs of ``slab``: no exact rollout of K
+    distinct variants is faster on a machine, so the engine is reported as a fraction of it. Computes no metrics
+    (returns empty arrays: nothing to cross-check)."""
+    W = jnp.asarray(_weights(model, sf)[0])
+    drive = jnp.einsum("bti,ni->tbn", batch.inputs, model.W_in, precision="highest") + model.b
+    K = len(variants)
+    s = min(slab, K)
+
+    def run():
+        out = [_bare_kernel(W, drive, K=s) for _ in range(-(-K // s))]
+        jax.block_until_ready(out)
+        return np.empty(0), np.empty(0)
+
+    return run, -(-K // s) * s
+
+
 def torch_available() -> bool:
     try:
         import torch  # noqa: F401
@@ -327,6 +360,7 @@ def build_methods(names, model, sf, variants, batch, *, loop_subset: int = 32, e
         "engine_leaky": lambda: method_engine(leaky(model), sf, variants, batch, **(engine_kw or {})),
         "torch_bmm": lambda: method_torch_bmm(model, sf, variants, batch),
         "torch_bmm_1t": lambda: method_torch_bmm(model, sf, variants, batch, threads=1),
+        "bare": lambda: method_bare(model, sf, variants, batch),
     }
     out = {}
     for name in names:
@@ -397,13 +431,16 @@ def run_case(
     figures = {}
     for name, r in res.items():
         entry = {k: r[k] for k in ("var_per_s", "best_s", "times_s", "warmup_s", "variants_timed")}
-        if ref is not None and name != "engine_leaky":  # (another network: other losses)
+        if ref is not None and len(r["loss"]) and name != "engine_leaky":  # (leaky: another network, other losses)
             m = len(r["loss"])
             rel = np.abs(r["loss"] - ref["loss"][:m]) / np.abs(ref["loss"][:m])
             entry["max_rel_loss_diff_vs_engine"] = float(np.max(rel))
         figures[name] = entry
     torch_rate = figures.get("torch_bmm", {}).get("var_per_s")
     ratios = {f"{name}/torch_bmm": f["var_per_s"] / torch_rate for name, f in figures.items() if torch_rate}
+    bare = figures.get("bare", {}).get("var_per_s")
+    if bare:
+        ratios.update({f"{name}/bare": f["var_per_s"] / bare for name, f in figures.items() if name != "bare"})
     best_torch = max((f["var_per_s"] for name, f in figures.items() if name.startswith("torch")), default=None)
     if best_torch:
         ratios.update({f"{name}/best_torch": f["var_per_s"] / best_torch for name, f in figures.items()})
@@ -430,14 +467,17 @@ def format_table(result: dict[str, Any]) -> str:
         f"case {result['case']}: n={cfg['n']} K={cfg['K']} B={cfg['B']} T={cfg['T']} ({cfg['family']}); "
         f"engine path={result['engine']['path']} chunk={result['engine']['chunk_size']}; "
         f"{result['machine']['cpu_model']}, {result['machine']['cores']} cores, {result['machine']['device']}",
-        f"{'method':<14}{'var/s':>10}{'best s':>10}{'vs torch_bmm':>14}{'vs best torch':>15}{'max rel dloss':>15}",
+        f"{'method':<14}{'var/s':>10}{'best s':>10}{'vs torch_bmm':>14}{'vs best torch':>15}{'max rel dloss':>15}"
+        f"{'vs bare':>9}",
     ]
     for name, f in result["figures"].items():
         ratio = result["ratios"].get(f"{name}/torch_bmm")
         best = result["ratios"].get(f"{name}/best_torch")
+        bare = result["ratios"].get(f"{name}/bare")
         lines.append(
             f"{name:<14}{f['var_per_s']:>10.0f}{f['best_s']:>10.3f}{(f'{ratio:.2f}x' if ratio else '-'):>14}"
             f"{(f'{best:.2f}x' if best else '-'):>15}{f.get('max_rel_loss_diff_vs_engine', float('nan')):>15.1e}"
+            f"{(f'{100 * bare:.0f}%' if bare else '-'):>9}"
         )
     return "\n".join(lines)
 

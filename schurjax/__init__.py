@@ -1,9 +1,37 @@
-"""schurjax: batched Schur-coupling ablations of trained tanh RNNs in JAX.
+"""schurjax: batched Schur-coupling ablations of trained recurrent networks in JAX.
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 A trained recurrent matrix is written as W = Q T Q^T in ordered real Schur coordinates; directed nonnormal
 couplings (entries of T above the block diagonal) are removed, and thousands of such edited networks are rolled
 out at once on the task distribution.
+
+Modules (``tests/test_package_map.py`` checks that this list names every module and subpackage):
+
+- :mod:`~schurjax.schur`: ordered real Schur coordinates ``W = Q T Q^T`` (host side, NumPy/SciPy, float64);
+- :mod:`~schurjax._schur_reorder`: block structure, sort keys, reordering and signs behind ``ordered_schur``;
+- :mod:`~schurjax.rnn`: the recurrent networks as equinox modules (``TanhRNN``, ``RateRNN``);
+- :mod:`~schurjax.train`: train tanh RNNs with optax Adam, many seeds in one compiled program;
+- :mod:`~schurjax.attribution`: first-order loss change of every coupling, and screening of exact ablations;
+- :mod:`~schurjax.errors`: ``InputError``, the one-line error for an argument, file or folder schurjax cannot use;
+- :mod:`~schurjax.tasks`: the built-in tasks, NeuroGym tasks, your own tasks, trial batches and the registry;
+- :mod:`~schurjax.zoo`: the shipped trained models, 4 tasks x seeds 0-3 x n = 64 and 128;
+- :mod:`~schurjax.ablate`: ablation families and random controls in Schur coordinates (host side);
+- :mod:`~schurjax.dynamics`: batched fixed points of ablated networks, and their figures;
+- :mod:`~schurjax.engine`: the batched evaluation engine: roll out thousands of variants, reduce their metrics;
+- :mod:`~schurjax.sweeps`: resumable sweeps into a run folder (``sj.sweep``);
+- :mod:`~schurjax.studies`: the research study on held-out trials with intervals and controls (``sj.study``);
+- :mod:`~schurjax.results`: run folders on disk (manifest, Schur forms, chunk files, table) and ``load``;
+- :mod:`~schurjax.table`: the tidy table of a sweep, written as CSV, read as a pandas DataFrame;
+- :mod:`~schurjax.checkpoint`: save and load models with a JSON sidecar, without pickle;
+- :mod:`~schurjax.torch_io`: PyTorch import and export of ``TanhRNN`` (``nn.RNN`` + ``nn.Linear``);
+- :mod:`~schurjax.lock`: one writer per run folder (an ``fcntl`` lock);
+- :mod:`~schurjax._json`: standard JSON (no NaN tokens) and atomic file writes;
+- :mod:`~schurjax.environment`: package versions and the JAX backend, recorded in every manifest;
+- :mod:`~schurjax.distributed`: the processes of one sweep on ``jax.distributed``;
+- :mod:`~schurjax.summary`: summary statistics of a sweep table (text summary and HTML report);
+- :mod:`~schurjax.plot`: figures of Schur forms and sweeps (matplotlib, the ``plot`` extra);
+- :mod:`~schurjax.report`: the self-contained ``report.html`` of a run;
+- :mod:`~schurjax.cli`: the ``schurjax`` command.
 """
 
 __version__ = "0.1.0"
@@ -13,6 +41,7 @@ from schurjax import attribution as attribution
 from schurjax import dynamics as dynamics
 from schurjax import engine as engine
 from schurjax import results as results
+from schurjax import rnn as rnn
 from schurjax import studies as studies
 from schurjax import summary as summary
 from schurjax import table as table
@@ -25,7 +54,6 @@ from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
 from schurjax.errors import InputError as InputError
-from schurjax import rnn as rnn
 from schurjax.rnn import RateRNN as RateRNN
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm

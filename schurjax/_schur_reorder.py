@@ -251,7 +251,7 @@ def _fmt(z: complex) -> str:
 
 
 def _order_label(order: Any) -> str:
-    return "custom" if callable(order) else repr(order)
+    return getattr(order, "label", "custom") if callable(order) else repr(order)
 
 
 def _standardize_pairs(T: np.ndarray, Q: np.ndarray) -> bool:

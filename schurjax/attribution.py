@@ -5,6 +5,10 @@ coupling ``T[i, j]`` of ``W = Q T Q^T`` changes the loss by
 
     Δloss_ij = L(T - T_ij E_ij) - L(T)  ≈  -T_ij ∂L/∂T_ij  +  ½ T_ij² ∂²L/∂T_ij²,     ∂L/∂T = Q^T (∂L/∂W) Q.
 
+Every :class:`~schurjax.rnn.RateRNN` form is differentiated through its own rollout (``model.rollout``: the form's
+step, ``alpha``, nonlinearity and initial state), and the loss is the task's own (``task.loss``) when a task is given,
+else the masked MSE.
+
 *First order* (``order=1``, the default): one backward pass through the rollout (``jax.grad`` of the loss with
 respect to the recurrent matrix, rotated into Schur coordinates in float64 on the host) predicts all ``m``
 couplings at once; an exact sweep (:func:`schurjax.evaluate` with ``sj.ablate.single_couplings``) costs ``m``
@@ -45,17 +49,27 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 from scipy import stats
 
-from schurjax.rnn import TanhRNN
+from schurjax.rnn import RateRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
 from schurjax.tasks.base import check_key, masked_mse
+from schurjax.tasks.batch import as_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from jax.typing import DTypeLike
 
-__all__ = ["attribute", "coupling_gradient", "coupling_curvature", "loss_along", "agreement", "screen", "ScreenResult"]
+__all__ = [
+    "attribute",
+    "coupling_gradient",
+    "coupling_curvature",
+    "max_probes",
+    "loss_along",
+    "agreement",
+    "screen",
+    "ScreenResult",
+]
 
 
 def _fail(where: str, msg: str) -> None:
@@ -63,21 +77,34 @@ def _fail(where: str, msg: str) -> None:
 
 
 def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -> jnp.dtype:
-    if not isinstance(model, TanhRNN):
-        raise TypeError(f"{where}: model must be a schurjax.TanhRNN, got {type(model).__name__}")
+    if not isinstance(model, RateRNN):
+        raise TypeError(f"{where}: model must be a schurjax.RateRNN or TanhRNN, got {type(model).__name__}")
     if not isinstance(sf, SchurForm):
         raise TypeError(f"{where}: sf must be a SchurForm (sj.ordered_schur(model.W_rec)), got {type(sf).__name__}")
     if sf.n != model.n_hidden:
         _fail(where, f"sf has n = {sf.n} but model has n_hidden = {model.n_hidden}; expected equal")
+    for name in ("W_in", "W_rec", "b", "W_out", "b_out", "h0"):
+        a = getattr(model, name)
+        if a is not None and not np.all(np.isfinite(np.asarray(a, np.float64))):
+            _fail(
+                where, f"model.{name} must be finite, got {int(np.size(a) - np.isfinite(np.asarray(a)).sum())} NaN/inf"
+            )
+    if not (np.all(np.isfinite(sf.Q)) and np.all(np.isfinite(sf.T))):
+        _fail(where, "sf must be finite (Q and T), got NaN/inf entries")
     W = np.asarray(model.W_rec, np.float64)
     err = float(np.linalg.norm(sf.reconstruct() - W)) / max(float(np.linalg.norm(W)), 1e-30)
-    if err > 1e-5:
+    if not err <= 1e-5:  # NaN fails too
         _fail(
             where,
             f"sf is not the Schur form of model.W_rec (relative reconstruction error {err:.2e}, expected "
             "<= 1e-5); pass sj.ordered_schur(model.W_rec)",
         )
+    if task is not None and not callable(getattr(task, "loss", None)):
+        raise TypeError(f"{where}: task must be a task with loss(y, batch), or None, got {type(task).__name__}")
     shapes = [np.shape(getattr(batch, f, None)) for f in ("inputs", "targets", "mask")]
+    if isinstance(batch, TaskBatch):
+        # shapes, dtypes, finite values, valid/mask; with a task: a batch of that task (n_in, n_out, steps)
+        as_batch(batch, where, task=task)
     if (
         not isinstance(batch, tuple)
         or len(shapes[0]) != 3
@@ -90,8 +117,10 @@ def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -
             f"batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}) and targets/mask "
             f"(B, T, n_out={model.n_out}), got shapes {shapes}",
         )
-    if task is not None and not callable(getattr(task, "loss", None)):
-        raise TypeError(f"{where}: task must be a task with loss(y, batch), or None, got {type(task).__name__}")
+    for f in ("inputs", "targets", "mask"):  # also for a plain (inputs, targets, mask) tuple
+        a = np.asarray(getattr(batch, f), np.float64)
+        if not np.all(np.isfinite(a)):
+            _fail(where, f"batch.{f} must be finite, got {int(a.size - np.isfinite(a).sum())} NaN/inf entries")
     try:
         dt = jnp.dtype(dtype)
     except TypeError:
@@ -101,23 +130,31 @@ def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -
     return dt
 
 
-def _loss_fn(model: TanhRNN, task: Task | None):
-    def loss(W: Float[Array, "n n"], inputs, targets, mask) -> Float[Array, ""]:
+def _loss_fn(model: RateRNN, task: Task | None):
+    """``loss(W, inputs, targets, mask, valid)``: the model's own rollout (its form) with recurrent matrix W, then
+    ``task.loss`` (or the masked MSE without a task)."""
+
+    def loss(W: Float[Array, "n n"], inputs, targets, mask, valid=None) -> Float[Array, ""]:
         m = eqx.tree_at(lambda mm: mm.W_rec, model, W)
         y = jax.vmap(m)(inputs)
-        b = TaskBatch(inputs, targets, mask)
+        b = TaskBatch(inputs, targets, mask, valid)
         return task.loss(y, b) if task is not None else masked_mse(y, b)
 
     return loss
 
 
-def _cast_model(model: TanhRNN, dtype) -> TanhRNN:
+def _cast_model(model: RateRNN, dtype) -> RateRNN:
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype) if eqx.is_array(a) else a, model)
 
 
 @eqx.filter_jit
-def _value_and_grad(model: TanhRNN, W, inputs, targets, mask, task):
-    return jax.value_and_grad(_loss_fn(model, task))(W, inputs, targets, mask)
+def _value_and_grad(model: RateRNN, W, inputs, targets, mask, valid, task):
+    return jax.value_and_grad(_loss_fn(model, task))(W, inputs, targets, mask, valid)
+
+
+def _valid(batch: Any) -> Any:
+    v = getattr(batch, "valid", None)
+    return None if v is None else jnp.asarray(v, bool)
 
 
 def _grad_W(model, sf, batch, task, dtype) -> tuple[float, np.ndarray]:
@@ -125,7 +162,7 @@ def _grad_W(model, sf, batch, task, dtype) -> tuple[float, np.ndarray]:
     with jax.enable_x64(dtype == jnp.dtype(jnp.float64)):
         W = jnp.asarray(sf.reconstruct(), dtype)
         arrs = [jnp.asarray(a, dtype) for a in (batch.inputs, batch.targets, batch.mask)]
-        val, g = _value_and_grad(_cast_model(model, dtype), W, *arrs, task)
+        val, g = _value_and_grad(_cast_model(model, dtype), W, *arrs, _valid(batch), task)
         return float(val), np.asarray(g, np.float64)
 
 
@@ -138,13 +175,14 @@ def _rotate(sf: SchurForm, gW: np.ndarray) -> np.ndarray:
 
 
 def coupling_gradient(
-    model: TanhRNN, sf: SchurForm, batch: TaskBatch, *, task: Task | None = None, dtype: DTypeLike = jnp.float32
+    model: RateRNN, sf: SchurForm, batch: TaskBatch, *, task: Task | None = None, dtype: DTypeLike = jnp.float32
 ) -> Float[np.ndarray, " m"]:
     """``∂L/∂T_ij`` for every coupling of ``sf.couplings``, from one backward pass.
 
     Args:
-        model: TanhRNN.  sf: its SchurForm.  batch: TaskBatch (B, T, ·).
-        task: its ``loss`` is used when given (the built-in tasks: masked MSE); else the masked MSE.
+        model: RateRNN or TanhRNN (any form).  sf: its SchurForm.  batch: TaskBatch (B, T, ·) (of ``task``, when
+            given).
+        task: its ``loss`` is used when given (the loss the network was trained with); else the masked MSE.
         dtype: ``jnp.float32`` (default) or ``jnp.float64`` (``jax.enable_x64`` inside).
 
     Returns:
@@ -159,7 +197,7 @@ def coupling_gradient(
 
 
 @eqx.filter_jit
-def _probe_grads(model: TanhRNN, W, inputs, z, chunk: int):
+def _probe_grads(model: RateRNN, W, inputs, z, chunk: int):
     """``J^T z_r`` for each probe ``z_r`` (R, B, T, n_out): one forward pass, R backward passes in chunks."""
 
     def outputs(W):
@@ -169,8 +207,24 @@ def _probe_grads(model: TanhRNN, W, inputs, z, chunk: int):
     return jax.lax.map(lambda zz: vjp(zz)[0], z, batch_size=chunk)
 
 
+_PROBE_BYTES = 2**30
+"""Host memory the random probes of :func:`coupling_curvature` may hold (cotangents and gradients, float64)."""
+
+
+def max_probes(n_hidden: int, batch_shape: tuple[int, ...]) -> int:
+    """The largest ``probes`` :func:`coupling_curvature` accepts for this size: each probe holds its output
+    cotangent (``B T n_out`` float64s) and its gradient (``n²``), within 1 GiB together.
+
+    Example:
+        >>> max_probes(64, (64, 100, 3))
+        5761
+    """
+    per = 8 * (int(np.prod(batch_shape)) + int(n_hidden) ** 2)
+    return max(1, _PROBE_BYTES // per)
+
+
 def coupling_curvature(
-    model: TanhRNN,
+    model: RateRNN,
     sf: SchurForm,
     batch: TaskBatch,
     *,
@@ -214,8 +268,13 @@ def coupling_curvature(
         z = z.reshape((nz.size,) + shape)
         scale = 1.0
     else:
-        if isinstance(probes, bool) or not isinstance(probes, numbers.Integral) or probes < 1:
-            _fail(where, f"probes must be a positive int or None (exact), got {probes!r}")
+        cap = max_probes(model.n_hidden, shape)
+        if isinstance(probes, bool) or not isinstance(probes, numbers.Integral) or not 1 <= probes <= cap:
+            _fail(
+                where,
+                f"probes must be None (exact) or an int in [1, {cap}] (each probe holds B*T*n_out + n^2 float64s, "
+                f"1 GiB in all), got {probes!r}",
+            )
         if key is None:
             _fail(where, "key must be a PRNG key (jax.random.key(seed)) for the random probes, got None")
         check_key(where, key)
@@ -231,7 +290,7 @@ def coupling_curvature(
 
 
 def attribute(
-    model: TanhRNN,
+    model: RateRNN,
     sf: SchurForm,
     batch: TaskBatch,
     *,
@@ -243,12 +302,14 @@ def attribute(
 ) -> Float[np.ndarray, " m"]:
     """Predicted loss change of removing each coupling: ``-T_ij ∂L/∂T_ij`` (+ ``½ T_ij² G_ij`` with ``order=2``).
 
-    First order: one backward pass through the rollout for all couplings at once (the loss is the masked MSE
-    that :func:`schurjax.evaluate` reports as ``loss``, or ``task.loss`` when a task is given). Second order adds
-    the Gauss-Newton diagonal term of :func:`coupling_curvature` (``probes`` more backward passes).
+    First order: one backward pass through the model's own rollout (every RateRNN form) for all couplings at once
+    (the loss is the masked MSE that :func:`schurjax.evaluate` reports as ``loss``, or ``task.loss`` when a task is
+    given). Second order adds the Gauss-Newton diagonal term of :func:`coupling_curvature` (``probes`` more
+    backward passes; the Gauss-Newton matrix of the masked MSE, so only for MSE tasks).
 
     Args:
-        model: TanhRNN.  sf: its SchurForm (``sj.ordered_schur(model.W_rec)``).  batch: TaskBatch.
+        model: RateRNN or TanhRNN.  sf: its SchurForm (``sj.ordered_schur(model.W_rec)``).  batch: TaskBatch (a
+            batch of ``task`` when one is given: its n_in, n_out and steps must match).
         task: optional Task whose ``loss`` is differentiated.
         dtype: ``jnp.float32`` (default) or ``jnp.float64``.
         order: 1 (default) or 2.
@@ -258,7 +319,8 @@ def attribute(
         (m,) float64 predicted ``Δloss``, aligned with ``sf.couplings`` (0 where ``T_ij == 0``).
 
     Raises:
-        ValueError / TypeError: one line naming the argument (sizes, a SchurForm of another matrix, dtype, order).
+        ValueError / TypeError: one line naming the argument (sizes, a SchurForm of another matrix, non-finite
+            weights or batch entries, a batch of another task, dtype, order, too many probes).
 
     Example::
 
@@ -268,6 +330,13 @@ def attribute(
     dt = _check("attribute", model, sf, batch, task, dtype)
     if order not in (1, 2) or isinstance(order, bool):
         _fail("attribute", f"order must be 1 or 2, got {order!r}")
+    loss_type = getattr(task, "loss_type", "mse") if task is not None else "mse"
+    if order == 2 and loss_type != "mse":
+        _fail(
+            "attribute",
+            f"order=2 adds the Gauss-Newton curvature of the masked MSE, but task {getattr(task, 'name', '?')!r} has "
+            f"loss_type {loss_type!r}; expected order=1 for it",
+        )
     c = sf.couplings
     t = np.asarray(sf.T)[c[:, 0], c[:, 1]]
     pred = -t * _rotate(sf, _grad_W(model, sf, batch, task, dt)[1])
@@ -279,7 +348,7 @@ def attribute(
 
 
 def loss_along(
-    model: TanhRNN,
+    model: RateRNN,
     sf: SchurForm,
     batch: TaskBatch,
     coupling: tuple[int, int],
@@ -307,7 +376,7 @@ def loss_along(
         m64 = _cast_model(model, jnp.float64)
         arrs = [jnp.asarray(a, jnp.float64) for a in (batch.inputs, batch.targets, batch.mask)]
         f = eqx.filter_jit(_loss_fn(m64, task))
-        return np.array([float(f(jnp.asarray(W0 + e * direction), *arrs)) for e in eps])
+        return np.array([float(f(jnp.asarray(W0 + e * direction), *arrs, _valid(batch))) for e in eps])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,7 +460,7 @@ class ScreenResult:
 
 
 def screen(
-    model: TanhRNN,
+    model: RateRNN,
     sf: SchurForm,
     batch: TaskBatch,
     *,

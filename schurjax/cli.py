@@ -4,6 +4,7 @@
     schurjax sweep MODEL... --families single,block,band,all_nonnormal --controls 4 --trials 256 --out runs/x
     schurjax sweep model.eqx --task mytasks:Ramp --trials-file trials.npz --out runs/y
     schurjax import model.pt --out model.eqx --task neurogym:GoNogo-v0
+    schurjax import ctrnn.pt --out ctrnn.eqx --layout neurogym --alpha 0.2    (also psychrnn, npz, lowrank)
     schurjax sweep MODEL... --no-deviation --out runs/x     (the plain rollout: loses the smallest effects)
     schurjax report runs/x
     schurjax demo
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import json
 import math
 import os
 import signal
@@ -36,6 +39,7 @@ from typing import Any
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
+from schurjax.summary import CRITERIA
 from schurjax.sweeps import CONTROL_KINDS, FAMILIES
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
@@ -59,49 +63,43 @@ class UsageError(ValueError):
     """Bad command-line input: printed as one line (``schurjax sweep: error: --trials: ...``), exit status 2."""
 
 
-FLAGS = {
-    "models": "MODEL",
-    "run": "RUN",
-    "out": "--out",
-    "task": "--task",
-    "families": "--families",
-    "control_kinds": "--control-kinds",
-    "controls": "--controls",
-    "control_max": "--control-max",
-    "trials": "--trials",
-    "order": "--order",
-    "precision": "--precision",
-    "dtype": "--dtype",
-    "chunk_size": "--chunk-size",
-    "seed": "--seed",
-    "deviation": "--deviation",
-    "seeds": "--seeds",
-    "coordinator": "--coordinator",
-    "num_processes": "--num-processes",
-    "process_id": "--process-id",
-    "trials_file": "--trials-file",
-    "devices": "--devices",
-    "tasks": "--tasks",
-    "sizes": "--sizes",
-    "tau": "--tau",
-    "eps": "--eps",
-    "bootstrap": "--bootstrap",
-    "null_draws": "--null-draws",
-    "greedy_candidates": "--greedy-candidates",
-    "greedy_passes": "--greedy-passes",
-    "restriction_max": "--restriction-max",
-    "replay_r2": "--replay-r2",
-    "bins": "--bins",
-    "margin": "--margin",
-}
-"""Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it."""
+_FLAG_ALIASES = {"task_params": "task_param"}
+"""Python argument names that differ from the CLI's ``dest`` (``sj.sweep(task_params=)`` <- ``--task-param``)."""
+
+
+@functools.cache
+def flags() -> dict[str, str]:
+    """Python argument name -> the flag (or positional) of the ``schurjax`` command that sets it, read from the
+    parser itself (every subcommand's options), so that no flag name is written twice.
+
+    Example:
+        >>> flags()["trials_file"], flags()["models"], flags()["task_params"]
+        ('--trials-file', 'MODEL', '--task-param')
+    """
+    out: dict[str, str] = {}
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in subs:
+        for sp in sub.choices.values():
+            for action in sp._actions:
+                if action.dest in ("help", argparse.SUPPRESS):
+                    continue
+                if action.option_strings:
+                    flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+                else:
+                    flag = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
+                out.setdefault(action.dest, flag)
+    for name, dest in _FLAG_ALIASES.items():
+        if dest in out:
+            out[name] = out[dest]
+    return out
 
 
 def _flag_message(e: InputError) -> str:
     """An :class:`InputError` in the command's terms: ``--out: runs/x holds a different sweep ...``."""
     if e.arg is None:
         return e.detail
-    return f"{FLAGS.get(e.arg, e.arg)}: {e.detail}"
+    return f"{flags().get(e.arg, e.arg)}: {e.detail}"
 
 
 @contextlib.contextmanager
@@ -227,6 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
         "a task name, neurogym:<env_id> or module:Name (your own Task class)",
     )
     s.add_argument(
+        "--task-param",
+        action="append",
+        default=[],
+        type=_task_param,
+        metavar="KEY=VALUE",
+        help="a parameter of --task (repeatable; VALUE is JSON or a string; dotted keys nest, e.g. dt=20 "
+        "timing.delay=200 for NeuroGym env arguments); recorded in the manifest",
+    )
+    s.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="auto",
+        help="what 'keeps' means in the summary: score (task score drop <= 0.01), loss (dloss/loss <= 5%%) or "
+        "auto (default: the score where the task has one)",
+    )
+    s.add_argument(
         "--trials-file",
         default=None,
         metavar="F.npz",
@@ -255,8 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-processes", type=_positive_int, default=None, help="number of processes (with --coordinator)")
     s.add_argument("--process-id", type=_nonneg_int, default=None, help="this process's index (with --coordinator)")
 
-    i = sub.add_parser("import", help="convert a PyTorch nn.RNN + nn.Linear checkpoint into a schurjax model (.eqx)")
-    i.add_argument("checkpoint", metavar="MODEL.pt", help="a torch state dict file (read with weights_only=True)")
+    i = sub.add_parser(
+        "import",
+        help="convert a trained network (torch nn.RNN, NeuroGym CTRNN, PsychRNN .npz, low-rank RNN, .npz) into a "
+        "schurjax model (.eqx)",
+    )
+    i.add_argument(
+        "checkpoint",
+        metavar="FILE",
+        help="a torch state dict file (.pt, read with weights_only=True) or an .npz (read with allow_pickle=False)",
+    )
     i.add_argument("--out", required=True, help="the .eqx to write (its .json sidecar goes next to it)")
     i.add_argument(
         "--task",
@@ -264,12 +286,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task the model was trained on (name, neurogym:<env_id> or "
         "module:Name); recorded so that `schurjax sweep MODEL.eqx` finds it",
     )
-    i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN in a whole model's state dict")
+    i.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "torch-rnn", "neurogym", "psychrnn", "npz", "lowrank"),
+        help="what the file holds (default auto: told apart by suffix and keys)",
+    )
+    i.add_argument("--alpha", type=float, default=None, help="dt / tau in (0, 1], where the file does not store it")
+    i.add_argument(
+        "--form",
+        default=None,
+        choices=("rate", "post", "current"),
+        help="the step (see schurjax.rnn); each layout but npz has its own",
+    )
+    i.add_argument(
+        "--nonlinearity",
+        default=None,
+        choices=("tanh", "relu", "softplus"),
+        help="phi, which a state dict does not record (defaults: torch-rnn/npz/lowrank tanh, neurogym/psychrnn relu)",
+    )
+    i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN (or CTRNN) in a whole model's state dict")
     i.add_argument("--readout-prefix", default=None, help="key prefix of the nn.Linear readout")
+    i.add_argument("--force", action="store_true", help="replace an existing --out .eqx/.json")
 
     r = sub.add_parser("report", help="write RUN/report.html (embedded figures) and print a summary")
     r.add_argument("run", metavar="RUN", help="a run folder written by sweep or demo")
     r.add_argument("--no-figures", action="store_true", help="text summary only")
+    r.add_argument(
+        "--criterion", choices=CRITERIA, default="auto", help="what 'keeps' means: score, loss or auto (default)"
+    )
 
     d = sub.add_parser("demo", help="the main job: zoo models of all four tasks, couplings vs random controls")
     d.add_argument("--out", default=DEMO["out"], help=f"run folder (default {DEMO['out']})")
@@ -532,10 +577,38 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _summary_text(run: Any) -> str:
+def _summary_text(run: Any, criterion: str = "auto") -> str:
     from schurjax.summary import format_summary, summarize
 
-    return format_summary(summarize(run.table))
+    return format_summary(summarize(run.table, criterion=criterion))
+
+
+def _task_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--task-param``: VALUE read as JSON (numbers, true/false, lists) or else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. dt=20 or timing.delay=200), got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed
+
+
+def _task_params(pairs: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    """Nest ``[("timing.delay", 200), ("dt", 20)]`` into ``{"timing": {"delay": 200}, "dt": 20}``."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--task-param: {key} sets a key inside {part!r}, which already has a value")
+        if last in node:
+            raise UsageError(f"--task-param: {key} is given twice")
+        node[last] = value
+    return out or None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -549,6 +622,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             args.models,
             out=args.out,
             task=args.task,
+            task_params=_task_params(args.task_param),
             progress=not args.quiet,
             extra_manifest={"command": ["schurjax", *args.argv]},
             coordinator=args.coordinator,
@@ -560,7 +634,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             **_sweep_kwargs(args),
         )
     dt = time.perf_counter() - t0
-    print(_summary_text(run))
+    print(_summary_text(run, args.criterion))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
     if args.report:
         _write_report(run, quiet=True)
@@ -591,7 +665,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN: {path} is incomplete (no {results.TABLE_CSV}); rerun its sweep command to finish it")
     with user_errors():
         run = results.load(path)
-    print(_summary_text(run))
+    print(_summary_text(run, args.criterion))
     if not args.no_figures:
         _write_report(run)
     return 0
@@ -706,15 +780,26 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     with user_errors():
         try:
-            path = checkpoint.import_torch(
-                args.checkpoint, args.out, task=args.task, prefix=args.prefix, readout_prefix=args.readout_prefix
+            path = checkpoint.import_model(
+                args.checkpoint,
+                args.out,
+                layout=args.layout,
+                alpha=args.alpha,
+                form=args.form,
+                nonlinearity=args.nonlinearity,
+                task=args.task,
+                prefix=args.prefix,
+                readout_prefix=args.readout_prefix,
+                force=args.force,
             )
         except ImportError as e:  # the torch extra is missing: the message names it
             raise UsageError(str(e).splitlines()[0]) from None
     model, meta = checkpoint.load_model(path)
     task = (meta.get("task") or {}).get("name", "none (pass --task to sweep it)")
     print(
-        f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; task {task})"
+        f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; "
+        f"{model.dynamics.describe()}{', learned h0' if model.h0 is not None else ''}; layout "
+        f"{meta['source']['layout']}; task {task})"
     )
     return 0
 

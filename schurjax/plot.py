@@ -54,11 +54,10 @@ FAMILY_COLORS = {
     "block": "#ff7f0e",
     "band": "#2ca02c",
     "all_nonnormal": "#d62728",
-    "eigen_group": "#9467bd",
     "eigen_groups": "#9467bd",
     "control": "#7f7f7f",
 }
-FAMILY_ORDER = ("single", "block", "band", "eigen_group", "eigen_groups", "all_nonnormal")
+FAMILY_ORDER = ("single", "block", "band", "eigen_groups", "all_nonnormal")
 # Each random-control kind has its own marker, grey and median line style, in schurjax.ablate.CONTROL_KINDS order.
 # ls: median line in loss_vs_norm; pls: thin profile line in keep_profile (the models' own lines use -, --, -., :).
 CONTROL_STYLES = {
@@ -82,10 +81,6 @@ CONTROL_STYLES = {
 }
 _OTHER_CONTROL = {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "ctrl"}
 TASK_COLORS = {"copy": "#1f77b4", "flipflop": "#d62728", "sine": "#2ca02c", "context": "#9467bd"}
-
-
-def _rows(table: Any, **equal: Any) -> list[dict[str, Any]]:
-    return [r for r in table if all(r.get(k) == v for k, v in equal.items())]
 
 
 def _is_control(row: dict[str, Any]) -> bool:
@@ -343,7 +338,7 @@ def loss_vs_norm(rows: Any, *, title: str | None = None) -> Any:
     fams += sorted({str(r.get("family")) for r in abl} - set(fams))
     for fam in fams:
         rs = [r for r in abl if r.get("family") == fam]
-        size = 10 if fam == "single" else 40 if fam in ("block", "eigen_group", "eigen_groups") else 70
+        size = 10 if fam == "single" else 40 if fam in ("block", "eigen_groups") else 70
         draw(
             rs,
             FAMILY_COLORS.get(fam, "k"),

@@ -331,33 +331,58 @@ class RateRNN(eqx.Module):
     # ----------------------------------------------------------------- PyTorch interop (schurjax.torch_io)
     @classmethod
     def from_torch(
-        cls, rnn: Any, readout: Any = None, *, prefix: str | None = None, readout_prefix: str | None = None
+        cls,
+        rnn: Any,
+        readout: Any = None,
+        *,
+        prefix: str | None = None,
+        readout_prefix: str | None = None,
+        nonlinearity: str | None = None,
+        alpha: float | None = None,
     ) -> RateRNN:
-        """Import a one-layer ``torch.nn.RNN`` + ``torch.nn.Linear`` (see :func:`schurjax.torch_io.from_torch`).
+        """Import a PyTorch network (see :func:`schurjax.torch_io.from_torch`).
+
+        ``TanhRNN.from_torch`` takes a one-layer tanh ``torch.nn.RNN`` + ``torch.nn.Linear``. ``RateRNN.from_torch``
+        also takes a ReLU ``nn.RNN`` (``nonlinearity="relu"`` for a state dict), NeuroGym's ``CTRNN`` network
+        (``"post"`` form; ``alpha`` from the module or given), a low-rank RNN state dict (``"current"`` form) and
+        what :meth:`to_torch` exports, told apart by their keys.
 
         Args:
             rnn: an ``nn.RNN`` module or its state dict (then ``readout`` is the ``nn.Linear`` or its state dict),
                 or a whole model / its ``state_dict()`` / a checkpoint path (then ``readout=None``).
             readout: the readout for the first forms, else None.
             prefix, readout_prefix: key prefixes in a whole state dict when there are several candidates.
+            nonlinearity: for state dicts, which do not record it (``nn.RNN``: default "tanh").
+            alpha: ``dt / tau`` for sources that do not store it.
 
         Returns:
-            A model with ``b = bias_ih_l0 + bias_hh_l0``.
+            A model with ``b = bias_ih_l0 + bias_hh_l0`` for an ``nn.RNN`` (a TanhRNN when it is tanh).
 
         Example::
 
             model = TanhRNN.from_torch(rnn, linear)                # modules or their state dicts
             model = TanhRNN.from_torch("model.pt")                 # torch.load(weights_only=True)
+            model = RateRNN.from_torch(neurogym_net)               # CTRNN + fc, alpha from the module
         """
         from schurjax.torch_io import from_torch
 
-        return from_torch(rnn, readout, prefix=prefix, readout_prefix=readout_prefix)
+        return from_torch(
+            rnn,
+            readout,
+            prefix=prefix,
+            readout_prefix=readout_prefix,
+            nonlinearity=nonlinearity,
+            alpha=alpha,
+            cls=cls,
+        )
 
-    def to_torch(self, *, batch_first: bool = True) -> tuple[Any, Any]:
-        """Export as ``(torch.nn.RNN(nonlinearity="tanh"), torch.nn.Linear)`` (float32; torch is optional).
+    def to_torch(self, *, batch_first: bool = True) -> Any:
+        """Export to PyTorch (float32; torch is optional; see :func:`schurjax.torch_io.to_torch`).
 
-        The bias goes to ``bias_ih_l0``; ``bias_hh_l0`` is zero; ``TanhRNN.from_torch(*model.to_torch())`` is
-        bitwise ``model``.
+        A ``TanhRNN`` exports as ``(torch.nn.RNN(nonlinearity="tanh"), torch.nn.Linear)``: the bias goes to
+        ``bias_ih_l0``, ``bias_hh_l0`` is zero, and ``TanhRNN.from_torch(*model.to_torch())`` is bitwise ``model``.
+        Any other model exports as one ``torch.nn.Module`` with the same step, ``net(x) -> (y, h)``, and
+        ``RateRNN.from_torch(model.to_torch())`` is bitwise ``model``.
 
         Example::
 

@@ -27,11 +27,16 @@ Orders (``order=``). ``lam`` is the block eigenvalue, the member with ``Im >= 0`
         modes: ``lam >= 0`` before ``lam < 0``); ties by descending ``|lam|``, then descending ``Re lam``. A numerically
         zero eigenvalue (``|lam| <= 1e-12 ||W||_F``) has no meaningful angle and counts as angle ``pi`` (last in its
         group).
+    ``"decay"`` (with ``alpha``, or ``order=("decay", alpha)``): descending per-step decay ``|1 - alpha + alpha lam|``
+        of the leaky step ``h' = (1 - alpha) h + alpha (...)``, whose linear part ``(1 - alpha) I + alpha W`` has W's
+        Schur vectors: the slowest modes of the *network* first. Ties by the ``"modulus"`` rule. For ``alpha = 1``
+        the key is ``|lam|`` and the form is exactly the ``"modulus"`` form (recorded as ``"decay"``, alpha 1).
+        :func:`order_for` gives the order that fits a model.
     callable ``key(lam: complex) -> float``: ascending ``key(lam)``; ties by the ``"modulus"`` rule.
         The order is then recorded as ``"custom"``.
 
 Ties: two key values count as equal when they differ by at most ``1e-12 * scale``, where ``scale`` is the spectral
-radius for modulus/real-part keys (``1`` for angles, ``max |key|`` for a callable key). Tie groups are formed
+radius for modulus/real-part keys (``1`` for angles, ``max |key|`` for a callable or decay key). Tie groups are formed
 greedily along the sorted values, anchored at the first member of each group. Blocks that tie in every key keep
 the order in which LAPACK's ``dgees`` returned them, so tied blocks are never swapped needlessly. The result is a
 deterministic function of ``W``.
@@ -96,9 +101,13 @@ from schurjax._schur_reorder import (
     _zero_below,
 )
 
-__all__ = ["SchurForm", "ordered_schur", "ORDERS"]
+__all__ = ["SchurForm", "ordered_schur", "order_for", "schur_of", "ORDERS", "ORDER_NAMES"]
 
 ORDERS = ("modulus", "real", "angle")
+"""The order keys that need no parameter."""
+
+ORDER_NAMES = (*ORDERS, "decay")
+"""Every named order; ``"decay"`` needs ``alpha`` (``ordered_schur(W, order="decay", alpha=a)``)."""
 
 _ZERO_RTOL = 1e-12  # |lam| <= this * ||W||_F is numerically zero (for the angle key)
 _MAX_PASSES = 4
@@ -135,9 +144,55 @@ def _as_real_matrix(W: Any, fn: str = "ordered_schur") -> np.ndarray:
 def _order_name(order: Any) -> str:
     if callable(order):
         return "custom"
-    if isinstance(order, str) and order in ORDERS:
+    if isinstance(order, str) and order in ORDER_NAMES:
         return order
-    raise ValueError(f"ordered_schur: order must be one of 'modulus', 'real', 'angle' or a callable, got {order!r}")
+    raise ValueError(
+        "ordered_schur: order must be one of 'modulus', 'real', 'angle', 'decay' (with alpha), ('decay', alpha) or "
+        f"a callable, got {order!r}"
+    )
+
+
+def _check_alpha(where: str, alpha: Any) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
+        raise ValueError(f"{where}: alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
+    if not (0.0 < float(alpha) <= 1.0):
+        raise ValueError(f"{where}: alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
+    return float(alpha)
+
+
+class _DecayKey:
+    """Sort key ``-|1 - alpha + alpha lam|`` (ascending: descending per-step decay), ties by the modulus rule."""
+
+    label = "'decay'"
+
+    def __init__(self, alpha: float):
+        self.alpha = alpha
+
+    def __call__(self, lam: complex) -> float:
+        return -abs((1.0 - self.alpha) + self.alpha * lam)
+
+
+def _resolve_order(order: Any, alpha: Any) -> tuple[Any, str, float | None]:
+    """``(key for the reordering, recorded name, recorded alpha)`` from ``ordered_schur``'s order/alpha."""
+    if isinstance(order, tuple):
+        if len(order) != 2 or order[0] != "decay":
+            raise ValueError(f"ordered_schur: a tuple order must be ('decay', alpha), got {order!r}")
+        a = _check_alpha("ordered_schur", order[1])
+        if alpha is not None and _check_alpha("ordered_schur", alpha) != a:
+            raise ValueError(f"ordered_schur: order={order!r} and alpha={alpha!r} disagree; give alpha once")
+        order, alpha = "decay", a
+    name = _order_name(order)
+    if name != "decay":
+        if alpha is not None:
+            raise ValueError(
+                f"ordered_schur: alpha applies to order='decay' only, got alpha={alpha!r} with order={name!r}"
+            )
+        return order, name, None
+    if alpha is None:
+        raise ValueError("ordered_schur: order='decay' needs alpha (the model's dt / tau), got alpha=None")
+    a = _check_alpha("ordered_schur", alpha)
+    # alpha = 1: the decay key is |lam| and the modulus rule is the same order, to the bit
+    return ("modulus" if a == 1.0 else _DecayKey(a)), "decay", a
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -145,29 +200,38 @@ def _order_name(order: Any) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def ordered_schur(W: Any, order: str | Callable[[complex], float] = "modulus") -> SchurForm:
+def ordered_schur(
+    W: Any, order: str | tuple[str, float] | Callable[[complex], float] = "modulus", *, alpha: float | None = None
+) -> SchurForm:
     """Ordered real Schur form ``W = Q T Q^T`` (NumPy float64), blocks sorted along the diagonal by ``order``.
 
     Args:
         W: (n, n) real matrix (NumPy or JAX array, any real or integer dtype; converted to float64).
         order: ``"modulus"`` (descending ``|lam|``, default), ``"real"`` (descending ``Re lam``), ``"angle"``
-            (real modes first, then ascending ``|arg lam|``), or a callable ``key(lam) -> float`` sorted ascending
-            (``lam`` the ``Im >= 0`` member of a pair). Tie rules: see the module docstring.
+            (real modes first, then ascending ``|arg lam|``), ``"decay"`` (descending per-step decay
+            ``|1 - alpha + alpha lam|``; needs ``alpha``) or ``("decay", alpha)`` (what :func:`order_for` returns
+            for a leaky model), or a callable ``key(lam) -> float`` sorted ascending (``lam`` the ``Im >= 0``
+            member of a pair). Tie rules: see the module docstring.
+        alpha: the ``alpha = dt / tau`` in (0, 1] of the ``"decay"`` key (recorded as ``SchurForm.alpha``); only
+            with ``order="decay"``.
 
     Returns:
         SchurForm with Q (n, n) orthogonal, T (n, n) quasi-upper-triangular with standardized 2x2 blocks,
         exact zeros below the block diagonal, and canonical Schur-vector signs.
 
     Raises:
-        ValueError: W not a finite, non-empty, square 2-D real matrix; bad ``order``; or a swap that LAPACK refused
-            between blocks whose keys are not tied.
+        ValueError: W not a finite, non-empty, square 2-D real matrix; bad ``order`` or ``alpha``; or a swap that
+            LAPACK refused between blocks whose keys are not tied.
 
     Example:
         >>> sf = ordered_schur(np.array([[0.5, 2.0], [0.0, -0.9]]))
         >>> sf.eigvals
         array([-0.9+0.j,  0.5+0.j])
+        >>> leaky = ordered_schur(np.array([[0.5, 2.0], [0.0, -0.9]]), order="decay", alpha=0.2)
+        >>> leaky.eigvals, leaky.step_decay().round(2)          # |0.8 + 0.2 lam|: 0.9 > 0.62
+        (array([ 0.5+0.j, -0.9+0.j]), array([0.9 , 0.62]))
     """
-    name = _order_name(order)
+    order, name, alpha = _resolve_order(order, alpha)
     A = _as_real_matrix(W)
     # exact power-of-2 scaling to max |W| in [0.5, 1): LAPACK's swaps misbehave near under/overflow, and this makes
     # the result exactly scale-invariant: ordered_schur(2**k * W) has the same Q and T scaled by 2**k.
@@ -200,7 +264,45 @@ def ordered_schur(W: Any, order: str | Callable[[complex], float] = "modulus") -
         T = np.ldexp(T, e)
     starts, sizes = _block_structure(T)
     blocks = tuple((int(s), int(z)) for s, z in zip(starts, sizes, strict=True))
-    return SchurForm(Q=Q, T=T, blocks=blocks, eigvals=_pair_eigvals(T, starts, sizes), order=name)
+    return SchurForm(Q=Q, T=T, blocks=blocks, eigvals=_pair_eigvals(T, starts, sizes), order=name, alpha=alpha)
+
+
+def order_for(model: Any) -> str | tuple[str, float]:
+    """The mode order that fits ``model``'s step: ``"modulus"`` for ``alpha = 1``, else ``("decay", alpha)``.
+
+    A leaky network's slow modes are those with the largest per-step decay ``|1 - alpha + alpha lam|``, not the
+    largest ``|lam|``; for ``alpha = 1`` (the paper's ``TanhRNN``) both are ``|lam|`` and the default stays
+    ``"modulus"``. The result goes straight into ``ordered_schur(W, order=...)``.
+
+    Args:
+        model: a ``RateRNN`` / ``TanhRNN`` (anything with an ``alpha``; without one: ``"modulus"``).
+
+    Example:
+        >>> import jax, schurjax as sj
+        >>> order_for(sj.TanhRNN(1, 4, 1, key=jax.random.key(0)))
+        'modulus'
+        >>> order_for(sj.RateRNN(1, 4, 1, alpha=0.2, key=jax.random.key(0)))
+        ('decay', 0.2)
+    """
+    alpha = float(getattr(model, "alpha", 1.0))
+    _check_alpha("order_for", alpha)
+    return "modulus" if alpha == 1.0 else ("decay", alpha)
+
+
+def schur_of(model: Any, order: Any = None) -> SchurForm:
+    """``ordered_schur(model.W_rec)`` in float64 with the order that fits the model (:func:`order_for`) by default.
+
+    Example:
+        >>> import jax, schurjax as sj
+        >>> schur_of(sj.RateRNN(1, 4, 1, alpha=0.5, key=jax.random.key(0))).order
+        'decay'
+    """
+    W = np.asarray(model.W_rec, dtype=np.float64)
+    return ordered_schur(W, order=order_for(model) if order is None else order)
+
+
+def _key3(sf: SchurForm) -> tuple[Any, ...]:
+    return (sf.T.shape, sf.blocks, sf.order)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -217,7 +319,8 @@ class SchurForm:
         T: (n, n) quasi-upper-triangular Schur form (read-only array).
         blocks: ``(start, size)`` of each diagonal block, in diagonal order; size 1 (real) or 2 (complex pair).
         eigvals: (n,) complex eigenvalues in diagonal order; a pair gives ``(a + ib, a - ib)`` with ``b > 0`` first.
-        order: ``"modulus"``, ``"real"``, ``"angle"`` or ``"custom"``.
+        order: ``"modulus"``, ``"real"``, ``"angle"``, ``"decay"`` or ``"custom"``.
+        alpha: the ``alpha`` of the ``"decay"`` order (float in (0, 1]); None for every other order.
 
     Example:
         >>> sf = ordered_schur(np.array([[0.9, 1.0, 0.3], [0.0, 0.5, 2.0], [0.0, 0.0, -0.2]]))
@@ -232,6 +335,7 @@ class SchurForm:
     blocks: tuple[tuple[int, int], ...]
     eigvals: Complex[np.ndarray, " n"]
     order: str
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         Q = np.array(self.Q, dtype=np.float64, order="C")
@@ -252,6 +356,14 @@ class SchurForm:
         object.__setattr__(self, "eigvals", _readonly(ev))
         object.__setattr__(self, "blocks", blocks)
         object.__setattr__(self, "order", str(self.order))
+        if self.order == "decay":
+            if self.alpha is None:
+                raise ValueError("SchurForm: order 'decay' needs its alpha (a float in (0, 1]), got alpha=None")
+            object.__setattr__(self, "alpha", _check_alpha("SchurForm", self.alpha))
+        elif self.alpha is not None:
+            raise ValueError(
+                f"SchurForm: alpha belongs to order 'decay' only, got alpha={self.alpha!r} with order={self.order!r}"
+            )
 
     # -- structure ------------------------------------------------------------------------------------------------
 
@@ -318,7 +430,8 @@ class SchurForm:
             True
         """
         h = hashlib.blake2b(digest_size=16)
-        h.update(repr((self.T.shape, self.blocks, self.order)).encode())
+        key = (self.T.shape, self.blocks, self.order) if self.alpha is None else (*_key3(self), self.alpha)
+        h.update(repr(key).encode())
         h.update(np.ascontiguousarray(self.T).tobytes())
         return h.hexdigest()
 
@@ -372,6 +485,40 @@ class SchurForm:
         """``max |lam|``."""
         return float(np.abs(self.eigvals).max())
 
+    @property
+    def order_spec(self) -> str | tuple[str, float]:
+        """The ``order`` argument that reproduces this form: ``"modulus"`` etc., or ``("decay", alpha)``.
+
+        Example:
+            >>> ordered_schur(np.eye(2), order="decay", alpha=0.2).order_spec
+            ('decay', 0.2)
+        """
+        return self.order if self.alpha is None else (self.order, self.alpha)
+
+    def step_decay(self, alpha: float | None = None) -> Float[np.ndarray, " n"]:
+        """(n,) per-step decay ``|1 - alpha + alpha lam|`` of each eigenvalue, in diagonal order (aligned with eigvals).
+
+        The modulus of the eigenvalues of the step's linear part ``(1 - alpha) I + alpha W``: how much of a mode is
+        left after one step of a leaky network. ``alpha = 1`` gives ``|lam|``.
+
+        Args:
+            alpha: in (0, 1]; default the form's own (``order="decay"``); required for other orders.
+
+        Example:
+            >>> sf = ordered_schur(np.diag([0.9, -0.95]), order="decay", alpha=0.1)
+            >>> sf.eigvals.real, sf.step_decay().round(3), sf.step_decay(1.0)
+            (array([ 0.9 , -0.95]), array([0.99 , 0.805]), array([0.9 , 0.95]))
+        """
+        if alpha is None:
+            if self.alpha is None:
+                raise ValueError(
+                    f"SchurForm.step_decay: this form has order {self.order!r} and no alpha; pass alpha (the model's "
+                    "dt / tau, 1 for TanhRNN)"
+                )
+            alpha = self.alpha
+        a = _check_alpha("SchurForm.step_decay", alpha)
+        return np.abs((1.0 - a) + a * self.eigvals)
+
     # -- maps -----------------------------------------------------------------------------------------------------
 
     def reconstruct(self, T: Any = None) -> np.ndarray:
@@ -391,6 +538,10 @@ class SchurForm:
         nonnormal part inside 2x2 blocks); ``frobenius_T``: ``||T||_F = ||W||_F``.
         """
         sizes = self.block_sizes
+        extra: dict[str, Any] = {}
+        if self.alpha is not None:  # only the decay order: other forms' summaries are what they were
+            d = self.step_decay()
+            extra = {"alpha": self.alpha, "step_decay": d.tolist(), "max_step_decay": float(d.max())}
         return {
             "n": self.n,
             "order": self.order,
@@ -405,14 +556,16 @@ class SchurForm:
             "departure": self.departure,
             "blocks": [[s, z] for s, z in self.blocks],
             "eigvals": {"re": self.eigvals.real.tolist(), "im": self.eigvals.imag.tolist()},
+            **extra,
         }
 
     def summary(self, top: int = 5, max_eigvals: int = 12) -> str:
         """One screen of text: size, blocks, spectral radius, coupling norm and Henrici's departure of W, strongest
         couplings, spectrum."""
         d = self.summary_dict()
+        order = self.order if self.alpha is None else f"{self.order} (alpha={self.alpha:g})"
         lines = [
-            f"SchurForm  n={self.n}  order={self.order}  blocks={d['n_blocks']} "
+            f"SchurForm  n={self.n}  order={order}  blocks={d['n_blocks']} "
             f"({d['n_real']} real, {d['n_complex_pairs']} complex pairs)  couplings={d['n_couplings']}",
             f"spectral radius {d['spectral_radius']:.6g}   ||T||_F {d['frobenius_T']:.6g}   "
             f"couplings ||N||_F {d['henrici']:.6g} (relative {d['henrici_relative']:.4f})   "
@@ -434,21 +587,29 @@ class SchurForm:
             lines.append("  " + ", ".join(shown[k : k + 4]))
         if self.n_blocks > max_eigvals:
             lines.append(f"  ... ({self.n_blocks - max_eigvals} more)")
+        if self.alpha is not None:
+            dec = self.step_decay()[self.block_starts][:max_eigvals]
+            lines.append(f"per-step decay |1 - alpha + alpha lam| in order (alpha={self.alpha:g}):")
+            for k in range(0, len(dec), 8):
+                lines.append("  " + ", ".join(f"{v:.6g}" for v in dec[k : k + 8]))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
+        alpha = "" if self.alpha is None else f", alpha={self.alpha:g}"
         return (
-            f"SchurForm(n={self.n}, order={self.order!r}, blocks={self.n_blocks}, "
+            f"SchurForm(n={self.n}, order={self.order!r}{alpha}, blocks={self.n_blocks}, "
             f"spectral_radius={self.spectral_radius:.4g}, henrici={self.henrici:.4g})"
         )
 
     # -- persistence ----------------------------------------------------------------------------------------------
 
     def to_npz(self, path: str | Path) -> Path:
-        """Write Q, T, blocks, eigvals and order to ``path`` (``.npz`` appended if missing); exact round trip."""
+        """Write Q, T, blocks, eigvals, order (and alpha, for the decay order) to ``path`` (``.npz`` appended if
+        missing); exact round trip."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
+        extra = {} if self.alpha is None else {"alpha": np.asarray(self.alpha, dtype=np.float64)}
         np.savez(
             path,
             Q=np.asarray(self.Q),
@@ -457,6 +618,7 @@ class SchurForm:
             eigvals=np.asarray(self.eigvals),
             order=np.asarray(self.order),
             format_version=np.asarray(1),
+            **extra,
         )
         return path
 
@@ -466,6 +628,7 @@ class SchurForm:
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 data = {k: z[k] for k in ("Q", "T", "blocks", "eigvals", "order")}
+                alpha = float(z["alpha"]) if "alpha" in z.files else None
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             msg = f"SchurForm.from_npz: path must be a SchurForm .npz file, got {str(path)!r} ({e})"
             raise ValueError(msg) from None
@@ -475,4 +638,5 @@ class SchurForm:
             blocks=tuple((int(s), int(z)) for s, z in data["blocks"]),
             eigvals=data["eigvals"],
             order=str(data["order"]),
+            alpha=alpha,
         )

@@ -1,14 +1,15 @@
 """Summary statistics of a sweep table, shared by the text summary and the HTML report.
 
-Per model: the share of single (and block) couplings whose removal keeps the loss (relative change within
-:data:`KEEP_TOL`), the relative loss change and task score after removing all nonnormal couplings, and, per random
-control kind (never pooled), how the Schur ablations compare with their controls.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
+Per model: the share of single (and block) couplings whose removal *keeps* the behaviour by a :class:`Criterion`
+(the task score drops by at most ``eps``, the default for tasks with a score; or the loss grows by at most ``tau``
+relative), the relative loss change and task score after removing all nonnormal couplings, the couplings whose
+single removal costs the most by the same criterion, and, per random control kind (never pooled), how the Schur
+ablations compare with their controls. Every headline names its criterion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,94 @@ import numpy as np
 from schurjax.ablate import CONTROL_KINDS
 from schurjax.table import records
 
-__all__ = ["KEEP_TOL", "summarize", "format_summary", "control_kinds_in", "fmt_rel", "fmt_share"]
+__all__ = [
+    "KEEP_TOL",
+    "KEEP_EPS",
+    "CRITERIA",
+    "Criterion",
+    "criterion_for",
+    "summarize",
+    "format_summary",
+    "control_kinds_in",
+    "fmt_rel",
+    "fmt_share",
+]
 
 KEEP_TOL = 0.05
-"""A removal is loss-preserving when its relative loss change is at most this (5 %)."""
+"""Loss criterion: a removal keeps the loss when its relative loss change is at most this (5 %), one-sided."""
+KEEP_EPS = 0.01
+"""Score criterion: a removal keeps the behaviour when the task score drops by at most this (0.01)."""
+CRITERIA = ("auto", "score", "loss")
+"""Accepted criterion names: ``"auto"`` is the score where the table has task scores, else the loss."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """What "keeps" means: ``kind="score"`` (score drop <= ``eps``) or ``"loss"`` (``dloss / loss <= tau``).
+
+    ``two_sided=True`` makes the loss criterion ``|dloss| / loss <= tau`` (a removal that lowers the loss by more
+    than ``tau`` then fails too).
+
+    Example:
+        >>> c = Criterion("loss", tau=0.05)
+        >>> c.keeps(rel_delta_loss=np.array([0.01, -0.2, 0.08]), score=None, base_score=None).tolist()
+        [True, True, False]
+        >>> c.describe()
+        'keep = Δloss/loss ≤ 5%'
+    """
+
+    kind: str
+    tau: float = KEEP_TOL
+    eps: float = KEEP_EPS
+    two_sided: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("score", "loss"):
+            raise ValueError(f"Criterion: kind must be 'score' or 'loss', got {self.kind!r}")
+        for name in ("tau", "eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"Criterion: {name} must be a finite number >= 0, got {v!r}")
+
+    def keeps(self, *, rel_delta_loss: Any, score: Any, base_score: Any) -> np.ndarray:
+        """Boolean array: which removals keep the behaviour (NaN figures never keep)."""
+        if self.kind == "score":
+            drop = np.asarray(base_score, dtype=np.float64) - np.asarray(score, dtype=np.float64)
+            return np.asarray(drop <= self.eps)
+        rel = np.asarray(rel_delta_loss, dtype=np.float64)
+        return np.asarray((np.abs(rel) if self.two_sided else rel) <= self.tau)
+
+    def cost(self, *, rel_delta_loss: Any, score: Any, base_score: Any) -> np.ndarray:
+        """How much each removal costs in the criterion's units (score drop, or relative loss change)."""
+        if self.kind == "score":
+            return np.asarray(base_score, dtype=np.float64) - np.asarray(score, dtype=np.float64)
+        return np.asarray(rel_delta_loss, dtype=np.float64)
+
+    def describe(self) -> str:
+        """The criterion in one phrase, for every headline."""
+        if self.kind == "score":
+            return f"keep = task score drops by ≤ {self.eps:g}"
+        rel = "|Δloss|/loss" if self.two_sided else "Δloss/loss"
+        return f"keep = {rel} ≤ {100 * self.tau:g}%"
+
+
+def criterion_for(
+    table: Any, criterion: str | Criterion = "auto", *, tau: float = KEEP_TOL, eps: float = KEEP_EPS
+) -> Criterion:
+    """Resolve ``criterion`` for a table: ``"auto"`` is the score when any row has a finite task score, else the loss.
+
+    Example:
+        >>> criterion_for([{"score": 0.9}]).kind, criterion_for([{"score": None}]).kind
+        ('score', 'loss')
+    """
+    if isinstance(criterion, Criterion):
+        return criterion
+    if criterion not in CRITERIA:
+        raise ValueError(f"summarize: criterion must be one of {', '.join(map(repr, CRITERIA))}, got {criterion!r}")
+    if criterion == "auto":
+        has_score = any(not _missing(_float(r.get("score"))) for r in records(table))
+        criterion = "score" if has_score else "loss"
+    return Criterion(criterion, tau=tau, eps=eps)
 
 
 def _kind_of(row: dict[str, Any]) -> str:
@@ -34,13 +119,17 @@ def control_kinds_in(table: Any) -> list[str]:
     return [k for k in CONTROL_KINDS if k in present] + sorted(present - set(CONTROL_KINDS))
 
 
-def summarize(table: Any, *, tol: float = KEEP_TOL) -> list[dict[str, Any]]:
+def summarize(
+    table: Any, *, criterion: str | Criterion = "auto", tol: float = KEEP_TOL, eps: float = KEEP_EPS, most: int = 3
+) -> list[dict[str, Any]]:
     """Per-model summary of a sweep table, with the random controls reported per control kind (never pooled).
 
     For each model: its base loss and score, and its score after all-nonnormal removal (``all_nonnormal_score``:
     the task score shows what a loss change means where the base loss is mostly irreducible noise, as in the
-    context task); the share of single couplings whose removal keeps the loss within
-    ``tol`` (relative); the same for block couplings; the relative loss change under all-nonnormal removal; and,
+    context task); the share of single couplings whose removal keeps the behaviour by the criterion (``criterion``,
+    the :class:`Criterion` used, is in every summary); the same for block couplings; the ``most`` single couplings
+    whose removal costs the most by that criterion (``most_needed``: labels and costs); the relative loss change
+    under all-nonnormal removal; and,
     for each control kind present, the median relative loss change of the Schur ablations that have controls of
     that kind and of those controls, and the fraction of (ablation, control) pairs in which the ablation changes
     the loss more than its control (``by_kind[kind]``). When the table holds exactly one control kind, its figures
@@ -49,12 +138,16 @@ def summarize(table: Any, *, tol: float = KEEP_TOL) -> list[dict[str, Any]]:
 
     Args:
         table: the tidy table (a DataFrame from :func:`schurjax.results.load`, or a list of row dicts).
-        tol: relative loss change that still counts as loss-preserving.
+        criterion: ``"auto"`` (the score where the table has task scores, else the loss), ``"score"``, ``"loss"``
+            or a :class:`Criterion`.
+        tol: the loss criterion's ``tau`` (one-sided relative loss change).  eps: the score criterion's drop.
+        most: how many most-needed single couplings to name.
 
     Returns:
         One dict per model, in table order.
     """
     table = records(table)
+    crit = criterion_for(table, criterion, tau=tol, eps=eps)
     by_model: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         by_model.setdefault(row["model"], []).append(row)
@@ -67,8 +160,26 @@ def summarize(table: Any, *, tol: float = KEEP_TOL) -> list[dict[str, Any]]:
         def rel(rs):
             return np.asarray([r["rel_delta_loss"] for r in rs], dtype=np.float64)
 
-        singles = rel([r for r in abl if r.get("family") == "single"])
-        blocks = rel([r for r in abl if r.get("family") == "block"])
+        def keeps(rs):
+            return crit.keeps(
+                rel_delta_loss=rel(rs),
+                score=[_float(r.get("score")) for r in rs],
+                base_score=[_float(r.get("base_score")) for r in rs],
+            )
+
+        single_rows = [r for r in abl if r.get("family") == "single"]
+        block_rows = [r for r in abl if r.get("family") == "block"]
+        singles, blocks = keeps(single_rows), keeps(block_rows)
+        cost = crit.cost(
+            rel_delta_loss=rel(single_rows),
+            score=[_float(r.get("score")) for r in single_rows],
+            base_score=[_float(r.get("base_score")) for r in single_rows],
+        )
+        order = np.argsort(-np.where(np.isnan(cost), -np.inf, cost), kind="stable")[:most] if cost.size else []
+        most_needed = [
+            {"label": single_rows[i].get("label") or f"row {single_rows[i].get('row_id')}", "cost": float(cost[i])}
+            for i in order
+        ]
         allnn_rows = [r for r in abl if r.get("family") == "all_nonnormal"]
         allnn = rel(allnn_rows)
         by_kind: dict[str, dict[str, Any]] = {}
@@ -96,8 +207,10 @@ def summarize(table: Any, *, tol: float = KEEP_TOL) -> list[dict[str, Any]]:
                 "base_loss": first.get("base_loss"),
                 "base_score": first.get("base_score"),
                 "n_single": int(singles.size),
-                "single_keep": float(np.mean(np.abs(singles) <= tol)) if singles.size else math.nan,
-                "block_keep": float(np.mean(np.abs(blocks) <= tol)) if blocks.size else math.nan,
+                "criterion": crit,
+                "single_keep": float(np.mean(singles)) if singles.size else math.nan,
+                "block_keep": float(np.mean(blocks)) if blocks.size else math.nan,
+                "most_needed": most_needed,
                 "all_nonnormal_rel": float(allnn[0]) if allnn.size else math.nan,
                 "all_nonnormal_score": _float(allnn_rows[0].get("score")) if allnn_rows else math.nan,
                 "control_kinds": list(kinds),
@@ -112,7 +225,25 @@ def summarize(table: Any, *, tol: float = KEEP_TOL) -> list[dict[str, Any]]:
 
 
 def _float(x: Any) -> float:
-    return math.nan if x is None else float(x)
+    if x is None or (isinstance(x, str) and not x):
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _coupling(label: Any) -> str:
+    """``T[i,j]`` for a single-coupling label (a dict with ``entries`` or the table's flattened cells)."""
+    if isinstance(label, dict):
+        e = label.get("entries")
+        if isinstance(e, list | tuple) and e and isinstance(e[0], list | tuple) and len(e[0]) == 2:
+            return f"T[{e[0][0]},{e[0][1]}]"
+    return str(label)
+
+
+def _fmt_cost(x: float, unit: str) -> str:
+    return fmt_rel(x) if unit == "Δloss/loss" else f"{x:+.3f}"
 
 
 def _fmt_score(base: Any, after: Any) -> str:
@@ -148,10 +279,11 @@ def _fmt(x: Any, kind: str = "g") -> str:
     return "-" if _missing(x) else f"{x:.3g}"
 
 
-def format_summary(summary: Sequence[dict[str, Any]], *, tol: float = KEEP_TOL) -> str:
+def format_summary(summary: Sequence[dict[str, Any]]) -> str:
     """The per-task, per-seed summary as a plain-text table (one block per task, at most ~110 characters wide).
 
-    Columns: seed, base loss, share of single (and block) couplings whose removal keeps the loss within ``tol``,
+    Columns: seed, base loss, share of single (and block) couplings whose removal keeps the behaviour by each
+    summary's criterion (named in the legend),
     relative loss change under all-nonnormal removal; then, per control kind, the median relative loss change of
     the Schur ablations vs of their random controls of that kind, and the fraction of ablations that change the
     loss more than their control. With one control kind these are columns of the main table (named in the legend);
@@ -165,9 +297,10 @@ def format_summary(summary: Sequence[dict[str, Any]], *, tol: float = KEEP_TOL) 
     )
     if single_kind:
         head += f"{'abl med Δ':>10}{'ctrl med Δ':>11}{'abl>ctrl':>9}"
+    crits = list(dict.fromkeys(s["criterion"].describe() for s in summary if s.get("criterion") is not None))
     lines = [
-        f"keep = share of removals with |Δloss|/loss <= {100 * tol:.0f}%; Δ = relative loss change (xK: loss "
-        "multiplied by K)",
+        f"criterion: {'; '.join(crits) or Criterion('loss').describe()} (keep: share of removals that keep)",
+        "Δ = relative loss change (xK: loss multiplied by K)",
         "score base→NN = task score (0-1) of the unablated model → after removing all nonnormal couplings (all-NN)",
     ]
     if kinds:
@@ -197,6 +330,11 @@ def format_summary(summary: Sequence[dict[str, Any]], *, tol: float = KEEP_TOL) 
                     f"{_fmt(k.get('frac_ablation_gt_control'), '%'):>9}"
                 )
             lines.append(line)
+        for s in items:
+            if s.get("most_needed"):
+                unit = "score drop" if s["criterion"].kind == "score" else "Δloss/loss"
+                named = ", ".join(f"{_coupling(m['label'])} ({_fmt_cost(m['cost'], unit)})" for m in s["most_needed"])
+                lines.append(f"  most needed in {s['model']} ({unit}): {named}")
         if not single_kind and kinds:
             lines.append(
                 f"{'model':<16}{'control kind':<16}{'abl med Δ':>11}{'ctrl med Δ':>12}{'abl>ctrl':>10}{'pairs':>8}"

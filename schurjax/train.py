@@ -1,4 +1,4 @@
-"""Train tanh RNNs on a task: optax Adam with global-norm clipping, many seeds in one compiled program.
+"""Train rate RNNs on a task: optax Adam with global-norm clipping, many seeds in one compiled program.
 
 The trained networks are the objects analysed in arXiv:2606.18457 (S. Dräger, "Task-Restricted Symmetries in
 Recurrent Weight Space", 2026): one solution per seed, so that ablation profiles can be compared across seeds.
@@ -8,6 +8,10 @@ All seeds are stacked into one model pytree and trained by one ``eqx.filter_jit`
 gives ``k_init, k_data = split(jax.random.key(s))``; the model is initialised from ``k_init`` and step ``i`` trains
 on ``task.sample(fold_in(k_data, i), batch_size)``. A seed's result therefore does not depend on the other seeds
 or on ``log_every``.
+
+Any :class:`~schurjax.rnn.RateRNN` can be trained (``alpha``, ``nonlinearity``, ``form``, ``learn_h0``); the
+defaults train the paper's :class:`~schurjax.rnn.TanhRNN`, exactly as before (same draws, same program, same
+configuration record).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from schurjax.rnn import DEFAULT_GAIN, TanhRNN
+from schurjax.rnn import DEFAULT_GAIN, FORMS, NONLINEARITIES, RateRNN, TanhRNN, check_alpha
 from schurjax.tasks.base import Task, check_int
 
 __all__ = ["TrainResult", "train", "evaluate_models", "init_models", "make_optimizer"]
@@ -36,7 +40,8 @@ class TrainResult:
     """Output of :func:`train`.
 
     Attributes:
-        models: one trained ``TanhRNN`` per seed, in the order of ``seeds``.
+        models: one trained model per seed, in the order of ``seeds`` (a ``TanhRNN`` with the default step, else a
+            ``RateRNN``).
         history: (n_seeds, n_logs) mean training loss over each logging interval.
         config: JSON-able dict of the training configuration (task, sizes, optimiser, seeds, ...).
         scores: (n_seeds, n_logs) mean training-batch score over each logging interval.
@@ -44,7 +49,7 @@ class TrainResult:
         seconds: wall time of the training loop (including compilation).
     """
 
-    models: list[TanhRNN]
+    models: list[RateRNN]
     history: np.ndarray
     config: dict[str, Any]
     scores: np.ndarray
@@ -71,16 +76,64 @@ def _seed_keys(seeds: Sequence[int]) -> tuple[PRNGKeyArray, PRNGKeyArray]:
     return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
 
 
-def init_models(task: Task, seeds: Sequence[int], *, n_hidden: int = 64, gain: float = DEFAULT_GAIN) -> TanhRNN:
+_DEFAULT_STEP = (1.0, "tanh", "rate", False)
+
+
+def _check_step(where: str, alpha: Any, nonlinearity: Any, form: Any, learn_h0: Any) -> tuple[float, str, str, bool]:
+    """The model's step arguments, checked (one-line ValueError naming the argument)."""
+    a = check_alpha(where, alpha)
+    if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
+        raise ValueError(
+            f"{where}: nonlinearity must be one of {', '.join(map(repr, NONLINEARITIES))}, got {nonlinearity!r}"
+        )
+    if not isinstance(form, str) or form not in FORMS:
+        raise ValueError(f"{where}: form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
+    if not isinstance(learn_h0, bool):
+        raise ValueError(f"{where}: learn_h0 must be True or False, got {learn_h0!r}")
+    return a, nonlinearity, form, learn_h0
+
+
+def init_models(
+    task: Task,
+    seeds: Sequence[int],
+    *,
+    n_hidden: int = 64,
+    gain: float = DEFAULT_GAIN,
+    alpha: float = 1.0,
+    nonlinearity: str = "tanh",
+    form: str = "rate",
+    learn_h0: bool = False,
+) -> RateRNN:
     """Stacked initial models (leading axis = seed), exactly as :func:`train` initialises them.
+
+    The default step gives ``TanhRNN``s; any other ``alpha``, ``nonlinearity``, ``form`` or ``learn_h0`` gives
+    ``RateRNN``s with the same weight draws for the same seed (``h0`` starts at zero).
 
     Example::
 
         stacked = init_models(tasks.get("copy"), [0, 1], n_hidden=32)   # stacked.W_rec.shape == (2, 32, 32)
+        leaky = init_models(tasks.get("copy"), [0], n_hidden=32, alpha=0.2)   # RateRNN, alpha = 0.2
     """
+    step = _check_step("init_models", alpha, nonlinearity, form, learn_h0)
     k_init, _ = _seed_keys(seeds)
     # eager on purpose: the shipped zoo was built this way, and jit may round the scaling differently (1 ulp)
-    make = eqx.filter_vmap(lambda k: TanhRNN(task.n_in, n_hidden, task.n_out, key=k, gain=gain))
+    if step == _DEFAULT_STEP:
+        make = eqx.filter_vmap(lambda k: TanhRNN(task.n_in, n_hidden, task.n_out, key=k, gain=gain))
+    else:
+        a, phi, f, h0 = step
+        make = eqx.filter_vmap(
+            lambda k: RateRNN(
+                task.n_in,
+                n_hidden,
+                task.n_out,
+                alpha=a,
+                nonlinearity=phi,
+                form=f,
+                learn_h0=h0,
+                key=k,
+                gain=gain,
+            )
+        )
     return make(k_init)
 
 
@@ -176,8 +229,15 @@ def train(
     callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     parallel: bool = True,
     seed_chunk: int | None = None,
+    alpha: float = 1.0,
+    nonlinearity: str = "tanh",
+    form: str = "rate",
+    learn_h0: bool = False,
 ) -> TrainResult:
-    """Train one ``TanhRNN`` per seed on ``task`` (all seeds in one compiled program).
+    """Train one model per seed on ``task`` (all seeds in one compiled program).
+
+    The defaults train the paper's ``TanhRNN``; ``alpha``, ``nonlinearity``, ``form`` and ``learn_h0`` train any
+    ``RateRNN`` (see :mod:`schurjax.rnn` for the forms' equations) with the task's own loss (``task.loss``).
 
     Args:
         task: a task object or a registered name.
@@ -198,6 +258,10 @@ def train(
             ``k`` seeds inside the same program (``k = 1``: sequential); on a 2-core CPU this was faster than a
             full vmap (XLA's batched matmul is slow there), see ``benchmarks/train_throughput.py``. Results agree
             with the default to float32 rounding.
+        alpha: ``dt / tau`` in (0, 1] (default 1: no leak).
+        nonlinearity: ``"tanh"`` (default), ``"relu"`` or ``"softplus"``.
+        form: ``"rate"`` (default), ``"post"`` or ``"current"``.
+        learn_h0: also train an initial state ``h0`` (starts at zero); default False (``h_0 = 0``).
 
     Returns:
         :class:`TrainResult` (``models``, ``history`` (n_seeds, n_logs), ``config``, ...).
@@ -206,8 +270,10 @@ def train(
 
         res = train("flipflop", seeds=[0, 1, 2, 3], steps=500, progress=False)
         res.history[:, -1]      # final mean training loss per seed
+        leaky = train("flipflop", seeds=[0], alpha=0.2, steps=500, progress=False).models[0]   # RateRNN
     """
     task = _resolve_task(task)
+    step = _check_step("train", alpha, nonlinearity, form, learn_h0)
     seeds = [int(s) for s in (seeds if isinstance(seeds, Sequence | np.ndarray) else [seeds])]
     if not seeds:
         raise ValueError("train: seeds must be a non-empty sequence of ints, got []")
@@ -241,13 +307,24 @@ def train(
     }
     if seed_chunk is not None:
         config["seed_chunk"] = seed_chunk
+    if step != _DEFAULT_STEP:  # the default record stays what it was, so that rebuilt zoo sidecars do not change
+        config.update(zip(("alpha", "nonlinearity", "form", "learn_h0"), step, strict=True))
     groups = [seeds] if parallel else [[s] for s in seeds]
     t0 = time.perf_counter()
-    models: list[TanhRNN] = []
+    models: list[RateRNN] = []
     hist_parts, score_parts = [], []
     log_steps: list[int] = []
     for g_idx, group in enumerate(groups):
-        stacked = init_models(task, group, n_hidden=n_hidden, gain=gain)
+        stacked = init_models(
+            task,
+            group,
+            n_hidden=n_hidden,
+            gain=gain,
+            alpha=step[0],
+            nonlinearity=step[1],
+            form=step[2],
+            learn_h0=step[3],
+        )
         _, k_data = _seed_keys(group)
         params, static = eqx.partition(stacked, eqx.is_array)
         opt_state = jax.vmap(opt.init)(params)
@@ -290,7 +367,7 @@ def train(
 
 
 def evaluate_models(
-    task: Task, models: Sequence[TanhRNN], key: PRNGKeyArray, batch_size: int = 1024
+    task: Task, models: Sequence[RateRNN], key: PRNGKeyArray, batch_size: int = 1024
 ) -> tuple[Float[Array, " M"], Float[Array, " M"]]:
     """Loss and score of each model on one shared batch drawn with ``key``.
 
@@ -312,6 +389,6 @@ def _sample(task: Task, key: PRNGKeyArray, batch_size: int):
 
 
 @eqx.filter_jit
-def _loss_score(task: Task, model: TanhRNN, batch):
+def _loss_score(task: Task, model: RateRNN, batch):
     y = jax.vmap(model)(batch.inputs)
     return task.loss(y, batch), task.score(y, batch)

@@ -28,7 +28,7 @@ def test_schur_order_benchmark_smoke(tmp_path, capsys):
     for r in data["results"]:
         assert len(r["ordered_s"]) == len(r["unordered_s"]) == 2
         assert r["ratio_median"] > 0 and r["residual"] < 1e-12
-    assert data["machine"]["cpu_count"] >= 1 and data["machine"]["numpy"]
+    assert data["machine"]["numpy"]
     assert data["target_met"] is None  # no n = 512 in this run
     text = capsys.readouterr().out
     assert "ratio" in text and "wrote" in text

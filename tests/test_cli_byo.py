@@ -143,3 +143,17 @@ def test_import_a_torch_checkpoint_and_sweep_it(tmp_path, capsys):
         tmp_path / "gru.pt",
     )
     _one_line_error(["import", str(tmp_path / "gru.pt"), "--out", str(tmp_path / "g.eqx")], capsys, "tanh")
+
+
+def test_task_params_from_the_command_line_reach_the_task_and_the_manifest(hold_model, capsys):
+    tmp_path, _ = hold_model
+    argv = ["sweep", "m.eqx", "--task", "hold_tasks:Hold", "--task-param", "steps=7", *SMALL, "--out", "run"]
+    assert main([*argv, "--criterion", "loss"]) == 0
+    run = sj.results.load(tmp_path / "run")
+    (entry,) = run.manifest["config"]["models"]
+    assert entry["task_params"] == {"steps": 7}
+    assert "criterion: keep = Δloss/loss ≤ 5%" in capsys.readouterr().out
+    batch = run.manifest.get("trials_file")  # none: the batch was sampled from Hold(steps=7)
+    assert batch is None and int(run.table.base_loss.nunique()) == 1
+    _one_line_error([*argv[:-2], "--task-param", "steps", "--out", "y"], capsys, "--task-param")
+    _one_line_error([*argv[:-2], "--task-param", "steps=3", "--out", "y"], capsys, "--task-param: steps is given")

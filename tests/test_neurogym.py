@@ -74,7 +74,7 @@ def test_trials_targets_padding_and_score(env_id):
 
 def test_unequal_lengths_and_env_kwargs():
     task = sj.tasks.neurogym("ContextDecisionMaking-v0", dt=50)
-    assert task.params() == {"dt": 50, "steps": task.steps} and task.dt == 50.0
+    assert task.params() == {"dt": 50, "steps": task.steps, "loss": "ce", "loss_steps": "all"} and task.dt == 50.0
     batch = task.sample(jax.random.key(3), 32)
     L = np.asarray(batch.lengths)
     assert L.min() < L.max() <= task.steps  # the delay is random: trials differ in length
@@ -131,3 +131,19 @@ def test_errors_are_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "neurogym", None)
     with pytest.raises(ImportError, match=r"NeuroGym is not installed .*pip install 'schurjax\[neurogym\]'"):
         sj.tasks.neurogym("GoNogo-v0")
+
+
+def test_loss_steps_decision_masks_only_the_decision_period():
+    task = sj.tasks.neurogym("PerceptualDecisionMaking-v0", dt=100, loss="mse", loss_steps="decision")
+    assert task.loss_type == "mse" and sj.tasks.get(task.name, **task.params()) == task
+    batch = task.sample(jax.random.key(3), 8)
+    L = np.asarray(batch.valid).sum(axis=1)
+    m = np.asarray(batch.mask)[..., 0]
+    for i in range(8):  # exactly the last decision_steps real steps of each trial
+        expect = np.zeros(m.shape[1])
+        expect[L[i] - task.decision_steps : L[i]] = 1
+        np.testing.assert_array_equal(m[i], expect)
+    with pytest.raises(ValueError, match="loss_steps must be one of"):
+        sj.tasks.neurogym("PerceptualDecisionMaking-v0", loss_steps="late")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        sj.tasks.neurogym("PerceptualDecisionMaking-v0", loss="l1")

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import schurjax as sj
 from schurjax.rnn import TanhRNN
 
 GOLDEN = Path(__file__).parent / "golden" / "torch_rnn_n16.npz"
@@ -156,7 +155,3 @@ def test_from_arrays_and_with_recurrent_under_jit():
     W = rng.normal(size=(6, 6)) / 3
     ref = numpy_rollout(m.W_in, W, m.b, m.W_out, m.b_out, np.asarray(x))[1]
     np.testing.assert_allclose(np.asarray(f(m.W_in, m.W_rec, jnp.asarray(W, jnp.float32))), ref, atol=2e-5)
-
-
-def test_public_reexport():
-    assert sj.TanhRNN is TanhRNN

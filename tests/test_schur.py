@@ -29,12 +29,14 @@ def order_arg(name):
     return neg_imag_key if name == "custom" else name
 
 
-def primary(name, lam, zero=0.0):
+def primary(name, lam, zero=0.0, alpha=None):
     """Independent primary key per the documented rules (ascending), as (group, value) pairs.
 
-    zero: |lam| <= zero is numerically zero; for "angle" its angle counts as pi.
+    zero: |lam| <= zero is numerically zero; for "angle" its angle counts as pi. alpha: of the "decay" order.
     """
     lam = np.asarray(lam)
+    if name == "decay":
+        return np.zeros(len(lam)), -np.abs(1 - alpha + alpha * lam)
     if name == "modulus":
         return np.zeros(len(lam)), -np.abs(lam)
     if name == "real":
@@ -72,7 +74,7 @@ def blocks_from_T(T):
     return tuple(out)
 
 
-def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
+def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9, alpha=None):
     n = W.shape[0]
     Q, T = sf.Q, sf.T
     assert Q.dtype == np.float64 and T.dtype == np.float64
@@ -107,10 +109,13 @@ def check_form(sf, W, order_name, *, rtol=1e-12, order_tol=1e-9):
         assert q[j] > 0
     # order: the primary key is non-decreasing along the diagonal (up to rounding)
     lam = sf.block_eigvals
-    grp, key = primary(order_name, lam, zero=1e-12 * wmax * np.linalg.norm(W / wmax) if wmax > 0 else 0.0)
+    zero = 1e-12 * wmax * np.linalg.norm(W / wmax) if wmax > 0 else 0.0
+    grp, key = primary(order_name, lam, zero=zero, alpha=alpha)
     assert np.all(np.diff(grp) >= 0)
     same = grp[1:] == grp[:-1]
     scale = np.abs(lam).max() if order_name in ("modulus", "real") else 1.0
+    if order_name == "decay":
+        scale = np.abs(key).max()
     if order_name == "custom":
         scale = max(np.abs(key).max(), 1e-300)
     assert np.all(np.diff(key)[same] >= -order_tol * scale)
@@ -636,11 +641,119 @@ def test_bad_input_messages(W, msg):
 def test_bad_order_messages():
     with pytest.raises(ValueError) as e:
         sj.ordered_schur(np.eye(2), order="size")
-    assert str(e.value) == ("ordered_schur: order must be one of 'modulus', 'real', 'angle' or a callable, got 'size'")
+    assert str(e.value) == (
+        "ordered_schur: order must be one of 'modulus', 'real', 'angle', 'decay' (with alpha), ('decay', alpha) or "
+        "a callable, got 'size'"
+    )
     with pytest.raises(ValueError, match=r"order key must return a finite number, got nan"):
         sj.ordered_schur(np.diag([1.0, 2.0]), order=lambda z: float("nan"))
     with pytest.raises(ValueError, match=r"order key must return a real number"):
         sj.ordered_schur(np.diag([1.0, 2.0]), order=lambda z: "x")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the decay order of leaky models
+# ------------------------------------------------------------------------------------------------------------
+
+
+def reference_decay_order(W, alpha):
+    """Block eigenvalues (Im >= 0 member of each pair) sorted independently from scipy's eigenvalues: descending
+    |1 - alpha + alpha lam|, ties (relative 1e-9) by descending |lam|, then descending Re lam."""
+    ev = scipy.linalg.eigvals(W)
+    ev = ev[ev.imag >= -1e-12 * np.abs(ev).max()]
+    ev = np.where(np.abs(ev.imag) <= 1e-12 * np.abs(ev).max(), ev.real + 0j, ev)
+    dec = np.abs(1 - alpha + alpha * ev)
+    return ev[np.lexsort((-ev.real, -np.abs(ev), -np.round(dec, 9)))], dec
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2, 0.5, 0.9])
+@pytest.mark.parametrize("n", [7, 24, 64])
+def test_decay_order_against_scipy(alpha, n):
+    rng = rng_for(700 + n + int(100 * alpha))
+    W = rng.standard_normal((n, n)) * (1.3 / np.sqrt(n))
+    sf = sj.ordered_schur(W, order="decay", alpha=alpha)
+    assert sf.order == "decay" and sf.alpha == alpha
+    check_form(sf, W, "decay", alpha=alpha)
+    ref, _ = reference_decay_order(W, alpha)
+    np.testing.assert_allclose(sf.block_eigvals, ref, rtol=1e-9, atol=1e-9)
+    dec = sf.step_decay()
+    np.testing.assert_allclose(dec, np.abs(1 - alpha + alpha * sf.eigvals), rtol=1e-15)
+    assert np.all(np.diff(dec[sf.block_starts]) <= 1e-12)  # descending along the diagonal
+    # the same form from the tuple order, bitwise; it differs from the modulus order for these spectra
+    tup = sj.ordered_schur(W, order=("decay", alpha))
+    assert np.array_equal(tup.T, sf.T) and np.array_equal(tup.Q, sf.Q) and tup.fingerprint == sf.fingerprint
+    mod = sj.ordered_schur(W)
+    if alpha <= 0.5 and n >= 24:
+        assert not np.allclose(mod.block_eigvals, sf.block_eigvals)
+    assert sf.fingerprint != sj.ordered_schur(W, order="decay", alpha=alpha / 2).fingerprint
+
+
+def test_decay_order_issue_example_and_alpha_one():
+    # the issue's example: with alpha = 0.1, lam = 0.9 (decay 0.99) is slower than lam = -0.95 (decay 0.805)
+    W = np.diag([-0.95, 0.9, 0.3])
+    assert np.allclose(sj.ordered_schur(W).block_eigvals, [-0.95, 0.9, 0.3])
+    sf = sj.ordered_schur(W, order="decay", alpha=0.1)
+    np.testing.assert_allclose(sf.block_eigvals, [0.9, 0.3, -0.95])
+    np.testing.assert_allclose(sf.step_decay(), [0.99, 0.93, 0.805])
+    np.testing.assert_allclose(sf.step_decay(1.0), [0.9, 0.3, 0.95])
+    # alpha = 1: bitwise the modulus form (recorded as decay with alpha 1)
+    W = rng_for(31).standard_normal((20, 20))
+    a, b = sj.ordered_schur(W, order="decay", alpha=1.0), sj.ordered_schur(W)
+    assert np.array_equal(a.T, b.T) and np.array_equal(a.Q, b.Q) and (a.order, a.alpha) == ("decay", 1.0)
+    np.testing.assert_array_equal(a.step_decay(), np.abs(b.eigvals))
+
+
+def test_order_for_models_and_schur_of():
+    import jax
+
+    from schurjax.schur import order_for, schur_of
+
+    key = jax.random.key(0)
+    tanh = sj.TanhRNN(2, 12, 1, key=key)
+    assert order_for(tanh) == "modulus" and order_for(sj.RateRNN(2, 12, 1, key=key)) == "modulus"
+    leaky = sj.RateRNN(2, 12, 1, alpha=0.2, nonlinearity="relu", form="current", key=key)
+    assert order_for(leaky) == ("decay", 0.2)
+    sf = schur_of(leaky)
+    ref = sj.ordered_schur(np.asarray(leaky.W_rec, np.float64), order="decay", alpha=0.2)
+    assert np.array_equal(sf.T, ref.T) and sf.alpha == 0.2
+    base = schur_of(tanh)
+    assert base.order == "modulus" and base.alpha is None
+    assert np.array_equal(base.T, sj.ordered_schur(np.asarray(tanh.W_rec, np.float64)).T)
+    assert schur_of(leaky, order="real").order == "real"
+
+
+def test_decay_form_records_round_trip_and_errors(tmp_path):
+    W = rng_for(32).standard_normal((10, 10))
+    sf = sj.ordered_schur(W, order="decay", alpha=0.25)
+    back = sj.SchurForm.from_npz(sf.to_npz(tmp_path / "d.npz"))
+    assert (back.order, back.alpha) == ("decay", 0.25) and back.fingerprint == sf.fingerprint
+    assert sf.order_spec == ("decay", 0.25) and sj.ordered_schur(W, order=sf.order_spec).fingerprint == sf.fingerprint
+    assert sj.ordered_schur(W, order="real").order_spec == "real"
+    assert np.array_equal(back.T, sf.T)
+    d = sf.summary_dict()
+    assert d["alpha"] == 0.25 and np.allclose(d["step_decay"], sf.step_decay())
+    assert "per-step decay" in sf.summary() and "alpha=0.25" in repr(sf)
+    plain = sj.ordered_schur(W)
+    assert "alpha" not in plain.summary_dict() and "per-step decay" not in plain.summary()
+    # an old-style npz (no alpha key) still loads
+    assert sj.SchurForm.from_npz(plain.to_npz(tmp_path / "p.npz")).alpha is None
+    with pytest.raises(ValueError, match=r"^ordered_schur: order='decay' needs alpha"):
+        sj.ordered_schur(W, order="decay")
+    with pytest.raises(ValueError, match=r"^ordered_schur: alpha applies to order='decay' only"):
+        sj.ordered_schur(W, order="modulus", alpha=0.2)
+    for bad in (0.0, 1.5, True, "0.2", float("nan")):
+        with pytest.raises(ValueError, match=r"alpha must be a real number in \(0, 1\]"):
+            sj.ordered_schur(W, order="decay", alpha=bad)
+    with pytest.raises(ValueError, match=r"disagree"):
+        sj.ordered_schur(W, order=("decay", 0.2), alpha=0.3)
+    with pytest.raises(ValueError, match=r"a tuple order must be \('decay', alpha\)"):
+        sj.ordered_schur(W, order=("modulus", 0.2))
+    with pytest.raises(ValueError, match=r"pass alpha"):
+        plain.step_decay()
+    with pytest.raises(ValueError, match=r"order 'decay' needs its alpha"):
+        sj.SchurForm(Q=sf.Q, T=sf.T, blocks=sf.blocks, eigvals=sf.eigvals, order="decay")
+    with pytest.raises(ValueError, match=r"alpha belongs to order 'decay' only"):
+        sj.SchurForm(Q=sf.Q, T=sf.T, blocks=sf.blocks, eigvals=sf.eigvals, order="modulus", alpha=0.3)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -686,3 +799,19 @@ def test_property_random_shapes_and_scales(n, seed, log_scale, kind, order):
     if kind == "gauss":
         ref = np.linalg.eigvals(W)
         assert match_eigs(sf.eigvals, ref) <= 1e-6 * np.abs(ref).max()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 30),
+    seed=st.integers(0, 2**32 - 1),
+    log_scale=st.floats(-2, 2),
+    alpha=st.floats(0.01, 1.0),
+    kind=st.sampled_from(["gauss", "int", "lowrank", "orthogonal", "skew", "triangular"]),
+)
+def test_property_decay_order(n, seed, log_scale, alpha, kind):
+    W = _matrix(kind, n, seed, 10.0**log_scale)
+    sf = sj.ordered_schur(W, order="decay", alpha=alpha)
+    check_form(sf, W, "decay", alpha=alpha)
+    again = sj.ordered_schur(W.copy(), order=("decay", alpha))
+    assert np.array_equal(sf.Q, again.Q) and np.array_equal(sf.T, again.T) and sf.fingerprint == again.fingerprint

@@ -60,10 +60,12 @@ def test_summarize_matches_hand_computation():
         }
         for k, c in enumerate(ctrl)
     ]
-    (s,) = summary.summarize(rows)
-    assert summary.summarize(pd.DataFrame(rows).astype({"control_of": "Int64"})) == [s]  # a DataFrame reads the same
+    (s,) = summary.summarize(rows, criterion="loss")
+    df = pd.DataFrame(rows).astype({"control_of": "Int64"})
+    assert summary.summarize(df, criterion="loss") == [s]  # a DataFrame reads the same
     assert s["n_single"] == 4
-    assert s["single_keep"] == pytest.approx(0.5)  # |0.01|, |-0.03| <= 0.05
+    assert s["single_keep"] == pytest.approx(0.5)  # 0.01, -0.03 <= 0.05 (one-sided)
+    assert [m["cost"] for m in s["most_needed"]] == [1.0, 0.2, 0.01]
     assert math.isnan(s["block_keep"])
     assert s["all_nonnormal_rel"] == 2.0
     assert s["ablation_median_rel"] == pytest.approx(np.median(rel))
@@ -72,8 +74,46 @@ def test_summarize_matches_hand_computation():
     assert s["all_nonnormal_score"] == 0.625
     text = summary.format_summary([s])
     assert "task copy" in text and "50%" in text and "+200.0%" in text
-    assert "1.000→0.625" in text.splitlines()[-1]
+    assert "criterion: keep = Δloss/loss ≤ 5%" in text
+    assert "1.000→0.625" in [ln for ln in text.splitlines() if ln.startswith("a ")][0]
     assert max(len(line) for line in text.splitlines()) <= 110
+
+
+def test_score_criterion_names_the_couplings_that_cost_the_most_accuracy():
+    # a cross-entropy-style table: the loss barely moves for removal 0, but its accuracy falls most
+    rel = [0.001, 0.30, 0.02, -0.2]
+    score = [0.60, 0.98, 0.97, 0.99]
+    rows = [
+        {
+            "row_id": k,
+            "model": "m",
+            "task": "neurogym:X",
+            "model_seed": 0,
+            "family": "single",
+            "control_of": None,
+            "label": f"T[0,{k + 1}]",
+            "rel_delta_loss": r,
+            "delta_loss": r,
+            "base_loss": 1.0,
+            "base_score": 0.99,
+            "score": sc,
+        }
+        for k, (r, sc) in enumerate(zip(rel, score, strict=True))
+    ]
+    (s,) = summary.summarize(rows)  # auto: the table has scores, so the score criterion
+    assert s["criterion"].kind == "score"
+    # independent: drop = 0.99 - score; keeps when drop <= 0.01 -> removals 1? (0.01: yes), 2 (0.02: no), 3 (0: yes)
+    drops = 0.99 - np.asarray(score)
+    assert s["single_keep"] == pytest.approx(np.mean(drops <= 0.01))
+    assert [m["label"] for m in s["most_needed"]] == ["T[0,1]", "T[0,3]", "T[0,2]"]
+    (by_loss,) = summary.summarize(rows, criterion="loss")
+    assert by_loss["most_needed"][0]["label"] == "T[0,2]" and by_loss["single_keep"] == pytest.approx(0.75)
+    (two,) = summary.summarize(rows, criterion=summary.Criterion("loss", two_sided=True))
+    assert two["single_keep"] == pytest.approx(0.5)  # -0.2 fails two-sided
+    text = summary.format_summary([s])
+    assert "keep = task score drops by ≤ 0.01" in text and "most needed in m (score drop): T[0,1] (+0.390)" in text
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        summary.summarize(rows, criterion="accuracy")
 
 
 def test_summarize_reports_each_control_kind_separately():
@@ -117,5 +157,7 @@ def test_summarize_reports_each_control_kind_separately():
     (one,) = summary.summarize([r for r in rows if r.get("control_kind") != "coupling_noise"])
     assert one["control_median_rel"] == pytest.approx(0.0) and one["n_pairs"] == 3
     text = summary.format_summary([one])
-    assert "controls: matched_norm" in text and "abl>ctrl" in text.splitlines()[-2]
+    assert (
+        "controls: matched_norm" in text and "abl>ctrl" in [ln for ln in text.splitlines() if ln.startswith("model")][0]
+    )
     assert max(len(line) for line in text.splitlines()) <= 110

@@ -73,4 +73,43 @@ def test_bad_arguments():
         train("copy", [])
     with pytest.raises(ValueError, match="schedule must be 'constant' or 'cosine'"):
         train("copy", [0], schedule="linear")
-    assert sj.train.train is train
+
+
+@pytest.mark.parametrize(
+    ("alpha", "nonlinearity", "form", "learn_h0"),
+    [(0.2, "tanh", "rate", False), (0.5, "relu", "post", True), (0.3, "softplus", "current", False)],
+)
+def test_any_rate_rnn_trains(alpha, nonlinearity, form, learn_h0):
+    task = tasks.get("flipflop", steps=20, p_pulse=0.1)
+    step = dict(alpha=alpha, nonlinearity=nonlinearity, form=form, learn_h0=learn_h0)
+    res = train(task, [0], n_hidden=16, steps=60, batch_size=16, learning_rate=1e-2, progress=False, **step)
+    m = res.models[0]
+    assert type(m) is sj.RateRNN and m.dynamics == sj.rnn.Dynamics(alpha, nonlinearity, form)
+    assert (m.h0 is not None) == learn_h0
+    if learn_h0:
+        assert np.any(np.asarray(m.h0) != 0)  # trained like the weights
+    assert {k: res.config[k] for k in step} == step
+    init = jax.tree_util.tree_map(lambda x: x[0], init_models(task, [0], n_hidden=16, **step))
+    assert type(init) is sj.RateRNN and init.dynamics == m.dynamics
+    # same draws as the default initialisation for the same seed
+    plain = jax.tree_util.tree_map(lambda x: x[0], init_models(task, [0], n_hidden=16))
+    np.testing.assert_array_equal(np.asarray(init.W_rec), np.asarray(plain.W_rec))
+    key = jax.random.key(5)
+    (l0,), _ = evaluate_models(task, [init], key, 128)
+    (l1,), _ = evaluate_models(task, [m], key, 128)
+    assert l1 < 0.8 * l0
+
+
+def test_default_step_trains_a_tanh_rnn_with_todays_config():
+    task = tasks.get("flipflop", steps=10)
+    res = train(task, [0], n_hidden=4, steps=2, batch_size=2, progress=False)
+    assert type(res.models[0]) is sj.TanhRNN
+    assert not {"alpha", "nonlinearity", "form", "learn_h0"} & set(res.config)  # the record is what it was
+    with pytest.raises(ValueError, match=r"^train: alpha must be a real number in \(0, 1\]"):
+        train(task, [0], alpha=0.0)
+    with pytest.raises(ValueError, match=r"^train: form must be one of 'rate', 'post', 'current', got 'x'"):
+        train(task, [0], form="x")
+    with pytest.raises(ValueError, match=r"^init_models: nonlinearity must be one of"):
+        init_models(task, [0], nonlinearity="gelu")
+    with pytest.raises(ValueError, match=r"^train: learn_h0 must be True or False"):
+        train(task, [0], learn_h0=1)

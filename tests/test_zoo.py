@@ -9,8 +9,8 @@ import pytest
 
 import schurjax as sj
 from schurjax import zoo
-from schurjax.checkpoint import FORMAT
-from schurjax.zoo.build import CONFIGS, CONFIGS_BY_SIZE, SIZES, build
+from schurjax.checkpoint import FORMAT, FORMAT_RATE
+from schurjax.zoo.build import CONFIGS, CONFIGS_BY_SIZE, CONFIGS_LEAKY, LEAKY_ALPHA, SIZES, build
 
 SEEDS = [0, 1, 2, 3]
 FRESH = 7_777_777  # never used by training (fold_in of the seed keys) nor by the build's held-out keys
@@ -74,11 +74,13 @@ def test_load_and_errors():
 @pytest.mark.parametrize(
     ("spec", "parsed"),
     [
-        ("zoo:flipflop/0", ("flipflop", 0, 64)),
-        ("zoo:flipflop/0@128", ("flipflop", 0, 128)),
-        ("zoo:flipflop/3@64", ("flipflop", 3, 64)),
-        ("zoo:copy", ("copy", None, 64)),
-        ("zoo:copy@128", ("copy", None, 128)),
+        ("zoo:flipflop/0", ("flipflop", 0, 64, 1.0)),
+        ("zoo:flipflop/0@128", ("flipflop", 0, 128, 1.0)),
+        ("zoo:flipflop/3@64", ("flipflop", 3, 64, 1.0)),
+        ("zoo:copy", ("copy", None, 64, 1.0)),
+        ("zoo:copy@128", ("copy", None, 128, 1.0)),
+        ("zoo:copy/2@alpha0.2", ("copy", 2, 64, 0.2)),
+        ("zoo:sine@64@alpha0.2", ("sine", None, 64, 0.2)),
     ],
 )
 def test_parse_spec(spec, parsed):
@@ -99,6 +101,9 @@ def test_parse_spec(spec, parsed):
         "zoo:flipflop@128/0",
         "flipflop/0",
         "zoo:flipflop/0@128 ",
+        "zoo:flipflop/0@alpha0",
+        "zoo:flipflop/0@alpha1.5",
+        "zoo:flipflop/0@alpha0.2@128",
         3,
     ],
 )
@@ -108,9 +113,9 @@ def test_parse_spec_errors(spec):
 
 
 def test_specs_name_every_entry():
-    for e in zoo.entries():
-        task, seed, n = zoo.parse_spec(zoo.format_spec(e.task, e.seed, e.n_hidden))
-        assert zoo.load(task, seed, n) is zoo.load(e.task, e.seed, n_hidden=e.n_hidden)
+    for e in zoo.entries(alpha=None):
+        task, seed, n, alpha = zoo.parse_spec(zoo.format_spec(e.task, e.seed, e.n_hidden, e.alpha))
+        assert zoo.load(task, seed, n, alpha) is zoo.load(e.task, e.seed, n_hidden=e.n_hidden, alpha=e.alpha)
 
 
 def test_sweep_zoo_specs_mean_n64_unless_sized():
@@ -175,6 +180,18 @@ def test_build_is_reproducible(tmp_path):
         build(tmp_path / "c", ["flipflop"], n_hidden=999)
 
 
+@pytest.mark.slow
+def test_leaky_build_rebuilds_the_shipped_files_bit_for_bit(tmp_path):
+    paths = build(tmp_path, ["copy"], seeds=SEEDS, progress=False, alpha=LEAKY_ALPHA)
+    for p in paths:
+        shipped = zoo.path_for("copy", int(p.stem.split("seed")[1]), alpha=LEAKY_ALPHA)
+        assert p.name == shipped.name and p.read_bytes() == shipped.read_bytes()
+        got, want = (json.loads(q.with_suffix(".json").read_text()) for q in (p, shipped))
+        for k in ("schurjax_version",):
+            got.pop(k), want.pop(k)
+        assert got == want
+
+
 def test_build_n128(tmp_path):
     (p,) = build(tmp_path, ["copy"], seeds=[0], n_hidden=128, progress=False, steps_scale=0.005)
     assert p == zoo.path_for("copy", 0, tmp_path, n_hidden=128)
@@ -187,4 +204,75 @@ def test_cli_list(capsys):
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.count("seed") == 32 and out.count("n=128") == 16 and "ideal" in out
+    assert out.count("seed") == 48 and out.count("n=128") == 16 and "ideal" in out
+    assert out.count("alpha=0.2") == 16  # the leaky family is listed too
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the leaky family: alpha = 0.2 tanh rate networks, n = 64
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_leaky_entries_complete_and_loadable():
+    es = zoo.entries(alpha=LEAKY_ALPHA)
+    want = sorted((t, s, 64) for t in sj.tasks.names() for s in SEEDS)
+    assert sorted((e.task, e.seed, e.n_hidden) for e in es) == want
+    assert all(e.alpha == LEAKY_ALPHA for e in es) and zoo.alphas() == [LEAKY_ALPHA, 1.0]
+    assert zoo.entries(alpha=None) == zoo.entries() + es  # the paper's first, as before
+    assert zoo.sizes(alpha=LEAKY_ALPHA) == [64]
+    for e in es:
+        m = e.metadata
+        assert m["format"] == FORMAT_RATE
+        assert m["dynamics"] == {"alpha": 0.2, "nonlinearity": "tanh", "form": "rate", "h0": False}
+        assert e.path == zoo.path_for(e.task, e.seed, alpha=LEAKY_ALPHA) and e.path.name.endswith(
+            f"_alpha0.2_seed{e.seed}.eqx"
+        )
+        cfg = CONFIGS_LEAKY[e.task]["train"]
+        assert {k: m["train"][k] for k in cfg} == cfg and m["train"]["alpha"] == 0.2
+        assert m["task"]["params"] == sj.tasks.get(e.task).params()
+        model = zoo.load(e.task, e.seed, alpha=LEAKY_ALPHA)
+        assert type(model) is sj.RateRNN and model.dynamics == sj.rnn.Dynamics(0.2, "tanh", "rate") and model.h0 is None
+        raw, _ = sj.load_model(e.path)  # a RateRNN file: load_model gives the same network
+        assert type(raw) is sj.RateRNN and raw.dynamics == model.dynamics
+        for f in ("W_in", "W_rec", "b", "W_out", "b_out"):
+            np.testing.assert_array_equal(np.asarray(getattr(model, f)), np.asarray(getattr(raw, f)))
+    assert zoo.load("copy", 1, alpha=0.2) is zoo.load("copy", 1, alpha=LEAKY_ALPHA)
+    assert zoo.metadata("copy", 1, alpha=0.2)["dynamics"]["alpha"] == 0.2
+    assert zoo.load("copy", 1) is not zoo.load("copy", 1, alpha=0.2) and zoo.load("copy", 1).alpha == 1.0
+    with pytest.raises(ValueError, match=r"^zoo.load: no models with alpha=0.5, the zoo has alpha in \[0.2, 1.0\]$"):
+        zoo.load("copy", 0, alpha=0.5)
+    with pytest.raises(
+        ValueError, match=r"no 'copy' models with n_hidden=128 \(alpha=0.2\), available sizes are \[64\]$"
+    ):
+        zoo.load("copy", 0, n_hidden=128, alpha=0.2)
+    with pytest.raises(ValueError, match=r"no 'copy' model for seed 9 \(alpha=0.2\), expected one of \[0, 1, 2, 3\]$"):
+        zoo.load("copy", 9, alpha=0.2)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS_LEAKY))
+def test_leaky_quality_on_fresh_keys(name):
+    task = zoo.task(name)
+    models = [zoo.load(name, s, alpha=LEAKY_ALPHA) for s in SEEDS]
+    stacked = _stacked(models)
+    (loss, score), batch = _evaluate(task, stacked, jax.random.key(FRESH), BATCH[name] // 2)
+    score = np.asarray(score)
+    assert np.all(score >= BARS[name]), (name, score)
+    if name == "context":
+        assert float(eqx.filter_jit(task.ideal_observer_score)(batch)) >= 0.97
+    m = zoo.metadata(name, 0, alpha=LEAKY_ALPHA)["metrics"]
+    (l_rec, s_rec), _ = _evaluate(task, _stacked(models[:1]), jax.random.key(m["heldout_key"]), m["heldout_batch"])
+    np.testing.assert_allclose(float(l_rec[0]), m["heldout_loss"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(float(s_rec[0]), m["heldout_score"], atol=1e-4)
+
+
+def test_leaky_build_is_reproducible(tmp_path):
+    a = build(tmp_path / "a", ["flipflop"], seeds=[0], progress=False, steps_scale=0.004, alpha=LEAKY_ALPHA)
+    b = build(tmp_path / "b", ["flipflop"], seeds=[0], progress=False, steps_scale=0.004, alpha=LEAKY_ALPHA)
+    assert a[0].name == "flipflop_alpha0.2_seed0.eqx" and a[0].read_bytes() == b[0].read_bytes()
+    meta = json.loads(a[0].with_suffix(".json").read_text())
+    assert meta == json.loads(b[0].with_suffix(".json").read_text())
+    assert meta["dynamics"]["alpha"] == 0.2 and meta["train"]["steps"] == 18 and meta["train"]["form"] == "rate"
+    with pytest.raises(ValueError, match=r"no configuration for alpha=0.5, expected one of \[1.0, 0.2\]"):
+        build(tmp_path / "c", ["flipflop"], alpha=0.5)
+    with pytest.raises(ValueError, match=r"no configuration for n_hidden=128 at alpha=0.2, expected one of \[64\]"):
+        build(tmp_path / "c", ["flipflop"], n_hidden=128, alpha=LEAKY_ALPHA)

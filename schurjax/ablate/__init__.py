@@ -41,9 +41,10 @@ and a norm per variant; the ``(K, n, n)`` arrays are only made on demand by :met
 :meth:`Variants.masks` (a dense ``(K, n, n)`` array is held only when the user passed dense masks to
 :func:`from_masks`).
 
-Modules: :mod:`~schurjax.ablate.storage` (the storage segments), :mod:`~schurjax.ablate.variants`
-(:class:`Variants`), :mod:`~schurjax.ablate.families` (the families and :func:`from_masks`),
-:mod:`~schurjax.ablate.controls` (the controls).
+- :mod:`~schurjax.ablate.storage`: compact storage segments that make each variant's ``dT`` on demand;
+- :mod:`~schurjax.ablate.variants`: :class:`Variants`, an immutable set of K edits with one label per variant;
+- :mod:`~schurjax.ablate.families`: the families of the table above and :func:`from_masks`;
+- :mod:`~schurjax.ablate.controls`: the random controls, reproducible from a key.
 
 Example:
     >>> import jax, numpy as np, schurjax as sj

@@ -2,6 +2,10 @@
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 
+- :mod:`~schurjax.dynamics.finder`: find, polish, classify and match the fixed points of every variant in one batch;
+- :mod:`~schurjax.dynamics.points`: fixed points of one network: distinct points, Jacobian class, matching;
+- :mod:`~schurjax.dynamics.figures`: figures of an ablation's mechanism (the ``plot`` extra; not imported here).
+
 Example::
 
     fp = sj.dynamics.fixed_points(model, sf, sj.ablate.single_couplings(sf), key=jax.random.key(0), task=task)

@@ -6,7 +6,11 @@ say what the removal did to the dynamics (which attractor vanished, which moved,
 
 For a constant input x (drive ``u = W_in x + b``) the fixed points of variant k are the roots of
 
-    F_k(h) = tanh(W_k h + u) - h,        equivalently the zeros of  q_k(h) = ½ ||F_k(h)||².
+    F_k(h) = tanh(W_k h + u) - h,        equivalently the zeros of  q_k(h) = ½ ||F_k(h)||²,
+
+for the paper's tanh RNN. Every :class:`~schurjax.rnn.RateRNN` form has its own ``F_k`` and step Jacobian (the table
+in :mod:`schurjax.dynamics.points`): rate ``phi(W h + u) - h``, post ``phi((1-a) h + a (W h + u)) - h``, current
+``W phi(h) + u - h``; a point is stable when the spectral radius of the Jacobian of the model's own step is below 1.
 
 Pipeline (:func:`fixed_points`):
 
@@ -20,8 +24,9 @@ Pipeline (:func:`fixed_points`):
    (``jax.enable_x64``).
 3. Host, float64 NumPy: keep the points with ``||F_k(h)||_2 <= tol`` (default 1e-6, recomputed here, independently
    of the solver), deduplicate, and classify each point by the eigenvalues of the Jacobian of the map,
-   ``J = diag(1 - h²) W_k``: ``stable`` (spectral radius < 1), else ``rotational`` (the leading eigenvalue is a
-   complex pair: an unstable focus, the centre of an oscillation) or ``saddle`` (real leading eigenvalue).
+   ``J = diag(1 - h²) W_k`` (for the paper's step; in general the step Jacobian of the model's form): ``stable``
+   (spectral radius < 1), else ``rotational`` (the leading eigenvalue is a complex pair: an unstable focus, the
+   centre of an oscillation) or ``saddle`` (real leading eigenvalue).
 4. Match each variant's attractors to the base's attractors (one-to-one, nearest first, within ``match_radius``):
    a base attractor *survives* (moved at most ``survive_tol``), *moves* (further, but still within the radius) or
    *vanishes*. Per variant: stable points, attractors lost and gained, the largest displacement of a surviving
@@ -58,8 +63,18 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from schurjax.ablate import Variants
-from schurjax.dynamics.points import KINDS, STATUS, PointSet, _match, _sets_from_chunk, classify
-from schurjax.rnn import TanhRNN
+from schurjax.dynamics.points import (
+    KINDS,
+    STATUS,
+    TANH_STEP,
+    PointSet,
+    _match,
+    _phi,
+    _sets_from_chunk,
+    as_dynamics,
+    classify,
+)
+from schurjax.rnn import NONLINEARITIES, Dynamics, RateRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
 from schurjax.tasks.base import check_key
@@ -113,6 +128,8 @@ class FixedPoints:
         trajectories: (B, steps, n) float32 trajectories of the unablated network the starts came from.
         tol, survive_tol, match_radius: the tolerances used.
         seconds: wall time of the search.
+        dynamics: the model's step (:class:`~schurjax.rnn.Dynamics`: alpha, nonlinearity, form) the points are
+            fixed points of.
 
     Example::
 
@@ -142,6 +159,7 @@ class FixedPoints:
     survive_tol: float
     match_radius: float
     seconds: float
+    dynamics: Dynamics = TANH_STEP
 
     def __len__(self) -> int:
         return len(self.sets)
@@ -167,7 +185,8 @@ class FixedPoints:
         A = self.base.points[self.base.stable]
         parts = [self.base.points]
         if self.relax_steps > 0 and A.shape[0]:
-            parts.append(_relax(np.asarray(W, np.float64)[None], np.asarray(u, np.float64), A, self.relax_steps)[0])
+            W64, u64 = np.asarray(W, np.float64)[None], np.asarray(u, np.float64)
+            parts.append(_relax(W64, u64, A, self.relax_steps, self.dynamics)[0])
         return np.concatenate(parts + [self.starts])
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -204,6 +223,25 @@ def _F(h: Float[Array, " n"], args: tuple[Array, Array]) -> Float[Array, " n"]:
     return jnp.tanh(jnp.matmul(W, h, precision=_HIGHEST) + u) - h
 
 
+def _residual_fn(dyn: Dynamics):
+    """``F(h, (W, u))`` of the form's fixed-point equation (the paper's ``tanh(W h + u) - h`` for its step)."""
+    if dyn == TANH_STEP:
+        return _F
+    a, name, form = dyn
+    phi = NONLINEARITIES[name]
+
+    def F(h, args):
+        W, u = args
+        if form == "current":
+            return jnp.matmul(W, phi(h), precision=_HIGHEST) + u - h
+        pre = jnp.matmul(W, h, precision=_HIGHEST) + u
+        if form == "post" and a != 1.0:
+            pre = (1.0 - a) * h + a * pre
+        return phi(pre) - h
+
+    return F
+
+
 def _solver(name: str, rtol: float, atol: float):
     if name == "newton":
         return optx.Newton(rtol=rtol, atol=atol, linear_solver=lx.LU())
@@ -214,11 +252,11 @@ def _solver(name: str, rtol: float, atol: float):
     raise ValueError(f"{_WHERE}: solver must be one of ('newton', 'lm', 'dogleg'), got {name!r}")
 
 
-def _run(solver, h0, args, max_steps: int):
+def _run(solver, h0, args, max_steps: int, F=_F):
     if isinstance(solver, optx.AbstractRootFinder):
-        sol = optx.root_find(_F, solver, h0, args=args, max_steps=max_steps, throw=False)
+        sol = optx.root_find(F, solver, h0, args=args, max_steps=max_steps, throw=False)
     else:  # least squares on F: minimises q = ½||F||², a trust-region method (robust, slower)
-        sol = optx.least_squares(_F, solver, h0, args=args, max_steps=max_steps, throw=False)
+        sol = optx.least_squares(F, solver, h0, args=args, max_steps=max_steps, throw=False)
     return sol.value
 
 
@@ -233,9 +271,12 @@ def _solve_flat(
     max_steps: int,
     polish_steps: int,
     search_dtype: Any,
+    dynamics: Dynamics = TANH_STEP,
 ) -> Float[Array, "P n"]:
-    """Problem p solves ``tanh(W[idx[p]] h + u) = h`` from ``starts[p]``: search in ``search_dtype``, then Newton
-    polish in the dtype of ``W`` (float64 under x64). One program for any mix of variants and starts."""
+    """Problem p solves ``F(h; W[idx[p]], u) = 0`` (``tanh(W h + u) = h`` for the paper's step) from ``starts[p]``:
+    search in ``search_dtype``, then Newton polish in the dtype of ``W`` (float64 under x64). One program for any
+    mix of variants and starts."""
+    F = _residual_fn(Dynamics(*dynamics))
     if solver != "newton":  # optimistix's trust-region solvers promote float32 to float64 under x64
         search_dtype = W.dtype
     search = _solver(solver, 1e-5, 1e-5) if jnp.dtype(search_dtype) == jnp.float32 else _solver(solver, 1e-9, 1e-9)
@@ -243,10 +284,10 @@ def _solve_flat(
     Ws, us = W.astype(search_dtype), u.astype(search_dtype)
 
     def one(i, h0):
-        h = _run(search, h0.astype(search_dtype), (Ws[i], us), max_steps).astype(W.dtype)
+        h = _run(search, h0.astype(search_dtype), (Ws[i], us), max_steps, F).astype(W.dtype)
         if polish_steps == 0:
             return h
-        return _run(polish, h, (W[i], u), polish_steps)
+        return _run(polish, h, (W[i], u), polish_steps, F)
 
     return jax.vmap(one)(idx, starts)
 
@@ -276,8 +317,9 @@ def solve_points(
     max_steps: int = 40,
     polish_steps: int = 4,
     search_dtype: Any = jnp.float32,
+    dynamics: Any = None,
 ) -> Float[np.ndarray, "k s n"]:
-    """Raw end points of the root search of ``tanh(W_k h + u) = h`` from every start (no filtering).
+    """Raw end points of the root search of ``F_k(h) = 0`` (``tanh(W_k h + u) = h`` by default) from every start.
 
     One compiled program for all ``k × s`` problems: optimistix ``Newton`` (or ``"lm"``/``"dogleg"`` least
     squares on F) in ``search_dtype``, then ``polish_steps`` Newton steps in float64.
@@ -288,9 +330,11 @@ def solve_points(
             float64: under x64, optimistix promotes their float32 iterates).
         max_steps: search steps.  polish_steps: float64 Newton steps (0: none).
         search_dtype: ``jnp.float32`` (default) or ``jnp.float64``.
+        dynamics: a model or its :class:`~schurjax.rnn.Dynamics` (default: the paper's step); the equation of each
+            form is in :mod:`schurjax.dynamics.points`.
 
     Returns:
-        (k, s, n) float64 end points (NaN or non-converged ones included; check the residual).
+        (k, s, n) float64 end points (NaN or non-converged ones included; check the residual; no filtering).
 
     Example::
 
@@ -301,7 +345,11 @@ def solve_points(
     starts = np.asarray(starts, np.float64)
     k, s = W.shape[0], starts.shape[0]
     solve = dict(
-        solver=solver, max_steps=int(max_steps), polish_steps=int(polish_steps), search_dtype=jnp.dtype(search_dtype)
+        solver=solver,
+        max_steps=int(max_steps),
+        polish_steps=int(polish_steps),
+        search_dtype=jnp.dtype(search_dtype),
+        dynamics=tuple(as_dynamics(dynamics, "solve_points")),
     )
     out = _launch(W, np.repeat(np.arange(k), s), u, np.tile(starts, (k, 1)), k, k * s, solve)
     return np.asarray(out, np.float64).reshape(k, s, -1)
@@ -318,7 +366,7 @@ def solve_points(
 
 
 def trajectory_states(
-    model: TanhRNN,
+    model: RateRNN,
     *,
     key: PRNGKeyArray,
     x: Float[np.ndarray, " n_in"] | None = None,
@@ -357,15 +405,23 @@ def trajectory_states(
     u = jnp.asarray(_drive(model, _as_input(model, x)), jnp.float32)
     h0 = jax.random.uniform(key, (n_trials, model.n_hidden), jnp.float32, -1.0, 1.0)
 
-    def step(h, _):
-        h = jnp.tanh(jnp.matmul(h, model.W_rec.T, precision=_HIGHEST) + u)
-        return h, h
+    if model.dynamics == TANH_STEP:
+
+        def step(h, _):
+            h = jnp.tanh(jnp.matmul(h, model.W_rec.T, precision=_HIGHEST) + u)
+            return h, h
+
+    else:  # the model's own step
+
+        def step(h, _):
+            h = jax.vmap(model.step, in_axes=(0, None))(h, u)
+            return h, h
 
     _, hs = jax.lax.scan(step, h0, None, length=int(steps) - 1)
     return np.asarray(jnp.concatenate([h0[:, None], jnp.swapaxes(hs, 0, 1)], axis=1), dtype=np.float32)
 
 
-def _as_input(model: TanhRNN, x: Any) -> np.ndarray:
+def _as_input(model: RateRNN, x: Any) -> np.ndarray:
     if x is None:
         return np.zeros(model.n_in)
     arr = np.asarray(x, dtype=np.float64)
@@ -376,7 +432,7 @@ def _as_input(model: TanhRNN, x: Any) -> np.ndarray:
     return arr
 
 
-def _drive(model: TanhRNN, x: np.ndarray) -> np.ndarray:
+def _drive(model: RateRNN, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.W_in, np.float64) @ x + np.asarray(model.b, np.float64)
 
 
@@ -404,8 +460,8 @@ def _check_pos(name: str, value: Any, allow_none: bool = False) -> float | None:
 
 
 def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
-    if not isinstance(model, TanhRNN):
-        raise TypeError(f"{_WHERE}: model must be a schurjax.TanhRNN, got {type(model).__name__}")
+    if not isinstance(model, RateRNN):
+        raise TypeError(f"{_WHERE}: model must be a schurjax.RateRNN or TanhRNN, got {type(model).__name__}")
     if not isinstance(sf, SchurForm):
         raise TypeError(f"{_WHERE}: sf must be a SchurForm (sj.ordered_schur(model.W_rec)), got {type(sf).__name__}")
     if sf.n != model.n_hidden:
@@ -457,7 +513,7 @@ def _pick(key: PRNGKeyArray, pool: np.ndarray, count: int) -> np.ndarray:
 
 
 def fixed_points(
-    model: TanhRNN,
+    model: RateRNN,
     sf: SchurForm,
     variants: Variants,
     *,
@@ -485,7 +541,9 @@ def fixed_points(
     """Fixed points of every variant ``W_k = Q (T + dT_k) Q^T`` at a constant input, matched to the base's.
 
     Args:
-        model: the unablated TanhRNN (its ``W_in``, ``b`` give the drive ``u = W_in x + b``).
+        model: the unablated TanhRNN or RateRNN (its ``W_in``, ``b`` give the drive ``u = W_in x + b``; its form,
+            nonlinearity and ``alpha`` give the fixed-point equation and the step Jacobian whose spectral radius
+            decides stability, see :mod:`schurjax.dynamics.points`).
         sf: its SchurForm (``sj.ordered_schur(model.W_rec)``).
         variants: ``sj.ablate`` Variants built from ``sf``.
         key: PRNG key (trajectories and the choice of starts).
@@ -557,7 +615,8 @@ def fixed_points(
     pool = traj.reshape(-1, model.n_hidden)
     u = _drive(model, x)
     W0 = sf.reconstruct()  # the network whose Schur form is sf (as in sj.evaluate)
-    solve = dict(solver=solver, max_steps=max_steps, polish_steps=polish_steps, search_dtype=sd)
+    dyn = as_dynamics(model.dynamics, _WHERE)
+    solve = dict(solver=solver, max_steps=max_steps, polish_steps=polish_steps, search_dtype=sd, dynamics=tuple(dyn))
     K = len(variants)
 
     # one compiled program for the base and every chunk: P searches on at most c matrices per call
@@ -585,11 +644,12 @@ def fixed_points(
         part = s_base[a : a + P]
         out = _launch(W0[None], np.zeros(part.shape[0], np.int64), u, part, c, P, solve)
         h_base.append(np.asarray(out)[: len(part)])
-    base = _sets_from_chunk(W0[None], u, np.concatenate(h_base)[None], tol, dedupe_tol)[0]
-    if len(base) == 0:  # a tanh map of [-1, 1]^n into itself always has one (Brouwer): the search missed it
+    base = _sets_from_chunk(W0[None], u, np.concatenate(h_base)[None], tol, dedupe_tol, dyn)[0]
+    if len(base) == 0:  # with tanh the step maps a bounded box into itself: one exists (Brouwer), the search missed it
+        exists = "(one exists)" if dyn.nonlinearity == "tanh" else f"(with {dyn.nonlinearity} there may be none)"
         warnings.warn(
             f"{_WHERE}: found no fixed point of the unablated network from {s_base.shape[0]} starts "
-            "(one exists); try more base_starts, contract=1.0 or solver='lm'",
+            f"{exists}; try more base_starts, contract=1.0 or solver='lm'",
             stacklevel=2,
         )
 
@@ -609,16 +669,16 @@ def fixed_points(
         Wk = W0[None] + Q @ variants.delta_T(np.arange(a, b_)) @ Q.T
         parts = [np.broadcast_to(base.points, (k,) + base.points.shape)]
         if n_relax:
-            parts.append(_relax(Wk, u, A, relax_steps))
+            parts.append(_relax(Wk, u, A, relax_steps, dyn))
         parts.append(np.broadcast_to(starts, (k,) + starts.shape))
         st = np.concatenate(parts, axis=1).reshape(k * S, -1)
         fut = _launch(Wk, np.repeat(np.arange(k), S), u, st, c, P, solve)  # async: overlaps the host work below
         if pending is not None:
-            sets += _finish(pending, u, tol, dedupe_tol)
+            sets += _finish(pending, u, tol, dedupe_tol, dyn)
             if progress is not None:
                 progress(len(sets), K)
         pending = (Wk, fut, S)
-    sets += _finish(pending, u, tol, dedupe_tol)
+    sets += _finish(pending, u, tol, dedupe_tol, dyn)
     if progress is not None:
         progress(len(sets), K)
 
@@ -679,26 +739,38 @@ def fixed_points(
         survive_tol=survive_tol,
         match_radius=float(match_radius),
         seconds=time.perf_counter() - t0,
+        dynamics=dyn,
     )
 
 
-def _relax(W: np.ndarray, u: np.ndarray, A: np.ndarray, steps: int) -> np.ndarray:
+def _relax(W: np.ndarray, u: np.ndarray, A: np.ndarray, steps: int, dyn: Dynamics = TANH_STEP) -> np.ndarray:
     """(k, a, n): the base attractors ``A`` after ``steps`` iterations of each variant's map (float64, host)."""
     h = np.broadcast_to(A, (W.shape[0],) + A.shape).copy()
     Wt = np.swapaxes(W, 1, 2)
-    for _ in range(steps):
-        h = np.tanh(h @ Wt + u)
+    if dyn == TANH_STEP:
+        for _ in range(steps):
+            h = np.tanh(h @ Wt + u)
+        return h
+    a, phi, form = dyn
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(steps):
+            if form == "rate":
+                h = (1.0 - a) * h + a * _phi(phi, h @ Wt + u)
+            elif form == "post":
+                h = _phi(phi, (1.0 - a) * h + a * (h @ Wt + u))
+            else:
+                h = (1.0 - a) * h + a * (_phi(phi, h) @ Wt + u)
     return h
 
 
-def _finish(pending, u: np.ndarray, tol: float, dedupe_tol: float) -> list[PointSet]:
+def _finish(pending, u: np.ndarray, tol: float, dedupe_tol: float, dyn: Dynamics = TANH_STEP) -> list[PointSet]:
     Wk, fut, S = pending
     h = np.asarray(fut, dtype=np.float64)[: Wk.shape[0] * S].reshape(Wk.shape[0], S, -1)
-    return _sets_from_chunk(Wk, u, h, tol, dedupe_tol)
+    return _sets_from_chunk(Wk, u, h, tol, dedupe_tol, dyn)
 
 
 def fixed_point_columns(
-    model: TanhRNN,
+    model: RateRNN,
     sf: SchurForm,
     variants: Variants,
     x: Float[np.ndarray, " n_in"] | None = None,

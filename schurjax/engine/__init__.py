@@ -1,8 +1,9 @@
 """The batched evaluation engine (device side): roll out thousands of weight variants, reduce their metrics.
 
-- :mod:`schurjax.engine.evaluation`: :func:`evaluate` / :func:`evaluate_many`, input checks, chunking, paths;
-- :mod:`schurjax.engine.kernels`: the compiled rollouts of one chunk (``lax.scan`` over time);
-- :mod:`schurjax.engine.result`: :class:`SweepResult`, the per-variant metrics.
+- :mod:`~schurjax.engine.evaluation`: :func:`evaluate` / :func:`evaluate_many`, input checks, chunking, paths;
+- :mod:`~schurjax.engine.kernels`: the compiled rollouts of one chunk (``lax.scan`` over time);
+- :mod:`~schurjax.engine.base`: the unablated trajectory of a batch in float64, which deviations are measured from;
+- :mod:`~schurjax.engine.result`: :class:`SweepResult`, the per-variant metrics.
 
 The engine reads no files and writes none: run folders are :mod:`schurjax.results`.
 """

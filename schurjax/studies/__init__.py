@@ -13,7 +13,8 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 - :mod:`~schurjax.studies.restriction`: output changes off the task distribution;
 - :mod:`~schurjax.studies.replay`: what the copy replay needs, and whether it forms a feed-forward line;
 - :mod:`~schurjax.studies.profiles`: basis-free importance profiles compared across seeds and sizes;
-- :mod:`~schurjax.studies.report`, :mod:`~schurjax.studies.figures`: tables, ``report.md``, ``figure.png``;
+- :mod:`~schurjax.studies.report`: the study's tables and its ``report.md``;
+- :mod:`~schurjax.studies.figures`: the six-panel ``figure.png``;
 - :mod:`~schurjax.studies.runner`: :func:`study` (the resumable study folder);
 - :mod:`~schurjax.studies.result`: :class:`Study` (a finished study) and :func:`load`.
 """

@@ -2,12 +2,12 @@
 
 ``sj.sweep(models, out=..., ...)`` is the entry point for scripts and notebooks; ``schurjax sweep`` calls it.
 
-- :mod:`schurjax.sweeps.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
-- :mod:`schurjax.sweeps.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
-- :mod:`schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
-- :mod:`schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
-- :mod:`schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
-- :mod:`schurjax.sweeps.progress`: the progress line.
+- :mod:`~schurjax.sweeps.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
+- :mod:`~schurjax.sweeps.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
+- :mod:`~schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
+- :mod:`~schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
+- :mod:`~schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
+- :mod:`~schurjax.sweeps.progress`: the progress line.
 
 Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
@@ -59,6 +59,7 @@ def sweep(
     seed: int = 0,
     deviation: bool | None = None,
     task: str | None = None,
+    task_params: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     on_chunk: ChunkCallback | None = None,
@@ -93,6 +94,8 @@ def sweep(
         seed: root seed of the batches and controls.
         deviation: see :func:`schurjax.evaluate` (None: the engine's default).
         task: evaluate every model named by a string on this task instead of the one in its metadata.
+        task_params: parameters of ``task`` (NeuroGym env arguments included, e.g. ``{"dt": 20, "timing": {"delay":
+            200}}``); recorded in the manifest with the task.
         progress: draw a progress line on stderr.
         log: where one-line status messages go (default: stderr).
         on_chunk: ``on_chunk(model_id, chunk_index, start, stop)`` after each chunk file is written.
@@ -144,7 +147,7 @@ def sweep(
         variant_mesh(devices)
     except ValueError as e:
         raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
-    specs = resolve_models(models, task=task)
+    specs = resolve_models(models, task=task, task_params=task_params)
     if fixed is not None:
         for spec in specs:
             fixed.check_fits(spec)

@@ -209,12 +209,23 @@ class TrialsFile:
 
 
 def model_fingerprint(model: Any) -> str:
-    """SHA-256 of a TanhRNN's weights (float32 bytes of W_in, W_rec, b, W_out, b_out), to tell models apart."""
+    """SHA-256 of a model's weights and step, to tell models apart.
+
+    The float32 bytes of W_in, W_rec, b, W_out, b_out; for a model that is not the paper's tanh RNN also its
+    ``alpha``, ``nonlinearity``, ``form`` and learned ``h0``, so that two networks with equal weights but another
+    step never share results (a TanhRNN's fingerprint is what it always was).
+    """
     h = hashlib.sha256()
     for name in ("W_in", "W_rec", "b", "W_out", "b_out"):
         a = np.ascontiguousarray(np.asarray(getattr(model, name), dtype=np.float32))
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
+    step = (float(getattr(model, "alpha", 1.0)), getattr(model, "nonlinearity", "tanh"), getattr(model, "form", "rate"))
+    h0 = getattr(model, "h0", None)
+    if step != (1.0, "tanh", "rate") or h0 is not None:
+        h.update(f"step alpha={step[0]!r} nonlinearity={step[1]} form={step[2]}".encode())
+        if h0 is not None:
+            h.update(b"h0" + np.ascontiguousarray(np.asarray(h0, dtype=np.float32)).tobytes())
     return h.hexdigest()
 
 

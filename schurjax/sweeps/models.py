@@ -71,7 +71,14 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
 
 def check_fit(spec: ModelSpec) -> None:
     """Refuse a model with non-finite weights or task parameters, or whose sizes don't fit its task (one line)."""
-    for attr in _WEIGHTS:
+    if not all(hasattr(spec.model, a) for a in _WEIGHTS):
+        raise InputError(
+            "sweep",
+            "models",
+            f"{spec.source}: a {type(spec.model).__name__} is not a model; expected an sj.RateRNN "
+            "(or sj.TanhRNN): build one with sj.RateRNN.from_arrays(...) or sj.TanhRNN.from_torch(...)",
+        )
+    for attr in _WEIGHTS + (("h0",) if getattr(spec.model, "h0", None) is not None else ()):
         bad = int((~np.isfinite(np.asarray(getattr(spec.model, attr), dtype=np.float64))).sum())
         if bad:
             raise InputError(
@@ -95,7 +102,9 @@ def check_fit(spec: ModelSpec) -> None:
         )
 
 
-def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[ModelSpec]:
+def resolve_models(
+    models: Sequence[Any], *, task: str | None = None, task_params: dict[str, Any] | None = None
+) -> list[ModelSpec]:
     """Turn what the user named into :class:`ModelSpec` s (ids unique).
 
     Args:
@@ -103,6 +112,7 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
             (every shipped seed of that task), a ``(TanhRNN, Task)`` pair (id ``<task>-m<i>``), a
             ``(TanhRNN, Task, id)`` triple, or a :class:`ModelSpec`.
         task: evaluate every model named by a string on this task (default: the task in its metadata).
+        task_params: parameters of ``task`` (e.g. NeuroGym env arguments ``{"dt": 20, "timing": {"delay": 200}}``).
 
     Returns:
         One spec per model.
@@ -137,6 +147,11 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
             )
     if not out:
         raise InputError("sweep", "models", "no model given; expected at least one")
+    if task_params:
+        if task is None:
+            raise InputError("sweep", "task_params", f"{task_params!r} needs task= (the task they are parameters of)")
+        override = _get_task(task, dict(task_params))
+        out = [s if s.source == "object" else dataclasses.replace(s, task=override) for s in out]
     seen: dict[str, int] = {}
     unique = []
     for spec in out:
@@ -151,22 +166,23 @@ def resolve_models(models: Sequence[Any], *, task: str | None = None) -> list[Mo
 
 
 def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
-    """``zoo:TASK[/SEED][@N]``: ids ``flipflop-0`` (n = 64, the default) and ``flipflop-0-n128``."""
+    """``zoo:TASK[/SEED][@N][@alphaA]``: ids ``flipflop-0`` (n = 64, the default), ``flipflop-0-n128`` and
+    ``flipflop-0-a0.2`` (the leaky family)."""
     from schurjax import zoo
 
     try:
-        task_name, seed, n_hidden = zoo.parse_spec(raw)
+        task_name, seed, n_hidden, alpha = zoo.parse_spec(raw)
     except ValueError as e:
         raise InputError("sweep", "models", str(e).splitlines()[0]) from None
-    entries = [e for e in zoo.entries(n_hidden=n_hidden) if e.task == task_name]
+    if alpha not in zoo.alphas():
+        have = ", ".join(f"{a:g}" for a in zoo.alphas())
+        raise InputError("sweep", "models", f"{raw!r}: the zoo has no models with alpha={alpha:g}; it has {have}")
+    entries = [e for e in zoo.entries(n_hidden=n_hidden, alpha=alpha) if e.task == task_name]
     if not entries:
-        known = sorted({e.task for e in zoo.entries()})
+        known = sorted({e.task for e in zoo.entries(alpha=alpha)})
         if task_name in known:
-            raise InputError(
-                "sweep",
-                "models",
-                f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are {', '.join(map(str, zoo.sizes()))}",
-            )
+            sizes = ", ".join(map(str, zoo.sizes(alpha=alpha)))
+            raise InputError("sweep", "models", f"{raw!r}: the zoo has no n = {n_hidden} models; sizes are {sizes}")
         raise InputError("sweep", "models", f"{raw!r}: unknown zoo task {task_name!r}; the zoo has {', '.join(known)}")
     chosen = sorted(entries, key=lambda e: int(e.seed)) if seed is None else [e for e in entries if e.seed == seed]
     if not chosen:
@@ -174,17 +190,15 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
         raise InputError("sweep", "models", f"{raw!r} is not in the zoo; seeds of {task_name!r} are {have}")
     specs = []
     for e in chosen:
-        meta = dict(zoo.metadata(e.task, seed=int(e.seed), n_hidden=n_hidden))
+        meta = dict(zoo.metadata(e.task, seed=int(e.seed), n_hidden=n_hidden, alpha=alpha))
         meta.setdefault("seed", int(e.seed))
         meta.setdefault("task", e.task)
         task = _get_task(task_override, {}) if task_override and task_override != e.task else zoo.task(e.task)
-        model = zoo.load(e.task, seed=int(e.seed), n_hidden=n_hidden)
+        model = zoo.load(e.task, seed=int(e.seed), n_hidden=n_hidden, alpha=alpha)
         suffix = "" if n_hidden == zoo.DEFAULT_N_HIDDEN else f"-n{n_hidden}"
-        specs.append(
-            ModelSpec(
-                f"{e.task}-{int(e.seed)}{suffix}", zoo.format_spec(e.task, int(e.seed), n_hidden), model, task, meta
-            )
-        )
+        suffix += "" if alpha == zoo.DEFAULT_ALPHA else f"-a{alpha:g}"
+        source = zoo.format_spec(e.task, int(e.seed), n_hidden, alpha)
+        specs.append(ModelSpec(f"{e.task}-{int(e.seed)}{suffix}", source, model, task, meta))
     return specs
 
 

@@ -6,6 +6,15 @@ Names resolve in this order: a registered name (the built-ins ``"context"``, ``"
 the protocol of :class:`Task` (``name``, ``n_in``, ``n_out``, ``steps``, ``sample(key, B)``, ``score(y, batch)``,
 ``loss``, ``params()``).
 
+- :mod:`~schurjax.tasks.protocol`: what schurjax needs from a task, and the check that a custom task provides it;
+- :mod:`~schurjax.tasks.base`: the :class:`Task` base class, the masked MSE loss and shared helpers;
+- :mod:`~schurjax.tasks.batch`: :class:`TaskBatch`, built from arrays or a file, and the check ``sj.evaluate`` runs;
+- :mod:`~schurjax.tasks.copy`: fixed-length copy with autonomous replay;
+- :mod:`~schurjax.tasks.flipflop`: N-bit flip-flop (Sussillo & Barak 2013);
+- :mod:`~schurjax.tasks.sine`: sine generation cued by frequency;
+- :mod:`~schurjax.tasks.context`: context-dependent integration (Mante et al. 2013);
+- :mod:`~schurjax.tasks.ngym`: NeuroGym environments as schurjax tasks (whole trials, decision-period accuracy).
+
 Example::
 
     task = schurjax.tasks.get("flipflop", p_pulse=0.1)

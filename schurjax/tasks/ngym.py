@@ -1,4 +1,4 @@
-"""NeuroGym tasks as schurjax tasks: whole trials, one-hot MSE targets, a decision-period accuracy score.
+"""NeuroGym tasks as schurjax tasks: whole trials, one-hot targets, the loss they are trained with, decision accuracy.
 
 ``neurogym(env_id, **env_kwargs)`` wraps a NeuroGym trial environment (optional extra: ``pip install
 'schurjax[neurogym]'``). NeuroGym streams trials back to back; schurjax's model starts every trial from h0 = 0
@@ -8,8 +8,12 @@
   supervised datasets; action 0 is "fixate"), for ``t < L_i``, the trial's own length.
 * Trials of unequal length are padded at the end to ``steps`` (the longest trial the env's timing allows);
   ``valid`` marks the real steps and ``mask`` (all outputs, every real step) is 0 on the padding.
-* ``loss``: masked MSE against the one-hot targets. ``score``: accuracy of ``argmax(y_t)`` against the correct
-  action over the decision period, the last ``decision_steps`` real steps of every trial (pure JAX over the batch).
+* ``loss``: what NeuroGym networks are trained with, cross-entropy of the output logits against the correct action
+  (``loss="ce"``, the default; ``loss="mse"`` is the masked MSE against the one-hot targets), on the steps that
+  count: every real step (``loss_steps="all"``, the default, as NeuroGym's supervised examples train) or the
+  decision period only (``loss_steps="decision"``); ``mask`` is 1 on exactly those steps.
+  ``score``: accuracy of ``argmax(y_t)`` against the correct action over the decision period, the last
+  ``decision_steps`` real steps of every trial (pure JAX over the batch).
   Sampling checks on every trial that the env's ``decision`` period is exactly those steps.
 
 NeuroGym environments are NumPy/gym code, not JAX: ``sample(key, B)`` runs on the host (it cannot be jitted) in a
@@ -20,7 +24,8 @@ Example::
 
     task = sj.tasks.neurogym("PerceptualDecisionMaking-v0", dt=100)
     batch = task.sample(jax.random.key(0), 64)        # inputs (64, 22, 3), targets (64, 22, 3)
-    task.name, task.params()
+    task.name, task.params()                          # params include loss="ce", loss_steps="all"
+    sj.tasks.neurogym("PerceptualDecisionMaking-v0", loss="mse", loss_steps="decision")
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y
 
-__all__ = ["NeuroGymTask", "neurogym", "PREFIX"]
+__all__ = ["NeuroGymTask", "neurogym", "PREFIX", "LOSSES", "LOSS_STEPS"]
+
+LOSSES = ("ce", "mse")
+"""Accepted ``loss`` values of a NeuroGym task: cross-entropy over the logits (default) or MSE on one-hot targets."""
+LOSS_STEPS = ("all", "decision")
+"""Accepted ``loss_steps``: every real step of a trial (default) or its decision period."""
 
 PREFIX = "neurogym:"
 """Task names of NeuroGym tasks are ``"neurogym:<env_id>"``; ``tasks.get("neurogym:<env_id>", **params)``."""
@@ -136,6 +146,8 @@ class NeuroGymTask(Task):
         env_id: a registered NeuroGym id, e.g. ``"PerceptualDecisionMaking-v0"``.
         steps: padded trial length (default: the longest trial the env's timing allows; required when a period
             has an unbounded duration).
+        loss: ``"ce"`` (cross-entropy over the output logits, default) or ``"mse"`` (against one-hot targets).
+        loss_steps: ``"all"`` (every real step, default) or ``"decision"`` (the decision period).
         **env_kwargs: passed to the environment (``dt``, ``timing``, ...); JSON-able and finite.
 
     Example::
@@ -151,8 +163,16 @@ class NeuroGymTask(Task):
     dt: float = eqx.field(static=True)
     n_inputs: int = eqx.field(static=True)
     n_actions: int = eqx.field(static=True)
+    loss_type: str = eqx.field(default="ce", static=True)
+    loss_steps: str = eqx.field(default="all", static=True)
 
-    def __init__(self, env_id: str, *, steps: int | None = None, **env_kwargs: Any):
+    def __init__(
+        self, env_id: str, *, steps: int | None = None, loss: str = "ce", loss_steps: str = "all", **env_kwargs: Any
+    ):
+        if loss not in LOSSES:
+            raise ValueError(f"{_W}: loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
+        if loss_steps not in LOSS_STEPS:
+            raise ValueError(f"{_W}: loss_steps must be one of {', '.join(map(repr, LOSS_STEPS))}, got {loss_steps!r}")
         if not isinstance(env_id, str) or not env_id:
             raise ValueError(f"{_W}: env_id must be a NeuroGym id like 'PerceptualDecisionMaking-v0', got {env_id!r}")
         frozen = _freeze(_W, env_kwargs)
@@ -188,6 +208,8 @@ class NeuroGymTask(Task):
         self.dt = dt
         self.n_inputs = int(obs.shape[0])
         self.n_actions = int(act.n)
+        self.loss_type = loss
+        self.loss_steps = loss_steps
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -202,8 +224,14 @@ class NeuroGymTask(Task):
         return self.n_actions
 
     def params(self) -> dict[str, Any]:
-        """Env kwargs plus ``steps``: ``tasks.get(task.name, **task.params())`` rebuilds the task."""
-        return {**json.loads(self.env_kwargs), "steps": self.steps}
+        """Env kwargs plus ``steps``, ``loss`` and ``loss_steps``: ``tasks.get(task.name, **task.params())`` rebuilds
+        the task."""
+        return {
+            **json.loads(self.env_kwargs),
+            "steps": self.steps,
+            "loss": self.loss_type,
+            "loss_steps": self.loss_steps,
+        }
 
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.params().items())
@@ -255,7 +283,12 @@ class NeuroGymTask(Task):
             x[i, :L] = ob
             y[i, np.arange(L), gt] = 1.0
             valid[i, :L] = True
-        mask = np.broadcast_to(valid[:, :, None], (B, T, n_out)).astype(np.float32)
+        counts = valid
+        if self.loss_steps == "decision":
+            L = valid.sum(axis=1)[:, None]
+            t = np.arange(T)[None, :]
+            counts = (t >= L - d) & (t < L)
+        mask = np.broadcast_to(counts[:, :, None], (B, T, n_out)).astype(np.float32)
         return TaskBatch(jnp.asarray(x), jnp.asarray(y), jnp.asarray(mask), jnp.asarray(valid))
 
     def score(self, y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
@@ -278,7 +311,8 @@ def neurogym(env_id: str, *, steps: int | None = None, **env_kwargs: Any) -> Neu
     Args:
         env_id: NeuroGym id, e.g. ``"PerceptualDecisionMaking-v0"``, ``"GoNogo-v0"``, ``"DelayMatchSample-v0"``.
         steps: padded trial length (default: the longest trial the env's timing allows).
-        **env_kwargs: environment arguments (``dt=``, ``timing=``, ...).
+        **env_kwargs: environment arguments (``dt=``, ``timing=``, ...), and ``loss=`` (``"ce"`` default or
+            ``"mse"``) and ``loss_steps=`` (``"all"`` default or ``"decision"``), see :class:`NeuroGymTask`.
 
     Returns:
         NeuroGymTask named ``"neurogym:<env_id>"``; ``sj.tasks.get(task.name, **task.params())`` rebuilds it.

@@ -1,4 +1,5 @@
-"""``python -m schurjax.zoo build [--tasks ...] [--seeds ...] [--sizes ...] [--out DIR] [--quiet]`` and ``... list``."""
+"""``python -m schurjax.zoo build [--tasks ...] [--seeds ...] [--sizes ...] [--alpha A] [--out DIR] [--quiet]`` and
+``... list``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="train and save the zoo models (reproducible from the seeds)")
     b.add_argument("--tasks", nargs="+", default=None, help="subset of tasks (default: all)")
     b.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: 0 1 2 3)")
-    b.add_argument("--sizes", nargs="+", type=int, default=None, help="hidden sizes (default: 64 128)")
+    b.add_argument("--sizes", nargs="+", type=int, default=None, help="hidden sizes (default: all of that alpha's)")
+    b.add_argument(
+        "--alpha", type=float, default=1.0, help="1 (default): the paper's tanh RNNs; 0.2: the leaky family (n = 64)"
+    )
     b.add_argument("--out", default=None, help="output folder (default: the package's zoo/models)")
     b.add_argument("--steps-scale", type=float, default=1.0, help="scale training steps (smoke tests only)")
     b.add_argument("--quiet", action="store_true", help="no progress output")
@@ -21,12 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "build":
-        from schurjax.zoo.build import SEEDS, SIZES, build
+        from schurjax.zoo.build import CONFIGS_BY_ALPHA, SEEDS, build
 
         t0 = time.perf_counter()
         paths = []
         try:
-            for n in args.sizes or SIZES:
+            if args.alpha not in CONFIGS_BY_ALPHA:
+                raise ValueError(
+                    f"zoo.build: no configuration for alpha={args.alpha!r}, expected one of {list(CONFIGS_BY_ALPHA)}"
+                )
+            for n in args.sizes or list(CONFIGS_BY_ALPHA[args.alpha]):
                 paths += build(
                     args.out,
                     args.tasks,
@@ -34,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                     n_hidden=n,
                     progress=not args.quiet,
                     steps_scale=args.steps_scale,
+                    alpha=args.alpha,
                 )
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
@@ -42,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from schurjax import zoo
 
-    for e in zoo.entries():
+    for e in zoo.entries(alpha=None):
         m = e.metadata["metrics"]
         io = f"  ideal {m['ideal_observer_score']:.4f}" if "ideal_observer_score" in m else ""
         loss, score = m["heldout_loss"], m["heldout_score"]
-        print(f"{e.task:9s} seed {e.seed}  n={e.n_hidden:<4d} loss {loss:.5f}  score {score:.4f}{io}")
+        leak = "" if e.alpha == 1.0 else f"  alpha={e.alpha:g}"
+        print(f"{e.task:9s} seed {e.seed}  n={e.n_hidden:<4d} loss {loss:.5f}  score {score:.4f}{io}{leak}")
     return 0
 
 
