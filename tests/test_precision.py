@@ -210,3 +210,20 @@ def test_cross_entropy_change_against_float64():
     # and the log1p form against the plain difference of two float64 cross-entropies where that one is accurate
     big = keep & (np.abs(want) > 1e-3)
     np.testing.assert_allclose(want[big], (ce(y0[:, None] + yd) - ce(y0[:, None]))[big], rtol=1e-9)
+
+
+def test_cross_entropy_change_of_a_confident_classifier_is_finite():
+    """Base probabilities below float32's range (log p0 ~ -200) and a change that moves the mass onto such a class:
+    the change stays finite and right (log space), and a step of weight zero contributes exactly zero."""
+    lp0 = np.array([[[0.0, -200.0, -300.0]]])  # (T=1, B=1, o=3): class 0 certain
+    yd = np.array([[[[-250.0, 0.0, 0.0]], [[-1.0, 2.0, 0.0]]]])  # (T, k=2, B, o)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    for w in (1.0, 0.0):
+        wt = np.array([[[w, 0.0, 0.0]]])
+        change, size = jax.jit(_kernels._ce_change)(f32(yd), f32(np.exp(lp0)), f32(lp0), f32(wt))
+        change = np.asarray(change, np.float64)[0, :, 0]
+        assert np.all(np.isfinite(change)) and np.all(np.isfinite(np.asarray(size)))
+        # (sum wt) logsumexp(lp0 + yd) - wt . yd, in float64: 50.0 and 1.0 for w = 1
+        exact = w * (np.logaddexp.reduce(lp0[0, 0] + yd[0, :, 0], axis=-1) - yd[0, :, 0, 0])
+        np.testing.assert_allclose(change, exact, rtol=1e-6, atol=1e-6)
+        assert np.all(change[exact == 0.0] == 0.0)

@@ -305,8 +305,8 @@ def _ce_change(yd, p0, lp0, wt):
 
     Per (step, trial): ``(sum_o wt) log(sum_o p0_o e^yd_o) - sum_o wt_o yd_o``, the log as
     ``log1p(S)``, ``S = sum_o p0_o expm1(yd_o)``, wherever ``S > -0.5`` (its error is then a few ulp of
-    ``sum_o p0_o |expm1(yd_o)|``), else ``m + log(sum_o p0_o e^(yd_o - m))`` with ``m = max_o yd_o`` (a drop of the
-    log-partition by more than ``log 2``: no cancellation).
+    ``sum_o p0_o |expm1(yd_o)|``), else the log-sum-exp of ``lp0 + yd`` (a drop of the log-partition by more than
+    ``log 2``: no cancellation; in log space, so that a ``p0`` below float32's range stays finite).
     Returns the change and the sum of the absolute values of its terms, ``(sum_o wt) sum_o p0_o |expm1(yd_o)| +
     sum_o |wt_o yd_o|`` (what the float64 re-run is keyed on), each (T, k, B).
     """
@@ -316,9 +316,7 @@ def _ce_change(yd, p0, lp0, wt):
     small = (S > -0.5) & (jnp.max(yd, axis=-1) <= _SOFTPLUS_EXPM1_MAX)
     log_small = jnp.log1p(jnp.where(small, S, 0.0))
     tsum = _pairwise_sum(wt)
-    m = jax.lax.stop_gradient(jnp.max(yd, axis=-1))
-    log_big = m + jnp.log(_pairwise_sum(p0 * jnp.exp(yd - m[..., None])))
-    first = tsum * jnp.where(small, log_small, log_big)
+    first = tsum * jnp.where(small, log_small, _logsumexp(lp0 + yd))
     lin = _pairwise_sum(wt * yd)
     return first - lin, tsum * _pairwise_sum(p0 * jnp.abs(e)) + _pairwise_sum(jnp.abs(wt * yd))
 
