@@ -14,6 +14,9 @@ of T steps (float32) and reduces, per variant, the masked MSE and the output dis
 * ``engine``: ``schurjax.evaluate`` with ``path="auto"`` and ``chunk_size="auto"``, everything included (host
   preparation of the edits, the float64 base trajectory, chunking, metrics, the float64 re-run of ill-conditioned
   loss changes). ``engine_plain`` (opt-in): the same with ``deviation=False`` (the plain rollout).
+* ``engine_leaky``: the engine on the same weights as a leaky rate network, ``RateRNN(alpha=LEAKY_ALPHA, "tanh",
+  "rate")`` (the step ``h' = 0.8 h + 0.2 tanh(W h + u)``); its losses differ from the others', its speed should
+  not (``ratios["engine_leaky/engine"]``, target >= 0.9).
 * ``torch_bmm``: PyTorch, float32, ``torch.set_num_threads`` = the JAX core count; states (K, B, n) advanced with
   ``torch.baddbmm`` + ``tanh`` per step over all variants at once (slabs of 1024), ``W_k`` formed with ``bmm``.
   ``torch_bmm_1t`` (opt-in) is the same on one thread, which suffers less from background load; the table also
@@ -58,7 +61,9 @@ CASES: dict[str, dict[str, Any]] = {
     "C1dense": dict(n=128, K=1024, B=32, T=60, family="masks"),
     "G1": dict(n=128, K=8128, B=64, T=100, family="single"),
 }
-METHODS = ("loop", "vmap", "engine", "torch_bmm", "bare")
+METHODS = ("loop", "vmap", "engine", "engine_leaky", "torch_bmm", "bare")
+LEAKY_ALPHA = 0.2
+"""``alpha`` of the ``engine_leaky`` method."""
 EXTRA_METHODS = ("torch_bmm_1t", "engine_plain")  # torch bmm on one thread: less sensitive to background load
 N_IN, N_OUT = 3, 3
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -338,6 +343,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def leaky(model) -> sj.RateRNN:
+    """The same weights as a leaky rate network (``alpha = LEAKY_ALPHA``, tanh, rate form)."""
+    return sj.RateRNN.from_arrays(
+        W_in=model.W_in, W_rec=model.W_rec, b=model.b, W_out=model.W_out, b_out=model.b_out, alpha=LEAKY_ALPHA
+    )
+
+
 def build_methods(names, model, sf, variants, batch, *, loop_subset: int = 32, engine_kw: dict | None = None):
     """name -> (run, n_variants_computed_by_one_run)."""
     makers = {
@@ -345,6 +357,7 @@ def build_methods(names, model, sf, variants, batch, *, loop_subset: int = 32, e
         "vmap": lambda: method_vmap(model, sf, variants, batch),
         "engine": lambda: method_engine(model, sf, variants, batch, **(engine_kw or {})),
         "engine_plain": lambda: method_engine(model, sf, variants, batch, **{**(engine_kw or {}), "deviation": False}),
+        "engine_leaky": lambda: method_engine(leaky(model), sf, variants, batch, **(engine_kw or {})),
         "torch_bmm": lambda: method_torch_bmm(model, sf, variants, batch),
         "torch_bmm_1t": lambda: method_torch_bmm(model, sf, variants, batch, threads=1),
         "bare": lambda: method_bare(model, sf, variants, batch),
@@ -418,7 +431,7 @@ def run_case(
     figures = {}
     for name, r in res.items():
         entry = {k: r[k] for k in ("var_per_s", "best_s", "times_s", "warmup_s", "variants_timed")}
-        if ref is not None and len(r["loss"]):
+        if ref is not None and len(r["loss"]) and name != "engine_leaky":  # (leaky: another network, other losses)
             m = len(r["loss"])
             rel = np.abs(r["loss"] - ref["loss"][:m]) / np.abs(ref["loss"][:m])
             entry["max_rel_loss_diff_vs_engine"] = float(np.max(rel))
@@ -431,6 +444,8 @@ def run_case(
     best_torch = max((f["var_per_s"] for name, f in figures.items() if name.startswith("torch")), default=None)
     if best_torch:
         ratios.update({f"{name}/best_torch": f["var_per_s"] / best_torch for name, f in figures.items()})
+    if "engine" in figures and "engine_leaky" in figures:  # alpha = LEAKY_ALPHA against alpha = 1, same run
+        ratios["engine_leaky/engine"] = figures["engine_leaky"]["var_per_s"] / figures["engine"]["var_per_s"]
     path = sj.engine.choose_path(variants.max_nnz, sf.n)
     chunk = sj.engine.auto_chunk_size(path, n=sf.n, B=cfg["B"], T=cfg["T"], n_out=N_OUT, r=max(1, variants.max_nnz))
     return {
@@ -441,6 +456,7 @@ def run_case(
         "loadavg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "figures": figures,
         "ratios": ratios,
+        "leaky_alpha": LEAKY_ALPHA,
         "notes": "loop: rate extrapolated from the timed subset (variants_timed); best of the interleaved repeats",
     }
 

@@ -26,13 +26,15 @@ def bench():
 def test_run_case_tiny(bench, case):
     res = bench.run_case(case, n=10, K=12, B=3, T=5, repeats=1, loop_subset=4)
     figs = res["figures"]
-    expected = {"loop", "vmap", "engine", "bare"} | ({"torch_bmm"} if bench.torch_available() else set())
+    expected = {"loop", "vmap", "engine", "engine_leaky", "bare"}
+    expected |= {"torch_bmm"} if bench.torch_available() else set()
     assert set(figs) == expected
     for name, f in figs.items():
         assert f["var_per_s"] > 0 and np.isfinite(f["var_per_s"])
-        if name != "bare":  # the bare kernel computes no metrics
+        if name not in ("bare", "engine_leaky"):  # the bare kernel computes no metrics; the leaky network others
             assert f["max_rel_loss_diff_vs_engine"] < 1e-4, name  # every method computes the same losses
     assert "max_rel_loss_diff_vs_engine" not in figs["bare"] and "engine/bare" in res["ratios"]
+    assert res["ratios"]["engine_leaky/engine"] > 0 and res["leaky_alpha"] == 0.2
     assert figs["loop"]["variants_timed"] == 4
     assert res["engine"]["path"] == ("shared" if case == "C1" else "dense")
     if "torch_bmm" in figs:

@@ -63,7 +63,9 @@ def test_trials_targets_padding_and_score(env_id):
         total += e - s
     s_rand = float(loss_and_score(task, jnp.asarray(y_rand, jnp.float32), batch)[1])
     assert s_rand == pytest.approx(hits / total, abs=1e-6)
-    assert [float(a) for a in loss_and_score(task, batch.targets, batch)] == [0.0, 1.0]
+    # perfect outputs: the targets (as confident logits for the cross-entropy, the task's default loss)
+    perfect = batch.targets * (1e3 if task.loss_type == "ce" else 1.0)
+    assert [float(a) for a in loss_and_score(task, perfect, batch)] == [0.0, 1.0]
     # deterministic per key, different keys differ; the name and params rebuild the task
     np.testing.assert_array_equal(np.asarray(task.sample(key, B).inputs), np.asarray(batch.inputs))
     assert not np.array_equal(np.asarray(task.sample(jax.random.key(8), B).inputs), np.asarray(batch.inputs))

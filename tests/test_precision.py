@@ -130,3 +130,100 @@ def test_float64_rollout_matches_numpy(zoo_case):
     res = sj.evaluate(model, sf, v, batch, dtype=jnp.float64)
     for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
         assert rel_error(getattr(res, name), ref[name], ref["base_loss"]).max() < 1e-9, name
+
+
+def _softplus_truth(a: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``softplus(a + d) - softplus(a)`` to ~1e-15 relative, checked against mpmath (50 digits) on a subset."""
+    sig = np.exp(-np.logaddexp(0.0, -a))
+    x = sig * np.expm1(np.minimum(d, 700.0))
+    out = np.where(x > -0.5, np.log1p(np.maximum(x, -0.5)), np.logaddexp(0.0, a + d) - np.logaddexp(0.0, a))
+    import mpmath
+
+    mpmath.mp.dps = 50
+    for i in np.random.default_rng().choice(a.size, 300, replace=False):
+        ai, di = mpmath.mpf(float(a[i])), mpmath.mpf(float(d[i]))
+        want = mpmath.log(1 + mpmath.exp(ai + di)) - mpmath.log(1 + mpmath.exp(ai))
+        assert abs(out[i] - float(want)) <= 1e-13 * abs(float(want)) + 1e-300, (a[i], d[i])
+    return out
+
+
+def test_softplus_difference_against_float64():
+    """``softplus(a + d) - softplus(a)``: relative error <= 4e-7 for |d| < 0.5 (units deep off and far on
+    included) and no bias, absolute error <= 4e-7 |d| for any d."""
+    rng = np.random.default_rng()
+    N = 200_000
+    a = np.concatenate([rng.normal(size=N) * 3, rng.uniform(-30, 30, N)]).astype(np.float32)
+    d = (10 ** rng.uniform(-9, 1.5, 2 * N) * rng.choice([-1.0, 1.0], 2 * N)).astype(np.float32)
+    a64, d64 = a.astype(np.float64), d.astype(np.float64)
+    want = _softplus_truth(a64, d64)
+    sp0 = np.logaddexp(0.0, a64).astype(np.float32)
+    sig0 = np.exp(-np.logaddexp(0.0, -a64)).astype(np.float32)
+    got = np.asarray(jax.jit(_kernels._softplus_diff)(a, sp0, sig0, d), np.float64)
+    keep = (np.abs(d64) < 0.5) & (np.abs(want) > 1e-30)  # (softplus of units far off is below float32's range)
+    rel = (got - want)[keep] / want[keep]
+    assert np.max(np.abs(rel)) < 4e-7
+    assert abs(np.mean(rel)) < 2e-8
+    assert np.max(np.abs(got - want) / np.abs(d64)) < 4e-7
+    zero = jax.jit(_kernels._softplus_diff)(a, sp0, sig0, np.zeros_like(a))
+    assert np.all(np.asarray(zero) == 0.0)
+
+
+def test_relu_difference_is_exact_piecewise():
+    """``relu(a + d) - relu(a)``: exactly ``d`` when both sides are positive, exactly 0 when both are <= 0, and the
+    float32 rounding of the plain difference (<= 2^-24 relative) where the unit crosses zero."""
+    rng = np.random.default_rng()
+    N = 200_000
+    a = (rng.normal(size=N) * 3).astype(np.float32)
+    d = (10 ** rng.uniform(-9, 1, N) * rng.choice([-1.0, 1.0], N)).astype(np.float32)
+    a64, d64 = a.astype(np.float64), d.astype(np.float64)
+    want = np.maximum(a64 + d64, 0.0) - np.maximum(a64, 0.0)  # exact in float64 (a sum of two float32)
+    got = np.asarray(jax.jit(_kernels._relu_diff)(a, d), np.float64)
+    on, off = (a64 > 0) & (a64 + d64 > 0), (a64 <= 0) & (a64 + d64 <= 0)
+    assert np.array_equal(got[on], d64[on]) and np.all(got[off] == 0.0)
+    cross = ~(on | off)
+    assert cross.sum() > 100
+    assert np.max(np.abs(got - want)[cross] / np.abs(want[cross])) <= 2.0**-24
+
+
+def test_cross_entropy_change_against_float64():
+    """The change of a step's cross-entropy from logit changes yd (|yd| from 1e-8 to ~30), without cancellation:
+    error <= 1e-6 of the sum of the absolute values of its terms (the quantity the float64 re-run is keyed on)."""
+    rng = np.random.default_rng()
+    T_, K, B_, o = 4, 64, 32, 5
+    y0 = rng.normal(size=(T_, B_, o)) * 4
+    yd = rng.normal(size=(T_, K, B_, o)) * 10 ** rng.uniform(-8, 1, (T_, K, B_, 1))
+    wt = np.eye(o)[rng.integers(0, o, (T_, B_))] * (rng.random((T_, B_, 1)) < 0.7)
+    lse = lambda y: np.log(np.exp(y - y.max(-1, keepdims=True)).sum(-1)) + y.max(-1)  # noqa: E731
+    lp0 = y0 - lse(y0)[..., None]
+    p0 = np.exp(lp0)
+    ce = lambda y: wt.sum(-1)[:, None] * lse(y) - (wt[:, None] * y).sum(-1)  # noqa: E731
+    # float64 truth: (sum wt) log(sum p0 e^yd) - sum wt yd, the log by log1p(sum p0 expm1(yd)) unless that sum
+    # is near -1 (then the plain difference of two float64 cross-entropies, accurate for a change that large)
+    S = (p0[:, None] * np.expm1(yd)).sum(-1)
+    want = wt.sum(-1)[:, None] * np.log1p(np.maximum(S, -0.5)) - (wt[:, None] * yd).sum(-1)
+    want = np.where(S > -0.5, want, ce(y0[:, None] + yd) - ce(y0[:, None]))
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    change, size = jax.jit(_kernels._ce_change)(f32(yd), f32(p0), f32(lp0), f32(wt))
+    change, size = np.asarray(change, np.float64), np.asarray(size, np.float64)
+    keep = size > 0
+    assert np.max(np.abs(change - want)[keep] / size[keep]) < 1e-6
+    # and the log1p form against the plain difference of two float64 cross-entropies where that one is accurate
+    big = keep & (np.abs(want) > 1e-3)
+    np.testing.assert_allclose(want[big], (ce(y0[:, None] + yd) - ce(y0[:, None]))[big], rtol=1e-9)
+
+
+def test_cross_entropy_change_of_a_confident_classifier_is_finite():
+    """Base probabilities below float32's range (log p0 ~ -200) and a change that moves the mass onto such a class:
+    the change stays finite and right (log space), and a step of weight zero contributes exactly zero."""
+    lp0 = np.array([[[0.0, -200.0, -300.0]]])  # (T=1, B=1, o=3): class 0 certain
+    yd = np.array([[[[-250.0, 0.0, 0.0]], [[-1.0, 2.0, 0.0]]]])  # (T, k=2, B, o)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    for w in (1.0, 0.0):
+        wt = np.array([[[w, 0.0, 0.0]]])
+        change, size = jax.jit(_kernels._ce_change)(f32(yd), f32(np.exp(lp0)), f32(lp0), f32(wt))
+        change = np.asarray(change, np.float64)[0, :, 0]
+        assert np.all(np.isfinite(change)) and np.all(np.isfinite(np.asarray(size)))
+        # (sum wt) logsumexp(lp0 + yd) - wt . yd, in float64: 50.0 and 1.0 for w = 1
+        exact = w * (np.logaddexp.reduce(lp0[0, 0] + yd[0, :, 0], axis=-1) - yd[0, :, 0, 0])
+        np.testing.assert_allclose(change, exact, rtol=1e-6, atol=1e-6)
+        assert np.all(change[exact == 0.0] == 0.0)

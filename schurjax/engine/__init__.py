@@ -8,6 +8,7 @@
 The engine reads no files and writes none: run folders are :mod:`schurjax.results`.
 """
 
+from schurjax.engine.evaluation import LOSSES as LOSSES
 from schurjax.engine.evaluation import PATHS as PATHS
 from schurjax.engine.evaluation import PRECISIONS as PRECISIONS
 from schurjax.engine.evaluation import REFINE_CONDITION as REFINE_CONDITION
@@ -16,6 +17,7 @@ from schurjax.engine.evaluation import auto_chunk_size as auto_chunk_size
 from schurjax.engine.evaluation import choose_path as choose_path
 from schurjax.engine.evaluation import evaluate as evaluate
 from schurjax.engine.evaluation import evaluate_many as evaluate_many
+from schurjax.engine.evaluation import loss_type_of as loss_type_of
 from schurjax.engine.result import METRICS as METRICS
 from schurjax.engine.result import SweepResult as SweepResult
 
@@ -24,10 +26,12 @@ __all__ = [
     "evaluate_many",
     "SweepResult",
     "METRICS",
+    "LOSSES",
     "PATHS",
     "PRECISIONS",
     "REFINE_CONDITION",
     "SHARED_MIN_NNZ",
     "auto_chunk_size",
     "choose_path",
+    "loss_type_of",
 ]

@@ -23,15 +23,24 @@ Paths (``path="auto"`` picks one for the whole call):
   ``(variants, n, B)`` layout. XLA:CPU runs that matmul on about one core, so on the CPU the dense path runs one
   chunk per core concurrently from host threads (``DENSE_CPU_WORKERS``).
 
+Models: every form of :mod:`schurjax.rnn` (``TanhRNN``; ``RateRNN`` rate/post/current, tanh/relu/softplus, any
+``alpha``, with or without a learned ``h0``). The models of one call share nonlinearity and form; their alphas may
+differ.
+
+Loss: the task's (``task.loss_type``, or ``loss=``): masked MSE, or the cross-entropy of the outputs as logits
+against the targets as class probabilities on the steps that count (``schurjax.tasks.masked_ce``).
+
 Rollout form (``deviation=True``, the default): the unablated *base* trajectory is computed once per batch, in
-float64, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with the exact
-identity ``tanh(a + delta) - tanh(a)`` written without cancellation (``a`` the base pre-activation, ``delta`` the
-change of it). The loss change is summed from the output deviations against the float64 base residual,
-``yd * (2 (y_0 - target) + yd)``, so the first-order terms that nearly cancel at a trained minimum keep their digits;
-``loss`` is ``base_loss + delta_loss``. Rounding errors are thus relative to the effect of each edit. Where the
-loss change itself is a near-cancellation (its terms add up, in absolute value, to more than
-``REFINE_CONDITION`` times the change: an edit that moves the outputs but hardly the loss), the variant is rolled
-out again in float64. The resulting bound per metric, measured against float64, is in ``benchmarks/RESULTS.md``.
+float64, and every variant carries its deviation ``D_k = h_k - h`` from it, updated with exact identities such as
+``phi(a + delta) - phi(a)`` written without cancellation (``a`` the base's argument of the nonlinearity, ``delta``
+the change of it; per form in :mod:`schurjax.engine.kernels`). The loss change is summed from the output deviations
+against the float64 base: ``yd * (2 (y_0 - target) + yd)`` for the squared error, ``(sum_o t) log1p(sum_o p0_o
+expm1(yd_o)) - sum_o t_o yd_o`` (``p0`` the base's softmax) for the cross-entropy, so the first-order terms that
+nearly cancel at a trained minimum keep their digits; ``loss`` is ``base_loss + delta_loss``. Rounding errors are
+thus relative to the effect of each edit. Where the loss change itself is a near-cancellation (its terms add up, in
+absolute value, to more than ``REFINE_CONDITION`` times the change: an edit that moves the outputs but hardly the
+loss), the variant is rolled out again in float64, with the same loss. The resulting bound per metric, form and
+nonlinearity, measured against float64, is in ``benchmarks/RESULTS.md``.
 ``deviation=False`` is the plain rollout, kept as an opt-out and a cross-check: every variant carries its own state
 and the metrics difference two float32 trajectories (slot 0 of each chunk is the unablated model), which loses the
 small effects.
@@ -69,8 +78,9 @@ import numpy as np
 
 from schurjax.ablate import Variants
 from schurjax.engine import kernels as _kernels
-from schurjax.engine.base import _base_rollout, _sech2, _valid_steps
+from schurjax.engine.base import _base_rollout, _valid_steps, aux, loss_denominator, loss_weights
 from schurjax.engine.result import SweepResult
+from schurjax.rnn import Dynamics
 from schurjax.tasks.batch import as_batch
 
 if TYPE_CHECKING:
@@ -80,7 +90,21 @@ if TYPE_CHECKING:
     from schurjax.schur import SchurForm
     from schurjax.tasks import Task, TaskBatch
 
-__all__ = ["evaluate", "evaluate_many", "PATHS", "PRECISIONS", "SHARED_MIN_NNZ", "auto_chunk_size", "choose_path"]
+__all__ = [
+    "evaluate",
+    "evaluate_many",
+    "LOSSES",
+    "PATHS",
+    "PRECISIONS",
+    "SHARED_MIN_NNZ",
+    "auto_chunk_size",
+    "choose_path",
+    "loss_type_of",
+]
+
+LOSSES = ("mse", "ce", "custom")
+"""Accepted loss types (``Task.loss_type``): masked mean squared error, cross-entropy of the output logits, or the
+mean over trials of the task's own ``trial_loss(y, batch) -> (B,)``."""
 
 PATHS = ("auto", "shared", "dense")
 """Accepted ``path`` values (canonical; the CLI's ``--path`` choices)."""
@@ -183,6 +207,33 @@ def _finite(name: str, arr: Any) -> np.ndarray:
     return a
 
 
+def _dynamics(model) -> Dynamics:
+    """A model's step (a model without the attributes is the paper's tanh RNN)."""
+    return Dynamics(
+        float(getattr(model, "alpha", 1.0)), str(getattr(model, "nonlinearity", "tanh")), getattr(model, "form", "rate")
+    )
+
+
+def loss_type_of(task: Any = None, loss: str | None = None) -> str:
+    """The loss an evaluation sums: ``loss`` when given, else the task's ``loss_type`` (``"mse"`` when the task
+    declares none, or without a task).
+
+    Example:
+        >>> loss_type_of(None, "ce"), loss_type_of(None)
+        ('ce', 'mse')
+    """
+    if loss is None:
+        loss = getattr(task, "loss_type", "mse") if task is not None else "mse"
+        where = f"task {getattr(task, 'name', type(task).__name__)!r} has loss_type"
+    else:
+        where = "loss must be None or one of 'mse', 'ce', 'custom', got"
+    if not isinstance(loss, str) or loss not in LOSSES:
+        _fail(f"{where} {loss!r}; expected one of {', '.join(map(repr, LOSSES))}")
+    if loss == "custom" and not callable(getattr(task, "trial_loss", None)):
+        _fail("loss 'custom' needs a task with a trial_loss(y, batch) -> (B,) method, got task=" + repr(task)[:80])
+    return loss
+
+
 def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, task=None):
     if not isinstance(path, str) or path not in PATHS:
         _fail(f"path must be one of {PATHS}, got {path!r}")
@@ -252,6 +303,23 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
             _fail(f"model{tag}.n_out = {np.shape(m.W_out)[0]} but batch.targets has last dim {n_out}; expected equal")
         for attr in ("W_in", "W_rec", "b", "W_out", "b_out"):
             _finite(f"model{tag}.{attr}", getattr(m, attr))
+        h0 = getattr(m, "h0", None)
+        if h0 is not None and np.shape(h0) != (n,):
+            _fail(f"model{tag}.h0 must be None or have shape (n={n},), got {np.shape(h0)}")
+        if h0 is not None:
+            _finite(f"model{tag}.h0", h0)
+        dyn, dyn0 = _dynamics(m), _dynamics(models[0])
+        if dyn.nonlinearity not in ("tanh", "relu", "softplus") or dyn.form not in ("rate", "post", "current"):
+            _fail(
+                f"model{tag} has an unsupported step ({dyn.describe()}); expected tanh/relu/softplus, rate/post/current"
+            )
+        if not 0.0 < dyn.alpha <= 1.0:
+            _fail(f"model{tag}.alpha must be in (0, 1], got {dyn.alpha!r}")
+        if dyn[1:] != dyn0[1:]:
+            _fail(
+                f"all models of one call must share their nonlinearity and form, got {dyn0.describe()} (model[0]) "
+                f"and {dyn.describe()} (model{tag}); evaluate them in separate calls"
+            )
         if not hasattr(sf, "Q") or not hasattr(sf, "T"):
             _fail(f"sf{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
         if np.shape(sf.T) != (n, n) or np.shape(sf.Q) != (n, n):
@@ -303,11 +371,12 @@ def evaluate(
     devices: Any = "all",
     per_trial: bool = False,
     trial_stats: Callable[[Any, Any], Any] | None = None,
+    loss: str | None = None,
 ) -> SweepResult:
     """Roll out every weight variant of one model on one batch of trials and return its metrics.
 
     Args:
-        model: TanhRNN with n hidden units.
+        model: TanhRNN or RateRNN with n hidden units (any form, nonlinearity, ``alpha`` and ``h0``).
         sf: the model's SchurForm (``ordered_schur(model.W_rec)``).
         variants: ``schurjax.ablate.Variants`` built from ``sf`` (``dT`` depends on T; checked through
             ``Variants.fingerprint``). ``from_masks`` variants made without ``sf`` are bound to it here
@@ -316,7 +385,8 @@ def evaluate(
             An optional ``batch.valid`` (B, T) (None: every step valid) marks the steps of trials of unequal length
             (padded at the end): the loss counts valid steps only (mask times valid), output_distance and
             divergence average over valid steps, and hidden_distance is taken at each trial's last valid step.
-        task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task).
+        task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task) and whose
+            ``loss_type`` (``"mse"``, the default, or ``"ce"``) names the loss the metrics sum.
         chunk_size: variants per compiled chunk, or ``"auto"`` (see :func:`auto_chunk_size`).
         path: ``"auto"``, ``"shared"`` or ``"dense"`` (see the module docstring; the results agree to fp tolerance).
         precision: matmul precision, one of :data:`PRECISIONS`: ``"highest"`` (default), ``"high"``,
@@ -337,10 +407,17 @@ def evaluate(
         trial_stats: ``fn(y, batch) -> (B, p)``, per-trial statistics of the outputs ``y`` (B, T, n_out) (traced);
             fills ``trial_stats`` (K, B, p) for every variant and ``base_trial_stats`` (B, p) for the unablated
             model (for example the additive parts of a task score).
+        loss: ``None`` (default: the task's ``loss_type``, ``"mse"`` without a task), ``"mse"`` (masked mean
+            squared error), ``"ce"`` (cross-entropy of the outputs as logits against the targets as class
+            probabilities, per step weighted by ``max_o mask``, as :func:`schurjax.tasks.masked_ce`) or
+            ``"custom"`` (the mean over trials of ``task.trial_loss(y, batch) -> (B,)``, pure JAX, evaluated
+            from each variant's full outputs and differenced per trial in the rollout dtype: no cancellation-free
+            form and no float64 re-run); given, it overrides the task's. In the deviation form the cross-entropy
+            change is summed without cancellation from the float64 base's softmax.
 
     Returns:
-        SweepResult: loss (masked MSE), delta_loss, rel_delta_loss, output_distance, hidden_distance, score,
-        delta_norm, each (K,) NumPy float64.
+        SweepResult: loss (the task's loss, ``loss_type``), delta_loss, rel_delta_loss, output_distance,
+        hidden_distance, score, delta_norm, each (K,) NumPy float64.
 
     Raises:
         ValueError: a one-line message naming the bad argument (sizes that do not match, NaN weights, K = 0,
@@ -376,6 +453,7 @@ def evaluate(
         devices=devices,
         per_trial=per_trial,
         trial_stats=trial_stats,
+        loss=loss,
     )[0]
 
 
@@ -389,7 +467,8 @@ def evaluate_many(
     """:func:`evaluate` for several models of the same size n on one batch, in one compiled program.
 
     Args:
-        models: TanhRNNs of the same n.
+        models: TanhRNNs or RateRNNs of the same n and the same step (alpha, nonlinearity, form; a one-line
+            error otherwise).
         sfs: their SchurForms, one per model.
         variants: one Variants per model (dT depends on each T). K may differ: shorter sets are padded with zero
             edits inside the one program and each result is cut back to its own K.
@@ -415,6 +494,7 @@ def evaluate_many(
         "devices",
         "per_trial",
         "trial_stats",
+        "loss",
     )
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -435,6 +515,7 @@ def evaluate_many(
     vsets = _as_list(variants, "variants")
     n, K, Bsz, Tlen, n_out = _check(models, sfs, vsets, batch, precision, path, chunk_size, dtype, task)
     vsets = _bind(sfs, vsets)
+    extras["loss"] = loss_type_of(task, options.get("loss"))
     if deviation is None:
         deviation = True
     elif not isinstance(deviation, bool):
@@ -511,6 +592,7 @@ def _evaluate(
     deviation,
     per_trial=False,
     trial_stats=None,
+    loss="mse",
 ):
     max_nnz = max(v.max_nnz for v in vsets)
     if path == "auto":
@@ -531,25 +613,28 @@ def _evaluate(
         deviation,
         per_trial=per_trial,
         trial_stats=trial_stats,
+        loss=loss,
     )
-    if deviation and dtype == jnp.float32:
-        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial)
-    return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence)
+    if deviation and dtype == jnp.float32 and loss != "custom":  # (custom: no condition to key a re-run on)
+        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial, loss)
+    return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence, loss)
 
 
-def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial=False) -> None:
+def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial=False, loss="mse") -> None:
     """Re-run in float64 the variants whose loss change is ill-conditioned, in place of their float32 metrics.
 
-    The loss change is a sum of terms ``mask yd (2 r0 + yd)``; float32 rounding errs by a small fraction of the sum
-    of their absolute values. Where that sum exceeds ``REFINE_CONDITION`` times ``max(|change|, 1e-5 base)`` (the
-    terms nearly cancel: an edit that moves the outputs but hardly the loss), the float32 result cannot hold the
-    error bound, so the variant is rolled out again in float64 (a fraction of a percent of the single couplings of
-    trained networks). Depends only on each variant's own results, so it does not depend on the chunking either.
+    The loss change is a sum of terms (``mask yd (2 r0 + yd)`` for the squared error; for the cross-entropy
+    ``(sum_o wt) log1p(sum_o p0_o expm1(yd_o))`` and ``- sum_o wt_o yd_o`` per step and trial); float32 rounding
+    errs by a small fraction of the sum of their absolute values. Where that sum exceeds ``REFINE_CONDITION``
+    times ``max(|change|, 1e-5 base)`` (the terms nearly cancel: an edit that moves the outputs but hardly the
+    loss), the float32 result cannot hold the error bound, so the variant is rolled out again in float64 (a
+    fraction of a percent of the single couplings of trained networks). Depends only on each variant's own
+    results, so it does not depend on the chunking either.
     """
-    change = cat["sq_error_change"].sum(axis=-1)  # (M, K)
-    scale = np.maximum(np.abs(change), 1e-5 * fixed["base_sq_error"][:, None])
+    change = cat["loss_change"].sum(axis=-1)  # (M, K)
+    scale = np.maximum(np.abs(change), 1e-5 * fixed["base_loss_sum"][:, None])
     with np.errstate(divide="ignore", invalid="ignore"):
-        ill = cat["sq_error_change_abs"].sum(axis=-1) > REFINE_CONDITION * scale
+        ill = cat["loss_change_abs"].sum(axis=-1) > REFINE_CONDITION * scale
     picks = [np.flatnonzero(ill[i, : len(v)]) for i, v in enumerate(vsets)]
     sel = [i for i, p in enumerate(picks) if p.size]
     if not sel:
@@ -574,6 +659,7 @@ def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, 
             pad=True,
             hb=hb,
             per_trial=per_trial,
+            loss=loss,
         )
     for j, i in enumerate(sel):
         for name in cat:
@@ -599,11 +685,12 @@ def _run(
     hb: dict | None = None,
     per_trial: bool = False,
     trial_stats=None,
+    loss: str = "mse",
 ):
     """Roll out every chunk; returns the per-slot arrays concatenated over chunks (name -> (M, K, ...)), the base
-    quantities, the entries per step (T,) and the mask sum. ``pad``: always use chunks of ``chunk_size`` slots.
-    ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed. ``per_trial``, ``trial_stats``:
-    as :func:`evaluate`."""
+    quantities, the entries per step (T,) and the loss denominator (:func:`loss_denominator`). ``pad``: always use
+    chunks of ``chunk_size`` slots. ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed.
+    ``per_trial``, ``trial_stats``, ``loss``: as :func:`evaluate`."""
     M = len(models)
     Bsz, Tlen, _ = np.shape(batch.inputs)
     n_out = np.shape(batch.targets)[2]
@@ -636,7 +723,16 @@ def _run(
     mask_np = np.swapaxes(np.asarray(batch.mask, dtype=np.float64), 0, 1)  # (T, B, o)
     if valid is not None:
         mask_np = mask_np * valid[:, :, None]
-    mask_sum = max(float(mask_np.sum()), 1.0)
+    custom = loss == "custom"  # the task's own per-trial loss, from the full outputs; the kernels sum the MSE
+    loss = "mse" if custom else loss
+    mask_sum = loss_denominator(mask_np, loss)
+    mask_np = loss_weights(batch, mask_np, loss)  # the loss sums' weights: the mask, or weighted targets (ce)
+    dyns = [_dynamics(m) for m in models]
+    # alpha = 1 for every model: the step without the leak (static); else each model's (alpha, 1 - alpha), traced
+    leaky = any(d.alpha != 1.0 for d in dyns)
+    dyn = (None if leaky else 1.0, dyns[0].nonlinearity, dyns[0].form)
+    alphas64 = np.array([[d.alpha, 1.0 - d.alpha] for d in dyns]) if leaky else None
+    alphas = None if alphas64 is None else jnp.asarray(alphas64.astype(np_dtype))
     W = jnp.asarray(np.stack(Ws).astype(np_dtype))
     W_out = jnp.asarray(np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype))
     mask = jnp.asarray(mask_np, dtype)
@@ -653,19 +749,14 @@ def _run(
         score_batch = batch.astype(dtype)  # valid (None or bool) is kept as it is
     fixed: dict[str, Any] = {}
     if deviation:
-        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np)
+        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np, dyn, loss, alphas64)
         layout = (lambda a: np.swapaxes(a, 2, 3)) if dense else (lambda a: a)  # (M, T, n, B) on the dense path
-        base = {
-            "a": layout(hb["a"]),
-            "t0": layout(hb["h"]),
-            "s0": layout(_sech2(hb["a"])),
-            "r0": hb["r0"],
-            "y0": hb["y0"],
-        }
+        base = {"a": layout(hb["a"]), **{name: layout(v) for name, v in aux(dyn[1], hb).items()}, "y0": hb["y0"]}
+        base.update({name: hb[name] for name in (("p0", "lp0") if loss == "ce" else ("r0",))})
         base["h" if dense else "z"] = layout(hb["h_prev"]) if dense else hb["z"]
         base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
-        fixed["base_sq_error"] = hb["sq_error"]
-        fixed["trial_base_sq_error"] = hb["trial_sq_error"]
+        fixed["base_loss_sum"] = hb["loss_sum"]
+        fixed["trial_base_loss_sum"] = hb["trial_loss_sum"]
         fixed["host_base"] = hb
         if outputs:  # the base model's score and trial statistics, once, from the float64 outputs
             y0 = jnp.asarray(np.transpose(hb["y0"], (0, 2, 1, 3))[:, None].astype(np_dtype))  # (M, 1, B, T, o)
@@ -675,10 +766,16 @@ def _run(
             fixed["base_trial_stats"] = np.asarray(
                 _kernels.trial_stats(trial_stats, y0, score_batch), dtype=np.float64
             )[:, 0]
+        if custom:
+            fixed["base_trial_custom"] = np.asarray(_kernels.trial_losses(task, y0, score_batch), np.float64)[:, 0]
     else:
         b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
         W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
         b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
+        h0s = [getattr(m, "h0", None) for m in models]
+        h0 = None
+        if any(h is not None for h in h0s):
+            h0 = jnp.asarray(np.stack([np.zeros(n) if h is None else np.asarray(h, np.float64) for h in h0s]), dtype)
         drive = _kernels.drive(
             jnp.asarray(batch.inputs, dtype), W_in, b, layout="TnB" if dense else "TBn", precision=prec
         )
@@ -723,6 +820,9 @@ def _run(
                 unroll=_UNROLL,
                 outputs=outputs,
                 per_trial=per_trial,
+                dyn=dyn,
+                loss=loss,
+                alphas=alphas,
             )
         else:
             out = _kernels.chunk(
@@ -741,19 +841,26 @@ def _run(
                 unroll=_UNROLL,
                 outputs=outputs,
                 per_trial=per_trial,
+                dyn=dyn,
+                loss=loss,
+                h0=h0,
+                alphas=alphas,
             )
         if trial_stats is not None:
             out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
         if task is not None:
             out["score"] = _kernels.scores(task, out["outputs"], score_batch)
+        if custom:
+            out["trial_custom"] = _kernels.trial_losses(task, out["outputs"], score_batch)
         out.pop("outputs", None)
         return a, b_, out
 
-    names = ["sq_error_change", "sq_distance", "hidden_sq_distance"]
-    names += ["sq_error_change_abs"] if deviation else ["sq_error"]
+    names = ["loss_change", "sq_distance", "hidden_sq_distance"]
+    names += ["loss_change_abs"] if deviation else ["loss_sum"]
     names += ["score"] if task is not None else []
-    names += ["trial_sq_error_change"] if per_trial else []
+    names += ["trial_loss_change"] if per_trial else []
     names += ["trial_stats"] if trial_stats is not None else []
+    names += ["trial_custom"] if custom else []
     acc = {name: [] for name in names}
     bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
 
@@ -761,13 +868,15 @@ def _run(
         pa, pb, out = pending
         host = {name: np.asarray(out[name], dtype=np.float64) for name in names}
         if not deviation and not fixed:
-            fixed["base_sq_error"] = host["sq_error"][:, 0].sum(axis=-1)
+            fixed["base_loss_sum"] = host["loss_sum"][:, 0].sum(axis=-1)
             if task is not None:
                 fixed["base_score"] = host["score"][:, 0]
             if per_trial:
-                fixed["trial_base_sq_error"] = np.asarray(out["trial_sq_error"], dtype=np.float64)
+                fixed["trial_base_loss_sum"] = np.asarray(out["trial_loss_sum"], dtype=np.float64)
             if trial_stats is not None:
                 fixed["base_trial_stats"] = host["trial_stats"][:, 0]
+            if custom:
+                fixed["base_trial_custom"] = host["trial_custom"][:, 0]
         for name in names:
             acc[name].append(host[name][:, base_slot : base_slot + pb - pa])
         if progress is not None:
@@ -818,7 +927,7 @@ def _host_workers(path: str, device: jax.Device) -> int:
         return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
+def _results(cat, fixed, vsets, M, steps, mask_sum, divergence, loss="mse"):
     """Host side, float64: sums over time of the per-step sums, then the SweepResults. ``steps`` (T,): entries
     (valid trials x outputs) per step."""
     cat = dict(cat)
@@ -828,17 +937,25 @@ def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
     for i in range(M):
         Ki = len(vsets[i])  # cut the zero-edit padding of a set shorter than the largest K
         cat_i = {name: value[i][:Ki] for name, value in cat.items()}
-        base_loss = float(fixed["base_sq_error"][i] / mask_sum)
-        delta = cat_i["sq_error_change"].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
-        # the plain form sums each variant's own squared error; the deviation form has only the change
-        loss = cat_i["sq_error"].sum(axis=-1) / mask_sum if "sq_error" in cat_i else base_loss + delta
+        base_loss = float(fixed["base_loss_sum"][i] / mask_sum)
+        delta = cat_i["loss_change"].sum(axis=-1) / mask_sum  # = loss - base_loss, without the cancellation
+        # the plain form sums each variant's own loss; the deviation form has only the change
+        value = cat_i["loss_sum"].sum(axis=-1) / mask_sum if "loss_sum" in cat_i else base_loss + delta
+        trial_delta = trial_base = None
+        if "trial_loss_change" in cat_i:
+            trial_delta, trial_base = cat_i["trial_loss_change"] / mask_sum, fixed["trial_base_loss_sum"][i] / mask_sum
+        if loss == "custom":  # the mean over trials of the task's trial_loss, differenced per trial
+            tl, tl0 = cat_i["trial_custom"], fixed["base_trial_custom"][i]
+            base_loss, value, delta = float(tl0.mean()), tl.mean(axis=-1), (tl - tl0).mean(axis=-1)
+            if trial_delta is not None:
+                trial_delta, trial_base = (tl - tl0) / tl.shape[1], tl0 / tl.shape[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = delta / base_loss
-        K = loss.shape[0]
+        K = value.shape[0]
         score = cat_i["score"] if "score" in cat_i else np.full(K, np.nan)
         out.append(
             SweepResult(
-                loss=loss,
+                loss=value,
                 delta_loss=delta,
                 rel_delta_loss=rel,
                 output_distance=cat_i["output_distance"],
@@ -849,14 +966,11 @@ def _results(cat, fixed, vsets, M, steps, mask_sum, divergence):
                 base_score=float(fixed["base_score"][i]) if "base_score" in fixed else math.nan,
                 labels=[dict(lab) for lab in vsets[i].labels],
                 divergence=cat_i["sq_distance"] / np.maximum(steps, 1.0) if divergence else None,
-                trial_delta_loss=cat_i["trial_sq_error_change"] / mask_sum
-                if "trial_sq_error_change" in cat_i
-                else None,
-                trial_base_loss=fixed["trial_base_sq_error"][i] / mask_sum
-                if "trial_sq_error_change" in cat_i
-                else None,
+                trial_delta_loss=trial_delta,
+                trial_base_loss=trial_base,
                 trial_stats=cat_i.get("trial_stats"),
                 base_trial_stats=fixed["base_trial_stats"][i] if "base_trial_stats" in fixed else None,
+                loss_type=loss,
             )
         )
     return out

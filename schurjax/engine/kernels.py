@@ -4,14 +4,23 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 
 One compiled program rolls out one *chunk*: ``k`` weight variants of ``M`` models on the same ``B`` trials (common
 random numbers), with a ``lax.scan`` over the ``T`` time steps, and reduces the per-variant metrics in the same
-program. Two rollout forms:
+program. Every network form of :mod:`schurjax.rnn` runs (``dyn = (alpha, nonlinearity, form)``, static; a leaky
+``alpha`` is a traced per-model argument, so every alpha shares one program; an initial state ``h0`` is the base's
+and every variant's). Two rollout forms:
 
 * *deviation* (default, :func:`chunk_dev`): the base (unablated) trajectory ``h`` is computed once per batch, in
-  float64 (:func:`base_rollout`), and every slot carries its deviation ``D_k = h_k - h``, updated with the exact
-  identity ``D_k <- tanh(a + delta_k) - tanh(a)`` (``a`` the base pre-activation, ``delta_k`` the pre-activation
-  change, :func:`_tanh_diff`). Rounding errors are then relative to the effect of an edit, not to the states, so the
-  smallest effects keep their digits. The output deviations ``W_out D_k`` are reduced after the scan against the
-  base residual ``y0 - target`` (float64, rounded once).
+  float64 (:func:`base_rollout`), and every slot carries its deviation ``D_k = h_k - h``, updated with exact
+  identities (``a`` the base's argument of ``phi``, ``delta_k`` the change of the recurrent product
+  ``W_k X_k + dW_k x``, ``x`` what W multiplies, ``dphi(a, d) = phi(a + d) - phi(a)`` without cancellation,
+  :func:`phi_diff`)::
+
+      rate     D' = (1 - alpha) D + alpha dphi(a, delta)                    a = W h + u, X = D
+      post     D' = dphi(a, (1 - alpha) D + alpha delta)                    a = (1 - alpha) h + alpha (W h + u)
+      current  D' = (1 - alpha) D + alpha delta,  Dr' = dphi(h', D')        X = Dr (the rates' deviation), x = phi(h)
+
+  Rounding errors are then relative to the effect of an edit, not to the states, so the smallest effects keep their
+  digits. The output deviations ``W_out D_k`` (``W_out Dr_k``) are reduced after the scan against the float64
+  base: the residual ``y0 - target`` (squared error) or the softmax of ``y0`` (cross-entropy, :func:`_ce_change`).
 * *plain* (:func:`chunk`, opt-out): every slot carries its state ``h_k``; slot 0 is the unablated model (its edit is
   exactly zero) and the metrics difference each slot's outputs against it.
 
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 
 import equinox as eqx
 import jax
@@ -76,6 +86,20 @@ _TANH_CLAMP = 7.90531110763549805
 _SMALL_DELTA = 0.5
 """Below this ``|delta|`` the deviation update uses the tanh addition formula, above it the plain difference."""
 
+_TANH = (1.0, "tanh", "rate")
+"""The paper's step (``alpha = 1``, tanh, rate form): the default ``dyn`` (alpha, nonlinearity, form) of the
+kernels. ``alpha`` in ``dyn`` is static: ``1.0`` (no leak, the step without the leak's arithmetic) or ``None``
+(leaky: each model's ``(alpha, 1 - alpha)`` is a traced (m, 2) argument, so that every ``alpha`` shares one
+compiled program)."""
+
+
+def _leak(alpha, old, new):
+    """``(1 - alpha) old + alpha new``: ``alpha`` the static 1.0 (then ``new``) or a traced ``(alpha, 1 - alpha)``
+    pair (both from float64)."""
+    if isinstance(alpha, float):
+        return new if alpha == 1.0 else (1.0 - alpha) * old + alpha * new
+    return alpha[1] * old + alpha[0] * new
+
 
 def _horner(coeffs, x):
     r = jnp.asarray(coeffs[0], x.dtype)
@@ -108,6 +132,130 @@ def _tanh_diff(a, t0, s0, delta):
     return jnp.where(small, ts * s0, p - t0 * q) / jnp.where(small, 1.0 + t0 * ts, q)
 
 
+_EXPM1_TAYLOR = tuple(1.0 / math.factorial(j) for j in range(10, 1, -1))
+"""Taylor coefficients 1/10! ... 1/2! of ``(expm1(x) - x) / x^2`` (truncation < 1e-9 relative for |x| <= 0.5)."""
+
+
+def _expm1(x):
+    """``expm1`` with full relative accuracy and no bias for ``|x| <= 0.5`` (``x + x^2 P(x)``, P the Taylor
+    polynomial: ~1 ulp), the library's beyond. XLA's float32 ``expm1`` errs by up to 6 ulp there, with a bias of
+    -9e-8 relative (a deviation carried over many steps would accumulate it)."""
+    small = jnp.abs(x) <= 0.5
+    xs = jnp.where(small, x, 0.0)
+    return jnp.where(small, xs + xs * xs * _horner(_EXPM1_TAYLOR, xs), jnp.expm1(x))
+
+
+def _relu_diff(a, delta):
+    """``relu(a + delta) - relu(a)`` exactly piecewise: ``delta`` where both sides are positive, 0 where both are
+    ``<= 0``, else the plain difference (``a + delta`` or ``-a``, no cancellation there)."""
+    z = a + delta
+    return jnp.where(a > 0, jnp.where(z > 0, delta, -a), jnp.maximum(z, 0.0))
+
+
+_SOFTPLUS_EXPM1_MAX = 80.0
+"""Above this ``delta`` the softplus difference is the plain one (``expm1`` would overflow in float32)."""
+
+
+def _softplus_diff(a, sp0, sig0, delta):
+    """``softplus(a + delta) - softplus(a)`` elementwise, without cancellation.
+
+    Args: the base argument ``a``, ``sp0 = softplus(a)`` and ``sig0 = sigmoid(a)`` (both from float64),
+    broadcastable against ``delta``.
+
+    ``log1p(sigmoid(a) expm1(delta))`` (exact: ``(1 + e^(a+d)) / (1 + e^a) = 1 + sigmoid(a) (e^d - 1)``) wherever
+    its argument is ``> -0.5`` (every ``delta >= 0``; ``delta < 0`` unless the unit is on and drops by more than
+    ~0.7): relative error a few ulp. A larger drop that leaves the unit on (``a + delta >= 0``): the mirrored
+    identity ``delta + log1p(sigmoid(-a) expm1(-delta))`` (``sigmoid(-a) = sigmoid(a) e^-a``); one that turns it
+    off, or ``delta > 80``: the plain difference ``softplus(a + delta) - sp0`` (the result is then at least ~0.7
+    and about ``-sp0`` or ``delta`` in size: no cancellation). Measured against float64 in
+    ``tests/test_precision.py``.
+    """
+    x = sig0 * _expm1(jnp.minimum(delta, _SOFTPLUS_EXPM1_MAX))
+    direct = (x > -0.5) & (delta <= _SOFTPLUS_EXPM1_MAX)
+    mirror = ~direct & (a + delta >= 0.0) & (delta < 0.0)
+    am = jnp.where(mirror, a, 0.0)
+    xm = sig0 * jnp.exp(-am) * _expm1(jnp.where(mirror, -delta, 0.0))  # sigmoid(-a) expm1(-delta) >= 0
+    plain = jax.nn.softplus(a + delta) - sp0
+    out = jnp.where(mirror, delta + jnp.log1p(xm), plain)
+    return jnp.where(direct, jnp.log1p(jnp.where(direct, x, 0.0)), out)
+
+
+AUX = {"tanh": ("t0", "s0"), "softplus": ("t0", "s0"), "relu": ()}
+"""Per nonlinearity: the base quantities (float64, rounded once) that :func:`phi_diff` needs besides ``a``:
+tanh ``t0 = tanh(a)``, ``s0 = sech^2(a)``; softplus ``t0 = softplus(a)``, ``s0 = sigmoid(a)``; relu none."""
+
+
+def phi_diff(nonlinearity: str, a, aux, delta):
+    """``phi(a + delta) - phi(a)`` without cancellation (``aux``: the base quantities :data:`AUX` names)."""
+    if nonlinearity == "tanh":
+        return _tanh_diff(a, aux[0], aux[1], delta)
+    if nonlinearity == "relu":
+        return _relu_diff(a, delta)
+    return _softplus_diff(a, aux[0], aux[1], delta)
+
+
+def _phi(nonlinearity: str, x):
+    return {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softplus}[nonlinearity](x)
+
+
+def _dev_init(dyn, shape, dtype):
+    """The deviation carry at ``t = 0`` (every variant starts from the base's ``h_0``): D, and for the current
+    form (D, Dr) with Dr the deviation of the rates ``phi(h)``."""
+    zero = jnp.zeros(shape, dtype)
+    return (zero, zero) if dyn[2] == "current" else zero
+
+
+def _dev_advance(dyn, carry, delta, a, aux):
+    """One deviation step of the form ``dyn = (alpha, nonlinearity, form)``.
+
+    ``delta``: the change of the product with the recurrent matrix, ``W_k X_k + dW_k x_{t-1}`` (``X_k`` the
+    deviation :func:`_dev_input` returns, ``x`` the base's state, or rates for the current form). ``a``, ``aux``:
+    the base argument of ``phi`` at this step (the pre-activation; the state ``h_t`` for the current form).
+    Returns (the new carry, the deviation the readout reads).
+    """
+    alpha, nl, form = dyn
+    if form == "rate":  # h' = (1-a) h + a phi(W h + u): D' = (1-a) D + a dphi(pre, delta)
+        D = _leak(alpha, carry, phi_diff(nl, a, aux, delta))
+        return D, D
+    if form == "post":  # h' = phi((1-a) h + a (W h + u)): D' = dphi(pre, (1-a) D + a delta)
+        D = phi_diff(nl, a, aux, _leak(alpha, carry, delta))
+        return D, D
+    D, _ = carry  # current: x' = (1-a) x + a (W phi(x) + u): D' = (1-a) D + a delta; Dr' = dphi(x', D')
+    D = _leak(alpha, D, delta)
+    Dr = phi_diff(nl, a, aux, D)
+    return (D, Dr), Dr
+
+
+def _dev_input(dyn, carry):
+    """The deviation the recurrent matrix multiplies: D, or the rate deviation Dr for the current form."""
+    return carry[1] if dyn[2] == "current" else carry
+
+
+def _dev_state(dyn, carry):
+    """The state deviation D (of h; of the current x for the current form)."""
+    return carry[0] if dyn[2] == "current" else carry
+
+
+def _plain_input(dyn, H):
+    """What the recurrent matrix multiplies in the plain rollout: the state, or its rates for the current form."""
+    return _phi(dyn[1], H) if dyn[2] == "current" else H
+
+
+def _plain_update(dyn, H, p):
+    """The plain step from state ``H`` given ``p = W x + u`` (``x`` from :func:`_plain_input`)."""
+    alpha, nl, form = dyn
+    if form == "rate":
+        return _leak(alpha, H, _phi(nl, p))
+    if form == "post":
+        return _phi(nl, _leak(alpha, H, p))
+    return _leak(alpha, H, p)
+
+
+def _plain_rates(dyn, H):
+    """What the readout reads: the state, or its rates for the current form."""
+    return _phi(dyn[1], H) if dyn[2] == "current" else H
+
+
 def _apply_u(c, U):
     """``c U_k`` of every slot: c (k, B, r), U (k, r, n) -> (k, B, n); elementwise for small r (so that it fuses
     into the update), else as a dot."""
@@ -127,43 +275,102 @@ def _pairwise_sum(x: Array) -> Array:
 
 
 def _scan(step, H0, xs, last, b_axis: int, unroll: int):
-    """``lax.scan`` of ``step`` from the state ``H0``; returns (the state at each trial's last valid step, or the
-    final state when ``last`` (T, B) is None; the stacked per-step outputs). ``b_axis``: the trial axis of the state.
-    """
+    """``lax.scan`` of ``step`` from the state ``H0`` (an array or a tuple of arrays); returns (the state at each
+    trial's last valid step, or the final state when ``last`` (T, B) is None; the stacked per-step outputs).
+    ``b_axis``: the trial axis of the state."""
     if last is None:
         return jax.lax.scan(step, H0, xs, unroll=unroll)
 
     def step_last(carry, xs_t):
         H, H_last = carry
         H, out = step(H, xs_t[0])
-        is_last = jnp.expand_dims(xs_t[1], [a for a in range(H.ndim) if a != b_axis])
-        return (H, jnp.where(is_last, H, H_last)), out
+
+        def keep(h, h_last):
+            return jnp.where(jnp.expand_dims(xs_t[1], [a for a in range(h.ndim) if a != b_axis]), h, h_last)
+
+        return (H, jax.tree.map(keep, H, H_last)), out
 
     (_, H_last), out = jax.lax.scan(step_last, (H0, H0), (xs, last), unroll=unroll)
     return H_last, out
 
 
-def _trial_change(yd, r0, mask):
-    """Per-trial change of the masked squared error, summed over steps and outputs: yd (T, k, B, o), r0 (T, B, o)
-    or (T, k, B, o), mask (T, B, o) -> (k, B) (a fixed summation order, as :func:`_metrics`)."""
-    r0 = r0 if r0.ndim == 4 else r0[:, None]
-    change = jnp.sum(mask[:, None] * yd * (2.0 * r0 + yd), axis=-1)  # (T, k, B)
+def _expand(x, ndim: int):
+    """A per-model base array (T, B, ...) against the slots' (T, k, B, ...): insert the slot axis."""
+    return x if x.ndim == ndim else x[:, None]
+
+
+def _ce_change(yd, p0, lp0, wt):
+    """Change of the cross-entropy sums, without cancellation: yd (T, k, B, o) logit changes; p0, lp0 the base's
+    softmax and log-softmax (T, B, o) (or (T, k, B, o)); wt (T, B, o) the targets times the step weight.
+
+    Per (step, trial): ``(sum_o wt) log(sum_o p0_o e^yd_o) - sum_o wt_o yd_o``, the log as
+    ``log1p(S)``, ``S = sum_o p0_o expm1(yd_o)``, wherever ``S > -0.5`` (its error is then a few ulp of
+    ``sum_o p0_o |expm1(yd_o)|``), else the log-sum-exp of ``lp0 + yd`` (a drop of the log-partition by more than
+    ``log 2``: no cancellation; in log space, so that a ``p0`` below float32's range stays finite).
+    Returns the change and the sum of the absolute values of its terms, ``(sum_o wt) sum_o p0_o |expm1(yd_o)| +
+    sum_o |wt_o yd_o|`` (what the float64 re-run is keyed on), each (T, k, B).
+    """
+    p0, lp0, wt = _expand(p0, 4), _expand(lp0, 4), wt[:, None]
+    e = _expm1(jnp.minimum(yd, _SOFTPLUS_EXPM1_MAX))
+    S = _pairwise_sum(p0 * e)
+    small = (S > -0.5) & (jnp.max(yd, axis=-1) <= _SOFTPLUS_EXPM1_MAX)
+    log_small = jnp.log1p(jnp.where(small, S, 0.0))
+    tsum = _pairwise_sum(wt)
+    first = tsum * jnp.where(small, log_small, _logsumexp(lp0 + yd))
+    lin = _pairwise_sum(wt * yd)
+    return first - lin, tsum * _pairwise_sum(p0 * jnp.abs(e)) + _pairwise_sum(jnp.abs(wt * yd))
+
+
+def _logsumexp(x):
+    """``log(sum(exp(x)))`` over the last axis, summed in a fixed order (:func:`_pairwise_sum`)."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    return m[..., 0] + jnp.log(_pairwise_sum(jnp.exp(x - m)))
+
+
+def _ce(y, wt):
+    """Cross-entropy sums per (step, slot, trial): y (T, k, B, o) logits, wt (T, B, o) -> (T, k, B)."""
+    return _pairwise_sum(wt[:, None]) * _logsumexp(y) - _pairwise_sum(wt[:, None] * y)
+
+
+def _change_terms(yd, ref, mask, loss: str):
+    """The loss change's terms and their absolute values: (T, k, B, o) for ``"mse"`` (``ref = (r0,)``, the base
+    residual), (T, k, B) for ``"ce"`` (``ref = (p0, lp0)``, ``mask`` the weighted targets)."""
+    if loss == "ce":
+        return _ce_change(yd, ref[0], ref[1], mask)
+    r0 = _expand(ref[0], 4)
+    change = mask[:, None] * yd * (2.0 * r0 + yd)
+    return change, jnp.abs(change)
+
+
+def _trial_change(yd, ref, mask, loss: str = "mse"):
+    """Per-trial change of the loss sums, summed over steps (and outputs): yd (T, k, B, o) -> (k, B) (a fixed
+    summation order, as :func:`_metrics`)."""
+    if loss == "ce":
+        change = _ce_change(yd, ref[0], ref[1], mask)[0]  # (T, k, B)
+    else:
+        r0 = _expand(ref[0], 4)
+        change = jnp.sum(mask[:, None] * yd * (2.0 * r0 + yd), axis=-1)  # (T, k, B)
     return _pairwise_sum(jnp.moveaxis(change, 0, -1))
 
 
-def _metrics(yd, r0, mask, valid):
+def _metrics(yd, ref, mask, valid, loss: str = "mse"):
     """Per-step, per-slot sums over trials and outputs, from output deviations yd (T, k, B, o).
 
-    r0 (T, B, o) (or (T, k, B, o)): the base residual ``y0 - target``; mask (T, B, o) (zero on invalid steps);
-    valid (T, B) or None. Returns, each (k, T): the change of the masked squared error, summed as
-    ``mask yd (2 r0 + yd)`` so that small changes do not cancel; the sum of the absolute values of those terms
-    (their ratio tells how much the change cancels); the squared output distance ``yd^2`` over the valid steps.
+    ref: the base's loss data: ``(r0,)`` with ``r0 = y0 - target`` (T, B, o) (or (T, k, B, o)) for ``"mse"``,
+    ``(p0, lp0)`` for ``"ce"``; mask (T, B, o): the mask (``"mse"``) or the targets times the step weight
+    (``"ce"``), zero on invalid steps; valid (T, B) or None. Returns, each (k, T): the change of the loss sum
+    (``mask yd (2 r0 + yd)`` for the squared error, :func:`_ce_change` for the cross-entropy), so that small
+    changes do not cancel; the sum of the absolute values of its terms (their ratio tells how much the change
+    cancels); the squared output distance ``yd^2`` over the valid steps.
     """
     T, k, B, o = yd.shape
-    r0 = r0 if r0.ndim == 4 else r0[:, None]
-    change = mask[:, None] * yd * (2.0 * r0 + yd)
+    change, change_abs = _change_terms(yd, ref, mask, loss)
     sq = yd * yd if valid is None else yd * yd * valid[:, None, :, None]
-    return tuple(_pairwise_sum(v.reshape(T, k, B * o)).T for v in (change, jnp.abs(change), sq))
+    return tuple(_pairwise_sum(v.reshape(T, k, -1)).T for v in (change, change_abs, sq))
+
+
+def _loss_ref(base, loss: str):
+    return (base["p0"], base["lp0"]) if loss == "ce" else (base["r0"],)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -171,75 +378,101 @@ def _metrics(yd, r0, mask, valid):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _rollout_shared_dev(W, U, V, cols, base, W_out, last, unroll):
+def _rollout_shared_dev(W, U, V, cols, base, W_out, last, unroll, dyn):
     """Shared-base rollout of the deviations ``D_k = h_k - h``.
 
-    ``delta_k = W D_k + (V_k^T h_k) U_k`` with ``V_k^T h_k = V_k^T D_k + z[cols_k]``, where ``z = Q^T h_{t-1}`` is
-    the base's previous state in Schur coordinates, from float64: the edit acts on the base state without
-    rounding the product first. W (n, n); U, V (k, r, n) (``V_k = Q[:, cols_k]``); cols (k, r); base: a, t0, s0, z
-    (T, B, n). Returns the deviations at the last (valid) step (k, B, n) and yd (T, k, B, o).
+    ``delta_k = W X_k + (V_k^T x_k) U_k`` with ``V_k^T x_k = V_k^T X_k + z[cols_k]``, where ``X_k`` is the deviation
+    of what W multiplies (D_k, or the rate deviation for the current form) and ``z = Q^T x_{t-1}`` the base's, in
+    Schur coordinates, from float64: the edit acts on the base without rounding the product first. W (n, n); U, V
+    (k, r, n) (``V_k = Q[:, cols_k]``); cols (k, r); base: a, the :data:`AUX` quantities and z (T, B, n).
+    Returns the state deviations at the last (valid) step (k, B, n) and yd (T, k, B, o).
     """
     k, _, n = U.shape
     B = base["a"].shape[1]
     WT = W.T
     hi = jax.lax.Precision.HIGHEST
+    aux_names = AUX[dyn[1]]
 
     Vt = jnp.swapaxes(V, 1, 2)  # (k, n, r): the layout of the batched matrix-vector product, formed once
     zc = jnp.moveaxis(base["z"][:, :, cols], 2, 1)  # (T, k, B, r): z[cols_k] of every step, gathered once
 
-    def step(D, xs):
-        a, t0, s0, z = xs
-        c = jnp.einsum("kbn,kne->kbe", D, Vt, precision=hi) + z
-        delta = (D.reshape(k * B, n) @ WT).reshape(k, B, n) + _apply_u(c, U)
-        D = _tanh_diff(a[None], t0[None], s0[None], delta)
-        return D, jnp.einsum("kbn,on->kbo", D, W_out, precision=hi)
+    def step(carry, xs):
+        a, aux, z = xs
+        X = _dev_input(dyn, carry)
+        c = jnp.einsum("kbn,kne->kbe", X, Vt, precision=hi) + z
+        delta = (X.reshape(k * B, n) @ WT).reshape(k, B, n) + _apply_u(c, U)
+        carry, R = _dev_advance(dyn, carry, delta, a[None], tuple(v[None] for v in aux))
+        return carry, jnp.einsum("kbn,on->kbo", R, W_out, precision=hi)
 
-    xs = (base["a"], base["t0"], base["s0"], zc)
-    return _scan(step, jnp.zeros((k, B, n), W.dtype), xs, last, 1, unroll)
+    xs = (base["a"], tuple(base[name] for name in aux_names), zc)
+    carry, yd = _scan(step, _dev_init(dyn, (k, B, n), W.dtype), xs, last, 1, unroll)
+    return _dev_state(dyn, carry), yd
 
 
-def _rollout_dense_dev(W, Q, dT, base, W_out, last, unroll):
-    """Dense rollout of the deviations: ``delta_k = W_k D_k + dW_k h_{t-1}``, ``dW_k = Q dT_k Q^T`` (formed and
-    applied to the base state at HIGHEST precision; ``W_k D_k`` at the context's precision).
+def _rollout_dense_dev(W, Q, dT, base, W_out, last, unroll, dyn):
+    """Dense rollout of the deviations: ``delta_k = W_k X_k + dW_k x_{t-1}``, ``dW_k = Q dT_k Q^T`` (formed and
+    applied to the base's ``x`` at HIGHEST precision; ``W_k X_k`` at the context's precision).
 
-    W, Q (n, n); dT (k, n, n); base: a, t0, s0 and h (the previous base state), (T, n, B).
-    Returns the deviations at the last (valid) step (k, B, n) and yd (T, k, B, o).
+    W, Q (n, n); dT (k, n, n); base: a, the :data:`AUX` quantities and h (the base's previous ``x``: its state,
+    or its rates for the current form), (T, n, B). Returns the state deviations at the last (valid) step (k, B, n)
+    and yd (T, k, B, o).
     """
     k = dT.shape[0]
     n, B = base["a"].shape[1], base["a"].shape[2]
     hi = jax.lax.Precision.HIGHEST
+    aux_names = AUX[dyn[1]]
     dW = jnp.einsum("ij,kjl->kil", Q, jnp.einsum("kjl,ml->kjm", dT, Q, precision=hi), precision=hi)
     Wk = W[None] + dW
 
-    def step(D, xs):
-        a, t0, s0, h = xs
-        delta = jnp.einsum("kij,kjb->kib", Wk, D) + jnp.dot(dW.reshape(k * n, n), h, precision=hi).reshape(k, n, B)
-        D = _tanh_diff(a[None], t0[None], s0[None], delta)
-        return D, jnp.einsum("on,knb->kbo", W_out, D, precision=hi)
+    def step(carry, xs):
+        a, aux, h = xs
+        X = _dev_input(dyn, carry)
+        delta = jnp.einsum("kij,kjb->kib", Wk, X) + jnp.dot(dW.reshape(k * n, n), h, precision=hi).reshape(k, n, B)
+        carry, R = _dev_advance(dyn, carry, delta, a[None], tuple(v[None] for v in aux))
+        return carry, jnp.einsum("on,knb->kbo", W_out, R, precision=hi)
 
-    xs = (base["a"], base["t0"], base["s0"], base["h"])
-    DT, yd = _scan(step, jnp.zeros((k, n, B), W.dtype), xs, last, 2, unroll)
-    return jnp.swapaxes(DT, 1, 2), yd
+    xs = (base["a"], tuple(base[name] for name in aux_names), base["h"])
+    carry, yd = _scan(step, _dev_init(dyn, (k, n, B), W.dtype), xs, last, 2, unroll)
+    return jnp.swapaxes(_dev_state(dyn, carry), 1, 2), yd
 
 
-def _one_model_dev(W, W_out, base, e1, e2, mask, valid, last, *, path, unroll, outputs, per_trial=False):
+def _one_model_dev(
+    W,
+    W_out,
+    base,
+    e1,
+    e2,
+    mask,
+    valid,
+    last,
+    alpha=None,
+    *,
+    path,
+    unroll,
+    outputs,
+    per_trial=False,
+    dyn=_TANH,
+    loss="mse",
+):
+    dyn = dyn if alpha is None else (alpha, *dyn[1:])
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
-        DT, yd = _rollout_shared_dev(W, e1[rows] * vals[..., None], e1[cols], cols, base, W_out, last, unroll)
+        DT, yd = _rollout_shared_dev(W, e1[rows] * vals[..., None], e1[cols], cols, base, W_out, last, unroll, dyn)
     else:
-        DT, yd = _rollout_dense_dev(W, e1, e2, base, W_out, last, unroll)
-    change, change_abs, sq = _metrics(yd, base["r0"], mask, valid)
+        DT, yd = _rollout_dense_dev(W, e1, e2, base, W_out, last, unroll, dyn)
+    ref = _loss_ref(base, loss)
+    change, change_abs, sq = _metrics(yd, ref, mask, valid, loss)
     # per-trial squared final-state distance (k, B); sqrt and the mean over trials are taken on the host in float64
     out = {
-        "sq_error_change": change,
-        "sq_error_change_abs": change_abs,
+        "loss_change": change,
+        "loss_change_abs": change_abs,
         "sq_distance": sq,
         "hidden_sq_distance": _pairwise_sum(DT * DT),
     }
     if outputs:
         out["outputs"] = jnp.transpose(base["y0"][:, None] + yd, (1, 2, 0, 3))  # (k, B, T, o)
     if per_trial:
-        out["trial_sq_error_change"] = _trial_change(yd, base["r0"], mask)  # (k, B)
+        out["trial_loss_change"] = _trial_change(yd, ref, mask, loss)  # (k, B)
     return out
 
 
@@ -259,37 +492,49 @@ def chunk_dev(
     unroll: int,
     outputs: bool,
     per_trial: bool = False,
+    dyn: tuple = _TANH,
+    loss: str = "mse",
+    alphas: Float[Array, "m 2"] | None = None,
 ) -> dict[str, Array]:
     """Roll out the deviations of one chunk of ``k`` variants and reduce their metrics (compiled once per shape).
 
     Args (every model-specific array has a leading model axis ``m``; ``m > 1`` is vmapped):
         W: base recurrent matrix ``Q T Q^T``.  W_out: readout (its bias cancels in the deviations).
-        base: the base trajectory, computed in float64 and rounded to the rollout dtype: ``a`` (pre-activation),
-            ``t0 = tanh(a)``, ``s0 = sech^2(a)``, and ``z = Q^T h_{t-1}`` (``shared``) or ``h = h_{t-1}``
-            (``dense``), each (m, T, B, n) (``shared``) or (m, T, n, B) (``dense``); ``r0 = y0 - target`` and
-            ``y0`` (m, T, B, o).
+        base: the base trajectory, computed in float64 and rounded to the rollout dtype: ``a`` (the argument of
+            ``phi`` at each step: the pre-activation, or the state for the current form), the :data:`AUX`
+            quantities of the nonlinearity, and ``z = Q^T x_{t-1}`` (``shared``) or ``h = x_{t-1}`` (``dense``)
+            with ``x`` what W multiplies (the state, or the rates for the current form), each (m, T, B, n)
+            (``shared``) or (m, T, n, B) (``dense``); ``y0`` (m, T, B, o); the loss data (m, T, B, o):
+            ``r0 = y0 - target`` (``"mse"``) or ``p0``, ``lp0`` (softmax and log-softmax of ``y0``, ``"ce"``).
         e1, e2: the edits: ``Q^T`` (n, n) and ``(rows, cols, vals)`` (k, r) each (``dT_k[rows, cols] = vals``,
             zero padded) for ``shared``; ``Q`` (n, n) and ``dT`` (k, n, n) for ``dense``.
-        mask: (T, B, o), zero on invalid steps.  valid, last: (T, B) or None (see the module docstring).
+        mask: (T, B, o), zero on invalid steps: the mask (``"mse"``), or the targets times the step weight
+            ``max_o mask`` (``"ce"``).  valid, last: (T, B) or None (see the module docstring).
         precision: matmul precision of ``W D_k`` (the edit and the readout run at HIGHEST).
         unroll: ``lax.scan`` unroll factor.  outputs: also return the full outputs ``y0 + yd`` (for task scores).
-        per_trial: also return trial_sq_error_change (k, B), the change of the masked squared error per trial.
+        per_trial: also return trial_loss_change (k, B), the change of the loss sum per trial.
+        dyn: ``(alpha, nonlinearity, form)`` of the models, alpha 1.0 or None (see :data:`_TANH`).
+        loss: ``"mse"`` (masked squared error) or ``"ce"`` (cross-entropy of the logits).
+        alphas: (m, 2) each model's ``(alpha, 1 - alpha)`` when ``dyn``'s alpha is None.
 
     Returns:
-        dict of per-slot arrays, all with the leading model axis: sq_error_change (k, T) (change of the masked
-        squared error, summed over trials and outputs per step), sq_error_change_abs (k, T) (the same sum of
-        absolute values), sq_distance (k, T) (squared output distance to
-        the base, summed the same way over valid steps), hidden_sq_distance (k, B) (squared distance of the last
-        valid state to the base's, per trial), and outputs (k, B, T, o) when ``outputs``.
+        dict of per-slot arrays, all with the leading model axis: loss_change (k, T) (change of the loss sum
+        over trials and outputs per step), loss_change_abs (k, T) (the same sum of the absolute values of its
+        terms), sq_distance (k, T) (squared output distance to the base, summed the same way over valid steps),
+        hidden_sq_distance (k, B) (squared distance of the last valid state to the base's, per trial), and outputs
+        (k, B, T, o) when ``outputs``.
     """
     TRACES[path] += 1
     TRACES[path, True] += 1
-    fn = functools.partial(_one_model_dev, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial)
+    fn = functools.partial(
+        _one_model_dev, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial, dyn=tuple(dyn), loss=loss
+    )
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
-            return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None, None, None))(W, W_out, base, e1, e2, mask, valid, last)
+            axes = (0, 0, 0, 0, 0, None, None, None, None if alphas is None else 0)
+            return jax.vmap(fn, in_axes=axes)(W, W_out, base, e1, e2, mask, valid, last, alphas)
         first = functools.partial(jax.tree.map, lambda a: a[0])
-        out = fn(W[0], W_out[0], first(base), e1[0], first(e2), mask, valid, last)
+        out = fn(W[0], W_out[0], first(base), e1[0], first(e2), mask, valid, last, first(alphas))
         return {name: value[None] for name, value in out.items()}
 
 
@@ -307,59 +552,93 @@ def _correction(H, U, V):
     return _apply_u(jnp.einsum("kbn,ken->kbe", H, V), U)
 
 
-def _rollout_shared(W, U, V, drive, W_out, b_out, last, unroll):
+def _initial(h0, shape, dtype, b_axis: int):
+    """The plain rollout's initial states: zeros, or ``h0`` (n,) broadcast over slots and trials."""
+    if h0 is None:
+        return jnp.zeros(shape, dtype)
+    return jnp.broadcast_to(h0[None, None, :] if b_axis == 1 else h0[None, :, None], shape).astype(dtype)
+
+
+def _rollout_shared(W, U, V, drive, W_out, b_out, last, unroll, dyn=_TANH, h0=None):
     """Shared-base rollout. W (n, n); U, V (k1, r, n); drive (T, B, n) -> last states (k1, B, n), y (T, k1, B, o)."""
     k1, _, n = U.shape
     B = drive.shape[1]
     WT = W.T
 
     def step(H, d):
-        pre = (H.reshape(k1 * B, n) @ WT).reshape(k1, B, n) + _correction(H, U, V)
-        H = jnp.tanh(pre + d[None])
-        return H, jnp.einsum("kbn,on->kbo", H, W_out) + b_out
+        X = _plain_input(dyn, H)
+        pre = (X.reshape(k1 * B, n) @ WT).reshape(k1, B, n) + _correction(X, U, V)
+        H = _plain_update(dyn, H, pre + d[None])
+        return H, jnp.einsum("kbn,on->kbo", _plain_rates(dyn, H), W_out) + b_out
 
-    return _scan(step, jnp.zeros((k1, B, n), drive.dtype), drive, last, 1, unroll)
+    return _scan(step, _initial(h0, (k1, B, n), drive.dtype, 1), drive, last, 1, unroll)
 
 
-def _rollout_dense(W, Q, dT, drive, W_out, b_out, last, unroll):
+def _rollout_dense(W, Q, dT, drive, W_out, b_out, last, unroll, dyn=_TANH, h0=None):
     """Dense rollout. W, Q (n, n); dT (k1, n, n); drive (T, n, B) -> last states (k1, B, n), y (T, k1, B, o)."""
     k1 = dT.shape[0]
     n, B = drive.shape[1], drive.shape[2]
     Wk = W[None] + jnp.einsum("ij,kjl->kil", Q, jnp.einsum("kjl,ml->kjm", dT, Q))
 
     def step(H, d):
-        H = jnp.tanh(jnp.einsum("kij,kjb->kib", Wk, H) + d[None])
-        return H, jnp.einsum("on,knb->kbo", W_out, H) + b_out
+        H = _plain_update(dyn, H, jnp.einsum("kij,kjb->kib", Wk, _plain_input(dyn, H)) + d[None])
+        return H, jnp.einsum("on,knb->kbo", W_out, _plain_rates(dyn, H)) + b_out
 
-    hT, y = _scan(step, jnp.zeros((k1, n, B), drive.dtype), drive, last, 2, unroll)
+    hT, y = _scan(step, _initial(h0, (k1, n, B), drive.dtype, 2), drive, last, 2, unroll)
     return jnp.swapaxes(hT, 1, 2), y
 
 
-def _one_model(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last, *, path, unroll, outputs, per_trial=False):
+def _one_model(
+    W,
+    W_out,
+    b_out,
+    h0,
+    drive,
+    e1,
+    e2,
+    targets,
+    mask,
+    valid,
+    last,
+    alpha=None,
+    *,
+    path,
+    unroll,
+    outputs,
+    per_trial=False,
+    dyn=_TANH,
+    loss="mse",
+):
+    dyn = dyn if alpha is None else (alpha, *dyn[1:])
     if path == "shared":  # e1 = Q^T (n, n), e2 = (rows, cols, vals) (k1, r): U_k = vals * Q[:, rows], V_k = Q[:, cols]
         rows, cols, vals = e2
-        hT, y = _rollout_shared(W, e1[rows] * vals[..., None], e1[cols], drive, W_out, b_out, last, unroll)
+        hT, y = _rollout_shared(W, e1[rows] * vals[..., None], e1[cols], drive, W_out, b_out, last, unroll, dyn, h0)
     else:
-        hT, y = _rollout_dense(W, e1, e2, drive, W_out, b_out, last, unroll)
+        hT, y = _rollout_dense(W, e1, e2, drive, W_out, b_out, last, unroll, dyn, h0)
     T, k1, B, o = y.shape
-    r0 = y[:, :1] - targets[:, None]  # slot 0: the unablated model, by the same arithmetic
-    change, _, sq = _metrics(y - y[:, :1], r0, mask, valid)
-    err = _pairwise_sum((mask[:, None] * jnp.square(y - targets[:, None])).reshape(T, k1, B * o)).T
+    if loss == "ce":  # slot 0's softmax: the base of the change, by the same arithmetic
+        ref = (jax.nn.softmax(y[:, 0], axis=-1), jax.nn.log_softmax(y[:, 0], axis=-1))
+        terms = _ce(y, mask)  # (T, k1, B)
+    else:
+        ref = (y[:, :1] - targets[:, None],)  # slot 0: the unablated model, by the same arithmetic
+        terms = mask[:, None] * jnp.square(y - targets[:, None])
+    change, _, sq = _metrics(y - y[:, :1], ref, mask, valid, loss)
     out = {
-        "sq_error": err,
-        "sq_error_change": change,
+        "loss_sum": _pairwise_sum(terms.reshape(T, k1, -1)).T,
+        "loss_change": change,
         "sq_distance": sq,
         "hidden_sq_distance": _pairwise_sum(jnp.square(hT - hT[:1])),
     }
     if outputs:
         out["outputs"] = jnp.transpose(y, (1, 2, 0, 3))  # (k1, B, T, o)
-    if per_trial:  # per trial, against slot 0; slot 0's own squared error per trial
-        out["trial_sq_error_change"] = _trial_change(y - y[:, :1], r0, mask)  # (k1, B)
-        out["trial_sq_error"] = _pairwise_sum(jnp.moveaxis(jnp.sum(mask * jnp.square(r0[:, 0]), axis=-1), 0, -1))
+    if per_trial:  # per trial, against slot 0; slot 0's own loss sum per trial
+        out["trial_loss_change"] = _trial_change(y - y[:, :1], ref, mask, loss)  # (k1, B)
+        trial0 = terms[:, 0] if loss == "ce" else jnp.sum(mask * jnp.square(ref[0][:, 0]), axis=-1)
+        out["trial_loss_sum"] = _pairwise_sum(jnp.moveaxis(trial0, 0, -1))
     return out
 
 
-# eqx.filter_jit (house style): the non-array arguments (path, precision, unroll, outputs) are static.
+# eqx.filter_jit (house style): the non-array arguments (path, precision, unroll, outputs, dyn, loss) are static.
 @eqx.filter_jit
 def chunk(
     W: Float[Array, "m n n"],
@@ -378,52 +657,80 @@ def chunk(
     unroll: int,
     outputs: bool,
     per_trial: bool = False,
+    dyn: tuple = _TANH,
+    loss: str = "mse",
+    h0: Float[Array, "m n"] | None = None,
+    alphas: Float[Array, "m 2"] | None = None,
 ) -> dict[str, Array]:
     """Roll out the states of one chunk (slot 0: the unablated model) and reduce its metrics (plain form).
 
     Args as :func:`chunk_dev`, except: b_out (m, o) the readout bias; drive: ``W_in x_t + b``, (m, T, B, n) for
-    ``shared`` and (m, T, n, B) for ``dense``; targets (T, B, o); the edits have ``k1 = k + 1`` slots, slot 0 zero.
+    ``shared`` and (m, T, n, B) for ``dense``; targets (T, B, o); the edits have ``k1 = k + 1`` slots, slot 0 zero;
+    h0 (m, n) the initial states (None: zero); alphas as :func:`chunk_dev`.
 
     Returns:
-        as :func:`chunk_dev` (against slot 0, without sq_error_change_abs), plus sq_error (k1, T) (masked squared
-        error summed over trials and outputs per step) and, with ``per_trial``, trial_sq_error (B,) (slot 0's
-        masked squared error per trial).
+        as :func:`chunk_dev` (against slot 0, without loss_change_abs), plus loss_sum (k1, T) (the loss sum over
+        trials and outputs per step) and, with ``per_trial``, trial_loss_sum (B,) (slot 0's loss sum per trial).
     """
     TRACES[path] += 1
     TRACES[path, False] += 1
-    fn = functools.partial(_one_model, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial)
+    fn = functools.partial(
+        _one_model, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial, dyn=tuple(dyn), loss=loss
+    )
     with jax.default_matmul_precision(precision):
         if W.shape[0] > 1:
-            axes = (0, 0, 0, 0, 0, 0, None, None, None, None)
-            return jax.vmap(fn, in_axes=axes)(W, W_out, b_out, drive, e1, e2, targets, mask, valid, last)
+            axes = (0, 0, 0, None if h0 is None else 0, 0, 0, 0, None, None, None, None, None if alphas is None else 0)
+            return jax.vmap(fn, in_axes=axes)(W, W_out, b_out, h0, drive, e1, e2, targets, mask, valid, last, alphas)
         first = functools.partial(jax.tree.map, lambda a: a[0])
-        out = fn(W[0], W_out[0], b_out[0], drive[0], e1[0], first(e2), targets, mask, valid, last)
+        out = fn(
+            W[0], W_out[0], b_out[0], first(h0), drive[0], e1[0], first(e2), targets, mask, valid, last, first(alphas)
+        )
         return {name: value[None] for name, value in out.items()}
 
 
-@jax.jit
-def base_rollout(W, W_in, b, W_out, b_out, Q, inputs):
+@eqx.filter_jit  # dyn is static
+def base_rollout(W, W_in, b, W_out, b_out, Q, inputs, h0=None, alphas=None, *, dyn=_TANH):
     """The unablated trajectory of every model, at the dtype of the inputs (float64 in the engine).
 
-    Args: W (m, n, n), W_in (m, n, i), b (m, n), W_out (m, o, n), b_out (m, o), Q (m, n, n); inputs (B, T, i).
-    Returns: a (pre-activations), h (states), z = Q^T h_{t-1} (Schur coordinates of the previous state, h_0 = 0),
-    each (m, T, B, n), and y0 (outputs) (m, T, B, o). Run by XLA rather than host BLAS, whose idle threads would
-    compete with the chunk programs for the cores.
+    Args: W (m, n, n), W_in (m, n, i), b (m, n), W_out (m, o, n), b_out (m, o), Q (m, n, n); inputs (B, T, i);
+    h0 (m, n) initial states (None: zero); dyn ``(alpha, nonlinearity, form)``; alphas (m, 2) each model's
+    ``(alpha, 1 - alpha)`` when ``dyn``'s alpha is None (see :data:`_TANH`).
+    Returns, each (m, T, B, n): a (the argument of ``phi`` at each step: the pre-activation; the state for the
+    current form), pa = phi(a), x_prev (what W multiplies at each step: the previous state, or its rates for the
+    current form; from ``h_0``), z = Q^T x_prev (its Schur coordinates); and y0 (outputs) (m, T, B, o). Run by
+    XLA rather than host BLAS, whose idle threads would compete with the chunk programs for the cores.
     """
     hi = jax.lax.Precision.HIGHEST
+    _, nl, form = dyn
 
-    def one(W, W_in, b, W_out, b_out, Q):
+    def one(W, W_in, b, W_out, b_out, Q, h0, alpha):
+        alpha = dyn[0] if alpha is None else alpha
         drive = jnp.einsum("bti,ni->tbn", inputs, W_in, precision=hi) + b
+        shape = (inputs.shape[0], W.shape[0])
+        h_init = jnp.zeros(shape, W.dtype) if h0 is None else jnp.broadcast_to(h0, shape).astype(W.dtype)
 
         def step(h, d):
-            a = jnp.dot(h, W.T, precision=hi) + d
-            return jnp.tanh(a), (a, h)
+            x = _phi(nl, h) if form == "current" else h  # what W multiplies
+            p = jnp.dot(x, W.T, precision=hi) + d
+            if form == "rate":
+                a = p
+                h_new = _leak(alpha, h, _phi(nl, a))
+            elif form == "post":
+                a = _leak(alpha, h, p)
+                h_new = _phi(nl, a)
+            else:
+                h_new = _leak(alpha, h, p)
+                a = h_new
+            return h_new, (a, x, h_new)
 
-        _, (a, h_prev) = jax.lax.scan(step, jnp.zeros((inputs.shape[0], W.shape[0]), W.dtype), drive)
-        h = jnp.tanh(a)
-        return a, h, jnp.dot(h_prev, Q, precision=hi), jnp.dot(h, W_out.T, precision=hi) + b_out
+        _, (a, x_prev, h) = jax.lax.scan(step, h_init, drive)
+        pa = _phi(nl, a)
+        leaky_rate = form == "rate" and not (isinstance(alpha, float) and alpha == 1.0)
+        r = h if leaky_rate else pa  # what the readout reads (phi(a), except the leaky rate form's states)
+        return a, pa, x_prev, jnp.dot(x_prev, Q, precision=hi), jnp.dot(r, W_out.T, precision=hi) + b_out
 
-    return jax.vmap(one)(W, W_in, b, W_out, b_out, Q)
+    axes = (0, 0, 0, 0, 0, 0, None if h0 is None else 0, None if alphas is None else 0)
+    return jax.vmap(one, in_axes=axes)(W, W_in, b, W_out, b_out, Q, h0, alphas)
 
 
 @eqx.filter_jit  # layout and precision are static
@@ -440,6 +747,12 @@ def drive(
 def trial_stats(fn, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "m k B p"]:
     """``fn(y, batch) -> (B, p)`` per-trial statistics of every slot of every model on the shared batch."""
     return jax.vmap(jax.vmap(lambda y: fn(y, batch)))(outputs)
+
+
+@eqx.filter_jit
+def trial_losses(task, outputs: Float[Array, "m k B T o"], batch) -> Float[Array, "m k B"]:
+    """``task.trial_loss(y, batch)`` (B,) of every slot of every model on the shared batch."""
+    return jax.vmap(jax.vmap(lambda y: task.trial_loss(y, batch)))(outputs)
 
 
 @eqx.filter_jit

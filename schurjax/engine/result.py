@@ -21,7 +21,7 @@ class SweepResult:
     """Per-variant metrics of one model on one batch (all arrays are NumPy, shape (K,)).
 
     Attributes:
-        loss: masked MSE of each variant on the batch.
+        loss: each variant's loss on the batch: the task's (``loss_type``: masked MSE, or cross-entropy).
         delta_loss: ``loss - base_loss``, summed from the output differences (no cancellation for small changes).
         rel_delta_loss: ``delta_loss / base_loss``.
         output_distance: mean squared difference between the variant's and the unablated outputs.
@@ -36,6 +36,9 @@ class SweepResult:
         trial_base_loss: (B,) each trial's share of ``base_loss``, or None (as ``trial_delta_loss``).
         trial_stats, base_trial_stats: (K, B, p) and (B, p) per-trial statistics ``fn(y, batch)`` of each variant's
             and of the unablated outputs, or None unless ``evaluate(..., trial_stats=fn)``.
+        loss_type: the loss that ``loss``, ``delta_loss``, ``base_loss`` and the per-trial sums mean: ``"mse"``
+            (masked mean squared error), ``"ce"`` (cross-entropy of the output logits) or ``"custom"`` (the mean
+            over trials of the task's ``trial_loss``).
 
     Example::
 
@@ -58,6 +61,7 @@ class SweepResult:
     trial_base_loss: np.ndarray | None = None
     trial_stats: np.ndarray | None = None
     base_trial_stats: np.ndarray | None = None
+    loss_type: str = "mse"
 
     def __len__(self) -> int:
         return int(self.loss.shape[0])

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from schurjax.tasks.base import Task, TaskBatch, as_batch, masked_mse, masked_r2
+from schurjax.tasks.base import Task, TaskBatch, as_batch, masked_ce, masked_mse, masked_r2
 from schurjax.tasks.context import ContextTask
 from schurjax.tasks.copy import CopyTask
 from schurjax.tasks.flipflop import FlipFlopTask
@@ -63,6 +63,7 @@ __all__ = [
     "as_batch",
     "check_task",
     "masked_mse",
+    "masked_ce",
     "masked_r2",
 ]
 

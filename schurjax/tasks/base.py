@@ -1,4 +1,4 @@
-"""Task base: the ``Task`` base class (the task protocol), the masked MSE loss and shared helpers.
+"""Task base: the ``Task`` base class (the task protocol), the masked MSE and cross-entropy losses, helpers.
 
 Tasks follow arXiv:2606.18457 (S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", 2026): copy,
 flip-flop, sine generation and context-dependent integration. Every task is a small immutable ``eqx.Module``
@@ -27,7 +27,9 @@ __all__ = [
     "Task",
     "as_batch",
     "masked_mse",
+    "masked_ce",
     "masked_r2",
+    "LOSS_TYPES",
     "check_batch_size",
     "check_int",
     "check_key",
@@ -45,6 +47,25 @@ def masked_mse(y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, "
     """
     err = batch.mask * (y - batch.targets) ** 2
     return jnp.sum(err) / jnp.maximum(jnp.sum(batch.mask), 1.0)
+
+
+def masked_ce(y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
+    """Cross-entropy of the logits ``y`` against the targets as class probabilities, on the steps that count.
+
+    Per step ``ce_bt = -sum_o targets[b, t, o] log_softmax(y[b, t])_o``, weighted by ``w_bt = max_o mask[b, t, o]``;
+    the loss is ``sum(w ce) / max(sum(w), 1)``.
+
+    Example::
+
+        masked_ce(jax.vmap(model)(batch.inputs), batch)    # targets one-hot (B, T, n_classes)
+    """
+    w = jnp.max(batch.mask, axis=-1)
+    ce = -jnp.sum(batch.targets * jax.nn.log_softmax(y, axis=-1), axis=-1)
+    return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+LOSS_TYPES = {"mse": masked_mse, "ce": masked_ce}
+"""The losses a task can declare (``Task.loss_type``): masked mean squared error, cross-entropy of the logits."""
 
 
 def masked_r2(y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
@@ -114,7 +135,12 @@ class Task(eqx.Module):
     * ``n_in``, ``n_out``, ``steps`` (ints): sizes of its batches, inputs ``(B, steps, n_in)``.
     * ``sample(key, batch_size) -> TaskBatch``: deterministic per key (keys first; jit-able for built-ins).
     * ``score(y, batch) -> scalar``: pure JAX (it runs inside ``sj.evaluate``'s compiled program), ``y (B, T, n_out)``.
-    * ``loss(y, batch)``: masked MSE here (``sj.evaluate`` always reports the masked MSE).
+    * ``loss_type`` (class attribute or static field): ``"mse"`` (default), ``"ce"`` or ``"custom"``, the loss the
+      network is trained with; ``sj.evaluate(..., task=task)`` sums that loss (a task without it counts as
+      ``"mse"``). ``"custom"``: the task defines ``trial_loss(y, batch) -> (B,)`` (pure JAX), the loss is its
+      mean over trials.
+    * ``loss(y, batch)``: here :func:`masked_mse`, :func:`masked_ce` or the mean of ``trial_loss``, as
+      ``loss_type`` says.
     * ``params() -> dict``: JSON-able parameters, its identity next to ``name``; here: the dataclass fields.
 
     Subclass it as an ``eqx.Module`` with static fields (``name`` a class attribute); ``__check_init__`` refuses
@@ -136,6 +162,7 @@ class Task(eqx.Module):
     """
 
     name: ClassVar[str] = "task"
+    loss_type: ClassVar[str] = "mse"
 
     def __check_init__(self):
         for f in dataclasses.fields(self):
@@ -167,14 +194,21 @@ class Task(eqx.Module):
         raise NotImplementedError
 
     def loss(self, y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:
-        """Masked mean squared error ``sum(mask*(y-targets)^2)/sum(mask)``.
+        """The task's loss, by ``loss_type``: masked mean squared error ``sum(mask*(y-targets)^2)/sum(mask)``
+        (``"mse"``), :func:`masked_ce` (``"ce"``) or the mean over trials of ``self.trial_loss`` (``"custom"``).
 
         Example::
 
             task.loss(jax.vmap(model)(batch.inputs), batch)
         """
         check_y(f"{self.name}.loss", y, batch)
-        return masked_mse(y, batch)
+        if self.loss_type == "custom":
+            return jnp.mean(self.trial_loss(y, batch))
+        if self.loss_type not in LOSS_TYPES:  # (a task built around the checks)
+            raise ValueError(
+                f"{self.name}: loss_type must be one of {', '.join(map(repr, LOSS_TYPES))}, got {self.loss_type!r}"
+            )
+        return LOSS_TYPES[self.loss_type](y, batch)
 
     def score(self, y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""]:  # pragma: no cover
         raise NotImplementedError

@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from schurjax.tasks.base import TaskBatch
 
-__all__ = ["TaskLike", "check_task"]
+__all__ = ["TaskLike", "check_task", "loss_type"]
 
 
 @runtime_checkable
@@ -40,6 +40,17 @@ class TaskLike(Protocol):
     def params(self) -> dict[str, Any]: ...
 
 
+def loss_type(task: Any) -> str:
+    """A task's declared loss type: its ``loss_type`` (``"mse"``, ``"ce"`` or ``"custom"``), ``"mse"`` when it has
+    none.
+
+    Example::
+
+        loss_type(sj.tasks.get("copy"))     # 'mse'
+    """
+    return getattr(task, "loss_type", "mse")
+
+
 _MEMBERS = ("name", "n_in", "n_out", "steps", "sample", "score", "loss", "params")
 
 
@@ -47,7 +58,9 @@ def check_task(task: Any, where: str) -> Any:
     """Return ``task`` if it follows the task protocol, else raise a one-line ValueError naming the member.
 
     Checked: every member of :class:`TaskLike` exists; ``name`` is a non-empty str; ``n_in``, ``n_out``, ``steps``
-    are ints >= 1; ``sample``, ``score``, ``loss``, ``params`` are callable; ``params()`` is a dict; the task is
+    are ints >= 1; ``sample``, ``score``, ``loss``, ``params`` are callable; ``params()`` is a dict; ``loss_type``,
+    where the task has one, is ``"mse"``, ``"ce"`` or ``"custom"`` (which needs a callable ``trial_loss``; a task
+    without it counts as ``"mse"``); the task is
     hashable (``sj.evaluate`` passes it to a compiled function as a static argument) unless it is an
     ``eqx.Module``.
 
@@ -71,6 +84,12 @@ def check_task(task: Any, where: str) -> Any:
     for attr in ("sample", "score", "loss", "params"):
         if not callable(getattr(task, attr)):
             raise ValueError(f"{where}: task.{attr} must be callable ({kind} {task.name!r})")
+    if loss_type(task) not in ("mse", "ce", "custom"):
+        raise ValueError(
+            f"{where}: task.loss_type must be 'mse', 'ce' or 'custom', got {loss_type(task)!r} ({kind} {task.name!r})"
+        )
+    if loss_type(task) == "custom" and not callable(getattr(task, "trial_loss", None)):
+        raise ValueError(f"{where}: task.loss_type is 'custom' but {kind} {task.name!r} has no trial_loss(y, batch)")
     params = task.params()
     if not isinstance(params, dict):
         raise ValueError(f"{where}: task.params() must return a dict, got {type(params).__name__} ({task.name!r})")
