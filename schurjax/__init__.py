@@ -20,6 +20,8 @@ from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
 from schurjax.attribution import attribute as attribute
+from schurjax import pruning as pruning
+from schurjax.pruning import compress as compress
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
@@ -48,6 +50,8 @@ __all__ = [
     "train",
     "zoo",
     "attribute",
+    "pruning",
+    "compress",
     "load_model",
     "save_model",
     "evaluate",

@@ -52,6 +52,7 @@ __all__ = [
     "low_rank",
     "low_rank_for_norm",
     "export_model",
+    "write_folder",
     "LEVEL",
 ]
 
@@ -259,6 +260,8 @@ class CompressResult:
             ``delta_norm``, held-out figures).
         settings: the settings and keys (JSON-able).
         base_model: the network compressed.
+        T: (n, n) float32 the accepted network's ``T`` (``W = Q T Q^T``, ``Q`` of the base network's Schur form),
+            or None.
     """
 
     model: Any
@@ -269,6 +272,7 @@ class CompressResult:
     baselines: list[dict[str, Any]]
     settings: dict[str, Any]
     base_model: Any
+    T: np.ndarray | None = None
 
     @property
     def accepted(self) -> bool:
@@ -612,7 +616,7 @@ def compress(
         mk = build_schur(params).with_recurrent(export_W(params["T"]))
         r = row("fine-tuned", k, mk)
         curve.append(r)
-        ft_states[int(k)] = (mk, coup[~keep].copy(), np.asarray(params["T"], np.float64))
+        ft_states[int(k)] = (mk, coup[~keep].copy(), np.array(params["T"]))
         if not r["val_passes"]:
             break
     ft_rows = [r for r in curve if r["method"] == "fine-tuned"]
@@ -657,8 +661,9 @@ def compress(
                 break
 
     accepted = ft_best is not None
+    T_acc = None
     if accepted:
-        mk, removed, _ = ft_states[ft_best["removed"]]
+        mk, removed, T_acc = ft_states[ft_best["removed"]]
         decision = ft_best["decision"]
     else:
         mk, removed = None, np.zeros((0, 2), np.int64)
@@ -708,6 +713,7 @@ def compress(
         baselines=base_rows,
         settings=settings,
         base_model=model,
+        T=T_acc,
     )
 
 
@@ -750,3 +756,116 @@ def _baselines(model: Any, sf: Any, k: int, nu: float, key: Any, row: Any) -> li
     add("low rank", "norm", n * n - 2 * n * r_nrm, Wr)
     out[-1]["rank"] = r_nrm
     return out
+
+
+def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Sequence[str] = ()) -> dict[str, str]:
+    """Write a :func:`compress` result: ``<id>-<criterion>.eqx`` (+ ``.json``, ``.pt``) only when accepted,
+    ``result.json`` (decision, one-shot, curve, baselines, settings), ``curve.csv``, ``baselines.csv`` and
+    ``report.md``.
+
+    Returns:
+        ``report``, ``result`` and, when exported, ``model`` paths.
+    """
+    import json
+
+    import pandas as pd
+
+    from schurjax._json import finite_or_none
+    from schurjax.sweeps.config import model_fingerprint, task_params
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    crit = res.settings["criterion"]
+    written: dict[str, str] = {}
+    base_meta = {
+        "task": {"name": spec.task.name, "params": task_params(spec.task)},
+        "base_model": {
+            "id": spec.id,
+            "source": spec.source,
+            "n_hidden": int(spec.model.n_hidden),
+            "weights_sha256": model_fingerprint(spec.model),
+        },
+        "command": list(command),
+    }
+    stale = out / f"{spec.id}-{crit}.eqx"
+    for suffix in (".eqx", ".json", ".pt", ".npz"):
+        stale.with_suffix(suffix).unlink(missing_ok=True)  # a rerun never leaves an older export beside a failure
+    if res.accepted:
+        files = export_model(out / f"{spec.id}-{crit}.eqx", res.model, {**base_meta, **res.metadata()})
+        written["model"] = files.get("eqx") or files["npz"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "decision"} for r in rows]  # noqa: E731
+    doc = {
+        **base_meta,
+        "accepted": res.accepted,
+        "removed": np.asarray(res.removed).tolist(),
+        "decision": res.decision,
+        "one_shot": res.one_shot,
+        "curve": strip(res.curve),
+        "baselines": strip(res.baselines),
+        "settings": res.settings,
+    }
+    (out / "result.json").write_text(json.dumps(finite_or_none(doc), indent=1, sort_keys=True))
+    curve, bl = pd.DataFrame(strip(res.curve)), pd.DataFrame(strip(res.baselines))
+    curve.to_csv(out / "curve.csv", index=False)
+    if len(bl):
+        bl.to_csv(out / "baselines.csv", index=False)
+    (out / "report.md").write_text(report_text(res, spec.id))
+    written.update(report=str(out / "report.md"), result=str(out / "result.json"))
+    return written
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{100 * x:+.2f} %"
+
+
+def report_text(res: CompressResult, model_id: str) -> str:
+    """A short markdown report of a :func:`compress` result: decision, the curve, the baselines side by side."""
+    st = res.settings
+    crit, tol = st["criterion"], st["tol"]
+    d = res.decision
+    L = [
+        f"# Compression of {model_id} in Schur coordinates",
+        "",
+        f"Criterion: {crit} ({'dloss/loss <= ' if crit == 'loss' else 'score drop <= '}{tol:g}), decided on "
+        f"{st['decision_trials']} held-out trials by the one-sided {st['level']:.0%} bootstrap bound; schedule "
+        f"{', '.join(f'{x:.0%}' for x in st['schedule'])}; {st['steps']} Adam steps per round; spectrum "
+        f"{st['spectrum']}, maps {st['maps']}.",
+        "",
+    ]
+    if res.accepted:
+        L += [
+            f"**Accepted**: {len(res.removed)} of {st['couplings']} couplings removed; held-out dloss/loss "
+            f"{_pct(d['rel'])} (bound {_pct(d['rel_ucb'])}), loss ratio {d['loss_ratio']:.4f}, score "
+            f"{d['base_score']:.4f} -> {d['score']:.4f} (drop bound {d['drop_ucb']:.4f}).",
+        ]
+    else:
+        L += [
+            "**Nothing exported**: no round holds by the bound" + (f" (last: {_pct(d.get('rel_ucb'))})." if d else ".")
+        ]
+    o = res.one_shot
+    if o:
+        L += [f"One-shot (no fine-tuning): held-out dloss/loss {_pct(o['rel'])} (bound {_pct(o['rel_ucb'])})."]
+    L += [
+        "",
+        "| method | removed | share | validation | held-out dloss/loss (bound) | score | holds |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    for r in res.curve:
+        L += [
+            f"| {r['method']} | {r['removed']} | {r['share']:.1%} | {_pct(r['val']) if crit == 'loss' else r['val']} | "
+            f"{_pct(r['rel'])} ({_pct(r['rel_ucb'])}) | {r['score']:.4f} | {'yes' if r['holds'] else 'no'} |"
+        ]
+    if res.baselines:
+        L += [
+            "",
+            "Baselines at the one-shot set's count and norm:",
+            "",
+            "| method | matched | removed | ‖ΔW‖_F | held-out dloss/loss (bound) | score | holds |",
+            "|---|---|---:|---:|---|---:|---|",
+        ]
+        for r in res.baselines:
+            L += [
+                f"| {r['method']} | {r['match']} | {r['removed']} | {r['delta_norm']:.4g} | {_pct(r['rel'])} "
+                f"({_pct(r['rel_ucb'])}) | {r['score']:.4f} | {'yes' if r['holds'] else 'no'} |"
+            ]
+    return "\n".join(L) + "\n"
