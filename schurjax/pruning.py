@@ -38,6 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from schurjax.errors import InputError
@@ -82,36 +85,28 @@ def _score_parts(task: Any) -> Any:
     return score_parts(task)
 
 
-def _figures_fn(task: Any) -> Any:
-    import equinox as eqx
-    import jax
-
+@eqx.filter_jit
+def _figures_jit(model: Any, batch: Any, task: Any) -> Any:
     parts = _score_parts(task)
+    y = jax.vmap(model)(batch.inputs)
 
-    @eqx.filter_jit
-    def run(model, batch):
-        y = jax.vmap(model)(batch.inputs)
+    def one(yb, bb):
+        return task.loss(yb[None], jax.tree.map(lambda a: a[None], bb))
 
-        def one(yb, bb):
-            return task.loss(yb[None], jax.tree.map(lambda a: a[None], bb))
-
-        loss = jax.vmap(one)(y, batch)
-        p = None if parts is None else parts.parts(y, batch)
-        return loss, p, task.score(y, batch)
-
-    return run
+    loss = jax.vmap(one)(y, batch)
+    p = None if parts is None else parts.parts(y, batch)
+    return loss, p, task.score(y, batch)
 
 
 class _Evaluator:
-    """Figures of any model on fixed batches, with one compiled program per batch shape."""
+    """Figures of any model on fixed batches (one compiled program per model structure and batch shape)."""
 
     def __init__(self, task: Any):
         self.task = task
-        self.run = _figures_fn(task)
         self.parts = _score_parts(task)
 
     def __call__(self, model: Any, batch: Any) -> Figures:
-        loss, p, score = self.run(model, batch)
+        loss, p, score = _figures_jit(model, batch, self.task)
         return Figures(
             np.asarray(loss, np.float64), None if p is None else np.asarray(p, np.float64), float(np.asarray(score))
         )
@@ -303,8 +298,6 @@ class CompressResult:
 
 
 def _key_words(key: Any) -> list[int]:
-    import jax
-
     return [int(w) for w in np.asarray(jax.random.key_data(key)).ravel()]
 
 
@@ -371,40 +364,44 @@ def _shares(schedule: Any) -> np.ndarray:
     return s
 
 
+def _build(model: Any, Q: Any, p: dict[str, Any]) -> Any:
+    """The network of parameters ``p``: ``W = Q T Q^T`` (``p["T"]``) or ``p["W"]``, and the trained maps."""
+    W = jnp.matmul(jnp.matmul(Q, p["T"], precision="highest"), Q.T, precision="highest") if "T" in p else p["W"]
+    m = eqx.tree_at(lambda mm: mm.W_rec, model, W)
+    for k, v in p.get("maps", {}).items():
+        m = eqx.tree_at(lambda mm, k=k: getattr(mm, k), m, v)
+    return m
+
+
+@eqx.filter_jit
+def _removals_jit(model: Any, Q: Any, T: Any, ij: Any, batch: Any, task: Any) -> Any:
+    parts = _score_parts(task)
+
+    def one(c):
+        m = _build(model, Q, {"T": T.at[c[0], c[1]].set(0.0)})
+        y = jax.vmap(m)(batch.inputs)
+        p = jnp.zeros((1,)) if parts is None else parts.parts(y, batch).sum(0)
+        return task.loss(y, batch), p
+
+    m0 = _build(model, Q, {"T": T})
+    y0 = jax.vmap(m0)(batch.inputs)
+    return jax.lax.map(one, ij), task.loss(y0, batch), task.score(y0, batch)
+
+
 def _importance(model: Any, sf_Q: np.ndarray, T: np.ndarray, cand: np.ndarray, batch: Any, task: Any, crit: str):
     """(len(cand),) sort key of single removals of ``cand`` from the network ``Q T Q^T`` (smaller: remove first)."""
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-
     parts = _score_parts(task)
     Q = jnp.asarray(sf_Q, jnp.float32)
     T = jnp.asarray(T, jnp.float32)
-
-    @eqx.filter_jit
-    def chunk(model, ij):
-        def one(c):
-            Tk = T.at[c[0], c[1]].set(0.0)
-            m = eqx.tree_at(lambda mm: mm.W_rec, model, jnp.matmul(jnp.matmul(Q, Tk, precision="highest"), Q.T))
-            y = jax.vmap(m)(batch.inputs)
-            p = jnp.zeros((1,)) if parts is None else parts.parts(y, batch).sum(0)
-            return task.loss(y, batch), p
-
-        return jax.lax.map(one, ij)
-
-    W0 = jnp.matmul(jnp.matmul(Q, T, precision="highest"), Q.T)
-    m0 = eqx.tree_at(lambda mm: mm.W_rec, model, W0)
-    y0 = jax.vmap(m0)(batch.inputs)
-    l0 = float(task.loss(y0, batch))
-    s0 = float(task.score(y0, batch))
     size = 64
     losses, drops = [], []
+    l0 = s0 = 0.0
     for a in range(0, len(cand), size):
         ij = np.asarray(cand[a : a + size], np.int32)
         pad = size - len(ij)
         ij = np.concatenate([ij, np.repeat(ij[:1], pad, 0)]) if pad else ij
-        lk, pk = chunk(model, jnp.asarray(ij))
-        lk, pk = np.asarray(lk, np.float64), np.asarray(pk, np.float64)
+        (lk, pk), l0, s0 = _removals_jit(model, Q, T, jnp.asarray(ij), batch, task)
+        lk, pk, l0, s0 = np.asarray(lk, np.float64), np.asarray(pk, np.float64), float(l0), float(s0)
         n = size - pad
         losses.append(lk[:n])
         drops.append(s0 - parts.combine(pk[:n]) if parts is not None else np.zeros(n))
@@ -413,30 +410,31 @@ def _importance(model: Any, sf_Q: np.ndarray, T: np.ndarray, cand: np.ndarray, b
     return np.lexsort((np.arange(len(cand)), rel)) if crit == "loss" else np.lexsort((np.arange(len(cand)), rel, drop))
 
 
-def _finetune(params, support, build, task, key, *, steps: int, lr: float, batch_size: int):
+@eqx.filter_jit
+def _step_jit(model: Any, Q: Any, params: Any, support: Any, state: Any, batch: Any, task: Any, lr: float) -> Any:
+    import optax
+
+    opt = optax.adam(lr)
+
+    def loss_fn(p):
+        return task.loss(jax.vmap(_build(model, Q, p))(batch.inputs), batch)
+
+    g = jax.grad(loss_fn)(params)
+    g = jax.tree.map(lambda a, s: a * s, g, support)
+    upd, state = opt.update(g, state, params)
+    upd = jax.tree.map(lambda a, s: a * s, upd, support)  # exact zeros where nothing may move
+    return optax.apply_updates(params, upd), state
+
+
+def _finetune(model, Q, params, support, task, key, *, steps: int, lr: float, batch_size: int):
     """``steps`` Adam steps of ``task.loss`` on fresh trials; updates multiplied by ``support`` (1: trained)."""
-    import equinox as eqx
-    import jax
     import optax
 
     if steps <= 0:
         return params
-    opt = optax.adam(lr)
-    state = opt.init(params)
-
-    @eqx.filter_jit
-    def step(params, state, batch):
-        def loss_fn(p):
-            return task.loss(jax.vmap(build(p))(batch.inputs), batch)
-
-        g = jax.grad(loss_fn)(params)
-        g = jax.tree.map(lambda a, s: a * s, g, support)
-        upd, state = opt.update(g, state, params)
-        upd = jax.tree.map(lambda a, s: a * s, upd, support)  # exact zeros where nothing may move
-        return optax.apply_updates(params, upd), state
-
+    state = optax.adam(lr).init(params)
     for k in jax.random.split(key, steps):
-        params, state = step(params, state, task.sample(k, batch_size))
+        params, state = _step_jit(model, Q, params, support, state, task.sample(k, batch_size), task, float(lr))
     return params
 
 
@@ -492,10 +490,6 @@ def compress(
         res = sj.compress(sj.zoo.load("flipflop", seed=0), sj.tasks.get("flipflop"), key=jax.random.key(0))
         res.decision["rel_ucb"], len(res.removed)
     """
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-
     from schurjax.schur import ordered_schur
     from schurjax.studies import stats
 
@@ -541,14 +535,10 @@ def compress(
     Qj = jnp.asarray(Q, jnp.float32)
     map_names = [k for k in ("W_in", "b", "W_out", "b_out", "h0") if getattr(model, k, None) is not None]
 
-    def W_of(T):
-        return jnp.matmul(jnp.matmul(Qj, T, precision="highest"), Qj.T, precision="highest")
-
     def build_schur(p):
-        m = eqx.tree_at(lambda mm: mm.W_rec, model, W_of(p["T"]))
-        for k in p.get("maps", {}):
-            m = eqx.tree_at(lambda mm, k=k: getattr(mm, k), m, p["maps"][k])
-        return m
+        return _build(model, Qj, p)
+
+    W_base = np.asarray(model.W_rec, np.float64)
 
     def decide(mdl):
         return decision_figures(base_dec, ev(mdl, dec), counts, criterion=criterion, tol=tol, level=level, parts=parts)
@@ -563,6 +553,7 @@ def compress(
             "val": v,
             "val_passes": passes,
             **{k: d[k] for k in ("rel", "rel_ucb", "score", "drop", "drop_ucb", "holds")},
+            "delta_norm": float(np.linalg.norm(np.asarray(mdl.W_rec, np.float64) - W_base)),
             "decision": d,
             **(extra or {}),
         }
@@ -612,7 +603,7 @@ def compress(
         support = {"T": jnp.asarray(support_T, jnp.float32)}
         if "maps" in params:
             support["maps"] = {kk: jnp.ones_like(v) for kk, v in params["maps"].items()}
-        params = _finetune(params, support, build_schur, task, keys[r_i], steps=steps, lr=lr, batch_size=batch_size)
+        params = _finetune(model, Qj, params, support, task, keys[r_i], steps=steps, lr=lr, batch_size=batch_size)
         mk = build_schur(params).with_recurrent(export_W(params["T"]))
         r = row("fine-tuned", k, mk)
         curve.append(r)
@@ -630,10 +621,7 @@ def compress(
         keepW = np.ones((n, n))
 
         def build_W(p):
-            m = eqx.tree_at(lambda mm: mm.W_rec, model, p["W"])
-            for kk in p.get("maps", {}):
-                m = eqx.tree_at(lambda mm, kk=kk: getattr(mm, kk), m, p["maps"][kk])
-            return m
+            return _build(model, None, p)
 
         keysW = jax.random.split(jax.random.fold_in(k_train, 1), max(len(targets), 1))
         for r_i, k in enumerate(targets):
@@ -647,7 +635,7 @@ def compress(
             sup = {"W": jnp.asarray(keepW, jnp.float32)}
             if "maps" in Wp:
                 sup["maps"] = {kk: jnp.ones_like(v) for kk, v in Wp["maps"].items()}
-            Wp = _finetune(Wp, sup, build_W, task, keysW[r_i], steps=steps, lr=lr, batch_size=batch_size)
+            Wp = _finetune(model, None, Wp, sup, task, keysW[r_i], steps=steps, lr=lr, batch_size=batch_size)
             r = row("magnitude-ft", k, build_W(Wp))
             curve.append(r)
             if not r["val_passes"]:
