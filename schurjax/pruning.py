@@ -8,7 +8,9 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 1. **Prune.** Each round removes the kept couplings of smallest *single-removal importance* (the exact loss change,
    or for the score criterion the score drop then the loss change, of removing that coupling alone from the
    current network, on ``rank_trials`` trials of the selection batch) until the round's share of all couplings is
-   removed. ``schedule`` is the share removed per round (a float) or the cumulative shares (a sequence).
+   removed. The first round ranks every coupling of the base network; later rounds re-rank the :data:`POOL` times
+   as many least important kept couplings of the last ranking (at least :data:`POOL_MIN`) on the fine-tuned
+   network. ``schedule`` is the share removed per round (a float) or the cumulative shares (a sequence).
 2. **Fine-tune.** ``steps`` Adam steps (optax) on fresh trials of the task, with ``Q`` fixed and masked updates of
    ``T``: removed couplings stay exactly zero; the block diagonal (the spectrum) is frozen (``spectrum="frozen"``,
    the paper's setting: ``W`` keeps its eigenvalues) or free; the input and readout maps (``W_in``, ``b``,
@@ -61,6 +63,9 @@ __all__ = [
 
 LEVEL = 0.95
 """One-sided confidence level of the decision bound."""
+POOL, POOL_MIN = 4, 128
+"""A fine-tuning round re-ranks the ``max(POOL * k, POOL_MIN)`` least important kept couplings of the last ranking
+(``k``: the couplings it removes) by their exact single-removal importance on the fine-tuned network."""
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -563,7 +568,8 @@ def compress(
 
     curve: list[dict[str, Any]] = []
     # ---- one-shot: prefixes of the base network's importance order
-    order0 = coup[_importance(model, Q, T0, coup, rank_batch, task, criterion)] if m_all else coup
+    rank0 = _importance(model, Q, T0, coup, rank_batch, task, criterion) if m_all else np.zeros(0, np.int64)
+    order0 = coup[rank0]
     oneshot_models = {}
     for k in targets:
         Tk = T0.copy()
@@ -585,14 +591,19 @@ def compress(
     ft_states = {}
     removed_order: list[np.ndarray] = []
     keys = jax.random.split(k_train, max(len(targets), 1))
+    prev = np.asarray(rank0, np.int64)  # coupling indices, least important first (the last ranking)
     for r_i, k in enumerate(targets):
         need = int(k) - int((~keep).sum())
-        cand_idx = np.nonzero(keep)[0]
         if need > 0:
-            Tnow = np.asarray(params["T"], np.float64)
-            cur = build_schur(params)
-            rank = _importance(cur, Q, Tnow, coup[cand_idx], rank_batch, task, criterion)
-            drop_idx = cand_idx[rank[:need]]
+            kept_sorted = prev[keep[prev]]
+            if r_i == 0:  # the base network: its ranking is the one-shot one
+                drop_idx = kept_sorted[:need]
+            else:  # re-rank the least important of the last ranking on the fine-tuned network
+                pool = kept_sorted[: min(len(kept_sorted), max(POOL * need, POOL_MIN))]
+                Tnow = np.asarray(params["T"], np.float64)
+                rank = _importance(build_schur(params), Q, Tnow, coup[pool], rank_batch, task, criterion)
+                drop_idx = pool[rank[:need]]
+                prev = np.concatenate([pool[rank], kept_sorted[len(pool) :]])
             keep[drop_idx] = False
             removed_order.append(coup[drop_idx])
             params["T"] = params["T"].at[coup[drop_idx, 0], coup[drop_idx, 1]].set(0.0)
