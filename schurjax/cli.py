@@ -8,7 +8,7 @@
     schurjax report runs/x
     schurjax demo
     schurjax study [--quick] [--out runs/study] [--tau 0.05] [--eps 0.01] [--tasks ...] [--seeds 0-3] [--sizes 64,128]
-    schurjax compress MODEL --out DIR [--task T] [--criterion loss|score] [--tol X] [--schedule 0.1] [--steps 100]
+    schurjax compress MODEL --out DIR [--task T] [--criterion loss|score] [--tol X] [--schedule 0.05] [--steps 100]
                        [--spectrum frozen|free] [--maps frozen|free] [--decision-trials 1024]
     schurjax info
 
@@ -361,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="folder for the compressed model, report.md, curve.csv, result.json")
     c.add_argument("--criterion", choices=("loss", "score"), default="loss", help="default %(default)s")
     c.add_argument("--tol", type=float, default=None, help="tau (loss, default 0.05) or eps (score, default 0.01)")
-    c.add_argument("--schedule", type=_positive_float, default=0.1, help="share pruned per round (default 0.1)")
+    c.add_argument("--schedule", type=_positive_float, default=0.05, help="share pruned per round (default 0.05)")
     c.add_argument("--steps", type=_nonneg_int, default=100, help="Adam steps per round (default 100)")
-    c.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (default 1e-3)")
+    c.add_argument("--lr", type=_positive_float, default=3e-4, help="learning rate (default 3e-4)")
     c.add_argument("--spectrum", choices=("frozen", "free"), default="frozen", help="block diagonal of T")
     c.add_argument("--maps", choices=("frozen", "free"), default="frozen", help="input and readout maps")
     c.add_argument("--trials", type=_int_at_least(2, "an int >= 2"), default=256, help="selection/validation trials")

@@ -15,6 +15,8 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
    ``T``: removed couplings stay exactly zero; the block diagonal (the spectrum) is frozen (``spectrum="frozen"``,
    the paper's setting: ``W`` keeps its eigenvalues) or free; the input and readout maps (``W_in``, ``b``,
    ``W_out``, ``b_out``, ``h0``) frozen (default) or free. The rollout is the model's own (every ``RateRNN`` form).
+   A round keeps the fine-tuned parameters only if they lower the loss on the validation batch (else the pruned
+   network goes on unchanged), so fine-tuning never makes a round worse on that batch.
 3. **Stop** at the first round whose set fails the criterion on the *validation* batch (point figures).
 4. **Decide** on a third, larger *held-out* batch (``decision_trials >= 1024`` by default): the last round that
    passed validation is accepted if the one-sided upper confidence bound (bootstrap over trials, ``level``) of
@@ -450,11 +452,11 @@ def compress(
     key: Any,
     criterion: str = "loss",
     tol: float | None = None,
-    schedule: float | Sequence[float] = 0.1,
+    schedule: float | Sequence[float] = 0.05,
     spectrum: str = "frozen",
     maps: str = "frozen",
     steps: int = 100,
-    lr: float = 1e-3,
+    lr: float = 3e-4,
     batch_size: int = 64,
     trials: int = 256,
     decision_trials: int = 1024,
@@ -545,6 +547,13 @@ def compress(
 
     W_base = np.asarray(model.W_rec, np.float64)
 
+    def keep_better(before, after, build):
+        """The fine-tuned parameters if they lower the validation loss, else the pruned ones (and which)."""
+        if after is before:
+            return before, False
+        better = ev(build(after), val).loss.sum() <= ev(build(before), val).loss.sum()
+        return (after, True) if better else (before, False)
+
     def decide(mdl):
         return decision_figures(base_dec, ev(mdl, dec), counts, criterion=criterion, tol=tol, level=level, parts=parts)
 
@@ -614,9 +623,10 @@ def compress(
         support = {"T": jnp.asarray(support_T, jnp.float32)}
         if "maps" in params:
             support["maps"] = {kk: jnp.ones_like(v) for kk, v in params["maps"].items()}
-        params = _finetune(model, Qj, params, support, task, keys[r_i], steps=steps, lr=lr, batch_size=batch_size)
+        tuned = _finetune(model, Qj, params, support, task, keys[r_i], steps=steps, lr=lr, batch_size=batch_size)
+        params, improved = keep_better(params, tuned, build_schur)
         mk = build_schur(params).with_recurrent(export_W(params["T"]))
-        r = row("fine-tuned", k, mk)
+        r = row("fine-tuned", k, mk, {"tuned": improved})
         curve.append(r)
         ft_states[int(k)] = (mk, coup[~keep].copy(), np.array(params["T"]))
         if not r["val_passes"]:
@@ -646,8 +656,9 @@ def compress(
             sup = {"W": jnp.asarray(keepW, jnp.float32)}
             if "maps" in Wp:
                 sup["maps"] = {kk: jnp.ones_like(v) for kk, v in Wp["maps"].items()}
-            Wp = _finetune(model, None, Wp, sup, task, keysW[r_i], steps=steps, lr=lr, batch_size=batch_size)
-            r = row("magnitude-ft", k, build_W(Wp))
+            tunedW = _finetune(model, None, Wp, sup, task, keysW[r_i], steps=steps, lr=lr, batch_size=batch_size)
+            Wp, improved = keep_better(Wp, tunedW, build_W)
+            r = row("magnitude-ft", k, build_W(Wp), {"tuned": improved})
             curve.append(r)
             if not r["val_passes"]:
                 break

@@ -189,3 +189,18 @@ def test_baselines_remove_the_stated_counts_and_norms():
         if match == "norm":  # matched to the one-shot set's ||dW||_F: never more (float32 storage aside)
             assert r["delta_norm"] <= nu * (1 + 1e-5), (method, r["delta_norm"], nu)
     assert rows[("low rank", "norm")]["rank"] == pruning.low_rank_for_norm(W0, nu)[0]
+
+
+def test_command_exports_with_the_evidence(tmp_path, capsys):
+    model, task = _model(), _task()
+    path = sj.save_model(tmp_path / "m" / "ff.eqx", model, {"task": {"name": task.name, "params": task_params(task)}})
+    flags = ["--steps", "3", "--schedule", "0.5", "--trials", "24", "--decision-trials", "128", "--bootstrap", "50"]
+    rc = cli.main(["compress", str(path), "--out", str(tmp_path / "c"), "--no-baselines", *flags])
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "c" / "result.json").read_text())
+    assert rc == 0 and res["accepted"] and "couplings removed; held-out (128 trials)" in out
+    small, meta = sj.load_model(tmp_path / "c" / "ff-loss.eqx")
+    assert meta["removed_couplings"] == res["removed"] and meta["command"][:2] == ["schurjax", "compress"]
+    assert meta["compression"]["heldout"]["rel_ucb"] <= 0.05 and (tmp_path / "c" / "curve.csv").is_file()
+    assert cli.main(["compress", str(path), "--out", str(tmp_path / "d"), "--schedule", "2"]) == 2
+    assert "--schedule: a share per round must lie in (0, 1]" in capsys.readouterr().err

@@ -105,7 +105,7 @@ class StudyConfig:
     decision_trials: int | None = None
     finetune: int | None = None
     finetune_steps: int = 100
-    finetune_schedule: float = 0.1
+    finetune_schedule: float = 0.05
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -216,7 +216,6 @@ QUICK: dict[str, Any] = {
     "greedy_passes": 2,
     "restriction_max": 64,
     "finetune_steps": 50,
-    "finetune_schedule": 0.2,
 }
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 

@@ -68,6 +68,7 @@ SMALL: dict[str, Any] = {
     "greedy_passes": 1,
     "restriction_max": 8,
     "null_draws": 50,
+    "finetune": 0,
     "quick": True,
 }
 """A very small study (copy networks, whose trials are the shortest, two seeds, 16 trials) that runs in well under a
