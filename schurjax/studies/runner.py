@@ -8,13 +8,16 @@ Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so 
     <study>/schur/<model>.npz    each model's Schur form
     <study>/chunks/<m>-<p>.json  one file per (model m, part p), written atomically with the config fingerprint and a
                                  checksum; a rerun recomputes exactly the parts that are missing or damaged
-    <study>/compressed/<model>-<criterion>.eqx (+ .json)   the compressed models
+    <study>/compressed/<model>-<criterion>.eqx (+ .json, .pt)   the compressed models whose held-out bound holds
+    <study>/compressed/<model>-finetuned-loss.eqx (+ .json, .pt)  pruned and fine-tuned (``finetune`` part)
     <study>/tables/*.csv         keep shares, all-nonnormal, controls, compression, restriction, replay, profiles
     <study>/report.md, figure.png, timings.json
     <study>/table.csv, COMPLETE  one summary row per model; COMPLETE (written last) records its checksum
 
-Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``
-and, for copy networks, ``replay``. The report is a function of the parts and the config only (timings go to
+Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``,
+for copy networks ``replay``, and for the first ``finetune`` models of each task and size ``finetune``
+(:func:`schurjax.compress` with its baselines). Compression uses two more batches from their own keys: a
+``validation`` batch (``trials``) and the ``decision`` batch (``decision_size`` trials) its exports rest on. The report is a function of the parts and the config only (timings go to
 ``timings.json``), so an interrupted and resumed study writes the same report as an uninterrupted one.
 """
 
