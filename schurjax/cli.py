@@ -343,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--margin",
         type=float,
         default=None,
-        help="compression searches within (1 - margin) x tau / eps on the selection batch so that the "
-        "set holds on held-out trials (default 0)",
+        help="compression searches within (1 - margin) x tau / eps on the selection batch (default: a margin "
+        "set from the measured selection/validation gap)",
     )
     st.add_argument("--restriction-max", type=_positive_int, default=None, help="removals in the restriction part")
     st.add_argument("--null-draws", type=_int_at_least(10, "an int >= 10"), default=None, help="draws of the nulls")
