@@ -5,6 +5,10 @@ Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXi
 :func:`compress` removes Schur couplings of a trained network (entries of ``T`` above the block diagonal, with
 ``W = Q T Q^T``) in rounds and fine-tunes what is left on the task:
 
+0. **One-shot.** The longest prefix of the base network's importance order (below) whose removal passes the
+   criterion on the validation batch (batched bisection), decided on the held-out batch by the bound (shrunk by
+   bisection on the bound when it fails). The rounds start from this set, each removing the schedule's share of
+   all couplings more; the one-shot prefixes at the same counts form the comparison curve.
 1. **Prune.** Each round removes the kept couplings of smallest *single-removal importance* (the exact loss change,
    or for the score criterion the score drop then the loss change, of removing that coupling alone from the
    current network, on ``rank_trials`` trials of the selection batch) until the round's share of all couplings is
@@ -466,6 +470,7 @@ def compress(
     baselines: bool = True,
     magnitude_finetune: bool = True,
     order: str = "modulus",
+    start: str = "one-shot",
 ) -> CompressResult:
     """Prune Schur couplings and fine-tune in rounds; accept on held-out trials by a confidence bound.
 
@@ -476,7 +481,8 @@ def compress(
         criterion: ``"loss"`` (``Δloss / loss <= tol``, default tol 0.05) or ``"score"`` (score drop ``<= tol``,
             default 0.01).
         tol: the criterion's threshold (tau or eps).
-        schedule: share of all couplings removed per round (float), or the cumulative shares (increasing sequence).
+        schedule: share of all couplings removed per round (float), or the cumulative shares (increasing sequence),
+            counted from the one-shot set.
         spectrum: ``"frozen"`` (the block diagonal of ``T`` is fixed: the eigenvalues are kept) or ``"free"``.
         maps: ``"frozen"`` (``W_in``, ``b``, ``W_out``, ``b_out``, ``h0`` fixed: the paper's setting) or ``"free"``.
         steps: Adam steps of fine-tuning per round (0: prune only). lr: its learning rate.
@@ -488,6 +494,8 @@ def compress(
         baselines: also compute the baselines (magnitude, random couplings, low rank) at the accepted set's size.
         magnitude_finetune: also run magnitude pruning of ``W``'s entries with the same schedule and fine-tuning.
         order: the Schur form's block order (:func:`schurjax.ordered_schur`).
+        start: ``"one-shot"`` (the rounds start from the one-shot set) or ``"none"`` (from the base network; the
+            schedule's shares are then of all couplings from zero, and there is no one-shot set or baselines).
 
     Returns:
         :class:`CompressResult`; ``result.model`` is None when no round holds.
@@ -502,6 +510,8 @@ def compress(
 
     if criterion not in ("loss", "score"):
         raise InputError("compress", "criterion", f"must be 'loss' or 'score', got {criterion!r}")
+    if start not in ("one-shot", "none"):
+        raise InputError("compress", "start", f"must be 'one-shot' or 'none', got {start!r}")
     for arg, v in (("spectrum", spectrum), ("maps", maps)):
         if v not in ("frozen", "free"):
             raise InputError("compress", arg, f"must be 'frozen' or 'free', got {v!r}")
@@ -537,8 +547,6 @@ def compress(
     diag = np.zeros((n, n))
     for s, size in sf.blocks:
         diag[s : s + size, s : s + size] = 1.0
-    targets = np.unique(np.round(shares * m_all).astype(np.int64))
-    targets = targets[targets > 0]
     Qj = jnp.asarray(Q, jnp.float32)
     map_names = [k for k in ("W_in", "b", "W_out", "b_out", "h0") if getattr(model, k, None) is not None]
 
@@ -576,20 +584,45 @@ def compress(
         return Q @ np.asarray(T, np.float64) @ Q.T
 
     curve: list[dict[str, Any]] = []
-    # ---- one-shot: prefixes of the base network's importance order
+    # ---- one-shot: the longest prefix of the base network's importance order that passes validation (batched
+    # bisection), decided on the held-out batch (shrunk by bisection on the bound when it fails)
+    from schurjax.studies.compression import longest_prefix
+
     rank0 = _importance(model, Q, T0, coup, rank_batch, task, criterion) if m_all else np.zeros(0, np.int64)
     order0 = coup[rank0]
-    oneshot_models = {}
-    for k in targets:
+
+    def prefix_model(k):
         Tk = T0.copy()
         Tk[order0[:k, 0], order0[:k, 1]] = 0.0
-        mk = model.with_recurrent(export_W(Tk))
-        r = row("one-shot", k, mk)
+        return model.with_recurrent(export_W(Tk))
+
+    def val_ok(_o, ks):
+        return np.array([_val_passes(base_val, ev(prefix_model(int(k)), val), criterion, tol)[0] for k in ks])
+
+    def bound_ok(_o, ks):
+        return np.array([decide(prefix_model(int(k)))["holds"] for k in ks])
+
+    k_pass = longest_prefix(val_ok, order0, 0, m_all)[0] if m_all and start == "one-shot" else 0
+    k_os = (
+        k_pass
+        if k_pass and bound_ok(None, [k_pass])[0]
+        else (longest_prefix(bound_ok, order0, 0, k_pass - 1)[0] if k_pass > 1 else 0)
+    )
+    one_best = row("one-shot", k_os, prefix_model(k_os), {"search": True}) if k_os else None
+    if one_best is not None:
+        curve.append(one_best)
+    oneshot_models = {int(k_os): (None, order0[:k_os])}
+    # the rounds: from the one-shot set, then the schedule's share of all couplings more per round
+    targets = np.unique(np.minimum(k_os + np.round(shares * m_all).astype(np.int64), m_all))
+    targets = np.unique(np.concatenate([[k_os] if k_os else [], targets])).astype(np.int64)
+    targets = targets[targets > 0]
+    for k in targets:  # one-shot at the rounds' counts, for the curve
+        if k == k_os:
+            continue
+        r = row("one-shot", k, prefix_model(int(k)))
         curve.append(r)
-        oneshot_models[int(k)] = (mk, order0[:k])
         if not r["val_passes"]:
             break
-    one_best = _pick([r for r in curve if r["method"] == "one-shot"])
 
     # ---- fine-tuned: prune by the current importance, fine-tune with masked updates
     keep = np.ones(m_all, bool)
@@ -605,7 +638,7 @@ def compress(
         need = int(k) - int((~keep).sum())
         if need > 0:
             kept_sorted = prev[keep[prev]]
-            if r_i == 0:  # the base network: its ranking is the one-shot one
+            if r_i == 0:  # the base network: its ranking is the one-shot one (the one-shot set when there is one)
                 drop_idx = kept_sorted[:need]
             else:  # re-rank the least important of the last ranking on the fine-tuned network
                 pool = kept_sorted[: min(len(kept_sorted), max(POOL * need, POOL_MIN))]
@@ -682,9 +715,8 @@ def compress(
 
     base_rows: list[dict[str, Any]] = []
     if baselines:
-        ref = one_best if one_best is not None else None
-        if ref is not None:
-            k = ref["removed"]
+        if one_best is not None:
+            k = one_best["removed"]
             r_set = oneshot_models[k][1]
             nu = float(np.linalg.norm(T0[r_set[:, 0], r_set[:, 1]]))
             base_rows = _baselines(model, sf, k, nu, k_rand, row)
