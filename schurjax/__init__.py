@@ -12,7 +12,9 @@ from schurjax import ablate as ablate
 from schurjax import attribution as attribution
 from schurjax import dynamics as dynamics
 from schurjax import engine as engine
+from schurjax import pruning as pruning
 from schurjax import results as results
+from schurjax import rnn as rnn
 from schurjax import studies as studies
 from schurjax import summary as summary
 from schurjax import table as table
@@ -20,14 +22,12 @@ from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
 from schurjax.attribution import attribute as attribute
-from schurjax import pruning as pruning
-from schurjax.pruning import compress as compress
 from schurjax.checkpoint import load_model as load_model
 from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
 from schurjax.errors import InputError as InputError
-from schurjax import rnn as rnn
+from schurjax.pruning import compress as compress
 from schurjax.rnn import RateRNN as RateRNN
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm

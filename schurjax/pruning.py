@@ -471,6 +471,7 @@ def compress(
     magnitude_finetune: bool = True,
     order: str = "modulus",
     start: str = "one-shot",
+    initial: Any = None,
 ) -> CompressResult:
     """Prune Schur couplings and fine-tune in rounds; accept on held-out trials by a confidence bound.
 
@@ -496,6 +497,8 @@ def compress(
         order: the Schur form's block order (:func:`schurjax.ordered_schur`).
         start: ``"one-shot"`` (the rounds start from the one-shot set) or ``"none"`` (from the base network; the
             schedule's shares are then of all couplings from zero, and there is no one-shot set or baselines).
+        initial: (p, 2) a one-shot set found elsewhere (e.g. the study's compression search): it replaces the
+            bisection of step 0 and is decided (and shrunk) on the held-out batch the same way.
 
     Returns:
         :class:`CompressResult`; ``result.model`` is None when no round holds.
@@ -589,6 +592,14 @@ def compress(
     from schurjax.studies.compression import longest_prefix
 
     rank0 = _importance(model, Q, T0, coup, rank_batch, task, criterion) if m_all else np.zeros(0, np.int64)
+    if initial is not None:  # the given set first (in the importance order), then the other couplings
+        where = {(int(i), int(j)): a for a, (i, j) in enumerate(coup)}
+        first = np.zeros(m_all, bool)
+        for i, j in np.asarray(initial, np.int64).reshape(-1, 2):
+            if (int(i), int(j)) not in where:
+                raise InputError("compress", "initial", f"({i}, {j}) is not a coupling of the model's Schur form")
+            first[where[(int(i), int(j))]] = True
+        rank0 = np.concatenate([rank0[first[rank0]], rank0[~first[rank0]]])
     order0 = coup[rank0]
 
     def prefix_model(k):
@@ -602,7 +613,10 @@ def compress(
     def bound_ok(_o, ks):
         return np.array([decide(prefix_model(int(k)))["holds"] for k in ks])
 
-    k_pass = longest_prefix(val_ok, order0, 0, m_all)[0] if m_all and start == "one-shot" else 0
+    if initial is not None:
+        k_pass = int(np.asarray(initial).reshape(-1, 2).shape[0])
+    else:
+        k_pass = longest_prefix(val_ok, order0, 0, m_all)[0] if m_all and start == "one-shot" else 0
     k_os = (
         k_pass
         if k_pass and bound_ok(None, [k_pass])[0]
@@ -791,11 +805,12 @@ def _baselines(model: Any, sf: Any, k: int, nu: float, key: Any, row: Any) -> li
         T = np.array(sf.T, np.float64)
         T[rc[:, 0], rc[:, 1]] = 0.0
         add("random couplings", match, len(rc), sf.Q @ T @ sf.Q.T)
-    r_cnt = max(0, min(n, int(np.ceil((n * n - k) / (2 * n)))))  # rank-r factors hold ~2nr numbers
-    add("low rank", "count", n * n - 2 * n * r_cnt, low_rank(W, r_cnt))
+    # rank-r factors hold 2nr numbers: "removed" counts the numbers saved, n² - 2nr (0 when r >= n/2)
+    r_cnt = max(0, min(n, int(np.ceil((n * n - k) / (2 * n)))))
+    add("low rank", "count", max(0, n * n - 2 * n * r_cnt), low_rank(W, r_cnt))
     out[-1]["rank"] = r_cnt
     r_nrm, Wr = low_rank_for_norm(W, nu)
-    add("low rank", "norm", n * n - 2 * n * r_nrm, Wr)
+    add("low rank", "norm", max(0, n * n - 2 * n * r_nrm), Wr)
     out[-1]["rank"] = r_nrm
     return out
 

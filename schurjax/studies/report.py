@@ -321,7 +321,7 @@ def finetune_tables(models: Sequence[dict[str, Any]], parts: dict[str, dict[str,
                 {
                     **base,
                     "method": r["method"],
-                    "match": f"one-shot set's {r['match']}",
+                    "match": f"one-shot set's {r['match']}" + (f" (rank {r['rank']})" if "rank" in r else ""),
                     "removed": r["removed"],
                     "share": r["share"],
                     "delta_norm": r.get("delta_norm", math.nan),
@@ -501,11 +501,12 @@ def _finetune_section(t: dict[str, Any]) -> list[str]:
     L = [
         "### 4b. Prune and fine-tune in Schur coordinates, against magnitude pruning and low rank",
         "",
-        "Loss criterion, decided as above on the held-out batch. *fine-tuned*: rounds of pruning the least "
-        "important kept couplings, then Adam on fresh trials with the removed couplings pinned at zero, Q fixed, "
-        "the spectrum and the input/readout maps frozen (`schurjax.compress`); *one-shot*: prefixes of the base "
-        "network's importance order; *magnitude(-ft)*: the smallest entries of W zeroed (one-shot / with the same "
-        "fine-tuning) at the same counts; *random couplings*, *low rank* (rank-r truncation of W, counted as "
+        "Loss criterion, decided as above on the held-out batch. *one-shot*: the loss-criterion set of the search "
+        "above (then prefixes of the importance order beyond it); *fine-tuned*: from that set, rounds that prune "
+        "the least important kept couplings, then Adam on fresh trials with the removed couplings pinned at zero, "
+        "Q fixed, the spectrum and the input/readout maps frozen (`schurjax.compress`); *magnitude(-ft)*: the "
+        "smallest entries of W zeroed (one-shot / with the same fine-tuning) at the same counts; *random "
+        "couplings*, *low rank* (rank-r truncation of W, counted as "
         "n² - 2nr numbers saved): at the count and at the ‖ΔW‖_F of the one-shot set.",
         "",
     ]

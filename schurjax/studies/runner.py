@@ -17,8 +17,9 @@ Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so 
 Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``,
 for copy networks ``replay``, and for the first ``finetune`` models of each task and size ``finetune``
 (:func:`schurjax.compress` with its baselines). Compression uses two more batches from their own keys: a
-``validation`` batch (``trials``) and the ``decision`` batch (``decision_size`` trials) its exports rest on. The report is a function of the parts and the config only (timings go to
-``timings.json``), so an interrupted and resumed study writes the same report as an uninterrupted one.
+``validation`` batch (``trials``) and the ``decision`` batch (``decision_size`` trials) its exports rest on.
+The report is a function of the parts and the config only (timings go to ``timings.json``), so an
+interrupted and resumed study writes the same report as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -364,7 +365,8 @@ def _compute(name: str, spec: Any, sf: Any, ctx: Context, done: dict[str, Any], 
             _export(out, spec, sf, criterion, found, cfg)
         return found
     if name == "finetune":
-        return _finetune_part(spec, ctx, out, key)
+        acc = done.get("compression-loss", {}).get("removed")
+        return _finetune_part(spec, ctx, out, key, np.asarray(acc, np.int64).reshape(-1, 2) if acc else None)
     if name == "restriction":
         keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau))[0]
         comp = done.get("compression-loss", {}).get("removed")
@@ -437,8 +439,9 @@ def _bound_figures(decision: dict[str, Any], heldout: dict[str, Any]) -> dict[st
     }
 
 
-def _finetune_part(spec: Any, ctx: Context, out: Path, key: Any) -> dict[str, Any]:
-    """Prune-and-fine-tune (:func:`schurjax.compress`, loss criterion) with its baselines; exported if it holds."""
+def _finetune_part(spec: Any, ctx: Context, out: Path, key: Any, initial: Any = None) -> dict[str, Any]:
+    """Prune-and-fine-tune (:func:`schurjax.compress`, loss criterion) with its baselines, starting from the
+    compression search's accepted set; exported if it holds."""
     from schurjax.pruning import compress
 
     cfg = ctx.config
@@ -446,6 +449,7 @@ def _finetune_part(spec: Any, ctx: Context, out: Path, key: Any) -> dict[str, An
         spec.model,
         spec.task,
         key=key,
+        initial=initial,
         criterion="loss",
         tol=cfg.tau,
         schedule=cfg.finetune_schedule,
