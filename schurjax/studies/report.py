@@ -298,7 +298,8 @@ def finetune_tables(models: Sequence[dict[str, Any]], parts: dict[str, dict[str,
             )
         best: dict[str, dict[str, Any]] = {}
         for r in ft["curve"]:
-            if r["val_passes"] and r["holds"] and r["removed"] >= best.get(r["method"], {}).get("removed", -1):
+            ok = r["holds"] and (r["val_passes"] or r.get("search"))  # the given one-shot set: decided alone
+            if ok and r["removed"] >= best.get(r["method"], {}).get("removed", -1):
                 best[r["method"]] = r
         for method in ("fine-tuned", "one-shot", "magnitude-ft", "magnitude"):
             r = best.get(method)
