@@ -40,6 +40,7 @@ from schurjax import ablate as ablate
 from schurjax import attribution as attribution
 from schurjax import dynamics as dynamics
 from schurjax import engine as engine
+from schurjax import pruning as pruning
 from schurjax import results as results
 from schurjax import rnn as rnn
 from schurjax import studies as studies
@@ -54,6 +55,7 @@ from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
 from schurjax.errors import InputError as InputError
+from schurjax.pruning import compress as compress
 from schurjax.rnn import RateRNN as RateRNN
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
@@ -76,6 +78,8 @@ __all__ = [
     "train",
     "zoo",
     "attribute",
+    "pruning",
+    "compress",
     "load_model",
     "save_model",
     "evaluate",

@@ -18,8 +18,26 @@ criterion):
    added alone to the current set (one batched evaluation); those that pass, sorted by their joint loss change,
    are added as the longest passing prefix found as in step 2. A pass that adds nothing ends the search.
 
-The found set is then evaluated on the held-out batch (with bootstrap intervals), next to random controls that
-remove as many couplings (``matched_count``) or change ``W`` by the same norm (``matched_norm``), and exported.
+Selection that generalises (:func:`select`, :func:`decide`; three batches from distinct keys):
+
+4. **Validate.** The found set is evaluated on a *validation* batch (as large as the selection batch). Its
+   selection/validation gap ``g = v - s`` (``s``, ``v``: the set's relative loss change, or score drop, on the two
+   batches) measures how much the search's many evaluations on one batch flatter the set. **Margin rule**: when
+   ``v > tol`` the search is rerun at ``(1 - m) tol`` with ``m = min(MAX_MARGIN, max(m_prev, g / tol))`` (the
+   threshold below which a set with the same optimism would land at ``tol`` on new trials), at most
+   :data:`MARGIN_ROUNDS` times; the last search's set is kept. A margin given by the user (``--margin``) replaces
+   the rule (one search at ``(1 - margin) tol``).
+5. **Decide.** On a third, larger *held-out* batch (``decision_trials``, >= 1,024 by default), the set is accepted
+   when the one-sided upper confidence bound (:data:`LEVEL`, bootstrap over trials) of its relative loss change is
+   within tau (loss criterion, one-sided: ``Δloss / loss <= tau``), or that of its score drop within eps (score
+   criterion: the lower bound of the score within eps of the base score). Otherwise it is **shrunk**: its couplings
+   sorted by single-removal importance (least first), the longest prefix whose bound holds (batched bisection as in
+   step 2, so the couplings with the largest effect go back first); a set of no coupling means nothing could be
+   removed. Only an accepted, non-empty set is exported (``.eqx`` and, where torch is installed, ``.pt``) with the
+   evidence in its metadata; a set that fails is listed in the report with its figures.
+
+The accepted set is then evaluated on the held-out batch (with bootstrap intervals), next to random controls that
+remove as many couplings (``matched_count``) or change ``W`` by the same norm (``matched_norm``).
 """
 
 from __future__ import annotations
@@ -35,12 +53,31 @@ from schurjax.studies import stats
 from schurjax.studies.measure import measure
 from schurjax.studies.protocol import keeps_loss, keeps_score
 
-__all__ = ["search", "verify", "export", "compressed_W", "longest_prefix", "GRID", "VERIFY_CONTROLS"]
+__all__ = [
+    "search",
+    "select",
+    "decide",
+    "verify",
+    "export",
+    "compressed_W",
+    "longest_prefix",
+    "GRID",
+    "VERIFY_CONTROLS",
+    "LEVEL",
+    "MAX_MARGIN",
+    "MARGIN_ROUNDS",
+]
 
 GRID = 16
 """Prefix lengths evaluated at once per bisection round."""
 VERIFY_CONTROLS = 8
 """Random controls of each kind evaluated with the compressed set on the held-out batch."""
+LEVEL = 0.95
+"""One-sided level of the decision bound (the 95th percentile of the bootstrap replicates)."""
+MAX_MARGIN = 0.9
+"""The margin rule never searches below ``(1 - MAX_MARGIN) tol``."""
+MARGIN_ROUNDS = 2
+"""Reruns of the search at a margin set from the measured selection/validation gap."""
 
 
 def _passes(res: Any, criterion: str, tol: float) -> np.ndarray:
@@ -155,6 +192,155 @@ def search(
     }
 
 
+def _figure(res: Any, criterion: str) -> float:
+    """The one-sided figure a criterion bounds: the relative loss change, or the score drop."""
+    return float(res.rel_delta_loss[0]) if criterion == "loss" else float(res.base_score - res.score[0])
+
+
+def select(
+    model: Any,
+    sf: Any,
+    task: Any,
+    batch: Any,
+    validation: Any,
+    order: np.ndarray,
+    *,
+    criterion: str = "loss",
+    tol: float = 0.05,
+    margin: float | None = None,
+    candidates: int = 256,
+    passes: int = 4,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`search` on ``batch`` with the margin set from the selection/validation gap (module docstring, step 4).
+
+    Args:
+        validation: the validation batch (same task, another key).
+        margin: a fixed margin (one search at ``(1 - margin) tol``), or None for the rule.
+        the rest: as for :func:`search`.
+
+    Returns:
+        :func:`search`'s dict (``tol``: the threshold of the last search) plus ``margin`` (``value``, ``rule``:
+        ``"gap"`` or ``"given"``, ``rounds``: per search its ``tol``, ``size``, ``selection`` and ``validation``
+        figures and ``gap``) and ``validation`` (the final set's ``rel`` and ``drop`` on the validation batch).
+    """
+    m = 0.0 if margin is None else float(margin)
+    rounds = []
+    while True:
+        found = search(
+            model,
+            sf,
+            task,
+            batch,
+            order,
+            criterion=criterion,
+            tol=tol * (1 - m),
+            candidates=candidates,
+            passes=passes,
+            **options,
+        )
+        removed = np.asarray(found["removed"], np.int64).reshape(-1, 2)
+        s = found["selection"]["rel"] if criterion == "loss" else found["selection"]["drop"]
+        v_rel = v_drop = 0.0
+        if len(removed):
+            res = measure(model, sf, ablate.cumulative(sf, removed, ks=[len(removed)]), validation, task, **options).res
+            v_rel, v_drop = float(res.rel_delta_loss[0]), float(res.base_score - res.score[0])
+        v = v_rel if criterion == "loss" else v_drop
+        gap = v - s
+        rounds.append(
+            {"margin": m, "tol": tol * (1 - m), "size": int(len(removed)), "selection": s, "validation": v, "gap": gap}
+        )
+        found["validation"] = {"rel": v_rel, "drop": v_drop}
+        if margin is not None or v <= tol or len(rounds) > MARGIN_ROUNDS or not len(removed):
+            break
+        new = min(MAX_MARGIN, max(m, gap / tol if tol > 0 else MAX_MARGIN))
+        if new <= m:
+            break
+        m = new
+    found["margin"] = {"value": m, "rule": "gap" if margin is None else "given", "rounds": rounds}
+    return found
+
+
+def decide(
+    model: Any,
+    sf: Any,
+    task: Any,
+    batch: Any,
+    key: Any,
+    removed: np.ndarray,
+    rank: np.ndarray,
+    *,
+    criterion: str,
+    tol: float,
+    bootstrap: int,
+    level: float = LEVEL,
+    **options: Any,
+) -> dict[str, Any]:
+    """Accept ``removed`` on the held-out ``batch`` by a one-sided bootstrap bound, or shrink it until it holds.
+
+    Args:
+        batch: the held-out (decision) batch.
+        key: the bootstrap key.
+        removed: (p, 2) the found set.
+        rank: (p,) single-removal importance rank of each coupling of ``removed`` (smaller: less important); the
+            shrink puts back the highest ranks first.
+        criterion, tol: as for :func:`search`. level: one-sided level.
+
+    Returns:
+        ``accepted`` ((k, 2), a prefix of ``removed`` by rank; empty when nothing holds), ``found_size``,
+        ``holds`` (the accepted set is non-empty and its bound holds), ``found`` (the found set's figures:
+        ``rel``, ``rel_ucb``, ``drop``, ``drop_ucb``), ``bound`` (the accepted set's), ``evaluations``.
+    """
+    from schurjax.studies import stats
+
+    removed = np.asarray(removed, np.int64).reshape(-1, 2)
+    ordering = removed[np.argsort(np.asarray(rank), kind="stable")] if len(removed) else removed
+    counts = stats.bootstrap_counts(key, int(np.shape(batch.inputs)[0]), bootstrap)
+    cache: dict[int, dict[str, float]] = {}
+
+    def bounds(ks: np.ndarray) -> list[dict[str, float]]:
+        todo = [int(k) for k in ks if int(k) not in cache]
+        if todo:
+            m = measure(model, sf, ablate.cumulative(sf, ordering, ks=todo), batch, task, **options)
+            rel_ucb = np.nanquantile(m.rel_replicates(counts), level, axis=1)
+            dr = m.drop_replicates(counts)
+            drop_ucb = np.full(len(todo), math.nan) if dr is None else np.nanquantile(dr, level, axis=1)
+            for i, k in enumerate(todo):
+                cache[k] = {
+                    "rel": float(m.rel[i]),
+                    "rel_ucb": float(rel_ucb[i]),
+                    "drop": float(m.drop[i]),
+                    "drop_ucb": float(drop_ucb[i]),
+                }
+        return [cache[int(k)] for k in ks]
+
+    def ok(b: dict[str, float]) -> bool:
+        x = b["rel_ucb"] if criterion == "loss" else b["drop_ucb"]
+        return bool(x <= tol)  # NaN never holds
+
+    def evaluate(_order: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        return np.array([ok(b) for b in bounds(ks)])
+
+    found = bounds(np.array([len(ordering)]))[0] if len(ordering) else None
+    if found is not None and ok(found):
+        k = len(ordering)
+    elif len(ordering) > 1:
+        k, _ = longest_prefix(evaluate, ordering, 0, len(ordering) - 1)
+    else:
+        k = 0
+    return {
+        "accepted": ordering[:k].tolist(),
+        "found_size": int(len(ordering)),
+        "holds": bool(k > 0),
+        "found": found,
+        "bound": cache.get(k),
+        "level": float(level),
+        "trials": int(np.shape(batch.inputs)[0]),
+        "resamples": int(bootstrap),
+        "evaluations": len(cache),
+    }
+
+
 def verify(
     model: Any, sf: Any, task: Any, batch: Any, key: Any, removed: np.ndarray, *, bootstrap: int, **options: Any
 ) -> dict[str, Any]:
@@ -231,13 +417,13 @@ def compressed_W(sf: Any, removed: np.ndarray) -> np.ndarray:
 
 def export(path: str | Path, model: Any, sf: Any, removed: np.ndarray, metadata: dict[str, Any]) -> Path:
     """Save the compressed model (``W_rec = compressed_W(sf, removed)``, everything else unchanged) with
-    :func:`schurjax.save_model`; ``metadata`` should name the task, the base model and the criterion.
+    :func:`schurjax.save_model`, and as PyTorch state dicts (``.pt``) where torch is installed
+    (:func:`schurjax.pruning.export_model`); ``metadata`` should name the task, the base model, the criterion and
+    the held-out evidence.
 
     Returns:
         The ``.eqx`` path (``sj.load_model``, ``schurjax sweep`` and ``TanhRNN.to_torch`` read it).
     """
-    from schurjax.checkpoint import save_model
-
     r = np.asarray(removed, np.int64).reshape(-1, 2)
     meta = {
         **metadata,
@@ -245,4 +431,7 @@ def export(path: str | Path, model: Any, sf: Any, removed: np.ndarray, metadata:
         "removed_count": int(len(r)),
         "schur": {"order": sf.order, "fingerprint": sf.fingerprint, "couplings": int(len(sf.couplings))},
     }
-    return save_model(path, model.with_recurrent(compressed_W(sf, r)), meta)
+    from schurjax.pruning import export_model
+
+    written = export_model(path, model.with_recurrent(compressed_W(sf, r)), meta)
+    return Path(written.get("eqx") or written["npz"])

@@ -89,9 +89,15 @@ class StudyConfig:
         rotations: random rotations inside the 2x2 blocks in the coordinates part (besides the other orders).
         coordinate_trials: the coordinates part reruns the headlines (default coordinates included) on the first
             ``min(trials, coordinate_trials)`` held-out trials.
-        margin: the compression search accepts a set only within ``(1 - margin) tau`` (loss) or
-            ``(1 - margin) eps`` (score) on the selection batch, so that it is more likely to hold on the held-out
-            batch, which is still judged at tau and eps. 0 (the default) searches at the criterion itself.
+        margin: a fixed margin for the compression search: it accepts a set only within ``(1 - margin) tau``
+            (loss) or ``(1 - margin) eps`` (score) on the selection batch. None (the default): the margin is set
+            from the measured selection/validation gap (:func:`schurjax.studies.compression.select`). Either way
+            the decision is made on the held-out decision batch by a confidence bound at tau and eps.
+        decision_trials: trials of the held-out batch that compression decisions and exports rest on (drawn from
+            its own key); None: ``max(1024, 4 * trials)`` (:attr:`decision_size`).
+        finetune: how many models per task and size also get prune-and-fine-tune (:func:`schurjax.compress`,
+            loss criterion) with its baselines (the first seeds); None: 1 for zoo studies, 0 for given models.
+        finetune_steps: Adam steps per fine-tuning round. finetune_schedule: share of the couplings pruned per round.
     """
 
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -111,7 +117,6 @@ class StudyConfig:
     replay_r2: float = 0.5
     bins: int = 4
     quick: bool = False
-    margin: float = 0.0
     control_draws: int = 4
     loss_sides: str = "one"
     worst_starts: int = 8
@@ -119,6 +124,11 @@ class StudyConfig:
     radius_iters: int = 8
     rotations: int = 2
     coordinate_trials: int = 256
+    margin: float | None = None
+    decision_trials: int | None = None
+    finetune: int | None = None
+    finetune_steps: int = 100
+    finetune_schedule: float = 0.05
 
     def __post_init__(self):
         def bad(arg: str, expected: str) -> InputError:
@@ -171,24 +181,45 @@ class StudyConfig:
         if self.loss_sides not in LOSS_SIDES:
             raise bad("loss_sides", f"one of {', '.join(LOSS_SIDES)}")
         m = self.margin
-        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1:
-            raise bad("margin", "a number in [0, 1)")
-        object.__setattr__(self, "margin", float(m))
+        if m is not None:
+            if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1:
+                raise bad("margin", "a number in [0, 1) or None")
+            object.__setattr__(self, "margin", float(m))
+        for name, lo in (("decision_trials", 2), ("finetune", 0)):
+            v = getattr(self, name)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                    raise bad(name, f"an int >= {lo} or None")
+                object.__setattr__(self, name, int(v))
+        v = self.finetune_steps
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise bad("finetune_steps", "an int >= 0")
+        object.__setattr__(self, "finetune_steps", int(v))
+        f = self.finetune_schedule
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 < f <= 1:
+            raise bad("finetune_schedule", "a share in (0, 1]")
+        object.__setattr__(self, "finetune_schedule", float(f))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-able values (stored in the study's manifest and compared on resume). ``margin`` is
-        left out at its default 0, so that folders written before it existed still resume."""
+        """The config as JSON-able values (stored in the study's manifest and compared on resume). Settings left
+        at None (chosen by a rule) are left out."""
         d = dataclasses.asdict(self)
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
-        if d["margin"] == 0.0:
-            del d["margin"]
+        for k in ("margin", "decision_trials", "finetune"):
+            if d[k] is None:
+                del d[k]
         return d
 
     def search_tol(self, criterion: str) -> float:
-        """The threshold the compression search uses for ``criterion`` (``"loss"`` or ``"score"``)."""
-        return (self.tau if criterion == "loss" else self.eps) * (1.0 - self.margin)
+        """The threshold the compression search starts at for ``criterion`` (``"loss"`` or ``"score"``)."""
+        return (self.tau if criterion == "loss" else self.eps) * (1.0 - (self.margin or 0.0))
+
+    @property
+    def decision_size(self) -> int:
+        """Trials of the held-out decision batch: ``decision_trials``, or ``max(1024, 4 * trials)``."""
+        return self.decision_trials if self.decision_trials is not None else max(1024, 4 * self.trials)
 
 
 def _ints(v: Any, arg: str, lo: int) -> tuple[int, ...]:
@@ -223,6 +254,7 @@ QUICK: dict[str, Any] = {
     "radius_iters": 5,
     "rotations": 1,
     "coordinate_trials": 64,
+    "finetune_steps": 50,
 }
 """The ``quick=True`` preset (values given explicitly to :func:`schurjax.study` win over it)."""
 

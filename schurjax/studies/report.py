@@ -179,11 +179,7 @@ def tables(
                     "norm_ctrl_rel": hv.get("controls", {}).get("matched_norm", {}).get("rel", math.nan),
                     "norm_ctrl_score": hv.get("controls", {}).get("matched_norm", {}).get("score", math.nan),
                     "evaluations": c["evaluations"],
-                    "holds": bool(
-                        keeps_loss(hv["rel"], config.tau, config.loss_sides)
-                        if crit == "loss"
-                        else keeps_score(hv["drop"], config.eps)
-                    ),
+                    **_decision_columns(c, crit, config),
                 }
             )
         r = p.get("restriction", {})
@@ -324,7 +320,92 @@ def tables(
         "coordinates": pd.DataFrame(coord_rows),
     }
     out["across_seeds"] = across_seeds(out)
+    out.update({k: v for k, v in finetune_tables(models, parts).items() if len(v)})
     return out
+
+
+def _decision_columns(c: dict[str, Any], crit: str, config: StudyConfig) -> dict[str, Any]:
+    """The validated selection's columns of the compression table (NaN / point rule for parts without them)."""
+    hv = c["heldout"]
+    d = c.get("decision")
+    if d is None:  # a part written before the decision existed: the point rule
+        ok = keeps_loss(hv["rel"], config.tau) if crit == "loss" else keeps_score(hv["drop"], config.eps)
+        return {"holds": bool(ok), "exported": True}
+    f = d.get("found") or {}
+    return {
+        "found": d["found_size"],
+        "margin": c.get("margin", {}).get("value", math.nan),
+        "validation_rel": c.get("validation", {}).get("rel", math.nan),
+        "validation_drop": c.get("validation", {}).get("drop", math.nan),
+        "found_rel": f.get("rel", math.nan),
+        "found_rel_ucb": f.get("rel_ucb", math.nan),
+        "found_drop": f.get("drop", math.nan),
+        "found_drop_ucb": f.get("drop_ucb", math.nan),
+        "heldout_rel_ucb": hv.get("rel_ucb", math.nan),
+        "heldout_drop_ucb": hv.get("drop_ucb", math.nan),
+        "loss_ratio": hv.get("loss_ratio", math.nan),
+        "decision_trials": d["trials"],
+        "holds": bool(d["holds"]),
+        "exported": bool(c.get("exported", d["holds"])),
+    }
+
+
+def finetune_tables(models: Sequence[dict[str, Any]], parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``finetune_curve`` (share removed vs held-out figures per method and round) and ``finetune`` (per network:
+    the largest accepted set of each method, and the baselines at the one-shot set's count and norm)."""
+    import pandas as pd
+
+    curve, side = [], []
+    for m in models:
+        ft = parts[m["id"]].get("finetune")
+        if ft is None:
+            continue
+        base = {"model": m["id"], "task": m["task"], "seed": m["seed"], "n_hidden": m["n_hidden"]}
+        for r in ft["curve"]:
+            curve.append(
+                {
+                    **base,
+                    **{k: r.get(k) for k in ("method", "removed", "share", "val", "val_passes")},
+                    **{k: r.get(k) for k in ("rel", "rel_ucb", "score", "drop", "drop_ucb", "holds")},
+                }
+            )
+        best: dict[str, dict[str, Any]] = {}
+        for r in ft["curve"]:
+            ok = r["holds"] and (r["val_passes"] or r.get("search"))  # the given one-shot set: decided alone
+            if ok and r["removed"] >= best.get(r["method"], {}).get("removed", -1):
+                best[r["method"]] = r
+        for method in ("fine-tuned", "one-shot", "magnitude-ft", "magnitude"):
+            r = best.get(method)
+            side.append(
+                {
+                    **base,
+                    "method": method,
+                    "match": "largest accepted",
+                    "removed": r["removed"] if r else 0,
+                    "share": r["share"] if r else 0.0,
+                    "delta_norm": math.nan,
+                    "rel": r["rel"] if r else math.nan,
+                    "rel_ucb": r["rel_ucb"] if r else math.nan,
+                    "score": r["score"] if r else math.nan,
+                    "holds": bool(r),
+                }
+            )
+        for r in ft["baselines"]:
+            side.append(
+                {
+                    **base,
+                    "method": r["method"],
+                    "match": f"one-shot set's {r['match']}" + (f" (rank {r['rank']})" if "rank" in r else ""),
+                    "removed": r["removed"],
+                    "share": r["share"],
+                    "delta_norm": r.get("delta_norm", math.nan),
+                    "rel": r["rel"],
+                    "rel_ucb": r["rel_ucb"],
+                    "score": r["score"],
+                    "holds": bool(r["holds"]),
+                }
+            )
+    return {"finetune_curve": pd.DataFrame(curve), "finetune": pd.DataFrame(side)}
 
 
 def across_seeds(t: dict[str, Any]) -> Any:
@@ -489,6 +570,50 @@ def _range(row: Any, name: str, fmt: Any = _pct) -> str:
 
 def _text(x: Any) -> str:
     return x if isinstance(x, str) and x else "–"
+
+
+def _finetune_section(t: dict[str, Any]) -> list[str]:
+    """Section 4b: prune-and-fine-tune against one-shot, magnitude pruning, random couplings and low rank."""
+    ft, curve = t.get("finetune"), t.get("finetune_curve")
+    if ft is None or not len(ft):
+        return []
+    L = [
+        "### 4b. Prune and fine-tune in Schur coordinates, against magnitude pruning and low rank",
+        "",
+        "Loss criterion, decided as above on the held-out batch. *one-shot*: the loss-criterion set of the search "
+        "above (then prefixes of the importance order beyond it); *fine-tuned*: from that set, rounds that prune "
+        "the least important kept couplings, then Adam on fresh trials with the removed couplings pinned at zero, "
+        "Q fixed, the spectrum and the input/readout maps frozen (`schurjax.compress`); *magnitude(-ft)*: the "
+        "smallest entries of W zeroed (one-shot / with the same fine-tuning) at the same counts; *random "
+        "couplings*, *low rank* (rank-r truncation of W, counted as "
+        "n² - 2nr numbers saved): at the count and at the ‖ΔW‖_F of the one-shot set.",
+        "",
+    ]
+    rows = [
+        [
+            r.model,
+            r.method,
+            r.match,
+            str(int(r.removed)),
+            _g(r.delta_norm, ".3g"),
+            f"{_rel(r.rel)} (≤ {_rel(r.rel_ucb)})",
+            _g(r.score, ".3f"),
+            "yes" if r.holds else "no",
+        ]
+        for r in ft.itertuples()
+    ]
+    L += [_table(["model", "method", "at", "removed", "‖ΔW‖_F", "held-out Δloss/loss", "score", "holds"], rows), ""]
+    for mid in dict.fromkeys(ft.model):
+        sub = ft[(ft.model == mid) & (ft.match == "largest accepted")].set_index("method")
+        a, b = int(sub.loc["fine-tuned", "removed"]), int(sub.loc["one-shot", "removed"])
+        verdict = "more than" if a > b else ("as many as" if a == b else "fewer than")
+        L += [f"- {mid}: fine-tuned removes {a} couplings, {verdict} one-shot ({b}), at the same held-out criterion."]
+    if curve is not None and len(curve):
+        L += ["", "Curve (share removed → held-out Δloss/loss, per method):", ""]
+        for (mid, method), g in curve.groupby(["model", "method"], sort=False):
+            pts = ", ".join(f"{_pct(r.share)} → {_rel(r.rel)}" for r in g.itertuples())
+            L += [f"- {mid} {method}: {pts}"]
+    return L + [""]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -697,23 +822,29 @@ def markdown(
         L += [""]
 
     c = t["compression"]
+    margin = (
+        f"at {1 - config.margin:g} times each criterion's threshold (margin {config.margin:g}, given)"
+        if config.margin is not None
+        else "at a margin set from the measured gap between the selection and a validation batch (when the found "
+        "set fails on the validation batch, the search reruns at (1 - gap/threshold) times the threshold)"
+    )
     L += [
         "## 4. Compression: couplings removed together",
         "",
-        "The search (on the selection batch"
-        + (
-            f", at {1 - config.margin:g} times each criterion's threshold (margin {config.margin:g})"
-            if config.margin
-            else ""
-        )
-        + "): couplings ordered by single-removal importance (least first); the "
-        f"longest prefix whose joint removal keeps the criterion, by batched bisection ({16} prefix lengths per "
-        f"round); then up to {config.greedy_passes} greedy passes, each trying the next "
+        f"The search (on the selection batch, {margin}): couplings ordered by single-removal importance (least "
+        f"first); the longest prefix whose joint removal keeps the criterion, by batched bisection ({16} prefix "
+        f"lengths per round); then up to {config.greedy_passes} greedy passes, each trying the next "
         f"{config.greedy_candidates} untried couplings one by one on top of the set and adding the longest "
-        "passing prefix of those that pass. The found set is judged on the held-out batch, next to random "
-        "removals of as many couplings (*count ctrl*, median of 8) and dense edits of the same norm (*norm ctrl*). "
-        "*holds*: whether the set keeps its criterion on the held-out batch too (a set found at the edge of the "
-        "criterion on one batch can cross it on another). Exported to `compressed/<model>-<criterion>.eqx`.",
+        "passing prefix of those that pass. The decision rests on a third, held-out batch of "
+        f"{config.decision_size} trials from its own key: a set is *accepted* when the one-sided 95 % upper "
+        "bound (bootstrap over trials) of its Δloss/loss is within tau (loss criterion), or that of its score "
+        "drop within eps (score criterion: the lower bound of the score within eps of the base score). A set that "
+        "fails is shrunk (the couplings of largest single-removal importance put back first) to the longest "
+        "prefix that holds. The accepted set is shown next to random removals of as many couplings (*count "
+        "ctrl*, median of 8) and dense edits of the same norm (*norm ctrl*). *holds*: the bound holds for a "
+        "non-empty set; only those are exported, to `compressed/<model>-<criterion>.eqx` (and `.pt`), with the "
+        "criterion, the held-out figures and bound, the trials and keys, the loss ratio and the removed couplings "
+        "in the metadata. Score-criterion sets may raise the loss: their loss ratio is in the table.",
         "",
     ]
     if len(c):
@@ -724,15 +855,19 @@ def markdown(
                     f"- {crit} criterion: the found set holds on the held-out batch in {sum(hs)} of {len(hs)} networks."
                 ]
         L += [""]
+    get = lambda r, k: getattr(r, k, math.nan)  # noqa: E731
     rows = [
         [
             r.model,
             r.criterion,
             f"{r.removed}/{r.couplings} ({_pct(r.share_removed)})",
+            f"{_g(get(r, 'found'), '.0f')} (margin {_g(get(r, 'margin'), '.2f')})",
             f"{_rel(r.selection_rel)} / {_g(r.selection_drop, '.3f')}",
-            f"{_rel(r.heldout_rel)} [{_rel(r.heldout_rel_lo)}, {_rel(r.heldout_rel_hi)}]",
+            f"{_rel(get(r, 'validation_rel'))} / {_g(get(r, 'validation_drop'), '.3f')}",
+            f"{_rel(r.heldout_rel)} (≤ {_rel(get(r, 'heldout_rel_ucb'))})",
             f"{_g(r.base_score, '.3f')} → {_g(r.heldout_score, '.3f')} (drop {_g(r.heldout_drop, '.3f')} "
-            f"[{_g(r.heldout_drop_lo, '.3f')}, {_g(r.heldout_drop_hi, '.3f')}])",
+            f"≤ {_g(get(r, 'heldout_drop_ucb'), '.3f')})",
+            _g(get(r, "loss_ratio"), ".3f"),
             f"{_rel(r.count_ctrl_rel)} / {_g(r.count_ctrl_score, '.3f')}",
             f"{_rel(r.norm_ctrl_rel)} / {_g(r.norm_ctrl_score, '.3f')}",
             "yes" if r.holds else "no",
@@ -744,10 +879,13 @@ def markdown(
             [
                 "model",
                 "criterion",
-                "removed",
+                "accepted",
+                "found (margin)",
                 "selection Δloss/loss / drop",
-                "held-out Δloss/loss",
+                "validation",
+                "held-out Δloss/loss (95 % bound)",
                 "held-out score",
+                "loss ratio",
                 "count ctrl Δloss / score",
                 "norm ctrl Δloss / score",
                 "holds",
@@ -756,6 +894,17 @@ def markdown(
         ),
         "",
     ]
+    failed = [r for r in c.itertuples() if not r.holds] if len(c) else []
+    if failed:
+        L += ["Not exported (no non-empty set holds by the bound; the found set's held-out figures):", ""]
+        for r in failed:
+            L += [
+                f"- {r.model} ({r.criterion}): found {_g(get(r, 'found'), '.0f')} couplings, Δloss/loss "
+                f"{_rel(get(r, 'found_rel'))} (bound {_rel(get(r, 'found_rel_ucb'))}), score drop "
+                f"{_g(get(r, 'found_drop'), '.3f')} (bound {_g(get(r, 'found_drop_ucb'), '.3f')})"
+            ]
+        L += [""]
+    L += _finetune_section(t)
 
     rp = t["replay"]
     if len(rp):

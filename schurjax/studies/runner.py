@@ -8,15 +8,19 @@ Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so 
     <study>/schur/<model>.npz    each model's Schur form
     <study>/chunks/<m>-<p>.json  one file per (model m, part p), written atomically with the config fingerprint and a
                                  checksum; a rerun recomputes exactly the parts that are missing or damaged
-    <study>/compressed/<model>-<criterion>.eqx (+ .json)   the compressed models
+    <study>/compressed/<model>-<criterion>.eqx (+ .json, .pt)   the compressed models whose held-out bound holds
+    <study>/compressed/<model>-finetuned-loss.eqx (+ .json, .pt)  pruned and fine-tuned (``finetune`` part)
     <study>/tables/*.csv         keep shares, all-nonnormal, controls, compression, restriction, replay, profiles
     <study>/report.md, figure.png, timings.json
     <study>/table.csv, COMPLETE  one summary row per model; COMPLETE (written last) records its checksum
 
 Parts per model, in order: ``selection``, ``heldout``, ``controls``, ``compression-<criterion>``, ``restriction``,
 for copy networks ``replay``, then ``fragility`` (worst-case edits, robustness radius) and ``coordinates``
-(the headlines under other Schur bases). The report is a function of the parts and the config only (timings go to
-``timings.json``), so an interrupted and resumed study writes the same report as an uninterrupted one.
+(the headlines under other Schur bases), and for the first ``finetune`` models of each task and size ``finetune``
+(:func:`schurjax.compress` with its baselines). Compression uses two more batches from their own keys: a
+``validation`` batch (``trials``) and the ``decision`` batch (``decision_size`` trials) its exports rest on.
+The report is a function of the parts and the config only (timings go to ``timings.json``), so an
+interrupted and resumed study writes the same report as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ __all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folde
 
 STUDY_SCHEMA = 3
 """Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout;
-3: several control draws, rank-matched and Schur-basis controls, BCa intervals, one-sided loss criterion)."""
+3: several control draws, rank-matched and Schur-basis controls, BCa intervals, one-sided loss criterion;
+compression validated and decided on a held-out batch by a bound, prune-and-fine-tune)."""
 COMPRESS_CRITERIA = ("loss", "score")
 """The compression search runs once per criterion (loss within tau; score drop within eps)."""
 PARTS = (
@@ -56,8 +61,10 @@ PARTS = (
     "replay",
     "fragility",
     "coordinates",
+    "finetune",
 )
-"""The parts of each model, in the order they run (``replay`` only for copy networks)."""
+"""The parts of each model, in the order they run (``replay`` only for copy networks; ``finetune`` only for the
+first ``finetune`` models of each task and size)."""
 
 SMALL: dict[str, Any] = {
     "tasks": ("copy",),
@@ -73,6 +80,7 @@ SMALL: dict[str, Any] = {
     "worst_steps": 5,
     "radius_iters": 2,
     "rotations": 1,
+    "finetune": 0,
     "quick": True,
 }
 """A very small study (copy networks, whose trials are the shortest, two seeds, 16 trials) that runs in well under a
@@ -152,8 +160,21 @@ def _resolve(config: StudyConfig, models: Sequence[Any] | None) -> tuple[StudyCo
     return config, out
 
 
-def _parts_of(spec: Any) -> list[str]:
-    return [p for p in PARTS if p != "replay" or spec.task.name == "copy"]
+def _parts_of(spec: Any, finetune: bool = False) -> list[str]:
+    return [p for p in PARTS if (p != "replay" or spec.task.name == "copy") and (p != "finetune" or finetune)]
+
+
+def _finetuned(config: StudyConfig, specs: Sequence[Any], zoo_models: bool) -> set[str]:
+    """Ids of the models that get the ``finetune`` part: the first ``finetune`` of each task and size."""
+    k = config.finetune if config.finetune is not None else (1 if zoo_models else 0)
+    seen: dict[tuple[str, int], int] = {}
+    out = set()
+    for s in specs:
+        g = (s.task.name, int(s.model.n_hidden))
+        seen[g] = seen.get(g, 0) + 1
+        if seen[g] <= k:
+            out.add(s.id)
+    return out
 
 
 def study(
@@ -234,6 +255,7 @@ def study(
         log=log if progress else (lambda s: None),
         on_part=on_part,
         extra_manifest=extra_manifest,
+        zoo_models=models is None,
     )
 
 
@@ -329,24 +351,52 @@ def _compute(
         )
     if name.startswith("compression-"):
         criterion = name.split("-", 1)[1]
+        tol = cfg.tau if criterion == "loss" else cfg.eps
         order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
-        found = compression.search(
+        val, dec = _batch(ctx, "validation", task, cfg.trials), _batch(ctx, "decision", task, cfg.decision_size)
+        found = compression.select(
             model,
             sf,
             task,
             sel,
+            val,
             order,
             criterion=criterion,
-            tol=cfg.search_tol(criterion),
+            tol=tol,
+            margin=cfg.margin,
             candidates=cfg.greedy_candidates,
             passes=cfg.greedy_passes,
         )
-        found["heldout"] = compression.verify(
-            model, sf, task, held, key, np.asarray(found["removed"]), bootstrap=cfg.bootstrap
+        found["found"] = found["removed"]
+        rank = {(int(i), int(j)): r for r, (i, j) in enumerate(order)}
+        found_arr = np.asarray(found["removed"], np.int64).reshape(-1, 2)
+        k_dec = study_key(cfg.seed, "decision-bootstrap", spec.id, criterion)
+        found["decision"] = compression.decide(
+            model,
+            sf,
+            task,
+            dec,
+            k_dec,
+            found_arr,
+            np.array([rank[(int(i), int(j))] for i, j in found_arr], np.int64),
+            criterion=criterion,
+            tol=tol,
+            bootstrap=cfg.bootstrap,
         )
-        check()  # a stale writer (its folder deleted and restarted) stops before it exports
-        _export(out, spec, sf, criterion, found, cfg)
+        found["decision"]["keys"] = _decision_keys(cfg, task, spec.id, criterion)
+        found["removed"] = found["decision"]["accepted"]
+        found["heldout"] = compression.verify(
+            model, sf, task, dec, key, np.asarray(found["removed"]), bootstrap=cfg.bootstrap
+        )
+        found["heldout"].update(_bound_figures(found["decision"], found["heldout"]))
+        found["exported"] = bool(found["decision"]["holds"])
+        if found["exported"]:
+            check()  # a stale writer (its folder deleted and restarted) stops before it exports
+            _export(out, spec, sf, criterion, found, cfg)
         return found
+    if name == "finetune":
+        acc = done.get("compression-loss", {}).get("removed")
+        return _finetune_part(spec, ctx, out, key, np.asarray(acc, np.int64).reshape(-1, 2) if acc else None)
     if name == "restriction":
         keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau, cfg.loss_sides))[0]
         comp = done.get("compression-loss", {}).get("removed")
@@ -399,6 +449,107 @@ def _compute(
     raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
 
 
+def _batch(ctx: Context, purpose: str, task: Any, size: int) -> Any:
+    """A batch of ``task`` for ``purpose`` (``"validation"``, ``"decision"``), from its own key, cached in ``ctx``."""
+    from schurjax.sweeps.config import task_params
+
+    ident = (purpose, task.name, canonical(task_params(task)), int(size))
+    if ident not in ctx.batches:
+        ctx.batches[ident] = task.sample(study_key(ctx.config.seed, purpose, ident[1], ident[2]), int(size))
+    return ctx.batches[ident]
+
+
+def _decision_keys(cfg: StudyConfig, task: Any, model_id: str, criterion: str) -> dict[str, Any]:
+    """How the decision's trials and resamples were drawn (enough to draw them again)."""
+    from schurjax.sweeps.config import task_params
+
+    names = [task.name, canonical(task_params(task))]
+    return {
+        "rule": "study_key(seed, purpose, *names) (schurjax.studies.protocol.study_key)",
+        "seed": cfg.seed,
+        "heldout": {"purpose": "decision", "names": names, "trials": cfg.decision_size},
+        "validation": {"purpose": "validation", "names": names, "trials": cfg.trials},
+        "selection": {"purpose": "selection", "names": names, "trials": cfg.trials},
+        "bootstrap": {"purpose": "decision-bootstrap", "names": [model_id, criterion], "resamples": cfg.bootstrap},
+    }
+
+
+def _bound_figures(decision: dict[str, Any], heldout: dict[str, Any]) -> dict[str, Any]:
+    """The accepted set's one-sided bounds, beside its held-out figures."""
+    import math
+
+    b = decision.get("bound") or {}
+    drop_ucb = b.get("drop_ucb", math.nan)
+    base_loss = heldout.get("base_loss", math.nan)
+    return {
+        "rel_ucb": b.get("rel_ucb", math.nan),
+        "drop_ucb": drop_ucb,
+        "score_lcb": heldout.get("base_score", math.nan) - drop_ucb,
+        "loss_ratio": 1.0 + heldout["rel"] if base_loss == base_loss else math.nan,
+        "level": decision["level"],
+        "trials": decision["trials"],
+        "holds": bool(decision["holds"]),
+    }
+
+
+def _finetune_part(spec: Any, ctx: Context, out: Path, key: Any, initial: Any = None) -> dict[str, Any]:
+    """Prune-and-fine-tune (:func:`schurjax.compress`, loss criterion) with its baselines, starting from the
+    compression search's accepted set; exported if it holds."""
+    from schurjax.pruning import compress
+
+    cfg = ctx.config
+    res = compress(
+        spec.model,
+        spec.task,
+        key=key,
+        initial=initial,
+        criterion="loss",
+        tol=cfg.tau,
+        schedule=cfg.finetune_schedule,
+        steps=cfg.finetune_steps,
+        trials=cfg.trials,
+        decision_trials=cfg.decision_size,
+        bootstrap=cfg.bootstrap,
+    )
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "decision"} for r in rows]  # noqa: E731
+    part = {
+        "accepted": res.accepted,
+        "removed": np.asarray(res.removed).tolist(),
+        "couplings": res.settings["couplings"],
+        "decision": res.decision,
+        "one_shot": res.one_shot,
+        "curve": strip(res.curve),
+        "baselines": strip(res.baselines),
+        "settings": {k: v for k, v in res.settings.items() if k != "keys"},
+    }
+    if res.accepted:
+        from schurjax.pruning import export_model
+
+        meta = {**_base_meta(spec), **res.metadata()}
+        meta["compression"]["study_seed"] = cfg.seed
+        name = _safe_io.check_name("study", "models", f"{spec.id}-finetuned-loss.eqx")
+        _safe_io.write_files(
+            out, "compressed", lambda tmp: export_model(tmp / name, res.model, finite_or_none(meta)), where="study"
+        )
+    return part
+
+
+def _base_meta(spec: Any) -> dict[str, Any]:
+    from schurjax.sweeps.config import model_fingerprint, task_params
+
+    return {
+        "task": {"name": spec.task.name, "params": task_params(spec.task)},
+        "seed": spec.seed,
+        "base_model": {
+            "id": spec.id,
+            "source": spec.source,
+            "seed": spec.seed,
+            "n_hidden": int(spec.model.n_hidden),
+            "weights_sha256": model_fingerprint(spec.model),
+        },
+    }
+
+
 def _export_meta(spec: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
     from schurjax.sweeps.config import model_fingerprint, task_params
 
@@ -415,10 +566,20 @@ def _export_meta(spec: Any, criterion: str, found: dict[str, Any], cfg: StudyCon
         "compression": {
             "criterion": criterion,
             "tol": cfg.tau if criterion == "loss" else cfg.eps,
+            "rule": (
+                "accepted when the one-sided upper bound of dloss/loss <= tol"
+                if criterion == "loss"
+                else "accepted when the one-sided lower bound of the score >= base score - tol"
+            ),
             "selection": found["selection"],
+            "validation": found["validation"],
+            "margin": found["margin"],
             "heldout": found["heldout"],
+            "loss_ratio": found["heldout"].get("loss_ratio"),
+            "found_size": found["decision"]["found_size"],
+            "keys": found["decision"]["keys"],
             "study_seed": cfg.seed,
-            "trials": cfg.trials,
+            "trials": found["decision"]["trials"],
         },
     }
 
@@ -476,7 +637,7 @@ def _check_exports(
     for spec in specs:
         for criterion in COMPRESS_CRITERIA:
             found = parts[spec.id].get(f"compression-{criterion}")
-            if found is None:
+            if found is None or not found.get("exported", True):
                 continue
             path = out / "compressed" / f"{spec.id}-{criterion}.eqx"
             try:
@@ -496,9 +657,10 @@ def _run(
     log: Callable[[str], None],
     on_part: PartCallback | None,
     extra_manifest: dict[str, Any] | None,
+    zoo_models: bool = False,
 ) -> Study:
     from schurjax.results import RunFolder
-    from schurjax.schur import ordered_schur
+    from schurjax.schur import order_for, ordered_schur
     from schurjax.studies import figures, report
     from schurjax.sweeps.config import model_fingerprint
 
@@ -510,15 +672,16 @@ def _run(
     with RunFolder(out, where="study", kind="study") as folder:
         resumed = folder.start(manifest)
         timings = _read_timings(timings_path) if resumed else {}
-        todo_total = sum(len(_parts_of(s)) for s in specs)
+        tuned = _finetuned(config, specs, zoo_models)
+        todo_total = sum(len(_parts_of(s, s.id in tuned)) for s in specs)
         done_n = 0
         for i, spec in enumerate(specs):
-            sf = ordered_schur(np.asarray(spec.model.W_rec, np.float64))
+            sf = ordered_schur(np.asarray(spec.model.W_rec, np.float64), order=order_for(spec.model))
             sfs[spec.id] = sf
             folder.save_schur(spec.id, sf)
             parts[spec.id] = {}
             ident = {"model": spec.id, "weights_sha256": model_fingerprint(spec.model)}
-            for name in _parts_of(spec):
+            for name in _parts_of(spec, spec.id in tuned):
                 c = PARTS.index(name)
                 done_n += 1
                 why = folder.chunk_problem(i, c, 0, 0, (), {**ident, "part": name})
