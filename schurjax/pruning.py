@@ -313,13 +313,13 @@ def _key_words(key: Any) -> list[int]:
 
 
 def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict[str, str]:
-    """Write ``model`` with ``metadata``: ``.eqx`` (+ ``.json``) by :func:`schurjax.save_model`, and ``.pt``
-    (``{"rnn": nn.RNN state dict, "readout": nn.Linear state dict, "metadata": ...}``) where torch is installed and
-    the network is an ``nn.RNN`` (alpha 1, tanh, rate form, ``h_0 = 0``). A network that ``save_model`` cannot hold
-    is written as ``.npz`` (``RateRNN.from_arrays`` arguments) with the ``.json`` sidecar.
+    """Write ``model`` with ``metadata``: ``.eqx`` (+ ``.json``) by :func:`schurjax.save_model` (every form), and
+    ``.pt`` where torch is installed: ``{"rnn": state dict, "readout": state dict, "metadata": JSON}`` for the paper's
+    tanh RNN (``nn.RNN`` + ``nn.Linear``), ``{"model": state dict, "metadata": JSON}`` of
+    :func:`schurjax.torch_io.to_torch`'s module for the other forms.
 
     Returns:
-        kind -> path written (``"eqx"``, ``"npz"``, ``"pt"``), and ``"torch"``: why no ``.pt`` when there is none.
+        kind -> path written (``"eqx"``, ``"pt"``), and ``"torch"``: why no ``.pt`` when there is none.
     """
     import json
 
@@ -328,7 +328,6 @@ def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict
     from schurjax.rnn import TanhRNN
 
     path = Path(path).with_suffix(".eqx")
-    out: dict[str, str] = {}
     plain = model.alpha == 1.0 and model.nonlinearity == "tanh" and model.form == "rate" and model.h0 is None
     m = (
         TanhRNN.from_arrays(model.W_in, model.W_rec, model.b, model.W_out, model.b_out)
@@ -336,28 +335,19 @@ def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict
         else model
     )
     meta = finite_or_none(metadata)
-    try:
-        out["eqx"] = str(save_model(path, m, meta))
-    except TypeError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: np.asarray(getattr(model, k)) for k in ("W_in", "W_rec", "b", "W_out", "b_out")}
-        if model.h0 is not None:
-            arrays["h0"] = np.asarray(model.h0)
-        np.savez(path.with_suffix(".npz"), **arrays)
-        dyn = {"alpha": model.alpha, "nonlinearity": model.nonlinearity, "form": model.form}
-        path.with_suffix(".json").write_text(json.dumps({**meta, "dynamics": dyn}, indent=1, sort_keys=True))
-        out["npz"] = str(path.with_suffix(".npz"))
-    if not plain:
-        out["torch"] = "not written: torch.nn.RNN holds only the alpha=1 tanh rate form from h_0 = 0"
-        return out
+    out: dict[str, str] = {"eqx": str(save_model(path, m, meta))}
     try:
         import torch
     except ImportError:
         out["torch"] = "not written: torch is not installed"
         return out
-    rnn, lin = m.to_torch()
     pt = path.with_suffix(".pt")
-    torch.save({"rnn": rnn.state_dict(), "readout": lin.state_dict(), "metadata": json.dumps(meta)}, pt)
+    exported = m.to_torch()
+    if isinstance(exported, tuple):
+        rnn, lin = exported
+        torch.save({"rnn": rnn.state_dict(), "readout": lin.state_dict(), "metadata": json.dumps(meta)}, pt)
+    else:
+        torch.save({"model": exported.state_dict(), "metadata": json.dumps(meta)}, pt)
     out["pt"] = str(pt)
     return out
 
@@ -849,7 +839,7 @@ def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Se
         stale.with_suffix(suffix).unlink(missing_ok=True)  # a rerun never leaves an older export beside a failure
     if res.accepted:
         files = export_model(out / f"{spec.id}-{crit}.eqx", res.model, {**base_meta, **res.metadata()})
-        written["model"] = files.get("eqx") or files["npz"]
+        written["model"] = files["eqx"]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "decision"} for r in rows]  # noqa: E731
     doc = {
         **base_meta,

@@ -105,12 +105,8 @@ def test_exported_model_keeps_its_criterion_on_fresh_trials(tmp_path, kind, crit
     assert res.accepted, res.decision
     spec = sj.sweeps.resolve_models([(model, task, "ff")])[0]
     written = pruning.write_folder(tmp_path, res, spec)
-    if kind == "tanh":
-        loaded, meta = sj.load_model(written["model"])
-    else:  # save_model holds the paper's tanh RNN only: the .npz with the from_arrays arguments
-        meta = json.loads((tmp_path / f"ff-{criterion}.json").read_text())
-        z = np.load(written["model"])
-        loaded = sj.RateRNN.from_arrays(**{k: z[k] for k in z.files}, **meta["dynamics"])
+    loaded, meta = sj.load_model(written["model"])  # every form: the leaky ones in the RateRNN format
+    assert loaded.dynamics == model.dynamics
     c = meta["compression"]
     assert c["criterion"] == criterion and c["heldout"]["holds"] and c["trials"] == FAST["decision_trials"]
     assert c["keys"]["heldout"] != c["keys"]["selection"] != c["keys"]["validation"]
@@ -129,8 +125,12 @@ def test_exported_model_keeps_its_criterion_on_fresh_trials(tmp_path, kind, crit
         with torch.no_grad():
             y = lin(rnn(torch.as_tensor(x))[0]).numpy()
         np.testing.assert_allclose(y, np.asarray(jax.vmap(loaded)(x)), atol=1e-5)
-    else:
-        assert not (tmp_path / f"ff-{criterion}.pt").exists()
+    elif (tmp_path / f"ff-{criterion}.pt").exists():  # torch installed: the form's own torch module
+        torch = pytest.importorskip("torch")
+        from schurjax.torch_io import to_torch
+
+        net = to_torch(loaded)
+        net.load_state_dict(torch.load(tmp_path / f"ff-{criterion}.pt", weights_only=True)["model"])
 
 
 def test_a_failing_set_is_not_exported(tmp_path, monkeypatch, capsys):
