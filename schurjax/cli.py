@@ -373,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seeds", default=None, help="zoo seeds, e.g. 0-3 (default 0-3; --quick: 0-1)")
     st.add_argument("--sizes", default=None, help="hidden sizes, e.g. 64,128 (default: every size the zoo ships)")
     st.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="zoo family: 1 (the paper's tanh RNNs, default) or 0.2 (the leaky tanh rate networks)",
+    )
+    st.add_argument(
         "--tau", type=float, default=None, help="loss criterion dloss/loss <= tau, one-sided (default 0.05)"
     )
     st.add_argument(
@@ -824,6 +830,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     for name in (
         "tasks",
         "sizes",
+        "alpha",
         "tau",
         "eps",
         "trials",

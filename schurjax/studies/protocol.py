@@ -66,6 +66,8 @@ class StudyConfig:
         tasks: zoo tasks.
         seeds: zoo seeds per task.
         sizes: hidden sizes (zoo sizes); None: every size the zoo ships.
+        alpha: the zoo family: 1 (the paper's tanh RNNs, default) or a leaky family's ``alpha = dt / tau`` (0.2:
+            the leaky tanh rate networks, ``sj.zoo.entries(alpha=0.2)``).
         tau: loss criterion, ``Δloss / loss <= tau`` (one-sided) or ``|Δloss| / loss <= tau`` (two-sided).
         eps: score criterion, ``score drop <= eps``.
         trials: trials in each of the selection and held-out batches.
@@ -103,6 +105,7 @@ class StudyConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     seeds: tuple[int, ...] = (0, 1, 2, 3)
     sizes: tuple[int, ...] | None = None
+    alpha: float = 1.0
     tau: float = 0.05
     eps: float = 0.01
     trials: int = 256
@@ -149,6 +152,9 @@ class StudyConfig:
         object.__setattr__(self, "seeds", _ints(self.seeds, "seeds", 0))
         if self.sizes is not None:
             object.__setattr__(self, "sizes", _ints(self.sizes, "sizes", 1))
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0 < self.alpha <= 1:
+            raise bad("alpha", "a number in (0, 1]")
+        object.__setattr__(self, "alpha", float(self.alpha))
         for name in ("tau", "eps", "replay_r2"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
@@ -210,6 +216,8 @@ class StudyConfig:
         for k in ("margin", "decision_trials", "finetune"):
             if d[k] is None:
                 del d[k]
+        if d["alpha"] == 1.0:  # the paper's zoo: not recorded, as before the leaky family existed
+            del d["alpha"]
         return d
 
     def search_tol(self, criterion: str) -> float:

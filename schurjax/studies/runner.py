@@ -128,7 +128,10 @@ def _resolve(config: StudyConfig, models: Sequence[Any] | None) -> tuple[StudyCo
             n = int(s.model.n_hidden)
             out.append(dataclasses.replace(s, id=s.id if s.id.endswith(f"-n{n}") else f"{s.id}-n{n}"))
         return config, out
-    entries = zoo.entries()
+    if config.alpha not in zoo.alphas():
+        have_a = ", ".join(f"{a:g}" for a in zoo.alphas())
+        raise InputError("study", "alpha", f"the zoo has no models with alpha={config.alpha:g}; it has {have_a}")
+    entries = zoo.entries(alpha=config.alpha)
     have = {(e.task, int(e.seed), int(getattr(e, "n_hidden", 64))) for e in entries}
     sizes = config.sizes or tuple(sorted({n for _, _, n in have}))
     config = dataclasses.replace(config, sizes=tuple(sizes))
@@ -155,8 +158,9 @@ def _resolve(config: StudyConfig, models: Sequence[Any] | None) -> tuple[StudyCo
                         f"the zoo has no {task!r} model of seed {seed} at n={n}; "
                         f"seeds there: {', '.join(map(str, got))}",
                     )
-                spec = resolve_models([f"zoo:{task}/{seed}" + ("" if n == 64 else f"@{n}")])[0]
-                out.append(dataclasses.replace(spec, id=f"{task}-{seed}-n{n}"))
+                spec = resolve_models([zoo.format_spec(task, seed, n, config.alpha)])[0]
+                leak = "" if config.alpha == 1.0 else f"-a{config.alpha:g}"
+                out.append(dataclasses.replace(spec, id=f"{task}-{seed}-n{n}{leak}"))
     return config, out
 
 
@@ -183,6 +187,7 @@ def study(
     tasks: str | Sequence[str] | None = None,
     seeds: str | Sequence[int] | None = None,
     sizes: str | Sequence[int] | None = None,
+    alpha: float | None = None,
     tau: float | None = None,
     eps: float | None = None,
     trials: int | None = None,
@@ -201,6 +206,7 @@ def study(
     Args:
         out: the study folder (created; an existing one must hold the same study, which is then resumed).
         tasks, seeds, sizes: zoo models (default: all four tasks, seeds 0-3, every size the zoo ships).
+        alpha: the zoo family (1: the paper's tanh RNNs, default; 0.2: the leaky tanh rate networks).
         tau: loss criterion ``|Δloss| / loss <= tau`` (default 0.05).
         eps: score criterion, score drop ``<= eps`` (default 0.01).
         trials: trials in each of the selection and held-out batches (default 256).
@@ -231,6 +237,7 @@ def study(
         "tasks": tasks,
         "seeds": seeds,
         "sizes": sizes,
+        "alpha": alpha,
         "tau": tau,
         "eps": eps,
         "trials": trials,
