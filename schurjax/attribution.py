@@ -1,6 +1,6 @@
 """Attribution of every Schur coupling's loss change from one backward pass, and screening of exact ablations.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026). Removing the
+Removing the
 coupling ``T[i, j]`` of ``W = Q T Q^T`` changes the loss by
 
     Δloss_ij = L(T - T_ij E_ij) - L(T)  ≈  -T_ij ∂L/∂T_ij  +  ½ T_ij² ∂²L/∂T_ij²,     ∂L/∂T = Q^T (∂L/∂W) Q.

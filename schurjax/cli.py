@@ -18,8 +18,6 @@ Bad input (missing file, unknown family or task, a model that doesn't fit its ta
 different sweep) gets a one-line message on stderr and exit status 2: the commands validate their input explicitly
 (:class:`UsageError`). Anything else is a bug: an "internal error" line and the traceback, exit status 1.
 ``SCHURJAX_DEBUG=1`` re-raises every error (tracebacks for bad input too).
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ Each function draws one figure that reads by itself (title, axis labels, colour 
 
 Tables may be DataFrames (``run.table``) or lists of row dicts. :mod:`schurjax.report` puts the figures into the
 HTML report. Needs the ``plot`` extra (matplotlib); not imported by ``import schurjax``.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """Prune-and-fine-tune in ordered real Schur coordinates, decided on held-out trials by a confidence bound.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 :func:`compress` removes Schur couplings of a trained network (entries of ``T`` above the block diagonal, with
 ``W = Q T Q^T``) in rounds and fine-tunes what is left on the task:
 

@@ -2,8 +2,6 @@
 
 ``write_report(run)`` writes ``<run>/report.html`` (and each figure to ``<run>/figures/<name>.png``). Needs the
 ``plot`` extra (matplotlib).
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ Layout of a run folder::
     <run>/table.csv              final tidy table, one row per (model, variant) (schurjax.table)
     <run>/COMPLETE               written last, only once every chunk is there: the table's row count and SHA-256
     <run>/.lock                  held (fcntl) by the one process writing the folder; names it
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations

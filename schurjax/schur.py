@@ -1,7 +1,5 @@
 """Ordered real Schur coordinates of a recurrent weight matrix (host side, NumPy/SciPy, float64).
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 ``ordered_schur(W)`` writes ``W = Q T Q^T`` with ``Q`` orthogonal and ``T`` quasi-upper-triangular, its diagonal
 blocks (1x1 for real eigenvalues, 2x2 for complex pairs) sorted along the diagonal by a key. Every entry of ``T``
 strictly above the block diagonal is a *coupling*; ``T = D + N`` with ``D`` block diagonal and ``||N||_F`` the norm

@@ -1,7 +1,5 @@
 """Ablation families and random controls in ordered real Schur coordinates (host side, NumPy float64).
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Every variant ``k`` is a weight edit in Schur coordinates::
 
     W_k = Q (T + dT_k) Q^T,        ||W_k - W||_F = ||dT_k||_F      (Q orthogonal)

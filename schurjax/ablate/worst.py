@@ -1,7 +1,7 @@
 """The worst edit of a given size: batched projected gradient ascent of the loss over ``||ΔW||_F = radius``.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026): similar-scale
-changes can destroy the behaviour. Random edits sample directions; this finds the worst one of the same size.
+The paper's contrast: similar-scale changes can destroy the behaviour.
+Random edits sample directions; this finds the worst one of the same size.
 
 Three edit spaces, all in Schur coordinates ``W + Q dT Q^T`` (``||ΔW||_F = ||dT||_F``):
 

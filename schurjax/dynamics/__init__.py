@@ -1,7 +1,5 @@
 """Dynamics of ablated networks: batched fixed points of thousands of Schur-coupling variants, and their figures.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 - :mod:`~schurjax.dynamics.finder`: find, polish, classify and match the fixed points of every variant in one batch;
 - :mod:`~schurjax.dynamics.points`: fixed points of one network: distinct points, Jacobian class, matching;
 - :mod:`~schurjax.dynamics.figures`: figures of an ablation's mechanism (the ``plot`` extra; not imported here).

@@ -3,8 +3,6 @@
 - :func:`fixed_point_plane`: the unablated network's fixed points and those of one variant in the top principal
   components of the unablated trajectories, with the attractors that moved or vanished marked;
 - :func:`attribution_scatter`: predicted vs exact loss change per coupling (symmetric-log axes).
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Batched fixed points of Schur-coupling ablations: find, polish, classify and match them to the unablated network.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026). A sweep says
+A sweep says
 which couplings of ``W = Q T Q^T`` a task needs; the fixed points of each edited network ``W_k = Q (T + dT_k) Q^T``
 say what the removal did to the dynamics (which attractor vanished, which moved, which oscillation changed speed).
 

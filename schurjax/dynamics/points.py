@@ -17,8 +17,6 @@ For the rate and current forms ``G(h) - h = a F(h)``: their fixed points do not 
 those of the paper's ``h = tanh(W h + u)`` for tanh), only their stability does. The post form's fixed points
 (``h = phi((1-a) h + a (W h + u))``) do depend on ``a``. For the paper's TanhRNN (``a = 1``, tanh, rate) this is
 ``F(h) = tanh(W h + u) - h`` and ``J = diag(1 - h²) W``, computed exactly as before.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """Batched evaluation of Schur-coordinate weight variants: ``evaluate(model, sf, variants, batch) -> SweepResult``.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Every variant ``k`` is the network with recurrent matrix ``W_k = Q (T + dT_k) Q^T = W + Q dT_k Q^T`` (input map
 and readout unchanged). All variants run on the same trials (common random numbers): the input drive
 ``W_in x_t + b`` is computed once per batch and shared. The rollout is a ``lax.scan`` over time over a *chunk*

@@ -1,7 +1,5 @@
 """Compiled rollout kernels of the evaluation engine (internal; the public entry point is ``schurjax.evaluate``).
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 One compiled program rolls out one *chunk*: ``k`` weight variants of ``M`` models on the same ``B`` trials (common
 random numbers), with a ``lax.scan`` over the ``T`` time steps, and reduces the per-variant metrics in the same
 program. Every network form of :mod:`schurjax.rnn` runs (``dyn = (alpha, nonlinearity, form)``, static; a leaky

@@ -1,7 +1,4 @@
-"""The in-memory result of one evaluation: per-variant metrics of one model on one batch.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-"""
+"""The in-memory result of one evaluation: per-variant metrics of one model on one batch."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """The research study: which Schur couplings trained networks need, judged on held-out trials with intervals,
 against random controls, across tasks, seeds and sizes; ``sj.study(...)`` and ``schurjax study`` run it.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 - :mod:`~schurjax.studies.protocol`: :class:`StudyConfig`, the two criteria, keys, off-distribution inputs;
 - :mod:`~schurjax.studies.stats`: bootstrap intervals over trials, paired Wilcoxon, Spearman and its shuffled null;
 - :mod:`~schurjax.studies.scoring`: task scores as sums over trials (for resampling);

@@ -1,8 +1,6 @@
 """Compression: the largest set of Schur couplings a trained network can lose *together*, found on the selection
 batch, verified on the held-out batch, and exported as a model.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 The search (all evaluations batched, on the selection batch; a set *passes* when its joint removal keeps the
 criterion):
 

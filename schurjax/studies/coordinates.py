@@ -1,7 +1,5 @@
 """Sensitivity to the coordinates: the headline figures rerun in other real Schur bases of the same network.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 The ordered real Schur form is one choice among many: another mode order gives another T (its couplings are other
 numbers), and inside a 2x2 block the real Schur basis is fixed only up to a rotation. This part rebuilds the Schur
 form of the same W

@@ -1,7 +1,4 @@
-"""The study's figure panel (matplotlib, Agg): one PNG with six panels, one per question.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-"""
+"""The study's figure panel (matplotlib, Agg): one PNG with six panels, one per question."""
 
 from __future__ import annotations
 

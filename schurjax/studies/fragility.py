@@ -1,7 +1,7 @@
 """The worst edit of the same size as a Schur removal, and the robustness radius of each network.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026): "similar-scale
-changes can destroy the behaviour". Random controls sample directions; this part finds the worst direction.
+The paper's contrast: "similar-scale changes can destroy the behaviour".
+Random controls sample directions; this part finds the worst direction.
 
 For each network: the worst edit (:func:`schurjax.ablate.worst_case`, projected gradient ascent from several starts)
 is searched on the *selection* batch and its loss change reported on the *held-out* batch, at two sizes: that of

@@ -1,8 +1,6 @@
 """Which couplings a trained network can lose: keep shares of single and block removals under both criteria, on a
 selection batch and on a held-out batch, and the effect of removing every nonnormal coupling at once.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 The selection batch only ranks and selects (:func:`selection_part`); every reported share comes from the held-out
 batch (:func:`heldout_part`), with a bootstrap interval over its trials.
 """

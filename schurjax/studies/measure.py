@@ -1,7 +1,5 @@
 """One measurement of a study: a set of weight variants on one batch, with the per-trial sums a bootstrap needs.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 :func:`measure` runs :func:`schurjax.evaluate` with ``per_trial=True`` and the task's score parts
 (:mod:`schurjax.studies.scoring`), and returns a :class:`Measurement`: the per-variant figures (relative loss change,
 score drop, output distance) and, for any trial multiplicities ``counts`` (R, B), their replicates.

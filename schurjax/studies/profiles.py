@@ -1,8 +1,6 @@
 """Do different trained solutions need the same couplings? Importance profiles in a frame that does not depend on
 the basis, compared across seeds and sizes against a shuffled null.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Two networks never share a Schur basis, so couplings cannot be matched one to one. Each coupling is mapped to a
 *cell* defined by its spectral context instead:
 

@@ -1,7 +1,5 @@
 """The study protocol: its settings, the criteria that decide whether a removal keeps the task, its keys and batches.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Definitions (fixed, so that every figure of a study means one thing):
 
 * **Two batches per task.** A *selection* batch decides everything that is chosen (rankings, the compression

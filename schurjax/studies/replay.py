@@ -1,7 +1,6 @@
 """Which couplings the copy replay needs, and where they sit in the Schur order.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026): in the copy
-task, autonomous replay needs some nonnormal couplings.
+The paper finds that in the copy task, autonomous replay needs some nonnormal couplings.
 
 A removal *breaks* the replay when the replay's R² falls below ``replay_r2`` (default 0.5). Three views:
 

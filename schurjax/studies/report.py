@@ -1,7 +1,4 @@
-"""The study's tables and its Markdown report, computed from the parts and the config only.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-"""
+"""The study's tables and its Markdown report, computed from the parts and the config only."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Task restriction: do removals that keep the loss on the task distribution also keep the outputs off it?
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026); the paper calls
-the invariances it finds *task-restricted*. This part measures how restricted they are.
+The paper calls the invariances it finds *task-restricted*. This part measures how restricted they are.
 
 For a random subset of the single-coupling removals (and for the compressed set), each with a matched-norm random
 control, the output change is measured on the held-out trials and on inputs off the task distribution

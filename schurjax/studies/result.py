@@ -1,7 +1,4 @@
-"""A finished study as an object (:class:`Study`), :func:`load` for a study folder, and the study's batches.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-"""
+"""A finished study as an object (:class:`Study`), :func:`load` for a study folder, and the study's batches."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """``sj.study(...)``: run (or resume) the whole study into one folder, then write its tables, report and figure.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so it is checked the same way)::
 
     <study>/manifest.json        config (settings, models and their weights' SHA-256), versions, device, part names

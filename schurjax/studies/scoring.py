@@ -1,7 +1,5 @@
 """Task scores as sums over trials, so that a score can be recomputed on any resample of the trials.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 A task score is a function of a few sums over trials: the R² of copy and sine generation needs each trial's squared
 error and its target moments; the accuracy of flip-flop and context integration needs each trial's hits and the
 entries that count. :class:`ScoreParts` holds the per-trial parts ``parts(y, batch) -> (B, p)`` (traced inside the

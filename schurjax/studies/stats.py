@@ -1,8 +1,6 @@
 """Statistics of the study: bootstrap intervals over trials, paired signed-rank tests, rank correlations and their
 shuffled null.
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Every figure of a study is computed on a batch of trials. Its uncertainty from the finite batch is estimated by
 resampling trials with replacement (:func:`bootstrap_counts`) and recomputing the figure from per-trial sums
 (``engine.evaluate(..., per_trial=True)``): a resample is a vector of trial multiplicities ``c`` (B,), and every

@@ -1,7 +1,5 @@
 """Schur ablations against random edits of the same size: pairs (ablation, control at equal ``||ΔW||_F``).
 
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
-
 Per family and control kind, on the held-out batch: every ablation gets ``control_draws`` controls; the share of
 (ablation, control) pairs in which the Schur ablation changes the loss more than its control (``|Δloss|``) and the
 median ratio ``|Δloss(ablation)| / |Δloss(control)|``, both with BCa intervals from resamples that draw the trials

@@ -8,8 +8,6 @@
 - :mod:`~schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
 - :mod:`~schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
 - :mod:`~schurjax.sweeps.progress`: the progress line.
-
-Method: S. Dräger, "Task-Restricted Symmetries in Recurrent Weight Space", arXiv:2606.18457 (2026).
 """
 
 from __future__ import annotations
