@@ -10,11 +10,12 @@ Modules (``tests/test_package_map.py`` checks that this list names every module 
 - :mod:`~schurjax.schur`: ordered real Schur coordinates ``W = Q T Q^T`` (host side, NumPy/SciPy, float64);
 - :mod:`~schurjax._schur_reorder`: block structure, sort keys, reordering and signs behind ``ordered_schur``;
 - :mod:`~schurjax.rnn`: the recurrent networks as equinox modules (``TanhRNN``, ``RateRNN``);
-- :mod:`~schurjax.train`: train tanh RNNs with optax Adam, many seeds in one compiled program;
+- :mod:`~schurjax.train`: train any ``RateRNN`` with optax Adam, many seeds in one compiled program;
+- :mod:`~schurjax.pruning`: prune-and-fine-tune in Schur coordinates (``sj.compress``) against baselines;
 - :mod:`~schurjax.attribution`: first-order loss change of every coupling, and screening of exact ablations;
 - :mod:`~schurjax.errors`: ``InputError``, the one-line error for an argument, file or folder schurjax cannot use;
 - :mod:`~schurjax.tasks`: the built-in tasks, NeuroGym tasks, your own tasks, trial batches and the registry;
-- :mod:`~schurjax.zoo`: the shipped trained models, 4 tasks x seeds 0-3 x n = 64 and 128;
+- :mod:`~schurjax.zoo`: the shipped trained models, 4 tasks x seeds 0-3 x n = 64 and 128, and leaky (alpha 0.2);
 - :mod:`~schurjax.ablate`: ablation families and random controls in Schur coordinates (host side);
 - :mod:`~schurjax.dynamics`: batched fixed points of ablated networks, and their figures;
 - :mod:`~schurjax.engine`: the batched evaluation engine: roll out thousands of variants, reduce their metrics;
@@ -23,9 +24,11 @@ Modules (``tests/test_package_map.py`` checks that this list names every module 
 - :mod:`~schurjax.results`: run folders on disk (manifest, Schur forms, chunk files, table) and ``load``;
 - :mod:`~schurjax.table`: the tidy table of a sweep, written as CSV, read as a pandas DataFrame;
 - :mod:`~schurjax.checkpoint`: save and load models with a JSON sidecar, without pickle;
-- :mod:`~schurjax.torch_io`: PyTorch import and export of ``TanhRNN`` (``nn.RNN`` + ``nn.Linear``);
+- :mod:`~schurjax.torch_io`: import of torch, NeuroGym, PsychRNN and low-rank files, and PyTorch export;
 - :mod:`~schurjax.lock`: one writer per run folder (an ``fcntl`` lock);
 - :mod:`~schurjax._json`: standard JSON (no NaN tokens) and atomic file writes;
+- :mod:`~schurjax._safe_io`: writes that stay inside a run or study folder (no symlinks, exclusive temporaries);
+- :mod:`~schurjax._seeds`: root seeds in [0, 2**63) and their keys, one key per seed;
 - :mod:`~schurjax.environment`: package versions and the JAX backend, recorded in every manifest;
 - :mod:`~schurjax.distributed`: the processes of one sweep on ``jax.distributed``;
 - :mod:`~schurjax.summary`: summary statistics of a sweep table (text summary and HTML report);

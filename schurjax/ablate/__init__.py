@@ -45,7 +45,8 @@ and a norm per variant; the ``(K, n, n)`` arrays are only made on demand by :met
 - :mod:`~schurjax.ablate.storage`: compact storage segments that make each variant's ``dT`` on demand;
 - :mod:`~schurjax.ablate.variants`: :class:`Variants`, an immutable set of K edits with one label per variant;
 - :mod:`~schurjax.ablate.families`: the families of the table above and :func:`from_masks`;
-- :mod:`~schurjax.ablate.controls`: the random controls, reproducible from a key.
+- :mod:`~schurjax.ablate.controls`: the random controls, reproducible from a key;
+- :mod:`~schurjax.ablate.worst`: the worst edit of a given size (projected gradient ascent) and the robustness radius.
 
 Example:
     >>> import jax, numpy as np, schurjax as sj

@@ -2,7 +2,7 @@
 against random controls, across tasks, seeds and sizes; ``sj.study(...)`` and ``schurjax study`` run it.
 
 - :mod:`~schurjax.studies.protocol`: :class:`StudyConfig`, the two criteria, keys, off-distribution inputs;
-- :mod:`~schurjax.studies.stats`: bootstrap intervals over trials, paired Wilcoxon, Spearman and its shuffled null;
+- :mod:`~schurjax.studies.stats`: BCa intervals, paired tests, multiplicity adjustment, Spearman and its null;
 - :mod:`~schurjax.studies.scoring`: task scores as sums over trials (for resampling);
 - :mod:`~schurjax.studies.measure`: one evaluation with per-trial sums;
 - :mod:`~schurjax.studies.keep`: keep shares on the selection and held-out batches, all-nonnormal;
@@ -11,6 +11,8 @@ against random controls, across tasks, seeds and sizes; ``sj.study(...)`` and ``
 - :mod:`~schurjax.studies.restriction`: output changes off the task distribution;
 - :mod:`~schurjax.studies.replay`: what the copy replay needs, and whether it forms a feed-forward line;
 - :mod:`~schurjax.studies.profiles`: basis-free importance profiles compared across seeds and sizes;
+- :mod:`~schurjax.studies.fragility`: the worst edit of a removal's size, and each network's robustness radius;
+- :mod:`~schurjax.studies.coordinates`: how far the headlines move under other mode orders and block rotations;
 - :mod:`~schurjax.studies.report`: the study's tables and its ``report.md``;
 - :mod:`~schurjax.studies.figures`: the six-panel ``figure.png``;
 - :mod:`~schurjax.studies.runner`: :func:`study` (the resumable study folder);
