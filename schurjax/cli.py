@@ -732,17 +732,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(_summary_text(run, args.criterion))
     print(f"\n{len(run.table)} rows -> {run.path / 'table.csv'}  ({dt:.1f}s)")
     if args.report:
-        _write_report(run, quiet=True)
+        _write_report(run, quiet=True, criterion=args.criterion)
     return 0
 
 
-def _write_report(run: Any, quiet: bool = False) -> Path | None:
+def _write_report(run: Any, quiet: bool = False, criterion: str = "auto") -> Path | None:
     try:
         from schurjax import report
     except ImportError as e:  # matplotlib missing
         _err(f"schurjax report: figures skipped ({e}); install the 'plot' extra: pip install 'schurjax[plot]'")
         return None
-    path = report.write_report(run)
+    path = report.write_report(run, criterion=criterion)
     if not quiet:
         print(f"report -> {path}")
     return path
@@ -775,7 +775,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         run = results.load(path)
     print(_summary_text(run, args.criterion))
     if not args.no_figures:
-        _write_report(run)
+        _write_report(run, criterion=args.criterion)
     return 0
 
 

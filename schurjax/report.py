@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from schurjax import _safe_io
 from schurjax._json import atomic_write_bytes
 from schurjax.plot import model_figures, run_figures, to_png
-from schurjax.summary import KEEP_TOL, fmt_rel, fmt_share, format_summary, summarize
+from schurjax.summary import fmt_rel, fmt_share, format_summary, summarize
 from schurjax.table import records
 
 __all__ = ["write_report"]
@@ -56,7 +58,6 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
         return fmt_rel(x, missing="–", times="×") if signed else fmt_share(x, missing="–")
 
     kinds = list(dict.fromkeys(k for s in summary for k in s.get("control_kinds", [])))
-    tol = f"≤{100 * KEEP_TOL:.0f}%"
     head = [
         "model",
         "task",
@@ -64,9 +65,10 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
         "base loss",
         "base score",
         "all-nonnormal score",
-        f"single keep {tol}",
-        f"block keep {tol}",
+        "single keep",
+        "block keep",
         "all-nonnormal Δ",
+        "most needed (single)",
     ]
     for kind in kinds:
         name = kind.replace("_", "-")
@@ -85,6 +87,7 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
             pct(s["single_keep"]),
             pct(s["block_keep"]),
             pct(s["all_nonnormal_rel"], True),
+            ", ".join(str(m["label"]) for m in s.get("most_needed", [])) or "–",
         ]
         for kind in kinds:
             k = s.get("by_kind", {}).get(kind, {})
@@ -98,7 +101,29 @@ def _summary_table(summary: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: bool = True, dpi: int = 100) -> Path:
+def _schur_note(sf: Any) -> str:
+    """The mode order, and for a leaky network's form the per-step decay beside the eigenvalues."""
+    alpha = getattr(sf, "alpha", None)
+    lam = np.asarray(sf.eigvals)
+    text = f"order: {_e(sf.order)}; spectral radius |λ| {np.abs(lam).max():.4g}"
+    if alpha is not None and alpha != 1.0:
+        decay = np.asarray(sf.step_decay(alpha))
+        slow = int(np.argmax(decay))
+        text += (
+            f"; alpha = {alpha:g}: the step's linear part (1 − α) I + α W has per-step decay |1 − α + αλ| "
+            f"from {decay.min():.4g} to {decay.max():.4g} (slowest mode λ = {_e(f'{lam[slow]:.4g}')})"
+        )
+    return f"<p class='note'>{text}</p>"
+
+
+def write_report(
+    run: Any,
+    *,
+    path: str | os.PathLike | None = None,
+    save_pngs: bool = True,
+    dpi: int = 100,
+    criterion: str = "auto",
+) -> Path:
     """Write a self-contained HTML report of a run (figures embedded as base64 PNGs).
 
     Args:
@@ -106,6 +131,8 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         path: the HTML file (default ``<run>/report.html``).
         save_pngs: also write each figure to ``<run>/figures/<name>.png``.
         dpi: PNG resolution.
+        criterion: what "keeps" means in the summary (``"auto"``: the task score where the table has one, else
+            the one-sided loss change; see :class:`schurjax.summary.Criterion`).
 
     Returns:
         The report path.
@@ -118,7 +145,8 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
     root = Path(run.path)
     if save_pngs:  # a symlinked figures/ is refused, never followed
         _safe_io.mkdirs(root, "figures", where="report")
-    summary = summarize(run.table)
+    summary = summarize(run.table, criterion=criterion)
+    crit = summary[0]["criterion"].describe() if summary else ""
 
     def render(fig, name):
         png = to_png(fig, dpi=dpi)
@@ -138,8 +166,9 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         "Schur coordinates W = Q T Q<sup>T</sup>, are removed one family at a time; every edit keeps the spectrum. "
         "Random controls, reported per kind: matched-norm (a dense Gaussian edit of W with the same Frobenius "
         "norm), matched-count (as many random couplings removed), coupling-noise (a Gaussian edit on the coupling "
-        "positions with the same norm). Method: S. Dräger, <i>Task-Restricted Symmetries in "
-        "Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
+        "positions with the same norm), rank-matched (a random edit of the removal's rank and singular values), "
+        "Schur-rank-1 (a random rank-1 edit inside the same two invariant subspaces). Method: S. Dräger, "
+        "<i>Task-Restricted Symmetries in Recurrent Weight Space</i>, arXiv:2606.18457 (2026).</p>",
         f"<p class='note'>families: {_list(cfg.get('families'))}; controls per ablation: "
         f"{_e(cfg.get('controls'))} ({_list(cfg.get('control_kinds'))}, at most "
         f"{_e(cfg.get('control_max') or 'all')} ablations per family and model); trials: {_e(cfg.get('trials'))}; "
@@ -147,8 +176,9 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
         f"rows: {len(run.table)}; complete: {_e(run.complete)}; JAX {_e(_get(m, 'versions', 'jax'))} on "
         f"{_e(_get(m, 'device', 'backend'))}.</p>",
         "<h2>Summary</h2>",
-        f"<p class='note'>keep = share of removals with |Δloss|/loss ≤ {100 * KEEP_TOL:.0f}%; "
-        "Δ = relative loss change; "
+        f"<p class='note'><b>criterion: {_e(crit)}</b> (single/block keep = share of removals that keep; most "
+        "needed = the single couplings whose removal costs the most by it); Δ = relative change of the loss the task "
+        "declares (masked MSE, or cross-entropy for decision tasks); "
         "all-nonnormal score = task score after removing all nonnormal couplings (where the base loss is mostly "
         "irreducible noise, as in the context task, the score says more than the relative loss change); "
         "ablation &gt; control = share of (ablation, control) pairs in which the Schur ablation changes the loss more "
@@ -167,8 +197,10 @@ def write_report(run: Any, *, path: str | os.PathLike | None = None, save_pngs: 
             continue
         parts.append(
             f"<h2>{_e(mid)} <span class='note'>({_e(model.get('source', ''))}, "
-            f"n = {_e(sf.n)}, {len(sf.blocks)} blocks)</span></h2><div class='figs'>"
+            f"n = {_e(sf.n)}, {len(sf.blocks)} blocks)</span></h2>"
         )
+        parts.append(_schur_note(sf))
+        parts.append("<div class='figs'>")
         for name, fig in model_figures(sf, rows, model_id=mid).items():
             parts.append(_img(render(fig, f"{mid}_{name}"), f"{mid} {name}"))
         parts.append("</div>")
