@@ -1,4 +1,4 @@
-"""The HTML report of a sweep names its criterion and, for a leaky network, the per-step decay beside the eigenvalues."""
+"""The HTML report names its criterion and, for a leaky network, the per-step decay beside the eigenvalues."""
 
 import numpy as np
 import pytest
