@@ -457,7 +457,7 @@ def compress(
     level: float = LEVEL,
     baselines: bool = True,
     magnitude_finetune: bool = True,
-    order: str = "modulus",
+    order: Any = None,
     start: str = "one-shot",
     initial: Any = None,
 ) -> CompressResult:
@@ -482,7 +482,8 @@ def compress(
         bootstrap: resamples of the held-out trials. level: one-sided level of the bound.
         baselines: also compute the baselines (magnitude, random couplings, low rank) at the accepted set's size.
         magnitude_finetune: also run magnitude pruning of ``W``'s entries with the same schedule and fine-tuning.
-        order: the Schur form's block order (:func:`schurjax.ordered_schur`).
+        order: the Schur form's block order (:func:`schurjax.ordered_schur`); None: the model's own
+            (:func:`schurjax.schur.order_for`: ``"modulus"``, or the per-step decay for a leaky network).
         start: ``"one-shot"`` (the rounds start from the one-shot set) or ``"none"`` (from the base network; the
             schedule's shares are then of all couplings from zero, and there is no one-shot set or baselines).
         initial: (p, 2) a one-shot set found elsewhere (e.g. the study's compression search): it replaces the
@@ -496,7 +497,7 @@ def compress(
         res = sj.compress(sj.zoo.load("flipflop", seed=0), sj.tasks.get("flipflop"), key=jax.random.key(0))
         res.decision["rel_ucb"], len(res.removed)
     """
-    from schurjax.schur import ordered_schur
+    from schurjax.schur import order_for, ordered_schur
     from schurjax.studies import stats
 
     if criterion not in ("loss", "score"):
@@ -531,7 +532,7 @@ def compress(
     ev = _Evaluator(task)
     base_val, base_dec = ev(model, val), ev(model, dec)
 
-    sf = ordered_schur(np.asarray(model.W_rec, np.float64), order=order)
+    sf = ordered_schur(np.asarray(model.W_rec, np.float64), order=order_for(model) if order is None else order)
     n, Q, T0 = sf.n, np.asarray(sf.Q), np.asarray(sf.T, np.float64)
     coup = np.asarray(sf.couplings, np.int64)
     m_all = len(coup)
