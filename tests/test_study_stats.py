@@ -219,7 +219,7 @@ def test_study_config_refuses_bad_settings_in_one_line():
     with pytest.raises(sj.InputError, match="study: seeds: must be ints >= 0"):
         StudyConfig(seeds="0,x")
     assert StudyConfig(seeds="3,1", tasks="copy").seeds == (3, 1)
-    with pytest.raises(sj.InputError, match=r"study: margin: must be a number in \[0, 1\), got 1.0"):
+    with pytest.raises(sj.InputError, match=r"study: margin: must be a number in \[0, 1\) or None, got 1.0"):
         StudyConfig(margin=1.0)
 
 
