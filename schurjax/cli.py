@@ -326,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--prefix", default=None, help="key prefix of the nn.RNN (or CTRNN) in a whole model's state dict")
     i.add_argument("--readout-prefix", default=None, help="key prefix of the nn.Linear readout")
     i.add_argument("--force", action="store_true", help="replace an existing --out .eqx/.json")
+    i.add_argument(
+        "--task-param",
+        action="append",
+        default=[],
+        type=_task_param,
+        metavar="KEY=VALUE",
+        help="a parameter of --task, recorded with it (e.g. dt=20 for the NeuroGym env the network was trained on)",
+    )
 
     r = sub.add_parser("report", help="write RUN/report.html (embedded figures) and print a summary")
     r.add_argument("run", metavar="RUN", help="a run folder written by sweep or demo")
@@ -953,9 +961,18 @@ def _restore_sigterm(old: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from schurjax import checkpoint
+    from schurjax import checkpoint, tasks
 
+    if args.layout == "neurogym" and args.nonlinearity is None:
+        raise UsageError(
+            "--nonlinearity: a NeuroGym CTRNN file does not record its nonlinearity (NeuroGym's example uses relu, "
+            "many trained networks tanh); pass --nonlinearity relu or tanh"
+        )
+    params = _task_params(args.task_param)
+    if params and args.task is None:
+        raise UsageError("--task-param: needs --task (the task they are parameters of)")
     with user_errors():
+        task = tasks.get(args.task, **params) if params else args.task  # named by the user in this call
         try:
             path = checkpoint.import_model(
                 args.checkpoint,
@@ -964,7 +981,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 alpha=args.alpha,
                 form=args.form,
                 nonlinearity=args.nonlinearity,
-                task=args.task,
+                task=task,
                 prefix=args.prefix,
                 readout_prefix=args.readout_prefix,
                 force=args.force,

@@ -185,7 +185,10 @@ def schur_heatmap(sf: Any, *, title: str | None = None, annotate: bool | None = 
     h = getattr(sf, "henrici_relative", None)
     hs = f", ||N||/||T|| = {h:.2f}" if h is not None else ""
     fig.suptitle(title or f"Ordered real Schur form |T| (n = {n}, {len(sf.blocks)} blocks{hs})", fontsize=11)
-    ax_e.set_title("eigenvalue modulus along the diagonal (blocks ordered by descending |λ|)", fontsize=8)
+    how = {"modulus": "descending |λ|", "decay": "descending per-step decay |1 - α + αλ|"}.get(
+        sf.order, f"{sf.order!r}"
+    )
+    ax_e.set_title(f"eigenvalue modulus along the diagonal (blocks ordered by {how})", fontsize=8)
     return fig
 
 

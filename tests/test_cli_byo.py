@@ -157,3 +157,41 @@ def test_task_params_from_the_command_line_reach_the_task_and_the_manifest(hold_
     assert batch is None and int(run.table.base_loss.nunique()) == 1
     _one_line_error([*argv[:-2], "--task-param", "steps", "--out", "y"], capsys, "--task-param")
     _one_line_error([*argv[:-2], "--task-param", "steps=3", "--out", "y"], capsys, "--task-param: steps is given")
+
+
+def test_import_records_task_params_and_a_sweep_can_change_them(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    net = torch.nn.ModuleDict({"rnn": torch.nn.RNN(3, 8, batch_first=True), "readout": torch.nn.Linear(8, 3)})
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    out = str(tmp_path / "m.eqx")
+    assert (
+        main(["import", str(tmp_path / "model.pt"), "--out", out, "--task", "flipflop", "--task-param", "steps=30"])
+        == 0
+    )
+    _, meta = sj.load_model(out)
+    assert meta["task"]["name"] == "flipflop" and meta["task"]["params"]["steps"] == 30
+    # without --task, --task-param changes the model's own recorded task (its other parameters kept)
+    assert main(["sweep", out, "--task-param", "steps=20", *SMALL, "--out", str(tmp_path / "run")]) == 0
+    (entry,) = sj.results.load(tmp_path / "run").manifest["config"]["models"]
+    assert entry["task_params"] == {**meta["task"]["params"], "steps": 20}
+    # a NeuroGym CTRNN file does not say its nonlinearity: the CLI asks for it instead of guessing
+    _one_line_error(
+        [
+            "import",
+            str(tmp_path / "model.pt"),
+            "--out",
+            str(tmp_path / "c.eqx"),
+            "--layout",
+            "neurogym",
+            "--alpha",
+            "0.2",
+        ],
+        capsys,
+        "--nonlinearity: a NeuroGym CTRNN file does not record its nonlinearity",
+    )
+    _one_line_error(
+        ["import", str(tmp_path / "model.pt"), "--out", str(tmp_path / "d.eqx"), "--task-param", "dt=2"],
+        capsys,
+        "--task-param: needs --task",
+    )

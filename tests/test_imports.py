@@ -146,7 +146,21 @@ def test_neurogym_ctrnn_module_state_dict_and_file(tmp_path):
     # CLI: --layout neurogym --alpha recorded; load_model gives back the same RateRNN
     out = tmp_path / "ctrnn.eqx"
     assert (
-        main(["import", str(tmp_path / "ctrnn.pt"), "--out", str(out), "--layout", "neurogym", "--alpha", "0.2"]) == 0
+        main(
+            [
+                "import",
+                str(tmp_path / "ctrnn.pt"),
+                "--out",
+                str(out),
+                "--layout",
+                "neurogym",
+                "--alpha",
+                "0.2",
+                "--nonlinearity",
+                "relu",
+            ]
+        )
+        == 0
     )
     loaded, meta = sj.load_model(out)
     assert same(loaded, model)

@@ -136,7 +136,8 @@ def resolve_models(
             (every shipped seed of that task), a ``(TanhRNN, Task)`` pair (id ``<task>-m<i>``), a
             ``(TanhRNN, Task, id)`` triple, or a :class:`ModelSpec`.
         task: evaluate every model named by a string on this task (default: the task in its metadata).
-        task_params: parameters of ``task`` (e.g. NeuroGym env arguments ``{"dt": 20, "timing": {"delay": 200}}``).
+        task_params: parameters of ``task`` (e.g. NeuroGym env arguments ``{"dt": 20, "timing": {"delay": 200}}``);
+            without ``task``, they change the parameters of each saved model's own task.
         fallback_task: the task of a saved model whose metadata names none (a trial file's task), else an error.
 
     Returns:
@@ -181,11 +182,16 @@ def resolve_models(
             )
     if not out:
         raise InputError("sweep", "models", "no model given; expected at least one")
-    if task_params:
-        if task is None:
-            raise InputError("sweep", "task_params", f"{task_params!r} needs task= (the task they are parameters of)")
+    if task_params and task is not None:
         override = _get_task(task, dict(task_params))
         out = [s if s.source == "object" else dataclasses.replace(s, task=override) for s in out]
+    elif task_params:  # each model's own recorded task, with these parameters changed
+        out = [
+            s
+            if s.source == "object"
+            else dataclasses.replace(s, task=_get_task(s.task.name, {**s.task.params(), **dict(task_params)}))
+            for s in out
+        ]
     seen: dict[str, int] = {}
     unique = []
     for spec in out:
