@@ -60,7 +60,7 @@ def test_masked_fine_tuning_pins_removed_couplings_and_spectrum(kind, spectrum, 
         **FAST,
     )
     assert res.accepted and res.T is not None
-    sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+    sf = sj.schur.schur_of(model)  # the coordinates sj.compress uses: the model's own order
     T0, T = np.asarray(sf.T, np.float32), res.T
     r = res.removed
     assert len(r) == round(0.6 * len(sf.couplings))
