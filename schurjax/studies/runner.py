@@ -556,18 +556,8 @@ def _base_meta(spec: Any) -> dict[str, Any]:
 
 
 def _export_meta(spec: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
-    from schurjax.sweeps.config import model_fingerprint, task_params
-
     return {
-        "task": {"name": spec.task.name, "params": task_params(spec.task)},
-        "seed": spec.seed,
-        "base_model": {
-            "id": spec.id,
-            "source": spec.source,
-            "seed": spec.seed,
-            "n_hidden": int(spec.model.n_hidden),
-            "weights_sha256": model_fingerprint(spec.model),
-        },
+        **_base_meta(spec),
         "compression": {
             "criterion": criterion,
             "tol": cfg.tau if criterion == "loss" else cfg.eps,
