@@ -91,14 +91,7 @@ def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -
             )
     if not (np.all(np.isfinite(sf.Q)) and np.all(np.isfinite(sf.T))):
         _fail(where, "sf must be finite (Q and T), got NaN/inf entries")
-    W = np.asarray(model.W_rec, np.float64)
-    err = float(np.linalg.norm(sf.reconstruct() - W)) / max(float(np.linalg.norm(W)), 1e-30)
-    if not err <= 1e-5:  # NaN fails too
-        _fail(
-            where,
-            f"sf is not the Schur form of model.W_rec (relative reconstruction error {err:.2e}, expected "
-            "<= 1e-5); pass sj.ordered_schur(model.W_rec)",
-        )
+    sf.check_of(model.W_rec, where)
     if task is not None and not callable(getattr(task, "loss", None)):
         raise TypeError(f"{where}: task must be a task with loss(y, batch), or None, got {type(task).__name__}")
     shapes = [np.shape(getattr(batch, f, None)) for f in ("inputs", "targets", "mask")]

@@ -98,14 +98,18 @@ from schurjax._schur_reorder import (
     _standardize_pairs,
     _zero_below,
 )
+from schurjax.errors import InputError
 
-__all__ = ["SchurForm", "ordered_schur", "order_for", "schur_of", "ORDERS", "ORDER_NAMES"]
+__all__ = ["SchurForm", "ordered_schur", "order_for", "schur_of", "ORDERS", "ORDER_NAMES", "SCHUR_TOL"]
 
 ORDERS = ("modulus", "real", "angle")
 """The order keys that need no parameter."""
 
 ORDER_NAMES = (*ORDERS, "decay")
 """Every named order; ``"decay"`` needs ``alpha`` (``ordered_schur(W, order="decay", alpha=a)``)."""
+
+SCHUR_TOL = 1e-5
+"""Largest ``||Q T Q^T - W||_F / ||W||_F`` at which a SchurForm counts as ``W``'s (:meth:`SchurForm.check_of`)."""
 
 _ZERO_RTOL = 1e-12  # |lam| <= this * ||W||_F is numerically zero (for the angle key)
 _MAX_PASSES = 4
@@ -525,6 +529,36 @@ class SchurForm:
         if Tm.ndim < 2 or Tm.shape[-2:] != (self.n, self.n):
             raise ValueError(f"SchurForm.reconstruct: T must have shape (..., {self.n}, {self.n}), got {Tm.shape}")
         return self.Q @ Tm @ self.Q.T
+
+    def check_of(self, W: Any, where: str, *, name: str = "sf", model: str = "model") -> None:
+        """Refuse, in one line, a form that is not this matrix's: ``||Q T Q^T - W||_F / ||W||_F`` (float64) must be
+        at most :data:`SCHUR_TOL` (float32 storage of ``W`` rounds at ~1e-7; another matrix is off by O(1)).
+
+        Raises:
+            InputError: ``"{where}: {name} is not the Schur form of {model}.W_rec (relative reconstruction error
+                ...)"``, also for a non-finite form or a shape mismatch.
+
+        Example:
+            >>> import numpy as np
+            >>> W = np.array([[0.5, 1.0], [0.0, -0.3]]); sf = ordered_schur(W)
+            >>> sf.check_of(W, "demo")
+            >>> try:
+            ...     sf.check_of(W.T + 1.0, "demo")
+            ... except ValueError as e:
+            ...     print(str(e)[:52])
+            demo: sf is not the Schur form of model.W_rec (relati
+        """
+        Wm = np.asarray(W, dtype=np.float64)
+        if Wm.shape != (self.n, self.n):
+            raise InputError(where, None, f"{name} has n = {self.n} but {model} has n = {Wm.shape[0]}; expected equal")
+        err = float(np.linalg.norm(self.reconstruct() - Wm)) / max(float(np.linalg.norm(Wm)), 1e-30)
+        if not err <= SCHUR_TOL:  # NaN fails too
+            raise InputError(
+                where,
+                None,
+                f"{name} is not the Schur form of {model}.W_rec (relative reconstruction error {err:.2e}, expected "
+                f"<= {SCHUR_TOL:g}); pass sj.ordered_schur({model}.W_rec)",
+            )
 
     # -- reporting ------------------------------------------------------------------------------------------------
 

@@ -466,13 +466,7 @@ def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
         raise TypeError(f"{_WHERE}: sf must be a SchurForm (sj.ordered_schur(model.W_rec)), got {type(sf).__name__}")
     if sf.n != model.n_hidden:
         raise ValueError(f"{_WHERE}: sf has n = {sf.n} but model has n_hidden = {model.n_hidden}; expected equal")
-    W = np.asarray(model.W_rec, np.float64)
-    err = float(np.linalg.norm(sf.reconstruct() - W)) / max(float(np.linalg.norm(W)), 1e-30)
-    if err > 1e-5:
-        raise ValueError(
-            f"{_WHERE}: sf is not the Schur form of model.W_rec (relative reconstruction error "
-            f"{err:.2e}, expected <= 1e-5); pass sj.ordered_schur(model.W_rec)"
-        )
+    sf.check_of(model.W_rec, _WHERE)
     if not isinstance(variants, Variants):
         raise TypeError(f"{_WHERE}: variants must be schurjax.ablate.Variants, got {type(variants).__name__}")
     if len(variants) == 0:

@@ -19,7 +19,7 @@ Paths (``path="auto"`` picks one for the whole call):
   ``tanh`` loop.
 * ``"dense"``: anything else; ``W_k`` is formed per variant on the device and applied as a batched matmul in the
   ``(variants, n, B)`` layout. XLA:CPU runs that matmul on about one core, so on the CPU the dense path runs one
-  chunk per core concurrently from host threads (``DENSE_CPU_WORKERS``).
+  chunk per core concurrently from host threads (``EngineOptions.host_workers``).
 
 Models: every form of :mod:`schurjax.rnn` (``TanhRNN``; ``RateRNN`` rate/post/current, tanh/relu/softplus, any
 ``alpha``, with or without a learned ``h0``). The models of one call share nonlinearity and form; their alphas may
@@ -63,12 +63,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import contextvars
+import dataclasses
 import math
-import numbers
-import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,20 +75,22 @@ import numpy as np
 from schurjax.ablate import Variants
 from schurjax.engine import kernels as _kernels
 from schurjax.engine.base import _base_rollout, _valid_steps, aux, loss_denominator, loss_weights
+from schurjax.engine.options import PATHS, PRECISIONS, EngineOptions
 from schurjax.engine.result import SweepResult
+from schurjax.errors import InputError
 from schurjax.rnn import Dynamics
+from schurjax.schur import SchurForm
 from schurjax.tasks.batch import as_batch
 
 if TYPE_CHECKING:
-    from jax.typing import DTypeLike
-
     from schurjax.rnn import TanhRNN
-    from schurjax.schur import SchurForm
     from schurjax.tasks import Task, TaskBatch
 
 __all__ = [
     "evaluate",
     "evaluate_many",
+    "EngineOptions",
+    "engine_options",
     "LOSSES",
     "PATHS",
     "PRECISIONS",
@@ -103,20 +103,6 @@ __all__ = [
 LOSSES = ("mse", "ce", "custom")
 """Accepted loss types (``Task.loss_type``): masked mean squared error, cross-entropy of the output logits, or the
 mean over trials of the task's own ``trial_loss(y, batch) -> (B,)``."""
-
-PATHS = ("auto", "shared", "dense")
-"""Accepted ``path`` values (canonical; the CLI's ``--path`` choices)."""
-PRECISIONS = ("highest", "high", "default", "tf32")
-"""Accepted ``precision`` values (canonical; the CLI's ``--precision`` choices). ``"tensorfloat32"`` is also
-accepted as an alias of ``"tf32"``."""
-_MATMUL_PRECISION = {
-    "highest": "highest",
-    "high": "high",
-    "default": "default",
-    "tf32": "tensorfloat32",
-    "tensorfloat32": "tensorfloat32",
-}
-"""``precision`` value -> JAX matmul precision."""
 
 SHARED_MIN_NNZ = 8
 """``path="auto"`` takes the shared-base path when every variant changes at most ``max(SHARED_MIN_NNZ, n // 4)``
@@ -132,12 +118,10 @@ REFINE_CONDITION = 1000.0
 change (or 1e-5 x the base loss, if larger) are rolled out again in float64 (see ``_refine``). The threshold
 follows from the float32 error measured on the zoo networks (``benchmarks/RESULTS.md``, Precision)."""
 _REFINE_CHUNK = 8  # slots per float64 refinement chunk (always padded to it: one compiled shape)
-DENSE_CPU_WORKERS: int | None = None
-"""Host threads that run dense-path chunks concurrently on the CPU (None: one per core, at most 8)."""
 
 
 def _fail(msg: str) -> None:
-    raise ValueError(f"evaluate: {msg}")
+    raise InputError("evaluate", None, msg)
 
 
 def choose_path(max_nnz: int, n: int) -> str:
@@ -232,22 +216,7 @@ def loss_type_of(task: Any = None, loss: str | None = None) -> str:
     return loss
 
 
-def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, task=None):
-    if not isinstance(path, str) or path not in PATHS:
-        _fail(f"path must be one of {PATHS}, got {path!r}")
-    if not isinstance(precision, str) or precision not in _MATMUL_PRECISION:
-        _fail(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if not (
-        chunk_size == "auto"
-        or (isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, bool) and chunk_size >= 1)
-    ):
-        _fail(f"chunk_size must be 'auto' or an int >= 1, got {chunk_size!r}")
-    try:
-        ok = dtype is not None and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
-    except (TypeError, ValueError):  # not a dtype at all (e.g. "foo")
-        ok = False
-    if not ok:
-        _fail(f"dtype must be jnp.float32 or jnp.float64, got {dtype!r}")
+def _check(models, schurs, variants, batch, task=None):
     if len(schurs) != len(models) or len(variants) != len(models):
         _fail(
             f"got {len(models)} model(s), {len(schurs)} SchurForm(s) and {len(variants)} variant set(s); "
@@ -318,8 +287,8 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
                 f"all models of one call must share their nonlinearity and form, got {dyn0.describe()} (model[0]) "
                 f"and {dyn.describe()} (model{tag}); evaluate them in separate calls"
             )
-        if not hasattr(sf, "Q") or not hasattr(sf, "T"):
-            _fail(f"sf{tag} must be a SchurForm (with Q and T), got {type(sf).__name__}")
+        if not isinstance(sf, SchurForm):
+            _fail(f"sf{tag} must be a SchurForm (sj.ordered_schur(model.W_rec)), got {type(sf).__name__}")
         if np.shape(sf.T) != (n, n) or np.shape(sf.Q) != (n, n):
             _fail(f"sf{tag} has n = {np.shape(sf.T)[0]} but model{tag} has n = {n}; expected the model's Schur form")
         if not isinstance(v, Variants):
@@ -330,15 +299,9 @@ def _check(models, schurs, variants, batch, precision, path, chunk_size, dtype, 
         if K == 0:
             _fail(f"variants{tag} is empty (K = 0); expected at least one variant")
         K0 = K if K0 is None else max(K0, K)  # unequal K: shorter sets run zero-edit slots, cut off afterwards
-        Q = _finite(f"sf{tag}.Q", sf.Q)
-        W = Q @ _finite(f"sf{tag}.T", sf.T) @ Q.T
-        Wm = np.asarray(m.W_rec, dtype=np.float64)
-        err = np.linalg.norm(W - Wm) / max(np.linalg.norm(Wm), 1e-30)
-        if err > 1e-4:
-            _fail(
-                f"sf{tag} does not belong to model{tag}: ||Q T Q^T - W_rec|| / ||W_rec|| = {err:.2g}; "
-                "expected <= 1e-4 (pass ordered_schur(model.W_rec))"
-            )
+        _finite(f"sf{tag}.Q", sf.Q)
+        _finite(f"sf{tag}.T", sf.T)
+        sf.check_of(m.W_rec, "evaluate", name=f"sf{tag}", model=f"model{tag}")
     return n0, K0, Bsz, Tlen, n_out
 
 
@@ -352,6 +315,58 @@ def _bind(schurs: list, variants: list[Variants]) -> list[Variants]:
     return out
 
 
+_ENGINE_FIELDS = tuple(f.name for f in dataclasses.fields(EngineOptions))
+_RENAMED = {"chunk_size": "compiled_chunk"}
+
+
+def engine_options(options: EngineOptions | None = None, **fields: Any) -> EngineOptions:
+    """``options`` (default ``EngineOptions()``) with the given fields replaced: the keyword shorthand of
+    :func:`evaluate` (``path="dense"`` is ``options=EngineOptions(path="dense")``).
+
+    Example:
+        >>> engine_options(path="dense").path, engine_options(EngineOptions(dtype="float64"), path="shared").dtype
+        ('dense', 'float64')
+    """
+    if options is not None and not isinstance(options, EngineOptions):
+        raise InputError("evaluate", "options", f"must be None or an EngineOptions, got {type(options).__name__}")
+    for name in fields:
+        if name in _RENAMED:
+            raise InputError(
+                "evaluate", name, f"is now {_RENAMED[name]} (variants per compiled chunk, an EngineOptions field)"
+            )
+        if name not in _ENGINE_FIELDS:
+            raise InputError("evaluate", name, f"is not an option; expected some of {', '.join(_ENGINE_FIELDS)}")
+    base = EngineOptions() if options is None else options
+    return dataclasses.replace(base, **fields) if fields else base
+
+
+class _Call(NamedTuple):
+    """What one evaluation computes: checked models, forms and variant sets on one batch, and the metrics asked."""
+
+    models: list
+    schurs: list
+    vsets: list[Variants]
+    batch: TaskBatch
+    task: Task | None
+    loss: str  # "mse", "ce" or "custom"
+    per_trial: bool
+    trial_stats: Callable[[Any, Any], Any] | None
+    n: int
+    K: int  # the largest set's size
+
+
+class _How(NamedTuple):
+    """How it runs, resolved for this call from :class:`EngineOptions`."""
+
+    path: str  # "shared" or "dense"
+    precision: str  # the JAX matmul precision
+    dtype: Any  # jnp.float32 or jnp.float64
+    deviation: bool
+    chunk: int | str  # variants per compiled chunk, or "auto"
+    mesh: jax.sharding.Mesh | None
+    options: EngineOptions
+
+
 def evaluate(
     model: TanhRNN,
     sf: SchurForm,
@@ -359,17 +374,13 @@ def evaluate(
     batch: TaskBatch,
     *,
     task: Task | None = None,
-    chunk_size: int | str = "auto",
-    path: str = "auto",
-    precision: str = "highest",
-    dtype: DTypeLike = jnp.float32,
+    loss: str | None = None,
     divergence: bool = False,
-    progress: Callable[[int, int], object] | None = None,
-    deviation: bool | None = None,
-    devices: Any = "all",
     per_trial: bool = False,
     trial_stats: Callable[[Any, Any], Any] | None = None,
-    loss: str | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    options: EngineOptions | None = None,
+    **engine: Any,
 ) -> SweepResult:
     """Roll out every weight variant of one model on one batch of trials and return its metrics.
 
@@ -385,26 +396,6 @@ def evaluate(
             divergence average over valid steps, and hidden_distance is taken at each trial's last valid step.
         task: Task whose ``score(y, batch)`` fills ``SweepResult.score`` (NaN without a task) and whose
             ``loss_type`` (``"mse"``, the default, or ``"ce"``) names the loss the metrics sum.
-        chunk_size: variants per compiled chunk, or ``"auto"`` (see :func:`auto_chunk_size`).
-        path: ``"auto"``, ``"shared"`` or ``"dense"`` (see the module docstring; the results agree to fp tolerance).
-        precision: matmul precision, one of :data:`PRECISIONS`: ``"highest"`` (default), ``"high"``,
-            ``"default"`` or ``"tf32"``.
-        dtype: ``jnp.float32`` (default) or ``jnp.float64``.
-        divergence: also return the per-step output divergence ``(K, T)`` (mean over the trials valid at that
-            step and the outputs of the squared output difference to the unablated model).
-        progress: ``callable(done_variants, total_variants)``, called after every chunk.
-        deviation: carry the deviations ``h_k - h`` from the unablated trajectory (computed once, in float64)
-            instead of the states (see the module docstring). Default (``None``): on. ``False``: the plain
-            rollout, which differences two float32 trajectories and loses the smallest effects.
-        devices: ``"all"`` (default: every local device of the default backend), an int (the first that many) or
-            a list of ``jax.Device``: each chunk's variants are split across them (one compiled program per
-            chunk shape); the results equal those of one device.
-        per_trial: also fill ``trial_delta_loss`` (K, B), each trial's share of ``delta_loss`` (summed over its
-            steps and outputs; ``trial_delta_loss.sum(1) == delta_loss`` to rounding), and ``trial_base_loss`` (B,),
-            the same for ``base_loss``: the sums a bootstrap over trials resamples.
-        trial_stats: ``fn(y, batch) -> (B, p)``, per-trial statistics of the outputs ``y`` (B, T, n_out) (traced);
-            fills ``trial_stats`` (K, B, p) for every variant and ``base_trial_stats`` (B, p) for the unablated
-            model (for example the additive parts of a task score).
         loss: ``None`` (default: the task's ``loss_type``, ``"mse"`` without a task), ``"mse"`` (masked mean
             squared error), ``"ce"`` (cross-entropy of the outputs as logits against the targets as class
             probabilities, per step weighted by ``max_o mask``, as :func:`schurjax.tasks.masked_ce`) or
@@ -412,14 +403,27 @@ def evaluate(
             from each variant's full outputs and differenced per trial in the rollout dtype: no cancellation-free
             form and no float64 re-run); given, it overrides the task's. In the deviation form the cross-entropy
             change is summed without cancellation from the float64 base's softmax.
+        divergence: also return the per-step output divergence ``(K, T)`` (mean over the trials valid at that
+            step and the outputs of the squared output difference to the unablated model).
+        per_trial: also fill ``trial_delta_loss`` (K, B), each trial's share of ``delta_loss`` (summed over its
+            steps and outputs; ``trial_delta_loss.sum(1) == delta_loss`` to rounding), and ``trial_base_loss`` (B,),
+            the same for ``base_loss``: the sums a bootstrap over trials resamples.
+        trial_stats: ``fn(y, batch) -> (B, p)``, per-trial statistics of the outputs ``y`` (B, T, n_out) (traced);
+            fills ``trial_stats`` (K, B, p) for every variant and ``base_trial_stats`` (B, p) for the unablated
+            model (for example the additive parts of a task score).
+        progress: ``callable(done_variants, total_variants)``, called after every chunk.
+        options: how the engine runs (:class:`EngineOptions`: path, precision, dtype, deviation, compiled chunk,
+            devices, host workers); default ``EngineOptions()``.
+        **engine: shorthand for fields of ``options``: ``evaluate(..., path="dense", dtype=jnp.float64)`` is
+            ``evaluate(..., options=EngineOptions(path="dense", dtype="float64"))``.
 
     Returns:
         SweepResult: loss (the task's loss, ``loss_type``), delta_loss, rel_delta_loss, output_distance,
         hidden_distance, score, delta_norm, each (K,) NumPy float64.
 
     Raises:
-        ValueError: a one-line message naming the bad argument (sizes that do not match, NaN weights, K = 0,
-            unknown path/precision, a SchurForm of another matrix, variants built from another SchurForm, masks
+        InputError: a one-line message naming the bad argument (sizes that do not match, NaN weights, K = 0,
+            an unknown option, a SchurForm of another matrix, variants built from another SchurForm, masks
             that change the diagonal blocks).
 
     Example::
@@ -441,17 +445,13 @@ def evaluate(
         [variants],
         batch,
         task=task,
-        chunk_size=chunk_size,
-        path=path,
-        precision=precision,
-        dtype=dtype,
+        loss=loss,
         divergence=divergence,
-        progress=progress,
-        deviation=deviation,
-        devices=devices,
         per_trial=per_trial,
         trial_stats=trial_stats,
-        loss=loss,
+        progress=progress,
+        options=options,
+        **engine,
     )[0]
 
 
@@ -460,7 +460,15 @@ def evaluate_many(
     sfs: Sequence[SchurForm],
     variants: Sequence[Variants],
     batch: TaskBatch,
-    **options: Any,
+    *,
+    task: Task | None = None,
+    loss: str | None = None,
+    divergence: bool = False,
+    per_trial: bool = False,
+    trial_stats: Callable[[Any, Any], Any] | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    options: EngineOptions | None = None,
+    **engine: Any,
 ) -> list[SweepResult]:
     """:func:`evaluate` for several models of the same size n on one batch, in one compiled program.
 
@@ -471,7 +479,7 @@ def evaluate_many(
         variants: one Variants per model (dT depends on each T). K may differ: shorter sets are padded with zero
             edits inside the one program and each result is cut back to its own K.
         batch: the shared TaskBatch.
-        **options: the keyword options of :func:`evaluate`.
+        task, loss, divergence, per_trial, trial_stats, progress, options, **engine: as :func:`evaluate`.
 
     Returns:
         One SweepResult per model, in order.
@@ -480,145 +488,28 @@ def evaluate_many(
 
         res = sj.engine.evaluate_many([m0, m1], [sf0, sf1], [v0, v1], batch, task=task)
     """
-    allowed = (
-        "task",
-        "chunk_size",
-        "path",
-        "precision",
-        "dtype",
-        "divergence",
-        "progress",
-        "deviation",
-        "devices",
-        "per_trial",
-        "trial_stats",
-        "loss",
-    )
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        _fail(f"unknown option {unknown[0]!r}; expected some of {', '.join(allowed)}")
-    task = options.get("task")
-    chunk_size, path = options.get("chunk_size", "auto"), options.get("path", "auto")
-    precision, dtype = options.get("precision", "highest"), options.get("dtype", jnp.float32)
-    divergence, progress = options.get("divergence", False), options.get("progress")
-    deviation = options.get("deviation")
-    mesh = variant_mesh(options.get("devices", "all"))
-    extras = {"per_trial": options.get("per_trial", False), "trial_stats": options.get("trial_stats")}
-    if not isinstance(extras["per_trial"], bool):
-        _fail(f"per_trial must be True or False, got {extras['per_trial']!r}")
-    if extras["trial_stats"] is not None and not callable(extras["trial_stats"]):
-        _fail(f"trial_stats must be None or a callable fn(y, batch) -> (B, p), got {extras['trial_stats']!r}")
+    opts = engine_options(options, **engine)
+    mesh = opts.mesh()
+    if not isinstance(per_trial, bool):
+        _fail(f"per_trial must be True or False, got {per_trial!r}")
+    if trial_stats is not None and not callable(trial_stats):
+        _fail(f"trial_stats must be None or a callable fn(y, batch) -> (B, p), got {trial_stats!r}")
     models = _as_list(models, "models")
     sfs = _as_list(sfs, "sfs")
     vsets = _as_list(variants, "variants")
-    n, K, Bsz, Tlen, n_out = _check(models, sfs, vsets, batch, precision, path, chunk_size, dtype, task)
+    n, K, _, _, _ = _check(models, sfs, vsets, batch, task)
     vsets = _bind(sfs, vsets)
-    extras["loss"] = loss_type_of(task, options.get("loss"))
-    if deviation is None:
-        deviation = True
-    elif not isinstance(deviation, bool):
-        _fail(f"deviation must be True, False or None, got {deviation!r}")
-    x64 = jnp.dtype(dtype) == jnp.dtype(jnp.float64)
-    token = _MESH.set(mesh)
-    try:
-        with jax.enable_x64(True) if x64 else contextlib.nullcontext():
-            return _evaluate(
-                models,
-                sfs,
-                vsets,
-                batch,
-                task,
-                chunk_size,
-                path,
-                precision,
-                jnp.float64 if x64 else jnp.float32,
-                divergence,
-                progress,
-                n,
-                K,
-                deviation,
-                **extras,
-            )
-    finally:
-        _MESH.reset(token)
+    call = _Call(models, sfs, vsets, batch, task, loss_type_of(task, loss), per_trial, trial_stats, n, K)
+    path = opts.path if opts.path != "auto" else choose_path(max(v.max_nnz for v in vsets), n)
+    how = _How(path, opts.matmul_precision, opts.jax_dtype, opts.deviation, opts.compiled_chunk, mesh, opts)
+    with jax.enable_x64(True) if opts.dtype == "float64" else contextlib.nullcontext():
+        cat, fixed, steps, mask_sum = _run(call, how, progress=progress)
+        if how.deviation and opts.dtype == "float32" and call.loss != "custom":  # (custom: nothing to key a re-run on)
+            _refine(cat, fixed, call, how)
+    return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence, call.loss)
 
 
-_MESH: contextvars.ContextVar[Any] = contextvars.ContextVar("schurjax_variant_mesh", default=None)
-"""The device mesh of the evaluation in progress (None: one device)."""
-
-
-def variant_mesh(devices: Any = "all") -> Any:
-    """A 1-D ``jax.sharding.Mesh`` over the variant axis, or None for one device.
-
-    Args:
-        devices: ``"all"`` (every local device of the default backend), an int (the first that many), or a
-            sequence of ``jax.Device``.
-
-    Raises:
-        ValueError: an int outside 1..(local devices), or something else.
-    """
-    local = jax.local_devices()
-    if isinstance(devices, str) and devices == "all":
-        devs = local
-    elif isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
-        if not 1 <= int(devices) <= len(local):
-            _fail(f"devices must be 'all' or an int in 1..{len(local)} (the local devices), got {devices!r}")
-        devs = local[: int(devices)]
-    elif isinstance(devices, (list, tuple)) and devices and all(isinstance(d, jax.Device) for d in devices):
-        devs = list(devices)
-    else:
-        _fail(f"devices must be 'all', an int or a list of jax.Device, got {devices!r}")
-    if len(devs) == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devs), ("variants",))
-
-
-def _evaluate(
-    models,
-    schurs,
-    vsets,
-    batch,
-    task,
-    chunk_size,
-    path,
-    precision,
-    dtype,
-    divergence,
-    progress,
-    n,
-    K,
-    deviation,
-    per_trial=False,
-    trial_stats=None,
-    loss="mse",
-):
-    max_nnz = max(v.max_nnz for v in vsets)
-    if path == "auto":
-        path = choose_path(max_nnz, n)
-    cat, fixed, steps, mask_sum = _run(
-        models,
-        schurs,
-        vsets,
-        batch,
-        task,
-        chunk_size,
-        path,
-        precision,
-        dtype,
-        progress,
-        n,
-        K,
-        deviation,
-        per_trial=per_trial,
-        trial_stats=trial_stats,
-        loss=loss,
-    )
-    if deviation and dtype == jnp.float32 and loss != "custom":  # (custom: no condition to key a re-run on)
-        _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial, loss)
-    return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence, loss)
-
-
-def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, per_trial=False, loss="mse") -> None:
+def _refine(cat: dict, fixed: dict, call: _Call, how: _How) -> None:
     """Re-run in float64 the variants whose loss change is ill-conditioned, in place of their float32 metrics.
 
     The loss change is a sum of terms (``mask yd (2 r0 + yd)`` for the squared error; for the cross-entropy
@@ -633,32 +524,21 @@ def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, 
     scale = np.maximum(np.abs(change), 1e-5 * fixed["base_loss_sum"][:, None])
     with np.errstate(divide="ignore", invalid="ignore"):
         ill = cat["loss_change_abs"].sum(axis=-1) > REFINE_CONDITION * scale
-    picks = [np.flatnonzero(ill[i, : len(v)]) for i, v in enumerate(vsets)]
+    picks = [np.flatnonzero(ill[i, : len(v)]) for i, v in enumerate(call.vsets)]
     sel = [i for i, p in enumerate(picks) if p.size]
     if not sel:
         return
-    sub = [vsets[i][picks[i]] for i in sel]
+    sub = [call.vsets[i][picks[i]] for i in sel]
     hb = {name: value[sel] for name, value in fixed["host_base"].items()}
+    again = call._replace(
+        models=[call.models[i] for i in sel],
+        schurs=[call.schurs[i] for i in sel],
+        vsets=sub,
+        trial_stats=None,
+        K=max(len(v) for v in sub),
+    )
     with jax.enable_x64(True):
-        fine, _, _, _ = _run(
-            [models[i] for i in sel],
-            [schurs[i] for i in sel],
-            sub,
-            batch,
-            task,
-            _REFINE_CHUNK,
-            path,
-            precision,
-            jnp.float64,
-            None,
-            n,
-            max(len(v) for v in sub),
-            True,
-            pad=True,
-            hb=hb,
-            per_trial=per_trial,
-            loss=loss,
-        )
+        fine, _, _, _ = _run(again, how._replace(chunk=_REFINE_CHUNK, dtype=jnp.float64), pad=True, hb=hb)
     for j, i in enumerate(sel):
         for name in cat:
             if name in fine:
@@ -666,263 +546,243 @@ def _refine(cat, fixed, models, schurs, vsets, batch, task, path, precision, n, 
 
 
 def _run(
-    models,
-    schurs,
-    vsets,
-    batch,
-    task,
-    chunk_size,
-    path,
-    precision,
-    dtype,
-    progress,
-    n,
-    K,
-    deviation,
+    call: _Call,
+    how: _How,
+    *,
+    progress: Callable[[int, int], object] | None = None,
     pad: bool = False,
     hb: dict | None = None,
-    per_trial: bool = False,
-    trial_stats=None,
-    loss: str = "mse",
-):
+) -> tuple[dict[str, np.ndarray], dict[str, Any], np.ndarray, float]:
     """Roll out every chunk; returns the per-slot arrays concatenated over chunks (name -> (M, K, ...)), the base
     quantities, the entries per step (T,) and the loss denominator (:func:`loss_denominator`). ``pad``: always use
-    chunks of ``chunk_size`` slots. ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed.
-    ``per_trial``, ``trial_stats``, ``loss``: as :func:`evaluate`."""
-    M = len(models)
-    Bsz, Tlen, _ = np.shape(batch.inputs)
-    n_out = np.shape(batch.targets)[2]
-    np_dtype = np.dtype(jnp.dtype(dtype).name)
-    r = max(1, max(v.max_nnz for v in vsets))
-    if chunk_size == "auto":
-        chunk_size = auto_chunk_size(path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=r, models=M, itemsize=np_dtype.itemsize)
-    # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
-    # different small K share compiled programs
-    k = int(chunk_size) if K >= chunk_size or pad else int(min(chunk_size, 2 ** math.ceil(math.log2(K))))
-    base_slot = 0 if deviation else 1  # the plain form runs the unablated model in slot 0 of every chunk
-    mesh = _MESH.get()
-    if mesh is not None:  # the slots of a chunk are split across the devices: a multiple of their number
-        nd = mesh.devices.size
-        k = -(-(k + base_slot) // nd) * nd - base_slot
-        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "variants"))
+    chunks of ``how.chunk`` slots. ``hb``: the host base trajectory (:func:`_base_rollout`) when already computed.
+    """
+    r = _Rollout(call, how, pad, hb)
+    bounds = [(a, min(a + r.k, call.K)) for a in range(0, call.K, r.k)]
+    workers = how.options.workers(how.path, jax.local_devices()[0]) if len(bounds) > 1 and how.mesh is None else 1
+    if workers > 1:
+        # XLA:CPU runs the dense path's batched matmuls on ~1 core: run `workers` chunks at once from host threads
+        # (each compiled call releases the GIL); results are collected in chunk order.
+        # The first chunk runs alone, so the program is traced and compiled once before the threads start.
+        r.collect(*bounds[0], jax.block_until_ready(r.launch(*bounds[0])), progress)
+        x64 = r.np_dtype == np.float64
+
+        def work(ab: tuple[int, int]) -> dict[str, Any]:
+            with jax.enable_x64(x64):  # the x64 context is thread-local
+                return jax.block_until_ready(r.launch(*ab))
+
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(work, ab) for ab in bounds[1:]]
+            for ab, fut in zip(bounds[1:], futures, strict=True):
+                r.collect(*ab, fut.result(), progress)
     else:
-        split = None
+        pending = None
+        for ab in bounds:  # dispatch chunk i+1 (async) before reading chunk i back: host prep overlaps compute
+            out = r.launch(*ab)
+            if pending is not None:
+                r.collect(*pending, progress)
+            pending = (*ab, out)
+        r.collect(*pending, progress)
+    return r.results()
 
-    def put(a):
-        """An edit array (M, slots, ...) on the device(s): its slots split across the mesh when there is one."""
-        return jnp.asarray(a) if split is None else jax.device_put(a, split)
 
-    prec = _MATMUL_PRECISION[precision]
+class _Rollout:
+    """One call's device inputs, and the launch and read-back of its chunks (the body of :func:`_run`)."""
 
-    Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in schurs]
-    Ts = [np.asarray(sf.T, dtype=np.float64) for sf in schurs]
-    Ws = [Q @ T @ Q.T for Q, T in zip(Qs, Ts, strict=True)]
-    valid, last = _valid_steps(batch, Tlen)
-    mask_np = np.swapaxes(np.asarray(batch.mask, dtype=np.float64), 0, 1)  # (T, B, o)
-    if valid is not None:
-        mask_np = mask_np * valid[:, :, None]
-    custom = loss == "custom"  # the task's own per-trial loss, from the full outputs; the kernels sum the MSE
-    loss = "mse" if custom else loss
-    mask_sum = loss_denominator(mask_np, loss)
-    mask_np = loss_weights(batch, mask_np, loss)  # the loss sums' weights: the mask, or weighted targets (ce)
-    dyns = [_dynamics(m) for m in models]
-    # alpha = 1 for every model: the step without the leak (static); else each model's (alpha, 1 - alpha), traced
-    leaky = any(d.alpha != 1.0 for d in dyns)
-    dyn = (None if leaky else 1.0, dyns[0].nonlinearity, dyns[0].form)
-    alphas64 = np.array([[d.alpha, 1.0 - d.alpha] for d in dyns]) if leaky else None
-    alphas = None if alphas64 is None else jnp.asarray(alphas64.astype(np_dtype))
-    W = jnp.asarray(np.stack(Ws).astype(np_dtype))
-    W_out = jnp.asarray(np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype))
-    mask = jnp.asarray(mask_np, dtype)
-    valid_d = None if valid is None else jnp.asarray(valid, dtype)
-    last_d = None if last is None else jnp.asarray(last)
-    dense = path == "dense"
-    if dense:
-        Qd = jnp.asarray(np.stack(Qs).astype(np_dtype))
-    else:
-        QTd = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
-    score_batch = None
-    outputs = task is not None or trial_stats is not None
-    if outputs:
-        score_batch = batch.astype(dtype)  # valid (None or bool) is kept as it is
-    fixed: dict[str, Any] = {}
-    if deviation:
-        hb = hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np, dyn, loss, alphas64)
+    def __init__(self, call: _Call, how: _How, pad: bool, hb: dict | None):
+        self.call, self.how = call, how
+        models, vsets, batch, task, n, K = call.models, call.vsets, call.batch, call.task, call.n, call.K
+        M = len(models)
+        Bsz, Tlen, _ = np.shape(batch.inputs)
+        n_out = np.shape(batch.targets)[2]
+        dtype = how.dtype
+        self.np_dtype = np_dtype = np.dtype(jnp.dtype(dtype).name)
+        self.r = max(1, max(v.max_nnz for v in vsets))
+        chunk = how.chunk
+        if chunk == "auto":
+            chunk = auto_chunk_size(
+                how.path, n=n, B=Bsz, T=Tlen, n_out=n_out, r=self.r, models=M, itemsize=np_dtype.itemsize
+            )
+        # slots per compiled chunk; a set smaller than one chunk is padded up to a power of two, so that calls with
+        # different small K share compiled programs
+        k = int(chunk) if K >= chunk or pad else int(min(chunk, 2 ** math.ceil(math.log2(K))))
+        self.base_slot = 0 if how.deviation else 1  # the plain form runs the unablated model in slot 0 of a chunk
+        self.split = None
+        if how.mesh is not None:  # the slots of a chunk are split across the devices: a multiple of their number
+            nd = how.mesh.devices.size
+            k = -(-(k + self.base_slot) // nd) * nd - self.base_slot
+            self.split = jax.sharding.NamedSharding(how.mesh, jax.sharding.PartitionSpec(None, "variants"))
+        self.k = k
+
+        Qs = [np.asarray(sf.Q, dtype=np.float64) for sf in call.schurs]
+        self.Ts = [np.asarray(sf.T, dtype=np.float64) for sf in call.schurs]
+        Ws = [sf.reconstruct() for sf in call.schurs]
+        valid, last = _valid_steps(batch, Tlen)
+        mask_np = np.swapaxes(np.asarray(batch.mask, dtype=np.float64), 0, 1)  # (T, B, o)
+        if valid is not None:
+            mask_np = mask_np * valid[:, :, None]
+        self.custom = call.loss == "custom"  # the task's own per-trial loss, from the full outputs; kernels sum MSE
+        self.loss = loss = "mse" if self.custom else call.loss
+        self.mask_sum = loss_denominator(mask_np, loss)
+        mask_np = loss_weights(batch, mask_np, loss)  # the loss sums' weights: the mask, or weighted targets (ce)
+        dyns = [_dynamics(m) for m in models]
+        # alpha = 1 for every model: the step without the leak (static); else each model's (alpha, 1 - alpha), traced
+        leaky = any(d.alpha != 1.0 for d in dyns)
+        self.dyn = dyn = (None if leaky else 1.0, dyns[0].nonlinearity, dyns[0].form)
+        alphas64 = np.array([[d.alpha, 1.0 - d.alpha] for d in dyns]) if leaky else None
+        self.alphas = None if alphas64 is None else jnp.asarray(alphas64.astype(np_dtype))
+        self.W = jnp.asarray(np.stack(Ws).astype(np_dtype))
+        self.W_out = jnp.asarray(np.stack([np.asarray(m.W_out) for m in models]).astype(np_dtype))
+        self.mask = jnp.asarray(mask_np, dtype)
+        self.valid = None if valid is None else jnp.asarray(valid, dtype)
+        self.last = None if last is None else jnp.asarray(last)
+        dense = how.path == "dense"
+        if dense:
+            self.Q = jnp.asarray(np.stack(Qs).astype(np_dtype))
+        else:
+            self.QT = jnp.asarray(np.stack([Q.T for Q in Qs]).astype(np_dtype))
+        self.outputs = task is not None or call.trial_stats is not None
+        self.score_batch = batch.astype(dtype) if self.outputs else None  # valid (None or bool) is kept as it is
+        self.fixed: dict[str, Any] = {}
+        if how.deviation:
+            self._base(hb if hb is not None else _base_rollout(models, Qs, Ws, batch, mask_np, dyn, loss, alphas64))
+        else:
+            self.b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
+            W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
+            b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
+            h0s = [getattr(m, "h0", None) for m in models]
+            self.h0 = None
+            if any(h is not None for h in h0s):
+                h0 = np.stack([np.zeros(n) if h is None else np.asarray(h, np.float64) for h in h0s])
+                self.h0 = jnp.asarray(h0, dtype)
+            self.drive = _kernels.drive(
+                jnp.asarray(batch.inputs, dtype), W_in, b, layout="TnB" if dense else "TBn", precision=how.precision
+            )
+            self.targets = jnp.asarray(np.swapaxes(np.asarray(batch.targets), 0, 1), dtype)
+        names = ["loss_change", "sq_distance", "hidden_sq_distance"]
+        names += ["loss_change_abs"] if how.deviation else ["loss_sum"]
+        names += ["score"] if task is not None else []
+        names += ["trial_loss_change"] if call.per_trial else []
+        names += ["trial_stats"] if call.trial_stats is not None else []
+        names += ["trial_custom"] if self.custom else []
+        self.names = names
+        self.acc: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        self.steps = np.full(Tlen, float(Bsz * n_out)) if valid is None else valid.sum(axis=1) * n_out  # (T,)
+
+    def _base(self, hb: dict) -> None:
+        """The deviation form's base quantities on the device, and the base model's figures, once per call."""
+        call, dense, np_dtype = self.call, self.how.path == "dense", self.np_dtype
         layout = (lambda a: np.swapaxes(a, 2, 3)) if dense else (lambda a: a)  # (M, T, n, B) on the dense path
-        base = {"a": layout(hb["a"]), **{name: layout(v) for name, v in aux(dyn[1], hb).items()}, "y0": hb["y0"]}
-        base.update({name: hb[name] for name in (("p0", "lp0") if loss == "ce" else ("r0",))})
+        base = {"a": layout(hb["a"]), **{name: layout(v) for name, v in aux(self.dyn[1], hb).items()}, "y0": hb["y0"]}
+        base.update({name: hb[name] for name in (("p0", "lp0") if self.loss == "ce" else ("r0",))})
         base["h" if dense else "z"] = layout(hb["h_prev"]) if dense else hb["z"]
-        base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
+        self.base = {name: jnp.asarray(value.astype(np_dtype)) for name, value in base.items()}
+        fixed = self.fixed
         fixed["base_loss_sum"] = hb["loss_sum"]
         fixed["trial_base_loss_sum"] = hb["trial_loss_sum"]
         fixed["host_base"] = hb
-        if outputs:  # the base model's score and trial statistics, once, from the float64 outputs
-            y0 = jnp.asarray(np.transpose(hb["y0"], (0, 2, 1, 3))[:, None].astype(np_dtype))  # (M, 1, B, T, o)
-        if task is not None:
-            fixed["base_score"] = np.asarray(_kernels.scores(task, y0, score_batch), dtype=np.float64)[:, 0]
-        if trial_stats is not None:
-            fixed["base_trial_stats"] = np.asarray(
-                _kernels.trial_stats(trial_stats, y0, score_batch), dtype=np.float64
-            )[:, 0]
-        if custom:
-            fixed["base_trial_custom"] = np.asarray(_kernels.trial_losses(task, y0, score_batch), np.float64)[:, 0]
-    else:
-        b_out = jnp.asarray(np.stack([np.asarray(m.b_out) for m in models]).astype(np_dtype))
-        W_in = jnp.asarray(np.stack([np.asarray(m.W_in) for m in models]), dtype)
-        b = jnp.asarray(np.stack([np.asarray(m.b) for m in models]), dtype)
-        h0s = [getattr(m, "h0", None) for m in models]
-        h0 = None
-        if any(h is not None for h in h0s):
-            h0 = jnp.asarray(np.stack([np.zeros(n) if h is None else np.asarray(h, np.float64) for h in h0s]), dtype)
-        drive = _kernels.drive(
-            jnp.asarray(batch.inputs, dtype), W_in, b, layout="TnB" if dense else "TBn", precision=prec
-        )
-        targets = jnp.asarray(np.swapaxes(np.asarray(batch.targets), 0, 1), dtype)
+        if not self.outputs:
+            return
+        # the base model's score and trial statistics, once, from the float64 outputs
+        y0 = jnp.asarray(np.transpose(hb["y0"], (0, 2, 1, 3))[:, None].astype(np_dtype))  # (M, 1, B, T, o)
+        sb = self.score_batch
+        if call.task is not None:
+            fixed["base_score"] = np.asarray(_kernels.scores(call.task, y0, sb), dtype=np.float64)[:, 0]
+        if call.trial_stats is not None:
+            fixed["base_trial_stats"] = np.asarray(_kernels.trial_stats(call.trial_stats, y0, sb), np.float64)[:, 0]
+        if self.custom:
+            fixed["base_trial_custom"] = np.asarray(_kernels.trial_losses(call.task, y0, sb), np.float64)[:, 0]
 
-    def prepare(a: int, b_: int):
-        """Host side: the edits of variants [a, b_) of every model, zero padded to k (+ 1 base slot) slots."""
-        s0 = base_slot
-        if path == "shared":
+    def _put(self, a: np.ndarray) -> jax.Array:
+        """An edit array (M, slots, ...) on the device(s): its slots split across the mesh when there is one."""
+        return jnp.asarray(a) if self.split is None else jax.device_put(a, self.split)
+
+    def edits(self, a: int, b: int) -> tuple[Any, Any]:
+        """Host side: the edits of variants [a, b) of every model, zero padded to k (+ 1 base slot) slots."""
+        M, k, s0, n = len(self.call.models), self.k, self.base_slot, self.call.n
+        if self.how.path == "shared":
+            r = self.r
             rows = np.zeros((M, k + s0, r), np.int32)
             cols = np.zeros((M, k + s0, r), np.int32)
-            vals = np.zeros((M, k + s0, r), np_dtype)
-            for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
-                e = min(b_, len(v)) - a  # a set shorter than K leaves its slots past its end as zero edits
+            vals = np.zeros((M, k + s0, r), self.np_dtype)
+            for i, (v, T) in enumerate(zip(self.call.vsets, self.Ts, strict=True)):
+                e = min(b, len(v)) - a  # a set shorter than K leaves its slots past its end as zero edits
                 if e <= 0:
                     continue
                 rr, cc, vv = v.sparse(slice(a, a + e), T=T)
                 w = rr.shape[1]
                 rows[i, s0 : s0 + e, :w], cols[i, s0 : s0 + e, :w], vals[i, s0 : s0 + e, :w] = rr, cc, vv
-            return QTd, (put(rows), put(cols), put(vals))
-        dT = np.zeros((M, k + s0, n, n), np_dtype)
-        for i, (v, T) in enumerate(zip(vsets, Ts, strict=True)):
-            e = min(b_, len(v)) - a
+            return self.QT, (self._put(rows), self._put(cols), self._put(vals))
+        dT = np.zeros((M, k + s0, n, n), self.np_dtype)
+        for i, (v, T) in enumerate(zip(self.call.vsets, self.Ts, strict=True)):
+            e = min(b, len(v)) - a
             if e > 0:
                 dT[i, s0 : s0 + e] = v.delta_T(slice(a, a + e), T=T)
-        return Qd, put(dT)
+        return self.Q, self._put(dT)
 
-    def launch(a: int, b_: int):
-        e1, e2 = prepare(a, b_)
-        if deviation:
-            out = _kernels.chunk_dev(
-                W,
-                W_out,
-                base,
-                e1,
-                e2,
-                mask,
-                valid_d,
-                last_d,
-                path=path,
-                precision=prec,
-                unroll=_UNROLL,
-                outputs=outputs,
-                per_trial=per_trial,
-                dyn=dyn,
-                loss=loss,
-                alphas=alphas,
-            )
+    def launch(self, a: int, b: int) -> dict[str, Any]:
+        """Dispatch the compiled chunk of variants [a, b) (asynchronously); its metrics on the device."""
+        call, how = self.call, self.how
+        e1, e2 = self.edits(a, b)
+        common = dict(
+            path=how.path,
+            precision=how.precision,
+            unroll=_UNROLL,
+            outputs=self.outputs,
+            per_trial=call.per_trial,
+            dyn=self.dyn,
+            loss=self.loss,
+            alphas=self.alphas,
+        )
+        if how.deviation:
+            out = _kernels.chunk_dev(self.W, self.W_out, self.base, e1, e2, self.mask, self.valid, self.last, **common)
         else:
             out = _kernels.chunk(
-                W,
-                W_out,
-                b_out,
-                drive,
+                self.W,
+                self.W_out,
+                self.b_out,
+                self.drive,
                 e1,
                 e2,
-                targets,
-                mask,
-                valid_d,
-                last_d,
-                path=path,
-                precision=prec,
-                unroll=_UNROLL,
-                outputs=outputs,
-                per_trial=per_trial,
-                dyn=dyn,
-                loss=loss,
-                h0=h0,
-                alphas=alphas,
+                self.targets,
+                self.mask,
+                self.valid,
+                self.last,
+                h0=self.h0,
+                **common,
             )
-        if trial_stats is not None:
-            out["trial_stats"] = _kernels.trial_stats(trial_stats, out["outputs"], score_batch)
-        if task is not None:
-            out["score"] = _kernels.scores(task, out["outputs"], score_batch)
-        if custom:
-            out["trial_custom"] = _kernels.trial_losses(task, out["outputs"], score_batch)
+        if call.trial_stats is not None:
+            out["trial_stats"] = _kernels.trial_stats(call.trial_stats, out["outputs"], self.score_batch)
+        if call.task is not None:
+            out["score"] = _kernels.scores(call.task, out["outputs"], self.score_batch)
+        if self.custom:
+            out["trial_custom"] = _kernels.trial_losses(call.task, out["outputs"], self.score_batch)
         out.pop("outputs", None)
-        return a, b_, out
+        return out
 
-    names = ["loss_change", "sq_distance", "hidden_sq_distance"]
-    names += ["loss_change_abs"] if deviation else ["loss_sum"]
-    names += ["score"] if task is not None else []
-    names += ["trial_loss_change"] if per_trial else []
-    names += ["trial_stats"] if trial_stats is not None else []
-    names += ["trial_custom"] if custom else []
-    acc = {name: [] for name in names}
-    bounds = [(a, min(a + k, K)) for a in range(0, K, k)]
-
-    def collect(pending) -> None:
-        pa, pb, out = pending
-        host = {name: np.asarray(out[name], dtype=np.float64) for name in names}
-        if not deviation and not fixed:
+    def collect(self, a: int, b: int, out: dict[str, Any], progress: Callable[[int, int], object] | None) -> None:
+        """Read chunk [a, b) back to the host (float64), in chunk order."""
+        call, fixed = self.call, self.fixed
+        host = {name: np.asarray(out[name], dtype=np.float64) for name in self.names}
+        if not self.how.deviation and not fixed:  # the plain form: the base model's figures from slot 0
             fixed["base_loss_sum"] = host["loss_sum"][:, 0].sum(axis=-1)
-            if task is not None:
+            if call.task is not None:
                 fixed["base_score"] = host["score"][:, 0]
-            if per_trial:
+            if call.per_trial:
                 fixed["trial_base_loss_sum"] = np.asarray(out["trial_loss_sum"], dtype=np.float64)
-            if trial_stats is not None:
+            if call.trial_stats is not None:
                 fixed["base_trial_stats"] = host["trial_stats"][:, 0]
-            if custom:
+            if self.custom:
                 fixed["base_trial_custom"] = host["trial_custom"][:, 0]
-        for name in names:
-            acc[name].append(host[name][:, base_slot : base_slot + pb - pa])
+        s0 = self.base_slot
+        for name in self.names:
+            self.acc[name].append(host[name][:, s0 : s0 + b - a])
         if progress is not None:
-            progress(pb, K)
+            progress(b, call.K)
 
-    workers = _host_workers(path, jax.local_devices()[0]) if len(bounds) > 1 and split is None else 1
-    if workers > 1:
-        # XLA:CPU runs the dense path's batched matmuls on ~1 core: run `workers` chunks at once from host threads
-        # (each compiled call releases the GIL); results are collected in chunk order.
-        # The first chunk runs alone, so the program is traced and compiled once before the threads start.
-        collect(_block(launch(*bounds[0])))
-        x64 = np_dtype == np.float64
-
-        def work(ab):
-            with jax.enable_x64(x64):  # the x64 context is thread-local
-                return _block(launch(*ab))
-
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(work, ab) for ab in bounds[1:]]
-            for fut in futures:
-                collect(fut.result())
-    else:
-        pending = None
-        for a, b_ in bounds:  # dispatch chunk i+1 (async) before reading chunk i back: host prep overlaps compute
-            nxt = launch(a, b_)
-            if pending is not None:
-                collect(pending)
-            pending = nxt
-        collect(pending)
-    steps = np.full(Tlen, float(Bsz * n_out)) if valid is None else valid.sum(axis=1) * n_out  # (T,) counts
-    return {name: np.concatenate(acc[name], axis=1) for name in names}, fixed, steps, mask_sum
-
-
-def _block(launched):
-    a, b_, out = launched
-    return a, b_, jax.block_until_ready(out)
-
-
-def _host_workers(path: str, device: jax.Device) -> int:
-    """How many chunks run at once from host threads: one per CPU core on the dense CPU path, else 1."""
-    if path != "dense" or device.platform != "cpu":
-        return 1
-    if DENSE_CPU_WORKERS is not None:
-        return max(1, int(DENSE_CPU_WORKERS))
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 8))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, min(os.cpu_count() or 1, 8))
+    def results(self) -> tuple[dict[str, np.ndarray], dict[str, Any], np.ndarray, float]:
+        cat = {name: np.concatenate(self.acc[name], axis=1) for name in self.names}
+        return cat, self.fixed, self.steps, self.mask_sum
 
 
 def _results(cat, fixed, vsets, M, steps, mask_sum, divergence, loss="mse"):

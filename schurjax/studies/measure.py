@@ -130,7 +130,7 @@ def _evaluate(
         task=task,
         per_trial=True,
         path=path,
-        chunk_size=chunk,
+        compiled_chunk=chunk,
         trial_stats=None if parts is None else parts.parts,
         **options,
     )

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schurjax.distributed import initialize
-from schurjax.engine.evaluation import variant_mesh
+from schurjax.engine.options import EngineOptions
 from schurjax.errors import InputError
 from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
 from schurjax.sweeps.config import FAMILIES as FAMILIES
@@ -149,9 +149,9 @@ def sweep(
     )
     processes = initialize(coordinator, num_processes, process_id, timeout=timeout)
     try:
-        variant_mesh(devices)
-    except ValueError as e:
-        raise InputError("sweep", "devices", str(e).split("devices ", 1)[-1]) from None
+        EngineOptions(devices=devices).mesh()
+    except InputError as e:
+        raise InputError("sweep", "devices", e.detail) from None
     fallback = None if trials_file is None else TrialsFile.task(trials_file)
     specs = resolve_models(models, task=task, task_params=task_params, fallback_task=fallback)
     for spec in specs:

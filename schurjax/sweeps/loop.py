@@ -20,6 +20,7 @@ import numpy as np
 from schurjax import engine
 from schurjax._json import finite_or_none, to_jsonable
 from schurjax.distributed import Processes
+from schurjax.engine.options import EngineOptions
 from schurjax.environment import device_info, versions
 from schurjax.errors import InputError
 from schurjax.results import Run, RunFolder, config_fingerprint, load
@@ -254,8 +255,6 @@ class _ChunkEvaluator:
         return {"trials_sha256": h.hexdigest()}
 
     def __call__(self, i: int, a: int, b: int) -> dict[str, Any]:
-        import jax.numpy as jnp
-
         p, config = self.plans[i], self.config
         task = p.spec.task
         ident = task_identity(task)
@@ -269,12 +268,13 @@ class _ChunkEvaluator:
             p.variants[np.arange(a, b, dtype=np.int64)],  # the engine pads short chunks itself (zero edits)
             self.batches[ident],
             task=task,
-            chunk_size="auto",  # the engine's own cache-sized chunks
-            path=self.paths[i, *seg],
-            precision=config.precision,
-            dtype=jnp.float64 if config.dtype == "float64" else jnp.float32,
-            deviation=config.deviation,
-            devices=self.devices,
+            options=EngineOptions(  # compiled chunks: the engine's own cache-sized ones
+                path=self.paths[i, *seg],
+                precision=config.precision,
+                dtype=config.dtype,
+                deviation=config.deviation,
+                devices=self.devices,
+            ),
         )
         payload = {
             "model": p.spec.id,
