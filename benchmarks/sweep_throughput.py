@@ -11,7 +11,7 @@ of T steps (float32) and reduces, per variant, the masked MSE and the output dis
   (each variant costs the same).
 * ``vmap``: ``jax.vmap`` of the single rollout over dense ``W_k`` (formed on the device from ``dT``), in slabs of at
   most 1024 variants, states (B, n) per variant.
-* ``engine``: ``schurjax.evaluate`` with ``path="auto"`` and ``chunk_size="auto"``, everything included (host
+* ``engine``: ``schurjax.evaluate`` with ``path="auto"`` and ``compiled_chunk="auto"``, everything included (host
   preparation of the edits, the float64 base trajectory, chunking, metrics, the float64 re-run of ill-conditioned
   loss changes). ``engine_plain`` (opt-in): the same with ``deviation=False`` (the plain rollout).
 * ``engine_leaky``: the engine on the same weights as a leaky rate network, ``RateRNN(alpha=LEAKY_ALPHA, "tanh",
@@ -451,7 +451,7 @@ def run_case(
     return {
         "case": case,
         "config": cfg,
-        "engine": {"path": path, "chunk_size": chunk, **(engine_kw or {})},
+        "engine": {"path": path, "compiled_chunk": chunk, **(engine_kw or {})},
         "machine": info,
         "loadavg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "figures": figures,
@@ -465,7 +465,7 @@ def format_table(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = [
         f"case {result['case']}: n={cfg['n']} K={cfg['K']} B={cfg['B']} T={cfg['T']} ({cfg['family']}); "
-        f"engine path={result['engine']['path']} chunk={result['engine']['chunk_size']}; "
+        f"engine path={result['engine']['path']} chunk={result['engine']['compiled_chunk']}; "
         f"{result['machine']['cpu_model']}, {result['machine']['cores']} cores, {result['machine']['device']}",
         f"{'method':<14}{'var/s':>10}{'best s':>10}{'vs torch_bmm':>14}{'vs best torch':>15}{'max rel dloss':>15}"
         f"{'vs bare':>9}",
@@ -673,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         kw: dict[str, Any] = {}
         if a.chunk_size:
-            kw["chunk_size"] = a.chunk_size if a.chunk_size == "auto" else int(a.chunk_size)
+            kw["compiled_chunk"] = a.chunk_size if a.chunk_size == "auto" else int(a.chunk_size)
         if a.path:
             kw["path"] = a.path
         result = run_case(

@@ -49,6 +49,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 from scipy import stats
 
+from schurjax.ablate import single_couplings
+from schurjax.engine import evaluate as engine_evaluate
 from schurjax.rnn import RateRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
@@ -487,7 +489,7 @@ def screen(
         order, probes: passed to :func:`attribute` when ``pred`` is None.
         task, dtype: passed to :func:`attribute` and to the exact evaluation.
         evaluate: the exact evaluator (default :func:`schurjax.evaluate`).
-        **evaluate_kwargs: passed to it (``chunk_size``, ``path``, ...).
+        **evaluate_kwargs: passed to it (``path``, ``compiled_chunk``, ``options``, ...).
 
     Returns:
         :class:`ScreenResult`.
@@ -497,11 +499,9 @@ def screen(
         r = screen(model, sf, batch, key=jax.random.key(0), frac=0.01)
         r.n_evaluated / r.K                                    # share of the exhaustive sweep's cost
     """
-    import schurjax
-
     where = "screen"
     _check(where, model, sf, batch, task, dtype)
-    variants = schurjax.ablate.single_couplings(sf)
+    variants = single_couplings(sf)
     K = len(variants)
     if K == 0:
         _fail(where, "sf has no nonzero couplings; expected at least one")
@@ -522,7 +522,7 @@ def screen(
         _fail(where, f"pred must have shape (m={sf.couplings.shape[0]},) aligned with sf.couplings, got {pred.shape}")
     pv = pred[_variant_coupling_index(sf, variants)]
     order = _top(pv, K)
-    ev = schurjax.evaluate if evaluate is None else evaluate
+    ev = engine_evaluate if evaluate is None else evaluate
     exact = np.full(K, np.nan)
     done, prev, rounds = 0, None, []
     while True:

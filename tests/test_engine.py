@@ -116,7 +116,7 @@ def test_matches_float64_reference(setup, path, deviation):
         variants, keep = variants[:26], slice(0, 26)
     else:
         keep = slice(None)
-    res = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=8, divergence=True, deviation=deviation)
+    res = sj.evaluate(model, sf, variants, batch, path=path, compiled_chunk=8, divergence=True, deviation=deviation)
     np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-5)
     np.testing.assert_allclose(res.base_loss, ref["base_loss"], rtol=1e-5)
     np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-3, atol=1e-5)
@@ -134,14 +134,14 @@ def test_deviation_mode_matches_reference(setup, path):
     """Carrying h_k - h (the default) gives the small differences (distances, delta_loss) to ~1e-5 relative."""
     model, sf, batch, variants, ref = setup
     keep = slice(0, 26) if path == "shared" else slice(None)
-    res = sj.evaluate(model, sf, variants[keep], batch, path=path, chunk_size=16, divergence=True)
+    res = sj.evaluate(model, sf, variants[keep], batch, path=path, compiled_chunk=16, divergence=True)
     np.testing.assert_allclose(res.loss, ref["loss"][keep], rtol=1e-6)
     np.testing.assert_allclose(res.delta_loss, ref["loss"][keep] - ref["base_loss"], rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(res.output_distance, ref["output_distance"][keep], rtol=2e-5)
     np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"][keep], rtol=2e-5)
     np.testing.assert_allclose(res.divergence, ref["divergence"][keep], rtol=1e-4, atol=1e-12)
     assert res.base_loss == pytest.approx(ref["base_loss"], rel=1e-12)  # the base trajectory runs in float64
-    fast = sj.evaluate(model, sf, variants[keep], batch, path=path, precision="tf32", chunk_size=16)
+    fast = sj.evaluate(model, sf, variants[keep], batch, path=path, precision="tf32", compiled_chunk=16)
     np.testing.assert_allclose(fast.loss, ref["loss"][keep], rtol=1e-5)  # CPU: f32 dots whatever the precision
 
 
@@ -157,7 +157,7 @@ def test_valid_steps(setup, path, deviation):
     valid = np.arange(T)[None, :] < lengths[:, None]
     vb = batch._replace(mask=batch.mask * valid[:, :, None], valid=jnp.asarray(valid))
     ref = reference(model, sf, v.delta_T(), batch, valid=valid)
-    res = sj.evaluate(model, sf, v, vb, path=path, deviation=deviation, chunk_size=8, divergence=True)
+    res = sj.evaluate(model, sf, v, vb, path=path, deviation=deviation, compiled_chunk=8, divergence=True)
     np.testing.assert_allclose(res.base_loss, ref["base_loss"], rtol=1e-5)
     np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
     tol = dict(rtol=1e-4, atol=1e-12) if deviation else dict(rtol=2e-3, atol=1e-9)
@@ -166,9 +166,9 @@ def test_valid_steps(setup, path, deviation):
     np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"], rtol=tol["rtol"], atol=1e-6)
     # every step valid is the same as no valid field at all
     full = sj.evaluate(
-        model, sf, v, batch._replace(valid=jnp.ones((B, T), bool)), path=path, deviation=deviation, chunk_size=8
+        model, sf, v, batch._replace(valid=jnp.ones((B, T), bool)), path=path, deviation=deviation, compiled_chunk=8
     )
-    plain = sj.evaluate(model, sf, v, batch, path=path, deviation=deviation, chunk_size=8)
+    plain = sj.evaluate(model, sf, v, batch, path=path, deviation=deviation, compiled_chunk=8)
     np.testing.assert_array_equal(full.delta_loss, plain.delta_loss)
     bad = batch._replace(valid=jnp.ones((B, T + 1)))
     with pytest.raises(ValueError, match=r"^evaluate: batch\.valid must "):
@@ -188,7 +188,7 @@ def test_wide_sparse_edits_use_dot_correction(setup):
 
 def test_float64_path(setup):
     model, sf, batch, variants, ref = setup
-    res = sj.evaluate(model, sf, variants, batch, dtype=jnp.float64, chunk_size=16)
+    res = sj.evaluate(model, sf, variants, batch, dtype=jnp.float64, compiled_chunk=16)
     np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-11)
     np.testing.assert_allclose(res.output_distance, ref["output_distance"], rtol=1e-8, atol=1e-20)
     assert not jax.config.jax_enable_x64  # the engine's x64 context does not leak
@@ -209,9 +209,9 @@ def test_paths_agree(setup):
 def test_chunk_sizes_identical(setup, path):
     model, sf, batch, variants, _ = setup
     variants = variants[:26] if path == "shared" else variants
-    full = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=len(variants))
+    full = sj.evaluate(model, sf, variants, batch, path=path, compiled_chunk=len(variants))
     for cs in (3, 7):
-        part = sj.evaluate(model, sf, variants, batch, path=path, chunk_size=cs)
+        part = sj.evaluate(model, sf, variants, batch, path=path, compiled_chunk=cs)
         for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
             np.testing.assert_array_equal(getattr(part, name), getattr(full, name), err_msg=f"{name}, chunk {cs}")
         assert part.base_loss == full.base_loss
@@ -231,7 +231,7 @@ def test_zero_edits_are_exact(setup, path, deviation):
     assert zero_below.sum() > 0 and (masks[1:] == 0).sum() > 0
     v = sj.ablate.from_masks(masks, sf=sf, allow_diagonal=True)
     v = sj.ablate.Variants.concat(sj.ablate.single_couplings(sf)[:3], v)  # real edits in the same chunks
-    res = sj.evaluate(model, sf, v, batch, path=path, chunk_size=4, deviation=deviation)
+    res = sj.evaluate(model, sf, v, batch, path=path, compiled_chunk=4, deviation=deviation)
     assert np.all(res.delta_loss[3:] == 0.0) and np.all(res.loss[3:] == res.base_loss)
     assert np.all(res.output_distance[3:] == 0.0) and np.all(res.hidden_distance[3:] == 0.0)
     assert np.all(res.delta_norm[3:] == 0.0)
@@ -264,14 +264,14 @@ def test_no_recompile_across_chunks(setup):
     batch = make_batch(8, 7, 9)  # a shape no other test uses
     before = _kernels.TRACES["dense"]
     calls = []
-    sj.evaluate(model, sf, variants, batch, path="dense", chunk_size=5, progress=lambda d, t: calls.append((d, t)))
+    sj.evaluate(model, sf, variants, batch, path="dense", compiled_chunk=5, progress=lambda d, t: calls.append((d, t)))
     assert _kernels.TRACES["dense"] == before + 1  # 7 chunks (last one padded), one trace
     assert calls == [(min(5 * (i + 1), len(variants)), len(variants)) for i in range(len(calls))]
     assert calls[-1] == (len(variants), len(variants))
-    sj.evaluate(model, sf, variants[:12], batch, path="dense", chunk_size=5)  # other K, same chunk shape
+    sj.evaluate(model, sf, variants[:12], batch, path="dense", compiled_chunk=5)  # other K, same chunk shape
     assert _kernels.TRACES["dense"] == before + 1
-    sj.evaluate(model, sf, variants[:3], batch, path="dense", chunk_size=5)  # K < chunk: padded to 4 slots
-    sj.evaluate(model, sf, variants[:4], batch, path="dense", chunk_size=5)
+    sj.evaluate(model, sf, variants[:3], batch, path="dense", compiled_chunk=5)  # K < chunk: padded to 4 slots
+    sj.evaluate(model, sf, variants[:4], batch, path="dense", compiled_chunk=5)
     assert _kernels.TRACES["dense"] == before + 2
 
 
@@ -281,10 +281,10 @@ def test_multi_model_equals_per_model():
     sfs = [schur_of(m) for m in models]
     vs = [sj.ablate.single_couplings(sf)[:9] for sf in sfs]
     batch = make_batch(9, 5, 11)
-    both = sj.engine.evaluate_many(models, sfs, vs, batch, chunk_size=4)
+    both = sj.engine.evaluate_many(models, sfs, vs, batch, compiled_chunk=4)
     assert isinstance(both, list) and len(both) == 3
     for m, sf, v, res in zip(models, sfs, vs, both, strict=True):
-        one = sj.evaluate(m, sf, v, batch, chunk_size=4)
+        one = sj.evaluate(m, sf, v, batch, compiled_chunk=4)
         np.testing.assert_allclose(res.loss, one.loss, rtol=1e-6)
         np.testing.assert_allclose(res.output_distance, one.output_distance, rtol=1e-4, atol=1e-12)
         ref = reference(m, sf, v.delta_T(), batch)
@@ -310,6 +310,9 @@ def test_score_with_task():
     np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
 
 
+OPTION_NAMES = ("path", "precision", "compiled_chunk", "chunk_size", "paht")
+
+
 def test_bad_inputs(setup):
     model, sf, batch, variants, _ = setup
     other = make_model(20, 8)
@@ -317,12 +320,14 @@ def test_bad_inputs(setup):
     cases = [
         (dict(variants=sj.ablate.single_couplings(sf8)), r"variants\.n = 8 does not match the model's hidden size"),
         (dict(sf=sf8), r"sf has n = 8 but model has n = 16"),
-        (dict(sf=schur_of(make_model(21, 16))), r"sf does not belong to model"),
+        (dict(sf=schur_of(make_model(21, 16))), r"sf is not the Schur form of model\.W_rec"),
         (dict(batch=make_batch(0, 2, 3)._replace(inputs=jnp.zeros((2, 3, 5)))), r"model\.n_in = 3 but batch\.inputs"),
         (dict(variants=variants[np.array([], dtype=int)]), r"K = 0"),
-        (dict(path="fast"), r"path must be one of"),
-        (dict(precision="float16"), r"precision must be one of"),
-        (dict(chunk_size=0), r"chunk_size must be"),
+        (dict(path="fast"), r"^evaluate: path: must be one of 'auto', 'shared', 'dense', got 'fast'$"),
+        (dict(precision="float16"), r"^evaluate: precision: must be one of"),
+        (dict(compiled_chunk=0), r"^evaluate: compiled_chunk: must be 'auto' or an int >= 1, got 0$"),
+        (dict(chunk_size=8), r"^evaluate: chunk_size: is now compiled_chunk"),
+        (dict(paht="dense"), r"^evaluate: paht: is not an option; expected some of path, precision"),
         (
             dict(
                 # from_arrays refuses NaN itself: a model edited afterwards must still be refused by evaluate
@@ -340,7 +345,7 @@ def test_bad_inputs(setup):
                 kw["sf"],
                 kw["variants"],
                 kw["batch"],
-                **{k: v for k, v in change.items() if k in ("path", "precision", "chunk_size")},
+                **{k: v for k, v in change.items() if k in OPTION_NAMES},
             )
         assert "\n" not in str(info.value) and str(info.value).startswith("evaluate: ")
     with pytest.raises(ValueError, match="for several models use evaluate_many"):
@@ -427,7 +432,8 @@ def test_task_must_fit_the_batch():
 @pytest.mark.parametrize("dtype", ["foo", object(), jnp.int32, "float16"])
 def test_bad_dtype_is_one_line(setup, dtype):
     model, sf, batch, variants, _ = setup
-    with pytest.raises(ValueError, match=r"^evaluate: dtype must be jnp\.float32 or jnp\.float64, got ") as info:
+    expected = r"^evaluate: dtype: must be 'float32' or 'float64' \(or jnp\.float32, jnp\.float64\), got "
+    with pytest.raises(ValueError, match=expected) as info:
         sj.evaluate(model, sf, variants, batch, dtype=dtype)
     assert "\n" not in str(info.value)
 
@@ -439,13 +445,56 @@ def test_multi_model_with_unequal_K(path):
     sfs = [schur_of(m) for m in models]
     vs = [sj.ablate.single_couplings(sf)[:k] for sf, k in zip(sfs, (9, 4, 13), strict=True)]
     batch = make_batch(8, 5, 11)
-    both = sj.engine.evaluate_many(models, sfs, vs, batch, chunk_size=4, path=path)
+    both = sj.engine.evaluate_many(models, sfs, vs, batch, compiled_chunk=4, path=path)
     for m, sf, v, res in zip(models, sfs, vs, both, strict=True):
         assert len(res.loss) == len(v) and len(res.labels) == len(v) and len(res.delta_norm) == len(v)
-        one = sj.evaluate(m, sf, v, batch, chunk_size=4, path=path)
+        one = sj.evaluate(m, sf, v, batch, compiled_chunk=4, path=path)
         for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
             np.testing.assert_allclose(getattr(res, name), getattr(one, name), rtol=1e-5, atol=1e-9, err_msg=name)
         assert res.base_loss == pytest.approx(one.base_loss, rel=1e-6)
         ref = reference(m, sf, v.delta_T(), batch)
         np.testing.assert_allclose(res.loss, ref["loss"], rtol=1e-5)
         np.testing.assert_allclose(res.hidden_distance, ref["hidden_distance"], rtol=1e-3, atol=1e-6)
+
+
+def test_engine_options_object_and_shorthand(setup):
+    """``options=EngineOptions(...)`` and the keyword shorthand run the same engine; host threads on the dense CPU
+    path change nothing (also in float64, whose x64 context is thread-local); both match the NumPy reference."""
+    model, sf, batch, variants, ref = setup
+    opts = engine.EngineOptions(path="dense", compiled_chunk=4, host_workers=1)
+    one = sj.evaluate(model, sf, variants, batch, options=opts)
+    np.testing.assert_allclose(one.loss, ref["loss"], rtol=1e-5)
+    short = sj.evaluate(model, sf, variants, batch, path="dense", compiled_chunk=4, host_workers=1)
+    np.testing.assert_array_equal(short.delta_loss, one.delta_loss)
+    for dtype in ("float32", "float64"):
+        serial = sj.evaluate(model, sf, variants, batch, options=opts.replace(dtype=dtype))
+        threads = sj.evaluate(model, sf, variants, batch, options=opts, host_workers=2, dtype=dtype)  # 9 chunks
+        np.testing.assert_array_equal(threads.delta_loss, serial.delta_loss)
+        np.testing.assert_array_equal(threads.hidden_distance, serial.hidden_distance)
+    f64 = sj.evaluate(model, sf, variants, batch, options=opts, dtype=jnp.float64)
+    np.testing.assert_allclose(f64.loss, ref["loss"], rtol=1e-10)
+
+
+def test_engine_options_checks():
+    o = engine.EngineOptions(dtype=jnp.float64, precision="tensorfloat32", devices=jax.local_devices()[:1])
+    assert (o.dtype, o.precision, o.matmul_precision, o.jax_dtype) == ("float64", "tf32", "tensorfloat32", jnp.float64)
+    assert isinstance(o.devices, tuple) and hash(o) == hash(engine.EngineOptions(**vars(o)))  # frozen, hashable
+    assert o.mesh() is None  # one device
+    with pytest.raises(AttributeError):
+        o.path = "dense"
+    cases = [
+        (dict(host_workers=0), r"^evaluate: host_workers: must be None or an int >= 1, got 0$"),
+        (dict(devices="gpu"), r"^evaluate: devices: must be 'all', an int or a list of jax\.Device, got 'gpu'$"),
+        (dict(deviation="yes"), r"^evaluate: deviation: must be True or False, got 'yes'$"),
+        (dict(compiled_chunk=True), r"^evaluate: compiled_chunk: must be 'auto' or an int >= 1, got True$"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(sj.InputError, match=msg):
+            engine.EngineOptions(**kw)
+    n = len(jax.local_devices())
+    with pytest.raises(sj.InputError, match=rf"^evaluate: devices: must be 'all' or an int in 1\.\.{n} "):
+        engine.EngineOptions(devices=n + 1).mesh()
+    with pytest.raises(sj.InputError, match=r"^EngineOptions: chunk: is not an option"):
+        o.replace(chunk=4)
+    with pytest.raises(sj.InputError, match=r"^evaluate: options: must be None or an EngineOptions, got dict$"):
+        engine.engine_options({"path": "dense"})

@@ -92,11 +92,11 @@ def test_refinement_reruns_ill_conditioned_variants_in_float64(zoo_case, monkeyp
     model, sf, batch, variants, refs = zoo_case
     v, ref = variants["shared"][::7], take(refs["shared"], slice(None, None, 7))
     monkeypatch.setattr(evaluation, "REFINE_CONDITION", 3.0)
-    res = sj.evaluate(model, sf, v, batch, chunk_size=64)
+    res = sj.evaluate(model, sf, v, batch, compiled_chunk=64)
     err = rel_error(res.delta_loss, ref["delta_loss"], ref["base_loss"])
     fine = err < 1e-9
     assert 0.5 < fine.mean() < 1.0  # most were refined, not all (the well-conditioned ones stay float32)
-    other = sj.evaluate(model, sf, v, batch, chunk_size=24)
+    other = sj.evaluate(model, sf, v, batch, compiled_chunk=24)
     for name in ("loss", "delta_loss", "output_distance", "hidden_distance"):
         np.testing.assert_array_equal(getattr(other, name), getattr(res, name), err_msg=name)
 

@@ -846,7 +846,7 @@ def test_trial_stats_reading_valid_align_with_single_variants():
     def fn(y, batch):
         return jnp.sum(y**2 * batch.valid[:, :, None], axis=(1, 2))[:, None]
 
-    res = np.asarray(sj.evaluate(model, sf, v, b, trial_stats=fn, chunk_size=4).trial_stats)
+    res = np.asarray(sj.evaluate(model, sf, v, b, trial_stats=fn, compiled_chunk=4).trial_stats)
     for k in range(6):
         alone = np.asarray(sj.evaluate(model, sf, v[np.array([k])], b, trial_stats=fn).trial_stats[0])
         np.testing.assert_allclose(res[k], alone, rtol=1e-4)

@@ -85,7 +85,7 @@ def measure(model: Any, sf: Any, variants: Any, batch: Any, task: Any, **options
 
     Args:
         model, sf, variants, batch, task: as for :func:`schurjax.evaluate`.
-        **options: more options of :func:`schurjax.evaluate` (``chunk_size``, ``progress``, ...).
+        **options: more options of :func:`schurjax.evaluate` (``progress``, ``options`` or its fields, ...).
 
     Returns:
         :class:`Measurement`.
