@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from schurjax._seeds import key_words
 from schurjax.errors import InputError
 
 __all__ = [
@@ -307,7 +308,7 @@ class CompressResult:
 
 
 def _key_words(key: Any) -> list[int]:
-    return [int(w) for w in np.asarray(jax.random.key_data(key)).ravel()]
+    return list(key_words("compress", key))
 
 
 def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict[str, str]:
@@ -573,7 +574,7 @@ def compress(
         }
 
     def export_W(T):
-        return Q @ np.asarray(T, np.float64) @ Q.T
+        return sf.reconstruct(T)
 
     curve: list[dict[str, Any]] = []
     # ---- one-shot: the longest prefix of the base network's importance order that passes validation (batched

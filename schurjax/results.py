@@ -431,6 +431,22 @@ class RunFolder:
                 chunk[k] = float(v)
         return chunk
 
+    # -- records: one JSON value per (model, slot), e.g. a study's part; stored as chunk files of an empty range
+
+    def record_problem(self, model_index: int, index: int, identity: dict[str, Any]) -> str | None:
+        """Why the record in slot ``(model_index, index)`` cannot be used (as :meth:`chunk_problem`), or None."""
+        return self.chunk_problem(model_index, index, 0, 0, (), identity)
+
+    def write_record(self, model_index: int, index: int, record: Any, identity: dict[str, Any]) -> Path:
+        """Write one JSON-able record atomically, with the config fingerprint, ``identity`` (``model`` and
+        ``part`` among it) and a checksum over all of it."""
+        payload = {"start": 0, "stop": 0, "model": identity["model"], "part": identity["part"], "result": record}
+        return self.write_chunk(model_index, index, payload, (), identity)
+
+    def read_record(self, model_index: int, index: int) -> Any:
+        """The record in slot ``(model_index, index)`` (check it first with :meth:`record_problem`)."""
+        return self.read_chunk(model_index, index, ())["result"]
+
     def check(self) -> None:
         """Raise :class:`InputError` if this writer no longer holds the folder (it was deleted or replaced)."""
         if self._lock is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from schurjax._seeds import key_words
 from schurjax.ablate.storage import _LowRank, _Noise, _RandomSubset
 from schurjax.ablate.variants import Variants, _check_sf
 from schurjax.schur import SchurForm
@@ -34,19 +35,9 @@ def _entropy(key: KeyLike, fn: str) -> tuple[int, ...]:
 
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):
         key = jax.random.key(int(key))
-    try:
-        dtype = key.dtype
-    except AttributeError:
-        raise TypeError(f"{fn}: key must be a jax.random.key(seed) or an int seed, got {type(key).__name__}") from None
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"{fn}: key must be a single key (shape ()), got shape {key.shape}")
-        data = np.asarray(jax.random.key_data(key))
-    elif np.dtype(dtype) == np.uint32 and key.ndim == 1:
-        data = np.asarray(key)
-    else:
-        raise TypeError(f"{fn}: key must be a jax.random.key(seed) or an int seed, got dtype {dtype}")
-    return tuple(int(x) for x in data.ravel())
+    if not hasattr(key, "dtype"):
+        raise TypeError(f"{fn}: key must be a jax.random.key(seed) or an int seed, got {type(key).__name__}")
+    return key_words(fn, key)
 
 
 def _control_setup(fn: str, key: KeyLike, sf: SchurForm, variants: Variants, n_per: int):

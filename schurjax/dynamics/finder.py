@@ -180,7 +180,7 @@ class FixedPoints:
 
         Example::
 
-            S = fp.starts_of(sf.Q @ (sf.T + v.delta_T(k)[0]) @ sf.Q.T, W_in @ fp.x + b)
+            S = fp.starts_of(sf.reconstruct(sf.T + v.delta_T(k)[0]), W_in @ fp.x + b)
         """
         A = self.base.points[self.base.stable]
         parts = [self.base.points]
@@ -654,13 +654,12 @@ def fixed_points(
     if S > P:  # more base points than expected: a larger program
         P = int(2 ** math.ceil(math.log2(S)))
     chunk = max(1, min(c, P // S))
-    Q = np.asarray(sf.Q)
     sets: list[PointSet] = []
     pending = None
     for a in range(0, K, chunk):
         b_ = min(K, a + chunk)
         k = b_ - a
-        Wk = W0[None] + Q @ variants.delta_T(np.arange(a, b_)) @ Q.T
+        Wk = W0[None] + sf.reconstruct(variants.delta_T(np.arange(a, b_)))
         parts = [np.broadcast_to(base.points, (k,) + base.points.shape)]
         if n_relax:
             parts.append(_relax(Wk, u, A, relax_steps, dyn))

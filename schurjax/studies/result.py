@@ -181,12 +181,12 @@ def load(path: str | os.PathLike) -> Study:
         parts[m["id"]] = {}
         for c, name in enumerate(manifest["parts"]):
             ident = {"model": m["id"], "weights_sha256": m.get("weights_sha256"), "part": name}
-            why = folder.chunk_problem(i, c, 0, 0, (), ident)
+            why = folder.record_problem(i, c, ident)
             if why == "missing":
                 continue
             if why is not None:
                 raise InputError("study.load", None, f"{folder.chunk_path(i, c)} is {why}; {repair}")
-            parts[m["id"]][name] = decode(folder.read_chunk(i, c, ())["result"])
+            parts[m["id"]][name] = decode(folder.read_record(i, c))
     tables = {Path(rel).stem: _csv(b) for rel, b in sorted(data.items()) if rel.startswith("tables/")}
     from schurjax.studies import report
 

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import _safe_io, ablate
+from schurjax import _safe_io
 from schurjax._json import canonical, dumps, finite_or_none
 from schurjax.errors import InputError
-from schurjax.studies import compression, coordinates, fragility, keep, replay, restriction, versus
-from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
+from schurjax.studies.exports import COMPRESS_CRITERIA, check_exports
+from schurjax.studies.parts import REGISTRY, PartInput, applicable
+from schurjax.studies.protocol import QUICK, StudyConfig, study_key
 from schurjax.studies.result import Context, Study, decode
 
 __all__ = ["study", "PARTS", "COMPRESS_CRITERIA", "STUDY_SCHEMA", "scratch_folder", "SMALL"]
@@ -47,22 +48,10 @@ STUDY_SCHEMA = 3
 """Version of what a study's parts hold; part of the config compared on resume (2: the engine's deviation rollout;
 3: several control draws, rank-matched and Schur-basis controls, BCa intervals, one-sided loss criterion;
 compression validated and decided on a held-out batch by a bound, prune-and-fine-tune)."""
-COMPRESS_CRITERIA = ("loss", "score")
-"""The compression search runs once per criterion (loss within tau; score drop within eps)."""
-PARTS = (
-    "selection",
-    "heldout",
-    "controls",
-    "compression-loss",
-    "compression-score",
-    "restriction",
-    "replay",
-    "fragility",
-    "coordinates",
-    "finetune",
-)
-"""The parts of each model, in the order they run (``replay`` only for copy networks; ``finetune`` only for the
-first ``finetune`` models of each task and size)."""
+PARTS = tuple(REGISTRY)
+"""The built-in parts of each model, in the order they run (``replay`` only for copy networks; ``finetune`` only
+for the first ``finetune`` models of each task and size); parts registered later run after them
+(:mod:`schurjax.studies.parts`)."""
 
 SMALL: dict[str, Any] = {
     "tasks": ("copy",),
@@ -160,10 +149,6 @@ def _resolve(config: StudyConfig, models: Sequence[Any] | None) -> tuple[StudyCo
                 leak = "" if config.alpha == 1.0 else f"-a{config.alpha:g}"
                 out.append(dataclasses.replace(spec, id=f"{task}-{seed}-n{n}{leak}"))
     return config, out
-
-
-def _parts_of(spec: Any, finetune: bool = False) -> list[str]:
-    return [p for p in PARTS if (p != "replay" or spec.task.name == "copy") and (p != "finetune" or finetune)]
 
 
 def _finetuned(config: StudyConfig, specs: Sequence[Any], zoo_models: bool) -> set[str]:
@@ -291,7 +276,7 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
         "versions": versions(),
         "device": device_info(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "parts": list(PARTS),
+        "parts": list(REGISTRY),
         "models": [_model_record(s) for s in specs],
     }
     return _with_extra(manifest, extra, "study")
@@ -309,339 +294,6 @@ def _model_record(spec: Any) -> dict[str, Any]:
         "n_hidden": int(spec.model.n_hidden),
         "weights_sha256": model_fingerprint(spec.model),
     }
-
-
-def _compute(
-    name: str,
-    spec: Any,
-    sf: Any,
-    ctx: Context,
-    done: dict[str, Any],
-    out: Path,
-    check: Callable[[], None] = lambda: None,
-) -> dict[str, Any]:
-    """Compute one part of one model (``done`` holds the model's finished parts; ``check()`` raises when this
-    writer no longer holds the folder, and runs before anything is written)."""
-    cfg, task, model = ctx.config, spec.task, spec.model
-    sel, held = ctx.batch("selection", task), ctx.batch("heldout", task)
-    key = study_key(cfg.seed, name, spec.id)
-    if name == "selection":
-        return keep.selection_part(model, sf, task, sel)
-    if name == "heldout":
-        return keep.heldout_part(
-            model,
-            sf,
-            task,
-            held,
-            key,
-            done["selection"],
-            tau=cfg.tau,
-            eps=cfg.eps,
-            bootstrap=cfg.bootstrap,
-            sides=cfg.loss_sides,
-        )
-    if name == "controls":
-        order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
-        return versus.controls_part(
-            model,
-            sf,
-            task,
-            held,
-            key,
-            kinds=cfg.control_kinds,
-            control_max=cfg.control_max,
-            bootstrap=cfg.bootstrap,
-            control_draws=cfg.control_draws,
-            order=order,
-        )
-    if name.startswith("compression-"):
-        criterion = name.split("-", 1)[1]
-        tol = cfg.tau if criterion == "loss" else cfg.eps
-        order = keep.single_entries(ablate.single_couplings(sf))[keep.importance_order(done["selection"])]
-        val, dec = _batch(ctx, "validation", task, cfg.trials), _batch(ctx, "decision", task, cfg.decision_size)
-        found = compression.select(
-            model,
-            sf,
-            task,
-            sel,
-            val,
-            order,
-            criterion=criterion,
-            tol=tol,
-            margin=cfg.margin,
-            candidates=cfg.greedy_candidates,
-            passes=cfg.greedy_passes,
-        )
-        found["found"] = found["removed"]
-        rank = {(int(i), int(j)): r for r, (i, j) in enumerate(order)}
-        found_arr = np.asarray(found["removed"], np.int64).reshape(-1, 2)
-        k_dec = study_key(cfg.seed, "decision-bootstrap", spec.id, criterion)
-        found["decision"] = compression.decide(
-            model,
-            sf,
-            task,
-            dec,
-            k_dec,
-            found_arr,
-            np.array([rank[(int(i), int(j))] for i, j in found_arr], np.int64),
-            criterion=criterion,
-            tol=tol,
-            bootstrap=cfg.bootstrap,
-        )
-        found["decision"]["keys"] = _decision_keys(cfg, task, spec.id, criterion)
-        found["removed"] = found["decision"]["accepted"]
-        found["heldout"] = compression.verify(
-            model, sf, task, dec, key, np.asarray(found["removed"]), bootstrap=cfg.bootstrap
-        )
-        found["heldout"].update(_bound_figures(found["decision"], found["heldout"]))
-        found["exported"] = bool(found["decision"]["holds"])
-        if found["exported"]:
-            check()  # a stale writer (its folder deleted and restarted) stops before it exports
-            _export(out, spec, sf, criterion, found, cfg)
-        return found
-    if name == "finetune":
-        acc = done.get("compression-loss", {}).get("removed")
-        return _finetune_part(spec, ctx, out, key, np.asarray(acc, np.int64).reshape(-1, 2) if acc else None)
-    if name == "restriction":
-        keepers = np.nonzero(keeps_loss(done["heldout"]["single"]["rel"], cfg.tau, cfg.loss_sides))[0]
-        comp = done.get("compression-loss", {}).get("removed")
-        return restriction.restriction_part(
-            model,
-            sf,
-            task,
-            held,
-            key,
-            keepers,
-            None if comp is None else np.asarray(comp),
-            restriction_max=cfg.restriction_max,
-            tau=cfg.tau,
-            sides=cfg.loss_sides,
-        )
-    if name == "replay":
-        return replay.replay_part(
-            model,
-            sf,
-            task,
-            sel,
-            held,
-            done["selection"],
-            done["heldout"],
-            key,
-            replay_r2=cfg.replay_r2,
-            draws=cfg.null_draws,
-        )
-    if name == "fragility":
-        return fragility.fragility_part(
-            model,
-            sf,
-            task,
-            sel,
-            held,
-            key,
-            done["heldout"],
-            tau=cfg.tau,
-            sides=cfg.loss_sides,
-            starts=cfg.worst_starts,
-            steps=cfg.worst_steps,
-            iters=cfg.radius_iters,
-        )
-    if name == "coordinates":
-        k = min(cfg.trials, cfg.coordinate_trials)
-        sub = held if k >= cfg.trials else type(held)(*(None if a is None else a[:k] for a in held))
-        return coordinates.coordinates_part(
-            model, sf, task, sub, key, tau=cfg.tau, eps=cfg.eps, sides=cfg.loss_sides, rotations=cfg.rotations
-        )
-    raise ValueError(f"study: unknown part {name!r}")  # pragma: no cover - PARTS is closed
-
-
-def _batch(ctx: Context, purpose: str, task: Any, size: int) -> Any:
-    """A batch of ``task`` for ``purpose`` (``"validation"``, ``"decision"``), from its own key, cached in ``ctx``."""
-    from schurjax.sweeps.config import task_params
-
-    ident = (purpose, task.name, canonical(task_params(task)), int(size))
-    if ident not in ctx.batches:
-        ctx.batches[ident] = task.sample(study_key(ctx.config.seed, purpose, ident[1], ident[2]), int(size))
-    return ctx.batches[ident]
-
-
-def _decision_keys(cfg: StudyConfig, task: Any, model_id: str, criterion: str) -> dict[str, Any]:
-    """How the decision's trials and resamples were drawn (enough to draw them again)."""
-    from schurjax.sweeps.config import task_params
-
-    names = [task.name, canonical(task_params(task))]
-    return {
-        "rule": "study_key(seed, purpose, *names) (schurjax.studies.protocol.study_key)",
-        "seed": cfg.seed,
-        "heldout": {"purpose": "decision", "names": names, "trials": cfg.decision_size},
-        "validation": {"purpose": "validation", "names": names, "trials": cfg.trials},
-        "selection": {"purpose": "selection", "names": names, "trials": cfg.trials},
-        "bootstrap": {"purpose": "decision-bootstrap", "names": [model_id, criterion], "resamples": cfg.bootstrap},
-    }
-
-
-def _bound_figures(decision: dict[str, Any], heldout: dict[str, Any]) -> dict[str, Any]:
-    """The accepted set's one-sided bounds, beside its held-out figures."""
-    import math
-
-    b = decision.get("bound") or {}
-    drop_ucb = b.get("drop_ucb", math.nan)
-    base_loss = heldout.get("base_loss", math.nan)
-    return {
-        "rel_ucb": b.get("rel_ucb", math.nan),
-        "drop_ucb": drop_ucb,
-        "score_lcb": heldout.get("base_score", math.nan) - drop_ucb,
-        "loss_ratio": 1.0 + heldout["rel"] if base_loss == base_loss else math.nan,
-        "level": decision["level"],
-        "trials": decision["trials"],
-        "holds": bool(decision["holds"]),
-    }
-
-
-def _finetune_part(spec: Any, ctx: Context, out: Path, key: Any, initial: Any = None) -> dict[str, Any]:
-    """Prune-and-fine-tune (:func:`schurjax.compress`, loss criterion) with its baselines, starting from the
-    compression search's accepted set; exported if it holds."""
-    from schurjax.pruning import compress
-
-    cfg = ctx.config
-    res = compress(
-        spec.model,
-        spec.task,
-        key=key,
-        initial=initial,
-        criterion="loss",
-        tol=cfg.tau,
-        schedule=cfg.finetune_schedule,
-        steps=cfg.finetune_steps,
-        trials=cfg.trials,
-        decision_trials=cfg.decision_size,
-        bootstrap=cfg.bootstrap,
-    )
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "decision"} for r in rows]  # noqa: E731
-    part = {
-        "accepted": res.accepted,
-        "removed": np.asarray(res.removed).tolist(),
-        "couplings": res.settings["couplings"],
-        "decision": res.decision,
-        "one_shot": res.one_shot,
-        "curve": strip(res.curve),
-        "baselines": strip(res.baselines),
-        "settings": {k: v for k, v in res.settings.items() if k != "keys"},
-    }
-    if res.accepted:
-        from schurjax.pruning import export_model
-
-        meta = {**_base_meta(spec), **res.metadata()}
-        meta["compression"]["study_seed"] = cfg.seed
-        name = _safe_io.check_name("study", "models", f"{spec.id}-finetuned-loss.eqx")
-        _safe_io.write_files(
-            out, "compressed", lambda tmp: export_model(tmp / name, res.model, finite_or_none(meta)), where="study"
-        )
-    return part
-
-
-def _base_meta(spec: Any) -> dict[str, Any]:
-    from schurjax.sweeps.config import model_fingerprint, task_params
-
-    return {
-        "task": {"name": spec.task.name, "params": task_params(spec.task)},
-        "seed": spec.seed,
-        "base_model": {
-            "id": spec.id,
-            "source": spec.source,
-            "seed": spec.seed,
-            "n_hidden": int(spec.model.n_hidden),
-            "weights_sha256": model_fingerprint(spec.model),
-        },
-    }
-
-
-def _export_meta(spec: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
-    return {
-        **_base_meta(spec),
-        "compression": {
-            "criterion": criterion,
-            "tol": cfg.tau if criterion == "loss" else cfg.eps,
-            "rule": (
-                "accepted when the one-sided upper bound of dloss/loss <= tol"
-                if criterion == "loss"
-                else "accepted when the one-sided lower bound of the score >= base score - tol"
-            ),
-            "selection": found["selection"],
-            "validation": found["validation"],
-            "margin": found["margin"],
-            "heldout": found["heldout"],
-            "loss_ratio": found["heldout"].get("loss_ratio"),
-            "found_size": found["decision"]["found_size"],
-            "keys": found["decision"]["keys"],
-            "study_seed": cfg.seed,
-            "trials": found["decision"]["trials"],
-        },
-    }
-
-
-def _export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any], cfg: StudyConfig) -> Path:
-    meta = _export_meta(spec, criterion, found, cfg)
-    name = _safe_io.check_name("study", "models", f"{spec.id}-{criterion}.eqx")
-    # written into a fresh private folder, then moved into compressed/ (a symlinked compressed/ or file is refused
-    # or replaced, never written through)
-    _safe_io.write_files(
-        out,
-        "compressed",
-        lambda tmp: compression.export(tmp / name, spec.model, sf, np.asarray(found["removed"]), finite_or_none(meta)),
-        where="study",
-    )
-    return out / "compressed" / name
-
-
-def _check_export(loaded: tuple[Any, dict[str, Any]], spec: Any, sf: Any, criterion: str, found: Any, cfg: Any) -> None:
-    """Raise ValueError unless a compressed model on disk is the one this study's part describes: its weights,
-    removed couplings, base model and criterion (a swapped or stale export is rewritten, never kept)."""
-    from schurjax.sweeps.config import model_fingerprint
-
-    model, meta = loaded
-    removed = np.asarray(found["removed"], np.int64).reshape(-1, 2)
-
-    def what(m: dict[str, Any]) -> Any:  # the export's identity (not how the user spelled its source)
-        base = m.get("base_model") if isinstance(m.get("base_model"), dict) else {}
-        ident = {"task": m.get("task"), "compression": m.get("compression"), "base": base.get("weights_sha256")}
-        return json.loads(canonical(finite_or_none(ident)))
-
-    if (
-        what(meta) != what(_export_meta(spec, criterion, found, cfg))
-        or meta.get("removed_couplings") != removed.tolist()
-    ):
-        raise ValueError("its metadata is not this study's (another model, criterion or setting)")
-    expected = spec.model.with_recurrent(compression.compressed_W(sf, removed))
-    if model_fingerprint(model) != model_fingerprint(expected):
-        raise ValueError("its weights are not this study's compressed model")
-
-
-def _check_exports(
-    out: Path,
-    specs: Sequence[Any],
-    sfs: dict[str, Any],
-    parts: dict[str, dict[str, Any]],
-    cfg: StudyConfig,
-    log: Callable[[str], None],
-) -> None:
-    """Rewrite any compressed model that is missing or does not load (its part holds everything needed)."""
-    from schurjax.checkpoint import load_model
-
-    if any(f"compression-{c}" in parts[s.id] for s in specs for c in COMPRESS_CRITERIA):
-        _safe_io.mkdirs(out, "compressed", where="study")  # a symlinked compressed/ is refused, never read or written
-    for spec in specs:
-        for criterion in COMPRESS_CRITERIA:
-            found = parts[spec.id].get(f"compression-{criterion}")
-            if found is None or not found.get("exported", True):
-                continue
-            path = out / "compressed" / f"{spec.id}-{criterion}.eqx"
-            try:
-                if path.is_symlink() or path.with_suffix(".json").is_symlink():
-                    raise ValueError("a symlink, replaced by the model itself")
-                _check_export(load_model(path), spec, sfs[spec.id], criterion, found, cfg)
-            except ValueError as e:
-                log(f"study: rewriting {path} ({str(e).splitlines()[0][:80]})")
-                _export(out, spec, sfs[spec.id], criterion, found, cfg)
 
 
 def _run(
@@ -668,7 +320,8 @@ def _run(
         resumed = folder.start(manifest)
         timings = _read_timings(timings_path) if resumed else {}
         tuned = _finetuned(config, specs, zoo_models)
-        todo_total = sum(len(_parts_of(s, s.id in tuned)) for s in specs)
+        todo_total = sum(len(applicable(s, s.id in tuned)) for s in specs)
+        slots = {name: c for c, name in enumerate(REGISTRY)}  # a part's record slot: its place in the registry
         done_n = 0
         for i, spec in enumerate(specs):
             sf = ordered_schur(np.asarray(spec.model.W_rec, np.float64), order=order_for(spec.model))
@@ -676,24 +329,19 @@ def _run(
             folder.save_schur(spec.id, sf)
             parts[spec.id] = {}
             ident = {"model": spec.id, "weights_sha256": model_fingerprint(spec.model)}
-            for name in _parts_of(spec, spec.id in tuned):
-                c = PARTS.index(name)
+            for name in applicable(spec, spec.id in tuned):
+                c = slots[name]
                 done_n += 1
-                why = folder.chunk_problem(i, c, 0, 0, (), {**ident, "part": name})
+                why = folder.record_problem(i, c, {**ident, "part": name})
                 if why not in (None, "missing"):
                     log(f"study: recomputing {folder.chunk_path(i, c)} ({why})")
                 if why is None:
-                    parts[spec.id][name] = decode(folder.read_chunk(i, c, ())["result"])
+                    parts[spec.id][name] = decode(folder.read_record(i, c))
                     continue
                 t0 = time.perf_counter()
-                result = _compute(name, spec, sf, ctx, parts[spec.id], out, folder.check)
-                folder.write_chunk(
-                    i,
-                    c,
-                    {"start": 0, "stop": 0, "model": spec.id, "part": name, "result": finite_or_none(result)},
-                    (),
-                    {**ident, "part": name},
-                )
+                inp = PartInput(spec, sf, ctx, study_key(config.seed, name, spec.id), out, folder.check)
+                result = REGISTRY[name].compute(inp, parts[spec.id])
+                folder.write_record(i, c, finite_or_none(result), {**ident, "part": name})
                 # exactly what a resumed run reads back (canonical JSON: sorted keys, non-finite numbers as NaN)
                 parts[spec.id][name] = decode(json.loads(canonical(finite_or_none(result))))
                 dt = time.perf_counter() - t0
@@ -704,7 +352,7 @@ def _run(
                     on_part(spec.id, name)
         (out / "COMPLETE").unlink(missing_ok=True)  # what COMPLETE vouches for is rewritten below
         folder.check()  # a stale writer (its folder deleted or replaced) stops before it writes
-        _check_exports(out, specs, sfs, parts, config, log)
+        check_exports(out, specs, sfs, parts, config, log)
         models = [_model_record(s) for s in specs]
         prof = report.profile_comparisons(config, models, parts)
         tables = report.tables(config, models, parts, prof)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from schurjax._seeds import numpy_rng
+
 __all__ = [
     "bootstrap_counts",
     "spearman_rows",
@@ -50,15 +52,7 @@ KEY_WORDS = 2
 
 def _rng(key: Any) -> np.random.Generator:
     """A NumPy generator seeded from a JAX key (typed or raw uint32), so that draws follow the caller's key."""
-    import jax
-
-    if getattr(key, "dtype", None) is not None and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        words = np.asarray(jax.random.key_data(key)).ravel()
-    else:
-        words = np.asarray(key, dtype=np.uint32).ravel()
-    if words.size == 0:
-        raise TypeError(f"stats: key must be a jax.random.key(seed), got {key!r}")
-    return np.random.default_rng(np.random.SeedSequence([int(w) for w in words]))
+    return numpy_rng("stats", key)
 
 
 def bootstrap_counts(key: Any, n_trials: int, n_resamples: int) -> np.ndarray:
