@@ -52,9 +52,10 @@ def key_words(where: str, key: Any) -> tuple[int, ...]:
     Raises:
         TypeError: anything else, in one line naming ``where``.
 
-    Example::
-
-        key_words("demo", jax.random.key(0))   # (0, 0)
+    Example:
+        >>> import jax
+        >>> key_words("demo", jax.random.key(0)), key_words("demo", jax.random.key(2**32 - 1))
+        ((0, 0), (0, 4294967295))
     """
     import jax
     import numpy as np

@@ -545,8 +545,8 @@ class SchurForm:
             >>> try:
             ...     sf.check_of(W.T + 1.0, "demo")
             ... except ValueError as e:
-            ...     print(str(e)[:52])
-            demo: sf is not the Schur form of model.W_rec (relati
+            ...     print(str(e).split(" (")[0])
+            demo: sf is not the Schur form of model.W_rec
         """
         Wm = np.asarray(W, dtype=np.float64)
         if Wm.shape != (self.n, self.n):

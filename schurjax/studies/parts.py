@@ -6,13 +6,10 @@ it ``needs`` (already computed for the same model); it returns its *record*, a J
 stores (``RunFolder.write_record``) and the report reads. Adding a question means writing one :class:`Part` and
 registering it (:func:`register`): the runner, the resume logic and the folder checks need no change.
 
-Example::
-
-    import schurjax as sj
-    from schurjax.studies import parts
-
-    [p.name for p in parts.REGISTRY.values()][:3]      # ['selection', 'heldout', 'controls']
-    parts.REGISTRY["heldout"].needs                   # ('selection',)
+Example:
+    >>> from schurjax.studies import parts
+    >>> [p.name for p in parts.REGISTRY.values()][:3], parts.REGISTRY["heldout"].needs
+    (['selection', 'heldout', 'controls'], ('selection',))
 """
 
 from __future__ import annotations
