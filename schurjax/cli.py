@@ -39,7 +39,7 @@ from typing import Any
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.summary import CRITERIA
-from schurjax.sweeps import CONTROL_KINDS, FAMILIES
+from schurjax.sweeps import CONTROL_KINDS, SWEEP_FAMILIES
 from schurjax.sweeps.config import SWEEP_ORDERS
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
@@ -476,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     s.add_argument(
-        "--families", default=defaults["families"], help=f"comma list of {', '.join(FAMILIES)} (default %(default)s)"
+        "--families",
+        default=defaults["families"],
+        help=f"comma list of {', '.join(SWEEP_FAMILIES)} (default %(default)s)",
     )
     s.add_argument(
         "--controls",
@@ -511,7 +513,7 @@ def _sweep_options(s: argparse.ArgumentParser, defaults: dict[str, Any]) -> None
     s.add_argument(
         "--deviation",
         action=argparse.BooleanOptionalAction,
-        default=None,
+        default=True,
         help="carry h_k - h from the unablated trajectory in the rollouts (default): small loss changes "
         "keep their digits (error bound vs float64 in benchmarks/RESULTS.md); --no-deviation: the "
         "plain rollout, which differences two float32 trajectories",

@@ -56,9 +56,6 @@ class TrainResult:
     log_steps: np.ndarray
     seconds: float
 
-    def __iter__(self):  # allows ``models, history, config = train(...)``
-        return iter((self.models, self.history, self.config))
-
 
 def _resolve_task(task: Task | str) -> Task:
     if isinstance(task, str):

@@ -43,7 +43,7 @@ def test_family_and_control_names():
         sweep_config.parse_control_kinds("matched_norm,fancy")
     # every name a sweep accepts makes rows whose family is that name
     sf = sj.ordered_schur(np.random.default_rng(0).normal(size=(6, 6)))
-    for name in sweep_config.FAMILIES:
+    for name in sweep_config.SWEEP_FAMILIES:
         v = sj.ablate.FAMILIES[name](sf)
         assert {lab["family"] for lab in v.labels} <= {name}
 

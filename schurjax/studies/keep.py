@@ -17,9 +17,9 @@ from schurjax.studies import stats
 from schurjax.studies.measure import measure, summarize_keep
 from schurjax.studies.protocol import keeps_loss
 
-__all__ = ["selection_part", "heldout_part", "single_entries", "importance_order", "curve_ks", "FAMILIES"]
+__all__ = ["selection_part", "heldout_part", "single_entries", "importance_order", "curve_ks", "STUDY_FAMILIES"]
 
-FAMILIES = ("single", "block", "band", "all_nonnormal", "cumulative")
+STUDY_FAMILIES = ("single", "block", "band", "all_nonnormal", "cumulative")
 """The Schur ablation families a study evaluates on the held-out batch (``cumulative``: prefixes of the
 couplings ordered by their single-removal importance on the selection batch)."""
 

@@ -183,15 +183,13 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
         >>> spearman(np.array([1.0, 2.0, 3.0, np.nan]), np.array([10.0, 30.0, 20.0, 0.0]))
         0.5
     """
-    from scipy.stats import rankdata
+    from scipy.stats import spearmanr
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return math.nan
-    ra, rb = rankdata(a[ok]), rankdata(b[ok])
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float(np.dot(ra, rb) / np.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
+    return float(spearmanr(a[ok], b[ok]).statistic)
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

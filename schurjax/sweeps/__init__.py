@@ -22,7 +22,7 @@ from schurjax.distributed import initialize
 from schurjax.engine.options import EngineOptions
 from schurjax.errors import InputError
 from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
-from schurjax.sweeps.config import FAMILIES as FAMILIES
+from schurjax.sweeps.config import SWEEP_FAMILIES as SWEEP_FAMILIES
 from schurjax.sweeps.config import SweepConfig as SweepConfig
 from schurjax.sweeps.config import TrialsFile
 from schurjax.sweeps.loop import ChunkCallback
@@ -38,7 +38,7 @@ __all__ = [
     "resolve_models",
     "run_sweep",
     "plan_chunks",
-    "FAMILIES",
+    "SWEEP_FAMILIES",
     "CONTROL_KINDS",
 ]
 
@@ -57,7 +57,7 @@ def sweep(
     dtype: str = "float32",
     chunk_size: int = 512,
     seed: int = 0,
-    deviation: bool | None = None,
+    deviation: bool = True,
     task: str | None = None,
     task_params: dict[str, Any] | None = None,
     progress: bool = True,
@@ -83,7 +83,7 @@ def sweep(
         models: ``"zoo:flipflop/0"``, ``"zoo:flipflop"`` (every seed), a saved ``.eqx`` path, a ``(TanhRNN, Task)``
             pair, or a list of these (see :func:`resolve_models`).
         out: the run folder (created; an existing one must hold the same sweep).
-        families: names from :data:`FAMILIES`, a list or a comma string.
+        families: names from :data:`SWEEP_FAMILIES`, a list or a comma string.
         controls: random controls per Schur ablation and control kind (0: none).
         control_kinds: names from :data:`CONTROL_KINDS`.
         control_max: at most this many ablations per family and model get controls (None: all).
@@ -95,7 +95,8 @@ def sweep(
         dtype: ``"float32"`` or ``"float64"`` (verification).
         chunk_size: variants per chunk file.
         seed: root seed of the batches and controls, an int in [0, 2**63) (each seed its own key).
-        deviation: see :func:`schurjax.evaluate` (None: the engine's default).
+        deviation: carry deviations from the float64 base trajectory (default True; see
+            :class:`schurjax.engine.EngineOptions`).
         task: evaluate every model named by a string on this task instead of the one in its metadata.
         task_params: parameters of ``task`` (NeuroGym env arguments included, e.g. ``{"dt": 20, "timing": {"delay":
             200}}``); recorded in the manifest with the task.

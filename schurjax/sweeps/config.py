@@ -18,7 +18,7 @@ import numpy as np
 from schurjax import ablate
 from schurjax._json import canonical, to_jsonable
 from schurjax._seeds import SEED_MAX, root_key
-from schurjax.engine import PRECISIONS
+from schurjax.engine import PRECISIONS, EngineOptions
 from schurjax.errors import InputError
 from schurjax.schur import ORDERS
 from schurjax.tasks.base import Task
@@ -27,7 +27,7 @@ SWEEP_ORDERS = (*ORDERS, "decay", "auto")
 """Accepted ``order`` values of a sweep (the CLI's ``--order`` choices)."""
 
 __all__ = [
-    "FAMILIES",
+    "SWEEP_FAMILIES",
     "CONTROL_KINDS",
     "SweepConfig",
     "parse_families",
@@ -40,7 +40,7 @@ __all__ = [
     "TrialsFile",
 ]
 
-FAMILIES: tuple[str, ...] = tuple(ablate.SF_ONLY_FAMILIES)
+SWEEP_FAMILIES: tuple[str, ...] = tuple(ablate.SF_ONLY_FAMILIES)
 """The families a sweep can run by name: those of ``ablate.FAMILIES`` that need nothing but the Schur form. Each
 name is also the ``family`` field of the rows it makes."""
 CONTROL_KINDS: tuple[str, ...] = tuple(ablate.CONTROL_KINDS)
@@ -71,9 +71,9 @@ def parse_families(text: str | Sequence[str]) -> list[str]:
         >>> parse_families("single, band,single")
         ['single', 'band']
     """
-    out = _names("sweep", "families", text, FAMILIES, none_ok=False)
+    out = _names("sweep", "families", text, SWEEP_FAMILIES, none_ok=False)
     if not out:
-        raise InputError("sweep", "families", f"no family given; expected some of {', '.join(FAMILIES)}")
+        raise InputError("sweep", "families", f"no family given; expected some of {', '.join(SWEEP_FAMILIES)}")
     return out
 
 
@@ -92,7 +92,7 @@ class SweepConfig:
     """Everything that fixes a sweep's results (two runs with equal configs produce equal tables).
 
     Attributes:
-        families: family names (see :data:`FAMILIES`).
+        families: family names (see :data:`SWEEP_FAMILIES`).
         controls: random controls per Schur ablation and control kind (0: none).
         control_kinds: kinds of controls (see :data:`CONTROL_KINDS`), default matched-norm only.
         control_max: at most this many ablations per family and model get controls (None: all); which ones is
@@ -108,7 +108,7 @@ class SweepConfig:
         deviation: carry the deviations ``h_k - h`` from the unablated trajectory in the rollouts
             (``engine.evaluate(deviation=...)``): small loss changes keep their digits (error bound vs float64 in
             benchmarks/RESULTS.md). False: the plain rollout, which differences two float32 trajectories and
-            loses the smallest effects. None (the default) resolves to the engine's default, True.
+            loses the smallest effects. (None, an older spelling of the default, is read as True.)
         trials_file_sha256: SHA-256 of the trial file every model is evaluated on instead of sampled trials
             (None: sampled); ``trials`` is then the file's trial count.
         fixed_points: also find every variant's fixed points at zero input and add their columns to the table
@@ -125,7 +125,7 @@ class SweepConfig:
     dtype: str = "float32"
     chunk_size: int = 512
     seed: int = 0
-    deviation: bool | None = None
+    deviation: bool = True
     trials_file_sha256: str | None = None
     fixed_points: bool = False
 
@@ -137,10 +137,10 @@ class SweepConfig:
         object.__setattr__(self, "control_kinds", tuple(parse_control_kinds(self.control_kinds)))
         if not self.control_kinds and isinstance(self.controls, int):
             object.__setattr__(self, "controls", 0)  # no kind, no controls: one spelling of "none"
-        if self.deviation is None:  # the engine's default, made explicit so the config records what ran
+        if self.deviation is None:  # an older spelling of the default
             object.__setattr__(self, "deviation", True)
         if not isinstance(self.deviation, bool):
-            raise bad("deviation", "True, False or None")
+            raise bad("deviation", "True or False")
         for name in ("controls", "trials", "chunk_size", "seed"):
             v = getattr(self, name)
             lo = 0 if name in ("controls", "seed") else 1
@@ -161,6 +161,11 @@ class SweepConfig:
             raise bad("dtype", "'float32' or 'float64'")
         if not isinstance(self.fixed_points, bool):
             raise bad("fixed_points", "True or False")
+
+    def engine_options(self, **fields: Any) -> EngineOptions:
+        """The engine options this config fixes (precision, dtype, deviation), with ``fields`` added (path,
+        devices, ...)."""
+        return EngineOptions(precision=self.precision, dtype=self.dtype, deviation=self.deviation, **fields)
 
     def to_dict(self, models: Sequence[Any]) -> dict[str, Any]:
         """The JSON config stored in the manifest (and compared on resume): the settings, the model sources and

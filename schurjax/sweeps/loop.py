@@ -20,7 +20,6 @@ import numpy as np
 from schurjax import engine
 from schurjax._json import finite_or_none, to_jsonable
 from schurjax.distributed import Processes
-from schurjax.engine.options import EngineOptions
 from schurjax.environment import device_info, versions
 from schurjax.errors import InputError
 from schurjax.results import Run, RunFolder, config_fingerprint, load
@@ -268,13 +267,7 @@ class _ChunkEvaluator:
             p.variants[np.arange(a, b, dtype=np.int64)],  # the engine pads short chunks itself (zero edits)
             self.batches[ident],
             task=task,
-            options=EngineOptions(  # compiled chunks: the engine's own cache-sized ones
-                path=self.paths[i, *seg],
-                precision=config.precision,
-                dtype=config.dtype,
-                deviation=config.deviation,
-                devices=self.devices,
-            ),
+            options=config.engine_options(path=self.paths[i, *seg], devices=self.devices),
         )
         payload = {
             "model": p.spec.id,
