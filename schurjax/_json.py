@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from schurjax.errors import InputError
+
 __all__ = [
     "to_jsonable",
     "nonfinite_path",
@@ -90,7 +92,9 @@ def dumps(obj: Any, *, indent: int | None = None, compact: bool = False) -> str:
     data = to_jsonable(obj)
     where = nonfinite_path(data)
     if where is not None:
-        raise ValueError(f"JSON: {where} is not finite; expected finite numbers only (standard JSON has no NaN/inf)")
+        raise InputError(
+            "JSON", None, f"{where} is not finite; expected finite numbers only (standard JSON has no NaN/inf)"
+        )
     sep = (",", ":") if compact else None
     return json.dumps(data, indent=indent, separators=sep, allow_nan=False)
 

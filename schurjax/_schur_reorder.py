@@ -14,6 +14,8 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import lapack
 
+from schurjax.errors import InputError
+
 _TIE_RTOL = 1e-12  # keys within this (times scale) are ties
 _REFUSE_RTOL = 1e-6  # a refused LAPACK swap is accepted as a tie within this (times scale)
 _SIGN_RTOL = 1e-10  # magnitude ties when choosing the pivot entry of a Schur vector
@@ -87,9 +89,11 @@ def _keys(
             try:
                 v = float(v)
             except (TypeError, ValueError):
-                raise ValueError(f"ordered_schur: order key must return a real number, got {v!r} for {z}") from None
+                raise InputError(
+                    "ordered_schur", None, f"order key must return a real number, got {v!r} for {z}"
+                ) from None
             if not math.isfinite(v):
-                raise ValueError(f"ordered_schur: order key must return a finite number, got {v!r} for {z}")
+                raise InputError("ordered_schur", None, f"order key must return a finite number, got {v!r} for {z}")
             vals.append(v)
         k0 = np.asarray(vals, dtype=np.float64)
         kscale = float(np.abs(k0).max()) if len(k0) else 0.0
@@ -107,7 +111,7 @@ def _keys(
         keys = np.stack([cplx, ang, -mod, -re], axis=1)
         tols = np.array([0.0, _TIE_RTOL, ts, ts])
     else:  # pragma: no cover - validated before
-        raise ValueError(f"ordered_schur: unknown order {order!r}")
+        raise InputError("ordered_schur", None, f"unknown order {order!r}")
     return keys, tols
 
 
@@ -193,11 +197,13 @@ def _place(
                 same_kind = order != "angle" or (lam[a].imag != 0) == (lam[b].imag != 0)
                 if not (same_kind and abs(ka - kb) <= refuse_tol):
                     shown = unit if order in ("modulus", "real") else 1.0  # key differences in W's units
-                    raise ValueError(
-                        "ordered_schur: LAPACK refused to swap the Schur blocks with eigenvalues "
+                    raise InputError(
+                        "ordered_schur",
+                        None,
+                        "LAPACK refused to swap the Schur blocks with eigenvalues "
                         f"{_fmt(lam[a] * unit)} and {_fmt(lam[b] * unit)} (too close to separate stably), and their "
                         f"{_order_label(order)} keys differ by {abs(ka - kb) * shown:.3g}, more than the tie "
-                        f"tolerance {refuse_tol * shown:.3g}; choose another order key"
+                        f"tolerance {refuse_tol * shown:.3g}; choose another order key",
                     )
                 # b now sits right after a; treat them as tied: place a first.
                 cur.pop(idx)

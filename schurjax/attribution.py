@@ -51,6 +51,7 @@ from scipy import stats
 
 from schurjax.ablate import single_couplings
 from schurjax.engine import evaluate as engine_evaluate
+from schurjax.errors import InputError
 from schurjax.rnn import RateRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
@@ -75,7 +76,7 @@ __all__ = [
 
 
 def _fail(where: str, msg: str) -> None:
-    raise ValueError(f"{where}: {msg}")
+    raise InputError(where, None, f"{msg}")
 
 
 def _check(where: str, model: Any, sf: Any, batch: Any, task: Any, dtype: Any) -> jnp.dtype:
@@ -401,8 +402,10 @@ def agreement(
     pred = np.asarray(pred, np.float64).ravel()
     exact = np.asarray(exact, np.float64).ravel()
     if pred.shape != exact.shape or pred.size < 2:
-        raise ValueError(
-            f"agreement: pred and exact must be 1-D of the same length >= 2, got shapes {pred.shape} and {exact.shape}"
+        raise InputError(
+            "agreement",
+            None,
+            f"pred and exact must be 1-D of the same length >= 2, got shapes {pred.shape} and {exact.shape}",
         )
     nz = (pred != 0) & (exact != 0)
     out = {

@@ -192,13 +192,13 @@ def magnitude_mask(W: Any, *, count: int | None = None, norm: float | None = Non
     flat = np.abs(W).ravel()
     order = np.lexsort((np.arange(flat.size), flat))
     if (count is None) == (norm is None):
-        raise ValueError("magnitude_mask: give exactly one of count and norm")
+        raise InputError("magnitude_mask", None, "give exactly one of count and norm")
     if count is None:
         k = int(np.searchsorted(np.cumsum(flat[order] ** 2), float(norm) ** 2 * (1 + 1e-12), side="right"))
     else:
         k = int(count)
     if not 0 <= k <= flat.size:
-        raise ValueError(f"magnitude_mask: count must lie in [0, {flat.size}], got {count!r}")
+        raise InputError("magnitude_mask", None, f"count must lie in [0, {flat.size}], got {count!r}")
     m = np.ones(flat.size)
     m[order[:k]] = 0.0
     return m.reshape(W.shape)
@@ -217,14 +217,14 @@ def random_couplings(key: Any, sf: Any, *, count: int | None = None, norm: float
     c = np.asarray(sf.couplings, np.int64)
     perm = _rng(key).permutation(len(c))
     if (count is None) == (norm is None):
-        raise ValueError("random_couplings: give exactly one of count and norm")
+        raise InputError("random_couplings", None, "give exactly one of count and norm")
     if count is None:
         sq = np.asarray(sf.T, np.float64)[c[perm, 0], c[perm, 1]] ** 2
         k = int(np.searchsorted(np.cumsum(sq), float(norm) ** 2 * (1 + 1e-12), side="right"))
     else:
         k = int(count)
     if not 0 <= k <= len(c):
-        raise ValueError(f"random_couplings: count must lie in [0, {len(c)}], got {count!r}")
+        raise InputError("random_couplings", None, f"count must lie in [0, {len(c)}], got {count!r}")
     return c[perm[:k]]
 
 

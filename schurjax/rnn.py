@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
+
 __all__ = ["RateRNN", "TanhRNN", "Dynamics", "DEFAULT_GAIN", "FORMS", "NONLINEARITIES", "dynamics_of", "step_decay"]
 
 DEFAULT_GAIN = 1.0
@@ -91,13 +93,13 @@ def step_decay(eigvals: Any, alpha: float) -> np.ndarray:
 def check_alpha(where: str, alpha: Any) -> float:
     """``alpha`` as float in (0, 1], or a one-line ValueError."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0.0 < float(alpha) <= 1.0):
-        raise ValueError(f"{where}: alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
+        raise InputError(where, None, f"alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
     return float(alpha)
 
 
 def _check_choice(where: str, arg: str, value: Any, choices) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{where}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise InputError(where, None, f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 
@@ -112,19 +114,19 @@ def _as_f32(where: str, name: str, value: Any, shape: tuple[int, ...]) -> Array:
     """Convert ``value`` to a float32 array of ``shape`` (finite, when concrete) or raise a one-line ValueError."""
     arr = value if isinstance(value, jax.Array) else _to_numpy(value)
     if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{where}: {name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+        raise InputError(where, None, f"{name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
     if not isinstance(arr, jax.core.Tracer):
         kind = np.asarray(arr).dtype.kind
         if kind not in "biuf":
-            raise ValueError(f"{where}: {name} must be a real numeric array, got dtype {np.asarray(arr).dtype}")
+            raise InputError(where, None, f"{name} must be a real numeric array, got dtype {np.asarray(arr).dtype}")
         if not np.all(np.isfinite(np.asarray(arr, dtype=np.float64))):
-            raise ValueError(f"{where}: {name} must be finite, got NaN or inf entries")
+            raise InputError(where, None, f"{name} must be finite, got NaN or inf entries")
     return jnp.asarray(arr, dtype=jnp.float32)
 
 
 def _check_size(where: str, arg: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where}: {arg} must be a positive int, got {value!r}")
+        raise InputError(where, None, f"{arg} must be a positive int, got {value!r}")
     return int(value)
 
 
@@ -184,9 +186,9 @@ class RateRNN(eqx.Module):
             _check_size(where, a, v) for a, v in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out))
         )
         if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not math.isfinite(gain) or gain < 0:
-            raise ValueError(f"{where}: gain must be a finite real number >= 0, got {gain!r}")
+            raise InputError(where, None, f"gain must be a finite real number >= 0, got {gain!r}")
         if not isinstance(learn_h0, bool):
-            raise ValueError(f"{where}: learn_h0 must be True or False, got {learn_h0!r}")
+            raise InputError(where, None, f"learn_h0 must be True or False, got {learn_h0!r}")
         self.alpha = check_alpha(where, alpha)
         self.nonlinearity = _check_choice(where, "nonlinearity", nonlinearity, tuple(NONLINEARITIES))
         self.form = _check_choice(where, "form", form, FORMS)
@@ -398,16 +400,18 @@ def _build(cls, where, W_in, W_rec, b, W_out, b_out, h0, alpha, nonlinearity, fo
     """A ``cls`` instance from checked arrays (jax arrays and tracers pass through without a copy)."""
     W_in_np = W_in if isinstance(W_in, jax.Array) else _to_numpy(W_in)
     if W_in_np.ndim != 2:
-        raise ValueError(f"{where}: W_in must be 2-D (n, n_in), got shape {tuple(W_in_np.shape)}")
+        raise InputError(where, None, f"W_in must be 2-D (n, n_in), got shape {tuple(W_in_np.shape)}")
     n, n_in = W_in_np.shape
     W_out_np = W_out if isinstance(W_out, jax.Array) else _to_numpy(W_out)
     if W_out_np.ndim != 2:
-        raise ValueError(f"{where}: W_out must be 2-D (n_out, n), got shape {tuple(W_out_np.shape)}")
+        raise InputError(where, None, f"W_out must be 2-D (n_out, n), got shape {tuple(W_out_np.shape)}")
     n_out = W_out_np.shape[0]
     if n < 1 or n_in < 1 or n_out < 1:
-        raise ValueError(
-            f"{where}: the model needs n >= 1 hidden, n_in >= 1 input and n_out >= 1 output units, "
-            f"got n={n}, n_in={n_in}, n_out={n_out}"
+        raise InputError(
+            where,
+            None,
+            f"the model needs n >= 1 hidden, n_in >= 1 input and n_out >= 1 output units, "
+            f"got n={n}, n_in={n_in}, n_out={n_out}",
         )
     self = object.__new__(cls)
     fields = {
@@ -466,5 +470,5 @@ class TanhRNN(RateRNN):
         """
         where = "TanhRNN.from_arrays"
         if b is None or b_out is None:
-            raise ValueError(f"{where}: b and b_out must be arrays (use RateRNN.from_arrays for optional biases)")
+            raise InputError(where, None, "b and b_out must be arrays (use RateRNN.from_arrays for optional biases)")
         return _build(cls, where, W_in, W_rec, b, W_out, b_out, None, 1.0, "tanh", "rate")

@@ -124,22 +124,22 @@ def _as_real_matrix(W: Any, fn: str = "ordered_schur") -> np.ndarray:
     try:
         a = np.asarray(W)
     except Exception as e:  # pragma: no cover - exotic objects
-        raise ValueError(f"{fn}: W must be a square 2-D real matrix, got {type(W).__name__} ({e})") from None
+        raise InputError(fn, None, f"W must be a square 2-D real matrix, got {type(W).__name__} ({e})") from None
     if a.dtype.kind == "c":
-        raise ValueError(f"{fn}: W must be a square 2-D real matrix, got complex dtype {a.dtype}")
+        raise InputError(fn, None, f"W must be a square 2-D real matrix, got complex dtype {a.dtype}")
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"{fn}: W must be a square 2-D real matrix, got shape {tuple(a.shape)}")
+        raise InputError(fn, None, f"W must be a square 2-D real matrix, got shape {tuple(a.shape)}")
     if a.shape[0] == 0:
-        raise ValueError(f"{fn}: W must be a non-empty square 2-D real matrix, got shape {tuple(a.shape)}")
+        raise InputError(fn, None, f"W must be a non-empty square 2-D real matrix, got shape {tuple(a.shape)}")
     if a.dtype.kind not in "biuf":
         try:
             a = a.astype(np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"{fn}: W must be a square 2-D real matrix, got dtype {a.dtype}") from None
+            raise InputError(fn, None, f"W must be a square 2-D real matrix, got dtype {a.dtype}") from None
     a = np.array(a, dtype=np.float64, order="F", copy=True)
     bad = int(a.size - np.count_nonzero(np.isfinite(a)))
     if bad:
-        raise ValueError(f"{fn}: W must be finite, got {bad} NaN/Inf entries in a matrix of shape {a.shape}")
+        raise InputError(fn, None, f"W must be finite, got {bad} NaN/Inf entries in a matrix of shape {a.shape}")
     return a
 
 
@@ -148,17 +148,19 @@ def _order_name(order: Any) -> str:
         return "custom"
     if isinstance(order, str) and order in ORDER_NAMES:
         return order
-    raise ValueError(
-        "ordered_schur: order must be one of 'modulus', 'real', 'angle', 'decay' (with alpha), ('decay', alpha) or "
-        f"a callable, got {order!r}"
+    raise InputError(
+        "ordered_schur",
+        None,
+        "order must be one of 'modulus', 'real', 'angle', 'decay' (with alpha), ('decay', alpha) or "
+        f"a callable, got {order!r}",
     )
 
 
 def _check_alpha(where: str, alpha: Any) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
-        raise ValueError(f"{where}: alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
+        raise InputError(where, None, f"alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
     if not (0.0 < float(alpha) <= 1.0):
-        raise ValueError(f"{where}: alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
+        raise InputError(where, None, f"alpha must be a real number in (0, 1] (alpha = dt / tau), got {alpha!r}")
     return float(alpha)
 
 
@@ -178,20 +180,20 @@ def _resolve_order(order: Any, alpha: Any) -> tuple[Any, str, float | None]:
     """``(key for the reordering, recorded name, recorded alpha)`` from ``ordered_schur``'s order/alpha."""
     if isinstance(order, tuple):
         if len(order) != 2 or order[0] != "decay":
-            raise ValueError(f"ordered_schur: a tuple order must be ('decay', alpha), got {order!r}")
+            raise InputError("ordered_schur", None, f"a tuple order must be ('decay', alpha), got {order!r}")
         a = _check_alpha("ordered_schur", order[1])
         if alpha is not None and _check_alpha("ordered_schur", alpha) != a:
-            raise ValueError(f"ordered_schur: order={order!r} and alpha={alpha!r} disagree; give alpha once")
+            raise InputError("ordered_schur", None, f"order={order!r} and alpha={alpha!r} disagree; give alpha once")
         order, alpha = "decay", a
     name = _order_name(order)
     if name != "decay":
         if alpha is not None:
-            raise ValueError(
-                f"ordered_schur: alpha applies to order='decay' only, got alpha={alpha!r} with order={name!r}"
+            raise InputError(
+                "ordered_schur", None, f"alpha applies to order='decay' only, got alpha={alpha!r} with order={name!r}"
             )
         return order, name, None
     if alpha is None:
-        raise ValueError("ordered_schur: order='decay' needs alpha (the model's dt / tau), got alpha=None")
+        raise InputError("ordered_schur", None, "order='decay' needs alpha (the model's dt / tau), got alpha=None")
     a = _check_alpha("ordered_schur", alpha)
     # alpha = 1: the decay key is |lam| and the modulus rule is the same order, to the bit
     return ("modulus" if a == 1.0 else _DecayKey(a)), "decay", a
@@ -344,15 +346,17 @@ class SchurForm:
         T = np.array(self.T, dtype=np.float64, order="C")
         ev = np.array(self.eigvals, dtype=np.complex128)
         if Q.ndim != 2 or Q.shape[0] != Q.shape[1] or T.shape != Q.shape or ev.shape != (Q.shape[0],):
-            raise ValueError(f"SchurForm: Q, T must be (n, n) and eigvals (n,), got {Q.shape}, {T.shape}, {ev.shape}")
+            raise InputError(
+                "SchurForm", None, f"Q, T must be (n, n) and eigvals (n,), got {Q.shape}, {T.shape}, {ev.shape}"
+            )
         blocks = tuple((int(s), int(z)) for s, z in self.blocks)
         pos = 0
         for s, z in blocks:
             if s != pos or z not in (1, 2):
-                raise ValueError(f"SchurForm: blocks must tile 0..n-1 with sizes 1 or 2, got {blocks}")
+                raise InputError("SchurForm", None, f"blocks must tile 0..n-1 with sizes 1 or 2, got {blocks}")
             pos += z
         if pos != Q.shape[0]:
-            raise ValueError(f"SchurForm: blocks must tile 0..n-1 (n={Q.shape[0]}), got {blocks}")
+            raise InputError("SchurForm", None, f"blocks must tile 0..n-1 (n={Q.shape[0]}), got {blocks}")
         object.__setattr__(self, "Q", _readonly(Q))
         object.__setattr__(self, "T", _readonly(T))
         object.__setattr__(self, "eigvals", _readonly(ev))
@@ -360,11 +364,13 @@ class SchurForm:
         object.__setattr__(self, "order", str(self.order))
         if self.order == "decay":
             if self.alpha is None:
-                raise ValueError("SchurForm: order 'decay' needs its alpha (a float in (0, 1]), got alpha=None")
+                raise InputError("SchurForm", None, "order 'decay' needs its alpha (a float in (0, 1]), got alpha=None")
             object.__setattr__(self, "alpha", _check_alpha("SchurForm", self.alpha))
         elif self.alpha is not None:
-            raise ValueError(
-                f"SchurForm: alpha belongs to order 'decay' only, got alpha={self.alpha!r} with order={self.order!r}"
+            raise InputError(
+                "SchurForm",
+                None,
+                f"alpha belongs to order 'decay' only, got alpha={self.alpha!r} with order={self.order!r}",
             )
 
     # -- structure ------------------------------------------------------------------------------------------------
@@ -513,9 +519,11 @@ class SchurForm:
         """
         if alpha is None:
             if self.alpha is None:
-                raise ValueError(
-                    f"SchurForm.step_decay: this form has order {self.order!r} and no alpha; pass alpha (the model's "
-                    "dt / tau, 1 for TanhRNN)"
+                raise InputError(
+                    "SchurForm.step_decay",
+                    None,
+                    f"this form has order {self.order!r} and no alpha; pass alpha (the model's "
+                    "dt / tau, 1 for TanhRNN)",
                 )
             alpha = self.alpha
         a = _check_alpha("SchurForm.step_decay", alpha)
@@ -527,7 +535,9 @@ class SchurForm:
         """``Q @ T @ Q.T`` for ``T`` (n, n) or a stack (..., n, n); default the form's own T (gives W)."""
         Tm = self.T if T is None else np.asarray(T, dtype=np.float64)
         if Tm.ndim < 2 or Tm.shape[-2:] != (self.n, self.n):
-            raise ValueError(f"SchurForm.reconstruct: T must have shape (..., {self.n}, {self.n}), got {Tm.shape}")
+            raise InputError(
+                "SchurForm.reconstruct", None, f"T must have shape (..., {self.n}, {self.n}), got {Tm.shape}"
+            )
         return self.Q @ Tm @ self.Q.T
 
     def check_of(self, W: Any, where: str, *, name: str = "sf", model: str = "model") -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from schurjax.ablate import CONTROL_KINDS
+from schurjax.errors import InputError
 from schurjax.table import records
 
 __all__ = [
@@ -62,11 +63,11 @@ class Criterion:
 
     def __post_init__(self):
         if self.kind not in ("score", "loss"):
-            raise ValueError(f"Criterion: kind must be 'score' or 'loss', got {self.kind!r}")
+            raise InputError("Criterion", None, f"kind must be 'score' or 'loss', got {self.kind!r}")
         for name in ("tau", "eps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"Criterion: {name} must be a finite number >= 0, got {v!r}")
+                raise InputError("Criterion", None, f"{name} must be a finite number >= 0, got {v!r}")
 
     def keeps(self, *, rel_delta_loss: Any, score: Any, base_score: Any) -> np.ndarray:
         """Boolean array: which removals keep the behaviour (NaN figures never keep)."""
@@ -102,7 +103,9 @@ def criterion_for(
     if isinstance(criterion, Criterion):
         return criterion
     if criterion not in CRITERIA:
-        raise ValueError(f"summarize: criterion must be one of {', '.join(map(repr, CRITERIA))}, got {criterion!r}")
+        raise InputError(
+            "summarize", None, f"criterion must be one of {', '.join(map(repr, CRITERIA))}, got {criterion!r}"
+        )
     if criterion == "auto":
         has_score = any(not _missing(_float(r.get("score"))) for r in records(table))
         criterion = "score" if has_score else "loss"

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.rnn import DEFAULT_GAIN, FORMS, NONLINEARITIES, RateRNN, TanhRNN, check_alpha
 from schurjax.tasks.base import Task, check_int
 
@@ -80,13 +81,13 @@ def _check_step(where: str, alpha: Any, nonlinearity: Any, form: Any, learn_h0: 
     """The model's step arguments, checked (one-line ValueError naming the argument)."""
     a = check_alpha(where, alpha)
     if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
-        raise ValueError(
-            f"{where}: nonlinearity must be one of {', '.join(map(repr, NONLINEARITIES))}, got {nonlinearity!r}"
+        raise InputError(
+            where, None, f"nonlinearity must be one of {', '.join(map(repr, NONLINEARITIES))}, got {nonlinearity!r}"
         )
     if not isinstance(form, str) or form not in FORMS:
-        raise ValueError(f"{where}: form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
+        raise InputError(where, None, f"form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
     if not isinstance(learn_h0, bool):
-        raise ValueError(f"{where}: learn_h0 must be True or False, got {learn_h0!r}")
+        raise InputError(where, None, f"learn_h0 must be True or False, got {learn_h0!r}")
     return a, nonlinearity, form, learn_h0
 
 
@@ -143,7 +144,7 @@ def make_optimizer(
     elif schedule == "cosine":
         lr = optax.cosine_decay_schedule(learning_rate, max(int(steps), 1), alpha=0.05)
     else:
-        raise ValueError(f"train: schedule must be 'constant' or 'cosine', got {schedule!r}")
+        raise InputError("train", None, f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
 
 
@@ -273,7 +274,7 @@ def train(
     step = _check_step("train", alpha, nonlinearity, form, learn_h0)
     seeds = [int(s) for s in (seeds if isinstance(seeds, Sequence | np.ndarray) else [seeds])]
     if not seeds:
-        raise ValueError("train: seeds must be a non-empty sequence of ints, got []")
+        raise InputError("train", None, "seeds must be a non-empty sequence of ints, got []")
     n_hidden = check_int("train", "n_hidden", n_hidden)
     steps = check_int("train", "steps", steps)
     batch_size = check_int("train", "batch_size", batch_size)
@@ -283,7 +284,7 @@ def train(
         seed_chunk = check_int("train", "seed_chunk", seed_chunk)
     for arg, val in (("learning_rate", learning_rate), ("clip", clip), ("gain", gain)):
         if not isinstance(val, int | float) or not val > 0:
-            raise ValueError(f"train: {arg} must be a positive float, got {val!r}")
+            raise InputError("train", None, f"{arg} must be a positive float, got {val!r}")
 
     opt_key = (float(learning_rate), steps, float(clip), schedule)
     opt = make_optimizer(*opt_key)

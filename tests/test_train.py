@@ -58,8 +58,7 @@ def test_deterministic_and_seed_independent(capsys):
     cfg = a.config
     assert cfg["task"] == {"name": "flipflop", "params": task.params()} and cfg["seeds"] == [3, 4]
     assert cfg["steps"] == 30 and cfg["n_hidden"] == 8 and "optimizer" in cfg
-    models, history, config = a  # unpacks as (models, history, config)
-    assert history.shape == (2, 3) and config is cfg
+    assert a.history.shape == (2, 3) and a.scores.shape == (2, 3) and a.log_steps.tolist() == [10, 20, 30]
 
 
 def test_bad_arguments():

@@ -17,6 +17,7 @@ import numpy as np
 from schurjax._seeds import key_words
 from schurjax.ablate.storage import _LowRank, _Noise, _RandomSubset
 from schurjax.ablate.variants import Variants, _check_sf
+from schurjax.errors import InputError
 from schurjax.schur import SchurForm
 
 if TYPE_CHECKING:
@@ -47,11 +48,11 @@ def _control_setup(fn: str, key: KeyLike, sf: SchurForm, variants: Variants, n_p
     if not isinstance(variants, Variants):
         raise TypeError(f"{fn}: variants must be a Variants, got {type(variants).__name__}")
     if variants.n != sf.n:
-        raise ValueError(f"{fn}: variants have n = {variants.n} but sf has n = {sf.n}")
+        raise InputError(fn, None, f"variants have n = {variants.n} but sf has n = {sf.n}")
     if len(variants) == 0:
-        raise ValueError(f"{fn}: variants is empty (K = 0); nothing to control")
+        raise InputError(fn, None, "variants is empty (K = 0); nothing to control")
     if not isinstance(n_per, numbers.Integral) or isinstance(n_per, bool) or n_per < 1:
-        raise ValueError(f"{fn}: n_per must be a positive int, got {n_per!r}")
+        raise InputError(fn, None, f"n_per must be a positive int, got {n_per!r}")
     variants = variants._bind(sf, fn, "variants", "sf")
     K = len(variants)
     keys = np.stack([np.repeat(np.arange(K), n_per), np.tile(np.arange(n_per), K)], axis=1)
@@ -142,9 +143,10 @@ def matched_count(key: KeyLike, sf: SchurForm, variants: Variants, *, n_per: int
     sel = cval != 0.0
     counts = np.array([variants.labels[co].get("n_changed", int(variants.nnz[co])) for co in keys[:, 0]], np.int64)
     if counts.size and counts.max() > sel.sum():
-        raise ValueError(
-            f"{kind}: a variant changes {counts.max()} entries but T has only {int(sel.sum())} nonzero "
-            "couplings to draw from"
+        raise InputError(
+            kind,
+            None,
+            f"a variant changes {counts.max()} entries but T has only {int(sel.sum())} nonzero couplings to draw from",
         )
     seg = _RandomSubset(entropy, _KIND_CODE[kind], keys, counts, ci[sel], cj[sel], cval[sel])
     labels = _control_labels(kind, variants, keys, [(c, c) for c in counts.tolist()])
@@ -180,7 +182,7 @@ def coupling_noise(key: KeyLike, sf: SchurForm, variants: Variants, *, n_per: in
     norms = variants.delta_norm[keys[:, 0]]
     m = len(sf.couplings)
     if m == 0 and np.any(norms > 0):
-        raise ValueError(f"{kind}: sf has no coupling positions (blocks {sf.blocks}), cannot match a nonzero norm")
+        raise InputError(kind, None, f"sf has no coupling positions (blocks {sf.blocks}), cannot match a nonzero norm")
     seg = _Noise(entropy, _KIND_CODE[kind], keys, norms, sf.n, support=(sf.couplings[:, 0], sf.couplings[:, 1]))
     counts = [(0, m if x > 0 else 0) for x in norms]
     return Variants._from_segment(sf.n, seg, _control_labels(kind, variants, keys, counts), sf.fingerprint)
@@ -367,8 +369,8 @@ def controls(
     """
     names = [kinds] if isinstance(kinds, str) else list(kinds)
     if not names:
-        raise ValueError(f"controls: kinds must name at least one of {list(CONTROL_KINDS)}, got {kinds!r}")
+        raise InputError("controls", None, f"kinds must name at least one of {list(CONTROL_KINDS)}, got {kinds!r}")
     for k in names:
         if k not in _CONTROLS:
-            raise ValueError(f"controls: unknown control kind {k!r}; expected one of {list(CONTROL_KINDS)}")
+            raise InputError("controls", None, f"unknown control kind {k!r}; expected one of {list(CONTROL_KINDS)}")
     return Variants.concat(*[_CONTROLS[k](key, sf, variants, n_per=n_per) for k in names])

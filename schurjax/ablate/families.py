@@ -15,6 +15,7 @@ from jaxtyping import Bool, Float, Int
 
 from schurjax.ablate.storage import _Mask, _Prefix, _Sparse
 from schurjax.ablate.variants import Variants, _check_sf
+from schurjax.errors import InputError
 from schurjax.schur import SchurForm
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ def _check_threshold(x, fn: str, name: str = "threshold") -> float:
     try:
         val = float(x)
     except (TypeError, ValueError):
-        raise ValueError(f"{fn}: {name} must be a finite non-negative float, got {x!r}") from None
+        raise InputError(fn, None, f"{name} must be a finite non-negative float, got {x!r}") from None
     if not math.isfinite(val) or val < 0:
-        raise ValueError(f"{fn}: {name} must be a finite non-negative float, got {x!r}")
+        raise InputError(fn, None, f"{name} must be a finite non-negative float, got {x!r}")
     return val
 
 
@@ -262,9 +263,9 @@ def eigen_groups(sf: SchurForm, *, threshold: float = 0.9, include_zeros: bool =
 def _ks(ks, upper: int, fn: str) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(ks))
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{fn}: ks must be an int or a non-empty 1-D sequence of ints, got {ks!r}")
+        raise InputError(fn, None, f"ks must be an int or a non-empty 1-D sequence of ints, got {ks!r}")
     if arr.min() < 0 or arr.max() > upper:
-        raise ValueError(f"{fn}: ks must lie in [0, {upper}], got min {arr.min()}, max {arr.max()}")
+        raise InputError(fn, None, f"ks must lie in [0, {upper}], got min {arr.min()}, max {arr.max()}")
     return arr.astype(np.int64)
 
 
@@ -313,34 +314,38 @@ def _subset(sf: SchurForm, which, fn: str, name: str) -> np.ndarray:
     ci, cj = sf.couplings[:, 0], sf.couplings[:, 1]
     if arr.dtype == bool:
         if arr.shape != (n, n):
-            raise ValueError(f"{fn}: boolean {name} must have shape ({n}, {n}), got {arr.shape}")
+            raise InputError(fn, None, f"boolean {name} must have shape ({n}, {n}), got {arr.shape}")
         if (arr & ~sf.coupling_mask).any():
-            raise ValueError(f"{fn}: {name} marks entries that are not couplings (on or below the block diagonal)")
+            raise InputError(fn, None, f"{name} marks entries that are not couplings (on or below the block diagonal)")
         pos = np.full((n, n), -1, dtype=np.int64)
         pos[ci, cj] = np.arange(m)
         return pos[arr]
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{fn}: {name} must hold integers, got dtype {arr.dtype}")
+        raise InputError(fn, None, f"{name} must hold integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
     if arr.ndim == 1:
         if arr.size and (arr.min() < 0 or arr.max() >= m):
-            raise ValueError(f"{fn}: {name} indexes sf.couplings, must lie in [0, {m}), got {arr.min()}..{arr.max()}")
+            raise InputError(
+                fn, None, f"{name} indexes sf.couplings, must lie in [0, {m}), got {arr.min()}..{arr.max()}"
+            )
         idx = arr
     elif arr.ndim == 2 and arr.shape[1] == 2:
         if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ValueError(f"{fn}: {name} entries must lie in [0, {n}), got {arr.min()}..{arr.max()}")
+            raise InputError(fn, None, f"{name} entries must lie in [0, {n}), got {arr.min()}..{arr.max()}")
         pos = np.full((n, n), -1, dtype=np.int64)
         pos[ci, cj] = np.arange(m)
         idx = pos[arr[:, 0], arr[:, 1]]
         if (idx < 0).any():
             bad = arr[np.nonzero(idx < 0)[0][0]].tolist()
-            raise ValueError(f"{fn}: {name} entry {bad} is not a coupling (on or below the block diagonal)")
+            raise InputError(fn, None, f"{name} entry {bad} is not a coupling (on or below the block diagonal)")
     else:
-        raise ValueError(
-            f"{fn}: {name} must be 1-D coupling indices, (p, 2) entries or a bool (n, n) mask, got shape {arr.shape}"
+        raise InputError(
+            fn,
+            None,
+            f"{name} must be 1-D coupling indices, (p, 2) entries or a bool (n, n) mask, got shape {arr.shape}",
         )
     if np.unique(idx).size != idx.size:
-        raise ValueError(f"{fn}: {name} must not repeat couplings")
+        raise InputError(fn, None, f"{name} must not repeat couplings")
     return idx
 
 
@@ -368,7 +373,7 @@ def cumulative(sf: SchurForm, order_idx: CouplingList, *, ks: IntsLike | None = 
     idx = _subset(sf, order_idx, fn, "order_idx")
     karr = np.arange(1, idx.size + 1) if ks is None else _ks(ks, idx.size, fn)
     if karr.size == 0:
-        raise ValueError(f"{fn}: order_idx is empty, so there is no prefix to remove")
+        raise InputError(fn, None, "order_idx is empty, so there is no prefix to remove")
     tv = cval[idx]
     seg = _Prefix(ci[idx], cj[idx], tv, karr, -np.ones(karr.size))
     labels = [
@@ -407,9 +412,13 @@ def scaling(
     try:
         a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     except (TypeError, ValueError):
-        raise ValueError(f"{fn}: alphas must be a float or a 1-D sequence of finite floats, got {alphas!r}") from None
+        raise InputError(
+            fn, None, f"alphas must be a float or a 1-D sequence of finite floats, got {alphas!r}"
+        ) from None
     if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
-        raise ValueError(f"{fn}: alphas must be a float or a non-empty 1-D sequence of finite floats, got {alphas!r}")
+        raise InputError(
+            fn, None, f"alphas must be a float or a non-empty 1-D sequence of finite floats, got {alphas!r}"
+        )
     idx = np.arange(ci.size) if which is None else _subset(sf, which, fn, "which")
     idx = idx[cval[idx] != 0.0]
     seg = _Prefix(ci[idx], cj[idx], cval[idx], np.full(a.size, idx.size), a - 1.0)
@@ -463,25 +472,29 @@ def from_masks(
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
-        raise ValueError(f"{fn}: masks must have shape (K, n, n), got {np.shape(masks)}")
+        raise InputError(fn, None, f"masks must have shape (K, n, n), got {np.shape(masks)}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{fn}: masks must hold at least one mask (K > 0), got shape {arr.shape}")
+        raise InputError(fn, None, f"masks must hold at least one mask (K > 0), got shape {arr.shape}")
     if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{fn}: masks must be real or bool, got dtype {arr.dtype}")
+        raise InputError(fn, None, f"masks must be real or bool, got dtype {arr.dtype}")
     arr = np.array(arr, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{fn}: masks must be finite, got {int((~np.isfinite(arr)).sum())} non-finite entries")
+        raise InputError(fn, None, f"masks must be finite, got {int((~np.isfinite(arr)).sum())} non-finite entries")
     K, n = arr.shape[0], arr.shape[1]
     T = None
     if sf is not None:
         _check_sf(sf, fn)
         if n != sf.n:
-            raise ValueError(f"{fn}: masks have shape {arr.shape} but sf has n = {sf.n}; expected (K, {sf.n}, {sf.n})")
+            raise InputError(
+                fn, None, f"masks have shape {arr.shape} but sf has n = {sf.n}; expected (K, {sf.n}, {sf.n})"
+            )
         touched = ((arr != 1.0) & sf.diag_mask[None]).reshape(K, -1).any(axis=1)
         if touched.any() and not allow_diagonal:
-            raise ValueError(
-                f"{fn}: masks {np.nonzero(touched)[0][:5].tolist()} change the diagonal blocks of T (this changes the "
-                "spectrum); pass allow_diagonal=True to allow it"
+            raise InputError(
+                fn,
+                None,
+                f"masks {np.nonzero(touched)[0][:5].tolist()} change the diagonal blocks of T (this changes the "
+                "spectrum); pass allow_diagonal=True to allow it",
             )
         T = sf.T
     seg = _Mask(arr, T, allow_diagonal)

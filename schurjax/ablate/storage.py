@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from jaxtyping import Float, Int
 
+from schurjax.errors import InputError
+
 #: per-variant counts (k,), then rows, cols, values of all their entries, concatenated in variant order
 Coo = tuple[Int[np.ndarray, " k"], Int[np.ndarray, " e"], Int[np.ndarray, " e"], Float[np.ndarray, " e"]]
 
@@ -163,9 +165,10 @@ class _Mask:
     def _T(self, T):
         T = self.T if self.T is not None else T
         if T is None:
-            raise ValueError(
-                "Variants.delta_T: variants made by from_masks(masks) without sf need T; "
-                "call variants.bind(sf) or pass T=sf.T"
+            raise InputError(
+                "Variants.delta_T",
+                None,
+                "variants made by from_masks(masks) without sf need T; call variants.bind(sf) or pass T=sf.T",
             )
         return T
 

@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from schurjax.ablate.storage import DenseSegment, MultiplierSegment, Segment, _Mask
+from schurjax.errors import InputError
 from schurjax.schur import SchurForm
 
 if TYPE_CHECKING:
@@ -136,7 +137,9 @@ class Variants:
         seg = np.asarray(seg, dtype=np.int64)
         loc = np.asarray(loc, dtype=np.int64)
         if len(labels) != seg.size:
-            raise ValueError(f"Variants: {seg.size} variants but {len(labels)} labels")  # pragma: no cover - a bug
+            raise InputError(
+                "Variants", None, f"{seg.size} variants but {len(labels)} labels"
+            )  # pragma: no cover - a bug
         if delta_norm is None or nnz is None:
             delta_norm, nnz = np.zeros(seg.size), np.zeros(seg.size, dtype=np.int64)
             for s, segment in enumerate(segments):
@@ -250,13 +253,15 @@ class Variants:
         if len(variants) == 1 and not isinstance(variants[0], Variants):
             variants = tuple(variants[0])
         if not variants:
-            raise ValueError("Variants.concat: need at least one Variants, got none")
+            raise InputError("Variants.concat", None, "need at least one Variants, got none")
         for v in variants:
             if not isinstance(v, Variants):
                 raise TypeError(f"Variants.concat: arguments must be Variants, got {type(v).__name__}")
         n = variants[0].n
         if any(v.n != n for v in variants):
-            raise ValueError(f"Variants.concat: all variants must have the same n, got {[v.n for v in variants]}")
+            raise InputError(
+                "Variants.concat", None, f"all variants must have the same n, got {[v.n for v in variants]}"
+            )
         fps = {v.fingerprint for v in variants} - {None}
         fingerprint = fps.pop() if len(fps) == 1 else (MIXED if fps else None)
         segments: list[Segment] = []
@@ -292,7 +297,9 @@ class Variants:
         """
         labels = list(labels)
         if len(labels) != len(self):
-            raise ValueError(f"Variants.with_labels: labels must hold K = {len(self)} mappings, got {len(labels)}")
+            raise InputError(
+                "Variants.with_labels", None, f"labels must hold K = {len(self)} mappings, got {len(labels)}"
+            )
         for lab in labels:
             if not isinstance(lab, Mapping):
                 raise TypeError(f"Variants.with_labels: labels must be mappings, got {type(lab).__name__}")
@@ -341,18 +348,22 @@ class Variants:
                 f"{fn}: {sf_name} must be a SchurForm (from schurjax.ordered_schur), got {type(sf).__name__}"
             )
         if sf.n != self.n:
-            raise ValueError(f"{fn}: {sf_name} has n = {sf.n} but {name} have n = {self.n}; expected equal")
+            raise InputError(fn, None, f"{sf_name} has n = {sf.n} but {name} have n = {self.n}; expected equal")
         if self.fingerprint == MIXED:
-            raise ValueError(
-                f"{fn}: {name} mix variants built from different SchurForms (Variants.concat of sets "
-                f"from different sf); build every part from {sf_name}"
+            raise InputError(
+                fn,
+                None,
+                f"{name} mix variants built from different SchurForms (Variants.concat of sets "
+                f"from different sf); build every part from {sf_name}",
             )
         fp = sf.fingerprint
         if self.fingerprint is not None and self.fingerprint != fp:
-            raise ValueError(
-                f"{fn}: {name} were built from a different SchurForm than {sf_name} (fingerprint "
+            raise InputError(
+                fn,
+                None,
+                f"{name} were built from a different SchurForm than {sf_name} (fingerprint "
                 f"{self.fingerprint[:12]} != {fp[:12]}); build the variants from the SchurForm you "
-                f"pass as {sf_name}"
+                f"pass as {sf_name}",
             )
         unbound = [s for s, seg in enumerate(self._segments) if isinstance(seg, _Mask) and seg.T is None]
         if not unbound:
@@ -369,9 +380,11 @@ class Variants:
             masks = seg.masks[self._loc[p]]
             touched = ((masks != 1.0) & sf.diag_mask[None]).reshape(p.size, -1).any(axis=1)
             if touched.any() and not seg.allow_diagonal:
-                raise ValueError(
-                    f"{fn}: {name} {p[touched][:5].tolist()} (from_masks without sf) change the diagonal blocks of "
-                    f"{sf_name}.T (this changes the spectrum); pass allow_diagonal=True to from_masks to allow it"
+                raise InputError(
+                    fn,
+                    None,
+                    f"{name} {p[touched][:5].tolist()} (from_masks without sf) change the diagonal blocks of "
+                    f"{sf_name}.T (this changes the spectrum); pass allow_diagonal=True to from_masks to allow it",
                 )
             segs[s] = _Mask(seg.masks, T, seg.allow_diagonal)
             changed = ((masks != 1.0) & nz).reshape(p.size, -1).sum(axis=1)
@@ -468,9 +481,10 @@ class Variants:
         for segment, p, loc in self._groups(ix):
             if not isinstance(segment, MultiplierSegment):
                 kind = self.labels[int(ix[p[0]])].get("control_kind", "noise")
-                raise ValueError(
-                    f"Variants.masks: variant {int(ix[p[0]])} ({kind}) is an additive Gaussian edit, not a mask "
-                    "of T; use delta_T"
+                raise InputError(
+                    "Variants.masks",
+                    None,
+                    f"variant {int(ix[p[0]])} ({kind}) is an additive Gaussian edit, not a mask of T; use delta_T",
                 )
             counts, r, c, m = segment.mult_coo(loc)
             out[np.repeat(p, counts), r, c] = m

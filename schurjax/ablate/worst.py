@@ -27,6 +27,7 @@ import numpy as np
 
 from schurjax.ablate.controls import _entropy
 from schurjax.ablate.variants import _check_sf
+from schurjax.errors import InputError
 
 __all__ = ["WorstCase", "worst_case", "robustness_radius", "WORST_KINDS", "RobustnessRadius"]
 
@@ -81,12 +82,12 @@ def _loss_fn(task: Any):
 
 def _check(fn: str, radius: Any, kind: str, starts: Any, steps: Any) -> None:
     if isinstance(radius, bool) or not isinstance(radius, int | float | np.floating) or not radius >= 0:
-        raise ValueError(f"{fn}: radius must be a number >= 0, got {radius!r}")
+        raise InputError(fn, None, f"radius must be a number >= 0, got {radius!r}")
     if kind not in WORST_KINDS:
-        raise ValueError(f"{fn}: kind must be one of {list(WORST_KINDS)}, got {kind!r}")
+        raise InputError(fn, None, f"kind must be one of {list(WORST_KINDS)}, got {kind!r}")
     for name, v, lo in (("starts", starts, 1), ("steps", steps, 0)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-            raise ValueError(f"{fn}: {name} must be an int >= {lo}, got {v!r}")
+            raise InputError(fn, None, f"{name} must be an int >= {lo}, got {v!r}")
 
 
 def worst_case(
@@ -141,7 +142,7 @@ def worst_case(
     Q = jnp.asarray(sf.Q, dtype)
     support = jnp.asarray(sf.coupling_mask if kind == "coupling" else np.ones((n, n), bool), dtype)
     if kind == "coupling" and not bool(np.any(sf.coupling_mask)) and radius > 0:
-        raise ValueError(f"worst_case: sf has no coupling positions (blocks {sf.blocks}); use kind='dense'")
+        raise InputError("worst_case", None, f"sf has no coupling positions (blocks {sf.blocks}); use kind='dense'")
     r = float(radius)
     base = float(_base_loss(model, batch, task))
     k = jax.random.key(int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
@@ -310,7 +311,7 @@ def robustness_radius(
     from schurjax.studies.protocol import keeps_loss
 
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"robustness_radius: iters must be an int >= 1, got {iters!r}")
+        raise InputError("robustness_radius", None, f"iters must be an int >= 1, got {iters!r}")
     seed = _entropy(key, "robustness_radius")
     base_key = jax.random.key(int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
     r = float(r_start) if r_start is not None else float(np.linalg.norm(sf.T[sf.coupling_mask]))

@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 from jaxtyping import Float  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from schurjax.errors import InputError
+
 if TYPE_CHECKING:
     from schurjax.dynamics.finder import FixedPoints
 
@@ -77,10 +79,10 @@ def fixed_point_plane(
         fig.savefig("mechanism.png")
     """
     if dims not in (2, 3):
-        raise ValueError(f"fixed_point_plane: dims must be 2 or 3, got {dims!r}")
+        raise InputError("fixed_point_plane", None, f"dims must be 2 or 3, got {dims!r}")
     K = len(fp.sets)
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not -K <= int(k) < K:
-        raise ValueError(f"fixed_point_plane: k must be an int in [{-K}, {K}), got {k!r}")
+        raise InputError("fixed_point_plane", None, f"k must be an int in [{-K}, {K}), got {k!r}")
     k = int(k) % K
     traj = np.asarray(fp.trajectories, np.float64)
     n = traj.shape[-1]
@@ -176,8 +178,10 @@ def attribution_scatter(
         series.append(("second order", np.asarray(pred2, np.float64), "#d62728"))
     for name, p, _ in series:
         if p.shape != exact.shape:
-            raise ValueError(
-                f"attribution_scatter: {name} prediction must have the shape of exact {exact.shape}, got {p.shape}"
+            raise InputError(
+                "attribution_scatter",
+                None,
+                f"{name} prediction must have the shape of exact {exact.shape}, got {p.shape}",
             )
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.6, 5.0))

@@ -74,6 +74,7 @@ from schurjax.dynamics.points import (
     as_dynamics,
     classify,
 )
+from schurjax.errors import InputError
 from schurjax.rnn import NONLINEARITIES, Dynamics, RateRNN
 from schurjax.schur import SchurForm
 from schurjax.tasks import Task, TaskBatch
@@ -249,7 +250,7 @@ def _solver(name: str, rtol: float, atol: float):
         return optx.LevenbergMarquardt(rtol=rtol, atol=atol)
     if name == "dogleg":
         return optx.Dogleg(rtol=rtol, atol=atol)
-    raise ValueError(f"{_WHERE}: solver must be one of ('newton', 'lm', 'dogleg'), got {name!r}")
+    raise InputError(_WHERE, None, f"solver must be one of ('newton', 'lm', 'dogleg'), got {name!r}")
 
 
 def _run(solver, h0, args, max_steps: int, F=_F):
@@ -396,9 +397,11 @@ def trajectory_states(
         inputs = getattr(batch, "inputs", None)
         if inputs is None or np.ndim(inputs) != 3 or np.shape(inputs)[2] != model.n_in:
             got = None if inputs is None else np.shape(inputs)
-            raise ValueError(
-                f"{_WHERE}: batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}), got "
-                f"{type(batch).__name__} with inputs shape {got}"
+            raise InputError(
+                _WHERE,
+                None,
+                f"batch must be a TaskBatch with inputs (B, T, n_in={model.n_in}), got "
+                f"{type(batch).__name__} with inputs shape {got}",
             )
         hs, _ = jax.vmap(model.rollout)(jnp.asarray(inputs, jnp.float32))
         return np.asarray(hs, dtype=np.float32)
@@ -426,8 +429,8 @@ def _as_input(model: RateRNN, x: Any) -> np.ndarray:
         return np.zeros(model.n_in)
     arr = np.asarray(x, dtype=np.float64)
     if arr.shape != (model.n_in,) or not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"{_WHERE}: x must be a finite constant input of shape (n_in={model.n_in},), got shape {arr.shape}"
+        raise InputError(
+            _WHERE, None, f"x must be a finite constant input of shape (n_in={model.n_in},), got shape {arr.shape}"
         )
     return arr
 
@@ -443,7 +446,7 @@ def _drive(model: RateRNN, x: np.ndarray) -> np.ndarray:
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{_WHERE}: {name} must be an int >= {minimum}, got {value!r}")
+        raise InputError(_WHERE, None, f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -455,7 +458,7 @@ def _check_pos(name: str, value: Any, allow_none: bool = False) -> float | None:
     except (TypeError, ValueError):
         v = math.nan
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{_WHERE}: {name} must be a positive finite float, got {value!r}")
+        raise InputError(_WHERE, None, f"{name} must be a positive finite float, got {value!r}")
     return v
 
 
@@ -465,19 +468,21 @@ def _check_model_sf(model: Any, sf: Any, variants: Any) -> Variants:
     if not isinstance(sf, SchurForm):
         raise TypeError(f"{_WHERE}: sf must be a SchurForm (sj.ordered_schur(model.W_rec)), got {type(sf).__name__}")
     if sf.n != model.n_hidden:
-        raise ValueError(f"{_WHERE}: sf has n = {sf.n} but model has n_hidden = {model.n_hidden}; expected equal")
+        raise InputError(_WHERE, None, f"sf has n = {sf.n} but model has n_hidden = {model.n_hidden}; expected equal")
     sf.check_of(model.W_rec, _WHERE)
     if not isinstance(variants, Variants):
         raise TypeError(f"{_WHERE}: variants must be schurjax.ablate.Variants, got {type(variants).__name__}")
     if len(variants) == 0:
-        raise ValueError(f"{_WHERE}: variants must hold at least one variant, got K = 0")
+        raise InputError(_WHERE, None, "variants must hold at least one variant, got K = 0")
     if variants.n != sf.n:
-        raise ValueError(f"{_WHERE}: variants have n = {variants.n} but sf has n = {sf.n}; expected equal")
+        raise InputError(_WHERE, None, f"variants have n = {variants.n} but sf has n = {sf.n}; expected equal")
     fp, want = variants.fingerprint, _fingerprint(sf)
     if fp is not None and fp != want:
-        raise ValueError(
-            f"{_WHERE}: variants were built from a different SchurForm than sf (fingerprint "
-            f"{str(fp)[:12]} != {want[:12]}); build them from sf"
+        raise InputError(
+            _WHERE,
+            None,
+            f"variants were built from a different SchurForm than sf (fingerprint "
+            f"{str(fp)[:12]} != {want[:12]}); build them from sf",
         )
     return variants.bind(sf)
 
@@ -593,16 +598,16 @@ def fixed_points(
     survive_tol = _check_pos("survive_tol", survive_tol)
     match_radius = _check_pos("match_radius", match_radius, allow_none=True)
     if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"{_WHERE}: noise must be a finite float >= 0, got {noise!r}")
+        raise InputError(_WHERE, None, f"noise must be a finite float >= 0, got {noise!r}")
     if not isinstance(contract, int | float) or not 0 <= contract <= 1:
-        raise ValueError(f"{_WHERE}: contract must be a float in [0, 1], got {contract!r}")
+        raise InputError(_WHERE, None, f"contract must be a float in [0, 1], got {contract!r}")
     _solver(solver, 1e-5, 1e-5)
     try:
         sd = jnp.dtype(search_dtype)
     except TypeError:
         sd = None
     if sd not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"{_WHERE}: search_dtype must be jnp.float32 or jnp.float64, got {search_dtype!r}")
+        raise InputError(_WHERE, None, f"search_dtype must be jnp.float32 or jnp.float64, got {search_dtype!r}")
     k_traj, k_base, k_var, k_noise, k_con = jax.random.split(key, 5)
 
     traj = trajectory_states(model, key=k_traj, x=x, task=task, batch=batch, n_trials=n_trials)

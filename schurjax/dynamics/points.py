@@ -29,6 +29,7 @@ from jaxtyping import Bool, Complex, Float, Int
 from scipy.optimize import linear_sum_assignment
 from scipy.special import expit
 
+from schurjax.errors import InputError
 from schurjax.rnn import FORMS, NONLINEARITIES, Dynamics, check_alpha
 
 __all__ = ["KINDS", "STATUS", "PointSet", "classify", "step_jacobians", "fixed_point_residual", "TANH_STEP"]
@@ -93,14 +94,16 @@ def as_dynamics(dynamics: Any, where: str = "classify") -> Dynamics:
     try:
         a, phi, form = dynamics
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{where}: dynamics must be a schurjax.rnn.Dynamics (alpha, nonlinearity, form) or a model, "
-            f"got {dynamics!r}"
+        raise InputError(
+            where,
+            None,
+            f"dynamics must be a schurjax.rnn.Dynamics (alpha, nonlinearity, form) or a model, got {dynamics!r}",
         ) from None
     if phi not in NONLINEARITIES or form not in FORMS:
-        raise ValueError(
-            f"{where}: dynamics must name a nonlinearity in {tuple(NONLINEARITIES)} and a form in {FORMS}, got "
-            f"{dynamics!r}"
+        raise InputError(
+            where,
+            None,
+            f"dynamics must name a nonlinearity in {tuple(NONLINEARITIES)} and a form in {FORMS}, got {dynamics!r}",
         )
     return Dynamics(check_alpha(where, a), str(phi), str(form))
 
@@ -202,7 +205,7 @@ def _jacobians(W: np.ndarray, P: np.ndarray, u: Any, dyn: Dynamics) -> np.ndarra
         d = 1.0 - P * P  # exact at a fixed point
     else:
         if u is None:
-            raise ValueError(f"classify: the {form} form with {phi} needs the drive u (W_in x + b), got u=None")
+            raise InputError("classify", None, f"the {form} form with {phi} needs the drive u (W_in x + b), got u=None")
         pre = np.einsum("pij,pj->pi", W, P) + np.asarray(u, np.float64)
         if form == "post":
             pre = (1.0 - a) * P + a * pre

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from schurjax import ablate
+from schurjax.errors import InputError
 from schurjax.studies import stats
 from schurjax.studies.measure import measure
 from schurjax.studies.protocol import keeps_loss, keeps_score
@@ -138,7 +139,7 @@ def search(
         ``greedy_added`` (per pass), ``evaluations``, ``selection`` (joint figure of the final set on ``batch``).
     """
     if criterion not in ("loss", "score"):
-        raise ValueError(f"compression.search: criterion must be 'loss' or 'score', got {criterion!r}")
+        raise InputError("compression.search", None, f"criterion must be 'loss' or 'score', got {criterion!r}")
     order = np.asarray(order, np.int64).reshape(-1, 2)
 
     def evaluate_prefixes(ordering: np.ndarray, ks: np.ndarray) -> np.ndarray:

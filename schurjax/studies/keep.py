@@ -60,12 +60,7 @@ def single_entries(variants: Any) -> np.ndarray:
 
 
 def _families(sf: Any) -> dict[str, Any]:
-    return {
-        "single": ablate.single_couplings(sf),
-        "block": ablate.block_couplings(sf),
-        "band": ablate.bands(sf),
-        "all_nonnormal": ablate.all_nonnormal(sf),
-    }
+    return {name: ablate.FAMILIES[name](sf) for name in ("single", "block", "band", "all_nonnormal")}
 
 
 def _slices(fams: dict[str, Any]) -> dict[str, np.ndarray]:

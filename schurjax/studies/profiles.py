@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from schurjax.errors import InputError
 from schurjax.studies import stats
 
 __all__ = ["cells", "importance_ranks", "profile", "compare", "jobs", "task_null", "CELL_KINDS"]
@@ -67,7 +68,7 @@ def cells(heldout: dict[str, Any], kind: str, bins: int) -> tuple[np.ndarray, in
         rel = (src - tgt) / max(nb - 1, 1)
         nbin = 2 * bins
         return np.minimum((rel * nbin).astype(np.int64), nbin - 1), nbin
-    raise ValueError(f"profiles.cells: kind must be one of {CELL_KINDS}, got {kind!r}")
+    raise InputError("profiles.cells", None, f"kind must be one of {CELL_KINDS}, got {kind!r}")
 
 
 def profile(cell: np.ndarray, value: np.ndarray, n_cells: int) -> np.ndarray:

@@ -295,7 +295,7 @@ def keeps_loss(rel_delta_loss: np.ndarray, tau: float, sides: str = "one") -> np
     """
     x = np.asarray(rel_delta_loss, np.float64)
     if sides not in LOSS_SIDES:
-        raise ValueError(f"keeps_loss: sides must be one of {LOSS_SIDES}, got {sides!r}")
+        raise InputError("keeps_loss", None, f"sides must be one of {LOSS_SIDES}, got {sides!r}")
     with np.errstate(invalid="ignore"):
         return (np.abs(x) if sides == "two" else x) <= tau
 

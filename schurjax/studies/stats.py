@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from schurjax._seeds import numpy_rng
+from schurjax.errors import InputError
 
 __all__ = [
     "bootstrap_counts",
@@ -74,7 +75,7 @@ def bootstrap_counts(key: Any, n_trials: int, n_resamples: int) -> np.ndarray:
     """
     for name, v in (("n_trials", n_trials), ("n_resamples", n_resamples)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"bootstrap_counts: {name} must be an int >= 1, got {v!r}")
+            raise InputError("bootstrap_counts", None, f"{name} must be an int >= 1, got {v!r}")
     rng = _rng(key)
     idx = rng.integers(0, n_trials, size=(n_resamples, n_trials))
     counts = np.zeros((n_resamples, n_trials))
@@ -91,7 +92,7 @@ def percentile_interval(replicates: np.ndarray, *, level: float = 0.95, axis: in
         (2.5, 97.5)
     """
     if not 0 < level < 1:
-        raise ValueError(f"percentile_interval: level must lie in (0, 1), got {level!r}")
+        raise InputError("percentile_interval", None, f"level must lie in (0, 1), got {level!r}")
     a = 100 * (1 - level) / 2
     with np.errstate(all="ignore"):
         lo, hi = np.nanpercentile(np.asarray(replicates, dtype=np.float64), [a, 100 - a], axis=axis)
@@ -161,7 +162,7 @@ def wilcoxon_paired(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"wilcoxon_paired: x and y must be 1-D of equal length, got {x.shape} and {y.shape}")
+        raise InputError("wilcoxon_paired", None, f"x and y must be 1-D of equal length, got {x.shape} and {y.shape}")
     ok = np.isfinite(x) & np.isfinite(y)
     d = x[ok] - y[ok]
     d = d[d != 0]
@@ -358,7 +359,7 @@ def bca_interval(
         True
     """
     if not 0 < level < 1:
-        raise ValueError(f"bca_interval: level must lie in (0, 1), got {level!r}")
+        raise InputError("bca_interval", None, f"level must lie in (0, 1), got {level!r}")
     point = np.asarray(point, np.float64)
     rep = np.asarray(replicates, np.float64)
     shape = rep.shape[:-1]
@@ -431,7 +432,7 @@ def adjust_p(p: Any, method: str = "holm") -> np.ndarray:
 
         res = false_discovery_control(x, method="bh")
     else:
-        raise ValueError(f"adjust_p: method must be 'holm' or 'bh', got {method!r}")
+        raise InputError("adjust_p", None, f"method must be 'holm' or 'bh', got {method!r}")
     out[ok] = res
     return out
 

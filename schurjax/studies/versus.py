@@ -143,12 +143,7 @@ def controls_part(
     k_sub, k_ctrl, k_boot = jax.random.split(key, 3)
     from schurjax.studies.keep import curve_ks
 
-    makers = {
-        "single": ablate.single_couplings,
-        "block": ablate.block_couplings,
-        "band": ablate.bands,
-        "all_nonnormal": ablate.all_nonnormal,
-    }
+    makers = {name: ablate.FAMILIES[name] for name in ("single", "block", "band", "all_nonnormal")}
     if order is not None and len(order):
         makers["cumulative"] = lambda sf_: ablate.cumulative(sf_, order, ks=curve_ks(len(order)))
     pieces, plan = [], []

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from schurjax.errors import InputError
 from schurjax.tasks.base import Task, TaskBatch, as_batch, masked_ce, masked_mse, masked_r2
 from schurjax.tasks.context import ContextTask
 from schurjax.tasks.copy import CopyTask
@@ -101,15 +102,20 @@ def register(name: str, factory: Callable[..., Any], *, overwrite: bool = False)
         sj.tasks.get("ramp", steps=40).steps
     """
     if not isinstance(name, str) or not name.strip() or ":" in name or name != name.strip():
-        raise ValueError(f"tasks.register: name must be a non-empty str without ':' or outer spaces, got {name!r}")
+        raise InputError(
+            "tasks.register", None, f"name must be a non-empty str without ':' or outer spaces, got {name!r}"
+        )
     if not callable(factory):
-        raise ValueError(f"tasks.register: factory must be a Task class or a callable, got {type(factory).__name__}")
+        raise InputError(
+            "tasks.register", None, f"factory must be a Task class or a callable, got {type(factory).__name__}"
+        )
     if name in BUILTIN and REGISTRY.get(name) is not factory:
-        raise ValueError(f"tasks.register: {name!r} is a built-in task; expected another name")
+        raise InputError("tasks.register", None, f"{name!r} is a built-in task; expected another name")
     if name in REGISTRY and REGISTRY[name] is not factory and not overwrite:
-        raise ValueError(
-            f"tasks.register: {name!r} is already registered to {_describe(REGISTRY[name])}; "
-            "pass overwrite=True to replace it"
+        raise InputError(
+            "tasks.register",
+            None,
+            f"{name!r} is already registered to {_describe(REGISTRY[name])}; pass overwrite=True to replace it",
         )
     REGISTRY[name] = factory
     return factory
@@ -141,7 +147,7 @@ def load_spec(spec: str) -> Callable[..., Any]:
     """
     w = "tasks.load_spec"
     if not isinstance(spec, str) or spec.count(":") < 1 or not all(spec.rpartition(":")[::2]):
-        raise ValueError(f"{w}: spec must be 'module:Name' (e.g. 'mytasks:Ramp' or 'tasks.py:Ramp'), got {spec!r}")
+        raise InputError(w, None, f"spec must be 'module:Name' (e.g. 'mytasks:Ramp' or 'tasks.py:Ramp'), got {spec!r}")
     mod_name, _, attr = spec.rpartition(":")
     module = _import(w, spec, mod_name)
     obj: Any = module
@@ -152,22 +158,26 @@ def load_spec(spec: str) -> Callable[..., Any]:
                 for k, v in vars(module).items()
                 if isinstance(v, type) and issubclass(v, Task) and v.__module__ == module.__name__
             )
-            raise ValueError(
-                f"{w}: {mod_name!r} has no attribute {attr!r} (from {spec!r}); its Task classes: {found or 'none'}"
+            raise InputError(
+                w, None, f"{mod_name!r} has no attribute {attr!r} (from {spec!r}); its Task classes: {found or 'none'}"
             )
         obj = getattr(obj, part)
     if isinstance(obj, type):
         if issubclass(obj, Task) or all(hasattr(obj, m) for m in _PROTOCOL):
             return obj
-        raise ValueError(
-            f"{w}: {spec!r} is the class {obj.__qualname__}, which is not a Task (no {_missing(obj)}); "
-            "expected a Task class"
+        raise InputError(
+            w,
+            None,
+            f"{spec!r} is the class {obj.__qualname__}, which is not a Task (no {_missing(obj)}); "
+            "expected a Task class",
         )
     if _is_task(obj):
         return _instance_factory(obj)
-    raise ValueError(
-        f"{w}: {spec!r} is a {type(obj).__name__}; expected a Task class (a subclass of sj.tasks.Task or a class "
-        "with the task protocol), never a function"
+    raise InputError(
+        w,
+        None,
+        f"{spec!r} is a {type(obj).__name__}; expected a Task class (a subclass of sj.tasks.Task or a class "
+        "with the task protocol), never a function",
     )
 
 
@@ -207,32 +217,38 @@ def from_record(name: Any, params: Any = None, *, where: str = "tasks.from_recor
     if params is None:
         params = {}
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
-        raise ValueError(f"{where}: task params must be a JSON object, got {type(params).__name__}")
+        raise InputError(where, None, f"task params must be a JSON object, got {type(params).__name__}")
     if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: task name must be a non-empty str, got {name!r}")
+        raise InputError(where, None, f"task name must be a non-empty str, got {name!r}")
     if name not in REGISTRY and not name.startswith("neurogym:"):
         if ":" in name:
-            raise ValueError(
-                f"{where}: task {name!r} names code to import; a task named in a file resolves only to a "
+            raise InputError(
+                where,
+                None,
+                f"task {name!r} names code to import; a task named in a file resolves only to a "
                 f"registered task ({', '.join(names())}) or 'neurogym:<env_id>'; to use your own task, name it "
-                "yourself (--task module:Name, or pass the task object)"
+                "yourself (--task module:Name, or pass the task object)",
             )
-        raise ValueError(
-            f"{where}: unknown task name {name!r}, expected one of {names()} or 'neurogym:<env_id>' "
-            "(register your own task first, or pass --task module:Name)"
+        raise InputError(
+            where,
+            None,
+            f"unknown task name {name!r}, expected one of {names()} or 'neurogym:<env_id>' "
+            "(register your own task first, or pass --task module:Name)",
         )
     try:
         return get(name, **params)
     except (ValueError, TypeError, ImportError) as err:
-        raise ValueError(f"{where}: {_first(err).removeprefix('tasks.get: ')}") from None
+        raise InputError(where, None, f"{_first(err).removeprefix('tasks.get: ')}") from None
 
 
 def _instance_factory(task: Any) -> Callable[..., Any]:
     def factory(**params: Any) -> Any:
         if params and params != task.params():
-            raise ValueError(
-                f"tasks.get: {task.name!r} was imported as a task instance; it takes no other "
-                f"parameters than its own {task.params()}, got {params}"
+            raise InputError(
+                "tasks.get",
+                None,
+                f"{task.name!r} was imported as a task instance; it takes no other "
+                f"parameters than its own {task.params()}, got {params}",
             )
         return task
 
@@ -244,7 +260,7 @@ def _import(w: str, spec: str, mod_name: str):
     if mod_name.endswith(".py"):
         path = Path(mod_name)
         if not path.is_file():
-            raise ValueError(f"{w}: no file {mod_name!r} (from {spec!r})")
+            raise InputError(w, None, f"no file {mod_name!r} (from {spec!r})")
         key = f"schurjax_user_task_{abs(hash(str(path.resolve())))}"
         if key in sys.modules:
             return sys.modules[key]
@@ -255,7 +271,7 @@ def _import(w: str, spec: str, mod_name: str):
             loader_spec.loader.exec_module(module)
         except Exception as err:  # noqa: BLE001 - any failure in the user's file, said in one line
             del sys.modules[key]
-            raise ValueError(f"{w}: importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
+            raise InputError(w, None, f"importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
         return module
     try:
         try:
@@ -270,12 +286,14 @@ def _import(w: str, spec: str, mod_name: str):
             finally:
                 sys.path.remove(os.getcwd())
     except ModuleNotFoundError as err:
-        raise ValueError(
-            f"{w}: cannot import {mod_name!r} (from {spec!r}): {_first(err)}; expected a module on "
-            "sys.path or in the current folder"
+        raise InputError(
+            w,
+            None,
+            f"cannot import {mod_name!r} (from {spec!r}): {_first(err)}; expected a module on "
+            "sys.path or in the current folder",
         ) from None
     except Exception as err:  # noqa: BLE001 - any failure in the user's module, said in one line
-        raise ValueError(f"{w}: importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
+        raise InputError(w, None, f"importing {mod_name!r} failed: {type(err).__name__}: {_first(err)}") from None
 
 
 def _first(err: BaseException) -> str:
@@ -305,7 +323,7 @@ def get(name: str, **params: Any) -> Any:
     """
     w = "tasks.get"
     if not isinstance(name, str) or not name:
-        raise ValueError(f"{w}: name must be a task name, 'neurogym:<env_id>' or 'module:Name', got {name!r}")
+        raise InputError(w, None, f"name must be a task name, 'neurogym:<env_id>' or 'module:Name', got {name!r}")
     for k, v in params.items():
         _check_param(w, name, k, v)
     spec = None
@@ -317,25 +335,27 @@ def get(name: str, **params: Any) -> Any:
     elif ":" in name:
         spec, factory = name, load_spec(name)
     else:
-        raise ValueError(
-            f"{w}: unknown task name {name!r}, expected one of {names()}, 'neurogym:<env_id>' or 'module:Name'"
+        raise InputError(
+            w, None, f"unknown task name {name!r}, expected one of {names()}, 'neurogym:<env_id>' or 'module:Name'"
         )
     accepted = _accepted(factory)
     if accepted is not None:
         unknown = sorted(set(params) - set(accepted))
         if unknown:
             label = name if spec is None else spec
-            raise ValueError(f"{w}: unknown parameter(s) {unknown} for task {label!r}, expected some of {accepted}")
+            raise InputError(w, None, f"unknown parameter(s) {unknown} for task {label!r}, expected some of {accepted}")
     try:
         task = factory(**params)
     except TypeError as err:
-        raise ValueError(f"{w}: building task {name!r} with {params} failed: {_first(err)}") from None
+        raise InputError(w, None, f"building task {name!r} with {params} failed: {_first(err)}") from None
     task = check_task(task, w)
     if spec is not None:
         if REGISTRY.get(task.name, factory) is not factory and not _rebuilds(REGISTRY[task.name], task):
-            raise ValueError(
-                f"{w}: the task from {spec!r} is named {task.name!r}, which is already registered to "
-                f"{_describe(REGISTRY[task.name])}; expected another name"
+            raise InputError(
+                w,
+                None,
+                f"the task from {spec!r} is named {task.name!r}, which is already registered to "
+                f"{_describe(REGISTRY[task.name])}; expected another name",
             )
         if ":" not in task.name:
             REGISTRY.setdefault(task.name, factory)
@@ -371,7 +391,7 @@ def _check_param(w: str, task: str, key: str, value: Any, path: str | None = Non
 
     path = path or key
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(float(value)):
-        raise ValueError(f"{w}: parameter {path} of task {task!r} must be finite, got {value!r}")
+        raise InputError(w, None, f"parameter {path} of task {task!r} must be finite, got {value!r}")
     if isinstance(value, list | tuple):
         for i, v in enumerate(value):
             _check_param(w, task, key, v, f"{path}[{i}]")

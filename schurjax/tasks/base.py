@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.tasks.batch import TaskBatch, as_batch
 
 __all__ = [
@@ -84,7 +85,7 @@ def masked_r2(y: Float[Array, "B T n_out"], batch: TaskBatch) -> Float[Array, ""
 def check_int(where: str, arg: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as int or raise a one-line ValueError naming ``arg``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{where}: {arg} must be an int >= {minimum}, got {value!r}")
+        raise InputError(where, None, f"{arg} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -105,9 +106,10 @@ def check_key(where: str, key: Any) -> None:
 
 def check_y(where: str, y: Array, batch: TaskBatch) -> None:
     if tuple(y.shape) != tuple(batch.targets.shape):
-        raise ValueError(
-            f"{where}: y must have the shape of batch.targets {tuple(batch.targets.shape)} (B, T, n_out), "
-            f"got {tuple(y.shape)}"
+        raise InputError(
+            where,
+            None,
+            f"y must have the shape of batch.targets {tuple(batch.targets.shape)} (B, T, n_out), got {tuple(y.shape)}",
         )
 
 

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from schurjax.errors import InputError
+
 __all__ = ["TaskBatch", "as_batch"]
 
 _FIELDS = ("inputs", "targets", "mask")
@@ -81,39 +83,45 @@ class TaskBatch(NamedTuple):
         """
         where = "TaskBatch.from_arrays"
         if not isinstance(time_major, bool):
-            raise ValueError(f"{where}: time_major must be True or False, got {time_major!r}")
+            raise InputError(where, None, f"time_major must be True or False, got {time_major!r}")
         lay = "(T, B, " if time_major else "(B, T, "
         x = _host(where, "inputs", inputs)
         y = _host(where, "targets", targets)
         if x.ndim != 3:
-            raise ValueError(f"{where}: inputs must be a 3-D array {lay}n_in), got shape {x.shape}")
+            raise InputError(where, None, f"inputs must be a 3-D array {lay}n_in), got shape {x.shape}")
         if y.ndim != 3:
-            raise ValueError(f"{where}: targets must be a 3-D array {lay}n_out), got shape {y.shape}")
+            raise InputError(where, None, f"targets must be a 3-D array {lay}n_out), got shape {y.shape}")
         if time_major:
             x, y = x.swapaxes(0, 1), y.swapaxes(0, 1)
         B, T = x.shape[:2]
         if B == 0 or T == 0:
-            raise ValueError(f"{where}: inputs must hold B >= 1 trials of T >= 1 steps, got B={B}, T={T}")
+            raise InputError(where, None, f"inputs must hold B >= 1 trials of T >= 1 steps, got B={B}, T={T}")
         if y.shape[:2] != (B, T):
-            raise ValueError(
-                f"{where}: targets must have shape {_lay(time_major, B, T, 'n_out')} like inputs, got "
-                f"{_raw(y, time_major)}{_swap_hint(y.shape[:2], B, T)}"
+            raise InputError(
+                where,
+                None,
+                f"targets must have shape {_lay(time_major, B, T, 'n_out')} like inputs, got "
+                f"{_raw(y, time_major)}{_swap_hint(y.shape[:2], B, T)}",
             )
         n_out = y.shape[2]
         v = None
         if valid is not None:
             v = _host(where, "valid", valid)
             if v.ndim != 2:
-                raise ValueError(f"{where}: valid must be a 2-D array {_lay(time_major, B, T)}, got shape {v.shape}")
+                raise InputError(
+                    where, None, f"valid must be a 2-D array {_lay(time_major, B, T)}, got shape {v.shape}"
+                )
             if time_major:
                 v = v.swapaxes(0, 1)
             if v.shape != (B, T):
-                raise ValueError(
-                    f"{where}: valid must have shape {_lay(time_major, B, T)}, got "
-                    f"{_raw(v, time_major)}{_swap_hint(v.shape, B, T)}"
+                raise InputError(
+                    where,
+                    None,
+                    f"valid must have shape {_lay(time_major, B, T)}, got "
+                    f"{_raw(v, time_major)}{_swap_hint(v.shape, B, T)}",
                 )
             if not np.all((v == 0) | (v == 1)):
-                raise ValueError(f"{where}: valid must hold only 0/1 (or bool), got values {np.unique(v)[:5]}")
+                raise InputError(where, None, f"valid must hold only 0/1 (or bool), got values {np.unique(v)[:5]}")
             v = v.astype(bool)
             _check_prefix(where, "valid", v)
         if mask is None:
@@ -121,26 +129,30 @@ class TaskBatch(NamedTuple):
         else:
             m = _host(where, "mask", mask)
             if m.ndim not in (2, 3):
-                raise ValueError(
-                    f"{where}: mask must be None, {_lay(time_major, B, T)} or "
-                    f"{_lay(time_major, B, T, 'n_out')}, got shape {m.shape}"
+                raise InputError(
+                    where,
+                    None,
+                    f"mask must be None, {_lay(time_major, B, T)} or "
+                    f"{_lay(time_major, B, T, 'n_out')}, got shape {m.shape}",
                 )
             if time_major:
                 m = m.swapaxes(0, 1)
             if m.ndim == 2:
                 m = m[:, :, None]
             if m.shape[:2] != (B, T) or m.shape[2] not in (1, n_out):
-                raise ValueError(
-                    f"{where}: mask must have shape {_lay(time_major, B, T)} or "
+                raise InputError(
+                    where,
+                    None,
+                    f"mask must have shape {_lay(time_major, B, T)} or "
                     f"{_lay(time_major, B, T, n_out)}, got {_raw(m, time_major)}"
-                    f"{_swap_hint(m.shape[:2], B, T)}"
+                    f"{_swap_hint(m.shape[:2], B, T)}",
                 )
             m = np.broadcast_to(m, (B, T, n_out))
         real = np.ones((B, T), bool) if v is None else v
         for arg, a in (("inputs", x), ("targets", y), ("mask", m)):
             _check_finite(where, arg, a, real)
         if np.any(m[real] < 0):
-            raise ValueError(f"{where}: mask must be >= 0, got min {float(m[real].min())!r}")
+            raise InputError(where, None, f"mask must be >= 0, got min {float(m[real].min())!r}")
         pad = ~real[:, :, None]
         x, y = np.where(pad, 0.0, x), np.where(pad, 0.0, y)
         m = np.where(pad, 0.0, m)
@@ -167,7 +179,7 @@ class TaskBatch(NamedTuple):
 
         where = "TaskBatch.from_npz"
         if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
-            raise ValueError(f"{where}: no trial file at {str(path)!r}")
+            raise InputError(where, None, f"no trial file at {str(path)!r}")
         shapes = npz_shapes(path, where)  # declared shapes, read and bounded before anything is loaded
         _check_declared(where, path, shapes)
         try:
@@ -177,16 +189,20 @@ class TaskBatch(NamedTuple):
             with z:
                 arrays = {k: z[k] for k in z.files}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-            raise ValueError(
-                f"{where}: {str(path)!r} is not an .npz archive of arrays ({str(err).splitlines()[0]}); "
-                "expected np.savez(path, inputs=..., targets=...[, mask=..., valid=...])"
+            raise InputError(
+                where,
+                None,
+                f"{str(path)!r} is not an .npz archive of arrays ({str(err).splitlines()[0]}); "
+                "expected np.savez(path, inputs=..., targets=...[, mask=..., valid=...])",
             ) from None
         missing = [k for k in ("inputs", "targets") if k not in arrays]
         unknown = sorted(set(arrays) - {"inputs", "targets", "mask", "valid"})
         if missing or unknown:
-            raise ValueError(
-                f"{where}: {str(path)!r} holds arrays {sorted(arrays)}; expected inputs, targets"
-                f"[, mask, valid] (missing {missing}, unknown {unknown})"
+            raise InputError(
+                where,
+                None,
+                f"{str(path)!r} holds arrays {sorted(arrays)}; expected inputs, targets"
+                f"[, mask, valid] (missing {missing}, unknown {unknown})",
             )
         try:
             return cls.from_arrays(
@@ -197,7 +213,9 @@ class TaskBatch(NamedTuple):
                 time_major=time_major,
             )
         except ValueError as err:
-            raise ValueError(f"{where}: {str(path)!r}: {str(err).removeprefix('TaskBatch.from_arrays: ')}") from None
+            raise InputError(
+                where, None, f"{str(path)!r}: {str(err).removeprefix('TaskBatch.from_arrays: ')}"
+            ) from None
 
     @property
     def lengths(self) -> Array:
@@ -233,16 +251,20 @@ def npz_shapes(path: Any, where: str = "TaskBatch.from_npz") -> dict[str, tuple[
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as err:
-        raise ValueError(f"{where}: cannot read {p!r}: {err.strerror}") from None
+        raise InputError(where, None, f"cannot read {p!r}: {err.strerror}") from None
     if head.startswith(b"\x93NUMPY"):
-        raise ValueError(
-            f"{where}: {p!r} is not an .npz archive of arrays (a single .npy array); expected "
-            "np.savez(path, inputs=..., targets=...)"
+        raise InputError(
+            where,
+            None,
+            f"{p!r} is not an .npz archive of arrays (a single .npy array); expected "
+            "np.savez(path, inputs=..., targets=...)",
         )
     if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{where}: {p!r} is not an .npz archive of arrays (not a zip file: starts with {head[:8]!r}); expected "
-            "np.savez(path, inputs=..., targets=...[, mask=..., valid=...])"
+        raise InputError(
+            where,
+            None,
+            f"{p!r} is not an .npz archive of arrays (not a zip file: starts with {head[:8]!r}); expected "
+            "np.savez(path, inputs=..., targets=...[, mask=..., valid=...])",
         )
     out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
@@ -270,7 +292,7 @@ def npz_shapes(path: Any, where: str = "TaskBatch.from_npz") -> dict[str, tuple[
                 out[name] = (tuple(int(d) for d in shape), dtype)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{where}: {p!r} is not an .npz archive of arrays that can be read ({text})") from None
+        raise InputError(where, None, f"{p!r} is not an .npz archive of arrays that can be read ({text})") from None
     return out
 
 
@@ -287,9 +309,11 @@ def _check_declared(where: str, path: Any, shapes: dict[str, tuple[tuple[int, ..
     have = available_memory()
     if need > have // 2:
         dims = ", ".join(f"{k} {s}" for k, (s, _) in sorted(shapes.items()))
-        raise ValueError(
-            f"{where}: {str(path)!r} declares {count:,} values ({dims}); reading them needs ~{need / 2**30:,.1f} GiB, "
-            f"more than the {have / 2**31:,.1f} GiB this machine can spare; expected a smaller trial file"
+        raise InputError(
+            where,
+            None,
+            f"{str(path)!r} declares {count:,} values ({dims}); reading them needs ~{need / 2**30:,.1f} GiB, "
+            f"more than the {have / 2**31:,.1f} GiB this machine can spare; expected a smaller trial file",
         )
 
 
@@ -313,20 +337,21 @@ def _swap_hint(got: tuple, B: int, T: int) -> str:
 def _host(where: str, arg: str, value: Any) -> np.ndarray:
     """NumPy float64 (bool kept) copy of an array-like or a torch tensor, or a one-line ValueError."""
     if isinstance(value, dict):
-        raise ValueError(f"{where}: {arg} must be an array, got a dict with keys {sorted(map(str, value))}")
+        raise InputError(where, None, f"{arg} must be an array, got a dict with keys {sorted(map(str, value))}")
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, without importing torch
         value = value.detach().cpu().numpy()
     try:
         a = np.asarray(value)
     except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"{where}: {arg} must be a rectangular numeric array, got {type(value).__name__} "
-            f"({str(err).splitlines()[0]})"
+        raise InputError(
+            where,
+            None,
+            f"{arg} must be a rectangular numeric array, got {type(value).__name__} ({str(err).splitlines()[0]})",
         ) from None
     if a.dtype == bool:
         return a
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise ValueError(f"{where}: {arg} must be a real numeric array, got dtype {a.dtype} of shape {a.shape}")
+        raise InputError(where, None, f"{arg} must be a real numeric array, got dtype {a.dtype} of shape {a.shape}")
     return a.astype(np.float64)
 
 
@@ -335,14 +360,16 @@ def _check_prefix(where: str, arg: str, v: np.ndarray) -> None:
     L = v.sum(axis=1)
     bad = np.nonzero(L == 0)[0]
     if bad.size:
-        raise ValueError(f"{where}: {arg} marks no real step in trial {int(bad[0])}; expected >= 1 per trial")
+        raise InputError(where, None, f"{arg} marks no real step in trial {int(bad[0])}; expected >= 1 per trial")
     prefix = np.arange(v.shape[1])[None, :] < L[:, None]
     bad = np.nonzero(np.any(v != prefix, axis=1))[0]
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
-            f"{where}: {arg} row {i} is not ones then zeros (trials are padded at the end), got "
-            f"{v[i].astype(int).tolist()[:40]}"
+        raise InputError(
+            where,
+            None,
+            f"{arg} row {i} is not ones then zeros (trials are padded at the end), got "
+            f"{v[i].astype(int).tolist()[:40]}",
         )
 
 
@@ -352,9 +379,11 @@ def _check_finite(where: str, arg: str, a: np.ndarray, real: np.ndarray) -> None
         bad = bad & real[:, :, None]
     if np.any(bad):
         i, t = (int(k) for k in np.argwhere(bad)[0][:2])
-        raise ValueError(
-            f"{where}: {arg} holds {int(bad.sum())} NaN/inf entries on real steps (first: trial {i}, "
-            f"step {t}); expected finite values (mark padding with valid=)"
+        raise InputError(
+            where,
+            None,
+            f"{arg} holds {int(bad.sum())} NaN/inf entries on real steps (first: trial {i}, "
+            f"step {t}); expected finite values (mark padding with valid=)",
         )
 
 
@@ -393,30 +422,36 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
                 if len(missing) == 1
                 else (f"missing fields {missing}" if missing else "a dict's layout is unknown")
             )
-            raise ValueError(f"{where}: batch must be a TaskBatch, got a dict with keys {keys} ({what}); {build}")
+            raise InputError(where, None, f"batch must be a TaskBatch, got a dict with keys {keys} ({what}); {build}")
         missing = [f for f in _FIELDS if not hasattr(obj, f)]
         got = type(obj).__name__ + (f" (missing field {missing[0]!r})" if missing else "")
-        raise ValueError(f"{where}: batch must be a TaskBatch, got {got}; {build}")
+        raise InputError(where, None, f"batch must be a TaskBatch, got {got}; {build}")
     for f in _FIELDS:
         a = getattr(obj, f)
         if a is None or np.ndim(a) != 3:
-            raise ValueError(
-                f"{where}: batch.{f} must be a 3-D array (B, T, ...), got {'None' if a is None else np.shape(a)}"
+            raise InputError(
+                where, None, f"batch.{f} must be a 3-D array (B, T, ...), got {'None' if a is None else np.shape(a)}"
             )
         dt = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
         if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or dt == np.dtype(bool)):
-            raise ValueError(f"{where}: batch.{f} must be a real numeric array, got dtype {dt}")
+            raise InputError(where, None, f"batch.{f} must be a real numeric array, got dtype {dt}")
     B, T, n_in = np.shape(obj.inputs)
     n_out = np.shape(obj.targets)[2]
     if np.shape(obj.targets)[:2] != (B, T) or np.shape(obj.mask) != np.shape(obj.targets):
-        raise ValueError(
-            f"{where}: batch.targets {np.shape(obj.targets)} and batch.mask {np.shape(obj.mask)} must "
-            f"both have shape (B={B}, T={T}, n_out)"
+        raise InputError(
+            where,
+            None,
+            f"batch.targets {np.shape(obj.targets)} and batch.mask {np.shape(obj.mask)} must "
+            f"both have shape (B={B}, T={T}, n_out)",
         )
     if B == 0 or T == 0:
-        raise ValueError(f"{where}: batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(B, T, n_in)}")
+        raise InputError(
+            where, None, f"batch.inputs must have B >= 1 trials and T >= 1 steps, got shape {(B, T, n_in)}"
+        )
     if obj.valid is not None and np.shape(obj.valid) != (B, T):
-        raise ValueError(f"{where}: batch.valid must be None or have shape (B={B}, T={T}), got {np.shape(obj.valid)}")
+        raise InputError(
+            where, None, f"batch.valid must be None or have shape (B={B}, T={T}), got {np.shape(obj.valid)}"
+        )
     if task is not None:
         got = tuple(getattr(task, a, None) for a in ("n_in", "n_out", "steps"))
         if got != (n_in, n_out, T):
@@ -427,9 +462,11 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
                     "sj.TaskBatch.from_arrays(..., time_major=True))"
                 )
             name = getattr(task, "name", type(task).__name__)
-            raise ValueError(
-                f"{where}: task {name!r} has (n_in, n_out, steps) = {got} but the batch has "
-                f"{(n_in, n_out, T)}; expected the task that sampled the batch{hint}"
+            raise InputError(
+                where,
+                None,
+                f"task {name!r} has (n_in, n_out, steps) = {got} but the batch has "
+                f"{(n_in, n_out, T)}; expected the task that sampled the batch{hint}",
             )
     if any(isinstance(a, jax.core.Tracer) for a in obj if a is not None):
         return obj  # values unknown under tracing; shapes were checked
@@ -437,17 +474,18 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
     if obj.valid is not None:
         v = np.asarray(obj.valid)
         if not np.all((v == 0) | (v == 1)):
-            raise ValueError(f"{where}: batch.valid must hold only 0/1 (or bool), got values {np.unique(v)[:5]}")
+            raise InputError(where, None, f"batch.valid must hold only 0/1 (or bool), got values {np.unique(v)[:5]}")
         real = v.astype(bool)
         _check_prefix(where, "batch.valid", real)
     for f in _FIELDS:
         _check_finite(where, f"batch.{f}", np.asarray(getattr(obj, f), np.float64), real)
     m = np.asarray(obj.mask, np.float64)
     if np.any(m < 0):
-        raise ValueError(f"{where}: batch.mask must be >= 0, got min {float(m.min())!r}")
+        raise InputError(where, None, f"batch.mask must be >= 0, got min {float(m.min())!r}")
     if np.any(m[~real] != 0):
-        raise ValueError(
-            f"{where}: batch.mask must be 0 on padded steps (valid False); "
-            "sj.TaskBatch.from_arrays(..., valid=...) does this"
+        raise InputError(
+            where,
+            None,
+            "batch.mask must be 0 on padded steps (valid False); sj.TaskBatch.from_arrays(..., valid=...) does this",
         )
     return obj

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.tasks.base import Task, TaskBatch, as_tuple, check_batch_size, check_int, check_key, check_y
 
 __all__ = ["ContextTask"]
@@ -55,21 +56,24 @@ class ContextTask(Task):
     def __check_init__(self):
         check_int("context", "steps", self.steps, minimum=2)
         if not isinstance(self.response, int | float) or not 0.0 < self.response < 1.0:
-            raise ValueError(f"context: response must be a fraction in (0, 1), got {self.response!r}")
+            raise InputError("context", None, f"response must be a fraction in (0, 1), got {self.response!r}")
         if not 1 <= self.response_steps < self.steps:
-            raise ValueError(
-                f"context: response={self.response!r} gives {self.response_steps} response steps, "
-                f"expected 1..{self.steps - 1}"
+            raise InputError(
+                "context",
+                None,
+                f"response={self.response!r} gives {self.response_steps} response steps, expected 1..{self.steps - 1}",
             )
         if isinstance(self.noise, bool) or not isinstance(self.noise, int | float) or not self.noise >= 0:
-            raise ValueError(f"context: noise must be a float >= 0, got {self.noise!r}")
+            raise InputError("context", None, f"noise must be a float >= 0, got {self.noise!r}")
         coh = self.coherences
         if (
             not isinstance(coh, tuple)
             or not coh
             or any(isinstance(c, bool) or not isinstance(c, int | float) or not c > 0 for c in coh)
         ):
-            raise ValueError(f"context: coherences must be a non-empty sequence of floats > 0, got {self.coherences!r}")
+            raise InputError(
+                "context", None, f"coherences must be a non-empty sequence of floats > 0, got {self.coherences!r}"
+            )
 
     @property
     def n_in(self) -> int:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y
 
 __all__ = ["FlipFlopTask"]
@@ -40,7 +41,7 @@ class FlipFlopTask(Task):
         check_int("flipflop", "bits", self.bits)
         check_int("flipflop", "steps", self.steps)
         if not isinstance(self.p_pulse, int | float) or not 0.0 < float(self.p_pulse) <= 1.0:
-            raise ValueError(f"flipflop: p_pulse must be a float in (0, 1], got {self.p_pulse!r}")
+            raise InputError("flipflop", None, f"p_pulse must be a float in (0, 1], got {self.p_pulse!r}")
 
     @property
     def n_in(self) -> int:

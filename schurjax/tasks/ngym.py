@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y
 
 __all__ = ["NeuroGymTask", "neurogym", "PREFIX", "LOSSES", "LOSS_STEPS"]
@@ -79,15 +80,17 @@ def _freeze(where: str, kwargs: dict[str, Any]) -> str:
             return int(v)
         if isinstance(v, numbers.Real):
             if not math.isfinite(float(v)):
-                raise ValueError(f"{where}: {path} must be finite, got {v!r}")
+                raise InputError(where, None, f"{path} must be finite, got {v!r}")
             return float(v)
         if isinstance(v, dict):
             return {str(k): walk(f"{path}[{k!r}]", x) for k, x in v.items()}
         if isinstance(v, list | tuple | range):
             return [walk(f"{path}[{i}]", x) for i, x in enumerate(v)]
-        raise ValueError(
-            f"{where}: {path} must be JSON-able (numbers, str, lists, dicts) so the task can be rebuilt "
-            f"by name, got {type(v).__name__}"
+        raise InputError(
+            where,
+            None,
+            f"{path} must be JSON-able (numbers, str, lists, dicts) so the task can be rebuilt "
+            f"by name, got {type(v).__name__}",
         )
 
     return json.dumps({k: walk(k, v) for k, v in kwargs.items()}, sort_keys=True, separators=(",", ":"))
@@ -98,26 +101,30 @@ _ENV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 def _make_env(env_id: str, kwargs: dict[str, Any]):
     if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
-        raise ValueError(f"{_W}: env_id must be a NeuroGym id without ':', got {env_id!r}")
+        raise InputError(_W, None, f"env_id must be a NeuroGym id without ':', got {env_id!r}")
     gym, _ = _modules()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             env = gym.make(env_id, disable_env_checker=True, **kwargs)
         except gym.error.Error as err:
-            raise ValueError(
-                f"{_W}: unknown env_id {env_id!r} ({str(err).splitlines()[0]}); expected a NeuroGym "
-                "id such as 'PerceptualDecisionMaking-v0' (neurogym.all_envs() lists them)"
+            raise InputError(
+                _W,
+                None,
+                f"unknown env_id {env_id!r} ({str(err).splitlines()[0]}); expected a NeuroGym "
+                "id such as 'PerceptualDecisionMaking-v0' (neurogym.all_envs() lists them)",
             ) from None
         except TypeError as err:
-            raise ValueError(
-                f"{_W}: {env_id} does not accept env_kwargs {sorted(kwargs)} ({str(err).splitlines()[0]})"
+            raise InputError(
+                _W, None, f"{env_id} does not accept env_kwargs {sorted(kwargs)} ({str(err).splitlines()[0]})"
             ) from None
     env = env.unwrapped
     if not all(hasattr(env, a) for a in ("new_trial", "timing", "dt", "start_ind", "end_ind")):
-        raise ValueError(
-            f"{_W}: {env_id} is not a NeuroGym trial environment (neurogym.TrialEnv); "
-            "schurjax draws whole trials with env.new_trial()"
+        raise InputError(
+            _W,
+            None,
+            f"{env_id} is not a NeuroGym trial environment (neurogym.TrialEnv); "
+            "schurjax draws whole trials with env.new_trial()",
         )
     return env
 
@@ -176,39 +183,49 @@ class NeuroGymTask(Task):
         self, env_id: str, *, steps: int | None = None, loss: str = "ce", loss_steps: str = "all", **env_kwargs: Any
     ):
         if loss not in LOSSES:
-            raise ValueError(f"{_W}: loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
+            raise InputError(_W, None, f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
         if loss_steps not in LOSS_STEPS:
-            raise ValueError(f"{_W}: loss_steps must be one of {', '.join(map(repr, LOSS_STEPS))}, got {loss_steps!r}")
+            raise InputError(
+                _W, None, f"loss_steps must be one of {', '.join(map(repr, LOSS_STEPS))}, got {loss_steps!r}"
+            )
         if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
             # gymnasium imports ``mod`` for an id ``mod:Env``: an id is a plain name, never a module path
-            raise ValueError(
-                f"{_W}: env_id must be a NeuroGym id like 'PerceptualDecisionMaking-v0' (letters, digits, '.', '_', "
-                f"'-', '/'; no ':'), got {env_id!r}"
+            raise InputError(
+                _W,
+                None,
+                f"env_id must be a NeuroGym id like 'PerceptualDecisionMaking-v0' (letters, digits, '.', '_', "
+                f"'-', '/'; no ':'), got {env_id!r}",
             )
         frozen = _freeze(_W, env_kwargs)
         env = _make_env(env_id, json.loads(frozen))
         obs, act = env.observation_space, env.action_space
         if len(getattr(obs, "shape", ()) or ()) != 1 or not isinstance(getattr(act, "n", None), numbers.Integral):
-            raise ValueError(
-                f"{_W}: {env_id} has observation space {obs} and action space {act}; schurjax supports "
-                "a 1-D Box observation and a Discrete action space"
+            raise InputError(
+                _W,
+                None,
+                f"{env_id} has observation space {obs} and action space {act}; schurjax supports "
+                "a 1-D Box observation and a Discrete action space",
             )
         dt = float(env.dt)
         timing = dict(env.timing)
         dec = timing.get("decision")
         if not isinstance(dec, numbers.Real) or int(dec // dt) < 1:
             what = f"periods {sorted(timing)}" if dec is None else f"'decision' timing {dec!r}"
-            raise ValueError(
-                f"{_W}: {env_id} has {what}; the decision-period score needs a 'decision' period of a "
-                f"fixed duration >= dt={dt:g} ms"
+            raise InputError(
+                _W,
+                None,
+                f"{env_id} has {what}; the decision-period score needs a 'decision' period of a "
+                f"fixed duration >= dt={dt:g} ms",
             )
         if steps is None:
             bounds = {p: _max_ms(s) for p, s in timing.items()}
             open_ = sorted(p for p, b in bounds.items() if b is None)
             if open_:
-                raise ValueError(
-                    f"{_W}: {env_id}'s period(s) {open_} have no upper bound on their duration; "
-                    "pass steps= (the padded trial length)"
+                raise InputError(
+                    _W,
+                    None,
+                    f"{env_id}'s period(s) {open_} have no upper bound on their duration; "
+                    "pass steps= (the padded trial length)",
                 )
             steps = sum(int(b // dt) for b in bounds.values())
         self.env_id = env_id
@@ -257,9 +274,11 @@ class NeuroGymTask(Task):
         B = check_batch_size(where, batch_size)
         check_key(where, key)
         if isinstance(key, jax.core.Tracer):
-            raise ValueError(
-                f"{where}: NeuroGym draws trials on the host, so sample cannot run under jax.jit (nor "
-                "inside sj.train); call it outside jit, or train in PyTorch and import the model"
+            raise InputError(
+                where,
+                None,
+                "NeuroGym draws trials on the host, so sample cannot run under jax.jit (nor "
+                "inside sj.train); call it outside jit, or train in PyTorch and import the model",
             )
         seed = int(np.asarray(jax.random.bits(key, (), jnp.uint32)))
         env = _make_env(self.env_id, json.loads(self.env_kwargs))
@@ -273,22 +292,28 @@ class NeuroGymTask(Task):
             ob, gt = np.asarray(env.ob, np.float32), np.asarray(env.gt)
             L = ob.shape[0]
             if ob.shape != (L, n_in) or gt.shape != (L,) or not np.issubdtype(gt.dtype, np.integer):
-                raise ValueError(
-                    f"{where}: trial {i} has ob {ob.shape} and gt {gt.shape} ({gt.dtype}); expected "
-                    f"ob (L, {n_in}) and integer gt (L,)"
+                raise InputError(
+                    where,
+                    None,
+                    f"trial {i} has ob {ob.shape} and gt {gt.shape} ({gt.dtype}); expected "
+                    f"ob (L, {n_in}) and integer gt (L,)",
                 )
             if L > T:
-                raise ValueError(f"{where}: trial {i} has {L} steps, more than steps={T}; pass a larger steps=")
+                raise InputError(where, None, f"trial {i} has {L} steps, more than steps={T}; pass a larger steps=")
             if not 1 <= L or gt.min() < 0 or gt.max() >= n_out or not np.all(np.isfinite(ob)):
-                raise ValueError(
-                    f"{where}: trial {i} has {L} steps, actions {np.unique(gt).tolist()} (expected "
-                    f"0..{n_out - 1}) and {int((~np.isfinite(ob)).sum())} non-finite inputs"
+                raise InputError(
+                    where,
+                    None,
+                    f"trial {i} has {L} steps, actions {np.unique(gt).tolist()} (expected "
+                    f"0..{n_out - 1}) and {int((~np.isfinite(ob)).sum())} non-finite inputs",
                 )
             s, e = env.start_ind.get("decision"), env.end_ind.get("decision")
             if (s, e) != (L - d, L):
-                raise ValueError(
-                    f"{where}: trial {i}'s decision period is steps [{s}, {e}) of {L}; the decision-"
-                    f"period score needs it to be the last {d} steps"
+                raise InputError(
+                    where,
+                    None,
+                    f"trial {i}'s decision period is steps [{s}, {e}) of {L}; the decision-"
+                    f"period score needs it to be the last {d} steps",
                 )
             x[i, :L] = ob
             y[i, np.arange(L), gt] = 1.0

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.tasks.base import TaskBatch
 
 __all__ = ["TaskLike", "check_task", "loss_type"]
@@ -71,35 +72,43 @@ def check_task(task: Any, where: str) -> Any:
     kind = type(task).__name__
     missing = [m for m in _MEMBERS if not hasattr(task, m)]
     if missing:
-        raise ValueError(
-            f"{where}: a task must have {', '.join(_MEMBERS)}; {kind} is missing {', '.join(missing)} "
-            "(subclass sj.tasks.Task to inherit loss and params)"
+        raise InputError(
+            where,
+            None,
+            f"a task must have {', '.join(_MEMBERS)}; {kind} is missing {', '.join(missing)} "
+            "(subclass sj.tasks.Task to inherit loss and params)",
         )
     if not isinstance(task.name, str) or not task.name:
-        raise ValueError(f"{where}: task.name must be a non-empty str, got {task.name!r} ({kind})")
+        raise InputError(where, None, f"task.name must be a non-empty str, got {task.name!r} ({kind})")
     for attr in ("n_in", "n_out", "steps"):
         v = getattr(task, attr)
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{where}: task.{attr} must be an int >= 1, got {v!r} ({kind} {task.name!r})")
+            raise InputError(where, None, f"task.{attr} must be an int >= 1, got {v!r} ({kind} {task.name!r})")
     for attr in ("sample", "score", "loss", "params"):
         if not callable(getattr(task, attr)):
-            raise ValueError(f"{where}: task.{attr} must be callable ({kind} {task.name!r})")
+            raise InputError(where, None, f"task.{attr} must be callable ({kind} {task.name!r})")
     if loss_type(task) not in ("mse", "ce", "custom"):
-        raise ValueError(
-            f"{where}: task.loss_type must be 'mse', 'ce' or 'custom', got {loss_type(task)!r} ({kind} {task.name!r})"
+        raise InputError(
+            where,
+            None,
+            f"task.loss_type must be 'mse', 'ce' or 'custom', got {loss_type(task)!r} ({kind} {task.name!r})",
         )
     if loss_type(task) == "custom" and not callable(getattr(task, "trial_loss", None)):
-        raise ValueError(f"{where}: task.loss_type is 'custom' but {kind} {task.name!r} has no trial_loss(y, batch)")
+        raise InputError(
+            where, None, f"task.loss_type is 'custom' but {kind} {task.name!r} has no trial_loss(y, batch)"
+        )
     params = task.params()
     if not isinstance(params, dict):
-        raise ValueError(f"{where}: task.params() must return a dict, got {type(params).__name__} ({task.name!r})")
+        raise InputError(where, None, f"task.params() must return a dict, got {type(params).__name__} ({task.name!r})")
     if not isinstance(task, eqx.Module):
         try:
             hash(task)
         except TypeError:
-            raise ValueError(
-                f"{where}: task {task.name!r} ({kind}) must be hashable: make it an eqx.Module with "
-                "static fields or a frozen dataclass"
+            raise InputError(
+                where,
+                None,
+                f"task {task.name!r} ({kind}) must be hashable: make it an eqx.Module with "
+                "static fields or a frozen dataclass",
             ) from None
     return task
 
@@ -109,7 +118,6 @@ def _is_user_task(task: Any) -> bool:
 
 
 def _user_failure(task: Any, method: str, where: str, err: BaseException) -> Exception:
-    from schurjax.errors import InputError
 
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     cls = type(task).__qualname__
@@ -129,7 +137,6 @@ def checked_sample(task: Any, key: Any, batch_size: int, where: str) -> TaskBatc
     """
     import numpy as np
 
-    from schurjax.errors import InputError
     from schurjax.tasks.batch import as_batch
 
     user = _is_user_task(task)
@@ -168,8 +175,6 @@ def check_outputs(task: Any, model: Any, batch: TaskBatch, where: str) -> None:
     number (a user task is checked here, so that its failure is named as its own, never as schurjax's)."""
     import jax
     import numpy as np
-
-    from schurjax.errors import InputError
 
     if not _is_user_task(task):
         return

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from schurjax.errors import InputError
 from schurjax.tasks.base import Task, TaskBatch, check_batch_size, check_int, check_key, check_y, masked_r2
 
 __all__ = ["SineTask"]
@@ -45,7 +46,7 @@ class SineTask(Task):
         if not (isinstance(self.w_min, int | float) and isinstance(self.w_max, int | float)) or not (
             0 < self.w_min <= self.w_max
         ):
-            raise ValueError(f"sine: need 0 < w_min <= w_max, got w_min={self.w_min!r}, w_max={self.w_max!r}")
+            raise InputError("sine", None, f"need 0 < w_min <= w_max, got w_min={self.w_min!r}, w_max={self.w_max!r}")
 
     @property
     def n_in(self) -> int:
