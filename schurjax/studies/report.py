@@ -619,14 +619,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def markdown(
+def _section_setup(
     config: StudyConfig,
     models: Sequence[dict[str, Any]],
     parts: dict[str, dict[str, Any]],
     prof: dict[str, Any],
     t: dict[str, Any],
-) -> str:
-    """The report: setup and criteria, the across-seed headline, then one section per question."""
+) -> list[str]:
     tau, eps = config.tau, config.eps
     L: list[str] = []
     sizes = sorted({int(m["n_hidden"]) for m in models})
@@ -663,6 +662,17 @@ def markdown(
         "",
     ]
     assert HEADLINE == "score"
+    return L
+
+
+def _section_headline(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     a = t["across_seeds"]
     L += ["## Headline (median over seeds, range in parentheses)", ""]
     kinds = [k for k in config.control_kinds]
@@ -703,6 +713,17 @@ def markdown(
         "",
     ]
 
+    return L
+
+
+def _section_keep(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     k = t["keep"]
     L += [
         "## 1. Loss-preserving shares per network",
@@ -742,6 +763,17 @@ def markdown(
         "",
     ]
 
+    return L
+
+
+def _section_nonnormal(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     nn = t["nonnormal"]
     L += ["## 2. Removing every nonnormal coupling (T → D)", ""]
     rows = [
@@ -766,6 +798,17 @@ def markdown(
         "",
     ]
 
+    return L
+
+
+def _section_versus(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     vs = t["versus"]
     L += [
         "## 3. Schur removals vs random edits of equal ‖ΔW‖_F",
@@ -818,6 +861,17 @@ def markdown(
                 ]
         L += [""]
 
+    return L
+
+
+def _section_compression(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     c = t["compression"]
     margin = (
         f"at {1 - config.margin:g} times each criterion's threshold (margin {config.margin:g}, given)"
@@ -903,6 +957,17 @@ def markdown(
         L += [""]
     L += _finetune_section(t)
 
+    return L
+
+
+def _section_replay(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     rp = t["replay"]
     if len(rp):
         L += [
@@ -960,6 +1025,17 @@ def markdown(
             "",
         ]
 
+    return L
+
+
+def _section_restriction(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     rs = t["restriction"]
     if len(rs):
         L += [
@@ -1021,6 +1097,17 @@ def markdown(
             "",
         ]
 
+    return L
+
+
+def _section_profiles(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     pr = t["profiles"]
     if len(pr):
         L += [
@@ -1059,6 +1146,17 @@ def markdown(
         L += [_table(["comparison", "cells", "pairs", "ρ", "null", "p", "any task", "p (any task)"], rows), ""]
         L += ["In words (adjusted p < 0.05):", ""]
         L += [f"- {line}" for line in agreement(pr)] + [""]
+    return L
+
+
+def _section_fragility(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     fr, rob = t.get("fragility"), t.get("robustness")
     if fr is not None and len(fr):
         L += [
@@ -1096,6 +1194,17 @@ def markdown(
                 cells.append("–")
             rows.append(cells)
         L += [_table(["model", "size of T → D", "median size of a single removal", "robustness radius"], rows), ""]
+    return L
+
+
+def _section_coordinates(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> list[str]:
+    L: list[str] = []
     co = t.get("coordinates")
     if co is not None and len(co):
         L += [
@@ -1139,4 +1248,31 @@ def markdown(
                 ]
         L += [""]
     L += ["Tables as CSV: `tables/`; per-model summary: `table.csv`; figure: `figure.png`.", ""]
-    return "\n".join(L)
+    return L
+
+
+_SECTIONS = (
+    _section_setup,
+    _section_headline,
+    _section_keep,
+    _section_nonnormal,
+    _section_versus,
+    _section_compression,
+    _section_replay,
+    _section_restriction,
+    _section_profiles,
+    _section_fragility,
+    _section_coordinates,
+)
+"""The report's sections, in order: each ``(config, models, parts, prof, tables) -> lines``."""
+
+
+def markdown(
+    config: StudyConfig,
+    models: Sequence[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    prof: dict[str, Any],
+    t: dict[str, Any],
+) -> str:
+    """The report: setup and criteria, the across-seed headline, then one section per question."""
+    return "\n".join(line for section in _SECTIONS for line in section(config, models, parts, prof, t))

@@ -184,13 +184,17 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
         >>> spearman(np.array([1.0, 2.0, 3.0, np.nan]), np.array([10.0, 30.0, 20.0, 0.0]))
         0.5
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata
 
+    # the arithmetic of spearman_rows (not scipy.stats.spearmanr, which agrees to rounding): a permutation test
+    # compares this statistic with its shuffled copies, and ties must compare equal, not by their last bits
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return math.nan
-    return float(spearmanr(a[ok], b[ok]).statistic)
+    ra, rb = rankdata(a[ok]), rankdata(b[ok])
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float(np.dot(ra, rb) / np.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
