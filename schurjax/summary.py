@@ -28,6 +28,7 @@ __all__ = [
     "criterion_for",
     "summarize",
     "format_summary",
+    "changes_more",
     "control_kinds_in",
     "fmt_rel",
     "fmt_share",
@@ -197,7 +198,9 @@ def summarize(
                 if controlled_ids
                 else math.nan,
                 "control_median_rel": float(np.median(rel(ctrl))) if ctrl else math.nan,
-                "frac_ablation_gt_control": float(np.mean(pairs_a > pairs_c)) if pairs_c.size else math.nan,
+                "frac_ablation_gt_control": float(np.mean(changes_more(pairs_a, pairs_c)))
+                if pairs_c.size
+                else math.nan,
                 "n_pairs": int(pairs_c.size),
             }
         only = by_kind[kinds[0]] if len(kinds) == 1 else None
@@ -280,6 +283,17 @@ def _fmt(x: Any, kind: str = "g") -> str:
     if kind == "+%":
         return fmt_rel(x)
     return "-" if _missing(x) else f"{x:.3g}"
+
+
+def changes_more(abl: Any, ctrl: Any) -> np.ndarray:
+    """Whether each ablation changes the loss more than its control: ``|Δ_abl| > |Δ_ctrl|`` (the one definition,
+    also of the study's ``share_more``; a removal that lowers the loss by much changes it too).
+
+    Example:
+        >>> changes_more([0.1, -0.3, 0.0], [0.2, 0.1, 0.0]).tolist()
+        [False, True, False]
+    """
+    return np.abs(np.asarray(abl, np.float64)) > np.abs(np.asarray(ctrl, np.float64))
 
 
 def format_summary(summary: Sequence[dict[str, Any]]) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from schurjax import ablate
 from schurjax.studies import stats
 from schurjax.studies.measure import measure
+from schurjax.summary import changes_more
 
 __all__ = ["controls_part", "NONNORMAL_CONTROLS", "SAME_EDIT", "compare_pairs", "compare_draws"]
 
@@ -90,12 +91,12 @@ def compare_pairs(abl: np.ndarray, ctrl: np.ndarray, abl_r: np.ndarray, ctrl_r: 
     ar, cr = np.abs(abl_r), np.abs(ctrl_r)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio, ratio_r = a / c, ar / cr
-    s_lo, s_hi = stats.percentile_interval((ar > cr).mean(axis=0))
+    s_lo, s_hi = stats.percentile_interval(changes_more(abl_r, ctrl_r).mean(axis=0))
     r_lo, r_hi = stats.percentile_interval(np.nanmedian(np.where(np.isfinite(ratio_r), ratio_r, np.nan), axis=0))
     finite = ratio[np.isfinite(ratio)]
     return {
         "pairs": int(a.size),
-        "share_more": float((a > c).mean()) if a.size else math.nan,
+        "share_more": float(changes_more(abl, ctrl).mean()) if a.size else math.nan,
         "share_lo": float(s_lo),
         "share_hi": float(s_hi),
         "median_ratio": float(np.median(finite)) if finite.size else math.nan,
