@@ -10,6 +10,7 @@ Modules (``tests/test_package_map.py`` checks that this list names every module 
 - :mod:`~schurjax.schur`: ordered real Schur coordinates ``W = Q T Q^T`` (host side, NumPy/SciPy, float64);
 - :mod:`~schurjax._schur_reorder`: block structure, sort keys, reordering and signs behind ``ordered_schur``;
 - :mod:`~schurjax.rnn`: the recurrent networks as equinox modules (``TanhRNN``, ``RateRNN``);
+- :mod:`~schurjax.models`: zoo entries, files and model objects resolved to models with tasks; their fingerprints;
 - :mod:`~schurjax.train`: train any ``RateRNN`` with optax Adam, many seeds in one compiled program;
 - :mod:`~schurjax.pruning`: prune-and-fine-tune in Schur coordinates (``sj.compress``) against baselines;
 - :mod:`~schurjax.attribution`: first-order loss change of every coupling, and screening of exact ablations;
@@ -20,17 +21,10 @@ Modules (``tests/test_package_map.py`` checks that this list names every module 
 - :mod:`~schurjax.dynamics`: batched fixed points of ablated networks, and their figures;
 - :mod:`~schurjax.engine`: the batched evaluation engine: roll out thousands of variants, reduce their metrics;
 - :mod:`~schurjax.sweeps`: resumable sweeps into a run folder (``sj.sweep``);
+- :mod:`~schurjax.store`: what is on disk: run folders, tables, model files, torch import/export, JSON, the lock;
+- :mod:`~schurjax.runtime`: the machine a run is on: package versions and backend, and several processes;
 - :mod:`~schurjax.studies`: the research study on held-out trials with intervals and controls (``sj.study``);
-- :mod:`~schurjax.results`: run folders on disk (manifest, Schur forms, chunk files, table) and ``load``;
-- :mod:`~schurjax.table`: the tidy table of a sweep, written as CSV, read as a pandas DataFrame;
-- :mod:`~schurjax.checkpoint`: save and load models with a JSON sidecar, without pickle;
-- :mod:`~schurjax.torch_io`: import of torch, NeuroGym, PsychRNN and low-rank files, and PyTorch export;
-- :mod:`~schurjax.lock`: one writer per run folder (an ``fcntl`` lock);
-- :mod:`~schurjax._json`: standard JSON (no NaN tokens) and atomic file writes;
-- :mod:`~schurjax._safe_io`: writes that stay inside a run or study folder (no symlinks, exclusive temporaries);
 - :mod:`~schurjax._seeds`: root seeds in [0, 2**63) and their keys, one key per seed;
-- :mod:`~schurjax.environment`: package versions and the JAX backend, recorded in every manifest;
-- :mod:`~schurjax.distributed`: the processes of one sweep on ``jax.distributed``;
 - :mod:`~schurjax.summary`: summary statistics of a sweep table (text summary and HTML report);
 - :mod:`~schurjax.plot`: figures of Schur forms and sweeps (matplotlib, the ``plot`` extra);
 - :mod:`~schurjax.report`: the self-contained ``report.html`` of a run;
@@ -43,18 +37,17 @@ from schurjax import ablate as ablate
 from schurjax import attribution as attribution
 from schurjax import dynamics as dynamics
 from schurjax import engine as engine
+from schurjax import models as models
 from schurjax import pruning as pruning
-from schurjax import results as results
 from schurjax import rnn as rnn
+from schurjax import runtime as runtime
+from schurjax import store as store
 from schurjax import studies as studies
 from schurjax import summary as summary
-from schurjax import table as table
 from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
 from schurjax.attribution import attribute as attribute
-from schurjax.checkpoint import load_model as load_model
-from schurjax.checkpoint import save_model as save_model
 from schurjax.engine import SweepResult as SweepResult
 from schurjax.engine import evaluate as evaluate
 from schurjax.errors import InputError as InputError
@@ -63,6 +56,10 @@ from schurjax.rnn import RateRNN as RateRNN
 from schurjax.rnn import TanhRNN as TanhRNN
 from schurjax.schur import SchurForm as SchurForm
 from schurjax.schur import ordered_schur as ordered_schur
+from schurjax.store import results as results
+from schurjax.store import table as table
+from schurjax.store.checkpoint import load_model as load_model
+from schurjax.store.checkpoint import save_model as save_model
 from schurjax.studies import study as study
 from schurjax.sweeps import sweep as sweep
 from schurjax.tasks import TaskBatch as TaskBatch
@@ -73,7 +70,10 @@ __all__ = [
     "attribution",
     "dynamics",
     "engine",
+    "models",
     "results",
+    "runtime",
+    "store",
     "studies",
     "summary",
     "table",

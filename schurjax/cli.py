@@ -540,7 +540,7 @@ def _err(msg: str) -> None:
 def _device(name: str | None):
     """Start JAX's backend (a failure is an environment error, exit 2), then run under ``jax.default_device`` of
     the first device of platform ``name`` (cpu/gpu), if given."""
-    from schurjax.environment import check_backend
+    from schurjax.runtime.environment import check_backend
 
     check_backend()
     if name is None:
@@ -566,7 +566,7 @@ def _device(name: str | None):
 def cmd_info(args: argparse.Namespace) -> int:
     import jax
 
-    from schurjax.environment import BackendError, check_backend, versions
+    from schurjax.runtime.environment import BackendError, check_backend, versions
 
     for k, v in versions().items():
         print(f"{k:<12}{v}")
@@ -588,8 +588,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import jax
 
-    from schurjax import checkpoint, tasks, train
-    from schurjax.sweeps.config import task_params
+    from schurjax import tasks, train
+    from schurjax.models import task_params
+    from schurjax.store import checkpoint
 
     with user_errors():
         seeds = parse_seeds(args.seeds)
@@ -630,7 +631,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _check_seeds_fit(n_seeds: int, task: Any, n: int, batch_size: int) -> None:
     """Refuse more seeds than one training program can hold in memory (one line naming the largest count)."""
-    from schurjax.environment import available_memory, check_backend
+    from schurjax.runtime.environment import available_memory, check_backend
 
     check_backend()
     params = n * n + n * (task.n_in + task.n_out + 1) + task.n_out
@@ -646,7 +647,7 @@ def _check_seeds_fit(n_seeds: int, task: Any, n: int, batch_size: int) -> None:
 def _jsonable(x: Any) -> Any:
     import json
 
-    from schurjax._json import to_jsonable
+    from schurjax.store._json import to_jsonable
 
     try:
         return json.loads(json.dumps(to_jsonable(x), default=str))
@@ -706,7 +707,7 @@ def _task_params(pairs: list[tuple[str, Any]]) -> dict[str, Any] | None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from schurjax.distributed import initialize
+    from schurjax.runtime.distributed import initialize
     from schurjax.sweeps import sweep
 
     t0 = time.perf_counter()
@@ -759,7 +760,7 @@ def _write_report(run: Any, quiet: bool = False, criterion: str = "auto") -> Pat
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from schurjax import results
+    from schurjax.store import results
 
     path = Path(args.run)
     if not path.exists():
@@ -963,7 +964,8 @@ def _restore_sigterm(old: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from schurjax import checkpoint, tasks
+    from schurjax import tasks
+    from schurjax.store import checkpoint
 
     if args.layout == "neurogym" and args.nonlinearity is None:
         raise UsageError(
@@ -1022,7 +1024,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         main(["sweep", "zoo:flipflop/0", "--trials", "32", "--out", "runs/ff"])   # 0
     """
-    from schurjax.environment import BackendError
+    from schurjax.runtime.environment import BackendError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     signals = _Signals()

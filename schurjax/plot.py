@@ -32,8 +32,8 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib import ticker as _ticker  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from schurjax.store.table import records  # noqa: E402
 from schurjax.summary import KEEP_TOL, control_kinds_in  # noqa: E402
-from schurjax.table import records  # noqa: E402
 
 __all__ = [
     "schur_heatmap",

@@ -315,16 +315,16 @@ def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict
     """Write ``model`` with ``metadata``: ``.eqx`` (+ ``.json``) by :func:`schurjax.save_model` (every form), and
     ``.pt`` where torch is installed: ``{"rnn": state dict, "readout": state dict, "metadata": JSON}`` for the paper's
     tanh RNN (``nn.RNN`` + ``nn.Linear``), ``{"model": state dict, "metadata": JSON}`` of
-    :func:`schurjax.torch_io.to_torch`'s module for the other forms.
+    :func:`schurjax.store.torch_io.to_torch`'s module for the other forms.
 
     Returns:
         kind -> path written (``"eqx"``, ``"pt"``), and ``"torch"``: why no ``.pt`` when there is none.
     """
     import json
 
-    from schurjax._json import finite_or_none
-    from schurjax.checkpoint import save_model
     from schurjax.rnn import TanhRNN
+    from schurjax.store._json import finite_or_none
+    from schurjax.store.checkpoint import save_model
 
     path = Path(path).with_suffix(".eqx")
     plain = model.alpha == 1.0 and model.nonlinearity == "tanh" and model.form == "rate" and model.h0 is None
@@ -817,8 +817,8 @@ def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Se
 
     import pandas as pd
 
-    from schurjax._json import finite_or_none
-    from schurjax.sweeps.config import model_fingerprint, task_params
+    from schurjax.models import model_fingerprint, task_params
+    from schurjax.store._json import finite_or_none
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

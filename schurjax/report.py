@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import _safe_io
-from schurjax._json import atomic_write_bytes
 from schurjax.plot import model_figures, run_figures, to_png
+from schurjax.store import _safe_io
+from schurjax.store._json import atomic_write_bytes
+from schurjax.store.table import records
 from schurjax.summary import fmt_rel, fmt_share, format_summary, summarize
-from schurjax.table import records
 
 __all__ = ["write_report"]
 
@@ -127,7 +127,7 @@ def write_report(
     """Write a self-contained HTML report of a run (figures embedded as base64 PNGs).
 
     Args:
-        run: a :class:`schurjax.results.Run` (from :func:`schurjax.results.load`).
+        run: a :class:`schurjax.store.results.Run` (from :func:`schurjax.store.results.load`).
         path: the HTML file (default ``<run>/report.html``).
         save_pngs: also write each figure to ``<run>/figures/<name>.png``.
         dpi: PNG resolution.

@@ -330,7 +330,7 @@ class RateRNN(eqx.Module):
             RateRNN, "as_rate_rnn", self.W_in, self.W_rec, self.b, self.W_out, self.b_out, self.h0, *self.dynamics
         )
 
-    # ----------------------------------------------------------------- PyTorch interop (schurjax.torch_io)
+    # ----------------------------------------------------------------- PyTorch interop (schurjax.store.torch_io)
     @classmethod
     def from_torch(
         cls,
@@ -342,7 +342,7 @@ class RateRNN(eqx.Module):
         nonlinearity: str | None = None,
         alpha: float | None = None,
     ) -> RateRNN:
-        """Import a PyTorch network (see :func:`schurjax.torch_io.from_torch`).
+        """Import a PyTorch network (see :func:`schurjax.store.torch_io.from_torch`).
 
         ``TanhRNN.from_torch`` takes a one-layer tanh ``torch.nn.RNN`` + ``torch.nn.Linear``. ``RateRNN.from_torch``
         also takes a ReLU ``nn.RNN`` (``nonlinearity="relu"`` for a state dict), NeuroGym's ``CTRNN`` network
@@ -366,7 +366,7 @@ class RateRNN(eqx.Module):
             model = TanhRNN.from_torch("model.pt")                 # torch.load(weights_only=True)
             model = RateRNN.from_torch(neurogym_net)               # CTRNN + fc, alpha from the module
         """
-        from schurjax.torch_io import from_torch
+        from schurjax.store.torch_io import from_torch
 
         return from_torch(
             rnn,
@@ -379,7 +379,7 @@ class RateRNN(eqx.Module):
         )
 
     def to_torch(self, *, batch_first: bool = True) -> Any:
-        """Export to PyTorch (float32; torch is optional; see :func:`schurjax.torch_io.to_torch`).
+        """Export to PyTorch (float32; torch is optional; see :func:`schurjax.store.torch_io.to_torch`).
 
         A ``TanhRNN`` exports as ``(torch.nn.RNN(nonlinearity="tanh"), torch.nn.Linear)``: the bias goes to
         ``bias_ih_l0``, ``bias_hh_l0`` is zero, and ``TanhRNN.from_torch(*model.to_torch())`` is bitwise ``model``.
@@ -391,7 +391,7 @@ class RateRNN(eqx.Module):
             rnn, lin = model.to_torch()
             h, _ = rnn(torch.as_tensor(x)[None]); y = lin(h)
         """
-        from schurjax.torch_io import to_torch
+        from schurjax.store.torch_io import to_torch
 
         return to_torch(self, batch_first=batch_first)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from schurjax.ablate import CONTROL_KINDS
 from schurjax.errors import InputError
-from schurjax.table import records
+from schurjax.store.table import records
 
 __all__ = [
     "KEEP_TOL",
@@ -141,7 +141,7 @@ def summarize(
     ``n_pairs`` (NaN / 0 when there are none or several kinds, which are not pooled).
 
     Args:
-        table: the tidy table (a DataFrame from :func:`schurjax.results.load`, or a list of row dicts).
+        table: the tidy table (a DataFrame from :func:`schurjax.store.results.load`, or a list of row dicts).
         criterion: ``"auto"`` (the score where the table has task scores, else the loss), ``"score"``, ``"loss"``
             or a :class:`Criterion`.
         tol: the loss criterion's ``tau`` (one-sided relative loss change).  eps: the score criterion's drop.

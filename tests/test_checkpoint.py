@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import schurjax as sj
-from schurjax.checkpoint import FORMAT, load_model, save_model
 from schurjax.rnn import TanhRNN
+from schurjax.store.checkpoint import FORMAT, load_model, save_model
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ import pytest
 
 import schurjax as sj
 from schurjax.cli import main, parse_seeds
+from schurjax.store.table import records
 from schurjax.sweeps.config import batch_key
 from schurjax.sweeps.progress import Progress
-from schurjax.table import records
 
 TRIALS = 8
 SWEEP = [

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from schurjax.cli import main
-from schurjax.distributed import Processes, initialize
+from schurjax.runtime.distributed import Processes, initialize
 
 ARGS = [
     "zoo:flipflop/0",

@@ -40,8 +40,8 @@ def _chunk(run: Path, k: int = 1) -> Path:
 
 def _edit_chunk(run: Path, fn, *, reseal: bool) -> None:
     """Edit one chunk's JSON with ``fn``; ``reseal`` recomputes its checksum, so only the content check can catch it."""
-    from schurjax._json import canonical
-    from schurjax.results import _sha256
+    from schurjax.store._json import canonical
+    from schurjax.store.results import _sha256
 
     p = _chunk(run)
     data = json.loads(p.read_text())
@@ -146,7 +146,7 @@ def test_load_refuses_a_table_that_does_not_match(reference, tmp_path):
 
 
 def test_second_writer_is_refused_naming_the_first(reference, tmp_path, capsys):
-    from schurjax.lock import RunLock
+    from schurjax.store.lock import RunLock
 
     run = tmp_path / "run"
     shutil.copytree(reference, run)

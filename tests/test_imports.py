@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import schurjax as sj
-from schurjax import checkpoint, torch_io
 from schurjax.cli import main
 from schurjax.rnn import FORMS, NONLINEARITIES, RateRNN, TanhRNN
+from schurjax.store import checkpoint, torch_io
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

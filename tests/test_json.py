@@ -1,4 +1,4 @@
-"""schurjax._json: plain JSON types, standard JSON only, atomic files."""
+"""schurjax.store._json: plain JSON types, standard JSON only, atomic files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from schurjax import _json
+from schurjax.store import _json
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):

@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 
 import schurjax as sj  # noqa: E402
 from schurjax import plot, report, results  # noqa: E402
-from schurjax.table import flatten_label  # noqa: E402
+from schurjax.store.table import flatten_label  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -14,7 +14,7 @@ from numpy_reference import rollout
 
 import schurjax as sj
 from schurjax import cli, pruning
-from schurjax.sweeps.config import task_params
+from schurjax.models import task_params
 
 FAST = {"trials": 24, "decision_trials": 128, "rank_trials": 16, "bootstrap": 100, "batch_size": 16}
 FRESH = 4096
@@ -127,7 +127,7 @@ def test_exported_model_keeps_its_criterion_on_fresh_trials(tmp_path, kind, crit
         np.testing.assert_allclose(y, np.asarray(jax.vmap(loaded)(x)), atol=1e-5)
     elif (tmp_path / f"ff-{criterion}.pt").exists():  # torch installed: the form's own torch module
         torch = pytest.importorskip("torch")
-        from schurjax.torch_io import to_torch
+        from schurjax.store.torch_io import to_torch
 
         net = to_torch(loaded)
         net.load_state_dict(torch.load(tmp_path / f"ff-{criterion}.pt", weights_only=True)["model"])

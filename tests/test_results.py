@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import schurjax as sj
-from schurjax import results
+from schurjax.store import results
 
 
 def _manifest(**cfg):

@@ -213,7 +213,7 @@ def test_sweep_writes_stay_inside_the_run(finished, tmp_path, capsys, damage, co
 
 
 def test_safe_io_refuses_every_symlinked_component(tmp_path):
-    from schurjax import _safe_io
+    from schurjax.store import _safe_io
 
     root = tmp_path / "root"
     (root / "a").mkdir(parents=True)
@@ -333,7 +333,7 @@ def test_compressed_trials_file_is_bounded_by_the_sweep_before_loading(tmp_path,
     np.savez_compressed(f, inputs=x, targets=np.zeros((250_000, 100, 1), np.float32))
     del x
     assert f.stat().st_size < 2_000_000
-    monkeypatch.setattr("schurjax.environment.available_memory", lambda *a, **k: 16 * 2**30)
+    monkeypatch.setattr("schurjax.runtime.environment.available_memory", lambda *a, **k: 16 * 2**30)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     line = _one_line(
         ["sweep", "zoo:flipflop/0", *SMALL, "--trials-file", str(f), "--out", str(tmp_path / "r")],
@@ -787,7 +787,7 @@ def test_python_model_pairs_are_checked(tmp_path):
 def test_a_full_disk_during_an_export_is_one_line(tmp_path):
     import errno
 
-    from schurjax import _safe_io
+    from schurjax.store import _safe_io
 
     def writer(tmp):
         try:

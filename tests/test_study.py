@@ -13,10 +13,10 @@ from numpy_reference import rollout
 
 import schurjax as sj
 from schurjax import cli
-from schurjax._json import canonical
+from schurjax.models import task_params
+from schurjax.store._json import canonical
 from schurjax.studies import compression
 from schurjax.studies.protocol import study_key
-from schurjax.sweeps.config import task_params
 
 TINY = {
     "trials": 12,

@@ -70,7 +70,7 @@ def test_summarize_matches_hand_computation():
     assert s["all_nonnormal_rel"] == 2.0
     assert s["ablation_median_rel"] == pytest.approx(np.median(rel))
     assert s["control_median_rel"] == pytest.approx(np.median(ctrl))
-    assert s["frac_ablation_gt_control"] == pytest.approx(2 / 4)  # 0.2 > 0.1 and 1.0 > 0.2
+    assert s["frac_ablation_gt_control"] == pytest.approx(3 / 4)  # |0.2| > |0.1|, |-0.03| > |0.0|, |1.0| > |0.2|
     assert s["all_nonnormal_score"] == 0.625
     text = summary.format_summary([s])
     assert "task copy" in text and "50%" in text and "+200.0%" in text
@@ -119,8 +119,8 @@ def test_score_criterion_names_the_couplings_that_cost_the_most_accuracy():
 def test_summarize_reports_each_control_kind_separately():
     # 3 singles; each has one matched_norm and one coupling_noise control
     rel = [0.1, 0.4, -0.2]
-    norm = [0.3, 0.0, -0.1]  # ablation > control: 0.4 > 0.0 only -> 1/3
-    noise = [0.01, 0.02, -0.5]  # ablation > control: 0.1 > 0.01, 0.4 > 0.02, -0.2 > -0.5 -> 3/3
+    norm = [0.3, 0.0, -0.1]  # |ablation| > |control|: 0.4 > 0.0, 0.2 > 0.1 -> 2/3
+    noise = [0.01, 0.02, -0.5]  # |ablation| > |control|: 0.1 > 0.01, 0.4 > 0.02, not 0.2 > 0.5 -> 2/3
     base = {"model": "a", "task": "copy", "model_seed": 0, "base_loss": 1.0, "base_score": 1.0}
     rows = [
         {**base, "row_id": k, "family": "single", "control_of": None, "rel_delta_loss": r, "delta_loss": r}
@@ -143,15 +143,15 @@ def test_summarize_reports_each_control_kind_separately():
     assert s["control_kinds"] == ["matched_norm", "coupling_noise"]
     assert s["by_kind"]["matched_norm"]["control_median_rel"] == pytest.approx(0.0)
     assert s["by_kind"]["coupling_noise"]["control_median_rel"] == pytest.approx(0.01)
-    assert s["by_kind"]["matched_norm"]["frac_ablation_gt_control"] == pytest.approx(1 / 3)
-    assert s["by_kind"]["coupling_noise"]["frac_ablation_gt_control"] == pytest.approx(1.0)
+    assert s["by_kind"]["matched_norm"]["frac_ablation_gt_control"] == pytest.approx(2 / 3)
+    assert s["by_kind"]["coupling_noise"]["frac_ablation_gt_control"] == pytest.approx(2 / 3)
     assert s["by_kind"]["matched_norm"]["ablation_median_rel"] == pytest.approx(0.1)
     assert s["by_kind"]["coupling_noise"]["n_pairs"] == 3
     assert math.isnan(s["control_median_rel"]) and math.isnan(s["frac_ablation_gt_control"])  # never pooled
     text = summary.format_summary([s])
     kind_lines = [line for line in text.splitlines() if line.startswith("a ") and "_" in line]
     assert [line.split()[1] for line in kind_lines] == ["matched_norm", "coupling_noise"]
-    assert "33%" in kind_lines[0] and "100%" in kind_lines[1]
+    assert "67%" in kind_lines[0] and "67%" in kind_lines[1]
     assert max(len(line) for line in text.splitlines()) <= 110
     # a single kind: the control columns are in the main table and the legend names the kind
     (one,) = summary.summarize([r for r in rows if r.get("control_kind") != "coupling_noise"])

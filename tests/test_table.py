@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schurjax import table
+from schurjax.store import table
 
 
 def test_flatten_label():

@@ -169,7 +169,7 @@ def test_import_torch_writes_eqx_with_task(tmp_path):
     net = Net(n_in=3, n=10, n_out=3)  # fits flipflop (bits=3)
     pt = tmp_path / "model.pt"
     torch.save({"state_dict": net.state_dict()}, pt)
-    out = sj.checkpoint.import_torch(pt, tmp_path / "m.eqx", task="flipflop")
+    out = sj.store.checkpoint.import_torch(pt, tmp_path / "m.eqx", task="flipflop")
     model, meta = sj.load_model(out)
     assert same(model, TanhRNN.from_torch(net.rnn, net.readout))
     assert meta["task"] == {"name": "flipflop", "params": sj.tasks.get("flipflop").params()}
@@ -179,6 +179,6 @@ def test_import_torch_writes_eqx_with_task(tmp_path):
         match=r"import_torch: the model has n_in=3, n_out=3 but task 'copy' has n_in=3, "
         r"n_out=2",
     ):
-        sj.checkpoint.import_torch(pt, tmp_path / "x.eqx", task="copy")
+        sj.store.checkpoint.import_torch(pt, tmp_path / "x.eqx", task="copy")
     with pytest.raises(ValueError, match=r"import_torch: path must end with '\.eqx'"):
-        sj.checkpoint.import_torch(pt, tmp_path / "x.pt")
+        sj.store.checkpoint.import_torch(pt, tmp_path / "x.pt")

@@ -9,7 +9,7 @@ import pytest
 
 import schurjax as sj
 from schurjax import zoo
-from schurjax.checkpoint import FORMAT, FORMAT_RATE
+from schurjax.store.checkpoint import FORMAT, FORMAT_RATE
 from schurjax.zoo.build import CONFIGS, CONFIGS_BY_SIZE, CONFIGS_LEAKY, LEAKY_ALPHA, SIZES, build
 
 SEEDS = [0, 1, 2, 3]

@@ -7,7 +7,7 @@
 - :mod:`~schurjax.engine.base`: the unablated trajectory of a batch in float64, which deviations are measured from;
 - :mod:`~schurjax.engine.result`: :class:`SweepResult`, the per-variant metrics.
 
-The engine reads no files and writes none: run folders are :mod:`schurjax.results`.
+The engine reads no files and writes none: run folders are :mod:`schurjax.store.results`.
 """
 
 from schurjax.engine.evaluation import LOSSES as LOSSES

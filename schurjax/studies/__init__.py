@@ -13,6 +13,8 @@ against random controls, across tasks, seeds and sizes; ``sj.study(...)`` and ``
 - :mod:`~schurjax.studies.profiles`: basis-free importance profiles compared across seeds and sizes;
 - :mod:`~schurjax.studies.fragility`: the worst edit of a removal's size, and each network's robustness radius;
 - :mod:`~schurjax.studies.coordinates`: how far the headlines move under other mode orders and block rotations;
+- :mod:`~schurjax.studies.parts`: the parts behind one protocol (``Part``), their registry and run order;
+- :mod:`~schurjax.studies.exports`: the compressed models a study writes, and the check of those on disk;
 - :mod:`~schurjax.studies.report`: the study's tables and its ``report.md``;
 - :mod:`~schurjax.studies.figures`: the six-panel ``figure.png``;
 - :mod:`~schurjax.studies.runner`: :func:`study` (the resumable study folder);

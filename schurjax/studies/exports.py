@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import _safe_io
-from schurjax._json import canonical, finite_or_none
+from schurjax.store import _safe_io
+from schurjax.store._json import canonical, finite_or_none
 from schurjax.studies import compression
 from schurjax.studies.protocol import StudyConfig
 
@@ -26,7 +26,7 @@ COMPRESS_CRITERIA = ("loss", "score")
 
 
 def base_meta(spec: Any) -> dict[str, Any]:
-    from schurjax.sweeps.config import model_fingerprint, task_params
+    from schurjax.models import model_fingerprint, task_params
 
     return {
         "task": {"name": spec.task.name, "params": task_params(spec.task)},
@@ -82,7 +82,7 @@ def export(out: Path, spec: Any, sf: Any, criterion: str, found: dict[str, Any],
 def check_export(loaded: tuple[Any, dict[str, Any]], spec: Any, sf: Any, criterion: str, found: Any, cfg: Any) -> None:
     """Raise ValueError unless a compressed model on disk is the one this study's part describes: its weights,
     removed couplings, base model and criterion (a swapped or stale export is rewritten, never kept)."""
-    from schurjax.sweeps.config import model_fingerprint
+    from schurjax.models import model_fingerprint
 
     model, meta = loaded
     removed = np.asarray(found["removed"], np.int64).reshape(-1, 2)
@@ -111,7 +111,7 @@ def check_exports(
     log: Callable[[str], None],
 ) -> None:
     """Rewrite any compressed model that is missing or does not load (its part holds everything needed)."""
-    from schurjax.checkpoint import load_model
+    from schurjax.store.checkpoint import load_model
 
     if any(f"compression-{c}" in parts[s.id] for s in specs for c in COMPRESS_CRITERIA):
         _safe_io.mkdirs(out, "compressed", where="study")  # a symlinked compressed/ is refused, never read or written

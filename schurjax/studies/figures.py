@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import _safe_io
+from schurjax.store import _safe_io
 from schurjax.studies.protocol import OFF_CONDITIONS, StudyConfig
 
 __all__ = [

@@ -21,9 +21,10 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from schurjax import _safe_io, ablate
-from schurjax._json import canonical, finite_or_none
+from schurjax import ablate
 from schurjax.errors import InputError
+from schurjax.store import _safe_io
+from schurjax.store._json import canonical, finite_or_none
 from schurjax.studies import compression, coordinates, exports, fragility, keep, replay, restriction, versus
 from schurjax.studies.exports import COMPRESS_CRITERIA
 from schurjax.studies.protocol import StudyConfig, keeps_loss, study_key
@@ -294,7 +295,7 @@ def _coordinates(inp: PartInput, done: Mapping[str, Record]) -> Record:
 
 def _batch(ctx: Context, purpose: str, task: Any, size: int) -> Any:
     """A batch of ``task`` for ``purpose`` (``"validation"``, ``"decision"``), from its own key, cached in ``ctx``."""
-    from schurjax.sweeps.config import task_params
+    from schurjax.models import task_params
 
     ident = (purpose, task.name, canonical(task_params(task)), int(size))
     if ident not in ctx.batches:
@@ -304,7 +305,7 @@ def _batch(ctx: Context, purpose: str, task: Any, size: int) -> Any:
 
 def _decision_keys(cfg: StudyConfig, task: Any, model_id: str, criterion: str) -> dict[str, Any]:
     """How the decision's trials and resamples were drawn (enough to draw them again)."""
-    from schurjax.sweeps.config import task_params
+    from schurjax.models import task_params
 
     names = [task.name, canonical(task_params(task))]
     return {

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from schurjax._json import canonical
 from schurjax.errors import InputError
+from schurjax.store._json import canonical
 from schurjax.studies.protocol import StudyConfig, study_key
 
 __all__ = ["Study", "load", "Context", "decode"]
@@ -65,8 +65,8 @@ class Study:
         Raises:
             InputError: an unknown id, a model that was passed in memory, or a source whose weights changed.
         """
+        from schurjax.models import model_fingerprint
         from schurjax.sweeps import resolve_models
-        from schurjax.sweeps.config import model_fingerprint
 
         m = self._record(model_id)
         if m["source"] == "object":
@@ -98,7 +98,7 @@ class Context:
         self.batches: dict[tuple[str, str, str], Any] = {}
 
     def batch(self, purpose: str, task: Any) -> Any:
-        from schurjax.sweeps.config import task_params
+        from schurjax.models import task_params
 
         ident = (purpose, task.name, canonical(task_params(task)))
         if ident not in self.batches:
@@ -133,7 +133,7 @@ def load(path: str | os.PathLike) -> Study:
 
         st = sj.study_load("runs/study"); st.tables["keep"]
     """
-    from schurjax.results import COMPLETE, RunFolder, _read_json, _sha256, config_fingerprint, read_manifest
+    from schurjax.store.results import COMPLETE, RunFolder, _read_json, _sha256, config_fingerprint, read_manifest
 
     path = Path(path)
     if not (path / COMPLETE).is_file():
@@ -149,7 +149,7 @@ def load(path: str | os.PathLike) -> Study:
     folder.config_sha256 = config_fingerprint(manifest["config"])
 
     def verified(rel: str, want: Any) -> bytes:
-        from schurjax import _safe_io
+        from schurjax.store import _safe_io
 
         try:
             data = _safe_io.read_bytes(path, rel, where="study.load")
@@ -200,6 +200,6 @@ def _csv(data: bytes) -> Any:
 
     import pandas as pd
 
-    from schurjax.table import read_table
+    from schurjax.store.table import read_table
 
     return read_table(io.BytesIO(data)) if data.strip() else pd.DataFrame()

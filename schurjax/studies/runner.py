@@ -1,6 +1,6 @@
 """``sj.study(...)``: run (or resume) the whole study into one folder, then write its tables, report and figure.
 
-Layout of a study folder (a run folder, :class:`schurjax.results.RunFolder`, so it is checked the same way)::
+Layout of a study folder (a run folder, :class:`schurjax.store.results.RunFolder`, so it is checked the same way)::
 
     <study>/manifest.json        config (settings, models and their weights' SHA-256), versions, device, part names
     <study>/schur/<model>.npz    each model's Schur form
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from schurjax import _safe_io
-from schurjax._json import canonical, dumps, finite_or_none
 from schurjax.errors import InputError
+from schurjax.store import _safe_io
+from schurjax.store._json import canonical, dumps, finite_or_none
 from schurjax.studies.exports import COMPRESS_CRITERIA, check_exports
 from schurjax.studies.parts import REGISTRY, PartInput, applicable
 from schurjax.studies.protocol import QUICK, StudyConfig, study_key
@@ -251,8 +251,8 @@ def study(
 
 def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] | None) -> dict[str, Any]:
     import schurjax
-    from schurjax.environment import device_info, versions
-    from schurjax.sweeps.config import model_fingerprint, task_params
+    from schurjax.models import model_fingerprint, task_params
+    from schurjax.runtime.environment import device_info, versions
 
     cfg = config.to_dict()
     cfg.update(
@@ -283,7 +283,7 @@ def _manifest(config: StudyConfig, specs: Sequence[Any], extra: dict[str, Any] |
 
 
 def _model_record(spec: Any) -> dict[str, Any]:
-    from schurjax.sweeps.config import model_fingerprint, task_params
+    from schurjax.models import model_fingerprint, task_params
 
     return {
         "id": spec.id,
@@ -306,10 +306,10 @@ def _run(
     extra_manifest: dict[str, Any] | None,
     zoo_models: bool = False,
 ) -> Study:
-    from schurjax.results import RunFolder
+    from schurjax.models import model_fingerprint
     from schurjax.schur import order_for, ordered_schur
+    from schurjax.store.results import RunFolder
     from schurjax.studies import figures, report
-    from schurjax.sweeps.config import model_fingerprint
 
     manifest = _manifest(config, specs, extra_manifest)
     ctx = Context(config)
@@ -369,7 +369,7 @@ def _run(
         _safe_io.write_bytes(out, "report.md", text.encode(), where="study")
         rows = report.summary_rows(config, models, parts)
         folder.finish(rows, {"models": len(specs), "parts": todo_total, "files": _checksums(out, specs, tables)})
-    from schurjax.table import read_table
+    from schurjax.store.table import read_table
 
     return Study(out, config, models, parts, read_table(out / "table.csv"), tables, prof)
 

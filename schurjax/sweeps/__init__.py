@@ -2,7 +2,6 @@
 
 ``sj.sweep(models, out=..., ...)`` is the entry point for scripts and notebooks; ``schurjax sweep`` calls it.
 
-- :mod:`~schurjax.sweeps.models`: what the user named (zoo entries, files, model objects) -> :class:`ModelSpec`;
 - :mod:`~schurjax.sweeps.config`: :class:`SweepConfig`, the family and control names, the batch and control keys;
 - :mod:`~schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
 - :mod:`~schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
@@ -18,17 +17,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from schurjax.distributed import initialize
 from schurjax.engine.options import EngineOptions
 from schurjax.errors import InputError
+from schurjax.models import ModelSpec as ModelSpec
+from schurjax.models import resolve_models as resolve_models
+from schurjax.runtime.distributed import initialize
 from schurjax.sweeps.config import CONTROL_KINDS as CONTROL_KINDS
 from schurjax.sweeps.config import SWEEP_FAMILIES as SWEEP_FAMILIES
 from schurjax.sweeps.config import SweepConfig as SweepConfig
 from schurjax.sweeps.config import TrialsFile
 from schurjax.sweeps.loop import ChunkCallback
 from schurjax.sweeps.loop import run_sweep as run_sweep
-from schurjax.sweeps.models import ModelSpec as ModelSpec
-from schurjax.sweeps.models import resolve_models as resolve_models
 from schurjax.sweeps.plan import plan_chunks as plan_chunks
 
 __all__ = [
@@ -119,7 +118,7 @@ def sweep(
         timeout: seconds a process waits for the others to join (default 120; ``distributed.DEFAULT_TIMEOUT``).
 
     Returns:
-        :class:`schurjax.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
+        :class:`schurjax.store.results.Run`: ``run.table`` (pandas DataFrame), ``run.manifest``, ``run.schurs``.
 
     Raises:
         InputError: bad arguments (one line naming the argument), or ``out`` holds a different sweep.

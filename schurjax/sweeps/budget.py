@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from schurjax.environment import available_memory
 from schurjax.errors import InputError
+from schurjax.runtime.environment import available_memory
 
 __all__ = ["check_sizes", "bytes_per_trial", "bytes_per_variant"]
 
@@ -30,7 +30,7 @@ def check_sizes(plans: Sequence[Any], config: Any, *, memory: int | None = None)
     Args:
         plans: the sweep's model plans (``spec.task`` and ``sf.n`` are read).
         config: the sweep config (``trials``, ``chunk_size``).
-        memory: bytes available (default: :func:`schurjax.environment.available_memory` of the default device).
+        memory: bytes available (default: :func:`schurjax.runtime.environment.available_memory` of the default device).
 
     Raises:
         InputError: ``trials`` or ``chunk_size`` too large (one line naming the argument and the bound).

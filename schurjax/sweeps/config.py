@@ -16,11 +16,12 @@ import equinox as eqx
 import numpy as np
 
 from schurjax import ablate
-from schurjax._json import canonical, to_jsonable
 from schurjax._seeds import SEED_MAX, root_key
 from schurjax.engine import PRECISIONS, EngineOptions
 from schurjax.errors import InputError
+from schurjax.models import model_fingerprint, task_identity, task_params
 from schurjax.schur import ORDERS
+from schurjax.store._json import canonical, to_jsonable
 from schurjax.tasks.base import Task
 
 SWEEP_ORDERS = (*ORDERS, "decay", "auto")
@@ -171,7 +172,7 @@ class SweepConfig:
         """The JSON config stored in the manifest (and compared on resume): the settings, the model sources and
         weights, and the schurjax version and results schema (chunks of another version are never reused)."""
         import schurjax
-        from schurjax.results import SCHEMA_VERSION
+        from schurjax.store.results import SCHEMA_VERSION
 
         d = {"schurjax_version": schurjax.__version__, "results_schema": SCHEMA_VERSION}
         d.update(dataclasses.asdict(self))
@@ -268,7 +269,7 @@ class TrialsFile:
     @staticmethod
     def check_budget(path: str | Any, specs: Any, *, memory: int | None = None) -> None:
         """Refuse a trial file whose declared trials cannot be evaluated here, before it is loaded (one line)."""
-        from schurjax.environment import available_memory
+        from schurjax.runtime.environment import available_memory
         from schurjax.sweeps.budget import bytes_per_trial
 
         B, T = TrialsFile.declared(path)
@@ -345,39 +346,8 @@ def order_of(order: str, model: Any) -> Any:
     return order
 
 
-def model_fingerprint(model: Any) -> str:
-    """SHA-256 of a model's weights and step, to tell models apart.
-
-    The float32 bytes of W_in, W_rec, b, W_out, b_out; for a model that is not the paper's tanh RNN also its
-    ``alpha``, ``nonlinearity``, ``form`` and learned ``h0``, so that two networks with equal weights but another
-    step never share results (a TanhRNN's fingerprint is what it always was).
-    """
-    h = hashlib.sha256()
-    for name in ("W_in", "W_rec", "b", "W_out", "b_out"):
-        a = np.ascontiguousarray(np.asarray(getattr(model, name), dtype=np.float32))
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    step = (float(getattr(model, "alpha", 1.0)), getattr(model, "nonlinearity", "tanh"), getattr(model, "form", "rate"))
-    h0 = getattr(model, "h0", None)
-    if step != (1.0, "tanh", "rate") or h0 is not None:
-        h.update(f"step alpha={step[0]!r} nonlinearity={step[1]} form={step[2]}".encode())
-        if h0 is not None:
-            h.update(b"h0" + np.ascontiguousarray(np.asarray(h0, dtype=np.float32)).tobytes())
-    return h.hexdigest()
-
-
-def task_params(task: Any) -> dict[str, Any]:
-    """The task's parameters as JSON-able values (they are part of its identity: never guessed or dropped)."""
-    return to_jsonable(dict(task.params()))
-
-
 def _stable_int(text: str) -> int:
     return zlib.crc32(text.encode()) & 0x7FFFFFFF
-
-
-def task_identity(task: Any) -> tuple[str, str]:
-    """``(name, canonical params JSON)`` of a task: models share a batch only when both are equal."""
-    return str(task.name), canonical(task_params(task))
 
 
 _MAX = {"controls": 1_000, "seed": SEED_MAX}

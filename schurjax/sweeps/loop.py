@@ -1,6 +1,6 @@
 """The sweep loop: plan every model, evaluate the chunks that are not on disk yet, assemble the table.
 
-Every chunk's metrics are written atomically into the run folder (:class:`schurjax.results.RunFolder`), so a
+Every chunk's metrics are written atomically into the run folder (:class:`schurjax.store.results.RunFolder`), so a
 crashed or killed sweep resumes where it stopped, and the final table equals that of an uninterrupted run: the
 batch, the variants and the chunk boundaries are all fixed by the config and the seed.
 """
@@ -18,26 +18,17 @@ from typing import Any
 import numpy as np
 
 from schurjax import engine
-from schurjax._json import finite_or_none, to_jsonable
-from schurjax.distributed import Processes
-from schurjax.environment import device_info, versions
 from schurjax.errors import InputError
-from schurjax.results import Run, RunFolder, config_fingerprint, load
+from schurjax.models import ModelSpec, model_fingerprint, task_identity, task_params
+from schurjax.runtime.distributed import Processes
+from schurjax.runtime.environment import device_info, versions
+from schurjax.store._json import finite_or_none, to_jsonable
+from schurjax.store.results import Run, RunFolder, config_fingerprint, load
+from schurjax.store.table import flatten_label
 from schurjax.sweeps.budget import check_sizes
-from schurjax.sweeps.config import (
-    COUNT_COLUMNS,
-    FIXED_POINT_COLUMNS,
-    SweepConfig,
-    batch_key,
-    fixed_point_key,
-    model_fingerprint,
-    task_identity,
-    task_params,
-)
-from schurjax.sweeps.models import ModelSpec
+from schurjax.sweeps.config import COUNT_COLUMNS, FIXED_POINT_COLUMNS, SweepConfig, batch_key, fixed_point_key
 from schurjax.sweeps.plan import ModelPlan, plan_model
 from schurjax.sweeps.progress import Progress
-from schurjax.table import flatten_label
 
 __all__ = ["run_sweep", "build_rows"]
 
@@ -124,7 +115,7 @@ def run_sweep(
         log: where to write one-line status messages (default: stderr).
         on_chunk: called after every chunk file is written (see :data:`ChunkCallback`).
         extra_manifest: more JSON-able entries for the manifest (e.g. the command line).
-        processes: this process's place among several sharing the folder (:mod:`schurjax.distributed`): each
+        processes: this process's place among several sharing the folder (:mod:`schurjax.runtime.distributed`): each
             evaluates its share of the chunks, process 0 writes the manifest first and the table last.
         trials: a fixed TaskBatch every model is evaluated on (None: each task samples ``config.trials``).
         devices: the local devices each chunk's variants are split across (``engine.evaluate(devices=...)``).

@@ -11,9 +11,9 @@ import numpy as np
 
 from schurjax import ablate
 from schurjax.errors import InputError
+from schurjax.models import ModelSpec
 from schurjax.schur import ordered_schur
 from schurjax.sweeps.config import SweepConfig, _stable_int, control_key, order_of
-from schurjax.sweeps.models import ModelSpec
 
 __all__ = ["ModelPlan", "plan_model", "plan_chunks"]
 

@@ -302,7 +302,7 @@ _LOAD_COPIES = 8
 
 def _check_declared(where: str, path: Any, shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     """Refuse a trial file whose declared arrays cannot be read into this machine's memory (before reading)."""
-    from schurjax.environment import available_memory
+    from schurjax.runtime.environment import available_memory
 
     count = sum(math.prod(s) for s, _ in shapes.values())
     need = _LOAD_COPIES * 8 * count

@@ -196,7 +196,7 @@ def _entry(name: str, seed: int, n_hidden: int, where: str, alpha: float = DEFAU
 
 @functools.lru_cache(maxsize=64)
 def _load(name: str, seed: int, n_hidden: int, alpha: float = DEFAULT_ALPHA) -> RateRNN:
-    from schurjax.checkpoint import load_model
+    from schurjax.store.checkpoint import load_model
 
     entry = _entry(name, seed, n_hidden, "load", alpha)
     model, meta = load_model(entry.path)

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from schurjax import tasks as _tasks
-from schurjax.checkpoint import save_model
+from schurjax.store.checkpoint import save_model
 from schurjax.train import evaluate_models, train
 
 __all__ = [

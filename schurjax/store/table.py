@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from schurjax._json import atomic_write_bytes, to_jsonable
+from schurjax.store._json import atomic_write_bytes, to_jsonable
 
 __all__ = ["COLUMNS", "flatten_label", "table_columns", "to_csv_bytes", "write_table", "read_table", "records"]
 

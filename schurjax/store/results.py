@@ -6,7 +6,7 @@ Layout of a run folder::
     <run>/schur/<model>.npz      each model's SchurForm (SchurForm.to_npz)
     <run>/chunks/<m>-<c>.json    per-chunk metrics, written atomically (temp file, fsync, os.replace), each with
                                  the SHA-256 of the config that made it and of its own content
-    <run>/table.csv              final tidy table, one row per (model, variant) (schurjax.table)
+    <run>/table.csv              final tidy table, one row per (model, variant) (schurjax.store.table)
     <run>/COMPLETE               written last, only once every chunk is there: the table's row count and SHA-256
     <run>/.lock                  held (fcntl) by the one process writing the folder; names it
 """
@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from schurjax import _safe_io
-from schurjax._json import canonical, dumps, to_jsonable
 from schurjax.errors import InputError
-from schurjax.lock import LOCK_FILE, RunLock
-from schurjax.table import read_table, to_csv_bytes
+from schurjax.store import _safe_io
+from schurjax.store._json import canonical, dumps, to_jsonable
+from schurjax.store.lock import LOCK_FILE, RunLock
+from schurjax.store.table import read_table, to_csv_bytes
 
 __all__ = ["Run", "RunFolder", "load", "read_manifest", "config_fingerprint", "SCHEMA_VERSION"]
 
@@ -50,7 +50,7 @@ class Run:
 
     Attributes:
         path: the run folder.
-        table: the tidy table, a pandas DataFrame with one row per (model, variant) (see :mod:`schurjax.table`).
+        table: the tidy table, a pandas DataFrame with one row per (model, variant) (see :mod:`schurjax.store.table`).
         manifest: the parsed ``manifest.json``.
         schurs: model id -> SchurForm of that model's recurrent matrix.
         complete: whether the run finished (every chunk is there).

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from schurjax._json import finite_or_none
 from schurjax.rnn import FORMS, NONLINEARITIES, RateRNN, TanhRNN, check_alpha
+from schurjax.store._json import finite_or_none
 
 __all__ = [
     "save_model",
@@ -337,7 +337,7 @@ def import_torch(
     """Convert a PyTorch checkpoint (``nn.RNN`` + ``nn.Linear`` state dict) into a ``.eqx`` model with its sidecar.
 
     :func:`import_model` with ``layout="torch-rnn"``: the file is read with ``torch.load(path, weights_only=True)``
-    (:func:`schurjax.torch_io.from_torch`; a state dict imports as tanh).
+    (:func:`schurjax.store.torch_io.from_torch`; a state dict imports as tanh).
 
     Args:
         path: the PyTorch checkpoint (a state dict, possibly nested like ``{"model": state_dict, ...}``).
@@ -386,7 +386,7 @@ def import_model(
     force: bool = False,
     where: str = "import",
 ) -> Path:
-    """Import a weight file of any layout (:func:`schurjax.torch_io.load_file`) and save it as ``out`` (``.eqx``).
+    """Import a weight file of any layout (:func:`schurjax.store.torch_io.load_file`) and save it as ``out`` (``.eqx``).
 
     What ``schurjax import FILE --out model.eqx [--task NAME] [--layout L] [--alpha A] [--form F]
     [--nonlinearity N] [--force]`` runs. The model file records the step (its format, and for a leaky model its
@@ -414,7 +414,7 @@ def import_model(
         import_model("ctrnn.pt", "ctrnn.eqx", layout="neurogym", alpha=0.2, task="neurogym:GoNogo-v0")
     """
     from schurjax import tasks
-    from schurjax.torch_io import load_file
+    from schurjax.store.torch_io import load_file
 
     p, side = _paths(where, out)
     if not isinstance(force, bool):

@@ -1244,7 +1244,7 @@ def torch_module_class():
     phis = {"tanh": torch.tanh, "relu": torch.relu, "softplus": torch.nn.functional.softplus}
 
     class SchurjaxRNN(torch.nn.Module):
-        """schurjax's RateRNN as a torch module (see :func:`schurjax.torch_io.torch_module_class`)."""
+        """schurjax's RateRNN as a torch module (see :func:`schurjax.store.torch_io.torch_module_class`)."""
 
         def __init__(self, model: Any, batch_first: bool = True):
             super().__init__()

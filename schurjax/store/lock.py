@@ -5,7 +5,7 @@ simply taken over. The holder writes its process id into the file, so a second w
 writer also checks, before each write, that the lock file it holds is still the folder's: if the folder was
 deleted or replaced while it ran, it stops instead of mixing its chunks into another sweep's folder.
 
-The processes of one multi-process sweep (:mod:`schurjax.distributed`) share the folder: each holds ``.lock``
+The processes of one multi-process sweep (:mod:`schurjax.runtime.distributed`) share the folder: each holds ``.lock``
 shared and its own ``.lock-<index>`` exclusively, so a single-process sweep, or a second process with the same
 index, is refused while they run.
 """
@@ -49,7 +49,7 @@ class RunLock:
         self._main_fd: int | None = None
 
     def _take(self, path: Path, mode: int) -> int:
-        from schurjax._safe_io import open_lock
+        from schurjax.store._safe_io import open_lock
 
         fd = open_lock(path.parent, path.name, where=self.where)  # never through a symlink
         if not stat.S_ISREG(os.fstat(fd).st_mode):

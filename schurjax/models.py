@@ -1,19 +1,22 @@
-"""The models of a sweep: what the user named (a zoo entry, a saved file, or a model object with its task),
-resolved into :class:`ModelSpec` s that carry the model, its task and its metadata."""
+"""The models a sweep, a study or the command works on: what the user named (a zoo entry, a saved file, or a
+model object with its task) resolved into :class:`ModelSpec` s that carry the model, its task and its metadata;
+and the identities that results are keyed by (:func:`model_fingerprint`, :func:`task_params`,
+:func:`task_identity`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from schurjax._json import nonfinite_path, to_jsonable
 from schurjax.errors import InputError
+from schurjax.store._json import canonical, nonfinite_path, to_jsonable
 
-__all__ = ["ModelSpec", "resolve_models"]
+__all__ = ["ModelSpec", "resolve_models", "model_fingerprint", "task_params", "task_identity"]
 
 _WEIGHTS = ("W_in", "W_rec", "b", "W_out", "b_out")
 
@@ -195,7 +198,7 @@ def resolve_models(
     seen: dict[str, int] = {}
     unique = []
     for spec in out:
-        from schurjax._safe_io import check_name
+        from schurjax.store._safe_io import check_name
 
         check_name("sweep", "models", spec.id)  # ids name files (schur/<id>.npz, figures/<id>_*.png)
         if spec.id in seen:
@@ -246,7 +249,7 @@ def _resolve_zoo(raw: str, task_override: str | None) -> list[ModelSpec]:
 
 
 def _resolve_path(raw: str, task_override: str | None, fallback: Any = None) -> ModelSpec:
-    from schurjax import checkpoint
+    from schurjax.store import checkpoint
 
     path = Path(raw)
     if path.is_dir():
@@ -271,7 +274,7 @@ def _check_declared_sizes(path: Path) -> None:
     import json
     import numbers
 
-    from schurjax.environment import available_memory
+    from schurjax.runtime.environment import available_memory
 
     side = path.with_suffix(".json")
     try:
@@ -298,3 +301,34 @@ def _check_declared_sizes(path: Path) -> None:
             f"{path}: n_hidden={n} needs ~{need / 2**30:.1f} GiB to analyse, more than the "
             f"{have / 2**31:.1f} GiB this machine can spare",
         )
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 of a model's weights and step, to tell models apart.
+
+    The float32 bytes of W_in, W_rec, b, W_out, b_out; for a model that is not the paper's tanh RNN also its
+    ``alpha``, ``nonlinearity``, ``form`` and learned ``h0``, so that two networks with equal weights but another
+    step never share results (a TanhRNN's fingerprint is what it always was).
+    """
+    h = hashlib.sha256()
+    for name in ("W_in", "W_rec", "b", "W_out", "b_out"):
+        a = np.ascontiguousarray(np.asarray(getattr(model, name), dtype=np.float32))
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    step = (float(getattr(model, "alpha", 1.0)), getattr(model, "nonlinearity", "tanh"), getattr(model, "form", "rate"))
+    h0 = getattr(model, "h0", None)
+    if step != (1.0, "tanh", "rate") or h0 is not None:
+        h.update(f"step alpha={step[0]!r} nonlinearity={step[1]} form={step[2]}".encode())
+        if h0 is not None:
+            h.update(b"h0" + np.ascontiguousarray(np.asarray(h0, dtype=np.float32)).tobytes())
+    return h.hexdigest()
+
+
+def task_params(task: Any) -> dict[str, Any]:
+    """The task's parameters as JSON-able values (they are part of its identity: never guessed or dropped)."""
+    return to_jsonable(dict(task.params()))
+
+
+def task_identity(task: Any) -> tuple[str, str]:
+    """``(name, canonical params JSON)`` of a task: models share a batch only when both are equal."""
+    return str(task.name), canonical(task_params(task))
