@@ -20,14 +20,12 @@ Modules (``tests/test_package_map.py`` checks that this list names every module 
 - :mod:`~schurjax.ablate`: ablation families and random controls in Schur coordinates (host side);
 - :mod:`~schurjax.dynamics`: batched fixed points of ablated networks, and their figures;
 - :mod:`~schurjax.engine`: the batched evaluation engine: roll out thousands of variants, reduce their metrics;
-- :mod:`~schurjax.sweeps`: resumable sweeps into a run folder (``sj.sweep``);
+- :mod:`~schurjax.sweeps`: resumable sweeps into a run folder (``sj.sweep``), their summary and ``report.html``;
 - :mod:`~schurjax.store`: what is on disk: run folders, tables, model files, torch import/export, JSON, the lock;
 - :mod:`~schurjax.runtime`: the machine a run is on: package versions and backend, and several processes;
 - :mod:`~schurjax.studies`: the research study on held-out trials with intervals and controls (``sj.study``);
 - :mod:`~schurjax._seeds`: root seeds in [0, 2**63) and their keys, one key per seed;
-- :mod:`~schurjax.summary`: summary statistics of a sweep table (text summary and HTML report);
 - :mod:`~schurjax.plot`: figures of Schur forms and sweeps (matplotlib, the ``plot`` extra);
-- :mod:`~schurjax.report`: the self-contained ``report.html`` of a run;
 - :mod:`~schurjax.cli`: the ``schurjax`` command.
 """
 
@@ -43,7 +41,6 @@ from schurjax import rnn as rnn
 from schurjax import runtime as runtime
 from schurjax import store as store
 from schurjax import studies as studies
-from schurjax import summary as summary
 from schurjax import tasks as tasks
 from schurjax import train as train
 from schurjax import zoo as zoo
@@ -61,6 +58,7 @@ from schurjax.store import table as table
 from schurjax.store.checkpoint import load_model as load_model
 from schurjax.store.checkpoint import save_model as save_model
 from schurjax.studies import study as study
+from schurjax.sweeps import summary as summary
 from schurjax.sweeps import sweep as sweep
 from schurjax.tasks import TaskBatch as TaskBatch
 

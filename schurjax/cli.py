@@ -38,9 +38,9 @@ from typing import Any
 
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
-from schurjax.summary import CRITERIA
 from schurjax.sweeps import CONTROL_KINDS, SWEEP_FAMILIES
 from schurjax.sweeps.config import SWEEP_ORDERS
+from schurjax.sweeps.summary import CRITERIA
 
 __all__ = ["main", "build_parser", "DEMO", "UsageError", "parse_seeds"]
 
@@ -673,7 +673,7 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _summary_text(run: Any, criterion: str = "auto") -> str:
-    from schurjax.summary import format_summary, summarize
+    from schurjax.sweeps.summary import format_summary, summarize
 
     return format_summary(summarize(run.table, criterion=criterion))
 
@@ -749,7 +749,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _write_report(run: Any, quiet: bool = False, criterion: str = "auto") -> Path | None:
     try:
-        from schurjax import report
+        from schurjax.sweeps import report
     except ImportError as e:  # matplotlib missing
         _err(f"schurjax report: figures skipped ({e}); install the 'plot' extra: pip install 'schurjax[plot]'")
         return None

@@ -10,7 +10,7 @@ Each function draws one figure that reads by itself (title, axis labels, colour 
 - :func:`keep_profile`: the loss-preserving profile across seeds and tasks;
 - :func:`eigenvalues`: eigenvalues in the complex plane with the unit circle.
 
-Tables may be DataFrames (``run.table``) or lists of row dicts. :mod:`schurjax.report` puts the figures into the
+Tables may be DataFrames (``run.table``) or lists of row dicts. :mod:`schurjax.sweeps.report` puts the figures into the
 HTML report. Needs the ``plot`` extra (matplotlib); not imported by ``import schurjax``.
 """
 
@@ -33,7 +33,7 @@ from matplotlib import ticker as _ticker  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from schurjax.store.table import records  # noqa: E402
-from schurjax.summary import KEEP_TOL, control_kinds_in  # noqa: E402
+from schurjax.sweeps.summary import KEEP_TOL, control_kinds_in  # noqa: E402
 
 __all__ = [
     "schur_heatmap",

@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import schurjax as sj  # noqa: E402
-from schurjax import plot, report, results  # noqa: E402
+from schurjax import plot, results  # noqa: E402
 from schurjax.store.table import flatten_label  # noqa: E402
+from schurjax.sweeps import report  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ pytest.importorskip("matplotlib")
 
 
 def test_report_of_a_leaky_model_names_criterion_and_decay(tmp_path):
-    from schurjax.report import write_report
+    from schurjax.sweeps.report import write_report
 
     model = sj.zoo.load("flipflop", seed=1, alpha=0.2)
     run = sj.sweep(

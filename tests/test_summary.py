@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from schurjax import summary
+from schurjax.sweeps import summary
 
 
 def test_summarize_matches_hand_computation():

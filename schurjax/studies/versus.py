@@ -23,7 +23,7 @@ import numpy as np
 from schurjax import ablate
 from schurjax.studies import stats
 from schurjax.studies.measure import measure
-from schurjax.summary import changes_more
+from schurjax.sweeps.summary import changes_more
 
 __all__ = ["controls_part", "NONNORMAL_CONTROLS", "SAME_EDIT", "compare_pairs", "compare_draws"]
 

@@ -6,7 +6,9 @@
 - :mod:`~schurjax.sweeps.plan`: each model's Schur form, variants and chunk boundaries;
 - :mod:`~schurjax.sweeps.loop`: evaluate the chunks not yet on disk, assemble the table;
 - :mod:`~schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
-- :mod:`~schurjax.sweeps.progress`: the progress line.
+- :mod:`~schurjax.sweeps.progress`: the progress line;
+- :mod:`~schurjax.sweeps.summary`: summary statistics of a sweep table (text summary and HTML report);
+- :mod:`~schurjax.sweeps.report`: the self-contained ``report.html`` of a run.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from schurjax.plot import model_figures, run_figures, to_png
 from schurjax.store import _safe_io
 from schurjax.store._json import atomic_write_bytes
 from schurjax.store.table import records
-from schurjax.summary import fmt_rel, fmt_share, format_summary, summarize
+from schurjax.sweeps.summary import fmt_rel, fmt_share, format_summary, summarize
 
 __all__ = ["write_report"]
 
@@ -132,14 +132,14 @@ def write_report(
         save_pngs: also write each figure to ``<run>/figures/<name>.png``.
         dpi: PNG resolution.
         criterion: what "keeps" means in the summary (``"auto"``: the task score where the table has one, else
-            the one-sided loss change; see :class:`schurjax.summary.Criterion`).
+            the one-sided loss change; see :class:`schurjax.sweeps.summary.Criterion`).
 
     Returns:
         The report path.
 
     Example::
 
-        from schurjax.report import write_report
+        from schurjax.sweeps.report import write_report
         write_report(sj.results.load("runs/demo"))
     """
     root = Path(run.path)
