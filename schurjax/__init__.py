@@ -25,7 +25,7 @@ Modules (``tests/test_package_map.py`` checks that this list names every module 
 - :mod:`~schurjax.runtime`: the machine a run is on: package versions and backend, and several processes;
 - :mod:`~schurjax.studies`: the research study on held-out trials with intervals and controls (``sj.study``);
 - :mod:`~schurjax._seeds`: root seeds in [0, 2**63) and their keys, one key per seed;
-- :mod:`~schurjax.plot`: figures of Schur forms and sweeps (matplotlib, the ``plot`` extra);
+- :mod:`~schurjax.plot`: figures of a Schur form (matplotlib, the ``plot`` extra);
 - :mod:`~schurjax.cli`: the ``schurjax`` command.
 """
 

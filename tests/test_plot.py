@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 import schurjax as sj  # noqa: E402
 from schurjax import plot, results  # noqa: E402
 from schurjax.store.table import flatten_label  # noqa: E402
-from schurjax.sweeps import report  # noqa: E402
+from schurjax.sweeps import figures, report  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +79,7 @@ def test_schur_heatmap_shows_abs_T_with_block_grid(fake):
 def test_importance_map_puts_each_coupling_in_place(fake):
     sf, table = fake
     rows = [r for r in table if r["model"] == "copy-0"]
-    fig = plot.importance_map(sf, rows)
+    fig = figures.importance_map(sf, rows)
     img = fig.axes[0].get_images()[0].get_array()
     expected = np.full((sf.n, sf.n), np.nan)
     for r in rows:
@@ -91,7 +91,7 @@ def test_importance_map_puts_each_coupling_in_place(fake):
     _png_ok(fig)
     # block family fallback fills each block pair's rectangle
     brows = [r for r in rows if r["family"] == "block"]
-    img = plot.importance_map(sf, brows).axes[0].get_images()[0].get_array()
+    img = figures.importance_map(sf, brows).axes[0].get_images()[0].get_array()
     r0 = brows[0]
     s, z = sf.blocks[r0["target_block"]]
     assert img[s, sf.blocks[r0["source_block"]][0]] == r0["rel_delta_loss"]
@@ -100,7 +100,7 @@ def test_importance_map_puts_each_coupling_in_place(fake):
 def test_loss_vs_norm_plots_every_row_on_log_axes(fake):
     _, table = fake
     rows = [r for r in table if r["model"] == "sine-3"]
-    fig = plot.loss_vs_norm(rows)
+    fig = figures.loss_vs_norm(rows)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     pts = np.concatenate([c.get_offsets() for c in ax.collections])
@@ -126,7 +126,7 @@ def test_eigenvalues_in_complex_plane(fake):
 
 def test_run_level_figures(fake):
     _, table = fake
-    fig = plot.family_distributions(table)
+    fig = figures.family_distributions(table)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["copy", "sine"]
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["single", "block", "band", "all\nnonnormal"]
@@ -147,7 +147,7 @@ def test_run_level_figures(fake):
     for w in want:
         assert any(np.isclose(m, w) for m in medians), (w, medians)
     _png_ok(fig)
-    fig = plot.keep_profile(table)
+    fig = figures.keep_profile(table)
     heat = fig.axes[1].get_images()[0].get_array()
     rows = [r for r in table if r["model"] == "copy-0" and r["family"] == "single"]
     assert heat[0, 0] == pytest.approx(np.mean([abs(r["rel_delta_loss"]) <= 0.05 for r in rows]))
@@ -201,7 +201,7 @@ def two_kinds():
 
 def test_control_kinds_are_never_pooled(two_kinds):
     _, table = two_kinds
-    fig = plot.loss_vs_norm(table)
+    fig = figures.loss_vs_norm(table)
     ax = fig.axes[0]
     assert "matched-norm" in ax.get_title() and "coupling-noise" in ax.get_title()
     legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles, strict=True)}
@@ -216,7 +216,7 @@ def test_control_kinds_are_never_pooled(two_kinds):
     ]
     assert paths[0] != paths[1]
     _png_ok(fig)
-    fig = plot.keep_profile(table)
+    fig = figures.keep_profile(table)
     axh = fig.axes[1]
     labels = [t.get_text() for t in axh.get_xticklabels()]
     assert labels == ["single", "norm\nctrl", "noise\nctrl", "block", "norm\nctrl", "noise\nctrl"]
@@ -238,7 +238,7 @@ def test_control_kinds_are_never_pooled(two_kinds):
             sel = [r for r in table if r.get("control_kind") == kind and fam[r["control_of"]] == f]
         assert heat[0, j] == pytest.approx(np.mean([abs(r["rel_delta_loss"]) <= 0.05 for r in sel]))
     _png_ok(fig)
-    fig = plot.family_distributions(table)
+    fig = figures.family_distributions(table)
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert legend == ["random controls: matched-norm", "random controls: coupling-noise"]
     _png_ok(fig)

@@ -8,6 +8,7 @@
 - :mod:`~schurjax.sweeps.budget`: the largest trial count and chunk size that fit the device's memory;
 - :mod:`~schurjax.sweeps.progress`: the progress line;
 - :mod:`~schurjax.sweeps.summary`: summary statistics of a sweep table (text summary and HTML report);
+- :mod:`~schurjax.sweeps.figures`: the figures of a sweep (importance maps, loss vs norm, families, profiles);
 - :mod:`~schurjax.sweeps.report`: the self-contained ``report.html`` of a run.
 """
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from schurjax.plot import model_figures, run_figures, to_png
+from schurjax.plot import to_png
 from schurjax.store import _safe_io
 from schurjax.store._json import atomic_write_bytes
 from schurjax.store.table import records
+from schurjax.sweeps.figures import model_figures, run_figures
 from schurjax.sweeps.summary import fmt_rel, fmt_share, format_summary, summarize
 
 __all__ = ["write_report"]
