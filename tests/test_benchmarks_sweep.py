@@ -43,6 +43,15 @@ def test_run_case_tiny(bench, case):
     json.dumps(res, default=float)
 
 
+def test_engine_at_a_fixed_chunk_size(bench):
+    res = bench.run_case("C1dense", n=10, K=12, B=3, T=5, methods=["engine", "engine@4"], repeats=1)
+    assert set(res["figures"]) == {"engine", "engine@4"}
+    # the results do not depend on the chunk size (bitwise, by design); the auto chunk here covers all 12 variants
+    assert res["figures"]["engine@4"]["max_rel_loss_diff_vs_engine"] == 0.0
+    with pytest.raises(ValueError, match="unknown method 'engine@x'"):
+        bench.run_case("C1", n=10, K=4, B=2, T=3, methods=["engine@x"], repeats=1)
+
+
 def test_cli_writes_json(bench, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert (

@@ -357,7 +357,7 @@ def test_bad_inputs(setup):
 def test_auto_chunk_size():
     cpu = jax.devices("cpu")[0]
     assert engine.auto_chunk_size("shared", n=128, B=32, T=60, n_out=3, device=cpu) == 128
-    assert engine.auto_chunk_size("dense", n=128, B=32, T=60, n_out=3, device=cpu) == 32
+    assert engine.auto_chunk_size("dense", n=128, B=32, T=60, n_out=3, device=cpu) == 16
     assert engine.auto_chunk_size("shared", n=256, B=16, T=20, n_out=3, device=cpu) == 128
 
 

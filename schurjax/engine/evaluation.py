@@ -151,8 +151,8 @@ def auto_chunk_size(
     """Variants per compiled chunk for ``chunk_size="auto"``.
 
     CPU: the chunk's working set is kept around the L2 size (2 MiB, rounded to a power of two: 128 variants at
-    n=128, B=32 on the shared path; 32 on the dense path, whose per-variant matrices count too), capped by a 1 GiB
-    memory budget.
+    n=128, B=32 on the shared path; 16 on the dense path, whose two per-variant matrices count too: ``W_k`` and the
+    edit ``dW_k`` that the deviation form applies to the base), capped by a 1 GiB memory budget.
     GPU/other: half of the device's free memory (``device.memory_stats()``), at most 16384 variants.
 
     Returns:
@@ -161,7 +161,7 @@ def auto_chunk_size(
     device = device or jax.devices()[0]
     per_var = itemsize * models * (B * (4 * n + 3 * T * n_out) + (3 * n * n if path == "dense" else 2 * r * n))
     if device.platform == "cpu":
-        state = itemsize * models * (B * n + (n * n if path == "dense" else 0))
+        state = itemsize * models * (B * n + (2 * n * n if path == "dense" else 0))
         k = max(8, 2 ** round(math.log2(max(1.0, _CPU_CACHE_BYTES / state))))
         return int(max(1, min(k, 1024, _CPU_BUDGET_BYTES // per_var)))
     budget = 2 * 2**30
