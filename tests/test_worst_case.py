@@ -75,3 +75,44 @@ def test_worst_case_refuses_bad_arguments(setup):
         sj.ablate.worst_case(0, model, sf, batch, radius=-1.0)
     with pytest.raises(ValueError, match="starts"):
         sj.ablate.worst_case(0, model, sf, batch, radius=1.0, starts=0)
+
+
+def test_worst_is_a_sweep_control_kind(setup, tmp_path):
+    """``control_kinds=("worst", "matched_norm")``: each controlled removal gets the worst edit of its own size,
+    found on the sweep's batch; its norm is the removal's, its loss change (from the table) matches a float64 NumPy
+    rollout of W + Q dT Q^T, and it beats the random edit of the same size."""
+    task, model, sf, _ = setup
+    run = sj.sweep(
+        [(model, task, "ff")],
+        out=tmp_path / "run",
+        families="single",
+        control_kinds=("worst", "matched_norm"),
+        control_max=4,
+        trials=16,
+        progress=False,
+        log=lambda s: None,
+    )
+    t = run.table
+    worst = t[t["control_kind"] == "worst"].sort_values("control_of")
+    rand = t[t["control_kind"] == "matched_norm"].sort_values("control_of")
+    removals = t.set_index("row_id").loc[worst["control_of"].astype(int)]
+    assert len(worst) == 4 and list(worst["control_of"]) == list(rand["control_of"])
+    np.testing.assert_allclose(worst["delta_norm"].to_numpy(), removals["delta_norm"].to_numpy(), rtol=1e-12)
+    # the same edits, planned again (what a resumed sweep does), and their losses in float64 NumPy
+    from schurjax.models import resolve_models
+    from schurjax.sweeps.loop import SharedBatches
+    from schurjax.sweeps.plan import plan_model
+
+    config = sj.sweeps.SweepConfig(
+        families=("single",), control_kinds=("worst", "matched_norm"), control_max=4, trials=16, order="auto"
+    )
+    spec = resolve_models([(model, task, "ff")])[0]
+    batches = SharedBatches(config)
+    plan = plan_model(spec, config, batches)
+    ctrl = plan.variants[np.arange(plan.n_ablations, plan.n_ablations + 4)]
+    assert [lab["control_kind"] for lab in ctrl.labels] == ["worst"] * 4
+    W = np.asarray(model.W_rec, np.float64)[None] + plan.sf.reconstruct(ctrl.delta_T())
+    batch = batches(spec)
+    base = _loss64(model, batch, np.asarray(model.W_rec, np.float64)[None])[0]
+    np.testing.assert_allclose(worst["delta_loss"].to_numpy(), _loss64(model, batch, W) - base, rtol=1e-4, atol=1e-7)
+    assert np.all(worst["delta_loss"].to_numpy() > rand["delta_loss"].to_numpy())

@@ -30,7 +30,8 @@ User masks: :func:`from_masks` (``family="mask"`` unless given). Controls, repro
 ``"control"``, ``control_kind`` one of :data:`CONTROL_KINDS`): :func:`matched_norm`, :func:`matched_count`,
 :func:`coupling_noise`, :func:`rank_matched` (a random edit of the removal's rank and singular values),
 :func:`schur_rank1` (a random rank-1 edit inside the removal's two invariant subspaces), or several at once with
-:func:`controls`. The worst edit of a given size (projected gradient ascent in JAX): :func:`worst_case`, and the
+:func:`controls`. The worst edit of a given size (projected gradient ascent in JAX): :func:`worst_case` (and
+:func:`worst_controls`, one per variant, the sweep's ``worst`` control kind), and the
 largest size at which it still keeps the loss: :func:`robustness_radius`.
 
 Every :class:`Variants` remembers the SchurForm it was built from (``SchurForm.fingerprint``);
@@ -82,7 +83,14 @@ from schurjax.ablate.families import (
     top_k,
 )
 from schurjax.ablate.variants import Variants
-from schurjax.ablate.worst import WORST_KINDS, RobustnessRadius, WorstCase, robustness_radius, worst_case
+from schurjax.ablate.worst import (
+    WORST_KINDS,
+    RobustnessRadius,
+    WorstCase,
+    robustness_radius,
+    worst_case,
+    worst_controls,
+)
 
 __all__ = [
     "Variants",
@@ -104,6 +112,7 @@ __all__ = [
     "controls",
     "CONTROL_KINDS",
     "worst_case",
+    "worst_controls",
     "robustness_radius",
     "WorstCase",
     "RobustnessRadius",

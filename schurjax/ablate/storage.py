@@ -344,3 +344,26 @@ class _LowRank:
             return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
 
         return np.array(counts, np.int64), cat(rr, np.int64), cat(cc, np.int64), cat(vv, np.float64)
+
+
+class _Explicit:
+    """Stored dense edits ``dT`` (K, n, n), float64: edits found by a search (the worst case), not drawn."""
+
+    def __init__(self, dT: np.ndarray):
+        self.dT = np.asarray(dT, dtype=np.float64)
+        self.dT.setflags(write=False)
+        self.count = int(self.dT.shape[0])
+
+    def nnz(self) -> np.ndarray:
+        return (self.dT != 0.0).reshape(self.count, -1).sum(axis=1).astype(np.int64)
+
+    def norms(self) -> np.ndarray:
+        return np.sqrt(np.einsum("kij,kij->k", self.dT, self.dT))
+
+    def dense(self, loc, T):
+        return self.dT[np.asarray(loc, dtype=np.int64)].copy()
+
+    def coo(self, loc, T):
+        d = self.dense(loc, T)
+        k, r, c = np.nonzero(d)
+        return np.bincount(k, minlength=len(loc)).astype(np.int64), r, c, d[k, r, c]

@@ -25,11 +25,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from schurjax.ablate.controls import _entropy
-from schurjax.ablate.variants import _check_sf
+from schurjax.ablate.controls import _control_setup, _entropy
+from schurjax.ablate.storage import _Explicit
+from schurjax.ablate.variants import Variants, _check_sf
 from schurjax.errors import InputError
 
-__all__ = ["WorstCase", "worst_case", "robustness_radius", "WORST_KINDS", "RobustnessRadius"]
+__all__ = ["WorstCase", "worst_case", "worst_controls", "robustness_radius", "WORST_KINDS", "RobustnessRadius"]
 
 WORST_KINDS = ("dense", "coupling", "rank1")
 """The edit spaces of :func:`worst_case`."""
@@ -165,6 +166,84 @@ def worst_case(
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = d / base
     return WorstCase(d, rel, dT, base, r, kind, np.asarray(trace, np.float64) - base)
+
+
+def worst_controls(
+    key: Any,
+    model: Any,
+    sf: Any,
+    variants: Variants,
+    batch: Any,
+    *,
+    task: Any = None,
+    n_per: int = 1,
+    space: str = "dense",
+    starts: int = 4,
+    steps: int = 30,
+    lr: float = 0.3,
+) -> Variants:
+    """Worst-case controls: for each variant, the edit of its own ``||ΔW||_F`` that raises the loss most on
+    ``batch`` (:func:`worst_case`, the best of ``starts`` ascents), ``n_per`` per variant (each from its own key).
+
+    Random controls say what a typical edit of the removal's size does; this one says what the worst does, which is
+    the paper's contrast ("similar-scale changes can destroy"). The edits are stored (not redrawn); the ascent is
+    deterministic on one backend, so a sweep that plans them again resumes on the same edits.
+
+    Args:
+        key: ``jax.random.key(seed)`` (or a raw uint32 key, or an int seed).
+        model, sf, batch, task: as :func:`worst_case` (the ascent's loss is ``task.loss``, masked MSE without one).
+        variants: the K variants to control (each one's ``delta_norm`` is its control's radius).
+        n_per: controls per variant.
+        space: ``"dense"``, ``"coupling"`` or ``"rank1"`` (:data:`WORST_KINDS`).
+        starts, steps, lr: of each ascent.
+
+    Returns:
+        Variants of length ``K * n_per``, variant-major; labels ``control_kind="worst"``, ``control_of``, ``rep``,
+        ``space`` and ``ascent_delta_loss`` (the loss change the ascent reached, in the model's float32 step).
+
+    Example:
+        >>> import jax, numpy as np, schurjax as sj
+        >>> task = sj.tasks.get("flipflop", bits=1, steps=8)
+        >>> model = sj.TanhRNN(1, 6, 1, key=jax.random.key(0), gain=1.2)
+        >>> sf = sj.ordered_schur(np.asarray(model.W_rec, np.float64))
+        >>> v = sj.ablate.single_couplings(sf)[:3]
+        >>> w = sj.ablate.worst_controls(0, model, sf, v, task.sample(jax.random.key(1), 8), task=task, steps=4)
+        >>> len(w), w.labels[0]["control_kind"], bool(np.allclose(w.delta_norm, v.delta_norm))
+        (3, 'worst', True)
+    """
+    kind = "worst"
+    entropy, variants, keys = _control_setup("worst_controls", key, sf, variants, n_per)
+    _check("worst_controls", 0.0, space, starts, steps)
+    n = int(sf.n)
+    dT = np.zeros((len(keys), n, n))
+    found = np.zeros(len(keys))
+    for j, (co, rep) in enumerate(keys.tolist()):
+        r = float(variants.delta_norm[co])
+        if not (r > 0.0 and math.isfinite(r)):
+            continue  # a zero edit stays zero (and a NaN norm has no size to match)
+        sub = int(np.random.SeedSequence([*entropy, 6, co, rep]).generate_state(1)[0])
+        wc = worst_case(sub, model, sf, batch, radius=r, kind=space, starts=starts, steps=steps, lr=lr, task=task)
+        best = int(np.argmax(wc.delta_loss))
+        dT[j], found[j] = wc.dT[best], wc.delta_loss[best]
+    labels = []
+    for (co, rep), d, f in zip(keys.tolist(), dT, found, strict=True):
+        src = variants.labels[co]
+        labels.append(
+            {
+                "family": "control",
+                "label": f"{kind}({src.get('label', co)})#{rep}",
+                "control_kind": kind,
+                "control_of": co,
+                "rep": rep,
+                "controlled_family": src.get("family"),
+                "controlled_label": src.get("label"),
+                "n_removed": 0,
+                "n_changed": int(np.count_nonzero(d)),
+                "space": space,
+                "ascent_delta_loss": float(f),
+            }
+        )
+    return Variants._from_segment(n, _Explicit(dT), labels, sf.fingerprint)
 
 
 def _project(p, r, support, kind):

@@ -44,8 +44,11 @@ __all__ = [
 SWEEP_FAMILIES: tuple[str, ...] = tuple(ablate.SF_ONLY_FAMILIES)
 """The families a sweep can run by name: those of ``ablate.FAMILIES`` that need nothing but the Schur form. Each
 name is also the ``family`` field of the rows it makes."""
-CONTROL_KINDS: tuple[str, ...] = tuple(ablate.CONTROL_KINDS)
-"""The random control kinds (each is also the name of its function in :mod:`schurjax.ablate`)."""
+CONTROL_KINDS: tuple[str, ...] = (*ablate.CONTROL_KINDS, "worst")
+"""The control kinds a sweep runs: the random ones of :data:`schurjax.ablate.CONTROL_KINDS` (each also the name of
+its function in :mod:`schurjax.ablate`) and ``"worst"``, the edit of the removal's size that raises the loss most on
+the sweep's batch (:func:`schurjax.ablate.worst_controls`; a gradient search per controlled removal, so use it with
+``control_max``)."""
 
 
 def _names(where: str, arg: str, text: str | Sequence[str], known: Sequence[str], *, none_ok: bool) -> list[str]:

@@ -64,6 +64,7 @@ CONTROL_STYLES = {
 }
 
 
+CONTROL_STYLES["worst"] = {"marker": "v", "color": "#b2182b", "ls": "-", "pls": "-", "box": "#d6604d", "short": "worst"}
 _OTHER_CONTROL = {"marker": "x", "color": "0.45", "ls": "--", "pls": ":", "box": "#7f7f7f", "short": "ctrl"}
 
 

@@ -127,7 +127,8 @@ def run_sweep(
         InputError: the folder holds a different sweep, or the families give a model no variants.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    plans = [plan_model(m, config) for m in models]
+    batches = SharedBatches(config, trials)
+    plans = [plan_model(m, config, batches) for m in models]
     check_sizes(plans, config)
     manifest = _manifest(plans, config, models, extra_manifest)
     names = (*engine.METRICS, *(FIXED_POINT_COLUMNS if config.fixed_points else ()))
@@ -152,7 +153,7 @@ def run_sweep(
         if procs.index != 0:
             folder.join(manifest["config"])
         chunks = [(i, c, a, b) for i, p in enumerate(plans) for c, (a, b) in enumerate(p.chunks)]
-        evaluate = _ChunkEvaluator(plans, config, trials, devices)
+        evaluate = _ChunkEvaluator(plans, config, batches, devices)
         ident = [
             {"model": p.spec.id, "weights_sha256": model_fingerprint(p.spec.model), **evaluate.trials_identity(i)}
             for i, p in enumerate(plans)
@@ -198,18 +199,16 @@ def run_sweep(
     return load(folder.path)
 
 
-class _ChunkEvaluator:
-    """Evaluates chunk ``[a, b)`` of model ``i``: one shared batch per task identity, one engine path per segment."""
+class SharedBatches:
+    """The one batch per task identity that every model of that task is evaluated on (common random numbers):
+    ``config.trials`` trials from :func:`batch_key`, or the fixed ``trials``; sampled and checked once."""
 
-    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, trials: Any = None, devices: Any = "all"):
-        self.plans, self.config, self.trials, self.devices = plans, config, trials, devices
+    def __init__(self, config: SweepConfig, trials: Any = None):
+        self.config, self.trials = config, trials
         self.batches: dict[tuple[str, str], Any] = {}
-        self.paths: dict[tuple[int, int, int], str] = {}
 
-    def batch(self, i: int) -> Any:
-        """The shared batch of model ``i``'s task (sampled and checked once per task identity)."""
-        p, config = self.plans[i], self.config
-        task = p.spec.task
+    def __call__(self, spec: ModelSpec) -> Any:
+        task, config = spec.task, self.config
         ident = task_identity(task)
         if ident not in self.batches:
             from schurjax.tasks.protocol import check_outputs, checked_sample
@@ -219,8 +218,21 @@ class _ChunkEvaluator:
                 if self.trials is not None
                 else checked_sample(task, batch_key(config.seed, ident[0], task_params(task)), config.trials, "sweep")
             )
-            check_outputs(task, p.spec.model, self.batches[ident], "sweep")
+            check_outputs(task, spec.model, self.batches[ident], "sweep")
         return self.batches[ident]
+
+
+class _ChunkEvaluator:
+    """Evaluates chunk ``[a, b)`` of model ``i``: one shared batch per task identity, one engine path per segment."""
+
+    def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, batches: SharedBatches, devices: Any = "all"):
+        self.plans, self.config, self.shared, self.devices = plans, config, batches, devices
+        self.trials, self.batches = batches.trials, batches.batches
+        self.paths: dict[tuple[int, int, int], str] = {}
+
+    def batch(self, i: int) -> Any:
+        """The shared batch of model ``i``'s task (sampled and checked once per task identity)."""
+        return self.shared(self.plans[i].spec)
 
     def trials_identity(self, i: int) -> dict[str, str]:
         """For a task whose trials come from code outside schurjax (your task, NeuroGym), the SHA-256 of the

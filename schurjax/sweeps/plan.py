@@ -4,7 +4,7 @@ chunk boundaries. Chunks never cross a family or control-kind segment, so each c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,8 +93,11 @@ def _remap_control_of(controls: Any, subset: np.ndarray) -> Any:
     )
 
 
-def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
+def plan_model(spec: ModelSpec, config: SweepConfig, batch_of: Callable[[ModelSpec], Any] | None = None) -> ModelPlan:
     """Schur form, variants (families, then controls by kind) and chunk boundaries of one model.
+
+    ``batch_of(spec)``: the batch the model is evaluated on, needed only by the ``worst`` control kind (its edits
+    are searched on that batch, :func:`schurjax.ablate.worst_controls`).
 
     Raises:
         InputError: the families give the model no variants (e.g. a normal W has no couplings).
@@ -122,7 +125,17 @@ def plan_model(spec: ModelSpec, config: SweepConfig) -> ModelPlan:
     if len(subset):
         target = ablations if len(subset) == len(ablations) else ablations[subset]
         for kind in config.control_kinds:
-            c = getattr(ablate, kind)(control_key(config.seed, spec.id, kind), sf, target, n_per=config.controls)
+            key = control_key(config.seed, spec.id, kind)
+            if kind == "worst":
+                if batch_of is None:
+                    raise InputError(
+                        "sweep", "control_kinds", "'worst' needs the sweep's batch (plan_model(batch_of=))"
+                    )
+                c = ablate.worst_controls(
+                    key, spec.model, sf, target, batch_of(spec), task=spec.task, n_per=config.controls
+                )
+            else:
+                c = getattr(ablate, kind)(key, sf, target, n_per=config.controls)
             if len(subset) != len(ablations):
                 c = _remap_control_of(c, subset)
             controls.append(c)
