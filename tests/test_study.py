@@ -377,3 +377,35 @@ def test_compression_holds_says_whether_the_held_out_batch_keeps_the_criterion(t
     assert f"loss criterion: the found set holds on the held-out batch in {n_loss} of 3 networks" in (
         tiny.report.read_text()
     )
+
+
+def test_a_registered_part_is_added_to_a_finished_study(tiny, tmp_path):
+    """A user's question (:class:`schurjax.studies.parts.Part`): registered, it runs on a finished study folder for
+    every model and nothing else is recomputed; its record is stored with its identity and read back by ``load``."""
+    import shutil
+
+    from schurjax.studies import parts
+
+    calls = []
+
+    def norms(inp, done):
+        calls.append(inp.spec.id)
+        T = np.asarray(inp.sf.T)
+        return {"fro_T": float(np.linalg.norm(T)), "ranked": len(done["selection"]["single"]["rel"])}
+
+    out = tmp_path / "s"
+    shutil.copytree(tiny.path, out)
+    parts.register(parts.FnPart("norms", norms, needs=("selection",)))
+    try:
+        computed = []
+        st = sj.study(out=out, models=_models(), progress=False, on_part=lambda m, p: computed.append(p), **TINY)
+    finally:
+        del parts.REGISTRY["norms"]
+    assert computed == ["norms"] * 3 and calls == [m["id"] for m in tiny.models]
+    for (model, _, _), m in zip(_models(), tiny.models, strict=True):
+        rec = st.parts[m["id"]]["norms"]
+        W = np.asarray(model.W_rec, np.float64)
+        assert rec["fro_T"] == pytest.approx(np.linalg.norm(W), rel=1e-10)  # ||T||_F = ||W||_F: Q is orthogonal
+        assert rec["ranked"] == len(sj.ablate.single_couplings(sj.ordered_schur(W)))
+    assert st.report.read_text() == tiny.report.read_text()  # the report reads the built-in parts only
+    assert sj.studies.load(out).parts[tiny.models[0]["id"]]["norms"] == st.parts[tiny.models[0]["id"]]["norms"]

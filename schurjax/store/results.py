@@ -321,6 +321,15 @@ class RunFolder:
         _safe_io.write_bytes(self.path, MANIFEST, (dumps(manifest, indent=1) + "\n").encode(), where=self.where)
         return False
 
+    def update_manifest(self, entries: dict[str, Any]) -> None:
+        """Replace top-level entries of the manifest (never its ``config``), atomically: e.g. the parts list of a
+        study resumed with a part registered since."""
+        if "config" in entries:
+            raise ValueError("RunFolder.update_manifest: the config identifies the folder and is never replaced")
+        manifest = {**(self.existing_manifest() or {}), **entries}
+        self._lock.check()
+        _safe_io.write_bytes(self.path, MANIFEST, (dumps(manifest, indent=1) + "\n").encode(), where=self.where)
+
     def _acquire(self) -> None:
         if self._lock is None:
             self._lock = RunLock(self.path, self.where, index=self.index, count=self.count).acquire()

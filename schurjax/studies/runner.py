@@ -318,6 +318,8 @@ def _run(
     timings_path = out / "timings.json"
     with RunFolder(out, where="study", kind="study") as folder:
         resumed = folder.start(manifest)
+        if resumed and (folder.existing_manifest() or {}).get("parts") != manifest["parts"]:
+            folder.update_manifest({"parts": manifest["parts"]})  # a part registered since (records keep their slots)
         timings = _read_timings(timings_path) if resumed else {}
         tuned = _finetuned(config, specs, zoo_models)
         todo_total = sum(len(applicable(s, s.id in tuned)) for s in specs)
