@@ -40,7 +40,6 @@ state is each trial's last valid one (``last`` (T, B) marks it).
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
 
@@ -50,9 +49,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 __all__: list[str] = []
-
-TRACES: collections.Counter = collections.Counter()
-"""Number of times each chunk kernel was traced (one per compiled shape); tests use it to catch recompiles."""
 
 _SMALL_RANK = 4
 """Up to this rank the shared-base correction is written elementwise (fused into the update), else as dots."""
@@ -475,6 +471,7 @@ def _one_model_dev(
 
 
 @eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)  # counts traces (eqx.debug.get_num_traces): one per compiled shape
 def chunk_dev(
     W: Float[Array, "m n n"],
     W_out: Float[Array, "m o n"],
@@ -522,8 +519,6 @@ def chunk_dev(
         hidden_sq_distance (k, B) (squared distance of the last valid state to the base's, per trial), and outputs
         (k, B, T, o) when ``outputs``.
     """
-    TRACES[path] += 1
-    TRACES[path, True] += 1
     fn = functools.partial(
         _one_model_dev, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial, dyn=tuple(dyn), loss=loss
     )
@@ -638,6 +633,7 @@ def _one_model(
 
 # eqx.filter_jit (house style): the non-array arguments (path, precision, unroll, outputs, dyn, loss) are static.
 @eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)
 def chunk(
     W: Float[Array, "m n n"],
     W_out: Float[Array, "m o n"],
@@ -670,8 +666,6 @@ def chunk(
         as :func:`chunk_dev` (against slot 0, without loss_change_abs), plus loss_sum (k1, T) (the loss sum over
         trials and outputs per step) and, with ``per_trial``, trial_loss_sum (B,) (slot 0's loss sum per trial).
     """
-    TRACES[path] += 1
-    TRACES[path, False] += 1
     fn = functools.partial(
         _one_model, path=path, unroll=unroll, outputs=outputs, per_trial=per_trial, dyn=tuple(dyn), loss=loss
     )
