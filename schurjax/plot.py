@@ -118,20 +118,27 @@ def schur_heatmap(sf: Any, *, title: str | None = None, annotate: bool | None = 
     return fig
 
 
-def eigenvalues(sf: Any, *, title: str | None = None) -> Any:
-    """Eigenvalues in the complex plane with the unit circle, coloured by their position along T's diagonal.
+def eigenvalues(sf: Any, *, title: str | None = None, alpha: float | None = None) -> Any:
+    """Eigenvalues in the complex plane, coloured by their position along T's diagonal, with the boundary of the
+    step's stability: the unit circle for ``alpha = 1``; for a leaky step ``(1 - alpha) I + alpha W`` the circle
+    ``|1 - alpha + alpha λ| = 1`` (centre ``1 - 1/alpha``, radius ``1/alpha``).
 
     Args:
         sf: a SchurForm.
         title: figure title.
+        alpha: the model's ``dt / tau`` (default: ``sf.alpha`` of a form in ``"decay"`` order, else 1).
 
     Returns:
         The Figure.
     """
     ev = np.asarray(sf.eigvals)
+    a = float(alpha if alpha is not None else (getattr(sf, "alpha", None) or 1.0))
     fig, ax = plt.subplots(figsize=(5.6, 5.0), layout="constrained")
     t = np.linspace(0, 2 * np.pi, 400)
     ax.plot(np.cos(t), np.sin(t), color="k", lw=0.8, ls="--", label="unit circle")
+    if a != 1.0:
+        c, rad = 1.0 - 1.0 / a, 1.0 / a
+        ax.plot(c + rad * np.cos(t), rad * np.sin(t), color="#b2182b", lw=1.0, label=f"|1 − α + αλ| = 1 (α = {a:g})")
     sc = ax.scatter(ev.real, ev.imag, c=np.arange(ev.size), cmap="plasma", s=28, edgecolors="k", lw=0.3, zorder=3)
     cb = fig.colorbar(sc, ax=ax, shrink=0.85)
     cb.set_label("position along the diagonal of T")
@@ -144,8 +151,13 @@ def eigenvalues(sf: Any, *, title: str | None = None) -> Any:
     ax.set_xlabel("Re λ")
     ax.set_ylabel("Im λ")
     ax.legend(loc="lower left", fontsize=8)
-    n_out = int(np.sum(np.abs(ev) > 1))
-    ax.set_title(title or f"Eigenvalues of W (n = {ev.size}; {n_out} outside the unit circle)", fontsize=10)
+    if a == 1.0:
+        n_out = int(np.sum(np.abs(ev) > 1))
+        what = f"{n_out} outside the unit circle"
+    else:
+        n_out = int(np.sum(np.abs(1.0 - a + a * ev) > 1))
+        what = f"{n_out} with per-step decay |1 − α + αλ| > 1"
+    ax.set_title(title or f"Eigenvalues of W (n = {ev.size}; {what})", fontsize=10)
     return fig
 
 

@@ -499,3 +499,24 @@ def test_engine_options_checks():
         o.replace(chunk=4)
     with pytest.raises(sj.InputError, match=r"^evaluate: options: must be None or an EngineOptions, got dict$"):
         engine.engine_options({"path": "dense"})
+
+
+def test_warns_when_the_loss_or_the_order_is_probably_not_what_was_meant(setup):
+    """No task, no loss, one-hot targets: a cross-entropy network measured by MSE is said; a leaky model with a
+    form in modulus order (not the CLI's decay order) is said; the right call says nothing."""
+    import warnings
+
+    model, sf, batch, variants, _ = setup
+    onehot = jnp.zeros_like(batch.targets).at[..., 0].set(1.0)
+    cls = batch._replace(targets=onehot)
+    with pytest.warns(UserWarning, match=r"^evaluate: no task and no loss given, so the loss is the masked MSE"):
+        sj.evaluate(model, sf, variants[:2], cls)
+    leaky = sj.RateRNN(N_IN, 16, N_OUT, alpha=0.2, key=jax.random.key(3))
+    with pytest.warns(UserWarning, match=r"^evaluate: the model is leaky \(alpha=0.2\) but sf is in 'modulus'"):
+        sf_mod = sj.ordered_schur(leaky.W_rec)
+        sj.evaluate(leaky, sf_mod, sj.ablate.single_couplings(sf_mod)[:2], batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sj.evaluate(model, sf, variants[:2], cls, loss="ce")
+        sf_decay = sj.schur.schur_of(leaky)
+        sj.evaluate(leaky, sf_decay, sj.ablate.single_couplings(sf_decay)[:2], batch)

@@ -242,3 +242,18 @@ def test_control_kinds_are_never_pooled(two_kinds):
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert legend == ["random controls: matched-norm", "random controls: coupling-noise"]
     _png_ok(fig)
+
+
+def test_eigenvalue_plot_draws_the_leaky_step_boundary():
+    """For a leaky step the stable region is |1 - α + αλ| < 1: a circle of centre 1 - 1/α and radius 1/α."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(8, 8)) * 0.6
+    sf = sj.ordered_schur(W, order="decay", alpha=0.2)
+    fig = plot.eigenvalues(sf)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    (name,) = [k for k in lines if k.startswith("|1 − α + αλ| = 1")]
+    x, y = lines[name].get_xdata(), lines[name].get_ydata()
+    np.testing.assert_allclose(np.hypot(x - (1 - 1 / 0.2), y), 1 / 0.2, rtol=1e-12)
+    lam = np.linalg.eigvals(W)
+    n_out = int(np.sum(np.abs(0.8 + 0.2 * lam) > 1))
+    assert f"{n_out} with per-step decay" in fig.axes[0].get_title()

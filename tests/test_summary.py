@@ -111,7 +111,10 @@ def test_score_criterion_names_the_couplings_that_cost_the_most_accuracy():
     (two,) = summary.summarize(rows, criterion=summary.Criterion("loss", two_sided=True))
     assert two["single_keep"] == pytest.approx(0.5)  # -0.2 fails two-sided
     text = summary.format_summary([s])
-    assert "keep = task score drops by ≤ 0.01" in text and "most needed in m (score drop): T[0,1] (+0.390)" in text
+    assert (
+        "keep = task score drops by ≤ 0.01" in text
+        and "most needed in m (score drop): T[0,1] (+0.390, loss +0.1%)" in text
+    )
     with pytest.raises(ValueError, match="criterion must be one of"):
         summary.summarize(rows, criterion="accuracy")
 

@@ -65,6 +65,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -499,6 +500,9 @@ def evaluate_many(
     vsets = _as_list(variants, "variants")
     n, K, _, _, _ = _check(models, sfs, vsets, batch, task)
     vsets = _bind(sfs, vsets)
+    if task is None and loss is None:
+        _warn_if_class_targets(batch)
+    _warn_if_order_differs(models, sfs)
     call = _Call(models, sfs, vsets, batch, task, loss_type_of(task, loss), per_trial, trial_stats, n, K)
     path = opts.path if opts.path != "auto" else choose_path(max(v.max_nnz for v in vsets), n)
     how = _How(path, opts.matmul_precision, opts.jax_dtype, opts.deviation, opts.compiled_chunk, mesh, opts)
@@ -507,6 +511,38 @@ def evaluate_many(
         if how.deviation and opts.dtype == "float32" and call.loss != "custom":  # (custom: nothing to key a re-run on)
             _refine(cat, fixed, call, how)
     return _results(cat, fixed, vsets, len(models), steps, mask_sum, divergence, call.loss)
+
+
+def _warn_if_class_targets(batch: TaskBatch) -> None:
+    """Without a task or ``loss``, the loss is masked MSE; say so when the targets look like class probabilities
+    (non-negative, summing to 1 on every counted step, at least 2 outputs): a cross-entropy network's loss."""
+    t = np.asarray(batch.targets, np.float64)
+    counted = np.asarray(batch.mask, np.float64).max(axis=-1) > 0
+    if t.shape[-1] < 2 or not counted.any():
+        return
+    tc = t[counted]
+    if np.all(tc >= 0) and np.allclose(tc.sum(axis=-1), 1.0, atol=1e-6):
+        warnings.warn(
+            "evaluate: no task and no loss given, so the loss is the masked MSE, but the targets look like class "
+            "probabilities; pass task= (or loss='ce') for a network trained with cross-entropy",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _warn_if_order_differs(models: list, sfs: list) -> None:
+    """A leaky model's Schur form in another order than the one the CLI and ``schur_of(model)`` use: the results
+    are right for that form, but its labels ``T[i, j]`` name other couplings than theirs."""
+    for m, sf in zip(models, sfs, strict=True):
+        alpha = float(getattr(m, "alpha", 1.0))
+        if alpha != 1.0 and getattr(sf, "order", None) == "modulus":
+            warnings.warn(
+                f"evaluate: the model is leaky (alpha={alpha:g}) but sf is in 'modulus' order; schurjax sweep and "
+                "sj.schur.schur_of(model) use the 'decay' order, so the labels T[i, j] name other couplings there",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
 
 
 def _refine(cat: dict, fixed: dict, call: _Call, how: _How) -> None:

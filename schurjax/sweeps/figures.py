@@ -162,12 +162,13 @@ def importance_map(sf: Any, rows: Any, *, title: str | None = None, family: str 
     cb.set_ticklabels([_pct(t) for t in ticks])
     cb.minorticks_off()
     cb.set_label("relative loss change  Δloss / loss")
-    n_keep = int(np.sum(np.abs(finite) <= KEEP_TOL)) if finite.size else 0
+    n_keep = int(np.sum(finite <= KEEP_TOL)) if finite.size else 0  # the loss criterion, one-sided
     what = "single coupling T[i, j]" if family == "single" else "block coupling"
     ax.set_title(
         title
         or f"{model_id + ': ' if model_id else ''}loss change when each {what} is removed\n"
-        f"{n_keep}/{finite.size} removals keep the loss within {100 * KEEP_TOL:.0f}%; grey: spectral blocks",
+        f"{n_keep}/{finite.size} removals raise the loss by ≤ {100 * KEEP_TOL:.0f}% (loss criterion); "
+        "grey: spectral blocks",
         fontsize=9.5,
     )
     return fig

@@ -179,9 +179,16 @@ def summarize(
             score=[_float(r.get("score")) for r in single_rows],
             base_score=[_float(r.get("base_score")) for r in single_rows],
         )
-        order = np.argsort(-np.where(np.isnan(cost), -np.inf, cost), kind="stable")[:most] if cost.size else []
+        # by the criterion's cost, ties (e.g. score drops of 0 where the score saturates) by the loss change
+        rel1 = rel(single_rows)
+        fill = lambda x: np.where(np.isnan(x), -np.inf, x)  # noqa: E731
+        order = np.lexsort((-fill(rel1), -fill(cost)))[:most] if cost.size else []
         most_needed = [
-            {"label": single_rows[i].get("label") or f"row {single_rows[i].get('row_id')}", "cost": float(cost[i])}
+            {
+                "label": single_rows[i].get("label") or f"row {single_rows[i].get('row_id')}",
+                "cost": float(cost[i]),
+                "rel": float(rel1[i]),
+            }
             for i in order
         ]
         allnn_rows = [r for r in abl if r.get("family") == "all_nonnormal"]
@@ -250,6 +257,15 @@ def _coupling(label: Any) -> str:
 
 def _fmt_cost(x: float, unit: str) -> str:
     return fmt_rel(x) if unit == "Δloss/loss" else f"{x:+.3f}"
+
+
+def _fmt_needed(m: dict[str, Any], unit: str) -> str:
+    """``T[0,1] (+0.390)``; under the score criterion with the loss change beside it: ``T[0,1] (+0.390, loss
+    +0.1%)`` (a score that saturates says nothing on its own)."""
+    cost = _fmt_cost(m["cost"], unit)
+    if unit == "Δloss/loss" or "rel" not in m:
+        return f"{_coupling(m['label'])} ({cost})"
+    return f"{_coupling(m['label'])} ({cost}, loss {fmt_rel(m['rel'])})"
 
 
 def _fmt_score(base: Any, after: Any) -> str:
@@ -350,7 +366,7 @@ def format_summary(summary: Sequence[dict[str, Any]]) -> str:
         for s in items:
             if s.get("most_needed"):
                 unit = "score drop" if s["criterion"].kind == "score" else "Δloss/loss"
-                named = ", ".join(f"{_coupling(m['label'])} ({_fmt_cost(m['cost'], unit)})" for m in s["most_needed"])
+                named = ", ".join(_fmt_needed(m, unit) for m in s["most_needed"])
                 lines.append(f"  most needed in {s['model']} ({unit}): {named}")
         if not single_kind and kinds:
             lines.append(
