@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from schurjax.ablate.controls import _control_setup, _entropy
+from schurjax.ablate.controls import _control_labels, _control_setup, _entropy
 from schurjax.ablate.storage import _Explicit
 from schurjax.ablate.variants import Variants, _check_sf
 from schurjax.errors import InputError
@@ -225,24 +225,9 @@ def worst_controls(
         wc = worst_case(sub, model, sf, batch, radius=r, kind=space, starts=starts, steps=steps, lr=lr, task=task)
         best = int(np.argmax(wc.delta_loss))
         dT[j], found[j] = wc.dT[best], wc.delta_loss[best]
-    labels = []
-    for (co, rep), d, f in zip(keys.tolist(), dT, found, strict=True):
-        src = variants.labels[co]
-        labels.append(
-            {
-                "family": "control",
-                "label": f"{kind}({src.get('label', co)})#{rep}",
-                "control_kind": kind,
-                "control_of": co,
-                "rep": rep,
-                "controlled_family": src.get("family"),
-                "controlled_label": src.get("label"),
-                "n_removed": 0,
-                "n_changed": int(np.count_nonzero(d)),
-                "space": space,
-                "ascent_delta_loss": float(f),
-            }
-        )
+    labels = _control_labels(kind, variants, keys, [(0, int(np.count_nonzero(d))) for d in dT])
+    for lab, f in zip(labels, found.tolist(), strict=True):
+        lab.update(space=space, ascent_delta_loss=f)
     return Variants._from_segment(n, _Explicit(dT), labels, sf.fingerprint)
 
 

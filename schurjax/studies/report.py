@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -619,13 +619,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def _section_setup(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+class ReportData(NamedTuple):
+    """What every section of the report reads: the config, the model records, their parts, the cross-seed profile
+    comparisons and the tables."""
+
+    config: StudyConfig
+    models: Sequence[dict[str, Any]]
+    parts: dict[str, dict[str, Any]]
+    prof: dict[str, Any]
+    t: dict[str, Any]
+
+
+def _section_setup(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     tau, eps = config.tau, config.eps
     L: list[str] = []
     sizes = sorted({int(m["n_hidden"]) for m in models})
@@ -665,13 +671,8 @@ def _section_setup(
     return L
 
 
-def _section_headline(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_headline(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     a = t["across_seeds"]
     L += ["## Headline (median over seeds, range in parentheses)", ""]
@@ -716,13 +717,8 @@ def _section_headline(
     return L
 
 
-def _section_keep(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_keep(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     k = t["keep"]
     L += [
@@ -766,13 +762,8 @@ def _section_keep(
     return L
 
 
-def _section_nonnormal(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_nonnormal(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     nn = t["nonnormal"]
     L += ["## 2. Removing every nonnormal coupling (T → D)", ""]
@@ -801,13 +792,8 @@ def _section_nonnormal(
     return L
 
 
-def _section_versus(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_versus(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     vs = t["versus"]
     L += [
@@ -864,13 +850,8 @@ def _section_versus(
     return L
 
 
-def _section_compression(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_compression(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     c = t["compression"]
     margin = (
@@ -960,13 +941,8 @@ def _section_compression(
     return L
 
 
-def _section_replay(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_replay(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     rp = t["replay"]
     if len(rp):
@@ -1028,13 +1004,8 @@ def _section_replay(
     return L
 
 
-def _section_restriction(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_restriction(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     rs = t["restriction"]
     if len(rs):
@@ -1100,13 +1071,8 @@ def _section_restriction(
     return L
 
 
-def _section_profiles(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_profiles(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     pr = t["profiles"]
     if len(pr):
@@ -1149,13 +1115,8 @@ def _section_profiles(
     return L
 
 
-def _section_fragility(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_fragility(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     fr, rob = t.get("fragility"), t.get("robustness")
     if fr is not None and len(fr):
@@ -1197,13 +1158,8 @@ def _section_fragility(
     return L
 
 
-def _section_coordinates(
-    config: StudyConfig,
-    models: Sequence[dict[str, Any]],
-    parts: dict[str, dict[str, Any]],
-    prof: dict[str, Any],
-    t: dict[str, Any],
-) -> list[str]:
+def _section_coordinates(d: ReportData) -> list[str]:
+    config, models, parts, prof, t = d
     L: list[str] = []
     co = t.get("coordinates")
     if co is not None and len(co):
@@ -1264,7 +1220,7 @@ _SECTIONS = (
     _section_fragility,
     _section_coordinates,
 )
-"""The report's sections, in order: each ``(config, models, parts, prof, tables) -> lines``."""
+"""The report's sections, in order: each ``(ReportData) -> lines``."""
 
 
 def markdown(
@@ -1275,4 +1231,5 @@ def markdown(
     t: dict[str, Any],
 ) -> str:
     """The report: setup and criteria, the across-seed headline, then one section per question."""
-    return "\n".join(line for section in _SECTIONS for line in section(config, models, parts, prof, t))
+    d = ReportData(config, models, parts, prof, t)
+    return "\n".join(line for section in _SECTIONS for line in section(d))
