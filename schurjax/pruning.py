@@ -883,7 +883,12 @@ def report_text(res: CompressResult, model_id: str) -> str:
         L += [
             f"**Accepted**: {len(res.removed)} of {st['couplings']} couplings removed; held-out dloss/loss "
             f"{_pct(d['rel'])} (bound {_pct(d['rel_ucb'])}), loss ratio {d['loss_ratio']:.4f}, score "
-            f"{d['base_score']:.4f} -> {d['score']:.4f} (drop bound {d['drop_ucb']:.4f}).",
+            f"{d['base_score']:.4f} -> {d['score']:.4f}"
+            + (
+                f" (drop bound {d['drop_ucb']:.4f})."
+                if math.isfinite(d["drop_ucb"])
+                else " (no score bound: the task's score is not a sum over trials that can be resampled)."
+            ),
         ]
     else:
         L += [
