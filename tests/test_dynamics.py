@@ -129,6 +129,37 @@ def test_analytic_decoupled_network():
     assert (fp.status == 0).all()
 
 
+@pytest.mark.parametrize("make", ["newton", "dogleg"])
+def test_an_optimistix_solver_object_finds_the_analytic_points(make):
+    """``solver=`` takes the optimistix object itself (a root finder, or a least-squares solver of ½||F||²)."""
+    import lineax as lx
+    import optimistix as optx
+
+    solver = (
+        optx.Newton(rtol=1e-6, atol=1e-6, linear_solver=lx.LU())
+        if make == "newton"
+        else optx.Dogleg(rtol=1e-8, atol=1e-8)
+    )
+    a = np.array([1.5, 0.5])
+    model = model_from(np.diag(a), np.zeros(2))
+    sf = sj.ordered_schur(np.diag(a))
+    fp = dynamics.fixed_points(
+        model,
+        sf,
+        sj.ablate.from_masks(np.ones((1, 2, 2))),
+        key=jax.random.key(2),
+        n_starts=8,
+        base_starts=64,
+        n_trials=16,
+        noise=0.3,
+        solver=solver,
+    )
+    hstar = optimize.brentq(lambda h: np.tanh(1.5 * h) - h, 0.1, 1.0)
+    expected = np.array([[-hstar, 0.0], [0.0, 0.0], [hstar, 0.0]])
+    d = np.linalg.norm(fp.base.points[:, None] - expected[None], axis=-1)
+    assert fp.base.points.shape == (3, 2) and np.all(d.min(axis=1) < 1e-9) and np.all(d.min(axis=0) < 1e-9)
+
+
 def test_removing_a_coupling_loses_an_attractor():
     """T = [[1.5, 1], [0, 0.2]]: unit 2 sits at v = 0.5 and feeds unit 1 the bias that cancels u_1 = -0.5, so unit 1
     is bistable; without the coupling its bias is -0.5, beyond the saddle-node at |b| ≈ 0.208: one attractor."""
@@ -178,6 +209,8 @@ def test_errors_name_the_argument(flipflop):
         dynamics.fixed_points(model, sf, variants, key=key, tol=-1)
     with pytest.raises(ValueError, match="solver must be one of"):
         dynamics.fixed_points(model, sf, variants, key=key, solver="bfgs")
+    with pytest.raises(ValueError, match="or an optimistix root finder or least-squares solver, got"):
+        dynamics.fixed_points(model, sf, variants, key=key, solver=object())
     with pytest.raises(ValueError, match="search_dtype must be jnp.float32 or jnp.float64, got 'int8'"):
         dynamics.fixed_points(model, sf, variants, key=key, search_dtype="int8")
     with pytest.raises(TypeError, match="key must be a PRNG key"):

@@ -243,14 +243,30 @@ def _residual_fn(dyn: Dynamics):
     return F
 
 
-def _solver(name: str, rtol: float, atol: float):
+SOLVERS = ("newton", "lm", "dogleg")
+"""Solvers by name; an optimistix solver object (``optx.AbstractRootFinder`` or ``optx.AbstractLeastSquaresSolver``)
+works too, and then searches with its own tolerances."""
+
+
+def _is_solver(x: Any) -> bool:
+    return isinstance(x, optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver)
+
+
+def _solver(name: Any, rtol: float, atol: float):
+    if _is_solver(name):
+        return name
     if name == "newton":
         return optx.Newton(rtol=rtol, atol=atol, linear_solver=lx.LU())
     if name == "lm":
         return optx.LevenbergMarquardt(rtol=rtol, atol=atol)
     if name == "dogleg":
         return optx.Dogleg(rtol=rtol, atol=atol)
-    raise InputError(_WHERE, None, f"solver must be one of ('newton', 'lm', 'dogleg'), got {name!r}")
+    raise InputError(
+        _WHERE,
+        None,
+        f"solver must be one of ('newton', 'lm', 'dogleg') or an optimistix root finder or least-squares solver, "
+        f"got {name!r}",
+    )
 
 
 def _run(solver, h0, args, max_steps: int, F=_F):
@@ -268,7 +284,7 @@ def _solve_flat(
     u: Float[Array, " n"],
     starts: Float[Array, "P n"],
     *,
-    solver: str,
+    solver: Any,
     max_steps: int,
     polish_steps: int,
     search_dtype: Any,
@@ -278,7 +294,8 @@ def _solve_flat(
     search in ``search_dtype``, then Newton polish in the dtype of ``W`` (float64 under x64). One program for any
     mix of variants and starts."""
     F = _residual_fn(Dynamics(*dynamics))
-    if solver != "newton":  # optimistix's trust-region solvers promote float32 to float64 under x64
+    if not (isinstance(solver, str) and solver == "newton") and not isinstance(solver, optx.AbstractRootFinder):
+        # optimistix's least-squares solvers promote float32 to float64 under x64
         search_dtype = W.dtype
     search = _solver(solver, 1e-5, 1e-5) if jnp.dtype(search_dtype) == jnp.float32 else _solver(solver, 1e-9, 1e-9)
     polish = optx.Newton(rtol=1e-12, atol=1e-12, linear_solver=lx.LU())
@@ -314,7 +331,7 @@ def solve_points(
     u: Float[np.ndarray, " n"],
     starts: Float[np.ndarray, "s n"],
     *,
-    solver: str = "newton",
+    solver: Any = "newton",
     max_steps: int = 40,
     polish_steps: int = 4,
     search_dtype: Any = jnp.float32,
@@ -328,7 +345,8 @@ def solve_points(
     Args:
         W: (k, n, n) recurrent matrices.  u: (n,) constant drive ``W_in x + b``.  starts: (s, n) initial states.
         solver: ``"newton"`` (default), ``"lm"`` (Levenberg-Marquardt) or ``"dogleg"`` (these two search in
-            float64: under x64, optimistix promotes their float32 iterates).
+            float64: under x64, optimistix promotes their float32 iterates), or an optimistix solver object such as
+            ``optx.Newton(rtol=1e-6, atol=1e-6)`` (a root finder on F, or a least-squares solver of ½||F||²).
         max_steps: search steps.  polish_steps: float64 Newton steps (0: none).
         search_dtype: ``jnp.float32`` (default) or ``jnp.float64``.
         dynamics: a model or its :class:`~schurjax.rnn.Dynamics` (default: the paper's step); the equation of each
@@ -530,7 +548,7 @@ def fixed_points(
     dedupe_tol: float = 1e-5,
     survive_tol: float = 1e-2,
     match_radius: float | None = None,
-    solver: str = "newton",
+    solver: Any = "newton",
     max_steps: int = 40,
     polish_steps: int = 4,
     search_dtype: Any = jnp.float32,
@@ -564,7 +582,8 @@ def fixed_points(
         survive_tol: a matched base attractor that moved at most this far *survives*, further it *moves*.
         match_radius: largest distance of a match (default: half the smallest distance between two base
             attractors, or half the RMS spread of the trajectories when the base has fewer than two).
-        solver: ``"newton"`` (optimistix Newton, default), ``"lm"`` or ``"dogleg"`` (least squares on F).
+        solver: ``"newton"`` (optimistix Newton, default), ``"lm"`` or ``"dogleg"`` (least squares on F), or an
+            optimistix solver object (:data:`SOLVERS`).
         max_steps, polish_steps: search steps and float64 Newton polish steps per start.
         search_dtype: dtype of the search (``jnp.float32``, default, or ``jnp.float64``); the polish is float64.
         chunk_size: searches (variant × start pairs) per compiled call, or ``"auto"`` (up to 4,096 at n = 64,
