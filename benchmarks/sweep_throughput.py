@@ -14,7 +14,7 @@ of T steps (float32) and reduces, per variant, the masked MSE and the output dis
 * ``engine``: ``schurjax.evaluate`` with ``path="auto"`` and ``compiled_chunk="auto"``, everything included (host
   preparation of the edits, the float64 base trajectory, chunking, metrics, the float64 re-run of ill-conditioned
   loss changes). ``engine_plain`` (opt-in): the same with ``deviation=False`` (the plain rollout).
-  ``engine@N`` (opt-in, N an integer): the engine with ``chunk_size=N``, for before/after comparisons of the chunk
+  ``engine@N`` (opt-in, N an integer): the engine with ``compiled_chunk=N``, for before/after comparisons of the chunk
   rule in one run (``engine@32`` is the dense path's chunk before run 8).
 * ``engine_leaky``: the engine on the same weights as a leaky rate network, ``RateRNN(alpha=LEAKY_ALPHA, "tanh",
   "rate")`` (the step ``h' = 0.8 h + 0.2 tanh(W h + u)``); its losses differ from the others', its speed should
@@ -367,7 +367,7 @@ def build_methods(names, model, sf, variants, batch, *, loop_subset: int = 32, e
     out = {}
     for name in names:
         if name.startswith("engine@") and name[7:].isdigit():  # the engine at a fixed chunk size
-            kw = {**(engine_kw or {}), "chunk_size": int(name[7:])}
+            kw = {**(engine_kw or {}), "compiled_chunk": int(name[7:])}
             makers[name] = functools.partial(method_engine, model, sf, variants, batch, **kw)
         if name not in makers:
             raise ValueError(f"sweep_throughput: unknown method {name!r}; expected some of {METHODS + EXTRA_METHODS}")
