@@ -709,7 +709,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # before anything starts JAX's backend
-    initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout)
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout, out=args.out)
     if args.trials_file is not None and any(a == "--trials" or a.startswith("--trials=") for a in args.argv):
         from schurjax.sweeps.config import TrialsFile
 

@@ -227,6 +227,7 @@ class RunFolder:
         where: the function named in errors.
         index, count: this process and the number of processes sharing the folder (scale-out; 0 and 1 alone).
         kind: what the folder holds, in errors (``"sweep"``, ``"study"``).
+        lock: the folder's :class:`~schurjax.lock.RunLock`, already taken (``Processes.lock``); released on leaving.
 
     Example::
 
@@ -237,7 +238,14 @@ class RunFolder:
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1, kind: str = "sweep"
+        self,
+        path: str | os.PathLike,
+        *,
+        where: str = "sweep",
+        index: int = 0,
+        count: int = 1,
+        kind: str = "sweep",
+        lock: RunLock | None = None,
     ):
         if not isinstance(path, str | os.PathLike) or not os.fspath(path).strip():
             raise InputError(where, "out", f"must name a folder, got {path!r}")  # "" would be the current folder
@@ -246,7 +254,7 @@ class RunFolder:
         self.kind = kind
         self.index, self.count = int(index), int(count)  # this process among those sharing the folder
         self.config_sha256: str | None = None
-        self._lock: RunLock | None = None
+        self._lock: RunLock | None = lock  # one already taken (a process of several takes it before joining)
 
     def __enter__(self) -> RunFolder:
         return self

@@ -723,6 +723,128 @@ def test_coordinator_checks_are_bounded(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _process(out, port, n, pid, timeout=30):
+    """One ``schurjax sweep`` process of ``n`` over loopback (stderr piped)."""
+    import os
+    import subprocess
+    import sys
+
+    argv = ["sweep", "zoo:flipflop/0", *SMALL, "--out", str(out), "--coordinator", f"127.0.0.1:{port}"]
+    argv += ["--num-processes", str(n), "--process-id", str(pid), "--timeout", str(timeout)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.Popen(
+        [sys.executable, "-m", "schurjax.cli", *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def _ended(p, within: float) -> tuple[int, list[str]]:
+    """The exit status and the non-empty stderr lines of a process that must end within ``within`` seconds."""
+    import subprocess
+
+    try:
+        _, err = p.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError(f"still running {within} s later") from None
+    return p.returncode, [x for x in err.decode().splitlines() if x.strip()]
+
+
+def _until(cond, what: str, within: float = 15) -> None:
+    import time
+
+    end = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < end, f"never {what}"
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,rc,word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_stops_a_process_waiting_for_the_others(tmp_path, sig, rc, word):
+    """Process 0 alone (of 2) waits in XLA's C++ join, where Python runs no handler: the signal still ends it at
+    once, with its own status and one line naming the missing process; the folder it created is gone again."""
+    import signal
+
+    port = _free_port()
+    p = _process(tmp_path / "run", port, 2, 0, timeout=60)
+    _until(lambda: _listening(port) or p.poll() is not None, "joined")  # its coordinator is up: it waits in C++
+    p.send_signal(getattr(signal, sig))
+    code, lines = _ended(p, within=5)
+    assert code == rc and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
+    assert f"{word} while process 0 of 2 waited at 127.0.0.1:{port} for process 1 to join" in lines[0]
+    assert "rerun the same command on every process" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_join_deadline_names_the_missing_process(tmp_path):
+    """Processes 0 and 1 of 3 wait for process 2: --timeout ends each in one line (exit 2, never XLA's abort),
+    and each names who is missing, read from the folder's process locks."""
+    port = _free_port()
+    zero = _process(tmp_path / "run", port, 3, 0, timeout=6)
+    _until(lambda: _listening(port), "listened")
+    one = _process(tmp_path / "run", port, 3, 1, timeout=6)
+    code, lines = _ended(zero, within=25)
+    assert code == 2 and len(lines) == 1, (code, lines)
+    assert lines[0].startswith("schurjax sweep: error: --timeout: process 0 of 3 waited 6 s at 127.0.0.1:")
+    assert "but process 2 did not join; start it with the same command and --process-id 2" in lines[0]
+    code, lines = _ended(one, within=25)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
+    assert "process 1 of 3 waited" in lines[0] and "processes 0, 2 did not join" in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_two_processes_with_one_id_are_refused_at_once(tmp_path):
+    """A second --process-id 0 (or 1) for the folder is refused in one line while the first waits, instead of both
+    waiting for a process that never comes; a second process 0 with its own folder finds the port taken."""
+    import signal
+
+    port = _free_port()
+    zero = _process(tmp_path / "run", port, 3, 0)
+    _until(lambda: _listening(port), "listened")
+    one = _process(tmp_path / "run", port, 3, 1)
+    _until(lambda: (tmp_path / "run" / ".lock-1").exists(), "claimed 1")
+    try:
+        cases = [
+            (0, "run", "--process-id: process 0 of 3 is already running (process "),
+            (1, "run", "--process-id: process 1 of 3 is already running (process "),
+            (0, "other", f"--coordinator: port {port} is already in use on this host"),
+        ]
+        started = [_process(tmp_path / out, port, 3, pid) for pid, out, _ in cases]
+        for p, (pid, out, expect) in zip(started, cases, strict=True):
+            code, lines = _ended(p, within=15)
+            assert code == 2 and len(lines) == 1 and expect in lines[0], (pid, out, code, lines)
+            assert "each once" in lines[0] or "choose another port" in lines[0]
+        assert not (tmp_path / "other").exists()
+    finally:
+        zero.send_signal(signal.SIGTERM)
+        code, lines = _ended(zero, within=5)
+        one.send_signal(signal.SIGTERM)
+    assert code == 143 and len(lines) == 1 and "process 0 of 3 waited" in lines[0], (code, lines)
+    assert "for process 2 to join" in lines[0]  # process 1 is there
+    code, lines = _ended(one, within=5)
+    assert code == 143 and len(lines) == 1 and "for processes 0, 2 to join" in lines[0], (code, lines)
+
+
 def test_resumed_sweep_never_mixes_trials_of_edited_task_code(hostile, capsys, monkeypatch):
     """A custom task's sample edited between a stopped sweep and its resume: the chunks of the old trials are
     recomputed (their identity holds the trials' SHA-256), so the table holds one base loss per model."""
