@@ -29,13 +29,17 @@ from schurjax.errors import InputError
 from schurjax.lock import LOCK_FILE, RunLock
 from schurjax.table import read_table, to_csv_bytes
 
-__all__ = ["Run", "RunFolder", "load", "read_manifest", "config_fingerprint", "SCHEMA_VERSION"]
+__all__ = ["Run", "RunFolder", "load", "read_manifest", "config_fingerprint", "SCHEMA_VERSION", "EARLIER_VERSION"]
 
 SCHEMA_VERSION = 3
 """Version of the run-folder results (chunk payloads, table columns, batch/control keys). Bump it whenever a code
 change alters what a chunk holds or how its numbers are drawn: it is part of the sweep config compared on resume,
 so a resumed sweep never mixes chunks of two versions (2: batches keyed by task name and params; 3: chunks carry
 the config fingerprint and a checksum, COMPLETE the table's checksum)."""
+
+EARLIER_VERSION = "written by an earlier version of schurjax, which recorded no chunk identity"
+"""What :meth:`RunFolder.chunk_problem` says of a chunk file from before chunks carried their identity: a sweep or
+study recomputes it (with a line saying so); loading a study refuses it and says how to proceed."""
 
 MANIFEST = "manifest.json"
 TABLE_CSV = "table.csv"
@@ -375,8 +379,8 @@ class RunFolder:
         identity: dict[str, Any] | None = None,
     ) -> str | None:
         """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``,
-        ``"made for another chunk"``), or None when it is whole, made by this config for this very chunk
-        (:meth:`chunk_identity`), covers ``start:stop`` and holds every metric in ``names``."""
+        ``"made for another chunk"``, :data:`EARLIER_VERSION`), or None when it is whole, made by this config for
+        this very chunk (:meth:`chunk_identity`), covers ``start:stop`` and holds every metric in ``names``."""
         p = self.chunk_path(model_index, chunk_index)
         if p.is_symlink() or (p.exists() and not p.is_file()):
             return "damaged: not a regular file"
@@ -391,6 +395,8 @@ class RunFolder:
                 return "made by another config"
             if (chunk.get("start"), chunk.get("stop")) != (start, stop):
                 return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
+            if not isinstance(chunk.get("identity"), dict):
+                return EARLIER_VERSION
             want = self.chunk_identity(model_index, chunk_index, start, stop, identity)
             if chunk.get("identity") != want:
                 got = chunk.get("identity")
@@ -459,9 +465,7 @@ class RunFolder:
         return (self.path / COMPLETE).is_file()
 
 
-def _identity_diff(got: Any, want: dict[str, Any]) -> str:
-    if not isinstance(got, dict):
-        return "it records no identity"
+def _identity_diff(got: dict[str, Any], want: dict[str, Any]) -> str:
     diff = [f"{k} {got.get(k)!r} != {want[k]!r}" for k in want if got.get(k) != want[k]]
     text = ", ".join(diff[:2]) or "other entries"
     return text if len(text) < 160 else text[:157] + "..."

@@ -495,6 +495,40 @@ def test_study_part_copied_into_another_slot_is_recomputed(finished_study, tmp_p
     assert (st / "table.csv").read_bytes() == table
 
 
+def _as_earlier_version(chunk: Path) -> None:
+    """Rewrite a chunk file as a schurjax from before chunk identities wrote it: no identity, a valid checksum."""
+    import hashlib
+    import json
+
+    from schurjax._json import canonical
+
+    body = {k: v for k, v in json.loads(chunk.read_bytes()).items() if k not in ("identity", "sha256")}
+    chunk.write_text(canonical({**body, "sha256": hashlib.sha256(canonical(body).encode()).hexdigest()}))
+
+
+def test_chunks_of_an_earlier_version_are_named_as_such(finished, finished_study, tmp_path, capsys):
+    """A chunk without an identity record is said to come from an earlier schurjax: a sweep recomputes it (the
+    same table), loading a study refuses it in one line saying how to proceed, and the study's rerun repairs it."""
+    run = _copy(finished, tmp_path / "run")
+    table = (run / "table.csv").read_bytes()
+    for c in (run / "chunks").glob("*.json"):
+        _as_earlier_version(c)
+    (run / "COMPLETE").unlink()
+    capsys.readouterr()
+    assert main(["sweep", "zoo:flipflop/0", *SMALL, "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "(written by an earlier version of schurjax, which recorded no chunk identity)" in err, err
+    assert "records no identity" not in err and (run / "table.csv").read_bytes() == table
+    st = _copy(finished_study, tmp_path / "s")
+    _as_earlier_version(sorted((st / "chunks").glob("*.json"))[0])
+    line = _one_line(["report", str(st)], capsys, "was written by an earlier version of schurjax")
+    assert f"delete {st / 'chunks'} first, or run the study with a fresh --out" in line, line
+    with pytest.raises(sj.errors.InputError, match="earlier version of schurjax"):
+        sj.studies.load(st)
+    sj.study(out=st, models=_study_models(), progress=False, log=lambda s: None, **STUDY_TINY)
+    assert len(sj.studies.load(st).summary) == 1
+
+
 # ---- study folders: COMPLETE vouches for every file ------------------------------------------------------------
 
 

@@ -133,7 +133,16 @@ def load(path: str | os.PathLike) -> Study:
 
         st = sj.study_load("runs/study"); st.tables["keep"]
     """
-    from schurjax.results import COMPLETE, RunFolder, _read_json, _sha256, config_fingerprint, read_manifest
+    from schurjax.results import (
+        CHUNK_DIR,
+        COMPLETE,
+        EARLIER_VERSION,
+        RunFolder,
+        _read_json,
+        _sha256,
+        config_fingerprint,
+        read_manifest,
+    )
 
     path = Path(path)
     if not (path / COMPLETE).is_file():
@@ -184,6 +193,13 @@ def load(path: str | os.PathLike) -> Study:
             why = folder.chunk_problem(i, c, 0, 0, (), ident)
             if why == "missing":
                 continue
+            if why == EARLIER_VERSION:
+                raise InputError(
+                    "study.load",
+                    None,
+                    f"{folder.chunk_path(i, c)} was {why}; rerun the same study command to recompute its chunks (or "
+                    f"delete {path / CHUNK_DIR} first, or run the study with a fresh --out)",
+                )
             if why is not None:
                 raise InputError("study.load", None, f"{folder.chunk_path(i, c)} is {why}; {repair}")
             parts[m["id"]][name] = decode(folder.read_chunk(i, c, ())["result"])
