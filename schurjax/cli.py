@@ -985,11 +985,15 @@ def cmd_import(args: argparse.Namespace) -> int:
                 prefix=args.prefix,
                 readout_prefix=args.readout_prefix,
                 force=args.force,
+                task_source=args.task,
             )
         except ImportError as e:  # the torch extra is missing: the message names it
             raise UsageError(str(e).splitlines()[0]) from None
     model, meta = checkpoint.load_model(path)
-    task = (meta.get("task") or {}).get("name", "none (pass --task to sweep it)")
+    rec = meta.get("task") or {}
+    task = rec.get("name", "none (pass --task to sweep it)")
+    if rec.get("source"):  # your own task: a sweep of this file needs it named again
+        task = f"{task} from {rec['source']}: sweep it with --task {rec['source']}"
     print(
         f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; "
         f"{model.dynamics.describe()}{', learned h0' if model.h0 is not None else ''}; layout "

@@ -87,6 +87,60 @@ def test_user_code_only_a_task_class_named_in_this_call(hostile):
         sj.tasks.from_record("pathlib:Path", {})
 
 
+HOLD_PY = """
+import equinox as eqx, jax, jax.numpy as jnp, schurjax as sj
+open("IMPORTED", "a").write("x")
+
+class Hold(sj.tasks.Task):
+    name = "hold"
+    steps: int = eqx.field(default=12, static=True)
+    n_in, n_out = 1, 1
+
+    def sample(self, key, batch_size):
+        a = jax.random.normal(key, (batch_size, 1, 1))
+        x = jnp.zeros((batch_size, self.steps, 1)).at[:, :1].set(a)
+        return sj.TaskBatch(x, jnp.broadcast_to(a, x.shape), jnp.ones_like(x))
+
+    def score(self, y, batch):
+        return 1 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets ** 2)
+"""
+
+
+def test_import_of_your_own_task_records_which_task_flag_sweeps_it(hostile, capsys, monkeypatch):
+    """`import --task mytasks:Hold` records the spec as text; a later sweep of the file (a fresh process: the
+    registry as at start) refuses in one line naming the flag, without importing; with that flag it sweeps, on
+    the recorded task parameters. A sidecar's source that is no plain spec is never echoed."""
+    import json
+    import sys
+
+    torch = pytest.importorskip("torch")
+    (hostile / "mytasks.py").write_text(HOLD_PY)
+    torch.manual_seed(0)
+    net = torch.nn.ModuleDict({"rnn": torch.nn.RNN(1, 6, batch_first=True), "readout": torch.nn.Linear(6, 1)})
+    torch.save(net.state_dict(), hostile / "model.pt")
+    at_start = dict(sj.tasks.REGISTRY)
+    argv = ["import", "model.pt", "--out", "mh.eqx", "--task", "mytasks:Hold", "--task-param", "steps=9"]
+    assert main(argv) == 0
+    assert "sweep it with --task mytasks:Hold" in capsys.readouterr().out
+    _, meta = sj.load_model(hostile / "mh.eqx")
+    assert meta["task"] == {"name": "hold", "params": {"steps": 9}, "source": "mytasks:Hold"}
+    monkeypatch.setattr(sj.tasks, "REGISTRY", dict(at_start))  # as a new process finds it
+    monkeypatch.delitem(sys.modules, "mytasks")
+    (hostile / "IMPORTED").unlink()
+    line = _one_line(["sweep", "mh.eqx", *SMALL, "--out", "run"], capsys, "pass --task mytasks:Hold to import it")
+    assert "task 'hold' is your own task from 'mytasks:Hold'" in line
+    assert not (hostile / "IMPORTED").exists() and not (hostile / "run").exists()
+    assert main(["sweep", "mh.eqx", "--task", "mytasks:Hold", *SMALL, "--out", "run"]) == 0
+    (entry,) = sj.results.load(hostile / "run").manifest["config"]["models"]
+    assert entry["task"] == "hold" and entry["task_params"]["steps"] == 9
+    side = hostile / "mh.json"
+    for forged in ["evil\n\x1b[31m:X", "<b>x</b>:Y", "a" * 400 + ":X", ["mytasks:Hold"]]:
+        monkeypatch.setattr(sj.tasks, "REGISTRY", dict(at_start))
+        side.write_text(json.dumps({**json.loads(side.read_text()), "task": {**meta["task"], "source": forged}}))
+        line = _one_line(["sweep", "mh.eqx", *SMALL, "--out", "run2"], capsys, "unknown task name 'hold'")
+        assert "\x1b" not in line and "<b>" not in line and "aaaa" not in line
+
+
 def test_study_model_does_not_import_from_the_sidecar(hostile):
     """Study.model() reloads the source: a sidecar edited after the study must not run code."""
     import dataclasses
