@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from schurjax import _json
 from schurjax._json import finite_or_none
 from schurjax.rnn import FORMS, NONLINEARITIES, RateRNN, TanhRNN, check_alpha
 
@@ -92,7 +93,7 @@ def written_by_schurjax(path: str | Path) -> bool:
     if not side.exists() and not p.exists():
         return True
     try:
-        meta = json.loads(side.read_text()) if side.is_file() and not side.is_symlink() else None
+        meta = _json.loads(side.read_text()) if side.is_file() and not side.is_symlink() else None
     except (OSError, ValueError):
         return False
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
@@ -252,8 +253,8 @@ def load_model(path: str | Path) -> tuple[RateRNN, dict[str, Any]]:
     if not side.is_file():
         raise ValueError(f"load_model: metadata sidecar {str(side)!r} is missing (expected next to {p.name})")
     try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        meta = _json.loads(side.read_text())
+    except ValueError as err:  # not JSON, not UTF-8, nested too deep
         raise ValueError(f"load_model: {str(side)!r} is not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from schurjax._json import loads
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
 from schurjax.summary import CRITERIA
@@ -684,6 +685,15 @@ def _task_param(text: str) -> tuple[str, Any]:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
+    except RecursionError:
+        raise argparse.ArgumentTypeError(
+            f"{key}: the value nests too deeply, expected a number, word or list"
+        ) from None
+    if isinstance(parsed, list | dict):
+        try:
+            loads(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{key}: {e}, expected a number, word or list") from None
     return key, parsed
 
 

@@ -308,7 +308,9 @@ def _wait_for_coordinator(host: str, port: int, timeout: float, num_processes: i
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((host, port), timeout=min(1.0, max(timeout, 0.1))):
+            # an IPv6 address is written [::1]:PORT (as gRPC reads it); the socket wants it bare
+            bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+            with socket.create_connection((bare, port), timeout=min(1.0, max(timeout, 0.1))):
                 return
         except OSError as e:
             if time.monotonic() >= deadline:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from schurjax import _safe_io
-from schurjax._json import canonical, dumps, to_jsonable
+from schurjax._json import canonical, dumps, loads, to_jsonable
 from schurjax.errors import InputError
 from schurjax.lock import LOCK_FILE, RunLock
 from schurjax.table import read_table, to_csv_bytes
@@ -110,7 +109,7 @@ class Run:
 def _read_json(path: Path, where: str, what: str, repair: str) -> Any:
     """Parse a JSON file that schurjax wrote, or raise a one-line :class:`InputError` naming it and the repair."""
     try:
-        return json.loads(path.read_bytes())
+        return loads(path.read_bytes())
     except (OSError, ValueError) as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise InputError(where, None, f"{path} is not a readable {what} ({why}); {repair}") from None
@@ -387,7 +386,7 @@ class RunFolder:
         if not p.exists():
             return "missing"
         try:
-            chunk = json.loads(p.read_bytes())
+            chunk = loads(p.read_bytes())
             body = {k: v for k, v in chunk.items() if k != "sha256"}
             if chunk.get("sha256") != _sha256(canonical(body).encode()):
                 return "damaged: checksum mismatch"
@@ -437,7 +436,7 @@ class RunFolder:
 
     def read_chunk(self, model_index: int, chunk_index: int, names: Sequence[str]) -> dict[str, Any]:
         """Read one chunk (check it first with :meth:`chunk_problem`); floats round-trip exactly."""
-        chunk = json.loads(self.chunk_path(model_index, chunk_index).read_bytes())
+        chunk = loads(self.chunk_path(model_index, chunk_index).read_bytes())
         for k, v in chunk.items():
             if k in names:
                 chunk[k] = _decode(v)

@@ -1097,3 +1097,56 @@ def test_trials_file_sweeps_a_model_that_names_no_task(tmp_path, capsys, monkeyp
     assert "names no task" in capsys.readouterr().err
     table = sj.results.load(tmp_path / "run").table
     assert np.isfinite(table.base_loss).all() and table.base_score.isna().all()
+
+
+# ---- second hostile round ----------------------------------------------------------------------------------------
+
+
+def test_model_ids_that_read_like_numbers_or_missing_keep_their_names(tmp_path, capsys):
+    """Models named nan, NA, 1e3 and 007: the table read back holds those very ids (pandas would read NaN, 1000.0
+    and 7), and the summary prints (it raised a TypeError on the NaN id)."""
+    model = sj.TanhRNN(3, 8, 3, key=jax.random.key(0))
+    names = ["nan", "NA", "1e3", "007"]
+    for n in names:
+        sj.save_model(tmp_path / f"{n}.eqx", model, {"task": {"name": "flipflop", "params": {}}, "seed": 0})
+    capsys.readouterr()
+    assert main(["sweep", *(str(tmp_path / f"{n}.eqx") for n in names), *SMALL, "--out", str(tmp_path / "r")]) == 0
+    assert "007" in capsys.readouterr().out
+    table = sj.results.load(tmp_path / "r").table
+    assert list(dict.fromkeys(table.model)) == names and not table.model.isna().any()
+    assert table.control_kind.isna().sum() == len(names)  # an empty text cell is still missing
+
+
+def test_json_nested_too_deeply_is_one_line(tmp_path, finished, capsys):
+    """A sidecar, a manifest or a chunk of 100,000 nested lists, or such a --task-param: one line or a recomputed
+    chunk, never RecursionError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    m = _model_naming(tmp_path / "m.eqx", {"name": "flipflop", "params": {}})
+    m.with_suffix(".json").write_text(deep)
+    _one_line(["sweep", str(m), *SMALL, "--out", str(tmp_path / "a")], capsys, "nested deeper than 64 levels")
+    run = _copy(finished, tmp_path / "run")
+    table = (run / "table.csv").read_bytes()
+    (run / "chunks" / "000-00000.json").write_text(deep)
+    (run / "COMPLETE").unlink()
+    capsys.readouterr()
+    assert main(["sweep", "zoo:flipflop/0", *SMALL, "--out", str(run)]) == 0
+    assert "recomputing" in capsys.readouterr().err and (run / "table.csv").read_bytes() == table
+    (run / "manifest.json").write_text(deep)
+    _one_line(["report", str(run)], capsys, "manifest.json")
+    arg = "--task-param=bits=" + "[" * 5000 + "1" + "]" * 5000
+    _one_line(["sweep", "zoo:flipflop/0", *SMALL, arg, "--out", str(tmp_path / "b")], capsys, "--task-param")
+
+
+def test_study_markdown_opens_no_tag_from_a_model_id():
+    from schurjax.studies.report import _table
+
+    text = _table(["model", "share"], [["<img src=x onerror=alert(1)>|x", "< 0.5"]])
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)>\\|x" in text and "| < 0.5 |" in text
+
+
+def test_an_ipv6_coordinator_is_dialled_bare(tmp_path, capsys):
+    base = ["sweep", "zoo:flipflop/0", *SMALL, "--out", str(tmp_path / "r"), "--timeout", "1"]
+    line = _one_line(
+        [*base, "--coordinator", "[::1]:1", "--num-processes", "2", "--process-id", "1"], capsys, "could not reach"
+    )
+    assert "Name or service not known" not in line and "[::1]:1" in line

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from schurjax import _safe_io, ablate
-from schurjax._json import canonical, dumps, finite_or_none
+from schurjax._json import canonical, dumps, finite_or_none, loads
 from schurjax.errors import InputError
 from schurjax.studies import compression, coordinates, fragility, keep, replay, restriction, versus
 from schurjax.studies.protocol import QUICK, StudyConfig, keeps_loss, study_key
@@ -741,7 +741,7 @@ def _checksums(out: Path, specs: Sequence[Any], tables: dict[str, Any]) -> dict[
 
 def _read_timings(path: Path) -> dict[str, float]:
     try:
-        data = json.loads(path.read_text())
+        data = loads(path.read_text())
         return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
     except (OSError, ValueError, TypeError):
         return {}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from schurjax._json import nonfinite_path, to_jsonable
+from schurjax._json import loads, nonfinite_path, to_jsonable
 from schurjax.errors import InputError
 
 __all__ = ["ModelSpec", "resolve_models"]
@@ -270,14 +270,13 @@ def _resolve_path(raw: str, task_override: str | None, fallback: Any = None) -> 
 def _check_declared_sizes(path: Path) -> None:
     """Refuse a sidecar whose sizes the ``.eqx`` cannot hold, or that cannot fit in memory, before anything is
     allocated (an edited ``n_hidden = 1e6`` in a 1 KB sidecar)."""
-    import json
     import numbers
 
     from schurjax.environment import available_memory
 
     side = path.with_suffix(".json")
     try:
-        sizes = json.loads(side.read_bytes()).get("sizes")
+        sizes = loads(side.read_bytes()).get("sizes")
         dims = [sizes[k] for k in ("n_in", "n_hidden", "n_out")]
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
         return  # load_model says what is wrong with the sidecar
