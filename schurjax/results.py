@@ -102,8 +102,26 @@ class Run:
             task = tasks.from_record(rec.get("task"), rec.get("task_params"), where=f"{self.path / MANIFEST}")
         except ValueError as e:
             raise InputError("Run.batch", None, str(e).splitlines()[0]) from None
-        key = batch_key(int(cfg["seed"]), rec["task"], rec.get("task_params") or {})
-        return checked_sample(task, key, int(cfg["trials"]), "Run.batch")
+        seed, trials = cfg.get("seed"), cfg.get("trials")
+        for name, v, top in (("seed", seed, 2**63 - 1), ("trials", trials, 2**31 - 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
+                raise InputError(
+                    "Run.batch", None, f"{self.path / MANIFEST}: config {name} is {v!r}, expected an int in 0..{top:,}"
+                )
+        from schurjax.environment import available_memory
+        from schurjax.sweeps.budget import bytes_per_trial
+
+        n = self.schurs[model_id].n if model_id in self.schurs else 1
+        per = bytes_per_trial(int(n), int(task.steps), int(task.n_in), int(task.n_out))
+        if trials * per > available_memory() // 2:  # an edited manifest: refused before anything is allocated
+            raise InputError(
+                "Run.batch",
+                None,
+                f"{self.path / MANIFEST}: {trials:,} trials of {task.steps} steps ({per:,} bytes each) cannot fit in "
+                "memory; the sweep itself could not have run them (was the manifest edited?)",
+            )
+        key = batch_key(seed, rec["task"], rec.get("task_params") or {})
+        return checked_sample(task, key, trials, "Run.batch")
 
 
 def _read_json(path: Path, where: str, what: str, repair: str) -> Any:
@@ -126,7 +144,21 @@ def read_manifest(path: Path, where: str = "load") -> dict[str, Any]:
             f"{path} is not a schurjax manifest (expected a JSON object with a "
             f"'config' entry, got {type(manifest).__name__}); {repair}",
         )
+    models = manifest.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models):
+        raise InputError(
+            where,
+            None,
+            f"{path}: 'models' must be a list of records with a str 'id', got {_json_kind(models)}; {repair}",
+        )
     return manifest
+
+
+def _json_kind(x: Any) -> str:
+    if isinstance(x, list):
+        bad = next((m for m in x if not (isinstance(m, dict) and isinstance(m.get("id"), str))), None)
+        return f"a list holding {type(bad).__name__ if not isinstance(bad, dict) else 'a record without a str id'}"
+    return type(x).__name__
 
 
 def load(path: str | os.PathLike) -> Run:

@@ -1150,3 +1150,27 @@ def test_an_ipv6_coordinator_is_dialled_bare(tmp_path, capsys):
         [*base, "--coordinator", "[::1]:1", "--num-processes", "2", "--process-id", "1"], capsys, "could not reach"
     )
     assert "Name or service not known" not in line and "[::1]:1" in line
+
+
+def test_manifest_models_of_the_wrong_shape_are_one_line(finished, tmp_path, capsys):
+    import json
+
+    for i, models in enumerate(["x", [1], [{"id": 3}], {"id": "m"}]):
+        run = _copy(finished, tmp_path / f"r{i}")
+        m = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**m, "models": models}))
+        _one_line(["report", str(run), "--no-figures"], capsys, "'models' must be a list of records with a str 'id'")
+
+
+@pytest.mark.parametrize("trials", [10**12, 10**8, -1, 2.5, True])
+def test_run_batch_of_an_edited_manifest_is_bounded(finished, tmp_path, trials):
+    """Run.batch draws the trials the manifest records: an edited count is refused before any allocation."""
+    import json
+
+    run = _copy(finished, tmp_path / "r")
+    m = json.loads((run / "manifest.json").read_text())
+    m["config"]["trials"] = trials
+    (run / "manifest.json").write_text(json.dumps(m))
+    loaded = sj.results.load(run)
+    with pytest.raises(sj.errors.InputError, match="manifest.json: .*(expected an int|cannot fit in memory)"):
+        loaded.batch(loaded.models[0])
