@@ -607,6 +607,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
+    for seed in seeds:  # before training: a file schurjax did not write is never replaced, nor found too late
+        target = out / f"{task.name}-{seed}.eqx"
+        if not checkpoint.written_by_schurjax(target):
+            raise UsageError(
+                f"--out: {target} or its .json exists and was not written by schurjax (or is a link); move it away "
+                "or choose another --out"
+            )
     t0 = time.perf_counter()
     with _device(args.device):
         result = train.train(task, seeds, **kw)

@@ -1174,3 +1174,25 @@ def test_run_batch_of_an_edited_manifest_is_bounded(finished, tmp_path, trials):
     loaded = sj.results.load(run)
     with pytest.raises(sj.errors.InputError, match="manifest.json: .*(expected an int|cannot fit in memory)"):
         loaded.batch(loaded.models[0])
+
+
+@pytest.mark.parametrize("kind", ["symlink", "foreign file"])
+def test_train_refuses_a_target_it_did_not_write_before_training(tmp_path, capsys, monkeypatch, kind):
+    """A symlinked or foreign flipflop-0.eqx in --out: one line before any training (it was an internal error
+    with a traceback after training), and the file it points to is untouched."""
+    from schurjax import train
+
+    out = tmp_path / "t"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    if kind == "symlink":
+        (out / "flipflop-0.eqx").symlink_to(victim)
+    else:
+        (out / "flipflop-0.json").write_text('{"my": "training notes"}')
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained before checking the targets"))
+    argv = ["train", "--task", "flipflop", "--seeds", "0-1", "--steps", "2", "--hidden", "8", "--out", str(out)]
+    _one_line([*argv, "--quiet"], capsys, "--out: ")
+    assert victim.read_text() == "mine" and sorted(p.name for p in out.iterdir()) == sorted(
+        ["flipflop-0.eqx"] if kind == "symlink" else ["flipflop-0.json"]
+    )
