@@ -1196,3 +1196,21 @@ def test_train_refuses_a_target_it_did_not_write_before_training(tmp_path, capsy
     assert victim.read_text() == "mine" and sorted(p.name for p in out.iterdir()) == sorted(
         ["flipflop-0.eqx"] if kind == "symlink" else ["flipflop-0.json"]
     )
+
+
+def test_a_fifo_in_place_of_a_study_table_is_refused_not_waited_on(finished_study, tmp_path):
+    """tables/keep.csv replaced by a FIFO: reading it blocked forever; it is refused in one line (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    st = _copy(finished_study, tmp_path / "s")
+    (st / "tables" / "keep.csv").unlink()
+    os.mkfifo(st / "tables" / "keep.csv")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-m", "schurjax.cli", "report", str(st)], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert out.returncode == 2 and len(lines) == 1, (out.returncode, lines)
+    assert "keep.csv is not a regular file" in lines[0]
