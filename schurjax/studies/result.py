@@ -183,7 +183,9 @@ def load(path: str | os.PathLike) -> Study:
             raise InputError("study.load", None, f"{path / extra[0]} is not one of the study's files; {repair}")
         data = {rel: verified(rel, want) for rel, want in files.items()}
     else:
-        data = {rel: (path / rel).read_bytes() for rel in listed}
+        from schurjax import _safe_io
+
+        data = {rel: _safe_io.read_bytes(path, rel, where="study.load") for rel in listed}
     models = manifest["models"]
     parts: dict[str, dict[str, Any]] = {}
     for i, m in enumerate(models):
