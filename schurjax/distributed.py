@@ -404,11 +404,12 @@ def initialize(
                 )
     n, me = num_processes, process_id
     where = f" at {coordinator}" if coordinator else ""
+    this = "this process" if me is None else f"process {me} of {n}"  # a scheduler's: its index is not known yet
 
     def waiting() -> str:
         gone = _missing(None if out is None else Path(out), n, me) if n is not None and me is not None else None
         who = _listing(gone) if gone else "the other processes"
-        return f"process {me} of {n or '?'} waited{where} for {who} to join"
+        return f"{this} waited{where} for {who} to join"
 
     def expired() -> str:
         gone = _missing(None if out is None else Path(out), n, me) if n is not None and me is not None else None
@@ -420,7 +421,7 @@ def initialize(
             else f"each its own --process-id in 0..{(n or 1) - 1}"
         )
         return (
-            f"--timeout: process {me} of {n or '?'} waited {timeout:g} s{where}, but {who} did not join; "
+            f"--timeout: {this} waited {timeout:g} s{where}, but {who} did not join; "
             f"{start}{ids} (or pass a longer --timeout), then rerun every process: finished chunks are kept"
         )
 
