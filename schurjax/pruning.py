@@ -816,6 +816,7 @@ def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Se
 
     import pandas as pd
 
+    from schurjax import _safe_io
     from schurjax._json import finite_or_none
     from schurjax.sweeps.config import model_fingerprint, task_params
 
@@ -850,12 +851,14 @@ def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Se
         "baselines": strip(res.baselines),
         "settings": res.settings,
     }
-    (out / "result.json").write_text(json.dumps(finite_or_none(doc), indent=1, sort_keys=True))
+    # atomic, and never through a link left in the folder (it is replaced; its target is untouched)
+    put = lambda name, text: _safe_io.write_bytes(out, name, text.encode(), where="compress")  # noqa: E731
+    put("result.json", json.dumps(finite_or_none(doc), indent=1, sort_keys=True))
     curve, bl = pd.DataFrame(strip(res.curve)), pd.DataFrame(strip(res.baselines))
-    curve.to_csv(out / "curve.csv", index=False)
+    put("curve.csv", curve.to_csv(index=False))
     if len(bl):
-        bl.to_csv(out / "baselines.csv", index=False)
-    (out / "report.md").write_text(report_text(res, spec.id))
+        put("baselines.csv", bl.to_csv(index=False))
+    put("report.md", report_text(res, spec.id))
     written.update(report=str(out / "report.md"), result=str(out / "result.json"))
     return written
 

@@ -1214,3 +1214,22 @@ def test_a_fifo_in_place_of_a_study_table_is_refused_not_waited_on(finished_stud
     lines = [x for x in out.stderr.splitlines() if x.strip()]
     assert out.returncode == 2 and len(lines) == 1, (out.returncode, lines)
     assert "keep.csv is not a regular file" in lines[0]
+
+
+def test_compress_writes_stay_inside_its_folder(tmp_path, capsys):
+    """report.md, curve.csv, result.json and baselines.csv left as links in --out: each is replaced by the
+    compress result, and what they point to is untouched (they were written through)."""
+    m = _model_naming(tmp_path / "m.eqx", {"name": "flipflop", "params": {}})
+    out = tmp_path / "c"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    names = ["report.md", "curve.csv", "result.json", "baselines.csv"]
+    for name in names:
+        (out / name).symlink_to(victim)
+    argv = ["compress", str(m), "--out", str(out), "--steps", "2", "--trials", "8", "--decision-trials", "16"]
+    assert main([*argv, "--bootstrap", "10", "--schedule", "0.5"]) == 0
+    assert victim.read_text() == "mine"
+    for name in names:
+        assert (out / name).is_file() and not (out / name).is_symlink(), name
+    assert "# Compression of m" in (out / "report.md").read_text()
