@@ -339,13 +339,17 @@ def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict
     except ImportError:
         out["torch"] = "not written: torch is not installed"
         return out
+    from schurjax import _safe_io
+
     pt = path.with_suffix(".pt")
     exported = m.to_torch()
     if isinstance(exported, tuple):
         rnn, lin = exported
-        torch.save({"rnn": rnn.state_dict(), "readout": lin.state_dict(), "metadata": json.dumps(meta)}, pt)
+        obj = {"rnn": rnn.state_dict(), "readout": lin.state_dict(), "metadata": json.dumps(meta)}
     else:
-        torch.save({"model": exported.state_dict(), "metadata": json.dumps(meta)}, pt)
+        obj = {"model": exported.state_dict(), "metadata": json.dumps(meta)}
+    # atomic, and a link at the target is replaced, never written through
+    _safe_io.write_with(pt.parent, pt.name, lambda f: torch.save(obj, f), where="export")
     out["pt"] = str(pt)
     return out
 

@@ -1217,14 +1217,14 @@ def test_a_fifo_in_place_of_a_study_table_is_refused_not_waited_on(finished_stud
 
 
 def test_compress_writes_stay_inside_its_folder(tmp_path, capsys):
-    """report.md, curve.csv, result.json and baselines.csv left as links in --out: each is replaced by the
-    compress result, and what they point to is untouched (they were written through)."""
+    """report.md, curve.csv, result.json, baselines.csv and the exported .pt left as links in --out: each is
+    replaced by the compress result, and what they point to is untouched (they were written through)."""
     m = _model_naming(tmp_path / "m.eqx", {"name": "flipflop", "params": {}})
     out = tmp_path / "c"
     out.mkdir()
     victim = tmp_path / "victim.txt"
     victim.write_text("mine")
-    names = ["report.md", "curve.csv", "result.json", "baselines.csv"]
+    names = ["report.md", "curve.csv", "result.json", "baselines.csv", "m-loss.pt"]
     for name in names:
         (out / name).symlink_to(victim)
     argv = ["compress", str(m), "--out", str(out), "--steps", "2", "--trials", "8", "--decision-trials", "16"]
@@ -1233,3 +1233,15 @@ def test_compress_writes_stay_inside_its_folder(tmp_path, capsys):
     for name in names:
         assert (out / name).is_file() and not (out / name).is_symlink(), name
     assert "# Compression of m" in (out / "report.md").read_text()
+
+
+def test_export_model_replaces_a_linked_pt_never_writes_through(tmp_path):
+    pytest.importorskip("torch")
+    from schurjax.pruning import export_model
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (tmp_path / "x.pt").symlink_to(victim)
+    files = export_model(tmp_path / "x.eqx", sj.TanhRNN(3, 8, 3, key=jax.random.key(0)), {"note": 1})
+    assert victim.read_text() == "mine" and files["pt"] == str(tmp_path / "x.pt")
+    assert (tmp_path / "x.pt").is_file() and not (tmp_path / "x.pt").is_symlink()
