@@ -38,6 +38,7 @@ from typing import Any
 
 from schurjax.engine import PRECISIONS
 from schurjax.errors import InputError
+from schurjax.store._json import loads
 from schurjax.sweeps import CONTROL_KINDS, SWEEP_FAMILIES
 from schurjax.sweeps.config import SWEEP_ORDERS
 from schurjax.sweeps.summary import CRITERIA
@@ -609,6 +610,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
+    for seed in seeds:  # before training: a file schurjax did not write is never replaced, nor found too late
+        target = out / f"{task.name}-{seed}.eqx"
+        if not checkpoint.written_by_schurjax(target):
+            raise UsageError(
+                f"--out: {target} or its .json exists and was not written by schurjax (or is a link); move it away "
+                "or choose another --out"
+            )
     t0 = time.perf_counter()
     with _device(args.device):
         result = train.train(task, seeds, **kw)
@@ -687,6 +695,15 @@ def _task_param(text: str) -> tuple[str, Any]:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
+    except RecursionError:
+        raise argparse.ArgumentTypeError(
+            f"{key}: the value nests too deeply, expected a number, word or list"
+        ) from None
+    if isinstance(parsed, list | dict):
+        try:
+            loads(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{key}: {e}, expected a number, word or list") from None
     return key, parsed
 
 
@@ -712,7 +729,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # before anything starts JAX's backend
-    initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout)
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout=args.timeout, out=args.out)
     if args.trials_file is not None and any(a == "--trials" or a.startswith("--trials=") for a in args.argv):
         from schurjax.sweeps.config import TrialsFile
 
@@ -989,11 +1006,15 @@ def cmd_import(args: argparse.Namespace) -> int:
                 prefix=args.prefix,
                 readout_prefix=args.readout_prefix,
                 force=args.force,
+                task_source=args.task,
             )
         except ImportError as e:  # the torch extra is missing: the message names it
             raise UsageError(str(e).splitlines()[0]) from None
     model, meta = checkpoint.load_model(path)
-    task = (meta.get("task") or {}).get("name", "none (pass --task to sweep it)")
+    rec = meta.get("task") or {}
+    task = rec.get("name", "none (pass --task to sweep it)")
+    if rec.get("source"):  # your own task: a sweep of this file needs it named again
+        task = f"{task} from {rec['source']}: sweep it with --task {rec['source']}"
     print(
         f"{args.checkpoint} -> {path} (n_in={model.n_in}, n_hidden={model.n_hidden}, n_out={model.n_out}; "
         f"{model.dynamics.describe()}{', learned h0' if model.h0 is not None else ''}; layout "

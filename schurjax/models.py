@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from schurjax.errors import InputError
-from schurjax.store._json import canonical, nonfinite_path, to_jsonable
+from schurjax.store._json import canonical, loads, nonfinite_path, to_jsonable
 
 __all__ = ["ModelSpec", "resolve_models", "model_fingerprint", "task_params", "task_identity"]
 
@@ -59,14 +59,16 @@ def _get_task(name: str, params: dict[str, Any]) -> Any:
 
 def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | None, fallback: Any = None) -> Any:
     saved = meta.get("task") or meta.get("task_name")
-    if isinstance(saved, dict):  # {"name": ..., "params": ...} as written by `schurjax train`
+    source = None
+    if isinstance(saved, dict):  # {"name": ..., "params": ...[, "source": "module:Name"]} (train, import)
         params = dict(saved.get("params") or {})
-        saved = saved.get("name")
+        saved, source = saved.get("name"), saved.get("source")
     else:
         params = dict(meta.get("task_params") or {})
     if task_override:
-        # named by the user in this call: may import their code (module:Name)
-        return _get_task(task_override, params if task_override == saved else {})
+        # named by the user in this call: may import their code (module:Name); the recorded params of that task
+        same = task_override == saved or (isinstance(source, str) and task_override == source)
+        return _get_task(task_override, params if same else {})
     if not saved and fallback is not None:
         return fallback  # a trial file's trials: the loss needs no task, the score columns stay empty
     if not saved:
@@ -74,7 +76,7 @@ def _task_from_metadata(meta: dict[str, Any], where: str, task_override: str | N
     from schurjax import tasks
 
     try:  # named inside a file: registered tasks and NeuroGym ids only, never an import
-        return tasks.from_record(saved, params, where=f"{where}: its metadata")
+        return tasks.from_record(saved, params, where=f"{where}: its metadata", source=source)
     except ValueError as e:
         raise InputError("sweep", "models", str(e).splitlines()[0]) from None
 
@@ -271,14 +273,13 @@ def _resolve_path(raw: str, task_override: str | None, fallback: Any = None) -> 
 def _check_declared_sizes(path: Path) -> None:
     """Refuse a sidecar whose sizes the ``.eqx`` cannot hold, or that cannot fit in memory, before anything is
     allocated (an edited ``n_hidden = 1e6`` in a 1 KB sidecar)."""
-    import json
     import numbers
 
     from schurjax.runtime.environment import available_memory
 
     side = path.with_suffix(".json")
     try:
-        sizes = json.loads(side.read_bytes()).get("sizes")
+        sizes = loads(side.read_bytes()).get("sizes")
         dims = [sizes[k] for k in ("n_in", "n_hidden", "n_out")]
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
         return  # load_model says what is wrong with the sidecar

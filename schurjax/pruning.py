@@ -340,13 +340,17 @@ def export_model(path: str | Path, model: Any, metadata: dict[str, Any]) -> dict
     except ImportError:
         out["torch"] = "not written: torch is not installed"
         return out
+    from schurjax.store import _safe_io
+
     pt = path.with_suffix(".pt")
     exported = m.to_torch()
     if isinstance(exported, tuple):
         rnn, lin = exported
-        torch.save({"rnn": rnn.state_dict(), "readout": lin.state_dict(), "metadata": json.dumps(meta)}, pt)
+        obj = {"rnn": rnn.state_dict(), "readout": lin.state_dict(), "metadata": json.dumps(meta)}
     else:
-        torch.save({"model": exported.state_dict(), "metadata": json.dumps(meta)}, pt)
+        obj = {"model": exported.state_dict(), "metadata": json.dumps(meta)}
+    # atomic, and a link at the target is replaced, never written through
+    _safe_io.write_with(pt.parent, pt.name, lambda f: torch.save(obj, f), where="export")
     out["pt"] = str(pt)
     return out
 
@@ -818,6 +822,7 @@ def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Se
     import pandas as pd
 
     from schurjax.models import model_fingerprint, task_params
+    from schurjax.store import _safe_io
     from schurjax.store._json import finite_or_none
 
     out = Path(out)
@@ -851,12 +856,14 @@ def write_folder(out: str | Path, res: CompressResult, spec: Any, *, command: Se
         "baselines": strip(res.baselines),
         "settings": res.settings,
     }
-    (out / "result.json").write_text(json.dumps(finite_or_none(doc), indent=1, sort_keys=True))
+    # atomic, and never through a link left in the folder (it is replaced; its target is untouched)
+    put = lambda name, text: _safe_io.write_bytes(out, name, text.encode(), where="compress")  # noqa: E731
+    put("result.json", json.dumps(finite_or_none(doc), indent=1, sort_keys=True))
     curve, bl = pd.DataFrame(strip(res.curve)), pd.DataFrame(strip(res.baselines))
-    curve.to_csv(out / "curve.csv", index=False)
+    put("curve.csv", curve.to_csv(index=False))
     if len(bl):
-        bl.to_csv(out / "baselines.csv", index=False)
-    (out / "report.md").write_text(report_text(res, spec.id))
+        put("baselines.csv", bl.to_csv(index=False))
+    put("report.md", report_text(res, spec.id))
     written.update(report=str(out / "report.md"), result=str(out / "result.json"))
     return written
 

@@ -87,6 +87,60 @@ def test_user_code_only_a_task_class_named_in_this_call(hostile):
         sj.tasks.from_record("pathlib:Path", {})
 
 
+HOLD_PY = """
+import equinox as eqx, jax, jax.numpy as jnp, schurjax as sj
+open("IMPORTED", "a").write("x")
+
+class Hold(sj.tasks.Task):
+    name = "hold"
+    steps: int = eqx.field(default=12, static=True)
+    n_in, n_out = 1, 1
+
+    def sample(self, key, batch_size):
+        a = jax.random.normal(key, (batch_size, 1, 1))
+        x = jnp.zeros((batch_size, self.steps, 1)).at[:, :1].set(a)
+        return sj.TaskBatch(x, jnp.broadcast_to(a, x.shape), jnp.ones_like(x))
+
+    def score(self, y, batch):
+        return 1 - sj.tasks.masked_mse(y, batch) / jnp.mean(batch.targets ** 2)
+"""
+
+
+def test_import_of_your_own_task_records_which_task_flag_sweeps_it(hostile, capsys, monkeypatch):
+    """`import --task mytasks:Hold` records the spec as text; a later sweep of the file (a fresh process: the
+    registry as at start) refuses in one line naming the flag, without importing; with that flag it sweeps, on
+    the recorded task parameters. A sidecar's source that is no plain spec is never echoed."""
+    import json
+    import sys
+
+    torch = pytest.importorskip("torch")
+    (hostile / "mytasks.py").write_text(HOLD_PY)
+    torch.manual_seed(0)
+    net = torch.nn.ModuleDict({"rnn": torch.nn.RNN(1, 6, batch_first=True), "readout": torch.nn.Linear(6, 1)})
+    torch.save(net.state_dict(), hostile / "model.pt")
+    at_start = dict(sj.tasks.REGISTRY)
+    argv = ["import", "model.pt", "--out", "mh.eqx", "--task", "mytasks:Hold", "--task-param", "steps=9"]
+    assert main(argv) == 0
+    assert "sweep it with --task mytasks:Hold" in capsys.readouterr().out
+    _, meta = sj.load_model(hostile / "mh.eqx")
+    assert meta["task"] == {"name": "hold", "params": {"steps": 9}, "source": "mytasks:Hold"}
+    monkeypatch.setattr(sj.tasks, "REGISTRY", dict(at_start))  # as a new process finds it
+    monkeypatch.delitem(sys.modules, "mytasks")
+    (hostile / "IMPORTED").unlink()
+    line = _one_line(["sweep", "mh.eqx", *SMALL, "--out", "run"], capsys, "pass --task mytasks:Hold to import it")
+    assert "task 'hold' is your own task from 'mytasks:Hold'" in line
+    assert not (hostile / "IMPORTED").exists() and not (hostile / "run").exists()
+    assert main(["sweep", "mh.eqx", "--task", "mytasks:Hold", *SMALL, "--out", "run"]) == 0
+    (entry,) = sj.results.load(hostile / "run").manifest["config"]["models"]
+    assert entry["task"] == "hold" and entry["task_params"]["steps"] == 9
+    side = hostile / "mh.json"
+    for forged in ["evil\n\x1b[31m:X", "<b>x</b>:Y", "a" * 400 + ":X", ["mytasks:Hold"]]:
+        monkeypatch.setattr(sj.tasks, "REGISTRY", dict(at_start))
+        side.write_text(json.dumps({**json.loads(side.read_text()), "task": {**meta["task"], "source": forged}}))
+        line = _one_line(["sweep", "mh.eqx", *SMALL, "--out", "run2"], capsys, "unknown task name 'hold'")
+        assert "\x1b" not in line and "<b>" not in line and "aaaa" not in line
+
+
 def test_study_model_does_not_import_from_the_sidecar(hostile):
     """Study.model() reloads the source: a sidecar edited after the study must not run code."""
     import dataclasses
@@ -495,6 +549,40 @@ def test_study_part_copied_into_another_slot_is_recomputed(finished_study, tmp_p
     assert (st / "table.csv").read_bytes() == table
 
 
+def _as_earlier_version(chunk: Path) -> None:
+    """Rewrite a chunk file as a schurjax from before chunk identities wrote it: no identity, a valid checksum."""
+    import hashlib
+    import json
+
+    from schurjax.store._json import canonical
+
+    body = {k: v for k, v in json.loads(chunk.read_bytes()).items() if k not in ("identity", "sha256")}
+    chunk.write_text(canonical({**body, "sha256": hashlib.sha256(canonical(body).encode()).hexdigest()}))
+
+
+def test_chunks_of_an_earlier_version_are_named_as_such(finished, finished_study, tmp_path, capsys):
+    """A chunk without an identity record is said to come from an earlier schurjax: a sweep recomputes it (the
+    same table), loading a study refuses it in one line saying how to proceed, and the study's rerun repairs it."""
+    run = _copy(finished, tmp_path / "run")
+    table = (run / "table.csv").read_bytes()
+    for c in (run / "chunks").glob("*.json"):
+        _as_earlier_version(c)
+    (run / "COMPLETE").unlink()
+    capsys.readouterr()
+    assert main(["sweep", "zoo:flipflop/0", *SMALL, "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "(written by an earlier version of schurjax, which recorded no chunk identity)" in err, err
+    assert "records no identity" not in err and (run / "table.csv").read_bytes() == table
+    st = _copy(finished_study, tmp_path / "s")
+    _as_earlier_version(sorted((st / "chunks").glob("*.json"))[0])
+    line = _one_line(["report", str(st)], capsys, "was written by an earlier version of schurjax")
+    assert f"delete {st / 'chunks'} first, or run the study with a fresh --out" in line, line
+    with pytest.raises(sj.errors.InputError, match="earlier version of schurjax"):
+        sj.studies.load(st)
+    sj.study(out=st, models=_study_models(), progress=False, log=lambda s: None, **STUDY_TINY)
+    assert len(sj.studies.load(st).summary) == 1
+
+
 # ---- study folders: COMPLETE vouches for every file ------------------------------------------------------------
 
 
@@ -723,6 +811,128 @@ def test_coordinator_checks_are_bounded(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _process(out, port, n, pid, timeout=30):
+    """One ``schurjax sweep`` process of ``n`` over loopback (stderr piped)."""
+    import os
+    import subprocess
+    import sys
+
+    argv = ["sweep", "zoo:flipflop/0", *SMALL, "--out", str(out), "--coordinator", f"127.0.0.1:{port}"]
+    argv += ["--num-processes", str(n), "--process-id", str(pid), "--timeout", str(timeout)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.Popen(
+        [sys.executable, "-m", "schurjax.cli", *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def _ended(p, within: float) -> tuple[int, list[str]]:
+    """The exit status and the non-empty stderr lines of a process that must end within ``within`` seconds."""
+    import subprocess
+
+    try:
+        _, err = p.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError(f"still running {within} s later") from None
+    return p.returncode, [x for x in err.decode().splitlines() if x.strip()]
+
+
+def _until(cond, what: str, within: float = 60) -> None:
+    import time
+
+    end = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < end, f"never {what}"
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,rc,word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_stops_a_process_waiting_for_the_others(tmp_path, sig, rc, word):
+    """Process 0 alone (of 2) waits in XLA's C++ join, where Python runs no handler: the signal still ends it at
+    once, with its own status and one line naming the missing process; the folder it created is gone again."""
+    import signal
+
+    port = _free_port()
+    p = _process(tmp_path / "run", port, 2, 0, timeout=60)
+    _until(lambda: _listening(port) or p.poll() is not None, "joined")  # its coordinator is up: it waits in C++
+    p.send_signal(getattr(signal, sig))
+    code, lines = _ended(p, within=15)
+    assert code == rc and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
+    assert f"{word} while process 0 of 2 waited at 127.0.0.1:{port} for process 1 to join" in lines[0]
+    assert "rerun the same command on every process" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_join_deadline_names_the_missing_process(tmp_path):
+    """Processes 0 and 1 of 3 wait for process 2: --timeout ends each in one line (exit 2, never XLA's abort),
+    and each names who is missing, read from the folder's process locks."""
+    port = _free_port()
+    zero = _process(tmp_path / "run", port, 3, 0, timeout=6)
+    _until(lambda: _listening(port), "listened")
+    one = _process(tmp_path / "run", port, 3, 1, timeout=6)
+    code, lines = _ended(zero, within=60)
+    assert code == 2 and len(lines) == 1, (code, lines)
+    assert lines[0].startswith("schurjax sweep: error: --timeout: process 0 of 3 waited 6 s at 127.0.0.1:")
+    assert "but process 2 did not join; start it with the same command and --process-id 2" in lines[0]
+    code, lines = _ended(one, within=60)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
+    assert "process 1 of 3 waited" in lines[0] and "processes 0, 2 did not join" in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_two_processes_with_one_id_are_refused_at_once(tmp_path):
+    """A second --process-id 0 (or 1) for the folder is refused in one line while the first waits, instead of both
+    waiting for a process that never comes; a second process 0 with its own folder finds the port taken."""
+    import signal
+
+    port = _free_port()
+    zero = _process(tmp_path / "run", port, 3, 0)
+    _until(lambda: _listening(port), "listened")
+    one = _process(tmp_path / "run", port, 3, 1)
+    _until(lambda: (tmp_path / "run" / ".lock-1").exists(), "claimed 1")
+    try:
+        cases = [
+            (0, "run", "--process-id: process 0 of 3 is already running (process "),
+            (1, "run", "--process-id: process 1 of 3 is already running (process "),
+            (0, "other", f"--coordinator: port {port} is already in use on this host"),
+        ]
+        started = [_process(tmp_path / out, port, 3, pid) for pid, out, _ in cases]
+        for p, (pid, out, expect) in zip(started, cases, strict=True):
+            code, lines = _ended(p, within=60)  # a hang guard: three processes start at once on a busy machine
+            assert code == 2 and len(lines) == 1 and expect in lines[0], (pid, out, code, lines)
+            assert "each once" in lines[0] or "choose another port" in lines[0]
+        assert not (tmp_path / "other").exists()
+    finally:
+        zero.send_signal(signal.SIGTERM)
+        code, lines = _ended(zero, within=5)
+        one.send_signal(signal.SIGTERM)
+    assert code == 143 and len(lines) == 1 and "process 0 of 3 waited" in lines[0], (code, lines)
+    assert "for process 2 to join" in lines[0]  # process 1 is there
+    code, lines = _ended(one, within=5)
+    assert code == 143 and len(lines) == 1 and "for processes 0, 2 to join" in lines[0], (code, lines)
+
+
 def test_resumed_sweep_never_mixes_trials_of_edited_task_code(hostile, capsys, monkeypatch):
     """A custom task's sample edited between a stopped sweep and its resume: the chunks of the old trials are
     recomputed (their identity holds the trials' SHA-256), so the table holds one base loss per model."""
@@ -887,3 +1097,151 @@ def test_trials_file_sweeps_a_model_that_names_no_task(tmp_path, capsys, monkeyp
     assert "names no task" in capsys.readouterr().err
     table = sj.results.load(tmp_path / "run").table
     assert np.isfinite(table.base_loss).all() and table.base_score.isna().all()
+
+
+# ---- second hostile round ----------------------------------------------------------------------------------------
+
+
+def test_model_ids_that_read_like_numbers_or_missing_keep_their_names(tmp_path, capsys):
+    """Models named nan, NA, 1e3 and 007: the table read back holds those very ids (pandas would read NaN, 1000.0
+    and 7), and the summary prints (it raised a TypeError on the NaN id)."""
+    model = sj.TanhRNN(3, 8, 3, key=jax.random.key(0))
+    names = ["nan", "NA", "1e3", "007"]
+    for n in names:
+        sj.save_model(tmp_path / f"{n}.eqx", model, {"task": {"name": "flipflop", "params": {}}, "seed": 0})
+    capsys.readouterr()
+    assert main(["sweep", *(str(tmp_path / f"{n}.eqx") for n in names), *SMALL, "--out", str(tmp_path / "r")]) == 0
+    assert "007" in capsys.readouterr().out
+    table = sj.results.load(tmp_path / "r").table
+    assert list(dict.fromkeys(table.model)) == names and not table.model.isna().any()
+    assert table.control_kind.isna().sum() == len(names)  # an empty text cell is still missing
+
+
+def test_json_nested_too_deeply_is_one_line(tmp_path, finished, capsys):
+    """A sidecar, a manifest or a chunk of 100,000 nested lists, or such a --task-param: one line or a recomputed
+    chunk, never RecursionError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    m = _model_naming(tmp_path / "m.eqx", {"name": "flipflop", "params": {}})
+    m.with_suffix(".json").write_text(deep)
+    _one_line(["sweep", str(m), *SMALL, "--out", str(tmp_path / "a")], capsys, "nested deeper than 64 levels")
+    run = _copy(finished, tmp_path / "run")
+    table = (run / "table.csv").read_bytes()
+    (run / "chunks" / "000-00000.json").write_text(deep)
+    (run / "COMPLETE").unlink()
+    capsys.readouterr()
+    assert main(["sweep", "zoo:flipflop/0", *SMALL, "--out", str(run)]) == 0
+    assert "recomputing" in capsys.readouterr().err and (run / "table.csv").read_bytes() == table
+    (run / "manifest.json").write_text(deep)
+    _one_line(["report", str(run)], capsys, "manifest.json")
+    arg = "--task-param=bits=" + "[" * 5000 + "1" + "]" * 5000
+    _one_line(["sweep", "zoo:flipflop/0", *SMALL, arg, "--out", str(tmp_path / "b")], capsys, "--task-param")
+
+
+def test_study_markdown_opens_no_tag_from_a_model_id():
+    from schurjax.studies.report import _table
+
+    text = _table(["model", "share"], [["<img src=x onerror=alert(1)>|x", "< 0.5"]])
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)>\\|x" in text and "| < 0.5 |" in text
+
+
+def test_an_ipv6_coordinator_is_dialled_bare(tmp_path, capsys):
+    base = ["sweep", "zoo:flipflop/0", *SMALL, "--out", str(tmp_path / "r"), "--timeout", "1"]
+    line = _one_line(
+        [*base, "--coordinator", "[::1]:1", "--num-processes", "2", "--process-id", "1"], capsys, "could not reach"
+    )
+    assert "Name or service not known" not in line and "[::1]:1" in line
+
+
+def test_manifest_models_of_the_wrong_shape_are_one_line(finished, tmp_path, capsys):
+    import json
+
+    for i, models in enumerate(["x", [1], [{"id": 3}], {"id": "m"}]):
+        run = _copy(finished, tmp_path / f"r{i}")
+        m = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**m, "models": models}))
+        _one_line(["report", str(run), "--no-figures"], capsys, "'models' must be a list of records with a str 'id'")
+
+
+@pytest.mark.parametrize("trials", [10**12, 10**8, -1, 2.5, True])
+def test_run_batch_of_an_edited_manifest_is_bounded(finished, tmp_path, trials):
+    """Run.batch draws the trials the manifest records: an edited count is refused before any allocation."""
+    import json
+
+    run = _copy(finished, tmp_path / "r")
+    m = json.loads((run / "manifest.json").read_text())
+    m["config"]["trials"] = trials
+    (run / "manifest.json").write_text(json.dumps(m))
+    loaded = sj.results.load(run)
+    with pytest.raises(sj.errors.InputError, match="manifest.json: .*(expected an int|cannot fit in memory)"):
+        loaded.batch(loaded.models[0])
+
+
+@pytest.mark.parametrize("kind", ["symlink", "foreign file"])
+def test_train_refuses_a_target_it_did_not_write_before_training(tmp_path, capsys, monkeypatch, kind):
+    """A symlinked or foreign flipflop-0.eqx in --out: one line before any training (it was an internal error
+    with a traceback after training), and the file it points to is untouched."""
+    from schurjax import train
+
+    out = tmp_path / "t"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    if kind == "symlink":
+        (out / "flipflop-0.eqx").symlink_to(victim)
+    else:
+        (out / "flipflop-0.json").write_text('{"my": "training notes"}')
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained before checking the targets"))
+    argv = ["train", "--task", "flipflop", "--seeds", "0-1", "--steps", "2", "--hidden", "8", "--out", str(out)]
+    _one_line([*argv, "--quiet"], capsys, "--out: ")
+    assert victim.read_text() == "mine" and sorted(p.name for p in out.iterdir()) == sorted(
+        ["flipflop-0.eqx"] if kind == "symlink" else ["flipflop-0.json"]
+    )
+
+
+def test_a_fifo_in_place_of_a_study_table_is_refused_not_waited_on(finished_study, tmp_path):
+    """tables/keep.csv replaced by a FIFO: reading it blocked forever; it is refused in one line (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    st = _copy(finished_study, tmp_path / "s")
+    (st / "tables" / "keep.csv").unlink()
+    os.mkfifo(st / "tables" / "keep.csv")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-m", "schurjax.cli", "report", str(st)], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert out.returncode == 2 and len(lines) == 1, (out.returncode, lines)
+    assert "keep.csv is not a regular file" in lines[0]
+
+
+def test_compress_writes_stay_inside_its_folder(tmp_path, capsys):
+    """report.md, curve.csv, result.json, baselines.csv and the exported .pt left as links in --out: each is
+    replaced by the compress result, and what they point to is untouched (they were written through)."""
+    m = _model_naming(tmp_path / "m.eqx", {"name": "flipflop", "params": {}})
+    out = tmp_path / "c"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    names = ["report.md", "curve.csv", "result.json", "baselines.csv", "m-loss.pt"]
+    for name in names:
+        (out / name).symlink_to(victim)
+    argv = ["compress", str(m), "--out", str(out), "--steps", "2", "--trials", "8", "--decision-trials", "16"]
+    assert main([*argv, "--bootstrap", "10", "--schedule", "0.5"]) == 0
+    assert victim.read_text() == "mine"
+    for name in names:
+        assert (out / name).is_file() and not (out / name).is_symlink(), name
+    assert "# Compression of m" in (out / "report.md").read_text()
+
+
+def test_export_model_replaces_a_linked_pt_never_writes_through(tmp_path):
+    pytest.importorskip("torch")
+    from schurjax.pruning import export_model
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (tmp_path / "x.pt").symlink_to(victim)
+    files = export_model(tmp_path / "x.eqx", sj.TanhRNN(3, 8, 3, key=jax.random.key(0)), {"note": 1})
+    assert victim.read_text() == "mine" and files["pt"] == str(tmp_path / "x.pt")
+    assert (tmp_path / "x.pt").is_file() and not (tmp_path / "x.pt").is_symlink()

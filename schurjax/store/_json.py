@@ -16,6 +16,8 @@ import numpy as np
 from schurjax.errors import InputError
 
 __all__ = [
+    "loads",
+    "MAX_DEPTH",
     "to_jsonable",
     "nonfinite_path",
     "finite_or_none",
@@ -24,6 +26,36 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
 ]
+
+
+MAX_DEPTH = 64
+"""How deeply a JSON file schurjax reads may nest (its own files nest a few levels; a file from elsewhere that
+nests deeper would exhaust Python's recursion in the parser or in the code that walks it)."""
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON read from a file; any unreadable text, including nesting deeper than :data:`MAX_DEPTH`, raises
+    ValueError (never RecursionError).
+
+    Example::
+
+        loads(b'{"a": [1, 2]}')         # {'a': [1, 2]}
+    """
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    level, deepest = [(obj, 1)], 1
+    while level:  # iteratively: a walk that recursed would meet the very limit it checks
+        x, d = level.pop()
+        deepest = max(deepest, d)
+        if deepest > MAX_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(x, dict):
+            level.extend((v, d + 1) for v in x.values())
+        elif isinstance(x, list):
+            level.extend((v, d + 1) for v in x)
+    return obj
 
 
 def to_jsonable(x: Any) -> Any:

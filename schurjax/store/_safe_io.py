@@ -21,6 +21,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 
@@ -251,10 +252,21 @@ def read_bytes(root: str | os.PathLike, rel: str | os.PathLike, *, where: str = 
     parts = relative_parts(root, rel, where)
     with _dir_fd(root, parts[:-1], create=False, where=where) as dfd:
         try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dfd)
+            # O_NONBLOCK: a FIFO put in place of a file must not block the open (it is refused below)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(parts[-1], flags, dir_fd=dfd)
         except OSError as err:
             if err.errno == errno.ENOENT:
                 raise FileNotFoundError(str(root.joinpath(*parts))) from None
             raise _refusal(where, root, parts, err) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InputError(
+                where,
+                None,
+                f"{root.joinpath(*parts)} is not a regular file (a FIFO, device or folder); schurjax reads only the "
+                "files it wrote there (remove it and rerun)",
+            )
+        os.set_blocking(fd, True)
         with os.fdopen(fd, "rb") as f:
             return f.read()

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from schurjax.rnn import FORMS, NONLINEARITIES, RateRNN, TanhRNN, check_alpha
+from schurjax.store import _json
 from schurjax.store._json import finite_or_none
 
 __all__ = [
@@ -92,7 +93,7 @@ def written_by_schurjax(path: str | Path) -> bool:
     if not side.exists() and not p.exists():
         return True
     try:
-        meta = json.loads(side.read_text()) if side.is_file() and not side.is_symlink() else None
+        meta = _json.loads(side.read_text()) if side.is_file() and not side.is_symlink() else None
     except (OSError, ValueError):
         return False
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
@@ -252,8 +253,8 @@ def load_model(path: str | Path) -> tuple[RateRNN, dict[str, Any]]:
     if not side.is_file():
         raise ValueError(f"load_model: metadata sidecar {str(side)!r} is missing (expected next to {p.name})")
     try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        meta = _json.loads(side.read_text())
+    except ValueError as err:  # not JSON, not UTF-8, nested too deep
         raise ValueError(f"load_model: {str(side)!r} is not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
@@ -385,6 +386,7 @@ def import_model(
     readout_prefix: str | None = None,
     force: bool = False,
     where: str = "import",
+    task_source: str | None = None,
 ) -> Path:
     """Import a weight file of any layout (:func:`schurjax.store.torch_io.load_file`) and save it as ``out`` (``.eqx``).
 
@@ -399,13 +401,15 @@ def import_model(
         layout: "auto", "torch-rnn", "neurogym", "psychrnn", "npz" or "lowrank".
         alpha, form, nonlinearity: the step where the file does not record it.
         task: the task the model was trained on (name, ``neurogym:<id>``, ``module:Name`` or a task object); it
-            must fit the model's n_in/n_out.
+            must fit the model's n_in/n_out. Your own task's ``module:Name`` is recorded as ``task.source``
+            (:func:`schurjax.tasks.source_of`), text a sweep never imports: it says which ``--task`` to pass.
         prefix, readout_prefix: key prefixes in a torch state dict.
         force: replace existing target files.
         where: the name errors start with.
+        task_source: the ``module:Name`` a task object was built from (the CLI's ``--task``), to record.
 
     Returns:
-        The ``.eqx`` path. Metadata: ``{"task": {"name", "params"}, "source": {"file", "sha256", "layout",
+        The ``.eqx`` path. Metadata: ``{"task": {"name", "params"[, "source"]}, "source": {"file", "sha256", "layout",
         "alpha", "form", "nonlinearity", "prefix", "readout_prefix"[, "torch_checkpoint"]}}`` (the flags as given,
         None where not given); the step itself is in the format tag and ``dynamics``.
 
@@ -456,6 +460,9 @@ def import_model(
                 f"{t.name!r} has n_in={t.n_in}, n_out={t.n_out}; expected the task it was trained on"
             )
         meta["task"] = {"name": t.name, "params": t.params()}
+        src_spec = tasks.source_of(t, task if isinstance(task, str) else task_source)
+        if src_spec is not None:  # your own task: recorded as text, for the sweep to say which --task to pass
+            meta["task"]["source"] = src_spec
     try:
         return save_model(out, model, meta, force=True)
     except OSError as err:  # disk full, permissions: nothing half-written remains (see _write_pair)

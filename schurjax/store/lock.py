@@ -7,7 +7,9 @@ deleted or replaced while it ran, it stops instead of mixing its chunks into ano
 
 The processes of one multi-process sweep (:mod:`schurjax.runtime.distributed`) share the folder: each holds ``.lock``
 shared and its own ``.lock-<index>`` exclusively, so a single-process sweep, or a second process with the same
-index, is refused while they run.
+index, is refused while they run. A process of several takes these locks *before* it joins the others
+(:func:`schurjax.runtime.distributed.initialize`), so two processes given the same ``--process-id`` are told so at once
+instead of both waiting for a process that never comes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from schurjax.errors import InputError
 
-__all__ = ["RunLock", "LOCK_FILE"]
+__all__ = ["RunLock", "LOCK_FILE", "held_indices"]
 
 LOCK_FILE = ".lock"
 
@@ -45,34 +47,53 @@ class RunLock:
         self.main = folder / LOCK_FILE
         self.path = self.main if count == 1 else folder / f"{LOCK_FILE}-{index}"
         self.where = where
+        self.index, self.count = int(index), int(count)
         self._fd: int | None = None
         self._main_fd: int | None = None
 
-    def _take(self, path: Path, mode: int) -> int:
+    def _take(self, path: Path, mode: int, patience: float = 0.0) -> int:
+        import time
+
         from schurjax.store._safe_io import open_lock
 
         fd = open_lock(path.parent, path.name, where=self.where)  # never through a symlink
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise InputError(self.where, "out", f"{path} is not a regular file; remove it and rerun")
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
+        end = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() < end:  # a momentary holder (a process probing who is there) lets go
+                    time.sleep(0.05)
+                    continue
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "a multi-process sweep (see .lock-*)"
             os.close(fd)
+            if path != self.main:
+                raise InputError(
+                    self.where,
+                    "process_id",
+                    f"process {self.index} of {self.count} is already running ({holder}, holding {path}); give "
+                    f"every process its own --process-id in 0..{self.count - 1} (each once)",
+                )
             raise InputError(
                 self.where,
                 "out",
                 f"{path.parent} is being written by {holder}; wait for it to finish, stop it, or choose another folder",
-            ) from None
-        return fd
+            )
 
-    def acquire(self) -> RunLock:
-        """Take the lock, or raise :class:`InputError` naming the process that holds it."""
+    def acquire(self, patience: float = 0.0) -> RunLock:
+        """Take the lock, or raise :class:`InputError` naming the process that holds it.
+
+        Args:
+            patience: seconds to keep trying while another process holds it (0: refuse at once).
+        """
         if self.path != self.main:
-            self._main_fd = self._take(self.main, fcntl.LOCK_SH)
+            self._main_fd = self._take(self.main, fcntl.LOCK_SH, patience)
         try:
-            fd = self._take(self.path, fcntl.LOCK_EX)
+            fd = self._take(self.path, fcntl.LOCK_EX, patience)
         except InputError:
             self.release()
             raise
@@ -113,3 +134,38 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def held_indices(folder: str | os.PathLike) -> set[int]:
+    """The process indices whose ``<folder>/.lock-<index>`` a live process holds now.
+
+    Each file is probed with a momentary shared lock (a process taking its own lock waits that moment out, see
+    ``RunLock.acquire(patience=...)``); a missing folder or file counts as not held.
+
+    Example::
+
+        held_indices("runs/x")        # {0, 2}: processes 0 and 2 are there, 1 is not
+    """
+    found: set[int] = set()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        head, _, tail = name.partition("-")
+        if head != LOCK_FILE or not tail.isdigit():
+            continue
+        try:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            found.add(int(tail))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return found

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -25,17 +24,21 @@ from typing import Any
 
 from schurjax.errors import InputError
 from schurjax.store import _safe_io
-from schurjax.store._json import canonical, dumps, to_jsonable
+from schurjax.store._json import canonical, dumps, loads, to_jsonable
 from schurjax.store.lock import LOCK_FILE, RunLock
 from schurjax.store.table import read_table, to_csv_bytes
 
-__all__ = ["Run", "RunFolder", "load", "read_manifest", "config_fingerprint", "SCHEMA_VERSION"]
+__all__ = ["Run", "RunFolder", "load", "read_manifest", "config_fingerprint", "SCHEMA_VERSION", "EARLIER_VERSION"]
 
 SCHEMA_VERSION = 3
 """Version of the run-folder results (chunk payloads, table columns, batch/control keys). Bump it whenever a code
 change alters what a chunk holds or how its numbers are drawn: it is part of the sweep config compared on resume,
 so a resumed sweep never mixes chunks of two versions (2: batches keyed by task name and params; 3: chunks carry
 the config fingerprint and a checksum, COMPLETE the table's checksum)."""
+
+EARLIER_VERSION = "written by an earlier version of schurjax, which recorded no chunk identity"
+"""What :meth:`RunFolder.chunk_problem` says of a chunk file from before chunks carried their identity: a sweep or
+study recomputes it (with a line saying so); loading a study refuses it and says how to proceed."""
 
 MANIFEST = "manifest.json"
 TABLE_CSV = "table.csv"
@@ -99,14 +102,32 @@ class Run:
             task = tasks.from_record(rec.get("task"), rec.get("task_params"), where=f"{self.path / MANIFEST}")
         except ValueError as e:
             raise InputError("Run.batch", None, str(e).splitlines()[0]) from None
-        key = batch_key(int(cfg["seed"]), rec["task"], rec.get("task_params") or {})
-        return checked_sample(task, key, int(cfg["trials"]), "Run.batch")
+        seed, trials = cfg.get("seed"), cfg.get("trials")
+        for name, v, top in (("seed", seed, 2**63 - 1), ("trials", trials, 2**31 - 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
+                raise InputError(
+                    "Run.batch", None, f"{self.path / MANIFEST}: config {name} is {v!r}, expected an int in 0..{top:,}"
+                )
+        from schurjax.runtime.environment import available_memory
+        from schurjax.sweeps.budget import bytes_per_trial
+
+        n = self.schurs[model_id].n if model_id in self.schurs else 1
+        per = bytes_per_trial(int(n), int(task.steps), int(task.n_in), int(task.n_out))
+        if trials * per > available_memory() // 2:  # an edited manifest: refused before anything is allocated
+            raise InputError(
+                "Run.batch",
+                None,
+                f"{self.path / MANIFEST}: {trials:,} trials of {task.steps} steps ({per:,} bytes each) cannot fit in "
+                "memory; the sweep itself could not have run them (was the manifest edited?)",
+            )
+        key = batch_key(seed, rec["task"], rec.get("task_params") or {})
+        return checked_sample(task, key, trials, "Run.batch")
 
 
 def _read_json(path: Path, where: str, what: str, repair: str) -> Any:
     """Parse a JSON file that schurjax wrote, or raise a one-line :class:`InputError` naming it and the repair."""
     try:
-        return json.loads(path.read_bytes())
+        return loads(path.read_bytes())
     except (OSError, ValueError) as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise InputError(where, None, f"{path} is not a readable {what} ({why}); {repair}") from None
@@ -123,7 +144,21 @@ def read_manifest(path: Path, where: str = "load") -> dict[str, Any]:
             f"{path} is not a schurjax manifest (expected a JSON object with a "
             f"'config' entry, got {type(manifest).__name__}); {repair}",
         )
+    models = manifest.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models):
+        raise InputError(
+            where,
+            None,
+            f"{path}: 'models' must be a list of records with a str 'id', got {_json_kind(models)}; {repair}",
+        )
     return manifest
+
+
+def _json_kind(x: Any) -> str:
+    if isinstance(x, list):
+        bad = next((m for m in x if not (isinstance(m, dict) and isinstance(m.get("id"), str))), None)
+        return f"a list holding {type(bad).__name__ if not isinstance(bad, dict) else 'a record without a str id'}"
+    return type(x).__name__
 
 
 def load(path: str | os.PathLike) -> Run:
@@ -227,6 +262,8 @@ class RunFolder:
         where: the function named in errors.
         index, count: this process and the number of processes sharing the folder (scale-out; 0 and 1 alone).
         kind: what the folder holds, in errors (``"sweep"``, ``"study"``).
+        lock: the folder's :class:`~schurjax.store.lock.RunLock`, already taken (``Processes.lock``); released
+            on leaving.
 
     Example::
 
@@ -237,7 +274,14 @@ class RunFolder:
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, where: str = "sweep", index: int = 0, count: int = 1, kind: str = "sweep"
+        self,
+        path: str | os.PathLike,
+        *,
+        where: str = "sweep",
+        index: int = 0,
+        count: int = 1,
+        kind: str = "sweep",
+        lock: RunLock | None = None,
     ):
         if not isinstance(path, str | os.PathLike) or not os.fspath(path).strip():
             raise InputError(where, "out", f"must name a folder, got {path!r}")  # "" would be the current folder
@@ -246,7 +290,7 @@ class RunFolder:
         self.kind = kind
         self.index, self.count = int(index), int(count)  # this process among those sharing the folder
         self.config_sha256: str | None = None
-        self._lock: RunLock | None = None
+        self._lock: RunLock | None = lock  # one already taken (a process of several takes it before joining)
 
     def __enter__(self) -> RunFolder:
         return self
@@ -376,15 +420,15 @@ class RunFolder:
         identity: dict[str, Any] | None = None,
     ) -> str | None:
         """Why this chunk file cannot be used (``"missing"``, ``"damaged: ..."``, ``"made by another config"``,
-        ``"made for another chunk"``), or None when it is whole, made by this config for this very chunk
-        (:meth:`chunk_identity`), covers ``start:stop`` and holds every metric in ``names``."""
+        ``"made for another chunk"``, :data:`EARLIER_VERSION`), or None when it is whole, made by this config for
+        this very chunk (:meth:`chunk_identity`), covers ``start:stop`` and holds every metric in ``names``."""
         p = self.chunk_path(model_index, chunk_index)
         if p.is_symlink() or (p.exists() and not p.is_file()):
             return "damaged: not a regular file"
         if not p.exists():
             return "missing"
         try:
-            chunk = json.loads(p.read_bytes())
+            chunk = loads(p.read_bytes())
             body = {k: v for k, v in chunk.items() if k != "sha256"}
             if chunk.get("sha256") != _sha256(canonical(body).encode()):
                 return "damaged: checksum mismatch"
@@ -392,6 +436,8 @@ class RunFolder:
                 return "made by another config"
             if (chunk.get("start"), chunk.get("stop")) != (start, stop):
                 return f"damaged: covers {chunk.get('start')}:{chunk.get('stop')}, expected {start}:{stop}"
+            if not isinstance(chunk.get("identity"), dict):
+                return EARLIER_VERSION
             want = self.chunk_identity(model_index, chunk_index, start, stop, identity)
             if chunk.get("identity") != want:
                 got = chunk.get("identity")
@@ -432,7 +478,7 @@ class RunFolder:
 
     def read_chunk(self, model_index: int, chunk_index: int, names: Sequence[str]) -> dict[str, Any]:
         """Read one chunk (check it first with :meth:`chunk_problem`); floats round-trip exactly."""
-        chunk = json.loads(self.chunk_path(model_index, chunk_index).read_bytes())
+        chunk = loads(self.chunk_path(model_index, chunk_index).read_bytes())
         for k, v in chunk.items():
             if k in names:
                 chunk[k] = _decode(v)
@@ -476,9 +522,7 @@ class RunFolder:
         return (self.path / COMPLETE).is_file()
 
 
-def _identity_diff(got: Any, want: dict[str, Any]) -> str:
-    if not isinstance(got, dict):
-        return "it records no identity"
+def _identity_diff(got: dict[str, Any], want: dict[str, Any]) -> str:
     diff = [f"{k} {got.get(k)!r} != {want[k]!r}" for k in want if got.get(k) != want[k]]
     text = ", ".join(diff[:2]) or "other entries"
     return text if len(text) < 160 else text[:157] + "..."

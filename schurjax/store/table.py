@@ -150,11 +150,16 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> P
     return atomic_write_bytes(path, to_csv_bytes(rows))
 
 
-def read_table(path: str | os.PathLike) -> Any:
+_NA_CELLS = ["", "nan", "NaN", "-nan", "NA", "<NA>", "N/A", "n/a", "NULL", "null", "None"]
+"""Cells read as missing in the columns that are not text (pandas' usual list; text columns: the empty cell)."""
+
+
+def read_table(path: str | os.PathLike | Any) -> Any:
     """Read a tidy table CSV as a pandas DataFrame.
 
     Integer and boolean columns with missing cells keep their type (pandas ``Int64`` / ``boolean``, missing as
-    ``<NA>``); float columns are NumPy float64 (missing as NaN); text columns are strings.
+    ``<NA>``); float columns are NumPy float64 (missing as NaN); text columns are strings, read as written: a
+    model named ``nan``, ``NA`` or ``1e3`` keeps its name (only an empty cell is missing).
 
     Example::
 
@@ -163,7 +168,18 @@ def read_table(path: str | os.PathLike) -> Any:
     """
     import pandas as pd
 
-    df = pd.read_csv(path, dtype_backend="numpy_nullable")
+    data = path.read() if hasattr(path, "read") else Path(path).read_bytes()
+    data = data.encode() if isinstance(data, str) else data
+    header = next(csv.reader(io.StringIO(data.decode("utf-8", errors="replace").partition("\n")[0])), [])
+    text = [c for c in header if c in TEXT_COLUMNS]
+    na = {c: [""] if c in text else _NA_CELLS for c in header}
+    df = pd.read_csv(
+        io.BytesIO(data),
+        dtype={c: "string" for c in text},
+        keep_default_na=False,
+        na_values=na,
+        dtype_backend="numpy_nullable",
+    )
     for name in df.columns:
         if name in INT_COLUMNS:
             df[name] = df[name].astype("Int64")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -514,7 +515,7 @@ def agreement(pr: Any, *, alpha: float = 0.05) -> list[str]:
                     f"agree beyond the null, but no more than networks of any task do (random groups: "
                     f"ρ {ref:.2f}, {pw} {_p(pt)})"
                 )
-            out.append(f"{name}, {cells} cells: ρ {rho:.2f} ({pw} {_p(p)}): {verdict}.")
+            out.append(f"{_md(name)}, {cells} cells: ρ {rho:.2f} ({pw} {_p(p)}): {verdict}.")
     return out
 
 
@@ -604,18 +605,26 @@ def _finetune_section(t: dict[str, Any]) -> list[str]:
         sub = ft[(ft.model == mid) & (ft.match == "largest accepted")].set_index("method")
         a, b = int(sub.loc["fine-tuned", "removed"]), int(sub.loc["one-shot", "removed"])
         verdict = "more than" if a > b else ("as many as" if a == b else "fewer than")
-        L += [f"- {mid}: fine-tuned removes {a} couplings, {verdict} one-shot ({b}), at the same held-out criterion."]
+        L += [
+            f"- {_md(mid)}: fine-tuned removes {a} couplings, {verdict} one-shot ({b}), at the same held-out criterion."
+        ]
     if curve is not None and len(curve):
         L += ["", "Curve (share removed → held-out Δloss/loss, per method):", ""]
         for (mid, method), g in curve.groupby(["model", "method"], sort=False):
             pts = ", ".join(f"{_pct(r.share)} → {_rel(r.rel)}" for r in g.itertuples())
-            L += [f"- {mid} {method}: {pts}"]
+            L += [f"- {_md(mid)} {method}: {pts}"]
     return L + [""]
 
 
+def _md(x: Any) -> str:
+    """A value from the study's inputs (a model id, a task name) as Markdown text: nothing in it opens an HTML tag
+    (``<img ...>`` is written ``&lt;img ...>``; ``< 0.5`` stays) or splits a table cell (``|`` is ``\\|``)."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(x)).replace("|", "\\|")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    out = ["| " + " | ".join(map(_md, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
@@ -635,7 +644,7 @@ def _section_setup(d: ReportData) -> list[str]:
     tau, eps = config.tau, config.eps
     L: list[str] = []
     sizes = sorted({int(m["n_hidden"]) for m in models})
-    tasks = list(dict.fromkeys(m["task"] for m in models))
+    tasks = list(dict.fromkeys(_md(m["task"]) for m in models))
     L += [
         "# Schur-coupling study",
         "",

@@ -133,7 +133,16 @@ def load(path: str | os.PathLike) -> Study:
 
         st = sj.study_load("runs/study"); st.tables["keep"]
     """
-    from schurjax.store.results import COMPLETE, RunFolder, _read_json, _sha256, config_fingerprint, read_manifest
+    from schurjax.store.results import (
+        CHUNK_DIR,
+        COMPLETE,
+        EARLIER_VERSION,
+        RunFolder,
+        _read_json,
+        _sha256,
+        config_fingerprint,
+        read_manifest,
+    )
 
     path = Path(path)
     if not (path / COMPLETE).is_file():
@@ -174,7 +183,9 @@ def load(path: str | os.PathLike) -> Study:
             raise InputError("study.load", None, f"{path / extra[0]} is not one of the study's files; {repair}")
         data = {rel: verified(rel, want) for rel, want in files.items()}
     else:
-        data = {rel: (path / rel).read_bytes() for rel in listed}
+        from schurjax.store import _safe_io
+
+        data = {rel: _safe_io.read_bytes(path, rel, where="study.load") for rel in listed}
     models = manifest["models"]
     parts: dict[str, dict[str, Any]] = {}
     for i, m in enumerate(models):
@@ -184,6 +195,13 @@ def load(path: str | os.PathLike) -> Study:
             why = folder.record_problem(i, c, ident)
             if why == "missing":
                 continue
+            if why == EARLIER_VERSION:
+                raise InputError(
+                    "study.load",
+                    None,
+                    f"{folder.chunk_path(i, c)} was {why}; rerun the same study command to recompute its chunks (or "
+                    f"delete {path / CHUNK_DIR} first, or run the study with a fresh --out)",
+                )
             if why is not None:
                 raise InputError("study.load", None, f"{folder.chunk_path(i, c)} is {why}; {repair}")
             parts[m["id"]][name] = decode(folder.read_record(i, c))

@@ -36,7 +36,7 @@ import numpy as np
 
 from schurjax.errors import InputError
 from schurjax.store import _safe_io
-from schurjax.store._json import canonical, dumps, finite_or_none
+from schurjax.store._json import canonical, dumps, finite_or_none, loads
 from schurjax.studies.exports import COMPRESS_CRITERIA, check_exports
 from schurjax.studies.parts import REGISTRY, PartInput, applicable
 from schurjax.studies.protocol import QUICK, StudyConfig, study_key
@@ -391,7 +391,7 @@ def _checksums(out: Path, specs: Sequence[Any], tables: dict[str, Any]) -> dict[
 
 def _read_timings(path: Path) -> dict[str, float]:
     try:
-        data = json.loads(path.read_text())
+        data = loads(_safe_io.read_bytes(path.parent, path.name, where="study"))  # no FIFO, no link
         return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
     except (OSError, ValueError, TypeError):
         return {}

@@ -150,42 +150,45 @@ def sweep(
         trials_file_sha256=None if trials_file is None else digest,
         fixed_points=fixed_points,
     )
-    processes = initialize(coordinator, num_processes, process_id, timeout=timeout)
+    processes = initialize(coordinator, num_processes, process_id, timeout=timeout, out=out)
     try:
-        EngineOptions(devices=devices).mesh()
-    except InputError as e:
-        raise InputError("sweep", "devices", e.detail) from None
-    fallback = None if trials_file is None else TrialsFile.task(trials_file)
-    specs = resolve_models(models, task=task, task_params=task_params, fallback_task=fallback)
-    for spec in specs:
-        if fallback is not None and spec.task is fallback:
-            (log or (lambda s: print(s, file=sys.stderr, flush=True)))(
-                f"sweep: {spec.source} names no task: evaluated on the trials of {trials_file} (loss from its targets "
-                "and mask; no task, so the score columns stay empty)"
-            )
-    if order is None:  # "modulus" for networks without leak (as every earlier sweep), "auto" once one is leaky
-        leaky = any(float(getattr(s.model, "alpha", 1.0)) != 1.0 for s in specs)
-        config = dataclasses.replace(config, order="auto" if leaky else "modulus")
-    if trials_file is not None:
-        TrialsFile.check_budget(trials_file, specs)
-        fixed = TrialsFile.read(trials_file)
-        if fixed.sha256 != digest:
-            raise InputError("sweep", "trials_file", f"{trials_file} changed while the sweep read it; rerun")
+        try:
+            EngineOptions(devices=devices).mesh()
+        except InputError as e:
+            raise InputError("sweep", "devices", e.detail) from None
+        fallback = None if trials_file is None else TrialsFile.task(trials_file)
+        specs = resolve_models(models, task=task, task_params=task_params, fallback_task=fallback)
         for spec in specs:
-            fixed.check_fits(spec)
-        extra_manifest = {
-            **(extra_manifest or {}),
-            "trials_file": {"path": fixed.path, "sha256": fixed.sha256, "trials": trials},
-        }
-    return run_sweep(
-        specs,
-        config,
-        out,
-        progress=progress,
-        log=log,
-        on_chunk=on_chunk,
-        extra_manifest=extra_manifest,
-        processes=processes,
-        trials=fixed and fixed.batch,
-        devices=devices,
-    )
+            if fallback is not None and spec.task is fallback:
+                (log or (lambda s: print(s, file=sys.stderr, flush=True)))(
+                    f"sweep: {spec.source} names no task: evaluated on the trials of {trials_file} (loss from its "
+                    "targets and mask; no task, so the score columns stay empty)"
+                )
+        if order is None:  # "modulus" for networks without leak (as every earlier sweep), "auto" once one is leaky
+            leaky = any(float(getattr(s.model, "alpha", 1.0)) != 1.0 for s in specs)
+            config = dataclasses.replace(config, order="auto" if leaky else "modulus")
+        if trials_file is not None:
+            TrialsFile.check_budget(trials_file, specs)
+            fixed = TrialsFile.read(trials_file)
+            if fixed.sha256 != digest:
+                raise InputError("sweep", "trials_file", f"{trials_file} changed while the sweep read it; rerun")
+            for spec in specs:
+                fixed.check_fits(spec)
+            extra_manifest = {
+                **(extra_manifest or {}),
+                "trials_file": {"path": fixed.path, "sha256": fixed.sha256, "trials": trials},
+            }
+        return run_sweep(
+            specs,
+            config,
+            out,
+            progress=progress,
+            log=log,
+            on_chunk=on_chunk,
+            extra_manifest=extra_manifest,
+            processes=processes,
+            trials=fixed and fixed.batch,
+            devices=devices,
+        )
+    finally:
+        processes.release()  # the folder's lock (the RunFolder released it already when it ran)

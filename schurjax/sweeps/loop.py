@@ -134,7 +134,7 @@ def run_sweep(
     names = (*engine.METRICS, *(FIXED_POINT_COLUMNS if config.fixed_points else ()))
     procs = processes or Processes()
     tag = f"sweep[{procs.index}/{procs.count}]" if procs.many else "sweep"
-    with RunFolder(out, index=procs.index, count=procs.count) as folder:
+    with RunFolder(out, index=procs.index, count=procs.count, lock=procs.lock) as folder:
         resumed, failed = _start(folder, manifest, plans, procs)
         mine = config_fingerprint(manifest["config"])
         seen = procs.gather(mine, int(failed is not None))

@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,7 @@ __all__ = [
     "register",
     "load_spec",
     "from_record",
+    "source_of",
     "neurogym",
     "as_batch",
     "check_task",
@@ -192,7 +194,37 @@ def _is_task(obj: Any) -> bool:
     return not isinstance(obj, type) and all(hasattr(obj, m) for m in ("name", "n_in", "sample", "score"))
 
 
-def from_record(name: Any, params: Any = None, *, where: str = "tasks.from_record") -> Any:
+_SOURCE = re.compile(r"[A-Za-z0-9_./-]{1,200}:[A-Za-z_][A-Za-z0-9_.]{0,100}")
+"""What a recorded task source may look like to be quoted back (``mytasks:Hold``, ``tasks/hold.py:Hold``)."""
+
+
+def source_of(task: Any, spec: str | None = None) -> str | None:
+    """Where your own task's code is, as ``--task`` names it (``"mytasks:Hold"``), for a file to record.
+
+    A file records it as text only: :func:`from_record` never imports it, it tells the user which ``--task`` to
+    pass. None for the built-in and NeuroGym tasks (they resolve by name) and where the code cannot be named
+    (a class defined in ``__main__``).
+
+    Args:
+        task: the task object.
+        spec: the ``"module:Name"`` or ``"file.py:Name"`` the user named it by (preferred when given).
+
+    Example::
+
+        source_of(get("copy"))                       # None
+        source_of(hold, "mytasks:Hold")              # "mytasks:Hold"
+    """
+    if isinstance(spec, str) and ":" in spec and not spec.startswith("neurogym:") and _SOURCE.fullmatch(spec):
+        return spec
+    cls = type(task)
+    mod, qual = getattr(cls, "__module__", ""), getattr(cls, "__qualname__", "")
+    if isinstance(task, NeuroGymTask) or mod.startswith("schurjax") or mod == "__main__" or "<" in qual:
+        return None
+    text = f"{mod}:{qual}"
+    return text if _SOURCE.fullmatch(text) else None
+
+
+def from_record(name: Any, params: Any = None, *, where: str = "tasks.from_record", source: Any = None) -> Any:
     """Build a task named inside a file (a model's sidecar, a run manifest, a study config): never imports code.
 
     Only registered names (:func:`names`) and ``"neurogym:<env_id>"`` resolve. A ``"module:Name"`` or
@@ -203,6 +235,8 @@ def from_record(name: Any, params: Any = None, *, where: str = "tasks.from_recor
         name: the recorded task name.
         params: its recorded keyword parameters (a dict, or None).
         where: the file or record the name came from (for the error message).
+        source: the recorded ``module:Name`` of your own task (:func:`source_of`): never imported, only quoted
+            in the refusal as the ``--task`` to pass.
 
     Returns:
         The task.
@@ -228,6 +262,13 @@ def from_record(name: Any, params: Any = None, *, where: str = "tasks.from_recor
                 f"task {name!r} names code to import; a task named in a file resolves only to a "
                 f"registered task ({', '.join(names())}) or 'neurogym:<env_id>'; to use your own task, name it "
                 "yourself (--task module:Name, or pass the task object)",
+            )
+        if isinstance(source, str) and _SOURCE.fullmatch(source) and not source.startswith("neurogym:"):
+            raise InputError(
+                where,
+                None,
+                f"task {name!r} is your own task from {source!r}, whose code a file never imports; pass "
+                f"--task {source} to import it (or register it first in Python: sj.tasks.register)",
             )
         raise InputError(
             where,

@@ -40,13 +40,13 @@ from __future__ import annotations
 import copy as _copy
 import dataclasses
 import functools
-import json
 import numbers
 import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from schurjax.rnn import RateRNN
+from schurjax.store._json import loads
 from schurjax.tasks.base import Task
 
 __all__ = [
@@ -125,7 +125,7 @@ def _scan() -> tuple[ZooEntry, ...]:
         if m is None or not side.with_suffix(".eqx").is_file():
             continue
         n = DEFAULT_N_HIDDEN if m["n"] is None else int(m["n"])
-        meta = json.loads(side.read_text())
+        meta = loads(side.read_text())
         alpha = _dynamics(meta)["alpha"]
         if (m["alpha"] is None) != (alpha == DEFAULT_ALPHA):
             continue  # a name that does not say the step its sidecar records: not a zoo file
