@@ -39,7 +39,7 @@ Record = dict[str, Any]
 class PartInput(NamedTuple):
     """What a part computes from: one model of the study, its Schur form, the study's batches and its own key."""
 
-    spec: Any  # schurjax.sweeps.ModelSpec: id, model, task, seed, source
+    spec: Any  # schurjax.models.ModelSpec: id, model, task, seed, source
     sf: Any  # the model's SchurForm (ordered as the study orders it)
     ctx: Context  # the study's config and its batch cache
     key: Any  # study_key(seed, part name, model id)
