@@ -459,7 +459,8 @@ def as_batch(obj: Any, where: str, *, task: Any = None) -> TaskBatch:
             if got[:2] == (n_in, n_out) and B == got[2] and T != got[2]:
                 hint = (
                     f" (batch axes look time-major (T={B}, B={T}): build it with "
-                    "sj.TaskBatch.from_arrays(..., time_major=True))"
+                    "sj.TaskBatch.from_arrays(..., time_major=True), or store a trials file as (B, T, ...), "
+                    "e.g. np.swapaxes(x, 0, 1))"
                 )
             name = getattr(task, "name", type(task).__name__)
             raise InputError(
