@@ -303,7 +303,7 @@ def _check(models, schurs, variants, batch, task=None):
         _finite(f"sf{tag}.Q", sf.Q)
         _finite(f"sf{tag}.T", sf.T)
         sf.check_of(m.W_rec, "evaluate", name=f"sf{tag}", model=f"model{tag}")
-    return n0, K0, Bsz, Tlen, n_out
+    return n0, K0
 
 
 def _bind(schurs: list, variants: list[Variants]) -> list[Variants]:
@@ -357,15 +357,30 @@ class _Call(NamedTuple):
 
 
 class _How(NamedTuple):
-    """How it runs, resolved for this call from :class:`EngineOptions`."""
+    """How it runs: the options, with what they leave open resolved for this call (the path, the mesh)."""
 
     path: str  # "shared" or "dense"
-    precision: str  # the JAX matmul precision
-    dtype: Any  # jnp.float32 or jnp.float64
-    deviation: bool
-    chunk: int | str  # variants per compiled chunk, or "auto"
     mesh: jax.sharding.Mesh | None
     options: EngineOptions
+
+    @property
+    def precision(self) -> str:
+        """The JAX matmul precision."""
+        return self.options.matmul_precision
+
+    @property
+    def dtype(self) -> Any:
+        """jnp.float32 or jnp.float64."""
+        return self.options.jax_dtype
+
+    @property
+    def deviation(self) -> bool:
+        return self.options.deviation
+
+    @property
+    def chunk(self) -> int | str:
+        """Variants per compiled chunk, or ``"auto"``."""
+        return self.options.compiled_chunk
 
 
 def evaluate(
@@ -498,14 +513,14 @@ def evaluate_many(
     models = _as_list(models, "models")
     sfs = _as_list(sfs, "sfs")
     vsets = _as_list(variants, "variants")
-    n, K, _, _, _ = _check(models, sfs, vsets, batch, task)
+    n, K = _check(models, sfs, vsets, batch, task)
     vsets = _bind(sfs, vsets)
     if task is None and loss is None:
         _warn_if_class_targets(batch)
     _warn_if_order_differs(models, sfs)
     call = _Call(models, sfs, vsets, batch, task, loss_type_of(task, loss), per_trial, trial_stats, n, K)
     path = opts.path if opts.path != "auto" else choose_path(max(v.max_nnz for v in vsets), n)
-    how = _How(path, opts.matmul_precision, opts.jax_dtype, opts.deviation, opts.compiled_chunk, mesh, opts)
+    how = _How(path, mesh, opts)
     with jax.enable_x64(True) if opts.dtype == "float64" else contextlib.nullcontext():
         cat, fixed, steps, mask_sum = _run(call, how, progress=progress)
         if how.deviation and opts.dtype == "float32" and call.loss != "custom":  # (custom: nothing to key a re-run on)
@@ -574,7 +589,8 @@ def _refine(cat: dict, fixed: dict, call: _Call, how: _How) -> None:
         K=max(len(v) for v in sub),
     )
     with jax.enable_x64(True):
-        fine, _, _, _ = _run(again, how._replace(chunk=_REFINE_CHUNK, dtype=jnp.float64), pad=True, hb=hb)
+        x64 = how._replace(options=how.options.replace(compiled_chunk=_REFINE_CHUNK, dtype="float64"))
+        fine, _, _, _ = _run(again, x64, pad=True, hb=hb)
     for j, i in enumerate(sel):
         for name in cat:
             if name in fine:
