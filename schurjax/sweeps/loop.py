@@ -227,7 +227,6 @@ class _ChunkEvaluator:
 
     def __init__(self, plans: Sequence[ModelPlan], config: SweepConfig, batches: SharedBatches, devices: Any = "all"):
         self.plans, self.config, self.shared, self.devices = plans, config, batches, devices
-        self.trials, self.batches = batches.trials, batches.batches
         self.paths: dict[tuple[int, int, int], str] = {}
 
     def batch(self, i: int) -> Any:
@@ -244,7 +243,7 @@ class _ChunkEvaluator:
         from schurjax.tasks.ngym import NeuroGymTask
 
         task = self.plans[i].spec.task
-        if self.trials is not None or (
+        if self.shared.trials is not None or (
             type(task).__module__.startswith("schurjax.") and not isinstance(task, NeuroGymTask)
         ):
             return {}
@@ -259,8 +258,7 @@ class _ChunkEvaluator:
     def __call__(self, i: int, a: int, b: int) -> dict[str, Any]:
         p, config = self.plans[i], self.config
         task = p.spec.task
-        ident = task_identity(task)
-        self.batch(i)
+        batch = self.batch(i)
         seg = p.segment_of(a)
         if (i, *seg) not in self.paths:  # chosen from the whole segment, so results don't depend on chunk_size
             self.paths[i, *seg] = engine.choose_path(p.variants[seg[0] : seg[1]].max_nnz, int(p.sf.n))
@@ -268,7 +266,7 @@ class _ChunkEvaluator:
             p.spec.model,
             p.sf,
             p.variants[np.arange(a, b, dtype=np.int64)],  # the engine pads short chunks itself (zero edits)
-            self.batches[ident],
+            batch,
             task=task,
             options=config.engine_options(path=self.paths[i, *seg], devices=self.devices),
         )
@@ -289,7 +287,7 @@ class _ChunkEvaluator:
                 p.sf,
                 p.variants[np.arange(a, b, dtype=np.int64)],
                 key=fixed_point_key(config.seed, p.spec.id),
-                batch=self.batches[ident],
+                batch=batch,
             )
             for name in FIXED_POINT_COLUMNS:
                 payload[name] = np.asarray(cols[name], dtype=np.float64).tolist()
